@@ -1,0 +1,142 @@
+//! Compression formats recognised by their magic bytes, never by file name: an archive named
+//! `rootfs.tar.gz` that is really zstd still unpacks.
+
+use std::fmt;
+use std::io::{self, BufRead, Read};
+
+/// A stream compression format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+    Xz,
+}
+
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0x00];
+
+impl Compression {
+    /// Recognise a format from the first bytes of a stream (six are enough for all formats).
+    pub fn detect(head: &[u8]) -> Compression {
+        if head.starts_with(GZIP_MAGIC) {
+            Compression::Gzip
+        } else if head.starts_with(ZSTD_MAGIC) {
+            Compression::Zstd
+        } else if head.starts_with(XZ_MAGIC) {
+            Compression::Xz
+        } else {
+            Compression::None
+        }
+    }
+
+    /// Peek at a buffered stream without consuming anything.
+    pub fn sniff<R: BufRead>(reader: &mut R) -> io::Result<Compression> {
+        Ok(Compression::detect(reader.fill_buf()?))
+    }
+
+    /// The usual file-name suffix, without the dot (`""` for uncompressed).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => "gz",
+            Compression::Zstd => "zst",
+            Compression::Xz => "xz",
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compression::None => "uncompressed",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::Xz => "xz",
+        })
+    }
+}
+
+/// Wrap `reader` in the decoder its magic bytes call for; uncompressed data passes through.
+pub fn decoder<'a, R: BufRead + 'a>(mut reader: R) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
+    let format = Compression::sniff(&mut reader)?;
+    let decoded: Box<dyn Read + 'a> = match format {
+        Compression::None => Box::new(reader),
+        // MultiGzDecoder: `cat a.gz b.gz` is a valid gzip stream and tools produce it.
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
+        Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(reader)),
+    };
+    Ok((format, decoded))
+}
+
+/// Decode a whole in-memory buffer (kernel modules are small and loaded whole).
+pub fn decode_all(data: &[u8]) -> io::Result<Vec<u8>> {
+    let (format, mut decoded) = decoder(data)?;
+    if format == Compression::None {
+        return Ok(data.to_vec());
+    }
+    let mut out = Vec::with_capacity(data.len() * 3);
+    decoded.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const TEXT: &[u8] = b"the bootkit unpacks this text whatever the compression\n";
+
+    fn roundtrip(compressed: Vec<u8>, expected: Compression) {
+        let (format, mut reader) = decoder(&compressed[..]).expect("decoder");
+        assert_eq!(format, expected);
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).expect("decode");
+        assert_eq!(out, TEXT);
+        assert_eq!(decode_all(&compressed).expect("decode_all"), TEXT);
+    }
+
+    #[test]
+    fn gzip_is_recognised_and_decoded() {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(TEXT).unwrap();
+        roundtrip(enc.finish().unwrap(), Compression::Gzip);
+    }
+
+    #[test]
+    fn concatenated_gzip_members_decode_as_one_stream() {
+        let half = TEXT.len() / 2;
+        let mut data = Vec::new();
+        for part in [&TEXT[..half], &TEXT[half..]] {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(part).unwrap();
+            data.extend(enc.finish().unwrap());
+        }
+        roundtrip(data, Compression::Gzip);
+    }
+
+    #[test]
+    fn zstd_is_recognised_and_decoded() {
+        roundtrip(zstd::encode_all(TEXT, 3).unwrap(), Compression::Zstd);
+    }
+
+    #[test]
+    fn xz_is_recognised_and_decoded() {
+        let mut enc = liblzma::write::XzEncoder::new(Vec::new(), 1);
+        enc.write_all(TEXT).unwrap();
+        roundtrip(enc.finish().unwrap(), Compression::Xz);
+    }
+
+    #[test]
+    fn plain_data_passes_through() {
+        roundtrip(TEXT.to_vec(), Compression::None);
+    }
+
+    #[test]
+    fn short_and_empty_input_is_uncompressed() {
+        assert_eq!(Compression::detect(&[]), Compression::None);
+        assert_eq!(Compression::detect(&[0x1f]), Compression::None);
+    }
+}

@@ -1,0 +1,7 @@
+//! Code that both sides of the bootkit need: the builder writes what the init reads.
+//!
+//! - [`compress`]: recognise gzip, zstd and xz streams by their magic bytes and decode them.
+//! - [`kmod`]: kernel module names, `modules.dep` / `modules.builtin` indexes and dependency order.
+
+pub mod compress;
+pub mod kmod;

@@ -1,0 +1,88 @@
+//! Every line the init and its services log: on the console (stdout, which is /dev/console)
+//! with the time since boot and its source, and in the kernel log (/dev/kmsg) with a stage tag.
+//!
+//! Lines go to /dev/kmsg at debug level so that the kernel does not echo them to the console a
+//! second time unless the user asked for debug output.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Error,
+    Warn,
+    Info,
+}
+
+impl Level {
+    fn tag(self) -> &'static str {
+        match self {
+            Level::Error => "error: ",
+            Level::Warn => "warning: ",
+            Level::Info => "",
+        }
+    }
+}
+
+struct Sinks {
+    kmsg: Option<File>,
+}
+
+static SINKS: Mutex<Sinks> = Mutex::new(Sinks { kmsg: None });
+
+/// Start copying lines to /dev/kmsg (once devtmpfs is mounted). Failing to open it is not an
+/// error: the console still gets every line.
+pub fn open_kmsg() {
+    let kmsg = OpenOptions::new().write(true).open("/dev/kmsg").ok();
+    if let Ok(mut sinks) = SINKS.lock() {
+        sinks.kmsg = kmsg;
+    }
+}
+
+/// Seconds since boot, the kernel's own clock for its log, so our lines and dmesg line up.
+pub fn uptime_seconds() -> f64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    now.tv_sec as f64 + now.tv_nsec as f64 / 1e9
+}
+
+/// Log one line from `source` (a stage such as `rootfs`, or a service name).
+pub fn line(level: Level, source: &str, message: &str) {
+    let console = format!(
+        "[{:>10.6}] {source}: {}{message}\n",
+        uptime_seconds(),
+        level.tag()
+    );
+    // A poisoned lock only means another thread panicked mid-line; logging must go on.
+    let mut sinks = SINKS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(console.as_bytes());
+    let _ = stdout.flush();
+    if let Some(kmsg) = sinks.kmsg.as_mut() {
+        let _ = kmsg.write_all(format!("<7>bootkit[{source}]: {}{message}\n", level.tag()).as_bytes());
+    }
+}
+
+/// `info!("rootfs", "unpacked {} files", n)`
+#[macro_export]
+macro_rules! info {
+    ($source:expr, $($arg:tt)*) => {
+        $crate::log::line($crate::log::Level::Info, $source, &format!($($arg)*))
+    };
+}
+
+/// `warn!("modules", "module {name} not found")`
+#[macro_export]
+macro_rules! warn {
+    ($source:expr, $($arg:tt)*) => {
+        $crate::log::line($crate::log::Level::Warn, $source, &format!($($arg)*))
+    };
+}
+
+/// `error!("rootfs", "...")`
+#[macro_export]
+macro_rules! error {
+    ($source:expr, $($arg:tt)*) => {
+        $crate::log::line($crate::log::Level::Error, $source, &format!($($arg)*))
+    };
+}
