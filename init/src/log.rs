@@ -54,12 +54,15 @@ pub fn line(level: Level, source: &str, message: &str) {
         level.tag()
     );
     // A poisoned lock only means another thread panicked mid-line; logging must go on.
-    let mut sinks = SINKS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut sinks = SINKS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(console.as_bytes());
     let _ = stdout.flush();
     if let Some(kmsg) = sinks.kmsg.as_mut() {
-        let _ = kmsg.write_all(format!("<7>bootkit[{source}]: {}{message}\n", level.tag()).as_bytes());
+        let _ =
+            kmsg.write_all(format!("<7>bootkit[{source}]: {}{message}\n", level.tag()).as_bytes());
     }
 }
 

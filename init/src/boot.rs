@@ -1,0 +1,289 @@
+//! The boot sequence of PID 1, stage by stage: early mounts, kernel command line, modules, root
+//! filesystem in RAM, switch_root, then the supervisor until the machine goes down.
+
+use std::ffi::CString;
+use std::fs;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::cmdline::{Cmdline, Mode};
+use crate::fatal::{self, Fatal};
+use crate::power::{self, PowerAction};
+use crate::{modules, mounts, rootfs, shell, supervisor};
+
+/// Where the tmpfs root is mounted before switch_root.
+const NEWROOT: &str = "/newroot";
+/// Service definitions inside the rootfs.
+const SERVICES_DIR: &str = "/etc/bootkit/services";
+/// Modules the image config asks for, written by the builder into the initramfs.
+const MODULES_LOAD_DIR: &str = "/etc/modules-load.d";
+
+/// Milliseconds spent in each stage, for the ready line.
+#[derive(Debug, Default, Clone, Copy)]
+struct StageTimes {
+    mounts: Duration,
+    modules: Duration,
+    rootfs: Duration,
+    services: Duration,
+}
+
+/// PID 1's main. Never returns.
+pub fn run() -> ! {
+    let started = Instant::now();
+    // First, before any thread exists, so every thread inherits the mask.
+    let signals = supervisor::block_signals();
+    // SAFETY: still single-threaded; the kernel starts init with no PATH at all.
+    unsafe { std::env::set_var("PATH", "/usr/sbin:/usr/bin:/sbin:/bin") };
+
+    let mounts_started = Instant::now();
+    let mounted = mounts::setup_early();
+    if let Err(err) = mounts::attach_console() {
+        crate::warn!(
+            "init",
+            "cannot open /dev/console: {err}; logging to what the kernel gave"
+        );
+    }
+    crate::log::open_kmsg();
+    let mount_report = match mounted {
+        Ok(report) => report,
+        Err(err) => fatal::handle(
+            &Fatal::new(
+                "cannot set up the early filesystems",
+                &err,
+                "the kernel needs proc, sysfs, devtmpfs and tmpfs built in (bootkit-build check-kernel)",
+            ),
+            crate::cmdline::OnError::Shell,
+            crate::cmdline::DEFAULT_ERROR_DELAY,
+        ),
+    };
+    let mut times = StageTimes {
+        mounts: mounts_started.elapsed(),
+        ..StageTimes::default()
+    };
+    for skipped in &mount_report.skipped {
+        crate::warn!("mounts", "optional mount skipped: {skipped}");
+    }
+
+    let cmdline = read_cmdline();
+    crate::info!(
+        "bootkit",
+        "starting in {} mode (on_error={})",
+        cmdline.mode.as_str(),
+        cmdline.on_error.as_str()
+    );
+    if let Err(err) = signals {
+        crate::warn!("init", "cannot block signals for the supervisor: {err}");
+    }
+    power::disable_ctrl_alt_del();
+
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| stages(&cmdline, started, &mut times)));
+    let fatal = match outcome {
+        Ok(Ok(action)) => power::finish(action),
+        Ok(Err(fatal)) => fatal,
+        Err(panic) => Fatal::new(
+            "the init crashed",
+            panic_message(&panic),
+            "this is a bug in the bootkit: report it with the console output above",
+        ),
+    };
+    fatal::handle(&fatal, cmdline.on_error, cmdline.on_error_delay)
+}
+
+fn read_cmdline() -> Cmdline {
+    let text = fs::read_to_string("/proc/cmdline").unwrap_or_else(|err| {
+        crate::warn!(
+            "cmdline",
+            "cannot read /proc/cmdline: {err}; using defaults"
+        );
+        String::new()
+    });
+    let cmdline = Cmdline::parse(&text);
+    for warning in &cmdline.warnings {
+        crate::warn!("cmdline", "{warning}");
+    }
+    cmdline
+}
+
+/// Everything after the early mounts; returns the power action the supervisor was asked for.
+fn stages(
+    cmdline: &Cmdline,
+    started: Instant,
+    times: &mut StageTimes,
+) -> Result<PowerAction, Fatal> {
+    let stage = Instant::now();
+    load_modules(cmdline);
+    times.modules = stage.elapsed();
+
+    let stage = Instant::now();
+    prepare_root(cmdline)?;
+    times.rootfs = stage.elapsed();
+
+    if let Some(init) = &cmdline.init {
+        exec_rootfs_init(init, cmdline);
+    }
+    if cmdline.mode == Mode::Shell {
+        start_mode_shell();
+    }
+
+    let stage = Instant::now();
+    let config = supervisor::Config {
+        services_dir: SERVICES_DIR.into(),
+        mode: cmdline.mode.as_str().to_string(),
+        env: cmdline.env.clone(),
+    };
+    let mut on_ready = |report: &supervisor::ReadyReport| {
+        times.services = stage.elapsed();
+        crate::info!(
+            "bootkit",
+            "ready in {} ms (mounts {}, modules {}, rootfs {}, services {}); {} services",
+            started.elapsed().as_millis(),
+            times.mounts.as_millis(),
+            times.modules.as_millis(),
+            times.rootfs.as_millis(),
+            times.services.as_millis(),
+            report.services
+        );
+    };
+    supervisor::run(config, &mut on_ready).map_err(|err| {
+        Fatal::new(
+            "the service supervisor stopped",
+            err,
+            format!("the service definitions in {SERVICES_DIR}"),
+        )
+    })
+}
+
+fn load_modules(cmdline: &Cmdline) {
+    let mut names = modules::names_from_conf_dir(Path::new(MODULES_LOAD_DIR));
+    names.extend(cmdline.modules_load.iter().cloned());
+    if names.is_empty() {
+        return;
+    }
+    let dir = modules::running_kernel_modules_dir();
+    let params = |name: &str| cmdline.module_params(name);
+    let report = modules::load(&dir, &names, &params);
+    for name in &report.missing {
+        crate::warn!(
+            "modules",
+            "module {name} not found in {}: add it to kernel.modules in the image config",
+            dir.display()
+        );
+    }
+    for (name, why) in &report.failed {
+        crate::warn!("modules", "module {name} not loaded: {why}");
+    }
+    crate::info!(
+        "modules",
+        "loaded {} ({}){}{}",
+        report.loaded.len(),
+        report.loaded.join(" "),
+        list_suffix("already loaded", &report.already_loaded),
+        list_suffix("built in", &report.builtin),
+    );
+}
+
+fn list_suffix(label: &str, names: &[String]) -> String {
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!("; {label}: {}", names.join(" "))
+    }
+}
+
+/// tmpfs, unpack, switch_root.
+fn prepare_root(cmdline: &Cmdline) -> Result<(), Fatal> {
+    if let Some(root) = cmdline.root.as_deref().filter(|root| *root != "tmpfs") {
+        return Err(Fatal::new(
+            format!("root={root} is not supported"),
+            "the bootkit runs its root filesystem from RAM",
+            "boot with root=tmpfs, or without root=",
+        ));
+    }
+    let newroot = Path::new(NEWROOT);
+    rootfs::mount_tmpfs(newroot, cmdline.rootflags.as_deref()).map_err(|err| {
+        Fatal::new(
+            format!("cannot mount the tmpfs root on {NEWROOT}"),
+            err,
+            "rootflags= on the kernel command line (e.g. rootflags=mode=0755,size=1G)",
+        )
+    })?;
+    let archive = rootfs::find_archive(cmdline.rootfs.as_deref()).map_err(|err| {
+        Fatal::new(
+            "no rootfs archive in the initramfs",
+            err,
+            "the initramfs was built with a rootfs (bootkit-build inspect INITRAMFS), or bootkit.rootfs= names it",
+        )
+    })?;
+    let stats = rootfs::unpack(&archive, newroot).map_err(|err| {
+        Fatal::new(
+            format!("cannot unpack the rootfs archive {}", archive.display()),
+            err,
+            "the archive (bootkit-build inspect INITRAMFS) and the RAM given to the machine",
+        )
+    })?;
+    crate::info!(
+        "rootfs",
+        "unpacked {} ({}): {} entries, {} MiB",
+        archive.display(),
+        stats.format,
+        stats.entries,
+        stats.bytes / (1024 * 1024)
+    );
+    rootfs::switch_root(newroot).map_err(|err| {
+        Fatal::new(
+            "cannot switch to the new root",
+            err,
+            "that the initramfs is a real initramfs (the init must run as /init of it)",
+        )
+    })
+}
+
+/// `init=`: hand the machine to the rootfs's own init. Returns only if exec failed, after
+/// reporting why; the supervisor then takes over.
+fn exec_rootfs_init(init: &str, cmdline: &Cmdline) {
+    crate::info!("bootkit", "init={init}: handing over to it");
+    let Ok(program) = CString::new(init) else {
+        crate::error!(
+            "bootkit",
+            "init={init:?} contains a NUL byte; supervising instead"
+        );
+        return;
+    };
+    let env: Vec<CString> = cmdline
+        .env
+        .iter()
+        .filter_map(|(key, value)| CString::new(format!("{key}={value}")).ok())
+        .collect();
+    let Err(err) = nix::unistd::execve(&program, std::slice::from_ref(&program), &env);
+    crate::error!(
+        "bootkit",
+        "cannot exec init={init}: {err}; supervising instead"
+    );
+}
+
+fn start_mode_shell() {
+    if !shell::available() {
+        crate::warn!(
+            "bootkit",
+            "bootkit.mode=shell but the image has no {}",
+            shell::SHELL
+        );
+        return;
+    }
+    // The supervisor reaps it like any orphan; the child handle is not needed.
+    match shell::spawn_on_console() {
+        Ok(child) => crate::info!("bootkit", "shell on the console (pid {})", child.id()),
+        Err(err) => crate::warn!("bootkit", "cannot start the shell: {err}"),
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        text.to_string()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
