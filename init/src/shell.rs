@@ -18,9 +18,11 @@ pub fn available() -> bool {
 pub fn spawn_on_console() -> io::Result<Child> {
     let mut command = Command::new(SHELL);
     command.arg("-l").env("PS1", "bootkit# ");
-    // SAFETY: setsid and ioctl are async-signal-safe and touch only the child's own state.
+    // SAFETY: only async-signal-safe calls, touching only the child's own state.
     unsafe {
         command.pre_exec(|| {
+            // PID 1 blocks the signals its supervisor waits for; the shell must not inherit that.
+            crate::supervisor::reset_signals_in_child()?;
             libc::setsid();
             libc::ioctl(0, libc::TIOCSCTTY, 1);
             Ok(())
