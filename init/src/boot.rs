@@ -215,21 +215,13 @@ fn prepare_root(cmdline: &Cmdline) -> Result<(), Fatal> {
             "the initramfs was built with a rootfs (bootkit-build inspect INITRAMFS), or bootkit.rootfs= names it",
         )
     })?;
-    let stats = rootfs::unpack(&archive, newroot).map_err(|err| {
+    rootfs::unpack(&archive, newroot).map_err(|err| {
         Fatal::new(
             format!("cannot unpack the rootfs archive {}", archive.display()),
             err,
             "the archive (bootkit-build inspect INITRAMFS) and the RAM given to the machine",
         )
     })?;
-    crate::info!(
-        "rootfs",
-        "unpacked {} ({}): {} entries, {} MiB",
-        archive.display(),
-        stats.format,
-        stats.entries,
-        stats.bytes / (1024 * 1024)
-    );
     rootfs::switch_root(newroot).map_err(|err| {
         Fatal::new(
             "cannot switch to the new root",
