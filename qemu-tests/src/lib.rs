@@ -1,1 +1,39 @@
-//! QEMU test harness.
+//! QEMU test harness: boots a `vmlinuz` + `initramfs` pair in
+//! `qemu-system-x86_64` with the serial console on a pipe, waits for console
+//! markers with deadlines, types into the console, and always kills QEMU.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use qemu_tests::{TestImage, Vm, VmConfig};
+//!
+//! # fn main() -> qemu_tests::Result<()> {
+//! let image = TestImage::load()?; // out/qemu-test from scripts/build-bootkit.sh
+//! let mut vm = Vm::boot(
+//!     VmConfig::new("boot_to_ready", &image.kernel, &image.initrd)
+//!         .append(&image.cmdline)
+//!         .user_net(),
+//! )?;
+//! vm.wait_for("bootkit: ready", Duration::from_secs(120))?;
+//! # Ok(()) }
+//! ```
+//!
+//! Environment: `BOOTKIT_QEMU_ACCEL=kvm` (default TCG), `BOOTKIT_QEMU`
+//! (QEMU program), `BOOTKIT_QEMU_JOBS` (VMs at once), and
+//! `BOOTKIT_TEST_TIMEOUT_SCALE` (multiplies every timeout).
+
+mod console;
+pub mod error;
+pub mod initramfs;
+pub mod kernel;
+pub mod paths;
+mod slots;
+pub mod vm;
+
+pub use error::{Error, Result};
+pub use initramfs::{CpioEntry, EntryKind, append_files, append_segment, read_newc, write_newc};
+pub use kernel::debian_vmlinuz;
+pub use paths::{
+    TestImage, builder_binary, init_binary, kernel_deb, repo_root, require, require_init_binary,
+    require_kernel_deb, target_dir, test_image_dir,
+};
+pub use vm::{Accel, Vm, VmConfig, log_path, scaled};

@@ -49,10 +49,11 @@ pub fn unpack(archive_path: &Path, target: &Path) -> Result<UnpackStats, RootfsE
     let stats = unpacker.stats();
     crate::info!(
         "rootfs",
-        "unpacked {} entries, {} of file data from {} of archive",
+        "unpacked {} entries, {} of file data from {} of {} archive",
         stats.entries,
         human_bytes(stats.bytes),
-        human_bytes(stats.archive_size)
+        human_bytes(stats.archive_size),
+        stats.format
     );
     Ok(stats)
 }
