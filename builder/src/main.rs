@@ -8,7 +8,11 @@ use bootkit_builder::{ImageConfig, Progress, build_with, check_kernel, inspect};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "bootkit-build", version, about = "Build, inspect and check bootkit images")]
+#[command(
+    name = "bootkit-build",
+    version,
+    about = "Build, inspect and check bootkit images"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -1,0 +1,380 @@
+//! The image config: what goes into a bootkit image.
+//!
+//! An image config is a TOML file. Every relative path in it is resolved against the
+//! directory of the config file itself (not the current directory), so a config builds the
+//! same image wherever `bootkit-build` runs from. Unknown keys are errors: a typo must not
+//! silently drop a file from the image.
+//!
+//! ```toml
+//! [kernel]
+//! # Either a Debian kernel package (read natively, never installed on the host) ...
+//! deb = "../.cache/kernel/linux-image-amd64.deb"
+//! # ... or a directory holding `vmlinuz` + `lib/modules/<version>/`, or
+//! # `boot/vmlinuz-<version>` + `lib/modules/<version>/` (or `usr/lib/modules/<version>/`).
+//! # dir = "path/to/kernel"
+//! # Modules put into the initramfs with everything they depend on, and loaded at boot
+//! # (listed in /etc/modules-load.d/bootkit.conf). Built-in ones are noted and skipped.
+//! modules = ["virtio_pci", "virtio_net", "virtio_blk", "nbd"]
+//!
+//! [init]
+//! # The init binary: /init in the initramfs and /usr/bin/bootkit in the rootfs.
+//! binary = "../target/x86_64-unknown-linux-gnu/release/bootkit"
+//! # Symlinks /usr/sbin/<name> -> /usr/bin/bootkit in the rootfs (multicall applets).
+//! applets = ["poweroff", "reboot", "halt"]
+//!
+//! [rootfs]
+//! # Optional: an existing rootfs tarball (gzip, zstd, xz or plain; detected by magic).
+//! # Entries below ./boot and ./tmp are dropped, as EMT's generate-bootkit-initramfs.sh does;
+//! # the other entries keep their own metadata.
+//! archive = "path/to/rootfs.tar.gz"
+//! # Optional: a directory of service definitions (*.toml) -> /etc/bootkit/services/.
+//! services = "qemu-test/services"
+//!
+//! # Host programs, copied with the shared libraries they need (ELF interpreter + DT_NEEDED).
+//! [[rootfs.programs]]
+//! src = "/bin/busybox"
+//! dest = "/bin/busybox"                 # optional, defaults to src
+//! links = ["sh", "echo", "cat"]         # optional symlinks next to dest, pointing at it
+//!
+//! # Host directories copied recursively (files, directories, symlinks).
+//! [[rootfs.directories]]
+//! src = "files"
+//! dest = "/"
+//!
+//! # Files injected last, over everything else (proxy config, environment file, CA certs).
+//! [[overlay]]
+//! dest = "/etc/environment"
+//! content = "http_proxy=http://proxy:3128\n"   # or src = "file"
+//! mode = 0o644                                  # optional (default: 0o644, or src's mode)
+//!
+//! [initramfs]
+//! # Optional extra programs in the initramfs itself (an emergency shell before the rootfs
+//! # exists); same fields as rootfs.programs.
+//! programs = [{ src = "/bin/busybox", links = ["sh"] }]
+//!
+//! [compression]
+//! initramfs = "zstd"   # zstd (default) | gzip | none
+//! rootfs = "zstd"      # zstd (default) | gzip | none
+//!
+//! # The kernel command line, written to <out>/cmdline.
+//! cmdline = "console=ttyS0 root=tmpfs rootflags=mode=0755 quiet"
+//! ```
+//!
+//! Note that TOML puts top-level keys (`cmdline`) before the first table, or they belong
+//! to that table: write `cmdline = ...` at the top of the file.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::BuildError;
+
+/// A whole image config. Build one in code or read it with [`ImageConfig::load`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    pub kernel: KernelConfig,
+    pub init: InitConfig,
+    #[serde(default)]
+    pub rootfs: RootfsConfig,
+    #[serde(default)]
+    pub overlay: Vec<Overlay>,
+    #[serde(default)]
+    pub initramfs: InitramfsConfig,
+    #[serde(default)]
+    pub compression: CompressionConfig,
+    /// The kernel command line.
+    #[serde(default)]
+    pub cmdline: String,
+    /// Where the config was read from (for the manifest); not part of the TOML.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// Where the kernel comes from, and which modules to ship.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelConfig {
+    /// A Debian `linux-image-*.deb`.
+    pub deb: Option<PathBuf>,
+    /// A kernel directory (see the module docs for the layouts accepted).
+    pub dir: Option<PathBuf>,
+    #[serde(default)]
+    pub modules: Vec<String>,
+}
+
+/// The kernel source once `deb` / `dir` have been checked: exactly one of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelSource {
+    Deb(PathBuf),
+    Dir(PathBuf),
+}
+
+impl KernelConfig {
+    pub fn source(&self) -> Result<KernelSource, BuildError> {
+        match (&self.deb, &self.dir) {
+            (Some(deb), None) => Ok(KernelSource::Deb(deb.clone())),
+            (None, Some(dir)) => Ok(KernelSource::Dir(dir.clone())),
+            _ => Err(BuildError::Config(
+                "[kernel] needs exactly one of `deb` (a linux-image .deb) or `dir` (a kernel directory)"
+                    .into(),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitConfig {
+    /// The init binary: `/init` in the initramfs, `/usr/bin/bootkit` in the rootfs.
+    pub binary: PathBuf,
+    /// Names linked as `/usr/sbin/<name>` -> `/usr/bin/bootkit` in the rootfs.
+    #[serde(default)]
+    pub applets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootfsConfig {
+    /// An existing rootfs tarball to start from.
+    pub archive: Option<PathBuf>,
+    #[serde(default)]
+    pub programs: Vec<Program>,
+    #[serde(default)]
+    pub directories: Vec<Directory>,
+    /// A directory of `*.toml` service definitions, installed in `/etc/bootkit/services/`.
+    pub services: Option<PathBuf>,
+}
+
+/// A host program copied with its shared libraries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Program {
+    pub src: PathBuf,
+    /// Absolute path in the image; defaults to `src`.
+    pub dest: Option<String>,
+    /// Symlinks created in dest's directory, pointing at dest (busybox applets).
+    #[serde(default)]
+    pub links: Vec<String>,
+}
+
+/// A host directory copied recursively.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Directory {
+    pub src: PathBuf,
+    pub dest: String,
+}
+
+/// A file injected into the rootfs after everything else.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overlay {
+    pub dest: String,
+    pub src: Option<PathBuf>,
+    pub content: Option<String>,
+    pub mode: Option<u32>,
+}
+
+impl Overlay {
+    /// An overlay with inline content (what tests and callers usually want).
+    pub fn inline(dest: &str, content: &str) -> Overlay {
+        Overlay {
+            dest: dest.to_string(),
+            content: Some(content.to_string()),
+            ..Overlay::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitramfsConfig {
+    #[serde(default)]
+    pub programs: Vec<Program>,
+}
+
+/// A compression choice for an output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressionKind {
+    #[default]
+    Zstd,
+    Gzip,
+    None,
+}
+
+impl CompressionKind {
+    /// The suffix of a tar archive in this compression (`tar.zst`, `tar.gz`, `tar`).
+    pub fn tar_name(self) -> &'static str {
+        match self {
+            CompressionKind::Zstd => "rootfs.tar.zst",
+            CompressionKind::Gzip => "rootfs.tar.gz",
+            CompressionKind::None => "rootfs.tar",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionConfig {
+    #[serde(default)]
+    pub initramfs: CompressionKind,
+    #[serde(default)]
+    pub rootfs: CompressionKind,
+}
+
+impl ImageConfig {
+    /// Read a config file and resolve its relative paths against the file's directory.
+    pub fn load(path: &Path) -> Result<ImageConfig, BuildError> {
+        let text = fs::read_to_string(path).map_err(BuildError::io(format!(
+            "read image config {}",
+            path.display()
+        )))?;
+        let mut config = ImageConfig::parse(&text).map_err(|err| match err {
+            BuildError::Config(reason) => {
+                BuildError::Config(format!("{}: {reason}", path.display()))
+            }
+            other => other,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Parse config text; paths stay as written.
+    pub fn parse(text: &str) -> Result<ImageConfig, BuildError> {
+        toml::from_str(text).map_err(|err| BuildError::Config(err.to_string()))
+    }
+
+    /// Make every relative host path absolute-ish by joining it to `base`. Image paths
+    /// (`dest`) are never touched: they are paths inside the image.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let join = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        };
+        self.kernel.deb.iter_mut().for_each(join);
+        self.kernel.dir.iter_mut().for_each(join);
+        join(&mut self.init.binary);
+        self.rootfs.archive.iter_mut().for_each(join);
+        self.rootfs.services.iter_mut().for_each(join);
+        for program in self
+            .rootfs
+            .programs
+            .iter_mut()
+            .chain(self.initramfs.programs.iter_mut())
+        {
+            join(&mut program.src);
+        }
+        for dir in &mut self.rootfs.directories {
+            join(&mut dir.src);
+        }
+        for overlay in &mut self.overlay {
+            overlay.src.iter_mut().for_each(join);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+cmdline = "console=ttyS0 quiet"
+[kernel]
+deb = "../.cache/kernel/linux-image-amd64.deb"
+modules = ["virtio_net", "nbd"]
+[init]
+binary = "/abs/bootkit"
+applets = ["poweroff"]
+[rootfs]
+archive = "rootfs.tar.gz"
+services = "svc"
+[[rootfs.programs]]
+src = "/bin/busybox"
+links = ["sh"]
+[[rootfs.directories]]
+src = "files"
+dest = "/"
+[[overlay]]
+dest = "/etc/environment"
+content = "A=b\n"
+mode = 0o600
+[[overlay]]
+dest = "/etc/ca.pem"
+src = "ca.pem"
+[initramfs]
+programs = [{ src = "/bin/busybox", links = ["sh"] }]
+[compression]
+initramfs = "gzip"
+rootfs = "none"
+"#;
+
+    #[test]
+    fn parses_every_section() {
+        let config = ImageConfig::parse(SAMPLE).expect("parse");
+        assert_eq!(config.kernel.modules, ["virtio_net", "nbd"]);
+        assert_eq!(config.init.applets, ["poweroff"]);
+        assert_eq!(config.rootfs.programs[0].links, ["sh"]);
+        assert_eq!(config.overlay[0].mode, Some(0o600));
+        assert_eq!(config.overlay[0].content.as_deref(), Some("A=b\n"));
+        assert_eq!(config.initramfs.programs.len(), 1);
+        assert_eq!(config.compression.initramfs, CompressionKind::Gzip);
+        assert_eq!(config.compression.rootfs, CompressionKind::None);
+        assert_eq!(config.cmdline, "console=ttyS0 quiet");
+    }
+
+    #[test]
+    fn compression_defaults_to_zstd() {
+        let config =
+            ImageConfig::parse("[kernel]\ndir = \"k\"\n[init]\nbinary = \"b\"\n").expect("parse");
+        assert_eq!(config.compression.initramfs, CompressionKind::Zstd);
+        assert_eq!(config.compression.rootfs, CompressionKind::Zstd);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        let text = "[kernel]\ndir = \"k\"\nmodulez = []\n[init]\nbinary = \"b\"\n";
+        let err = ImageConfig::parse(text).expect_err("unknown key must fail");
+        assert!(err.to_string().contains("modulez"), "{err}");
+        let text = "[kernel]\ndir = \"k\"\n[init]\nbinary = \"b\"\n[[overlay]]\ndest = \"/x\"\nsource = \"y\"\n";
+        let err = ImageConfig::parse(text).expect_err("unknown overlay key must fail");
+        assert!(err.to_string().contains("source"), "{err}");
+    }
+
+    #[test]
+    fn load_resolves_relative_paths_against_the_config_dir() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sub = dir.path().join("imageconfigs");
+        fs::create_dir(&sub).expect("mkdir");
+        let path = sub.join("image.toml");
+        fs::write(&path, SAMPLE).expect("write");
+        let config = ImageConfig::load(&path).expect("load");
+        assert_eq!(
+            config.kernel.deb.as_deref(),
+            Some(sub.join("../.cache/kernel/linux-image-amd64.deb").as_path())
+        );
+        assert_eq!(config.init.binary, PathBuf::from("/abs/bootkit"));
+        assert_eq!(config.rootfs.archive, Some(sub.join("rootfs.tar.gz")));
+        assert_eq!(config.rootfs.services, Some(sub.join("svc")));
+        assert_eq!(config.rootfs.directories[0].src, sub.join("files"));
+        assert_eq!(config.rootfs.directories[0].dest, "/");
+        assert_eq!(config.overlay[1].src, Some(sub.join("ca.pem")));
+        assert_eq!(config.source.as_deref(), Some(path.as_path()));
+    }
+
+    #[test]
+    fn kernel_needs_exactly_one_source() {
+        let both = KernelConfig {
+            deb: Some("a.deb".into()),
+            dir: Some("k".into()),
+            modules: vec![],
+        };
+        assert!(both.source().is_err());
+        assert!(KernelConfig::default().source().is_err());
+    }
+}

@@ -1,0 +1,103 @@
+//! The initramfs layout the init expects (changing it means changing the init):
+//!
+//! ```text
+//! /init                                  the init binary (0755)
+//! /rootfs.tar.zst | .tar.gz | .tar       the rootfs archive (name by its compression)
+//! /lib/modules/<version>/<path>.ko*      the selected modules at their usual paths
+//! /lib/modules/<version>/modules.dep     depmod format, for the subset
+//! /lib/modules/<version>/modules.alias   from the subset's modinfo alias= fields
+//! /lib/modules/<version>/modules.builtin the kernel's, whole
+//! /lib/modules/<version>/modules.order   the subset, in the kernel's order
+//! /etc/modules-load.d/bootkit.conf       [kernel] modules, one per line
+//! /dev/console                           char 5:1, so the kernel can open the console
+//!                                        before devtmpfs is mounted
+//! /dev /proc /sys /run /newroot          empty mount points
+//! + [initramfs] programs and their libraries
+//! ```
+
+use std::path::Path;
+
+use crate::config::ImageConfig;
+use crate::error::Result;
+use crate::modules::ModuleSet;
+use crate::rootfs::add_program;
+use crate::tree::{Source, Tree};
+
+pub const MODULES_LOAD_CONF: &str = "/etc/modules-load.d/bootkit.conf";
+
+/// The rootfs archive as it goes into the initramfs.
+pub struct RootfsArchive {
+    /// `rootfs.tar.zst`, `rootfs.tar.gz` or `rootfs.tar`.
+    pub name: &'static str,
+    pub data: Vec<u8>,
+}
+
+pub fn initramfs_tree(
+    config: &ImageConfig,
+    kernel_version: &str,
+    modules: &ModuleSet,
+    rootfs: RootfsArchive,
+) -> Result<Tree> {
+    let mut tree = Tree::new();
+    for dir in ["/dev", "/proc", "/sys", "/run", "/newroot"] {
+        tree.add_dir(dir, 0o755)?;
+    }
+    tree.add_char_device("/dev/console", 5, 1, 0o600)?;
+    for program in &config.initramfs.programs {
+        add_program(&mut tree, program)?;
+    }
+    add_modules(&mut tree, kernel_version, modules, &config.kernel.modules)?;
+    tree.add_file(
+        &format!("/{}", rootfs.name),
+        Source::Bytes(rootfs.data),
+        0o644,
+    )?;
+    // Last, so that no program can take /init's place.
+    tree.add_file("/init", Source::Host(config.init.binary.clone()), 0o755)?;
+    Ok(tree)
+}
+
+fn add_modules(
+    tree: &mut Tree,
+    version: &str,
+    modules: &ModuleSet,
+    requested: &[String],
+) -> Result<()> {
+    let base = format!("/lib/modules/{version}");
+    tree.add_dir(&base, 0o755)?;
+    for (relative, host) in &modules.files {
+        tree.add_file(
+            &format!("{base}/{relative}"),
+            Source::Host(host.clone()),
+            0o644,
+        )?;
+    }
+    for (name, text) in [
+        ("modules.dep", &modules.modules_dep),
+        ("modules.alias", &modules.modules_alias),
+        ("modules.builtin", &modules.modules_builtin),
+        ("modules.order", &modules.modules_order),
+    ] {
+        tree.add_file(
+            &format!("{base}/{name}"),
+            Source::Bytes(text.clone().into_bytes()),
+            0o644,
+        )?;
+    }
+    let mut conf = String::new();
+    for name in requested {
+        conf.push_str(name);
+        conf.push('\n');
+    }
+    tree.add_file(MODULES_LOAD_CONF, Source::Bytes(conf.into_bytes()), 0o644)?;
+    Ok(())
+}
+
+/// The init binary is the one input every image needs; say so before doing any work.
+pub fn check_init(binary: &Path) -> Result<()> {
+    if binary.is_file() {
+        Ok(())
+    } else {
+        Err(crate::rootfs::missing_init(binary))
+    }
+}

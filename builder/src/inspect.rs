@@ -1,0 +1,285 @@
+//! `inspect`: list an initramfs like lsinitrd, and the rootfs archive inside it.
+//!
+//! An initramfs may be several cpio segments back to back (an uncompressed early-microcode
+//! archive, then a compressed main one), each compressed or not; the kernel unpacks them in
+//! turn and so does this. Compression is recognised by magic bytes.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+
+use bootkit_common::compress::{Compression, decode_all, decoder};
+use cpio::newc;
+
+use crate::error::{BuildError, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub mode: u32,
+    pub size: u64,
+    pub uid: u64,
+    pub gid: u64,
+    pub name: String,
+    /// Symlink target, or `major,minor` of a device.
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// One per cpio segment: its compression and entries.
+    pub segments: Vec<(Compression, Vec<Entry>)>,
+    /// The rootfs archive found in the initramfs: its name and entries.
+    pub rootfs: Option<(String, Vec<Entry>)>,
+}
+
+pub fn inspect(path: &Path) -> Result<Listing> {
+    let data = fs::read(path).map_err(BuildError::io(format!("read {}", path.display())))?;
+    let fail = |reason: String| BuildError::Archive {
+        archive: path.to_path_buf(),
+        reason,
+    };
+    let mut listing = Listing::default();
+    let mut rest = &data[..];
+    loop {
+        // Segments are padded with zeros (to 4 or 512 bytes) between them.
+        let skip = rest.iter().take_while(|b| **b == 0).count();
+        rest = &rest[skip..];
+        if rest.is_empty() {
+            break;
+        }
+        let compression = Compression::detect(rest);
+        if compression == Compression::None {
+            let (entries, after) = read_cpio(rest, &mut listing.rootfs).map_err(fail)?;
+            listing.segments.push((compression, entries));
+            rest = after;
+        } else {
+            // The decoders read concatenated streams of one format through to the end;
+            // a compressed segment is the last one in practice.
+            let plain = decode_all(rest).map_err(|err| fail(format!("{compression}: {err}")))?;
+            let mut inner = &plain[..];
+            loop {
+                let skip = inner.iter().take_while(|b| **b == 0).count();
+                inner = &inner[skip..];
+                if inner.is_empty() {
+                    break;
+                }
+                let (entries, after) = read_cpio(inner, &mut listing.rootfs).map_err(fail)?;
+                listing.segments.push((compression, entries));
+                inner = after;
+            }
+            break;
+        }
+    }
+    Ok(listing)
+}
+
+type Rootfs = Option<(String, Vec<Entry>)>;
+
+/// Read one cpio segment up to its trailer; returns its entries and what follows it.
+fn read_cpio<'a>(
+    mut data: &'a [u8],
+    rootfs: &mut Rootfs,
+) -> Result<(Vec<Entry>, &'a [u8]), String> {
+    let mut entries = Vec::new();
+    loop {
+        let mut reader =
+            newc::Reader::new(data).map_err(|err| format!("not a newc cpio archive: {err}"))?;
+        let meta = reader.entry().clone();
+        if meta.is_trailer() {
+            data = reader.finish().map_err(|err| err.to_string())?;
+            return Ok((entries, data));
+        }
+        let kind = meta.mode() & 0o170000;
+        let mut body = Vec::new();
+        if kind == 0o120000 || is_rootfs_name(meta.name()) {
+            reader
+                .read_to_end(&mut body)
+                .map_err(|err| format!("{}: {err}", meta.name()))?;
+        }
+        let detail = match kind {
+            0o120000 => Some(String::from_utf8_lossy(&body).into_owned()),
+            0o020000 | 0o060000 => Some(format!("{},{}", meta.rdev_major(), meta.rdev_minor())),
+            _ => None,
+        };
+        if is_rootfs_name(meta.name()) {
+            let listed = list_tar(&body).map_err(|err| format!("{}: {err}", meta.name()))?;
+            *rootfs = Some((meta.name().to_string(), listed));
+        }
+        entries.push(Entry {
+            mode: meta.mode(),
+            size: u64::from(meta.file_size()),
+            uid: u64::from(meta.uid()),
+            gid: u64::from(meta.gid()),
+            name: meta.name().to_string(),
+            detail,
+        });
+        data = reader.finish().map_err(|err| err.to_string())?;
+    }
+}
+
+fn is_rootfs_name(name: &str) -> bool {
+    let name = name.trim_start_matches("./").trim_start_matches('/');
+    name.starts_with("rootfs.tar") && !name.contains('/')
+}
+
+/// List a (possibly compressed) tar archive.
+pub fn list_tar(data: &[u8]) -> std::io::Result<Vec<Entry>> {
+    let (_, reader) = decoder(data)?;
+    let mut archive = tar::Archive::new(reader);
+    let mut out = Vec::new();
+    for entry in archive.entries()? {
+        let entry = entry?;
+        let header = entry.header();
+        let kind = header.entry_type();
+        let type_bits = match kind {
+            tar::EntryType::Directory => 0o040000,
+            tar::EntryType::Symlink => 0o120000,
+            tar::EntryType::Char => 0o020000,
+            tar::EntryType::Block => 0o060000,
+            tar::EntryType::Fifo => 0o010000,
+            _ => 0o100000,
+        };
+        let detail = if kind.is_symlink() || kind.is_hard_link() {
+            entry
+                .link_name()?
+                .map(|link| link.to_string_lossy().into_owned())
+        } else if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
+            Some(format!(
+                "{},{}",
+                header.device_major()?.unwrap_or(0),
+                header.device_minor()?.unwrap_or(0)
+            ))
+        } else {
+            None
+        };
+        out.push(Entry {
+            mode: type_bits | (header.mode()? & 0o7777),
+            size: entry.size(),
+            uid: header.uid()?,
+            gid: header.gid()?,
+            name: entry.path()?.to_string_lossy().into_owned(),
+            detail,
+        });
+    }
+    Ok(out)
+}
+
+/// `drwxr-xr-x` from a full mode.
+pub fn mode_string(mode: u32) -> String {
+    let kind = match mode & 0o170000 {
+        0o040000 => 'd',
+        0o120000 => 'l',
+        0o020000 => 'c',
+        0o060000 => 'b',
+        0o010000 => 'p',
+        0o140000 => 's',
+        _ => '-',
+    };
+    let mut out = String::from(kind);
+    for (shift, special, special_char) in [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
+        let bits = (mode >> shift) & 7;
+        out.push(if bits & 4 != 0 { 'r' } else { '-' });
+        out.push(if bits & 2 != 0 { 'w' } else { '-' });
+        let exec = bits & 1 != 0;
+        out.push(match (mode & special != 0, exec) {
+            (true, true) => special_char,
+            (true, false) => special_char.to_ascii_uppercase(),
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
+    }
+    out
+}
+
+fn render_entry(out: &mut String, entry: &Entry) {
+    let _ = write!(
+        out,
+        "{} {:>5} {:>5} {:>10} {}",
+        mode_string(entry.mode),
+        entry.uid,
+        entry.gid,
+        entry.size,
+        entry.name
+    );
+    match (&entry.detail, entry.mode & 0o170000) {
+        (Some(target), 0o120000) => {
+            let _ = write!(out, " -> {target}");
+        }
+        (Some(detail), _) => {
+            let _ = write!(out, " ({detail})");
+        }
+        _ => {}
+    }
+    out.push('\n');
+}
+
+/// The listing as text, segment by segment, then the rootfs archive.
+pub fn render(listing: &Listing) -> String {
+    let mut out = String::new();
+    for (index, (compression, entries)) in listing.segments.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "# initramfs segment {} ({compression}, {} entries)",
+            index + 1,
+            entries.len()
+        );
+        for entry in entries {
+            render_entry(&mut out, entry);
+        }
+    }
+    if let Some((name, entries)) = &listing.rootfs {
+        let _ = writeln!(out, "# rootfs archive /{name} ({} entries)", entries.len());
+        for entry in entries {
+            render_entry(&mut out, entry);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::{Source, Tree};
+
+    #[test]
+    fn mode_strings_match_ls() {
+        assert_eq!(mode_string(0o040755), "drwxr-xr-x");
+        assert_eq!(mode_string(0o100644), "-rw-r--r--");
+        assert_eq!(mode_string(0o104755), "-rwsr-xr-x");
+        assert_eq!(mode_string(0o041777), "drwxrwxrwt");
+        assert_eq!(mode_string(0o120777), "lrwxrwxrwx");
+    }
+
+    #[test]
+    fn concatenated_plain_and_compressed_segments_are_all_listed() {
+        let mut early = Tree::new();
+        early
+            .add_file(
+                "/kernel/x86/microcode/GenuineIntel.bin",
+                Source::Bytes(vec![1; 10]),
+                0o644,
+            )
+            .unwrap();
+        let mut main = Tree::new();
+        main.add_file("/init", Source::Bytes(b"init".to_vec()), 0o755)
+            .unwrap();
+        let mut data = crate::cpio::write_newc(&early, Vec::new(), 0).unwrap();
+        data.resize(data.len().div_ceil(512) * 512, 0);
+        let main_cpio = crate::cpio::write_newc(&main, Vec::new(), 0).unwrap();
+        data.extend(zstd::encode_all(&main_cpio[..], 3).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("initramfs");
+        fs::write(&path, data).unwrap();
+        let listing = inspect(&path).unwrap();
+        assert_eq!(listing.segments.len(), 2);
+        assert_eq!(listing.segments[0].0, Compression::None);
+        assert_eq!(listing.segments[1].0, Compression::Zstd);
+        assert!(listing.segments[1].1.iter().any(|e| e.name == "init"));
+        let text = render(&listing);
+        assert!(
+            text.contains("-rwxr-xr-x     0     0          4 init"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,42 @@
+//! `bootkit-build` as a library: the QEMU tests build images with it directly.
+//!
+//! ```no_run
+//! use bootkit_builder::{ImageConfig, Overlay, build};
+//! let mut config = ImageConfig::load("imageconfigs/qemu-test.toml".as_ref())?;
+//! config.overlay.push(Overlay::inline("/etc/motd", "hello\n"));
+//! let out = build(&config, "out/qemu-test".as_ref())?;
+//! println!("{}", out.initramfs.display());
+//! # Ok::<(), bootkit_builder::BuildError>(())
+//! ```
+//!
+//! - [`config`]: the image config (TOML schema in its docs).
+//! - [`kernel`]: kernel directories and Debian packages (with the extraction cache).
+//! - [`modules`]: `.modinfo` parsing, the module subset and its depmod files.
+//! - [`elf`]: shared libraries of host programs.
+//! - [`tree`], [`rootfs`], [`initramfs`], [`cpio`], [`compress`]: assembling the archives.
+//! - [`manifest`], [`inspect`], [`check_kernel`], [`progress`].
+
+pub mod build;
+pub mod check_kernel;
+pub mod compress;
+pub mod config;
+pub mod cpio;
+pub mod elf;
+pub mod error;
+pub mod initramfs;
+pub mod inspect;
+pub mod kernel;
+pub mod manifest;
+pub mod modules;
+pub mod progress;
+pub mod rootfs;
+pub mod tree;
+
+pub use build::{BuildOutput, build, build_with};
+pub use config::{
+    CompressionConfig, CompressionKind, Directory, ImageConfig, InitConfig, InitramfsConfig,
+    KernelConfig, Overlay, Program, RootfsConfig,
+};
+pub use error::BuildError;
+pub use manifest::Manifest;
+pub use progress::Progress;
