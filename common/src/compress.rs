@@ -59,7 +59,9 @@ impl fmt::Display for Compression {
 }
 
 /// Wrap `reader` in the decoder its magic bytes call for; uncompressed data passes through.
-pub fn decoder<'a, R: BufRead + 'a>(mut reader: R) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
+pub fn decoder<'a, R: BufRead + 'a>(
+    mut reader: R,
+) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
     let format = Compression::sniff(&mut reader)?;
     let decoded: Box<dyn Read + 'a> = match format {
         Compression::None => Box::new(reader),

@@ -95,7 +95,10 @@ impl ModuleIndex {
 
     /// Read depmod's `modules.dep` (`path: dep-path dep-path ...`) and, when present,
     /// `modules.builtin` (one path per line).
-    pub fn parse(modules_dep: &str, modules_builtin: Option<&str>) -> Result<ModuleIndex, KmodError> {
+    pub fn parse(
+        modules_dep: &str,
+        modules_builtin: Option<&str>,
+    ) -> Result<ModuleIndex, KmodError> {
         let mut index = ModuleIndex::new();
         for (number, line) in modules_dep.lines().enumerate() {
             let line = line.trim();
@@ -256,7 +259,10 @@ kernel/drivers/virtio/virtio_pci.ko.xz: kernel/drivers/virtio/virtio_pci_legacy_
 
     #[test]
     fn names_fold_suffixes_and_dashes() {
-        assert_eq!(module_name("kernel/drivers/net/virtio_net.ko"), "virtio_net");
+        assert_eq!(
+            module_name("kernel/drivers/net/virtio_net.ko"),
+            "virtio_net"
+        );
         assert_eq!(module_name("virtio-net"), "virtio_net");
         assert_eq!(module_name("a/b/cdc-ncm.ko.zst"), "cdc_ncm");
         assert_eq!(module_name("x.ko.gz"), "x");
@@ -323,14 +329,23 @@ kernel/drivers/virtio/virtio_pci.ko.xz: kernel/drivers/virtio/virtio_pci_legacy_
     fn rendered_dep_lists_transitive_dependencies_last_loaded_first() {
         let mut index = ModuleIndex::new();
         index.insert(Module::new("kernel/net/core/failover.ko", vec![]));
-        index.insert(Module::new("kernel/drivers/net/net_failover.ko", vec!["failover".into()]));
-        index.insert(Module::new("kernel/drivers/net/virtio_net.ko", vec!["net_failover".into()]));
+        index.insert(Module::new(
+            "kernel/drivers/net/net_failover.ko",
+            vec!["failover".into()],
+        ));
+        index.insert(Module::new(
+            "kernel/drivers/net/virtio_net.ko",
+            vec!["net_failover".into()],
+        ));
         let only: BTreeSet<String> = ["virtio_net".to_string()].into();
         assert_eq!(
             index.render_dep(Some(&only)).unwrap(),
             "kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko\n"
         );
         let reparsed = ModuleIndex::parse(&index.render_dep(None).unwrap(), None).unwrap();
-        assert_eq!(reparsed.plan(&["virtio_net"]).unwrap(), index.plan(&["virtio_net"]).unwrap());
+        assert_eq!(
+            reparsed.plan(&["virtio_net"]).unwrap(),
+            index.plan(&["virtio_net"]).unwrap()
+        );
     }
 }

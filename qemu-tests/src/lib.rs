@@ -4,16 +4,14 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use qemu_tests::{TestImage, Vm, VmConfig};
+//! use qemu_tests::{Vm, VmConfig};
 //!
 //! # fn main() -> qemu_tests::Result<()> {
-//! let image = TestImage::load()?; // out/qemu-test from scripts/build-bootkit.sh
-//! let mut vm = Vm::boot(
-//!     VmConfig::new("boot_to_ready", &image.kernel, &image.initrd)
-//!         .append(&image.cmdline)
-//!         .user_net(),
-//! )?;
-//! vm.wait_for("bootkit: ready", Duration::from_secs(120))?;
+//! // out/qemu-test from scripts/build-bootkit.sh, its cmdline, a virtio NIC.
+//! let mut vm = Vm::boot(VmConfig::test_image("boot_to_ready")?.append_more("bootkit.on_error=poweroff"))?;
+//! let ready = vm.wait_for("bootkit: ready in", Duration::from_secs(120))?;
+//! assert!(ready.contains("ms (mounts"));
+//! // Dropping `vm` kills QEMU, also when an assertion above panics.
 //! # Ok(()) }
 //! ```
 //!

@@ -1,0 +1,90 @@
+# shellcheck shell=bash
+# Shared helpers for bench/*.sh (sourced, not run).
+
+bench_name="${bench_name:-bench}"
+log() { printf '%s: %s\n' "$bench_name" "$*" >&2; }
+die() { printf '%s: error: %s\n' "$bench_name" "$*" >&2; exit 1; }
+
+# Prints the compression of FILE by its magic bytes: zstd, gzip, xz or none.
+compression_of() {
+    local magic
+    magic=$(head -c 6 "$1" | od -An -tx1 | tr -d ' \n')
+    case $magic in
+        28b52ffd*) echo zstd ;;
+        1f8b*) echo gzip ;;
+        fd377a585a00) echo xz ;;
+        *) echo none ;;
+    esac
+}
+
+# Decompresses FILE to stdout whatever its compression.
+decompress() {
+    case $(compression_of "$1") in
+        zstd) zstd -dc -- "$1" ;;
+        gzip) gzip -dc -- "$1" ;;
+        xz) xz -dc -- "$1" ;;
+        none) cat -- "$1" ;;
+    esac
+}
+
+# Compresses stdin to stdout with KIND (zstd, gzip, xz, none), default levels.
+compress_as() {
+    case $1 in
+        zstd) zstd -q -c -T1 ;;
+        gzip) gzip -c -n ;;
+        xz) xz -c --check=crc32 ;;
+        none) cat ;;
+    esac
+}
+
+# Unpacks the initramfs IMAGE (one archive, any compression) into DIR.
+unpack_initramfs() {
+    local image=$1 dir=$2
+    mkdir -p "$dir"
+    decompress "$image" | (cd "$dir" && cpio -id --quiet --no-absolute-filenames) \
+        || die "cannot unpack $image"
+}
+
+# The rootfs archive at the top of an unpacked initramfs, as the init looks for it.
+find_rootfs_archive() {
+    local dir=$1 name
+    for name in rootfs.tar.gz rootfs.tar.zst rootfs.tar; do
+        if [[ -f $dir/$name ]]; then echo "$dir/$name"; return 0; fi
+    done
+    return 1
+}
+
+# Median of the numbers on stdin (one a line); integer, lower middle for even N.
+median() {
+    sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) { print "n/a"; exit } print v[int((NR + 1) / 2)] }'
+}
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# ratio A B: A/B with two decimals.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
+
+# qemu_boot_until LOG PATTERN TIMEOUT_S KERNEL INITRD APPEND
+# Boots QEMU with the console in LOG and stops it once a console line holds
+# PATTERN (or QEMU exits, or the timeout passes). Returns 0 if PATTERN appeared.
+qemu_boot_until() {
+    local log=$1 pattern=$2 timeout_s=$3 kernel=$4 initrd=$5 append=$6
+    local accel=(-accel tcg)
+    [[ ${BOOTKIT_QEMU_ACCEL:-tcg} == kvm ]] && accel=(-accel kvm -cpu host)
+    : >"$log"
+    qemu-system-x86_64 -nographic -serial stdio -monitor none -no-reboot \
+        -m 1024 -smp 1 "${accel[@]}" \
+        -netdev "user,id=n0,restrict=on" -device "virtio-net-pci,netdev=n0,romfile=" \
+        -kernel "$kernel" -initrd "$initrd" -append "$append" \
+        </dev/null >"$log" 2>&1 &
+    local pid=$! found=1
+    local deadline=$(( $(date +%s) + timeout_s ))
+    while (( $(date +%s) < deadline )); do
+        if grep -q -- "$pattern" "$log"; then found=0; break; fi
+        kill -0 "$pid" 2>/dev/null || { grep -q -- "$pattern" "$log" && found=0; break; }
+        sleep 0.1
+    done
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    return $found
+}

@@ -1,0 +1,503 @@
+//! One QEMU virtual machine with its serial console on a pipe.
+//!
+//! Safety nets, because a leaked QEMU eats a whole core of a 2-core machine:
+//! - `Drop` kills QEMU's whole process group and reaps it, also when the test
+//!   panics (unwinding runs `Drop`);
+//! - QEMU gets `PR_SET_PDEATHSIG=SIGKILL`, so it dies with the test process
+//!   even when `Drop` never runs (Ctrl-C, abort, a killed test binary);
+//! - every wait has a deadline.
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::console::{Console, TAIL_LINES, WaitOutcome};
+use crate::error::{Error, Result, describe_status};
+use crate::paths::target_dir;
+use crate::slots::Slot;
+
+/// How QEMU executes the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// Software emulation: works everywhere (nested KVM hangs on these machines).
+    Tcg,
+    /// Hardware virtualisation, where /dev/kvm works.
+    Kvm,
+}
+
+impl Accel {
+    /// `BOOTKIT_QEMU_ACCEL=kvm` selects KVM; anything else (or unset) is TCG.
+    pub fn from_env() -> Self {
+        match std::env::var("BOOTKIT_QEMU_ACCEL") {
+            Ok(v) if v.trim().eq_ignore_ascii_case("kvm") => Accel::Kvm,
+            _ => Accel::Tcg,
+        }
+    }
+
+    fn args(self) -> Vec<String> {
+        match self {
+            Accel::Tcg => vec!["-accel".into(), "tcg".into()],
+            Accel::Kvm => vec!["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()],
+        }
+    }
+}
+
+/// Everything needed to start a VM. Build with [`VmConfig::new`] and the
+/// chained setters.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    /// Names the log file `target/qemu-logs/<name>.log`; use the test's name.
+    pub name: String,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// The kernel command line. Include `console=ttyS0` to see the console.
+    pub append: String,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub accel: Accel,
+    /// Extra QEMU arguments, e.g. from [`VmConfig::user_net`].
+    pub extra_args: Vec<String>,
+    /// The QEMU program: `BOOTKIT_QEMU` or `qemu-system-x86_64`. The harness's
+    /// own tests point it at a fake to test timeouts without a kernel.
+    pub qemu: PathBuf,
+}
+
+impl VmConfig {
+    pub fn new(name: &str, kernel: impl Into<PathBuf>, initrd: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.to_string(),
+            kernel: kernel.into(),
+            initrd: initrd.into(),
+            append: String::new(),
+            memory_mib: 1024,
+            cpus: 1,
+            accel: Accel::from_env(),
+            extra_args: Vec::new(),
+            qemu: std::env::var_os("BOOTKIT_QEMU")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64")),
+        }
+    }
+
+    /// The image from scripts/build-bootkit.sh (out/qemu-test) with its own
+    /// command line and a restricted virtio NIC; errors name the command
+    /// that builds a missing piece.
+    pub fn test_image(name: &str) -> Result<Self> {
+        let image = crate::paths::TestImage::load()?;
+        Ok(Self::new(name, image.kernel, image.initrd)
+            .append(&image.cmdline)
+            .user_net())
+    }
+
+    /// Replaces the kernel command line.
+    pub fn append(mut self, cmdline: &str) -> Self {
+        self.append = cmdline.trim().to_string();
+        self
+    }
+
+    /// Adds words to the end of the kernel command line.
+    pub fn append_more(mut self, words: &str) -> Self {
+        if !self.append.is_empty() {
+            self.append.push(' ');
+        }
+        self.append.push_str(words.trim());
+        self
+    }
+
+    pub fn memory_mib(mut self, mib: u32) -> Self {
+        self.memory_mib = mib;
+        self
+    }
+
+    pub fn cpus(mut self, cpus: u32) -> Self {
+        self.cpus = cpus;
+        self
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.extra_args.push(arg.into());
+        self
+    }
+
+    /// A virtio-net NIC on QEMU's user-mode network, `restrict=on` so the
+    /// guest cannot reach anything outside this machine. `romfile=` drops the
+    /// iPXE option ROM: the firmware would otherwise load it on every boot.
+    pub fn user_net(self) -> Self {
+        self.arg("-netdev")
+            .arg("user,id=n0,restrict=on")
+            .arg("-device")
+            .arg("virtio-net-pci,netdev=n0,romfile=")
+    }
+
+    /// The full QEMU argument list (without the program).
+    pub fn qemu_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "-nographic".into(),
+            // The serial port is the console; the monitor stays off so nothing
+            // the test types can reach QEMU itself.
+            "-serial".into(),
+            "stdio".into(),
+            "-monitor".into(),
+            "none".into(),
+            "-no-reboot".into(),
+            // No default NIC: networking only when a test asks for it.
+            "-nic".into(),
+            "none".into(),
+            "-m".into(),
+            self.memory_mib.to_string(),
+            "-smp".into(),
+            self.cpus.to_string(),
+        ];
+        args.extend(self.accel.args());
+        args.extend([
+            "-kernel".into(),
+            self.kernel.display().to_string(),
+            "-initrd".into(),
+            self.initrd.display().to_string(),
+            "-append".into(),
+            self.append.clone(),
+        ]);
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+}
+
+/// A running VM. Dropping it kills QEMU.
+pub struct Vm {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    console: Arc<Console>,
+    /// Byte offset where the next `wait_for` starts searching.
+    cursor: usize,
+    log: PathBuf,
+    started: Instant,
+    status: Option<ExitStatus>,
+    _slot: Slot,
+}
+
+impl Vm {
+    /// Starts QEMU. Waits first for a free VM slot (see [`crate::slots`]), so
+    /// timeouts only count time the VM actually runs.
+    pub fn boot(config: VmConfig) -> Result<Vm> {
+        for (what, path) in [("kernel", &config.kernel), ("initrd", &config.initrd)] {
+            if !path.exists() {
+                return Err(Error::Other(format!(
+                    "VM `{}`: {what} {} does not exist",
+                    config.name,
+                    path.display()
+                )));
+            }
+        }
+        let slot = Slot::acquire();
+
+        let log = log_path(&config.name);
+        let mut log_file = open_log(&log, &config)?;
+
+        let args = config.qemu_args();
+        let mut cmd = Command::new(&config.qemu);
+        cmd.args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so Drop can kill QEMU and anything it
+            // started, and a terminal's Ctrl-C goes to the test process only.
+            .process_group(0);
+        // SAFETY: prctl is async-signal-safe and touches only the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let started = Instant::now();
+        let mut child = cmd.spawn().map_err(|e| Error::Io {
+            context: format!(
+                "starting {} (install it with {}, or set BOOTKIT_QEMU)",
+                config.qemu.display(),
+                crate::paths::SETUP_CMD
+            ),
+            source: e,
+        })?;
+
+        let console = Arc::new(Console::default());
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        if let Some(out) = stdout {
+            let c = Arc::clone(&console);
+            // The log file moves into the reader; a failed clone only costs the log.
+            let file = log_file.take();
+            std::thread::Builder::new()
+                .name(format!("qemu-stdout-{}", config.name))
+                .spawn(move || c.pump_stdout(out, file))
+                .map_err(Error::io("spawning the console reader thread"))?;
+        }
+        if let Some(err) = stderr {
+            let c = Arc::clone(&console);
+            std::thread::Builder::new()
+                .name(format!("qemu-stderr-{}", config.name))
+                .spawn(move || c.pump_stderr(err))
+                .map_err(Error::io("spawning the stderr reader thread"))?;
+        }
+
+        Ok(Vm {
+            name: config.name,
+            stdin: child.stdin.take(),
+            child,
+            console,
+            cursor: 0,
+            log,
+            started,
+            status: None,
+            _slot: slot,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The console log file, kept after the test for debugging.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Time since QEMU was started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Types `line` and a newline into the serial console.
+    pub fn send_line(&mut self, line: &str) -> Result<()> {
+        self.send(format!("{line}\n").as_bytes())
+    }
+
+    /// Writes raw bytes to the serial console.
+    pub fn send(&mut self, bytes: &[u8]) -> Result<()> {
+        let name = self.name.clone();
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| Error::Other(format!("VM `{name}`: console input is closed")))?;
+        stdin
+            .write_all(bytes)
+            .and_then(|()| stdin.flush())
+            .map_err(Error::io(format!(
+                "VM `{name}`: writing to the serial console"
+            )))
+    }
+
+    /// Waits for a whole console line containing `pattern` (substring, no
+    /// regex) and returns that line.
+    ///
+    /// Searching starts after the line matched by the previous `wait_for*`
+    /// (expect-style), so waiting twice for the same text finds two
+    /// occurrences. [`Vm::count`] and [`Vm::console`] see the whole transcript.
+    /// The timeout is multiplied by `BOOTKIT_TEST_TIMEOUT_SCALE` (default 1).
+    pub fn wait_for(&mut self, pattern: &str, timeout: Duration) -> Result<String> {
+        self.wait_for_any(&[pattern], timeout).map(|(_, line)| line)
+    }
+
+    /// Waits for a line containing any of `patterns`; returns which one
+    /// matched (its index) and the line. Use it to fail fast on an error
+    /// marker instead of waiting out the timeout.
+    pub fn wait_for_any(
+        &mut self,
+        patterns: &[&str],
+        timeout: Duration,
+    ) -> Result<(usize, String)> {
+        self.wait_inner(patterns, false, timeout)
+    }
+
+    /// Like [`Vm::wait_for`], but also matches the unfinished last line, for
+    /// prompts printed without a newline (`login: `, `# `). Returns the text
+    /// of that line so far; the next wait starts after it.
+    pub fn wait_for_prompt(&mut self, pattern: &str, timeout: Duration) -> Result<String> {
+        self.wait_inner(&[pattern], true, timeout)
+            .map(|(_, line)| line)
+    }
+
+    fn wait_inner(
+        &mut self,
+        patterns: &[&str],
+        partial: bool,
+        timeout: Duration,
+    ) -> Result<(usize, String)> {
+        let timeout = scaled(timeout);
+        match self.console.wait(self.cursor, patterns, partial, timeout) {
+            WaitOutcome::Found(found) => {
+                self.cursor = found.next;
+                Ok((found.index, found.line))
+            }
+            WaitOutcome::Eof => {
+                // stdout closes a moment before QEMU is reapable.
+                let status = self.try_reap(Duration::from_secs(2));
+                Err(Error::Exited {
+                    vm: self.name.clone(),
+                    wanted: describe_patterns(patterns),
+                    status: describe_status(status),
+                    log: self.log.clone(),
+                    tail: self.console.tail(TAIL_LINES),
+                })
+            }
+            WaitOutcome::TimedOut => Err(Error::Timeout {
+                vm: self.name.clone(),
+                wanted: describe_patterns(patterns),
+                after: timeout,
+                log: self.log.clone(),
+                tail: self.console.tail(TAIL_LINES),
+            }),
+        }
+    }
+
+    /// Waits for QEMU to exit (guest poweroff, or reboot with `-no-reboot`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let timeout = scaled(timeout);
+        match self.try_reap(timeout) {
+            Some(status) => {
+                // Let the reader drain the last bytes into the transcript/log.
+                self.console.wait_eof(Duration::from_secs(2));
+                Ok(status)
+            }
+            None => Err(Error::StillRunning {
+                vm: self.name.clone(),
+                after: timeout,
+                log: self.log.clone(),
+                tail: self.console.tail(TAIL_LINES),
+            }),
+        }
+    }
+
+    /// The whole console transcript so far (`\r` removed).
+    pub fn console(&self) -> String {
+        self.console.text()
+    }
+
+    /// What QEMU itself wrote to stderr.
+    pub fn qemu_stderr(&self) -> String {
+        self.console.stderr()
+    }
+
+    /// How many console lines so far contain `pattern`.
+    pub fn count(&self, pattern: &str) -> usize {
+        self.console.count(pattern)
+    }
+
+    /// Moves the `wait_for` cursor to the end of what has arrived so far, so
+    /// the next wait only sees new output (e.g. after `send_line`).
+    pub fn skip_to_end(&mut self) {
+        self.cursor = self.console.len();
+    }
+
+    /// The last console lines and QEMU's stderr, for custom failure messages.
+    pub fn tail(&self) -> String {
+        self.console.tail(TAIL_LINES)
+    }
+
+    /// Kills QEMU now (Drop does the same).
+    pub fn kill(&mut self) {
+        if self.status.is_none() {
+            // Kill the group while its leader is unreaped, so the id cannot
+            // have been reused by an unrelated process.
+            if let Ok(pid) = i32::try_from(self.child.id()) {
+                // SAFETY: plain syscall; a stale group only yields ESRCH.
+                unsafe {
+                    libc::kill(-pid, libc::SIGKILL);
+                }
+            }
+            let _ = self.child.kill();
+            self.status = self.child.wait().ok();
+        }
+        self.stdin = None;
+        self.console.wait_eof(Duration::from_secs(2));
+    }
+
+    /// Polls for exit until `timeout`; QEMU offers no exit notification we can
+    /// block on with a deadline, and 20 ms is well below any boot step.
+    fn try_reap(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.status {
+                return Some(status);
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.status = Some(status);
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn describe_patterns(patterns: &[&str]) -> String {
+    let quoted: Vec<String> = patterns.iter().map(|p| format!("{p:?}")).collect();
+    quoted.join(" or ")
+}
+
+/// Applies `BOOTKIT_TEST_TIMEOUT_SCALE` (for slow machines or debugging).
+pub fn scaled(timeout: Duration) -> Duration {
+    let scale = std::env::var("BOOTKIT_TEST_TIMEOUT_SCALE")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(1.0);
+    timeout.mul_f64(scale)
+}
+
+/// `target/qemu-logs/<name>.log`, the name reduced to safe characters.
+pub fn log_path(name: &str) -> PathBuf {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    target_dir().join("qemu-logs").join(format!("{safe}.log"))
+}
+
+fn open_log(path: &Path, config: &VmConfig) -> Result<Option<std::fs::File>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    }
+    let mut f =
+        std::fs::File::create(path).map_err(Error::io(format!("creating {}", path.display())))?;
+    // The exact command line first, so a failed boot can be rerun by hand.
+    let mut header = format!("# {}", config.qemu.display());
+    for a in config.qemu_args() {
+        header.push(' ');
+        header.push_str(&shell_quote(&a));
+    }
+    header.push('\n');
+    f.write_all(header.as_bytes())
+        .map_err(Error::io(format!("writing {}", path.display())))?;
+    Ok(Some(f))
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=.,/:+@".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Idempotent set-up of a Debian 12 machine (run as root) for building and
+# testing the bootkit: host packages, then the Debian kernel package that the
+# image configs and the QEMU tests boot. The kernel is only downloaded into
+# .cache/kernel/, never installed into the host.
+#
+# Reruns are fast: packages already installed are not asked for again, the
+# package lists are refreshed at most every 6 hours, and an existing kernel
+# package is kept.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+kernel_dir="$repo_root/.cache/kernel"
+kernel_link="$kernel_dir/linux-image-amd64.deb"
+
+# What the build, the tests and the benchmarks use:
+#   qemu-system-x86  boots the images (QEMU tests, demo, bench)
+#   zstd, xz-utils   compress/inspect images and kernel modules
+#   busybox-static   /init of the harness smoke test and the bench baseline
+#   cpio             the bench's shell-pipeline comparison (find | cpio | gzip)
+#   liblzma-dev      the liblzma crate links against it when not vendored
+#   ovmf             UEFI firmware for QEMU boots that need efivarfs
+#   e2fsprogs        mkfs.ext4 for disk images in tests
+packages=(qemu-system-x86 zstd busybox-static cpio xz-utils liblzma-dev ovmf e2fsprogs)
+
+log() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+command -v apt-get >/dev/null || die "apt-get not found: this script expects Debian 12"
+# Root is only needed when something is missing, so a set-up machine can rerun
+# this (from demo.sh or test.sh) as any user.
+need_root() {
+    [[ $(id -u) -eq 0 ]] || die "$1 needs root: rerun as root: sudo $0"
+}
+
+export DEBIAN_FRONTEND=noninteractive
+
+# Refresh the package lists once, and only when they are missing or older than
+# 6 hours: apt-cache and apt-get download need them, but an update is slow.
+apt_updated=0
+apt_update_if_stale() {
+    [[ $apt_updated -eq 1 ]] && return 0
+    local lists=/var/lib/apt/lists newest
+    newest=$(find "$lists" -maxdepth 1 -name '*_Packages*' -printf '%T@\n' 2>/dev/null | sort -n | tail -1)
+    if [[ -n $newest ]] && (( $(date +%s) - ${newest%.*} < 6 * 3600 )); then
+        log "package lists are fresh; skipping apt-get update"
+    else
+        need_root "apt-get update"
+        log "apt-get update"
+        apt-get update -qq || die "apt-get update failed"
+    fi
+    apt_updated=1
+}
+
+missing=()
+for p in "${packages[@]}"; do
+    # dpkg -s succeeds for removed-but-configured packages too; check the status.
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+if (( ${#missing[@]} )); then
+    apt_update_if_stale
+    need_root "installing ${missing[*]}"
+    log "installing: ${missing[*]}"
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+        || die "apt-get install ${missing[*]} failed"
+else
+    log "host packages already installed"
+fi
+
+# The kernel: Debian's current linux-image-amd64 resolves to one real image
+# package (linux-image-<ver>-amd64, or -unsigned); fetch that .deb.
+mkdir -p "$kernel_dir"
+if [[ -s $kernel_link ]]; then
+    log "kernel package present: $kernel_link -> $(readlink "$kernel_link" || echo "$kernel_link")"
+else
+    apt_update_if_stale
+    real_pkg=$(apt-cache depends linux-image-amd64 2>/dev/null \
+        | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\).*/\1/p' | head -1)
+    [[ -n $real_pkg ]] || die "could not resolve linux-image-amd64 to a linux-image-<ver>-amd64 package (apt-cache depends linux-image-amd64)"
+    log "downloading kernel package $real_pkg into $kernel_dir"
+    # apt-get download writes into the current directory as the _apt user when
+    # it can; a root-owned cache dir makes it fall back with a harmless notice.
+    (cd "$kernel_dir" && apt-get download -qq -o APT::Sandbox::User=root "$real_pkg") \
+        || die "apt-get download $real_pkg failed"
+    deb=$(find "$kernel_dir" -maxdepth 1 -name "${real_pkg}_*.deb" -printf '%T@ %f\n' | sort -rn | head -1 | cut -d' ' -f2-)
+    [[ -n $deb ]] || die "apt-get download reported success but no ${real_pkg}_*.deb is in $kernel_dir"
+    # A relative symlink keeps working if the repository is moved.
+    ln -sfn "$deb" "$kernel_link"
+    log "kernel package: $kernel_link -> $deb"
+fi
+log "done"
