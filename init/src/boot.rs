@@ -219,7 +219,8 @@ fn prepare_root(cmdline: &Cmdline) -> Result<(), Fatal> {
         Fatal::new(
             format!("cannot unpack the rootfs archive {}", archive.display()),
             err,
-            "the archive (bootkit-build inspect INITRAMFS) and the RAM given to the machine",
+            "the rootfs archive (bootkit-build inspect INITRAMFS lists it); when out of space, the RAM \
+             given to the machine and rootflags=size=",
         )
     })?;
     rootfs::switch_root(newroot).map_err(|err| {

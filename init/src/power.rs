@@ -37,12 +37,13 @@ impl PowerAction {
         }
     }
 
-    /// The signal that asks PID 1 for this action. SIGINT is what the kernel sends on
-    /// ctrl-alt-del once PID 1 has disabled the hard reboot, so it means reboot.
+    /// The signal that asks PID 1 for this action: busybox init's convention (SIGUSR2
+    /// poweroff, SIGTERM reboot, SIGUSR1 halt), so that busybox's own `poweroff`, `reboot` and
+    /// `halt` in a rootfs ask for the same thing as ours.
     pub fn signal(self) -> Signal {
         match self {
-            PowerAction::Poweroff => Signal::SIGTERM,
-            PowerAction::Reboot => Signal::SIGINT,
+            PowerAction::Poweroff => Signal::SIGUSR2,
+            PowerAction::Reboot => Signal::SIGTERM,
             PowerAction::Halt => Signal::SIGUSR1,
         }
     }
@@ -157,7 +158,7 @@ mod tests {
             ["poweroff", "reboot", "halt"].map(|name| PowerAction::from_command(name).unwrap());
         assert_eq!(
             actions.map(PowerAction::signal),
-            [Signal::SIGTERM, Signal::SIGINT, Signal::SIGUSR1]
+            [Signal::SIGUSR2, Signal::SIGTERM, Signal::SIGUSR1]
         );
         assert_eq!(PowerAction::from_command("shutdown"), None);
     }

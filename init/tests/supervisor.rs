@@ -206,7 +206,7 @@ fn services_start_in_dependency_order_and_stop_in_reverse() {
         run.seen.join("\n")
     );
     run.wait_for("alpha: alpha up");
-    run.signal(Signal::SIGTERM);
+    run.signal(Signal::SIGUSR2);
     run.wait_for("supervise: stopped, requested poweroff");
     assert_eq!(run.wait_exit(), 0);
     let stop = |name: &str| run.index_of(&format!("supervisor: stopping {name}"));
@@ -230,7 +230,7 @@ printf 'no newline at the end'; exec sleep 30"#,
     run.wait_for("] talker: to stderr");
     run.wait_for("] talker: path=/usr/sbin:/usr/bin:/sbin:/bin greeting=hi there");
     run.wait_for("supervise: ready (1 services)");
-    run.signal(Signal::SIGTERM);
+    run.signal(Signal::SIGUSR2);
     // The last line had no newline: it is logged once the pipe closes.
     run.wait_for("] talker: no newline at the end");
     run.wait_for("supervise: stopped, requested poweroff");
@@ -250,7 +250,7 @@ fn services_start_with_no_signal_blocked() {
     let mut run = Supervise::start(services.path());
     run.wait_for("] mask: SigBlk:\t0000000000000000");
     run.wait_for("mask: exited with status 0");
-    run.signal(Signal::SIGTERM);
+    run.signal(Signal::SIGUSR2);
     run.wait_for("supervise: stopped, requested poweroff");
     assert_eq!(run.wait_exit(), 0);
 }
@@ -311,7 +311,7 @@ fn a_file_readiness_rule_delays_the_dependents() {
     let dependent = run.index_of("] dependent: started (pid ");
     assert!(run.index_of("] slow: started (pid ") < ready && ready < dependent);
     assert!(dependent < run.index_of("supervise: ready"));
-    run.signal(Signal::SIGTERM);
+    run.signal(Signal::SIGUSR2);
     run.wait_for("supervise: stopped, requested poweroff");
     assert_eq!(run.wait_exit(), 0);
 }
@@ -343,7 +343,7 @@ fn a_service_ignoring_sigterm_is_killed_after_its_stop_timeout() {
     let mut run = Supervise::start(services.path());
     run.wait_for("stubborn: ignoring TERM");
     let asked = Instant::now();
-    run.signal(Signal::SIGTERM);
+    run.signal(Signal::SIGUSR2);
     run.wait_for("stubborn did not stop within 300 ms of SIGTERM: sending SIGKILL");
     run.wait_for("stubborn: killed by signal 9 (SIGKILL)");
     run.wait_for("supervisor: stopped stubborn");
@@ -377,7 +377,7 @@ fn orphaned_grandchildren_are_reaped() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(zombie_children(run.pid()).is_empty());
-    run.signal(Signal::SIGTERM);
+    run.signal(Signal::SIGUSR2);
     run.wait_for("supervise: stopped, requested poweroff");
     assert_eq!(run.wait_exit(), 0);
 }
@@ -438,7 +438,7 @@ fn bad_definitions_are_reported_and_the_others_still_run() {
     run.index_of("shell-only: not for mode provision");
     run.index_of("missing-binary: error: cannot start /nonexistent/program");
     run.index_of("needs-missing: error: not starting: it requires missing-binary, which failed");
-    run.signal(Signal::SIGTERM);
+    run.signal(Signal::SIGUSR2);
     run.wait_for("supervise: stopped, requested poweroff");
     assert_eq!(run.wait_exit(), 0);
     assert_eq!(run.count("missing-binary: started"), 0);

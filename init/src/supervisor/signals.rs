@@ -64,15 +64,15 @@ pub enum Request {
     Ignored(Signal),
 }
 
-/// What each signal means. These are what `poweroff`, `reboot` and `halt` send to PID 1;
-/// SIGINT is also what the kernel sends on ctrl-alt-del once the init disables CAD.
+/// What each signal means, by busybox init's convention: SIGUSR2 poweroff, SIGTERM reboot,
+/// SIGUSR1 halt (what our `poweroff`, `reboot` and `halt` and busybox's send to PID 1);
+/// SIGPWR (power failure) powers off; SIGINT is what the kernel sends on ctrl-alt-del once the
+/// init disables CAD, so it reboots.
 pub fn request_for(signal: Signal) -> Request {
     match signal {
         Signal::SIGCHLD => Request::ChildExited,
-        Signal::SIGTERM | Signal::SIGPWR | Signal::SIGUSR2 => {
-            Request::Shutdown(PowerAction::Poweroff)
-        }
-        Signal::SIGINT => Request::Shutdown(PowerAction::Reboot),
+        Signal::SIGUSR2 | Signal::SIGPWR => Request::Shutdown(PowerAction::Poweroff),
+        Signal::SIGTERM | Signal::SIGINT => Request::Shutdown(PowerAction::Reboot),
         Signal::SIGUSR1 => Request::Shutdown(PowerAction::Halt),
         other => Request::Ignored(other),
     }
@@ -104,7 +104,7 @@ mod tests {
     #[test]
     fn signals_map_to_power_actions() {
         use PowerAction::*;
-        assert_eq!(request_for(Signal::SIGTERM), Request::Shutdown(Poweroff));
+        assert_eq!(request_for(Signal::SIGTERM), Request::Shutdown(Reboot));
         assert_eq!(request_for(Signal::SIGPWR), Request::Shutdown(Poweroff));
         assert_eq!(request_for(Signal::SIGUSR2), Request::Shutdown(Poweroff));
         assert_eq!(request_for(Signal::SIGINT), Request::Shutdown(Reboot));

@@ -1,0 +1,311 @@
+//! The bootkit booted for real: Debian's kernel under QEMU, our initramfs, our PID 1.
+//! Each test asserts what a user of the bootkit would see on the console.
+
+mod common;
+
+use anyhow::Result;
+use common::{
+    BOOT_TIMEOUT, STEP_TIMEOUT, base_config, boot, build, image_with_services, position,
+    same_bytes, service,
+};
+use qemu_tests::append_files;
+
+/// (a) Boot to ready: rootfs unpacked into tmpfs, virtio_net and nbd loaded, a service's
+/// output on the console, clean poweroff.
+#[test]
+fn boots_to_ready_and_powers_off_cleanly() -> Result<()> {
+    let check = service(
+        "check",
+        r#"
+command = "/bin/sh"
+args = ["-c", '''
+for module in virtio_net nbd; do
+  test -d /sys/module/$module && echo "module $module is loaded"
+done
+grep -q "^[^ ]* / tmpfs " /proc/mounts && echo "root is a tmpfs"
+test -x /usr/bin/bootkit && echo "rootfs unpacked"
+echo "grpc_authority=$grpc_authority"
+poweroff
+''']
+after = ["hello"]
+restart = "never"
+"#,
+    );
+    let image = image_with_services("boot_to_ready", &[check])?;
+    let mut vm = boot(
+        "boot_to_ready",
+        &image,
+        "grpc_authority=tink.example:42113 bootkit.on_error=poweroff bootkit.on_error_delay=0",
+    )?;
+    vm.wait_for("rootfs: unpacked", BOOT_TIMEOUT)?;
+    let ready = vm.wait_for("bootkit: ready in", STEP_TIMEOUT)?;
+    for stage in ["mounts", "modules", "rootfs", "services"] {
+        assert!(
+            ready.contains(stage),
+            "ready line has {stage} timing: {ready}"
+        );
+    }
+    vm.wait_for("check: module virtio_net is loaded", STEP_TIMEOUT)?;
+    vm.wait_for("check: module nbd is loaded", STEP_TIMEOUT)?;
+    vm.wait_for("check: root is a tmpfs", STEP_TIMEOUT)?;
+    vm.wait_for("check: rootfs unpacked", STEP_TIMEOUT)?;
+    vm.wait_for("check: grpc_authority=tink.example:42113", STEP_TIMEOUT)?;
+    let console = vm.console();
+    assert!(
+        console.contains("hello: hello from the bootkit"),
+        "the image's hello service ran"
+    );
+    vm.wait_for("bootkit: poweroff", STEP_TIMEOUT)?;
+    let status = vm.wait_exit(STEP_TIMEOUT)?;
+    assert!(status.success(), "QEMU exits cleanly on poweroff: {status}");
+    assert!(!vm.console().contains("Kernel panic"), "no kernel panic");
+    Ok(())
+}
+
+/// (b) A missing rootfs archive: one clear error, then poweroff as bootkit.on_error says.
+#[test]
+fn missing_rootfs_is_a_clear_error_then_poweroff() -> Result<()> {
+    let image = image_with_services("missing_rootfs", &[])?;
+    let mut vm = boot(
+        "missing_rootfs",
+        &image,
+        "bootkit.rootfs=/no-such-rootfs.tar.gz bootkit.on_error=poweroff bootkit.on_error_delay=0",
+    )?;
+    vm.wait_for("FATAL: no rootfs archive in the initramfs", BOOT_TIMEOUT)?;
+    let cause = vm.wait_for("cause:", STEP_TIMEOUT)?;
+    assert!(
+        cause.contains("/no-such-rootfs.tar.gz"),
+        "the cause names the path: {cause}"
+    );
+    vm.wait_for("check:", STEP_TIMEOUT)?;
+    vm.wait_for("on_error=poweroff: poweroff in 0 s", STEP_TIMEOUT)?;
+    let status = vm.wait_exit(STEP_TIMEOUT)?;
+    assert!(status.success(), "the machine powered off: {status}");
+    let console = vm.console();
+    assert!(
+        !console.contains("Kernel panic"),
+        "a fatal error is not a kernel panic"
+    );
+    assert!(
+        !console.contains("bootkit: ready"),
+        "no services after a fatal error"
+    );
+    Ok(())
+}
+
+/// A rootfs archive whose second entry writes through the first, a symlink to `/`: unpacked
+/// naively it would create /escaped-file in the initramfs.
+fn escaping_archive() -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut dir = tar::Header::new_gnu();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_mode(0o755);
+    dir.set_size(0);
+    dir.set_uid(0);
+    dir.set_gid(0);
+    dir.set_mtime(0);
+    builder.append_data(&mut dir, "etc/", std::io::empty())?;
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_mode(0o777);
+    link.set_size(0);
+    link.set_uid(0);
+    link.set_gid(0);
+    link.set_mtime(0);
+    builder.append_link(&mut link, "escape-link", "/")?;
+    let payload = b"written outside the new root\n";
+    let mut file = tar::Header::new_gnu();
+    file.set_mode(0o644);
+    file.set_size(payload.len() as u64);
+    file.set_uid(0);
+    file.set_gid(0);
+    file.set_mtime(0);
+    builder.append_data(&mut file, "escape-link/escaped-file", &payload[..])?;
+    Ok(builder.into_inner()?)
+}
+
+/// (c) A rootfs with an escaping entry is rejected, naming the entry, and nothing is written
+/// outside the new root (checked from the emergency shell in the initramfs).
+#[test]
+fn escaping_rootfs_entry_is_rejected_and_nothing_leaks() -> Result<()> {
+    let image = image_with_services("escaping_entry", &[])?;
+    let evil_initrd = common::images_dir().join("escaping_entry/initramfs-evil");
+    append_files(
+        &image.initrd,
+        &evil_initrd,
+        &[("evil.tar", &escaping_archive()?, 0o644)],
+    )?;
+    let evil = qemu_tests::TestImage {
+        initrd: evil_initrd,
+        ..image
+    };
+    let mut vm = boot(
+        "escaping_entry",
+        &evil,
+        "bootkit.rootfs=/evil.tar bootkit.on_error=shell bootkit.on_error_delay=0",
+    )?;
+    vm.wait_for(
+        "FATAL: cannot unpack the rootfs archive /evil.tar",
+        BOOT_TIMEOUT,
+    )?;
+    let cause = vm.wait_for("cause:", STEP_TIMEOUT)?;
+    assert!(
+        cause.contains("escape-link/escaped-file"),
+        "the error names the entry: {cause}"
+    );
+    vm.wait_for("starting an emergency shell", STEP_TIMEOUT)?;
+    vm.wait_for_prompt("bootkit#", STEP_TIMEOUT)?;
+    // The arithmetic keeps the typed command (echoed by the tty) from matching the answer.
+    vm.send_line(
+        "if test -e /escaped-file; then echo \"leak=$((40+2))\"; else echo \"contained=$((40+2))\"; fi",
+    )?;
+    let (which, line) = vm.wait_for_any(&["contained=42", "leak=42"], STEP_TIMEOUT)?;
+    assert_eq!(which, 0, "nothing was written outside the new root: {line}");
+    vm.send_line("exit")?;
+    let status = vm.wait_exit(STEP_TIMEOUT)?;
+    assert!(
+        status.success(),
+        "poweroff after the emergency shell: {status}"
+    );
+    Ok(())
+}
+
+/// (d) A crashing service is restarted per policy; a `never` service is not restarted.
+#[test]
+fn crashing_service_restarts_and_never_service_does_not() -> Result<()> {
+    let crasher = service(
+        "crasher",
+        r#"
+command = "/bin/sh"
+args = ["-c", "echo crasher run; exit 3"]
+restart = "on-failure"
+restart_delay_ms = 200
+"#,
+    );
+    let once = service(
+        "once",
+        r#"
+command = "/bin/sh"
+args = ["-c", "echo once run; exit 1"]
+restart = "never"
+"#,
+    );
+    let image = image_with_services("restart_policy", &[crasher, once])?;
+    let mut vm = boot("restart_policy", &image, "bootkit.on_error=poweroff")?;
+    vm.wait_for("bootkit: ready in", BOOT_TIMEOUT)?;
+    for _ in 0..3 {
+        vm.wait_for("crasher: crasher run", STEP_TIMEOUT)?;
+    }
+    let console = vm.console();
+    assert!(
+        console.contains("crasher: exited with status 3"),
+        "the crash is logged"
+    );
+    assert!(
+        console.contains("crasher: exited with status 3, restarting in"),
+        "the restart is logged"
+    );
+    assert!(
+        console.contains("once: exited with status 1, restart=never: not restarting"),
+        "the never service says it stays down"
+    );
+    assert_eq!(
+        vm.count("once: once run"),
+        1,
+        "the never service ran exactly once"
+    );
+    Ok(())
+}
+
+/// The services of test (e): two long-running ones in a chain and a trigger that asks for the
+/// power action named on the kernel command line once both are up.
+fn power_services() -> Vec<bootkit_builder::Overlay> {
+    vec![
+        service(
+            "first",
+            "command = \"/bin/sleep\"\nargs = [\"1000\"]\nrestart = \"always\"\n",
+        ),
+        service(
+            "second",
+            "command = \"/bin/sleep\"\nargs = [\"1000\"]\nafter = [\"first\"]\nrestart = \"always\"\n",
+        ),
+        service(
+            "trigger",
+            r#"
+command = "/bin/sh"
+args = ["-c", "sleep 1; echo asking for $power_request; exec $power_request"]
+after = ["second"]
+restart = "never"
+"#,
+        ),
+    ]
+}
+
+fn assert_stops_in_reverse_order(console: &str) {
+    let second = position(console, "stopping second").expect("second is stopped");
+    let first = position(console, "stopping first").expect("first is stopped");
+    assert!(
+        second < first,
+        "services stop in reverse start order:\n{console}"
+    );
+}
+
+/// (e) poweroff on request: services stopped in reverse order, then a clean poweroff.
+#[test]
+fn poweroff_request_stops_services_in_reverse_order() -> Result<()> {
+    let image = image_with_services("poweroff_request", &power_services())?;
+    let mut vm = boot("poweroff_request", &image, "power_request=poweroff")?;
+    vm.wait_for("bootkit: ready in", BOOT_TIMEOUT)?;
+    vm.wait_for("trigger: asking for poweroff", STEP_TIMEOUT)?;
+    vm.wait_for("bootkit: poweroff", STEP_TIMEOUT)?;
+    let status = vm.wait_exit(STEP_TIMEOUT)?;
+    assert!(status.success(), "QEMU exits on poweroff: {status}");
+    assert_stops_in_reverse_order(&vm.console());
+    Ok(())
+}
+
+/// (e) reboot on request: the same orderly stop, then a reboot (QEMU runs with -no-reboot,
+/// so a reboot ends it too; the console says which one happened).
+#[test]
+fn reboot_request_stops_services_and_reboots() -> Result<()> {
+    let image = image_with_services("reboot_request", &power_services())?;
+    let mut vm = boot("reboot_request", &image, "power_request=reboot")?;
+    vm.wait_for("bootkit: ready in", BOOT_TIMEOUT)?;
+    vm.wait_for("trigger: asking for reboot", STEP_TIMEOUT)?;
+    vm.wait_for("bootkit: reboot", STEP_TIMEOUT)?;
+    vm.wait_exit(STEP_TIMEOUT)?;
+    let console = vm.console();
+    assert_stops_in_reverse_order(&console);
+    assert!(
+        !console.contains("bootkit: poweroff"),
+        "a reboot, not a poweroff"
+    );
+    Ok(())
+}
+
+/// (f) The builder is reproducible on the real inputs: the qemu-test image built twice, into
+/// two directories, gives bit-identical vmlinuz, initramfs, cmdline and manifest.
+#[test]
+fn the_test_image_builds_bit_identical_twice() -> Result<()> {
+    let config = base_config()?;
+    let first = build("reproducible-1", &config)?;
+    let second = build("reproducible-2", &config)?;
+    for (a, b) in [
+        (&first.kernel, &second.kernel),
+        (&first.initrd, &second.initrd),
+    ] {
+        assert!(
+            same_bytes(a, b)?,
+            "{} and {} differ",
+            a.display(),
+            b.display()
+        );
+    }
+    assert_eq!(first.cmdline, second.cmdline);
+    let manifest = |image: &qemu_tests::TestImage| image.initrd.with_file_name("manifest.json");
+    assert!(
+        same_bytes(&manifest(&first), &manifest(&second))?,
+        "the manifests (sha256 of every output, module list, rootfs digest) differ"
+    );
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! What the boot tests share: images built from imageconfigs/qemu-test.toml with per-test
+//! services, and VMs booted from them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bootkit_builder::{ImageConfig, Overlay, Progress};
+use qemu_tests::{
+    TestImage, Vm, VmConfig, repo_root, require_init_binary, require_kernel_deb, target_dir,
+};
+
+/// Generous: TCG on a loaded 2-core machine; BOOTKIT_TEST_TIMEOUT_SCALE stretches it.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The qemu-test image config with the repository's paths resolved.
+pub fn base_config() -> Result<ImageConfig> {
+    require_kernel_deb()?;
+    require_init_binary()?;
+    let path = repo_root().join("imageconfigs/qemu-test.toml");
+    ImageConfig::load(&path).with_context(|| format!("loading {}", path.display()))
+}
+
+/// A service definition injected into the rootfs.
+pub fn service(name: &str, toml: &str) -> Overlay {
+    Overlay::inline(&format!("/etc/bootkit/services/{name}.toml"), toml)
+}
+
+/// Build `config` into target/qemu-images/<name>.
+pub fn build(name: &str, config: &ImageConfig) -> Result<TestImage> {
+    let out = images_dir().join(name);
+    bootkit_builder::build_with(config, &out, &Progress::hidden())
+        .with_context(|| format!("building the {name} test image"))?;
+    Ok(TestImage::load_from(&out)?)
+}
+
+/// The qemu-test image plus the given services.
+pub fn image_with_services(name: &str, services: &[Overlay]) -> Result<TestImage> {
+    let mut config = base_config()?;
+    config.overlay.extend(services.iter().cloned());
+    build(name, &config)
+}
+
+pub fn images_dir() -> PathBuf {
+    target_dir().join("qemu-images")
+}
+
+/// Boot `image` with its own command line plus `extra` words, a virtio NIC and 2 vCPUs.
+pub fn boot(name: &str, image: &TestImage, extra: &str) -> Result<Vm> {
+    let config = VmConfig::new(name, &image.kernel, &image.initrd)
+        .append(&image.cmdline)
+        .append_more(extra)
+        .cpus(2)
+        .user_net();
+    Ok(Vm::boot(config)?)
+}
+
+/// Index of the first console line containing `pattern`, for ordering checks.
+pub fn position(console: &str, pattern: &str) -> Option<usize> {
+    console.lines().position(|line| line.contains(pattern))
+}
+
+pub fn same_bytes(a: &Path, b: &Path) -> Result<bool> {
+    Ok(std::fs::read(a)? == std::fs::read(b)?)
+}
