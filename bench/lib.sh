@@ -73,7 +73,7 @@ qemu_boot_until() {
     [[ ${BOOTKIT_QEMU_ACCEL:-tcg} == kvm ]] && accel=(-accel kvm -cpu host)
     : >"$log"
     qemu-system-x86_64 -nographic -serial stdio -monitor none -no-reboot \
-        -m 1024 -smp 1 "${accel[@]}" \
+        -m 1024 -smp "${BENCH_CPUS:-2}" "${accel[@]}" \
         -netdev "user,id=n0,restrict=on" -device "virtio-net-pci,netdev=n0,romfile=" \
         -kernel "$kernel" -initrd "$initrd" -append "$append" \
         </dev/null >"$log" 2>&1 &

@@ -111,13 +111,13 @@ fn stages(
     started: Instant,
     times: &mut StageTimes,
 ) -> Result<PowerAction, Fatal> {
-    let stage = Instant::now();
-    load_modules(cmdline);
-    times.modules = stage.elapsed();
-
+    // The modules load in the background while the rootfs unpacks: both are mostly waiting
+    // on the kernel, and a machine has more than one CPU.
+    let loading = start_modules(cmdline);
     let stage = Instant::now();
     prepare_root(cmdline)?;
     times.rootfs = stage.elapsed();
+    times.modules = report_modules(loading.wait());
 
     if let Some(init) = &cmdline.init {
         exec_rootfs_init(init, cmdline);
@@ -154,20 +154,19 @@ fn stages(
     })
 }
 
-fn load_modules(cmdline: &Cmdline) {
+fn start_modules(cmdline: &Cmdline) -> modules::Loading {
     let mut names = modules::names_from_conf_dir(Path::new(MODULES_LOAD_DIR));
     names.extend(cmdline.modules_load.iter().cloned());
-    if names.is_empty() {
-        return;
-    }
-    let dir = modules::running_kernel_modules_dir();
     let params = |name: &str| cmdline.module_params(name);
-    let report = modules::load(&dir, &names, &params);
+    modules::start(&modules::running_kernel_modules_dir(), &names, &params)
+}
+
+/// Log what the module load did; returns how long it took.
+fn report_modules(report: modules::LoadReport) -> Duration {
     for name in &report.missing {
         crate::warn!(
             "modules",
-            "module {name} not found in {}: add it to kernel.modules in the image config",
-            dir.display()
+            "module {name} is not in the image: add it to kernel.modules in the image config"
         );
     }
     for (name, why) in &report.failed {
@@ -175,12 +174,14 @@ fn load_modules(cmdline: &Cmdline) {
     }
     crate::info!(
         "modules",
-        "loaded {} ({}){}{}",
+        "loaded {} in {} ms ({}){}{}",
         report.loaded.len(),
+        report.elapsed.as_millis(),
         report.loaded.join(" "),
         list_suffix("already loaded", &report.already_loaded),
         list_suffix("built in", &report.builtin),
     );
+    report.elapsed
 }
 
 fn list_suffix(label: &str, names: &[String]) -> String {

@@ -5,10 +5,10 @@
 //! (MODULE_INIT_COMPRESSED_FILE, kernels with CONFIG_MODULE_DECOMPRESS) and otherwise
 //! decompressed here and passed to `init_module`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
@@ -22,9 +22,9 @@ use nix::kmod::{ModuleInitFlags, finit_module, init_module};
 /// `MODULE_INIT_COMPRESSED_FILE` from linux/module.h (not in nix's flag set).
 const MODULE_INIT_COMPRESSED_FILE: u32 = 4;
 
-/// How long one wave of modules may take before the boot goes on without the stragglers:
-/// a module whose init hangs must not hang the boot.
-const WAVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the loader waits without any module finishing before it goes on without the
+/// stragglers: a module whose init hangs must not hang the boot.
+const MODULE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The outcome for every module asked for, and for their dependencies.
 #[derive(Debug, Default)]
@@ -36,6 +36,8 @@ pub struct LoadReport {
     pub missing: Vec<String>,
     /// (module, why)
     pub failed: Vec<(String, String)>,
+    /// From the start of the load until the last module was in.
+    pub elapsed: Duration,
 }
 
 /// `/lib/modules/<kernel release>` of the running kernel.
@@ -74,44 +76,158 @@ pub fn names_from_conf_dir(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Load `names` and their dependencies from `dir`. `params` gives each module's parameters.
-pub fn load(dir: &Path, names: &[String], params: &(dyn Fn(&str) -> String + Sync)) -> LoadReport {
+/// Modules being loaded in the background; [`Loading::wait`] gives the outcome.
+pub struct Loading {
+    thread: Option<thread::JoinHandle<LoadReport>>,
+    report: Option<LoadReport>,
+}
+
+impl Loading {
+    /// Wait until every module has loaded, failed or timed out.
+    pub fn wait(self) -> LoadReport {
+        if let Some(report) = self.report {
+            return report;
+        }
+        let Some(thread) = self.thread else {
+            return LoadReport::default();
+        };
+        thread.join().unwrap_or_else(|_| LoadReport {
+            failed: vec![("(all)".to_string(), "the module loader crashed".to_string())],
+            ..LoadReport::default()
+        })
+    }
+}
+
+/// Start loading `names` and their dependencies from `dir` in the background, so the boot
+/// can unpack the rootfs meanwhile. Every module file is opened before this returns: the
+/// loads go on from those descriptors even after switch_root has freed the initramfs.
+pub fn start(dir: &Path, names: &[String], params: &dyn Fn(&str) -> String) -> Loading {
+    let started = Instant::now();
+    let (mut report, jobs) = prepare(dir, names, params);
+    let spawned = thread::Builder::new()
+        .name("modules".to_string())
+        .spawn(move || {
+            run_jobs(jobs, &mut report, load_file);
+            report.elapsed = started.elapsed();
+            report
+        });
+    match spawned {
+        Ok(thread) => Loading {
+            thread: Some(thread),
+            report: None,
+        },
+        Err(err) => Loading {
+            thread: None,
+            report: Some(LoadReport {
+                failed: names
+                    .iter()
+                    .map(|name| {
+                        (
+                            name.clone(),
+                            format!("cannot start the module loader: {err}"),
+                        )
+                    })
+                    .collect(),
+                ..LoadReport::default()
+            }),
+        },
+    }
+}
+
+/// Load `names` and their dependencies from `dir`, and wait for the outcome.
+#[cfg(test)]
+pub fn load(dir: &Path, names: &[String], params: &dyn Fn(&str) -> String) -> LoadReport {
+    start(dir, names, params).wait()
+}
+
+/// One module to load, with its file already open.
+struct Job {
+    file: File,
+    params: CString,
+    /// Modules of this load that must be loaded first.
+    waits_for: Vec<String>,
+}
+
+/// Plan the load: what is built in, missing or already loaded, and a job for the rest.
+fn prepare(
+    dir: &Path,
+    names: &[String],
+    params: &dyn Fn(&str) -> String,
+) -> (LoadReport, BTreeMap<String, Job>) {
     let mut report = LoadReport::default();
+    let mut jobs = BTreeMap::new();
     if names.is_empty() {
-        return report;
+        return (report, jobs);
     }
     let index = match read_index(dir) {
         Ok(index) => index,
         Err(reason) => {
-            report.missing = names.to_vec();
             crate::warn!("modules", "{reason}");
-            return report;
+            report.missing = names.to_vec();
+            return (report, jobs);
         }
     };
     let plan = match index.plan(names) {
         Ok(plan) => plan,
         Err(err) => {
             report.failed = names.iter().map(|n| (n.clone(), err.to_string())).collect();
-            return report;
+            return (report, jobs);
         }
     };
     report.builtin = plan.builtin.clone();
-    report.missing = plan
-        .missing
-        .iter()
-        .map(|missing| match &missing.needed_by {
+    for missing in &plan.missing {
+        report.missing.push(match &missing.needed_by {
             Some(by) => format!("{} (needed by {by})", missing.name),
             None => missing.name.clone(),
-        })
-        .collect();
-    let mut failed_names = BTreeSet::new();
-    for missing in &plan.missing {
-        failed_names.insert(missing.name.clone());
+        });
     }
-    for wave in &plan.waves {
-        load_wave(dir, &index, wave, params, &mut failed_names, &mut report);
+    let planned: BTreeSet<&str> = plan.modules().collect();
+    let missing: BTreeSet<&str> = plan.missing.iter().map(|m| m.name.as_str()).collect();
+    for name in plan.modules() {
+        let Some(module) = index.get(name) else {
+            continue;
+        };
+        if let Some(dep) = module
+            .deps
+            .iter()
+            .find(|dep| missing.contains(dep.as_str()))
+        {
+            report.failed.push((
+                name.to_string(),
+                format!("needs {dep}, which is not in the image"),
+            ));
+            continue;
+        }
+        if is_loaded(name) {
+            report.already_loaded.push(name.to_string());
+            continue;
+        }
+        let path = dir.join(&module.path);
+        let opened =
+            File::open(&path).map_err(|err| format!("cannot open {}: {err}", path.display()));
+        let params = CString::new(params(name))
+            .map_err(|_| "its parameters on the command line contain a NUL byte".to_string());
+        match (opened, params) {
+            (Ok(file), Ok(params)) => {
+                let waits_for = module
+                    .deps
+                    .iter()
+                    .filter(|dep| planned.contains(dep.as_str()))
+                    .cloned()
+                    .collect();
+                jobs.insert(
+                    name.to_string(),
+                    Job {
+                        file,
+                        params,
+                        waits_for,
+                    },
+                );
+            }
+            (Err(reason), _) | (_, Err(reason)) => report.failed.push((name.to_string(), reason)),
+        }
     }
-    report
+    (report, jobs)
 }
 
 fn read_index(dir: &Path) -> Result<ModuleIndex, String> {
@@ -129,75 +245,111 @@ fn read_index(dir: &Path) -> Result<ModuleIndex, String> {
         .map_err(|err| format!("{}: {err}", dep_path.display()))
 }
 
-/// Load one wave in parallel: its modules depend only on earlier waves.
-fn load_wave(
-    dir: &Path,
-    index: &ModuleIndex,
-    wave: &[String],
-    params: &(dyn Fn(&str) -> String + Sync),
-    failed_names: &mut BTreeSet<String>,
-    report: &mut LoadReport,
-) {
+/// Load every job as soon as the modules it needs are in: not in fixed waves, so a slow
+/// module (nbd creating its devices) delays only the modules that need it.
+/// What loads one module; tests give a fake one.
+type LoadFn = fn(File, &CString) -> Result<(), String>;
+
+fn run_jobs(mut pending: BTreeMap<String, Job>, report: &mut LoadReport, load: LoadFn) {
+    let mut failed: BTreeSet<String> = report.failed.iter().map(|(name, _)| name.clone()).collect();
+    let mut finished: BTreeSet<String> = report.already_loaded.iter().cloned().collect();
+    let mut running: BTreeSet<String> = BTreeSet::new();
     let (sender, receiver) = mpsc::channel();
-    let mut pending = 0;
-    for name in wave {
-        let Some(module) = index.get(name) else {
+    loop {
+        let state = (&finished, &mut failed, &mut running);
+        start_ready_jobs(&mut pending, state, &sender, report, load);
+        if running.is_empty() {
+            break;
+        }
+        match receiver.recv_timeout(MODULE_TIMEOUT) {
+            Ok((name, result)) => {
+                running.remove(&name);
+                match result {
+                    Ok(()) => {
+                        finished.insert(name.clone());
+                        report.loaded.push(name);
+                    }
+                    Err(reason) => {
+                        failed.insert(name.clone());
+                        report.failed.push((name, reason));
+                    }
+                }
+            }
+            Err(_) => {
+                for name in std::mem::take(&mut running) {
+                    let reason = format!(
+                        "still loading after {} s; going on without it",
+                        MODULE_TIMEOUT.as_secs()
+                    );
+                    failed.insert(name.clone());
+                    report.failed.push((name, reason));
+                }
+            }
+        }
+    }
+    for name in pending.into_keys() {
+        report.failed.push((
+            name,
+            "the modules it needs never finished loading".to_string(),
+        ));
+    }
+}
+
+/// (finished, failed, running) module names.
+type JobState<'a> = (
+    &'a BTreeSet<String>,
+    &'a mut BTreeSet<String>,
+    &'a mut BTreeSet<String>,
+);
+
+fn start_ready_jobs(
+    pending: &mut BTreeMap<String, Job>,
+    (finished, failed, running): JobState<'_>,
+    sender: &mpsc::Sender<(String, Result<(), String>)>,
+    report: &mut LoadReport,
+    load: LoadFn,
+) {
+    // Failing one job can fail its dependents in turn: repeat until nothing changes.
+    loop {
+        let blocked = pending.iter().find_map(|(name, job)| {
+            let dep = job.waits_for.iter().find(|dep| failed.contains(*dep))?;
+            Some((name.clone(), dep.clone()))
+        });
+        let Some((name, dep)) = blocked else {
+            break;
+        };
+        pending.remove(&name);
+        failed.insert(name.clone());
+        report
+            .failed
+            .push((name, format!("needs {dep}, which did not load")));
+    }
+    let ready: Vec<String> = pending
+        .iter()
+        .filter(|(_, job)| job.waits_for.iter().all(|dep| finished.contains(dep)))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in ready {
+        let Some(job) = pending.remove(&name) else {
             continue;
         };
-        if let Some(dep) = module.deps.iter().find(|dep| failed_names.contains(*dep)) {
-            report
-                .failed
-                .push((name.clone(), format!("needs {dep}, which did not load")));
-            failed_names.insert(name.clone());
-            continue;
-        }
-        if is_loaded(name) {
-            report.already_loaded.push(name.clone());
-            continue;
-        }
-        let path = dir.join(&module.path);
-        let module_params = params(name);
         let sender = sender.clone();
-        let name = name.clone();
-        pending += 1;
+        let worker_name = name.clone();
         // Detached on purpose: a module whose init never returns must not block the boot.
-        thread::spawn(move || {
-            let result = load_file(&path, &module_params);
-            let _ = sender.send((name, result));
+        let spawned = thread::Builder::new().spawn(move || {
+            let result = load(job.file, &job.params);
+            let _ = sender.send((worker_name, result));
         });
-    }
-    let deadline = Instant::now() + WAVE_TIMEOUT;
-    while pending > 0 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match receiver.recv_timeout(left) {
-            Ok((name, Ok(()))) => report.loaded.push(name),
-            Ok((name, Err(reason))) => {
-                failed_names.insert(name.clone());
-                report.failed.push((name, reason));
+        match spawned {
+            Ok(_) => {
+                running.insert(name);
             }
-            Err(_) => break,
-        }
-        pending -= 1;
-    }
-    if pending > 0 {
-        let done: BTreeSet<String> = report
-            .loaded
-            .iter()
-            .chain(failed_names.iter())
-            .cloned()
-            .collect();
-        for name in wave
-            .iter()
-            .filter(|name| !done.contains(*name) && !is_loaded(name))
-        {
-            failed_names.insert(name.clone());
-            report.failed.push((
-                name.clone(),
-                format!(
-                    "still loading after {} s; going on without it",
-                    WAVE_TIMEOUT.as_secs()
-                ),
-            ));
+            Err(err) => {
+                failed.insert(name.clone());
+                report
+                    .failed
+                    .push((name, format!("cannot start a loader thread: {err}")));
+            }
         }
     }
 }
@@ -209,22 +361,18 @@ fn is_loaded(name: &str) -> bool {
         .exists()
 }
 
-/// Load one module file, compressed or not.
-fn load_file(path: &Path, params: &str) -> Result<(), String> {
-    let params =
-        CString::new(params).map_err(|_| "module parameters contain a NUL byte".to_string())?;
-    let mut file =
-        File::open(path).map_err(|err| format!("cannot open {}: {err}", path.display()))?;
+/// Load one module from its open file, compressed or not.
+fn load_file(mut file: File, params: &CString) -> Result<(), String> {
     let mut magic = [0u8; 6];
     let read = file.read(&mut magic).unwrap_or(0);
     let compression = Compression::detect(&magic[..read]);
     let result = if compression == Compression::None {
-        finit_module(&file, &params, ModuleInitFlags::empty())
+        finit_module(&file, params, ModuleInitFlags::empty())
     } else {
         let flags = ModuleInitFlags::from_bits_retain(MODULE_INIT_COMPRESSED_FILE);
-        match finit_module(&file, &params, flags) {
+        match finit_module(&file, params, flags) {
             Err(Errno::EINVAL | Errno::EOPNOTSUPP | Errno::ENOSYS) => {
-                load_decompressed(path, &params, compression)
+                load_decompressed(file, params, compression)
             }
             other => other,
         }
@@ -235,14 +383,17 @@ fn load_file(path: &Path, params: &str) -> Result<(), String> {
     }
 }
 
-fn load_decompressed(path: &Path, params: &CString, compression: Compression) -> nix::Result<()> {
-    let data = fs::read(path).map_err(|err| io_errno(&err))?;
+fn load_decompressed(
+    mut file: File,
+    params: &CString,
+    compression: Compression,
+) -> nix::Result<()> {
+    let mut data = Vec::new();
+    file.seek(SeekFrom::Start(0))
+        .map_err(|err| io_errno(&err))?;
+    file.read_to_end(&mut data).map_err(|err| io_errno(&err))?;
     let image = compress::decode_all(&data).map_err(|err| {
-        crate::warn!(
-            "modules",
-            "cannot decompress {} ({compression}): {err}",
-            path.display()
-        );
+        crate::warn!("modules", "cannot decompress a {compression} module: {err}");
         Errno::ENOEXEC
     })?;
     init_module(&image, params)
@@ -315,6 +466,69 @@ mod tests {
         assert_eq!(report.failed.len(), 1);
         assert_eq!(report.failed[0].0, "a");
         assert!(report.failed[0].1.contains("gone"), "{:?}", report.failed);
+    }
+
+    /// A fake loader: the module's "file" holds its name; `bad` fails; every load is
+    /// recorded with the names already loaded at that moment.
+    fn fake_load(mut file: File, _params: &CString) -> Result<(), String> {
+        let mut name = String::new();
+        file.read_to_string(&mut name)
+            .map_err(|err| err.to_string())?;
+        thread::sleep(Duration::from_millis(if name == "slow" { 100 } else { 5 }));
+        LOADED
+            .lock()
+            .map_err(|err| err.to_string())?
+            .push(name.clone());
+        if name == "bad" {
+            Err("the kernel refused it".into())
+        } else {
+            Ok(())
+        }
+    }
+
+    static LOADED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+    fn job(dir: &Path, name: &str, waits_for: &[&str]) -> (String, Job) {
+        let path = dir.join(name);
+        fs::write(&path, name).unwrap();
+        let job = Job {
+            file: File::open(&path).unwrap(),
+            params: CString::new("").unwrap(),
+            waits_for: waits_for.iter().map(|s| s.to_string()).collect(),
+        };
+        (name.to_string(), job)
+    }
+
+    #[test]
+    fn modules_start_as_soon_as_their_own_dependencies_are_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = BTreeMap::from([
+            job(dir.path(), "slow", &[]),
+            job(dir.path(), "base", &[]),
+            job(dir.path(), "driver", &["base"]),
+            job(dir.path(), "needs_slow", &["slow"]),
+            job(dir.path(), "bad", &[]),
+            job(dir.path(), "needs_bad", &["base", "bad"]),
+        ]);
+        let mut report = LoadReport::default();
+        run_jobs(jobs, &mut report, fake_load);
+        let order = LOADED.lock().unwrap().clone();
+        let at = |name: &str| order.iter().position(|n| n == name).unwrap();
+        assert!(at("base") < at("driver") && at("slow") < at("needs_slow"));
+        assert!(
+            at("driver") < at("slow"),
+            "driver does not wait for the unrelated slow module: {order:?}"
+        );
+        let mut loaded = report.loaded.clone();
+        loaded.sort();
+        assert_eq!(loaded, ["base", "driver", "needs_slow", "slow"]);
+        let failed: Vec<&str> = report.failed.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(failed, ["bad", "needs_bad"], "{:?}", report.failed);
+        assert!(
+            report.failed[1].1.contains("needs bad"),
+            "{:?}",
+            report.failed
+        );
     }
 
     #[test]
