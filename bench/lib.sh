@@ -37,14 +37,41 @@ compress_as() {
     esac
 }
 
-# Unpacks the initramfs IMAGE (one archive, any compression) into DIR.
-unpack_initramfs() {
+# Unpacks a single-segment initramfs IMAGE (any compression) into DIR.
+unpack_one_segment() {
     local image=$1 dir=$2
     mkdir -p "$dir"
     decompress "$image" | (cd "$dir" && cpio -id --quiet --no-absolute-filenames) \
         || die "cannot unpack $image"
 }
 
+# The builder's image is two segments when the rootfs archive is compressed (see
+# builder/src/initramfs.rs): everything else compressed, then an uncompressed newc segment
+# holding /rootfs.tar.* alone at a 4-byte-aligned offset. Unpack both into one tree, as the
+# kernel does.
+unpack_initramfs() { # unpack_initramfs IMAGE DIR
+    local image=$1 dir=$2 off k first
+    off=$(LC_ALL=C grep -obUaP '070701[0-9A-Fa-f]{104}rootfs\.tar' "$image" | head -1 | cut -d: -f1 || true)
+    if [[ -z $off || $off == 0 ]]; then
+        unpack_one_segment "$image" "$dir"
+        return
+    fi
+    # The first segment's stream ends 0-3 zero bytes before $off (padding to the alignment).
+    first=$(mktemp)
+    for k in 0 1 2 3; do
+        head -c "$(( off - k ))" "$image" >"$first"
+        if decompress "$first" >/dev/null 2>&1; then
+            unpack_one_segment "$first" "$dir"
+            tail -c "+$(( off + 1 ))" "$image" \
+                | (cd "$dir" && cpio -id --quiet --no-absolute-filenames) \
+                || die "cannot unpack the rootfs segment of $image"
+            rm -f "$first"
+            return
+        fi
+    done
+    rm -f "$first"
+    die "cannot find the end of the first segment of $image"
+}
 # The rootfs archive at the top of an unpacked initramfs, as the init looks for it.
 find_rootfs_archive() {
     local dir=$1 name

@@ -1,21 +1,30 @@
 //! `build`: image config in, `vmlinuz` + `initramfs` + `cmdline` + `manifest.json` out.
 //!
-//! Everything is computed in memory first and each output is written to a temporary file
-//! renamed into place, so a failed build never leaves a half-written file; manifest.json is
-//! written last and so only describes complete outputs.
+//! The rootfs archive and the initramfs's first segment are built and compressed at the
+//! same time, on two threads (each its own zstd stream with fixed parameters, so the bytes
+//! do not depend on which finishes first or on the machine's core count), while a third
+//! thread copies vmlinuz. Each output goes to a temporary file in the output directory,
+//! synced, and all are renamed into place only once every one is complete, so a failed build
+//! never leaves a half-written file; manifest.json is written last and so only describes
+//! complete outputs.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::Instant;
 
 use crate::compress::{Encoder, NoFlush};
-use crate::config::ImageConfig;
-use crate::cpio::write_newc;
+use crate::config::{CompressionKind, ImageConfig};
+use crate::cpio::{write_newc, write_newc_from};
 use crate::error::{BuildError, Result};
-use crate::initramfs::{RootfsArchive, check_init, initramfs_tree};
+use crate::initramfs::{
+    RootfsArchive, check_init, initramfs_tree, rootfs_segment_tree, separate_rootfs_segment,
+};
 use crate::manifest::{FileDigest, Manifest, RootfsDigest};
 use crate::progress::Progress;
+use crate::tree::Tree;
 use crate::{kernel, modules, rootfs};
 
 /// The files a build wrote.
@@ -41,11 +50,16 @@ pub fn build_with(
     progress: &Progress,
 ) -> Result<BuildOutput> {
     let epoch = source_date_epoch()?;
+    let cpio_epoch = cpio_mtime(epoch)?;
     check_init(&config.init.binary)?;
     let kernel = kernel::open(&config.kernel.source()?, progress)?;
     progress.note(&format!("kernel {}", kernel.version));
 
-    let modules = modules::select(&kernel.modules_dir, &config.kernel.modules)?;
+    let modules = modules::select_with_index(
+        &kernel.modules_dir,
+        &config.kernel.modules,
+        kernel.module_index.as_deref(),
+    )?;
     for name in &modules.builtin_requested {
         progress.note(&format!(
             "module {name} is built into the kernel: nothing to ship"
@@ -57,43 +71,90 @@ pub fn build_with(
         modules.included.join(" ")
     ));
 
-    let task = progress.task("building the rootfs archive", None);
-    let added = rootfs::added_tree(config)?;
-    let rootfs_kind = config.compression.rootfs;
-    let rootfs_data =
-        rootfs::write_archive(&added, config.rootfs.archive.as_deref(), rootfs_kind, epoch)?;
-    task.finish();
-    let rootfs_digest = RootfsDigest {
-        name: rootfs_kind.tar_name().to_string(),
-        compression: format!("{rootfs_kind:?}").to_lowercase(),
-        digest: FileDigest::of(&rootfs_data),
-    };
-
-    let task = progress.task("building the initramfs", None);
-    let archive = RootfsArchive {
-        name: rootfs_kind.tar_name(),
-        data: rootfs_data,
-    };
-    let tree = initramfs_tree(config, &kernel.version, &modules, archive)?;
-    let initramfs = compress_cpio(&tree, config, epoch)?;
-    task.finish();
-
-    let vmlinuz = fs::read(&kernel.vmlinuz)
-        .map_err(BuildError::io(format!("read {}", kernel.vmlinuz.display())))?;
-    let cmdline = format!("{}\n", config.cmdline.trim());
-
     fs::create_dir_all(out_dir).map_err(BuildError::io(format!(
         "create output directory {}",
         out_dir.display()
     )))?;
+    let task = progress.task("building the rootfs archive and the initramfs", None);
+    let (vmlinuz, archives) = thread::scope(|scope| {
+        // vmlinuz needs nothing from the rest: copy it while the archives are built.
+        let vmlinuz = scope.spawn(|| {
+            let data = fs::read(&kernel.vmlinuz)
+                .map_err(BuildError::io(format!("read {}", kernel.vmlinuz.display())))?;
+            Staged::write(out_dir.join("vmlinuz"), &data)
+        });
+        let archives = if separate_rootfs_segment(&config.compression) {
+            let rootfs = scope.spawn(|| build_rootfs(config, epoch));
+            let first = build_first_segment(config, &kernel.version, &modules, None, cpio_epoch);
+            let BuiltRootfs {
+                archive,
+                digest,
+                summary,
+            } = join(rootfs)?;
+            let first = first?;
+            let second = rootfs_segment_tree(archive)?;
+            // Inode numbers go on from the first segment's.
+            let next_ino = u32::try_from(first.entries + 1).map_err(|_| {
+                BuildError::Config("more initramfs entries than a cpio archive can number".into())
+            })?;
+            let image = append_plain_segment(first.data, &second, cpio_epoch, next_ino)?;
+            Archives {
+                rootfs: summary,
+                rootfs_digest: digest,
+                first: first.summary,
+                image,
+            }
+        } else {
+            let BuiltRootfs {
+                archive,
+                digest,
+                summary,
+            } = build_rootfs(config, epoch)?;
+            let first =
+                build_first_segment(config, &kernel.version, &modules, Some(archive), cpio_epoch)?;
+            Archives {
+                rootfs: summary,
+                rootfs_digest: digest,
+                first: first.summary,
+                image: first.data,
+            }
+        };
+        Ok::<_, BuildError>((join(vmlinuz), archives))
+    })?;
+    task.finish();
+    let vmlinuz = vmlinuz?;
+    progress.note(&archives.rootfs.line("rootfs archive"));
+    progress.note(
+        &archives
+            .first
+            .line(if separate_rootfs_segment(&config.compression) {
+                "initramfs, first segment (the rootfs archive follows uncompressed)"
+            } else {
+                "initramfs"
+            }),
+    );
+
+    let rootfs_kind = config.compression.rootfs;
+    let rootfs_digest = RootfsDigest {
+        name: rootfs_kind.tar_name().to_string(),
+        compression: format!("{rootfs_kind:?}").to_lowercase(),
+        digest: archives.rootfs_digest,
+    };
+    let cmdline = format!("{}\n", config.cmdline.trim());
+    let staged = [
+        ("vmlinuz", vmlinuz),
+        (
+            "initramfs",
+            Staged::write(out_dir.join("initramfs"), &archives.image)?,
+        ),
+        (
+            "cmdline",
+            Staged::write(out_dir.join("cmdline"), cmdline.as_bytes())?,
+        ),
+    ];
     let mut outputs = BTreeMap::new();
-    for (name, data) in [
-        ("vmlinuz", &vmlinuz[..]),
-        ("initramfs", &initramfs[..]),
-        ("cmdline", cmdline.as_bytes()),
-    ] {
-        write_atomic(&out_dir.join(name), data)?;
-        outputs.insert(name.to_string(), FileDigest::of(data));
+    for (name, output) in staged {
+        outputs.insert(name.to_string(), output.persist()?);
     }
     let manifest = Manifest {
         config: config
@@ -128,19 +189,110 @@ pub fn build_with(
     })
 }
 
-fn compress_cpio(tree: &crate::tree::Tree, config: &ImageConfig, epoch: u64) -> Result<Vec<u8>> {
-    // newc stores 32-bit mtimes; an epoch past 2106 is a configuration mistake.
-    let epoch = u32::try_from(epoch).map_err(|_| {
+/// Wait for a thread of the build; its panic goes on in the caller.
+fn join<T>(handle: thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// What building one archive took, for the log.
+struct Summary {
+    size: usize,
+    millis: u128,
+}
+
+impl Summary {
+    fn of(data: &[u8], started: Instant) -> Summary {
+        Summary {
+            size: data.len(),
+            millis: started.elapsed().as_millis(),
+        }
+    }
+
+    fn line(&self, what: &str) -> String {
+        format!("{what}: {} bytes in {} ms", self.size, self.millis)
+    }
+}
+
+struct Archives {
+    rootfs: Summary,
+    rootfs_digest: FileDigest,
+    first: Summary,
+    /// The initramfs file: the first segment, then the rootfs archive's when separate.
+    image: Vec<u8>,
+}
+
+struct BuiltRootfs {
+    archive: RootfsArchive,
+    digest: FileDigest,
+    summary: Summary,
+}
+
+fn build_rootfs(config: &ImageConfig, epoch: u64) -> Result<BuiltRootfs> {
+    let started = Instant::now();
+    let added = rootfs::added_tree(config)?;
+    let kind = config.compression.rootfs;
+    let data = rootfs::write_archive(&added, config.rootfs.archive.as_deref(), kind, epoch)?;
+    Ok(BuiltRootfs {
+        summary: Summary::of(&data, started),
+        digest: FileDigest::of(&data),
+        archive: RootfsArchive { kind, data },
+    })
+}
+
+struct FirstSegment {
+    data: Vec<u8>,
+    /// Entries in it: the next segment numbers its inodes from here on.
+    entries: usize,
+    summary: Summary,
+}
+
+fn build_first_segment(
+    config: &ImageConfig,
+    kernel_version: &str,
+    modules: &modules::ModuleSet,
+    rootfs: Option<RootfsArchive>,
+    epoch: u32,
+) -> Result<FirstSegment> {
+    let started = Instant::now();
+    let tree = initramfs_tree(config, kernel_version, modules, rootfs)?;
+    let data = compress_cpio(&tree, config.compression.initramfs, epoch)?;
+    Ok(FirstSegment {
+        summary: Summary::of(&data, started),
+        entries: tree.len(),
+        data,
+    })
+}
+
+/// newc stores 32-bit mtimes; an epoch past 2106 is a configuration mistake.
+fn cpio_mtime(epoch: u64) -> Result<u32> {
+    u32::try_from(epoch).map_err(|_| {
         BuildError::Config(format!(
             "SOURCE_DATE_EPOCH {epoch} does not fit a cpio mtime"
         ))
-    })?;
-    let encoder = Encoder::new(config.compression.initramfs, Vec::new())
-        .map_err(BuildError::io("start compressor"))?;
+    })
+}
+
+fn compress_cpio(tree: &Tree, kind: CompressionKind, epoch: u32) -> Result<Vec<u8>> {
+    let encoder = Encoder::new(kind, Vec::new()).map_err(BuildError::io("start compressor"))?;
     let NoFlush(encoder) = write_newc(tree, NoFlush(encoder), epoch)?;
     encoder
         .finish()
         .map_err(BuildError::io("compress the initramfs"))
+}
+
+/// Append `tree` to an image as an uncompressed newc segment, numbering its inodes from
+/// `first_ino`. The kernel only takes a cpio header at a 4-byte-aligned offset of the image
+/// and skips the zeros before it (init/initramfs.c: `unpack_to_rootfs`).
+fn append_plain_segment(
+    mut image: Vec<u8>,
+    tree: &Tree,
+    epoch: u32,
+    first_ino: u32,
+) -> Result<Vec<u8>> {
+    image.resize(image.len().next_multiple_of(4), 0);
+    write_newc_from(tree, image, epoch, first_ino)
 }
 
 /// SOURCE_DATE_EPOCH (reproducible-builds.org), or 0.
@@ -157,18 +309,43 @@ pub fn source_date_epoch() -> Result<u64> {
 
 /// Write a file so that it is either complete or absent: temporary file, then rename.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let what = || format!("write {}", path.display());
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(BuildError::io(what()))?;
-    file.write_all(data).map_err(BuildError::io(what()))?;
-    file.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o644))
-        .map_err(BuildError::io(what()))?;
-    file.as_file().sync_all().map_err(BuildError::io(what()))?;
-    file.persist(path)
-        .map_err(|err| BuildError::io(what())(err.error))?;
+    Staged::write(path.to_path_buf(), data)?.persist()?;
     Ok(())
+}
+
+/// An output written in full (and synced) to a temporary file next to its final place,
+/// waiting to be renamed there; dropped, it is deleted.
+struct Staged {
+    path: PathBuf,
+    file: tempfile::NamedTempFile,
+    digest: FileDigest,
+}
+
+impl Staged {
+    fn write(path: PathBuf, data: &[u8]) -> Result<Staged> {
+        use std::os::unix::fs::PermissionsExt;
+        let what = || format!("write {}", path.display());
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut file = tempfile::NamedTempFile::new_in(dir).map_err(BuildError::io(what()))?;
+        file.write_all(data).map_err(BuildError::io(what()))?;
+        file.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o644))
+            .map_err(BuildError::io(what()))?;
+        file.as_file().sync_all().map_err(BuildError::io(what()))?;
+        Ok(Staged {
+            digest: FileDigest::of(data),
+            path,
+            file,
+        })
+    }
+
+    fn persist(self) -> Result<FileDigest> {
+        let what = format!("write {}", self.path.display());
+        self.file
+            .persist(&self.path)
+            .map_err(|err| BuildError::io(what)(err.error))?;
+        Ok(self.digest)
+    }
 }
 
 #[cfg(test)]
@@ -177,6 +354,7 @@ mod tests {
     use crate::config::{CompressionKind, KernelConfig, Overlay, Program};
     use crate::inspect::{inspect, render};
     use crate::modules::tests::fake_tree;
+    use bootkit_common::compress::Compression;
 
     /// A config over a fake kernel dir (tiny vmlinuz, modinfo-bearing fake modules).
     fn fake_image(root: &Path) -> ImageConfig {
@@ -262,7 +440,19 @@ mod tests {
         assert_eq!(&json, manifest);
 
         let listing = inspect(&first.initramfs).unwrap();
-        assert_eq!(listing.segments.len(), 1);
+        // Two segments: zstd, then the rootfs archive alone, uncompressed.
+        let kinds: Vec<Compression> = listing.segments.iter().map(|s| s.0).collect();
+        assert_eq!(kinds, [Compression::Zstd, Compression::None]);
+        let second: Vec<&str> = listing.segments[1]
+            .1
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(second, ["rootfs.tar.zst"]);
+        assert_eq!(
+            listing.segments[1].1[0].size, manifest.rootfs.digest.size,
+            "the rootfs archive is stored as built, not compressed again"
+        );
         let entries = &listing.segments[0].1;
         let find = |name: &str| {
             entries
@@ -276,7 +466,7 @@ mod tests {
         for dir in ["dev", "proc", "sys", "run", "newroot"] {
             assert_eq!(find(dir).mode, 0o040755, "{dir}");
         }
-        find("rootfs.tar.zst");
+        assert!(!entries.iter().any(|e| e.name.starts_with("rootfs.tar")));
         find("lib/modules/6.1.0-fake/kernel/drivers/net/virtio_net.ko");
         find("lib/modules/6.1.0-fake/kernel/net/core/failover.ko");
         assert!(!entries.iter().any(|e| e.name.ends_with("unused.ko")));
@@ -333,20 +523,68 @@ mod tests {
         );
     }
 
+    /// The segments the kernel will see: where each starts, its inode numbers.
+    #[test]
+    fn segments_are_aligned_and_inode_numbers_unique() {
+        let root = tempfile::tempdir().unwrap();
+        let config = fake_image(root.path());
+        let out = build_with(&config, &root.path().join("out"), &Progress::hidden()).unwrap();
+        let image = fs::read(&out.initramfs).unwrap();
+        let frame = zstd::zstd_safe::find_frame_compressed_size(&image).unwrap();
+        let second_at = frame.next_multiple_of(4);
+        assert!(image[frame..second_at].iter().all(|b| *b == 0));
+        assert!(image[second_at..].starts_with(b"070701"));
+        assert_eq!(image.len() % 4, 0);
+        let first = zstd::stream::decode_all(&image[..frame]).unwrap();
+        let mut inodes = Vec::new();
+        for segment in [&first[..], &image[second_at..]] {
+            let mut rest = segment;
+            loop {
+                let mut reader = cpio::newc::Reader::new(rest).unwrap();
+                if reader.entry().is_trailer() {
+                    assert!(reader.finish().unwrap().is_empty(), "data after a trailer");
+                    break;
+                }
+                inodes.push((reader.entry().ino(), reader.entry().name().to_string()));
+                std::io::copy(&mut reader, &mut std::io::sink()).unwrap();
+                rest = reader.finish().unwrap();
+            }
+        }
+        let (last_ino, last_name) = inodes.last().unwrap().clone();
+        assert_eq!(last_name, "rootfs.tar.zst");
+        let numbers: Vec<u32> = inodes.iter().map(|(ino, _)| *ino).collect();
+        assert_eq!(numbers, (1..=last_ino).collect::<Vec<_>>());
+    }
+
     #[test]
     fn gzip_and_plain_compression_are_honoured() {
-        let root = tempfile::tempdir().unwrap();
-        let mut config = fake_image(root.path());
-        config.compression.initramfs = CompressionKind::Gzip;
-        config.compression.rootfs = CompressionKind::None;
-        let out = build_with(&config, &root.path().join("out"), &Progress::hidden()).unwrap();
-        let data = fs::read(&out.initramfs).unwrap();
-        assert_eq!(&data[..2], &[0x1f, 0x8b]);
-        let listing = inspect(&out.initramfs).unwrap();
-        assert_eq!(
-            listing.rootfs.as_ref().map(|r| r.0.as_str()),
-            Some("rootfs.tar")
-        );
+        use CompressionKind::{Gzip, None as Plain, Zstd};
+        for (initramfs, rootfs, segments, rootfs_name) in [
+            (Gzip, Plain, &[Compression::Gzip][..], "rootfs.tar"),
+            (
+                Gzip,
+                Zstd,
+                &[Compression::Gzip, Compression::None][..],
+                "rootfs.tar.zst",
+            ),
+            (Plain, Gzip, &[Compression::None][..], "rootfs.tar.gz"),
+            (Zstd, Plain, &[Compression::Zstd][..], "rootfs.tar"),
+        ] {
+            let root = tempfile::tempdir().unwrap();
+            let mut config = fake_image(root.path());
+            config.compression.initramfs = initramfs;
+            config.compression.rootfs = rootfs;
+            let out = build_with(&config, &root.path().join("out"), &Progress::hidden()).unwrap();
+            let listing = inspect(&out.initramfs).unwrap();
+            let kinds: Vec<Compression> = listing.segments.iter().map(|s| s.0).collect();
+            assert_eq!(kinds, segments, "{initramfs:?} / {rootfs:?}");
+            assert_eq!(
+                listing.rootfs.as_ref().map(|r| r.0.as_str()),
+                Some(rootfs_name)
+            );
+            let holding_init = &listing.segments[0].1;
+            assert!(holding_init.iter().any(|e| e.name == "init"));
+        }
     }
 
     #[test]

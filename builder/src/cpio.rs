@@ -1,8 +1,9 @@
 //! The initramfs itself: a newc cpio archive (the only format the kernel unpacks), written
 //! with the `cpio` crate from a [`Tree`], so entries come sorted with parents first.
 //!
-//! Reproducible: inode numbers count up from 1 in archive order, uid/gid are 0, every
-//! mtime is the build's epoch, device numbers of the entries are 0.
+//! Reproducible: inode numbers count up in archive order (from 1, or from where the previous
+//! segment of the same image stopped, so that no two entries of an image share one), uid/gid
+//! are 0, every mtime is the build's epoch, device numbers of the entries are 0.
 
 use std::io::Write;
 
@@ -11,13 +12,23 @@ use cpio::newc::{self, ModeFileType};
 use crate::error::{BuildError, Result};
 use crate::tree::{NodeKind, Tree};
 
-/// Write `tree` as a newc archive ending in `TRAILER!!!`.
-pub fn write_newc<W: Write>(tree: &Tree, mut out: W, epoch: u32) -> Result<W> {
+/// Write `tree` as a newc archive ending in `TRAILER!!!`, numbering inodes from 1.
+pub fn write_newc<W: Write>(tree: &Tree, out: W, epoch: u32) -> Result<W> {
+    write_newc_from(tree, out, epoch, 1)
+}
+
+/// [`write_newc`] with inode numbers counting up from `first_ino`: a later segment of the
+/// same image starts where the earlier one stopped (the kernel takes entries with equal
+/// inode numbers and nlink > 1 for hard links, so they must not repeat).
+pub fn write_newc_from<W: Write>(tree: &Tree, mut out: W, epoch: u32, first_ino: u32) -> Result<W> {
     for (index, (path, node)) in tree.nodes().enumerate() {
-        let ino = u32::try_from(index + 1).map_err(|_| BuildError::ImagePath {
-            path: path.to_string(),
-            reason: "more entries than a cpio archive can number".into(),
-        })?;
+        let ino = u32::try_from(index)
+            .ok()
+            .and_then(|index| index.checked_add(first_ino))
+            .ok_or_else(|| BuildError::ImagePath {
+                path: path.to_string(),
+                reason: "more entries than a cpio archive can number".into(),
+            })?;
         let entry = newc::Builder::new(path)
             .ino(ino)
             .uid(0)

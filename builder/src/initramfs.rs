@@ -1,4 +1,5 @@
-//! The initramfs layout the init expects (changing it means changing the init):
+//! The initramfs layout the init expects (changing it means changing the init). Every path
+//! is at the top of the kernel's rootfs once it has unpacked the image:
 //!
 //! ```text
 //! /init                                  the init binary (0755)
@@ -14,10 +15,22 @@
 //! /dev /proc /sys /run /newroot          empty mount points
 //! + [initramfs] programs and their libraries
 //! ```
+//!
+//! The image file is one or two newc segments back to back; the kernel unpacks them in turn
+//! into the same root (Documentation/driver-api/early-userspace/buffer-format.rst):
+//!
+//! 1. compressed as `[compression] initramfs` says: everything above but the rootfs archive;
+//! 2. uncompressed, from a 4-byte-aligned offset: `/rootfs.tar.zst` (or `.tar.gz`) alone.
+//!
+//! A compressed rootfs archive does not shrink when compressed again, so putting it in the
+//! first segment only costs build time (and boot time: the kernel would decompress it once
+//! more for nothing). When the rootfs archive or the initramfs is uncompressed, a single
+//! segment holds everything. Inode numbers go on counting from the first segment into the
+//! second, so no two entries of the image share one.
 
 use std::path::Path;
 
-use crate::config::ImageConfig;
+use crate::config::{CompressionConfig, CompressionKind, ImageConfig};
 use crate::error::Result;
 use crate::modules::ModuleSet;
 use crate::rootfs::add_program;
@@ -26,17 +39,33 @@ use crate::tree::{Source, Tree};
 pub const MODULES_LOAD_CONF: &str = "/etc/modules-load.d/bootkit.conf";
 
 /// The rootfs archive as it goes into the initramfs.
+#[derive(Debug)]
 pub struct RootfsArchive {
-    /// `rootfs.tar.zst`, `rootfs.tar.gz` or `rootfs.tar`.
-    pub name: &'static str,
+    /// Its compression, which names it: `rootfs.tar.zst`, `rootfs.tar.gz` or `rootfs.tar`.
+    pub kind: CompressionKind,
     pub data: Vec<u8>,
 }
 
+/// Whether the rootfs archive gets a segment of its own: when it is compressed and the
+/// initramfs too.
+pub fn separate_rootfs_segment(compression: &CompressionConfig) -> bool {
+    compression.rootfs != CompressionKind::None && compression.initramfs != CompressionKind::None
+}
+
+impl RootfsArchive {
+    fn add_to(self, tree: &mut Tree) -> Result<()> {
+        let path = format!("/{}", self.kind.tar_name());
+        tree.add_file(&path, Source::Bytes(self.data), 0o644)
+    }
+}
+
+/// The first segment: everything the init needs, and the rootfs archive when given (a
+/// single-segment image); `None` leaves it for [`rootfs_segment_tree`].
 pub fn initramfs_tree(
     config: &ImageConfig,
     kernel_version: &str,
     modules: &ModuleSet,
-    rootfs: RootfsArchive,
+    rootfs: Option<RootfsArchive>,
 ) -> Result<Tree> {
     let mut tree = Tree::new();
     for dir in ["/dev", "/proc", "/sys", "/run", "/newroot"] {
@@ -47,13 +76,18 @@ pub fn initramfs_tree(
         add_program(&mut tree, program)?;
     }
     add_modules(&mut tree, kernel_version, modules, &config.kernel.modules)?;
-    tree.add_file(
-        &format!("/{}", rootfs.name),
-        Source::Bytes(rootfs.data),
-        0o644,
-    )?;
+    if let Some(rootfs) = rootfs {
+        rootfs.add_to(&mut tree)?;
+    }
     // Last, so that no program can take /init's place.
     tree.add_file("/init", Source::Host(config.init.binary.clone()), 0o755)?;
+    Ok(tree)
+}
+
+/// The second segment: the rootfs archive alone, at the top.
+pub fn rootfs_segment_tree(rootfs: RootfsArchive) -> Result<Tree> {
+    let mut tree = Tree::new();
+    rootfs.add_to(&mut tree)?;
     Ok(tree)
 }
 

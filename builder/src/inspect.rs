@@ -49,29 +49,70 @@ pub fn inspect(path: &Path) -> Result<Listing> {
             break;
         }
         let compression = Compression::detect(rest);
-        if compression == Compression::None {
-            let (entries, after) = read_cpio(rest, &mut listing.rootfs).map_err(fail)?;
-            listing.segments.push((compression, entries));
-            rest = after;
+        let (plain, after) = if compression == Compression::None {
+            (None, rest)
         } else {
-            // The decoders read concatenated streams of one format through to the end;
-            // a compressed segment is the last one in practice.
-            let plain = decode_all(rest).map_err(|err| fail(format!("{compression}: {err}")))?;
-            let mut inner = &plain[..];
-            loop {
-                let skip = inner.iter().take_while(|b| **b == 0).count();
-                inner = &inner[skip..];
-                if inner.is_empty() {
-                    break;
-                }
-                let (entries, after) = read_cpio(inner, &mut listing.rootfs).map_err(fail)?;
+            let (plain, after) = decode_segment(compression, rest)
+                .map_err(|err| fail(format!("{compression}: {err}")))?;
+            (Some(plain), after)
+        };
+        match &plain {
+            None => {
+                let (entries, after) = read_cpio(rest, &mut listing.rootfs).map_err(fail)?;
                 listing.segments.push((compression, entries));
-                inner = after;
+                rest = after;
             }
-            break;
+            Some(plain) => {
+                // One compressed stream may hold several archives back to back.
+                let mut inner = &plain[..];
+                loop {
+                    let skip = inner.iter().take_while(|b| **b == 0).count();
+                    inner = &inner[skip..];
+                    if inner.is_empty() {
+                        break;
+                    }
+                    let (entries, next) = read_cpio(inner, &mut listing.rootfs).map_err(fail)?;
+                    listing.segments.push((compression, entries));
+                    inner = next;
+                }
+                rest = after;
+            }
         }
     }
     Ok(listing)
+}
+
+/// Decompress the compressed segment at the start of `data`; returns its content and what
+/// follows it (more segments, compressed or not, may come after a compressed one). Like the
+/// kernel, stop where the compressed stream ends: at the end of the zstd frames or gzip
+/// members that follow each other. xz is decoded to the end of the file.
+fn decode_segment(compression: Compression, data: &[u8]) -> std::io::Result<(Vec<u8>, &[u8])> {
+    let mut plain = Vec::new();
+    let mut rest = data;
+    match compression {
+        Compression::Zstd => {
+            while Compression::detect(rest) == Compression::Zstd {
+                let size = zstd::zstd_safe::find_frame_compressed_size(rest)
+                    .map_err(|code| std::io::Error::other(zstd::zstd_safe::get_error_name(code)))?;
+                let (frame, next) = rest.split_at(size);
+                plain.extend(zstd::stream::decode_all(frame)?);
+                rest = next;
+            }
+        }
+        Compression::Gzip => {
+            while Compression::detect(rest) == Compression::Gzip {
+                // The bufread decoder reads no further than the member's end.
+                let mut member = flate2::bufread::GzDecoder::new(rest);
+                member.read_to_end(&mut plain)?;
+                rest = member.into_inner();
+            }
+        }
+        _ => {
+            plain = decode_all(data)?;
+            rest = &[];
+        }
+    }
+    Ok((plain, rest))
 }
 
 type Rootfs = Option<(String, Vec<Entry>)>;
@@ -281,5 +322,66 @@ mod tests {
             text.contains("-rwxr-xr-x     0     0          4 init"),
             "{text}"
         );
+    }
+
+    /// The builder's own layout: a compressed segment, zero padding to 4 bytes, then an
+    /// uncompressed one holding the rootfs archive; with zstd (two frames) and gzip.
+    #[test]
+    fn a_plain_segment_after_a_compressed_one_is_listed() {
+        let mut main = Tree::new();
+        main.add_file("/init", Source::Bytes(b"init".to_vec()), 0o755)
+            .unwrap();
+        main.add_file("/etc/a", Source::Bytes(vec![b'a'; 5000]), 0o644)
+            .unwrap();
+        let main_cpio = crate::cpio::write_newc(&main, Vec::new(), 0).unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(3);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        tar.append_data(&mut header, "etc/hostname", &b"vm\n"[..])
+            .unwrap();
+        let rootfs = zstd::encode_all(&tar.into_inner().unwrap()[..], 3).unwrap();
+        let mut second = Tree::new();
+        second
+            .add_file("/rootfs.tar.zst", Source::Bytes(rootfs), 0o644)
+            .unwrap();
+        let (head, tail) = main_cpio.split_at(1000);
+        let zstd_two_frames = [
+            zstd::encode_all(head, 3).unwrap(),
+            zstd::encode_all(tail, 3).unwrap(),
+        ]
+        .concat();
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gzip, &main_cpio).unwrap();
+        for (first, compression) in [
+            (zstd_two_frames, Compression::Zstd),
+            (gzip.finish().unwrap(), Compression::Gzip),
+        ] {
+            let mut data = first;
+            data.push(0); // at least one byte of padding, whatever the length
+            data.resize(data.len().next_multiple_of(4), 0);
+            let data = crate::cpio::write_newc_from(&second, data, 0, 3).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("initramfs");
+            fs::write(&path, data).unwrap();
+            let listing = inspect(&path).unwrap();
+            let kinds: Vec<Compression> = listing.segments.iter().map(|s| s.0).collect();
+            assert_eq!(kinds, [compression, Compression::None]);
+            let names = |i: usize| -> Vec<String> {
+                listing.segments[i]
+                    .1
+                    .iter()
+                    .map(|e| e.name.clone())
+                    .collect()
+            };
+            assert_eq!(names(0), ["etc", "etc/a", "init"]);
+            assert_eq!(names(1), ["rootfs.tar.zst"]);
+            let (name, entries) = listing.rootfs.as_ref().expect("rootfs listed");
+            assert_eq!(name, "rootfs.tar.zst");
+            assert_eq!(entries[0].name, "etc/hostname");
+        }
     }
 }

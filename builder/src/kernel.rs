@@ -32,7 +32,14 @@ pub struct KernelTree {
     pub version: String,
     /// The kernel's build config (`boot/config-<ver>`, `config` or `.config`), if present.
     pub config: Option<PathBuf>,
+    /// Where to keep the module tree's name -> path index ([`crate::modules::select_with_index`]): set
+    /// for a kernel in the package cache, whose files never change once extracted; `None`
+    /// for a kernel directory of the user's, which is scanned every time.
+    pub module_index: Option<PathBuf>,
 }
+
+/// The module index file in a cache entry (a dot file: not part of the kernel's files).
+pub const MODULE_INDEX: &str = ".bootkit-module-index";
 
 const DEB_HINT: &str = "run scripts/setup.sh to fetch the kernel package, or point [kernel] deb/dir at an existing kernel";
 
@@ -40,7 +47,12 @@ const DEB_HINT: &str = "run scripts/setup.sh to fetch the kernel package, or poi
 pub fn open(source: &KernelSource, progress: &Progress) -> Result<KernelTree> {
     match source {
         KernelSource::Dir(dir) => open_dir(dir),
-        KernelSource::Deb(deb) => open_dir(&extract_deb(deb, progress)?),
+        KernelSource::Deb(deb) => {
+            let dir = extract_deb(deb, progress)?;
+            let mut tree = open_dir(&dir)?;
+            tree.module_index = Some(dir.join(MODULE_INDEX));
+            Ok(tree)
+        }
     }
 }
 
@@ -103,6 +115,7 @@ pub fn open_dir(dir: &Path) -> Result<KernelTree> {
         modules_dir: modules_root.join(&version),
         version,
         config,
+        module_index: None,
     })
 }
 

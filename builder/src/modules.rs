@@ -121,7 +121,74 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<()> {
 
 /// Pick `requested` and everything they depend on from a module tree.
 pub fn select(modules_dir: &Path, requested: &[String]) -> Result<ModuleSet> {
+    select_with_index(modules_dir, requested, None)
+}
+
+/// [`select`], keeping the tree's name -> path map in `index_file` when given: read from it
+/// when it is there, written after a scan when not. Only for a tree that does not change
+/// (the kernel package cache): listing Debian's ~900 module directories costs more than
+/// the rest of the module work. A stale index (the tree edited by hand) is noticed when a
+/// module it names cannot be read, and the tree is scanned again.
+pub fn select_with_index(
+    modules_dir: &Path,
+    requested: &[String],
+    index_file: Option<&Path>,
+) -> Result<ModuleSet> {
+    let version = modules_dir
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if let Some(tree) = index_file.and_then(|file| read_index(file, &version))
+        && let Ok(set) = select_from(modules_dir, &tree, requested)
+    {
+        return Ok(set);
+    }
     let tree = scan_tree(modules_dir)?;
+    if let Some(file) = index_file {
+        write_index(file, &version, &tree);
+    }
+    select_from(modules_dir, &tree, requested)
+}
+
+const INDEX_HEADER: &str = "bootkit module index 1";
+
+fn read_index(file: &Path, version: &str) -> Option<BTreeMap<String, String>> {
+    let text = fs::read_to_string(file).ok()?;
+    let mut lines = text.lines();
+    if lines.next()? != format!("{INDEX_HEADER} {version}") {
+        return None;
+    }
+    lines
+        .map(|line| {
+            let (name, path) = line.split_once('\t')?;
+            Some((name.to_string(), path.to_string()))
+        })
+        .collect()
+}
+
+/// Best effort: without the index, the next build scans the tree again.
+fn write_index(file: &Path, version: &str, tree: &BTreeMap<String, String>) {
+    let mut text = format!("{INDEX_HEADER} {version}\n");
+    for (name, path) in tree {
+        if [name, path].iter().any(|s| s.contains(['\t', '\n'])) {
+            return;
+        }
+        text.push_str(&format!("{name}\t{path}\n"));
+    }
+    let Some(dir) = file.parent() else { return };
+    if let Ok(mut temp) = tempfile::NamedTempFile::new_in(dir) {
+        use std::io::Write;
+        if temp.write_all(text.as_bytes()).is_ok() {
+            let _ = temp.persist(file);
+        }
+    }
+}
+
+fn select_from(
+    modules_dir: &Path,
+    tree: &BTreeMap<String, String>,
+    requested: &[String],
+) -> Result<ModuleSet> {
     let builtin_text = read_optional(&modules_dir.join("modules.builtin"))?;
     let mut index = ModuleIndex::new();
     for line in builtin_text.lines().filter(|line| !line.trim().is_empty()) {
@@ -366,6 +433,56 @@ pub(crate) mod tests {
             plan.waves,
             [vec!["failover"], vec!["net_failover"], vec!["virtio_net"]]
         );
+    }
+
+    #[test]
+    fn the_module_index_is_written_reused_and_rebuilt_when_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let modules = fake_tree(dir.path());
+        let index = dir.path().join(".bootkit-module-index");
+        let requested = ["virtio_net".to_string(), "nbd".to_string()];
+        let fresh = select(&modules, &requested).unwrap();
+        let first = select_with_index(&modules, &requested, Some(&index)).unwrap();
+        let text = fs::read_to_string(&index).expect("index written");
+        assert!(
+            text.starts_with("bootkit module index 1 6.1.0-fake\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("unused\tkernel/drivers/unused.ko\n"),
+            "{text}"
+        );
+        // Served from the index: a module only the index knows of is found.
+        fs::write(
+            &index,
+            text.replace("kernel/drivers/unused.ko", "kernel/drivers/block/nbd.ko"),
+        )
+        .unwrap();
+        let from_index = select_with_index(&modules, &["unused".into()], Some(&index)).unwrap();
+        assert_eq!(from_index.files[0].0, "kernel/drivers/block/nbd.ko");
+        // A stale index (a path that is gone) is noticed, and the tree scanned again.
+        fs::write(
+            &index,
+            text.replace("kernel/drivers/block/nbd.ko", "kernel/gone/nbd.ko"),
+        )
+        .unwrap();
+        let again = select_with_index(&modules, &requested, Some(&index)).unwrap();
+        assert_eq!(fs::read_to_string(&index).unwrap(), text, "index rewritten");
+        for set in [&first, &again] {
+            assert_eq!(set.files, fresh.files);
+            assert_eq!(set.modules_dep, fresh.modules_dep);
+            assert_eq!(set.modules_alias, fresh.modules_alias);
+            assert_eq!(set.modules_order, fresh.modules_order);
+        }
+        // An index of another module tree is not used.
+        fs::write(
+            &index,
+            text.replace("6.1.0-fake", "6.1.0-other")
+                .replace("kernel/drivers/block/nbd.ko", "kernel/gone/nbd.ko"),
+        )
+        .unwrap();
+        select_with_index(&modules, &requested, Some(&index)).unwrap();
+        assert_eq!(fs::read_to_string(&index).unwrap(), text);
     }
 
     #[test]

@@ -27,9 +27,6 @@ usage: bootkit init                        (as PID 1: boot the machine)
        bootkit --version";
 
 fn main() {
-    if std::process::id() == 1 {
-        boot::run();
-    }
     let args: Vec<String> = std::env::args().collect();
     let called_as = args
         .first()
@@ -41,6 +38,10 @@ fn main() {
                 .into_owned()
         })
         .unwrap_or_default();
+    // A rootfs's own init (init=) may exec `poweroff -f` as PID 1: the name decides first.
+    if std::process::id() == 1 && PowerAction::from_command(&called_as).is_none() {
+        boot::run();
+    }
     let code = if called_as == "bootkit" {
         dispatch(
             args.get(1).map(String::as_str).unwrap_or(""),

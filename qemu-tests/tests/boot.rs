@@ -309,3 +309,145 @@ fn the_test_image_builds_bit_identical_twice() -> Result<()> {
     );
     Ok(())
 }
+
+/// `init=`: after switch_root the rootfs's own init runs as PID 1 instead of the supervisor.
+#[test]
+fn init_key_hands_pid_1_to_the_rootfs_init() -> Result<()> {
+    let mut config = base_config()?;
+    let mut own_init = bootkit_builder::Overlay::inline(
+        "/sbin/own-init",
+        "#!/bin/sh\necho \"own init runs as pid $$\"\nexec /usr/sbin/poweroff -f\n",
+    );
+    own_init.mode = Some(0o755);
+    config.overlay.push(own_init);
+    let image = build("own_init", &config)?;
+    let mut vm = boot("own_init", &image, "init=/sbin/own-init")?;
+    vm.wait_for("own init runs as pid 1", BOOT_TIMEOUT)?;
+    let status = vm.wait_exit(STEP_TIMEOUT)?;
+    assert!(
+        status.success(),
+        "its poweroff -f powered the machine off: {status}"
+    );
+    assert!(
+        !vm.console().contains("bootkit: ready"),
+        "the supervisor did not run"
+    );
+    Ok(())
+}
+
+/// A rootfs larger than the tmpfs: the error says how big both are and what to change.
+#[test]
+fn a_tmpfs_too_small_for_the_rootfs_says_both_sizes() -> Result<()> {
+    let image = image_with_services("tmpfs_too_small", &[])?;
+    let mut vm = boot(
+        "tmpfs_too_small",
+        &image,
+        "rootflags=mode=0755,size=1m bootkit.on_error=poweroff bootkit.on_error_delay=0",
+    )?;
+    vm.wait_for("FATAL: cannot unpack the rootfs archive", BOOT_TIMEOUT)?;
+    let cause = vm.wait_for("cause:", STEP_TIMEOUT)?;
+    assert!(
+        cause.contains("1.0 MiB"),
+        "the tmpfs size is given: {cause}"
+    );
+    assert!(cause.contains("size="), "the fix is named: {cause}");
+    let status = vm.wait_exit(STEP_TIMEOUT)?;
+    assert!(status.success(), "poweroff per bootkit.on_error: {status}");
+    Ok(())
+}
+
+/// `bootkit.mode=shell`: a shell on the console, beside the services.
+#[test]
+fn shell_mode_gives_a_shell_on_the_console() -> Result<()> {
+    let image = image_with_services("shell_mode", &[])?;
+    let mut vm = boot("shell_mode", &image, "bootkit.mode=shell")?;
+    // The prompt and the ready line race: the shell starts just before the services.
+    vm.wait_for_prompt("bootkit#", BOOT_TIMEOUT)?;
+    vm.send_line("echo \"answer=$((6*7))\"")?;
+    vm.wait_for("answer=42", STEP_TIMEOUT)?;
+    assert!(
+        vm.console().contains("bootkit: ready in"),
+        "the services run beside the shell"
+    );
+    vm.send_line("poweroff")?;
+    let status = vm.wait_exit(STEP_TIMEOUT)?;
+    assert!(status.success(), "poweroff from the shell: {status}");
+    Ok(())
+}
+
+/// `.ko.xz`, `.ko.zst` and `.ko.gz` modules load like plain `.ko` ones.
+#[test]
+fn compressed_modules_load() -> Result<()> {
+    let kernel_dir = compressed_kernel_dir()?;
+    let mut config = base_config()?;
+    config.kernel.deb = None;
+    config.kernel.dir = Some(kernel_dir);
+    let check = service(
+        "check",
+        r#"
+command = "/bin/sh"
+args = ["-c", "for m in nbd virtio_blk failover virtio_net; do test -d /sys/module/$m && echo loaded $m; done; ls /lib/modules/*/kernel/drivers/block"]
+restart = "never"
+"#,
+    );
+    config.overlay.push(check);
+    let image = build("compressed_modules", &config)?;
+    let mut vm = boot("compressed_modules", &image, "")?;
+    vm.wait_for("bootkit: ready in", BOOT_TIMEOUT)?;
+    for module in ["nbd", "virtio_blk", "failover", "virtio_net"] {
+        vm.wait_for(&format!("check: loaded {module}"), STEP_TIMEOUT)?;
+    }
+    vm.wait_for("check: nbd.ko.xz", STEP_TIMEOUT)?;
+    vm.wait_for("check: virtio_blk.ko.zst", STEP_TIMEOUT)?;
+    assert!(!vm.console().contains("not loaded"), "no module failed");
+    Ok(())
+}
+
+/// A kernel directory with the test image's modules, some of them compressed the three ways
+/// the kernel knows (xz with the CRC32 check the kernel's own decoder needs).
+fn compressed_kernel_dir() -> Result<std::path::PathBuf> {
+    use bootkit_builder::config::KernelSource;
+    use std::io::Write;
+    let deb = qemu_tests::require_kernel_deb()?;
+    let tree = bootkit_builder::kernel::open(
+        &KernelSource::Deb(deb),
+        &bootkit_builder::Progress::hidden(),
+    )?;
+    let requested: Vec<String> = base_config()?.kernel.modules;
+    let set = bootkit_builder::modules::select(&tree.modules_dir, &requested)?;
+    let dir = common::images_dir().join("compressed-kernel");
+    let _ = std::fs::remove_dir_all(&dir);
+    let modules = dir.join("lib/modules").join(&tree.version);
+    std::fs::create_dir_all(&modules)?;
+    std::fs::copy(&tree.vmlinuz, dir.join("vmlinuz"))?;
+    for index in ["modules.builtin", "modules.order"] {
+        std::fs::copy(tree.modules_dir.join(index), modules.join(index))?;
+    }
+    for (relative, host) in &set.files {
+        let data = std::fs::read(host)?;
+        let (suffix, packed) = match relative.rsplit('/').next().unwrap_or("") {
+            "nbd.ko" => {
+                let mut encoder = liblzma::write::XzEncoder::new_stream(
+                    Vec::new(),
+                    liblzma::stream::Stream::new_easy_encoder(6, liblzma::stream::Check::Crc32)?,
+                );
+                encoder.write_all(&data)?;
+                (".xz", encoder.finish()?)
+            }
+            "virtio_blk.ko" => (".zst", zstd::encode_all(&data[..], 3)?),
+            "failover.ko" => {
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                encoder.write_all(&data)?;
+                (".gz", encoder.finish()?)
+            }
+            _ => ("", data),
+        };
+        let target = modules.join(format!("{relative}{suffix}"));
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(target, packed)?;
+    }
+    Ok(dir)
+}
