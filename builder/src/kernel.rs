@@ -242,7 +242,8 @@ fn unpack_deb(deb: &Path, dest: &Path) -> Result<()> {
     while let Some(entry) = archive.next_entry() {
         let entry = entry.map_err(|err| fail(format!("not a valid .deb (ar) archive: {err}")))?;
         if entry.header().identifier().starts_with(b"data.tar") {
-            let (_, data) = compress::decoder(BufReader::new(entry))
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+            let (_, data) = compress::parallel_decoder(BufReader::new(entry), threads)
                 .map_err(|err| fail(format!("data.tar: {err}")))?;
             return unpack_kernel_files(data, dest).map_err(|err| match err {
                 BuildError::Archive { reason, .. } => fail(format!("data.tar: {reason}")),
