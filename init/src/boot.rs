@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::cmdline::{Cmdline, Mode};
 use crate::fatal::{self, Fatal};
 use crate::power::{self, PowerAction};
-use crate::{modules, mounts, rootfs, shell, supervisor};
+use crate::{modules, mounts, rootfs, shell, supervisor, targets};
 
 /// Where the tmpfs root is mounted before switch_root.
 const NEWROOT: &str = "/newroot";
@@ -131,6 +131,7 @@ fn stages(
         services_dir: SERVICES_DIR.into(),
         mode: cmdline.mode.as_str().to_string(),
         env: cmdline.env.clone(),
+        targets: targets::all(),
     };
     let mut on_ready = |report: &supervisor::ReadyReport| {
         times.services = stage.elapsed();

@@ -15,6 +15,7 @@ mod power;
 mod rootfs;
 mod shell;
 mod supervisor;
+mod targets;
 
 use std::path::{Path, PathBuf};
 
@@ -23,7 +24,9 @@ use power::PowerAction;
 const USAGE: &str = "\
 usage: bootkit init                        (as PID 1: boot the machine)
        bootkit poweroff|reboot|halt [-f]   (ask PID 1 to stop the machine; -f: at once)
-       bootkit supervise DIR [--mode MODE] (run the services in DIR, not as PID 1)
+       bootkit supervise DIR [--mode MODE] [--target NAME:FILE:TIMEOUT_MS]...
+                                           (run the services in DIR, not as PID 1; a
+                                           target is reached when FILE appears)
        bootkit --version";
 
 fn main() {
@@ -82,12 +85,18 @@ fn dispatch(command: &str, args: &[String]) -> i32 {
 fn supervise(args: &[String]) -> i32 {
     let mut dir: Option<PathBuf> = None;
     let mut mode = "provision".to_string();
+    let mut targets = Vec::new();
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
             "--mode" => match rest.next() {
                 Some(value) => mode = value.clone(),
                 None => return usage_error("--mode needs a value"),
+            },
+            "--target" => match rest.next().map(|value| parse_target(value)) {
+                Some(Ok(target)) => targets.push(target),
+                Some(Err(message)) => return usage_error(&message),
+                None => return usage_error("--target needs NAME:FILE:TIMEOUT_MS"),
             },
             _ if dir.is_none() && !arg.starts_with('-') => dir = Some(PathBuf::from(arg)),
             _ => return usage_error(&format!("unexpected argument {arg:?}")),
@@ -108,6 +117,7 @@ fn supervise(args: &[String]) -> i32 {
         services_dir,
         mode,
         env: Vec::new(),
+        targets,
     };
     let mut on_ready = |report: &supervisor::ReadyReport| {
         println!("supervise: ready ({} services)", report.services);
@@ -122,6 +132,22 @@ fn supervise(args: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// `NAME:FILE:TIMEOUT_MS`
+fn parse_target(value: &str) -> Result<supervisor::Target, String> {
+    let mut parts = value.splitn(3, ':');
+    let (Some(name), Some(file), Some(timeout)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!("--target {value:?}: expected NAME:FILE:TIMEOUT_MS"));
+    };
+    let timeout: u64 = timeout
+        .parse()
+        .map_err(|_| format!("--target {value:?}: the timeout must be milliseconds"))?;
+    Ok(supervisor::Target {
+        name: name.to_string(),
+        reached_file: PathBuf::from(file),
+        timeout: std::time::Duration::from_millis(timeout),
+    })
 }
 
 fn usage_error(message: &str) -> i32 {

@@ -23,9 +23,14 @@ struct Supervise {
 
 impl Supervise {
     fn start(dir: &Path) -> Supervise {
+        Supervise::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &Path, extra_args: &[String]) -> Supervise {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bootkit"))
             .arg("supervise")
             .arg(dir)
+            .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -311,6 +316,48 @@ fn a_file_readiness_rule_delays_the_dependents() {
     let dependent = run.index_of("] dependent: started (pid ");
     assert!(run.index_of("] slow: started (pid ") < ready && ready < dependent);
     assert!(dependent < run.index_of("supervise: ready"));
+    run.signal(Signal::SIGUSR2);
+    run.wait_for("supervise: stopped, requested poweroff");
+    assert_eq!(run.wait_exit(), 0);
+}
+
+#[test]
+fn built_in_targets_hold_back_their_dependents_until_reached() {
+    let services = Services::new();
+    let online = services.path().join("network-online.reached");
+    services
+        .add(
+            "worker",
+            "echo worker up; exec sleep 30",
+            "requires = [\"network-online\"]",
+        )
+        .add(
+            "needs-time",
+            "echo needs-time up; exec sleep 30",
+            "requires = [\"time-sync\"]",
+        )
+        .add("plain", "echo plain up; exec sleep 30", "");
+    let targets = [
+        format!("network-online:{}:10000", online.display()),
+        format!("time-sync:{}:300", services.path().join("never").display()),
+    ];
+    let args: Vec<String> = targets
+        .iter()
+        .flat_map(|t| ["--target".to_string(), t.clone()])
+        .collect();
+    let mut run = Supervise::start_with(services.path(), &args);
+    run.wait_for("plain: plain up");
+    run.wait_for("time-sync: warning: not reached within 0.3 s");
+    run.wait_for("needs-time: error: not starting: it requires time-sync, which failed to start");
+    assert_eq!(
+        run.count("worker: worker up"),
+        0,
+        "worker waits for network-online"
+    );
+    std::fs::write(&online, "").unwrap();
+    run.wait_for("network-online: reached");
+    run.wait_for("worker: worker up");
+    run.wait_for("supervise: ready (2 services)");
     run.signal(Signal::SIGUSR2);
     run.wait_for("supervise: stopped, requested poweroff");
     assert_eq!(run.wait_exit(), 0);

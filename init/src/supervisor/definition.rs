@@ -98,9 +98,35 @@ pub struct ServiceDef {
     pub working_dir: Option<PathBuf>,
     pub user: Option<u32>,
     pub group: Option<u32>,
+    /// A built-in target (`network-online`, `time-sync`, `nbd`, ...): no process; it has
+    /// started when its file appears, and failed if that does not happen in time.
+    pub target: bool,
 }
 
 impl ServiceDef {
+    /// The stand-in for a built-in target that services name in `after` or `requires`.
+    pub fn builtin_target(name: &str, reached_file: PathBuf, timeout: Duration) -> ServiceDef {
+        ServiceDef {
+            name: name.to_string(),
+            command: PathBuf::new(),
+            args: Vec::new(),
+            environment: BTreeMap::new(),
+            after: Vec::new(),
+            requires: Vec::new(),
+            modes: KNOWN_MODES.iter().map(|m| m.to_string()).collect(),
+            restart: RestartPolicy::Never,
+            restart_delay: Duration::from_secs(1),
+            restart_max_delay: Duration::from_secs(1),
+            ready: Some(ReadyRule::File(reached_file)),
+            ready_timeout: timeout,
+            stop_timeout: Duration::ZERO,
+            working_dir: None,
+            user: None,
+            group: None,
+            target: true,
+        }
+    }
+
     /// Whether the service runs in boot mode `mode`.
     pub fn runs_in(&self, mode: &str) -> bool {
         self.modes.iter().any(|m| m == mode)
@@ -309,6 +335,7 @@ fn validate(name: &str, raw: RawService) -> Result<ServiceDef, String> {
         working_dir: raw.working_dir,
         user: raw.user,
         group: raw.group,
+        target: false,
     })
 }
 

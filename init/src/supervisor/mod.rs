@@ -59,6 +59,19 @@ pub struct Config {
     pub mode: String,
     /// Environment every service receives before its own: the kernel command line's keys.
     pub env: Vec<(String, String)>,
+    /// Built-in targets services may name in `after`/`requires`, reached when the init
+    /// creates their file (the network is online, the clock is set, ...).
+    pub targets: Vec<Target>,
+}
+
+/// A built-in target: a point in the boot that the init itself reaches, not a process.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    /// Created by the init when the target is reached.
+    pub reached_file: PathBuf,
+    /// Not reached by then: it failed, and services that `require` it do not start.
+    pub timeout: std::time::Duration,
 }
 
 /// Handed to the caller once every service for the mode has started (and is ready).
@@ -148,6 +161,30 @@ fn wait_for_request(timeout: std::time::Duration) -> Option<PowerAction> {
     }
 }
 
+/// Stand-ins for the built-in targets that services of this mode depend on (and that no
+/// service of the same name replaces).
+fn referenced_targets(
+    targets: &[Target],
+    services: &[definition::ServiceDef],
+) -> Vec<definition::ServiceDef> {
+    targets
+        .iter()
+        .filter(|target| {
+            let named = |s: &definition::ServiceDef| {
+                s.after.contains(&target.name) || s.requires.contains(&target.name)
+            };
+            services.iter().any(named) && !services.iter().any(|s| s.name == target.name)
+        })
+        .map(|target| {
+            definition::ServiceDef::builtin_target(
+                &target.name,
+                target.reached_file.clone(),
+                target.timeout,
+            )
+        })
+        .collect()
+}
+
 fn verb(action: PowerAction) -> &'static str {
     match action {
         PowerAction::Poweroff => "power off",
@@ -188,8 +225,10 @@ fn load_plan(config: &Config) -> Result<order::Plan, SupervisorError> {
             "unknown boot mode `{mode}`: only services listing it would run"
         );
     }
-    let (in_mode, other_modes): (Vec<_>, Vec<_>) =
+    let (mut in_mode, other_modes): (Vec<_>, Vec<_>) =
         loaded.services.into_iter().partition(|s| s.runs_in(mode));
+    let targets = referenced_targets(&config.targets, &in_mode);
+    in_mode.extend(targets);
     for service in other_modes {
         info!("supervisor", "{}: not for mode {mode}", service.name);
         absent.insert(service.name, format!("it does not run in mode {mode}"));

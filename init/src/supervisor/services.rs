@@ -120,6 +120,15 @@ impl Services {
     }
 
     fn first_start(&mut self, i: usize, now: Instant) {
+        if self.list[i].def.target {
+            let service = &mut self.list[i];
+            info!(&service.def.name, "waiting for it to be reached");
+            service.process = Process::Done;
+            service.progress = Progress::Starting {
+                deadline: deadline::after(now, service.def.ready_timeout),
+            };
+            return;
+        }
         if !self.spawn(i, now) {
             let service = &mut self.list[i];
             error!(
@@ -171,8 +180,23 @@ impl Services {
                 continue;
             };
             if readiness::is_ready(rule) {
-                info!(&service.def.name, "ready");
+                info!(
+                    &service.def.name,
+                    "{}",
+                    if service.def.target {
+                        "reached"
+                    } else {
+                        "ready"
+                    }
+                );
                 service.progress = Progress::Started;
+            } else if now >= give_up_at && service.def.target {
+                warn!(
+                    &service.def.name,
+                    "not reached within {:.1} s: services that require it will not start",
+                    service.def.ready_timeout.as_secs_f64()
+                );
+                service.progress = Progress::Failed;
             } else if now >= give_up_at {
                 warn!(
                     &service.def.name,
@@ -252,10 +276,11 @@ impl Services {
             .all(|s| matches!(s.progress, Progress::Started | Progress::Failed))
     }
 
+    /// Services (not built-in targets) that started.
     pub fn started_count(&self) -> usize {
         self.list
             .iter()
-            .filter(|s| s.progress == Progress::Started)
+            .filter(|s| s.progress == Progress::Started && !s.def.target)
             .count()
     }
 
