@@ -21,7 +21,7 @@ kernel_link="$kernel_dir/linux-image-amd64.deb"
 #   liblzma-dev      the liblzma crate links against it when not vendored
 #   ovmf             UEFI firmware for QEMU boots that need efivarfs
 #   e2fsprogs        mkfs.ext4 for disk images in tests
-packages=(qemu-system-x86 zstd busybox-static cpio xz-utils liblzma-dev ovmf e2fsprogs)
+packages=(qemu-system-x86 qemu-utils zstd busybox-static cpio xz-utils liblzma-dev ovmf e2fsprogs iproute2 dnsmasq-base)
 
 log() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }

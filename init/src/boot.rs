@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::cmdline::{Cmdline, Mode};
 use crate::fatal::{self, Fatal};
 use crate::power::{self, PowerAction};
-use crate::{modules, mounts, rootfs, shell, supervisor, targets};
+use crate::{modules, mounts, network, rootfs, shell, supervisor, targets};
 
 /// Where the tmpfs root is mounted before switch_root.
 const NEWROOT: &str = "/newroot";
@@ -66,6 +66,8 @@ pub fn run() -> ! {
     }
 
     let cmdline = read_cmdline();
+    // From here on every line is also buffered for syslog_host=, sent once the network is up.
+    let syslog = network::forward_logs(&cmdline.env);
     crate::info!(
         "bootkit",
         "starting in {} mode (on_error={})",
@@ -77,7 +79,9 @@ pub fn run() -> ! {
     }
     power::disable_ctrl_alt_del();
 
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| stages(&cmdline, started, &mut times)));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        stages(&cmdline, started, &mut times, syslog)
+    }));
     let fatal = match outcome {
         Ok(Ok(action)) => power::finish(action),
         Ok(Err(fatal)) => fatal,
@@ -110,6 +114,7 @@ fn stages(
     cmdline: &Cmdline,
     started: Instant,
     times: &mut StageTimes,
+    syslog: Option<bootkit_net::syslog::ForwarderTask>,
 ) -> Result<PowerAction, Fatal> {
     // The modules load in the background while the rootfs unpacks: both are mostly waiting
     // on the kernel, and a machine has more than one CPU.
@@ -122,6 +127,7 @@ fn stages(
     if let Some(init) = &cmdline.init {
         exec_rootfs_init(init, cmdline);
     }
+    network::start(&cmdline.env, syslog);
     if cmdline.mode == Mode::Shell {
         start_mode_shell();
     }

@@ -6,7 +6,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -30,6 +30,15 @@ struct Sinks {
 }
 
 static SINKS: Mutex<Sinks> = Mutex::new(Sinks { kmsg: None });
+
+/// Where lines go besides the console and the kernel log (syslog forwarding).
+type Forward = dyn Fn(Level, &str, &str) + Send + Sync;
+static FORWARD: OnceLock<&'static Forward> = OnceLock::new();
+
+/// Also hand every line to `forward` from now on (once; later calls change nothing).
+pub fn forward_to(forward: &'static Forward) {
+    let _ = FORWARD.set(forward);
+}
 
 /// Start copying lines to /dev/kmsg (once devtmpfs is mounted). Failing to open it is not an
 /// error: the console still gets every line.
@@ -63,6 +72,10 @@ pub fn line(level: Level, source: &str, message: &str) {
     if let Some(kmsg) = sinks.kmsg.as_mut() {
         let _ =
             kmsg.write_all(format!("<7>bootkit[{source}]: {}{message}\n", level.tag()).as_bytes());
+    }
+    drop(sinks);
+    if let Some(forward) = FORWARD.get() {
+        forward(level, source, message);
     }
 }
 

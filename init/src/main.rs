@@ -11,6 +11,7 @@ mod fatal;
 mod log;
 mod modules;
 mod mounts;
+mod network;
 mod power;
 mod rootfs;
 mod shell;

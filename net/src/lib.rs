@@ -6,7 +6,7 @@
 //! - [`link`]: interfaces, carrier, addresses, routes, MTU and VLANs over rtnetlink.
 //! - [`dhcp`]: a DHCPv4 client: a pure state machine and its socket driver.
 //! - [`lease`]: what an interface is configured with, from DHCP or static configuration.
-//! - [`resolv`]: /etc/resolv.conf.
+//! - [`resolv`]: writing /etc/resolv.conf and the host name.
 //! - [`sntp`]: setting the clock from NTP servers before TLS is used.
 //! - [`nbd`]: attaching network block devices to /dev/nbdN.
 //! - [`syslog`]: forwarding log lines as RFC 5424 syslog.

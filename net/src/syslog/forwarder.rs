@@ -1,0 +1,589 @@
+//! The forwarder: a bounded buffer that PID 1 pushes lines into without ever waiting, and a task
+//! that sends them to the log host once the network is up.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+
+use super::format::{Facility, Severity, format_rfc5424};
+
+/// The syslog port, for UDP (RFC 5426) and, by common practice, TCP.
+pub const DEFAULT_PORT: u16 = 514;
+/// Lines kept while the log host cannot be reached.
+pub const DEFAULT_CAPACITY: usize = 4096;
+/// The largest buffer accepted; a larger configured capacity is reduced to it.
+pub const MAX_CAPACITY: usize = 1 << 20;
+/// The longest MSG kept, in bytes: RFC 5426 receivers must take 480 bytes and should take
+/// 2048; it also bounds the buffer's memory to about capacity × this.
+pub const MAX_MSG_LEN: usize = 2048;
+/// APP-NAME of the forwarder's own lines (the count of dropped lines).
+pub const FORWARDER_APP_NAME: &str = "syslog";
+
+/// How lines travel to the log host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Transport {
+    /// One datagram per line (RFC 5426).
+    #[default]
+    Udp,
+    /// A stream with octet-counting framing, `LEN SP MSG` (RFC 6587 section 3.4.1).
+    ///
+    /// TLS (RFC 5425) uses the same framing over a TLS stream; it will be a third variant
+    /// whose connection wraps the TCP stream, sharing [`write_octet_counted`].
+    Tcp,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        })
+    }
+}
+
+/// Reconnection delays: doubling from `initial` up to `max`, each with up to 50% jitter taken
+/// off so that many workers rebooting together do not hit the log host in step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Backoff {
+    fn next(&self, current: Duration) -> Duration {
+        (current * 2).min(self.max)
+    }
+
+    fn jittered(current: Duration) -> Duration {
+        current.mul_f64(0.5 + fastrand::f64() / 2.0)
+    }
+}
+
+/// Where and how to forward (`syslog_host=`, `syslog_port=` and the transport asked for).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwarderConfig {
+    /// An IP address (IPv6 with or without brackets) or a host name (see [`super`] on names).
+    pub host: String,
+    pub port: u16,
+    pub transport: Transport,
+    /// HOSTNAME of every line: the worker id or MAC. Can be changed later with
+    /// [`Forwarder::set_hostname`]; lines take the value current when they are sent.
+    pub hostname: String,
+    pub facility: Facility,
+    /// Lines buffered while the log host is unreachable; further lines are dropped and counted.
+    pub capacity: usize,
+    pub backoff: Backoff,
+    /// The longest wait for resolving, connecting, or sending one line.
+    pub io_timeout: Duration,
+}
+
+impl ForwarderConfig {
+    /// UDP to `host`:514, facility daemon, no hostname yet.
+    pub fn new(host: impl Into<String>) -> Self {
+        ForwarderConfig {
+            host: host.into(),
+            port: DEFAULT_PORT,
+            transport: Transport::Udp,
+            hostname: String::new(),
+            facility: Facility::Daemon,
+            capacity: DEFAULT_CAPACITY,
+            backoff: Backoff::default(),
+            io_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the sending task reports, for the caller to log (to the console: a report logged
+/// through the forwarder itself would wait behind the lines it is about).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// Sending to `peer`. For UDP this only proves a route, not that anyone listens.
+    Connected {
+        peer: SocketAddr,
+        transport: Transport,
+    },
+    /// The log host cannot be reached; lines stay buffered and it is retried every `retry_in`
+    /// or so, growing. Reported once per outage, not on every retry.
+    Unreachable {
+        error: ForwardError,
+        retry_in: Duration,
+    },
+    /// The buffer was full and `count` lines were dropped; a line saying so was just sent.
+    Dropped { count: u64 },
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Connected { peer, transport } => {
+                write!(f, "forwarding logs to {peer} over {transport}")
+            }
+            Event::Unreachable { error, retry_in } => write!(
+                f,
+                "log host unreachable, buffering lines and retrying in {:.1}s: {error}",
+                retry_in.as_secs_f64()
+            ),
+            Event::Dropped { count } => write!(f, "{}", dropped_message(*count)),
+        }
+    }
+}
+
+fn dropped_message(count: u64) -> String {
+    format!("syslog forwarding: dropped {count} lines while the network was down")
+}
+
+/// Why a line could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("cannot resolve {host}: {source}")]
+    Resolve { host: String, source: io::Error },
+    #[error("{host} resolves to no address")]
+    NoAddress { host: String },
+    #[error("cannot connect to {peer} over {transport}: {source}")]
+    Connect {
+        peer: SocketAddr,
+        transport: Transport,
+        source: io::Error,
+    },
+    #[error("cannot send to {peer}: {source}")]
+    Send { peer: SocketAddr, source: io::Error },
+    #[error("{peer} closed the connection")]
+    Closed { peer: SocketAddr },
+    #[error("{what} took longer than {timeout:?}")]
+    Timeout { what: String, timeout: Duration },
+}
+
+/// A line as pushed: formatted only when sent, so that it carries the hostname known then.
+#[derive(Debug)]
+struct Record {
+    time: SystemTime,
+    app: String,
+    severity: Severity,
+    msg: String,
+}
+
+/// What pushers and the sending task share.
+#[derive(Debug)]
+struct Shared {
+    hostname: RwLock<String>,
+    facility: Facility,
+    /// Lines dropped and not yet reported to the log host.
+    dropped: AtomicU64,
+}
+
+impl Shared {
+    fn format(&self, record: &Record) -> String {
+        // A poisoned lock only means a pusher panicked mid-update; the name is still a string.
+        let hostname = self
+            .hostname
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        format_rfc5424(
+            self.facility,
+            record.severity,
+            record.time,
+            &hostname,
+            &record.app,
+            &record.msg,
+        )
+    }
+}
+
+/// The pushing side: cheap to clone, usable from any thread, with or without a tokio runtime.
+#[derive(Debug, Clone)]
+pub struct Forwarder {
+    lines: mpsc::Sender<Record>,
+    shared: Arc<Shared>,
+}
+
+/// The sending side: run it (on a tokio runtime) once the network is up, or hand it a
+/// "network up" signal with [`ForwarderTask::run_when_up`].
+#[derive(Debug)]
+pub struct ForwarderTask {
+    lines: mpsc::Receiver<Record>,
+    shared: Arc<Shared>,
+    config: ForwarderConfig,
+}
+
+impl Forwarder {
+    /// The buffer and its sending task. Lines can be pushed from now on; they wait in the
+    /// buffer until the task runs.
+    pub fn new(config: ForwarderConfig) -> (Forwarder, ForwarderTask) {
+        let (sender, receiver) = mpsc::channel(config.capacity.clamp(1, MAX_CAPACITY));
+        let shared = Arc::new(Shared {
+            hostname: RwLock::new(config.hostname.clone()),
+            facility: config.facility,
+            dropped: AtomicU64::new(0),
+        });
+        let forwarder = Forwarder {
+            lines: sender,
+            shared: shared.clone(),
+        };
+        let task = ForwarderTask {
+            lines: receiver,
+            shared,
+            config,
+        };
+        (forwarder, task)
+    }
+
+    /// Queue one line from `app` (a stage or service name). Never blocks and never fails: when
+    /// the buffer is full (or the task has ended) the line is dropped and counted; the oldest
+    /// lines are kept, since they tell how the boot began. A MSG longer than [`MAX_MSG_LEN`]
+    /// bytes is cut.
+    pub fn push(&self, app: &str, severity: Severity, msg: &str) {
+        let record = Record {
+            time: SystemTime::now(),
+            app: app.to_string(),
+            severity,
+            msg: truncate(msg, MAX_MSG_LEN).to_string(),
+        };
+        if self.lines.try_send(record).is_err() {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Set the HOSTNAME for lines sent from now on, including those already buffered (e.g.
+    /// once the MAC or worker id is known).
+    pub fn set_hostname(&self, hostname: &str) {
+        let mut current = self
+            .shared
+            .hostname
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *current = hostname.to_string();
+    }
+
+    /// Lines dropped and not yet reported to the log host.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+pub(super) fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let end = (0..=max)
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0);
+    &s[..end]
+}
+
+/// What [`ForwarderTask::run`] keeps across connections.
+struct RunState {
+    /// A line whose sending failed, sent first on the next connection.
+    pending: Option<Record>,
+    /// The next reconnection delay, before jitter.
+    delay: Duration,
+    /// The last state reported, so that retries do not repeat it: events alternate between
+    /// connected and unreachable, one per change.
+    reported: Reported,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reported {
+    Nothing,
+    Connected,
+    Unreachable,
+}
+
+impl ForwarderTask {
+    /// Wait until `network_up` says true, then [`run`](Self::run). Returns at once if the
+    /// sender of `network_up` is dropped before that.
+    pub async fn run_when_up(
+        self,
+        mut network_up: watch::Receiver<bool>,
+        on_event: impl FnMut(Event),
+    ) {
+        if network_up.wait_for(|&up| up).await.is_ok() {
+            self.run(on_event).await;
+        }
+    }
+
+    /// Send buffered and future lines, reconnecting with backoff whenever the log host cannot
+    /// be reached. Lines wait in the buffer meanwhile. Returns when every [`Forwarder`] is
+    /// dropped and the buffer is drained.
+    pub async fn run(mut self, mut on_event: impl FnMut(Event)) {
+        let mut state = RunState {
+            pending: None,
+            delay: self.config.backoff.initial,
+            reported: Reported::Nothing,
+        };
+        loop {
+            let result = match Connection::open(&self.config).await {
+                Ok(mut connection) => {
+                    if state.reported != Reported::Connected {
+                        state.reported = Reported::Connected;
+                        on_event(Event::Connected {
+                            peer: connection.peer(),
+                            transport: self.config.transport,
+                        });
+                    }
+                    self.pump(&mut connection, &mut state, &mut on_event).await
+                }
+                Err(error) => Err(error),
+            };
+            let Err(error) = result else {
+                return;
+            };
+            let wait = Backoff::jittered(state.delay);
+            if state.reported != Reported::Unreachable {
+                state.reported = Reported::Unreachable;
+                on_event(Event::Unreachable {
+                    error,
+                    retry_in: wait,
+                });
+            }
+            tokio::time::sleep(wait).await;
+            state.delay = self.config.backoff.next(state.delay);
+        }
+    }
+
+    /// Send lines over `connection` until it fails (Err) or every pusher is gone (Ok). A line
+    /// whose sending failed stays pending for the next connection.
+    async fn pump(
+        &mut self,
+        connection: &mut Connection,
+        state: &mut RunState,
+        on_event: &mut impl FnMut(Event),
+    ) -> Result<(), ForwardError> {
+        let timeout = self.config.io_timeout;
+        loop {
+            self.report_dropped(connection, on_event).await?;
+            let record = match state.pending.take() {
+                Some(record) => record,
+                None => tokio::select! {
+                    // A closed TCP connection is noticed while idle, before a line is written
+                    // into it and lost.
+                    closed = connection.closed() => return Err(closed),
+                    next = self.lines.recv() => match next {
+                        Some(record) => record,
+                        None => return Ok(()),
+                    },
+                },
+            };
+            let line = self.shared.format(&record);
+            if let Err(error) = connection.send(&line, timeout).await {
+                state.pending = Some(record);
+                return Err(error);
+            }
+            // Only a delivered line ends the backoff: a host that accepts connections and
+            // closes them at once must not be reconnected to in a tight loop.
+            state.delay = self.config.backoff.initial;
+        }
+    }
+
+    /// Tell the log host how many lines were dropped, if any, before sending the next one.
+    async fn report_dropped(
+        &self,
+        connection: &mut Connection,
+        on_event: &mut impl FnMut(Event),
+    ) -> Result<(), ForwardError> {
+        let count = self.shared.dropped.load(Ordering::Relaxed);
+        if count == 0 {
+            return Ok(());
+        }
+        let notice = Record {
+            time: SystemTime::now(),
+            app: FORWARDER_APP_NAME.to_string(),
+            severity: Severity::Warning,
+            msg: dropped_message(count),
+        };
+        connection
+            .send(&self.shared.format(&notice), self.config.io_timeout)
+            .await?;
+        // Subtracted, not zeroed: lines dropped while the notice was sent are reported next.
+        self.shared.dropped.fetch_sub(count, Ordering::Relaxed);
+        on_event(Event::Dropped { count });
+        Ok(())
+    }
+}
+
+/// An open path to the log host.
+enum Connection {
+    Udp { socket: UdpSocket, peer: SocketAddr },
+    Tcp { stream: TcpStream, peer: SocketAddr },
+}
+
+impl Connection {
+    /// Resolve the host (again each time: its address may have changed) and connect to the
+    /// first address that accepts.
+    async fn open(config: &ForwarderConfig) -> Result<Connection, ForwardError> {
+        let timeout = config.io_timeout;
+        let mut last_error = None;
+        for peer in resolve(config).await? {
+            let attempt = match config.transport {
+                Transport::Udp => Self::open_udp(peer).await,
+                Transport::Tcp => Self::open_tcp(peer, timeout).await,
+            };
+            match attempt {
+                Ok(connection) => return Ok(connection),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| ForwardError::NoAddress {
+            host: config.host.clone(),
+        }))
+    }
+
+    async fn open_udp(peer: SocketAddr) -> Result<Connection, ForwardError> {
+        let local: SocketAddr = if peer.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let connect_error = |source| ForwardError::Connect {
+            peer,
+            transport: Transport::Udp,
+            source,
+        };
+        let socket = UdpSocket::bind(local).await.map_err(connect_error)?;
+        // Connecting fails at once when there is no route yet (network still down).
+        socket.connect(peer).await.map_err(connect_error)?;
+        Ok(Connection::Udp { socket, peer })
+    }
+
+    async fn open_tcp(peer: SocketAddr, timeout: Duration) -> Result<Connection, ForwardError> {
+        let stream = within(
+            timeout,
+            || format!("connecting to {peer}"),
+            TcpStream::connect(peer),
+        )
+        .await?
+        .map_err(|source| ForwardError::Connect {
+            peer,
+            transport: Transport::Tcp,
+            source,
+        })?;
+        Ok(Connection::Tcp { stream, peer })
+    }
+
+    fn peer(&self) -> SocketAddr {
+        match self {
+            Connection::Udp { peer, .. } | Connection::Tcp { peer, .. } => *peer,
+        }
+    }
+
+    async fn send(&mut self, line: &str, timeout: Duration) -> Result<(), ForwardError> {
+        let peer = self.peer();
+        let sent = match self {
+            Connection::Udp { socket, .. } => {
+                within(
+                    timeout,
+                    || format!("sending to {peer}"),
+                    send_datagram(socket, line),
+                )
+                .await?
+            }
+            Connection::Tcp { stream, .. } => {
+                within(
+                    timeout,
+                    || format!("sending to {peer}"),
+                    write_octet_counted(stream, line),
+                )
+                .await?
+            }
+        };
+        sent.map_err(|source| ForwardError::Send { peer, source })
+    }
+
+    /// Resolves when the log host closes the connection; never for UDP, which has none.
+    /// Whatever the host sends is read and ignored.
+    async fn closed(&mut self) -> ForwardError {
+        let Connection::Tcp { stream, peer } = self else {
+            return std::future::pending().await;
+        };
+        let mut discard = [0u8; 512];
+        loop {
+            match stream.read(&mut discard).await {
+                Ok(0) => return ForwardError::Closed { peer: *peer },
+                Ok(_) => continue,
+                Err(source) => {
+                    return ForwardError::Send {
+                        peer: *peer,
+                        source,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// One line as one datagram. A "connection refused" is the ICMP answer to an earlier datagram
+/// (nobody listening then), reported on this send and cleared by it without sending: this
+/// line is sent again, as UDP syslog is fire and forget.
+async fn send_datagram(socket: &UdpSocket, line: &str) -> io::Result<()> {
+    match socket.send(line.as_bytes()).await {
+        Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
+            socket.send(line.as_bytes()).await.map(drop)
+        }
+        result => result.map(drop),
+    }
+}
+
+/// One line with RFC 6587 octet-counting framing: its length in bytes, a space, the line.
+/// Generic over the stream so that a TLS stream (RFC 5425, same framing) can use it.
+pub async fn write_octet_counted<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    line: &str,
+) -> io::Result<()> {
+    let frame = format!("{} {line}", line.len());
+    stream.write_all(frame.as_bytes()).await
+}
+
+async fn resolve(config: &ForwarderConfig) -> Result<Vec<SocketAddr>, ForwardError> {
+    let host = config.host.trim_start_matches('[').trim_end_matches(']');
+    let lookup = tokio::net::lookup_host((host, config.port));
+    let addresses: Vec<SocketAddr> = within(
+        config.io_timeout,
+        || format!("resolving {}", config.host),
+        lookup,
+    )
+    .await?
+    .map_err(|source| ForwardError::Resolve {
+        host: config.host.clone(),
+        source,
+    })?
+    .collect();
+    if addresses.is_empty() {
+        return Err(ForwardError::NoAddress {
+            host: config.host.clone(),
+        });
+    }
+    Ok(addresses)
+}
+
+/// `future`, or a timeout error saying `what` took too long.
+async fn within<T>(
+    timeout: Duration,
+    what: impl FnOnce() -> String,
+    future: impl Future<Output = T>,
+) -> Result<T, ForwardError> {
+    tokio::time::timeout(timeout, future)
+        .await
+        .map_err(|_| ForwardError::Timeout {
+            what: what(),
+            timeout,
+        })
+}
