@@ -20,7 +20,10 @@ target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
 # crt-static gives a static glibc binary for /init. The explicit --target keeps
 # RUSTFLAGS away from proc-macros and build scripts, which must stay dynamic.
 log "building the static init (bootkit-init, release, crt-static)"
-RUSTFLAGS="-C target-feature=+crt-static" \
+# getrandom_backend: in a static binary the getrandom crate cannot dlsym glibc's getrandom and
+# falls back to polling /dev/random, which never becomes readable on a machine without a
+# hardware RNG (QEMU TCG): the getrandom(2) call instead makes the kernel gather entropy.
+RUSTFLAGS="-C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\"" \
     cargo build --release --target x86_64-unknown-linux-gnu -p bootkit-init \
     || die "cargo build of bootkit-init failed"
 init_bin="$target_dir/x86_64-unknown-linux-gnu/release/bootkit"

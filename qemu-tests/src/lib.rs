@@ -34,4 +34,4 @@ pub use paths::{
     TestImage, builder_binary, init_binary, kernel_deb, repo_root, require, require_init_binary,
     require_kernel_deb, target_dir, test_image_dir,
 };
-pub use vm::{Accel, Vm, VmConfig, log_path, scaled};
+pub use vm::{Accel, GUEST_FORWARD_ADDRESS, Vm, VmConfig, log_path, scaled};

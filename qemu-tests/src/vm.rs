@@ -45,6 +45,9 @@ impl Accel {
     }
 }
 
+/// The guest-side address of [`VmConfig::user_net_forwarding`]'s forwards.
+pub const GUEST_FORWARD_ADDRESS: &str = "10.0.2.100";
+
 /// Everything needed to start a VM. Build with [`VmConfig::new`] and the
 /// chained setters.
 #[derive(Debug, Clone)]
@@ -126,8 +129,21 @@ impl VmConfig {
     /// guest cannot reach anything outside this machine. `romfile=` drops the
     /// iPXE option ROM: the firmware would otherwise load it on every boot.
     pub fn user_net(self) -> Self {
+        self.user_net_forwarding(&[])
+    }
+
+    /// [`VmConfig::user_net`] plus guest-to-host TCP forwards: each `(guest_port, host_port)`
+    /// makes `10.0.2.100:guest_port` in the guest reach `127.0.0.1:host_port` on the host,
+    /// the only way out of the restricted network (a log host, an NBD server in the test).
+    pub fn user_net_forwarding(self, forwards: &[(u16, u16)]) -> Self {
+        let mut netdev = "user,id=n0,restrict=on".to_string();
+        for (guest_port, host_port) in forwards {
+            netdev.push_str(&format!(
+                ",guestfwd=tcp:{GUEST_FORWARD_ADDRESS}:{guest_port}-tcp:127.0.0.1:{host_port}"
+            ));
+        }
         self.arg("-netdev")
-            .arg("user,id=n0,restrict=on")
+            .arg(netdev)
             .arg("-device")
             .arg("virtio-net-pci,netdev=n0,romfile=")
     }

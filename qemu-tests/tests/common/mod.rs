@@ -48,11 +48,21 @@ pub fn images_dir() -> PathBuf {
 
 /// Boot `image` with its own command line plus `extra` words, a virtio NIC and 2 vCPUs.
 pub fn boot(name: &str, image: &TestImage, extra: &str) -> Result<Vm> {
+    boot_forwarding(name, image, extra, &[])
+}
+
+/// [`boot`], with guest-to-host TCP forwards (see `VmConfig::user_net_forwarding`).
+pub fn boot_forwarding(
+    name: &str,
+    image: &TestImage,
+    extra: &str,
+    forwards: &[(u16, u16)],
+) -> Result<Vm> {
     let config = VmConfig::new(name, &image.kernel, &image.initrd)
         .append(&image.cmdline)
         .append_more(extra)
         .cpus(2)
-        .user_net();
+        .user_net_forwarding(forwards);
     Ok(Vm::boot(config)?)
 }
 
