@@ -5,8 +5,7 @@ mod common;
 
 use anyhow::Result;
 use common::{
-    BOOT_TIMEOUT, STEP_TIMEOUT, base_config, boot, build, image_with_services, position,
-    same_bytes, service,
+    BOOT_TIMEOUT, STEP_TIMEOUT, base_config, boot, build, image_with_services, position, service,
 };
 use qemu_tests::append_files;
 
@@ -450,4 +449,8 @@ fn compressed_kernel_dir() -> Result<std::path::PathBuf> {
         std::fs::write(target, packed)?;
     }
     Ok(dir)
+}
+
+fn same_bytes(a: &std::path::Path, b: &std::path::Path) -> Result<bool> {
+    Ok(std::fs::read(a)? == std::fs::read(b)?)
 }

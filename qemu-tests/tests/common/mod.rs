@@ -1,7 +1,7 @@
 //! What the boot tests share: images built from imageconfigs/qemu-test.toml with per-test
 //! services, and VMs booted from them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -69,8 +69,4 @@ pub fn boot_forwarding(
 /// Index of the first console line containing `pattern`, for ordering checks.
 pub fn position(console: &str, pattern: &str) -> Option<usize> {
     console.lines().position(|line| line.contains(pattern))
-}
-
-pub fn same_bytes(a: &Path, b: &Path) -> Result<bool> {
-    Ok(std::fs::read(a)? == std::fs::read(b)?)
 }
