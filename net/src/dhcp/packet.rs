@@ -54,16 +54,26 @@ pub(crate) fn client_id(mac: [u8; 6]) -> Vec<u8> {
     id
 }
 
+/// An empty BOOTREQUEST for an Ethernet client. Decoded from bytes rather than made with
+/// dhcproto's constructors: those all start from `Message::default()`, which draws a random
+/// xid from the OS random pool, and at early boot on a machine without a hardware RNG that
+/// blocks until the kernel has gathered entropy (about a second under QEMU without RDRAND).
+fn blank_request() -> Message {
+    let mut header = [0u8; 240];
+    header[0] = 1; // op: BOOTREQUEST
+    header[1] = 1; // htype: Ethernet
+    header[2] = 6; // hlen
+    header[236..240].copy_from_slice(&[99, 130, 83, 99]); // the DHCP magic cookie
+    // A fixed, valid header always decodes; the fallback only keeps this path panic-free.
+    Message::decode(&mut Decoder::new(&header)).unwrap_or_default()
+}
+
 pub(crate) fn build(kind: MessageType, req: &Request<'_>) -> Message {
-    let mut msg = Message::new_with_id(
-        req.xid,
-        req.ciaddr,
-        Ipv4Addr::UNSPECIFIED,
-        Ipv4Addr::UNSPECIFIED,
-        Ipv4Addr::UNSPECIFIED,
-        &req.mac,
-    );
-    msg.set_secs(req.secs);
+    let mut msg = blank_request();
+    msg.set_xid(req.xid)
+        .set_ciaddr(req.ciaddr)
+        .set_chaddr(&req.mac)
+        .set_secs(req.secs);
     // Without an address the kernel drops unicast replies to the offered address, so ask
     // for broadcast replies until we own one (RFC 2131 §4.1). With ciaddr set the server
     // unicasts to it, which is what it should do while we renew.
