@@ -2,6 +2,8 @@
 //!
 //! - [`compress`]: recognise gzip, zstd and xz streams by their magic bytes and decode them.
 //! - [`kmod`]: kernel module names, `modules.dep` / `modules.builtin` indexes and dependency order.
+//! - [`cmdline`]: the kernel command line split into words, as the kernel splits it.
 
+pub mod cmdline;
 pub mod compress;
 pub mod kmod;

@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     // The init reads /proc/cmdline as UTF-8; lossy decoding lets every input reach the parser.
     let text = String::from_utf8_lossy(data);
-    let pairs: Vec<(String, String)> = words(&text)
+    let pairs: Vec<(String, String)> = bootkit_common::cmdline::split_words(&text)
         .into_iter()
         .filter_map(|word| {
             let (key, value) = word.split_once('=')?;
@@ -28,34 +28,3 @@ fuzz_target!(|data: &[u8]| {
         let _ = warning.to_string();
     }
 });
-
-/// Split like the init does (and the kernel): whitespace separates words except inside double
-/// quotes, and the quotes are dropped, so values can hold spaces.
-fn words(text: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut current = String::new();
-    let mut in_quotes = false;
-    let mut in_word = false;
-    for ch in text.chars() {
-        match ch {
-            '"' => {
-                in_quotes = !in_quotes;
-                in_word = true;
-            }
-            c if c.is_whitespace() && !in_quotes => {
-                if in_word {
-                    words.push(std::mem::take(&mut current));
-                    in_word = false;
-                }
-            }
-            c => {
-                current.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if in_word {
-        words.push(current);
-    }
-    words
-}

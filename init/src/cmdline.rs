@@ -128,7 +128,7 @@ impl Cmdline {
     /// Parse the text of /proc/cmdline.
     pub fn parse(text: &str) -> Cmdline {
         let mut cmdline = Cmdline::default();
-        for word in split_words(text) {
+        for word in bootkit_common::cmdline::split_words(text) {
             match word.split_once('=') {
                 Some((key, value)) => cmdline.apply_pair(key, value),
                 None => cmdline.apply_flag(&word),
@@ -210,38 +210,6 @@ impl Cmdline {
             "ignoring {key}={value:?}: expected {expected}; using the default"
         ));
     }
-}
-
-/// Split the command line into words as the kernel does: spaces separate words except inside
-/// double quotes, and the quotes themselves are dropped (`key="a b"` and `"key=a b"` both give
-/// `key=a b`).
-fn split_words(text: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut current = String::new();
-    let mut in_quotes = false;
-    let mut in_word = false;
-    for ch in text.chars() {
-        match ch {
-            '"' => {
-                in_quotes = !in_quotes;
-                in_word = true;
-            }
-            c if c.is_whitespace() && !in_quotes => {
-                if in_word {
-                    words.push(std::mem::take(&mut current));
-                    in_word = false;
-                }
-            }
-            c => {
-                current.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if in_word {
-        words.push(current);
-    }
-    words
 }
 
 fn quote_param(param: &str, value: &str) -> String {
