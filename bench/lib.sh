@@ -115,3 +115,47 @@ qemu_boot_until() {
     wait "$pid" 2>/dev/null || true
     return $found
 }
+
+# qemu_run_until LOG PATTERN TIMEOUT_S CMD...
+# Runs CMD (a QEMU command line, possibly behind a wrapper such as `ip netns exec NS`,
+# which must exec QEMU) with its output in LOG and stops it once a line of LOG matches the
+# extended regex PATTERN (or CMD exits, or TIMEOUT_S seconds pass). The running pid is in
+# $qemu_run_pid meanwhile, for an exit trap. Returns 0 if PATTERN appeared.
+qemu_run_pid=
+qemu_run_until() {
+    local log=$1 pattern=$2 timeout_s=$3
+    shift 3
+    : >"$log"
+    "$@" </dev/null >"$log" 2>&1 &
+    qemu_run_pid=$!
+    local found=1 deadline=$(( $(date +%s) + timeout_s ))
+    while (( $(date +%s) < deadline )); do
+        if grep -Eq -- "$pattern" "$log"; then found=0; break; fi
+        kill -0 "$qemu_run_pid" 2>/dev/null || { grep -Eq -- "$pattern" "$log" && found=0; break; }
+        sleep 0.1
+    done
+    kill "$qemu_run_pid" 2>/dev/null || true
+    wait "$qemu_run_pid" 2>/dev/null || true
+    qemu_run_pid=
+    return $found
+}
+
+# module_load_order MODULES_DIR NAME...: the .ko paths (relative to MODULES_DIR) to insmod,
+# dependencies first, for the modules NAME... as modprobe would load them (from modules.dep;
+# names with - or _ alike; names not in modules.dep, e.g. built-in ones, are skipped).
+module_load_order() {
+    local dir=$1
+    shift
+    awk -v wanted="$*" '
+        function norm(p,   b) { b = p; sub(/.*\//, "", b); sub(/\.ko(\.(zst|xz|gz))?$/, "", b); gsub(/-/, "_", b); return b }
+        function visit(n,   i, k, d) {
+            if (n in seen || !(n in path)) return
+            seen[n] = 1
+            k = split(deps[n], d, " ")
+            for (i = k; i >= 1; i--) visit(norm(d[i]))
+            print path[n]
+        }
+        /:/ { m = $0; sub(/:.*/, "", m); r = $0; sub(/^[^:]*:[ \t]*/, "", r); n = norm(m); path[n] = m; deps[n] = r }
+        END { k = split(wanted, w, " "); for (i = 1; i <= k; i++) { x = w[i]; gsub(/-/, "_", x); visit(x) } }
+    ' "$dir/modules.dep"
+}
