@@ -169,6 +169,9 @@ async fn run(
         }
     };
     run_dhcp(&links, dhcp_on, &mut online).await;
+    // With static addresses only there is no DHCP loop to wait on, but the tasks it started
+    // (time sync, log forwarding) live on this runtime: keep it running for the machine's life.
+    std::future::pending::<()>().await;
 }
 
 /// Create VLANs and apply static addresses; returns the interfaces to run DHCP on.
@@ -192,14 +195,19 @@ async fn configure_interfaces(links: &Links, online: &mut Online) -> Result<Vec<
             Err(err) => crate::warn!("network", "{err}"),
         }
     }
+    let mut failed = false;
     for interface in online.config.interfaces.clone() {
         match configure_one(links, &all, &interface, online).await {
             Ok(Some(dhcp)) => dhcp_on.push(dhcp),
             Ok(None) => {}
-            Err(err) => crate::warn!("network", "{}=: {err}; using DHCP", interface.source_key),
+            Err(err) => {
+                failed = true;
+                crate::warn!("network", "{}=: {err}; using DHCP", interface.source_key);
+            }
         }
     }
-    if online.config.interfaces.is_empty() {
+    // No configuration at all, or none that worked: DHCP where the selector allows.
+    if online.config.interfaces.is_empty() || (failed && dhcp_on.is_empty() && !online.reached) {
         dhcp_on = select(&all, &online.config.selector);
     }
     for link in &mut dhcp_on {

@@ -503,6 +503,8 @@ impl Links {
         name: &str,
     ) -> Result<u32, LinkError> {
         validate_vlan(vlan_id, name)?;
+        // The kernel refuses to create a VLAN that is up on a parent that is down (ENETDOWN).
+        self.set_up(parent_index).await?;
         let msg = LinkVlan::new(name, parent_index, vlan_id).up().build();
         let created = self.handle.link().add(msg).execute().await;
         if let Err(e) = created {
@@ -518,7 +520,6 @@ impl Links {
             };
         }
         let index = self.index_of(name).await?;
-        self.set_up(parent_index).await?;
         self.set_up(index).await?;
         Ok(index)
     }

@@ -23,6 +23,7 @@ mod console;
 pub mod error;
 pub mod initramfs;
 pub mod kernel;
+pub mod netns;
 pub mod paths;
 mod slots;
 pub mod vm;
@@ -30,6 +31,7 @@ pub mod vm;
 pub use error::{Error, Result};
 pub use initramfs::{CpioEntry, EntryKind, append_files, append_segment, read_newc, write_newc};
 pub use kernel::debian_vmlinuz;
+pub use netns::{Daemon, NetNs};
 pub use paths::{
     TestImage, builder_binary, init_binary, kernel_deb, repo_root, require, require_init_binary,
     require_kernel_deb, target_dir, test_image_dir,

@@ -66,6 +66,9 @@ pub struct VmConfig {
     /// The QEMU program: `BOOTKIT_QEMU` or `qemu-system-x86_64`. The harness's
     /// own tests point it at a fake to test timeouts without a kernel.
     pub qemu: PathBuf,
+    /// Words run before the QEMU program, e.g. `ip netns exec NS` to start QEMU inside a
+    /// network namespace (see [`crate::netns`]); empty: QEMU is started directly.
+    pub wrapper: Vec<String>,
 }
 
 impl VmConfig {
@@ -82,6 +85,7 @@ impl VmConfig {
             qemu: std::env::var_os("BOOTKIT_QEMU")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64")),
+            wrapper: Vec::new(),
         }
     }
 
@@ -146,6 +150,39 @@ impl VmConfig {
             .arg(netdev)
             .arg("-device")
             .arg("virtio-net-pci,netdev=n0,romfile=")
+    }
+
+    /// Starts QEMU through `wrapper` (a program and its arguments, which must exec QEMU in
+    /// the end so that `Drop` still kills QEMU itself), e.g. `ip netns exec NS`.
+    pub fn wrapped_in(mut self, wrapper: &[String]) -> Self {
+        self.wrapper = wrapper.to_vec();
+        self
+    }
+
+    /// A virtio-net NIC on an existing tap device `ifname` (created beforehand, e.g. in a
+    /// network namespace; QEMU must run where the tap is), with a fixed MAC. `id` names the
+    /// netdev and must differ between the NICs of one VM; NICs appear in the guest in the
+    /// order they are added (eth0 first).
+    pub fn tap_nic(self, id: &str, ifname: &str, mac: &str) -> Self {
+        self.arg("-netdev")
+            .arg(format!(
+                "tap,id={id},ifname={ifname},script=no,downscript=no"
+            ))
+            .arg("-device")
+            .arg(format!("virtio-net-pci,netdev={id},romfile=,mac={mac}"))
+    }
+
+    /// The program to start and its arguments before QEMU's own: QEMU itself, or the
+    /// wrapper followed by QEMU.
+    fn program(&self) -> (PathBuf, Vec<String>) {
+        match self.wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut args = rest.to_vec();
+                args.push(self.qemu.display().to_string());
+                (PathBuf::from(first), args)
+            }
+            None => (self.qemu.clone(), Vec::new()),
+        }
     }
 
     /// The full QEMU argument list (without the program).
@@ -213,8 +250,9 @@ impl Vm {
         let log = log_path(&config.name);
         let mut log_file = open_log(&log, &config)?;
 
-        let args = config.qemu_args();
-        let mut cmd = Command::new(&config.qemu);
+        let (program, mut args) = config.program();
+        args.extend(config.qemu_args());
+        let mut cmd = Command::new(&program);
         cmd.args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -235,7 +273,7 @@ impl Vm {
         let mut child = cmd.spawn().map_err(|e| Error::Io {
             context: format!(
                 "starting {} (install it with {}, or set BOOTKIT_QEMU)",
-                config.qemu.display(),
+                program.display(),
                 crate::paths::SETUP_CMD
             ),
             source: e,
@@ -496,8 +534,10 @@ fn open_log(path: &Path, config: &VmConfig) -> Result<Option<std::fs::File>> {
     let mut f =
         std::fs::File::create(path).map_err(Error::io(format!("creating {}", path.display())))?;
     // The exact command line first, so a failed boot can be rerun by hand.
-    let mut header = format!("# {}", config.qemu.display());
-    for a in config.qemu_args() {
+    let (program, mut args) = config.program();
+    args.extend(config.qemu_args());
+    let mut header = format!("# {}", shell_quote(&program.display().to_string()));
+    for a in args {
         header.push(' ');
         header.push_str(&shell_quote(&a));
     }
