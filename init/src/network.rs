@@ -37,14 +37,37 @@ static FORWARDER: OnceLock<Forwarder> = OnceLock::new();
 /// Start forwarding log lines to `syslog_host=` (when set): from now on every line is
 /// buffered, and sent once [`start`] has the network up.
 pub fn forward_logs(env: &[(String, String)]) -> Option<ForwarderTask> {
+    let (forwarder, task) = Forwarder::new(forwarder_config(env)?);
+    if FORWARDER.set(forwarder).is_ok() {
+        crate::log::forward_to(&forward_line);
+    }
+    Some(task)
+}
+
+/// The forwarding the command line asks for: `syslog_host=`, `syslog_port=` (514, or 6514
+/// for TLS), `syslog_transport=udp|tcp|tls`, `syslog_ca=` (TLS: the CA bundle, by default the
+/// image's), and `worker_id=` as the HOSTNAME of every line.
+fn forwarder_config(env: &[(String, String)]) -> Option<ForwarderConfig> {
     let value = |key: &str| {
         env.iter()
             .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.clone())
     };
-    let host = value("syslog_host")?;
-    let mut config = ForwarderConfig::new(host);
+    let mut config = ForwarderConfig::new(value("syslog_host")?);
+    config.transport = match value("syslog_transport").as_deref() {
+        None | Some("udp") => Transport::Udp,
+        Some("tcp") => Transport::Tcp,
+        Some("tls") => Transport::Tls,
+        Some(other) => {
+            crate::warn!(
+                "syslog",
+                "ignoring syslog_transport={other:?}: expected udp, tcp or tls"
+            );
+            Transport::Udp
+        }
+    };
+    config.port = config.transport.default_port();
     if let Some(port) = value("syslog_port") {
         match port.parse() {
             Ok(port) => config.port = port,
@@ -54,17 +77,11 @@ pub fn forward_logs(env: &[(String, String)]) -> Option<ForwarderTask> {
             ),
         }
     }
-    if value("syslog_transport").as_deref() == Some("tcp") {
-        config.transport = Transport::Tcp;
-    }
+    config.ca_file = value("syslog_ca").map(std::path::PathBuf::from);
     if let Some(worker) = value("worker_id") {
         config.hostname = worker;
     }
-    let (forwarder, task) = Forwarder::new(config);
-    if FORWARDER.set(forwarder).is_ok() {
-        crate::log::forward_to(&forward_line);
-    }
-    Some(task)
+    Some(config)
 }
 
 fn forward_line(level: Level, source: &str, message: &str) {
@@ -601,5 +618,62 @@ fn attach_nbd(specs: Vec<nbd::NbdSpec>) {
                 .push(attachment),
             Err(err) => crate::error!("nbd", "cannot start the attachment of {shown}: {err}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn no_syslog_host_means_no_forwarding() {
+        assert!(forwarder_config(&env(&[("worker_id", "n1")])).is_none());
+    }
+
+    #[test]
+    fn syslog_keys_choose_transport_port_ca_and_hostname() {
+        let udp = forwarder_config(&env(&[("syslog_host", "10.0.0.1")])).unwrap();
+        assert_eq!(
+            (udp.transport, udp.port, udp.ca_file.is_none()),
+            (Transport::Udp, 514, true)
+        );
+        let tls = forwarder_config(&env(&[
+            ("syslog_host", "logs.example"),
+            ("syslog_transport", "tls"),
+            ("syslog_ca", "/etc/bootkit/ca.pem"),
+            ("worker_id", "node-7"),
+        ]))
+        .unwrap();
+        assert_eq!((tls.transport, tls.port), (Transport::Tls, 6514));
+        assert_eq!(
+            tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/bootkit/ca.pem"))
+        );
+        assert_eq!(tls.hostname, "node-7");
+        let tcp = forwarder_config(&env(&[
+            ("syslog_host", "h"),
+            ("syslog_transport", "tcp"),
+            ("syslog_port", "1514"),
+        ]))
+        .unwrap();
+        assert_eq!((tcp.transport, tcp.port), (Transport::Tcp, 1514));
+    }
+
+    #[test]
+    fn bad_syslog_values_fall_back_to_defaults() {
+        let config = forwarder_config(&env(&[
+            ("syslog_host", "h"),
+            ("syslog_transport", "carrier-pigeon"),
+            ("syslog_port", "x"),
+        ]))
+        .unwrap();
+        assert_eq!((config.transport, config.port), (Transport::Udp, 514));
     }
 }

@@ -4,12 +4,10 @@
 //! - [`format_rfc5424`] formats one line: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME - - - MSG`.
 //! - [`Forwarder::new`] gives a [`Forwarder`], which PID 1 pushes every line into without ever
 //!   waiting (a bounded buffer; overflow is dropped and counted), and a [`ForwarderTask`] that
-//!   sends the buffered and later lines once the network is up, over UDP (RFC 5426) or TCP
-//!   with octet counting (RFC 6587), reconnecting with backoff. Lines pushed before the network
-//!   was up are sent after it; a count of dropped lines is sent before them.
-//!
-//! TLS (RFC 5425) is not here yet: it would be another [`Transport`] whose connection wraps the
-//! TCP stream and frames lines with the same [`write_octet_counted`].
+//!   sends the buffered and later lines once the network is up, over UDP (RFC 5426), TCP
+//!   with octet counting (RFC 6587), or TLS with the same framing (RFC 5425, port 6514, the
+//!   host's certificate verified against a CA bundle), reconnecting with backoff. Lines pushed
+//!   before the network was up are sent after it; a count of dropped lines is sent before them.
 //!
 //! A host name (rather than an address) goes through getaddrinfo, which in a static glibc
 //! binary cannot load NSS modules and so resolves names only partly; give an address.
@@ -24,9 +22,12 @@ pub use format::{
     header_field, priority,
 };
 pub use forwarder::{
-    Backoff, DEFAULT_CAPACITY, DEFAULT_PORT, Event, FORWARDER_APP_NAME, ForwardError, Forwarder,
-    ForwarderConfig, ForwarderTask, MAX_CAPACITY, MAX_MSG_LEN, Transport, write_octet_counted,
+    Backoff, DEFAULT_CA_FILE, DEFAULT_CAPACITY, DEFAULT_PORT, DEFAULT_TLS_PORT, Event,
+    FORWARDER_APP_NAME, ForwardError, Forwarder, ForwarderConfig, ForwarderTask, MAX_CAPACITY,
+    MAX_MSG_LEN, Transport, write_octet_counted,
 };
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;

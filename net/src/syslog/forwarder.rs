@@ -4,18 +4,27 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 use super::format::{Facility, Severity, format_rfc5424};
 
 /// The syslog port, for UDP (RFC 5426) and, by common practice, TCP.
 pub const DEFAULT_PORT: u16 = 514;
+/// The syslog-over-TLS port (RFC 5425).
+pub const DEFAULT_TLS_PORT: u16 = 6514;
+/// The CA bundle that TLS verifies the log host against when none is configured.
+pub const DEFAULT_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// Lines kept while the log host cannot be reached.
 pub const DEFAULT_CAPACITY: usize = 4096;
 /// The largest buffer accepted; a larger configured capacity is reduced to it.
@@ -35,9 +44,22 @@ pub enum Transport {
     Udp,
     /// A stream with octet-counting framing, `LEN SP MSG` (RFC 6587 section 3.4.1).
     ///
-    /// TLS (RFC 5425) uses the same framing over a TLS stream; it will be a third variant
-    /// whose connection wraps the TCP stream, sharing [`write_octet_counted`].
+    /// TLS (RFC 5425) uses the same framing over a TLS stream: [`Transport::Tls`].
     Tcp,
+    /// Octet-counted frames over TLS (RFC 5425), the log host's certificate verified against
+    /// [`ForwarderConfig::ca_file`] and for [`ForwarderConfig::host`] (an IP address host must
+    /// be in the certificate's IP SANs).
+    Tls,
+}
+
+impl Transport {
+    /// The port for this transport when none is given: 514 for UDP and TCP, 6514 for TLS.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Udp | Transport::Tcp => DEFAULT_PORT,
+            Transport::Tls => DEFAULT_TLS_PORT,
+        }
+    }
 }
 
 impl fmt::Display for Transport {
@@ -45,6 +67,7 @@ impl fmt::Display for Transport {
         f.write_str(match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         })
     }
 }
@@ -90,8 +113,12 @@ pub struct ForwarderConfig {
     /// Lines buffered while the log host is unreachable; further lines are dropped and counted.
     pub capacity: usize,
     pub backoff: Backoff,
-    /// The longest wait for resolving, connecting, or sending one line.
+    /// The longest wait for resolving, connecting (with the TLS handshake), or sending one line.
     pub io_timeout: Duration,
+    /// For [`Transport::Tls`]: the PEM bundle of CA certificates the log host's certificate
+    /// must chain to; [`DEFAULT_CA_FILE`] when `None`. Read when the task first connects (and
+    /// again on each retry until it could be used).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ForwarderConfig {
@@ -106,7 +133,20 @@ impl ForwarderConfig {
             capacity: DEFAULT_CAPACITY,
             backoff: Backoff::default(),
             io_timeout: Duration::from_secs(10),
+            ca_file: None,
         }
+    }
+
+    /// The CA bundle for TLS: [`Self::ca_file`] or [`DEFAULT_CA_FILE`].
+    pub fn ca_file(&self) -> &Path {
+        self.ca_file
+            .as_deref()
+            .unwrap_or(Path::new(DEFAULT_CA_FILE))
+    }
+
+    /// The host without the brackets of an IPv6 literal.
+    fn bare_host(&self) -> &str {
+        self.host.trim_start_matches('[').trim_end_matches(']')
     }
 }
 
@@ -169,6 +209,29 @@ pub enum ForwardError {
     Closed { peer: SocketAddr },
     #[error("{what} took longer than {timeout:?}")]
     Timeout { what: String, timeout: Duration },
+    /// The CA bundle for TLS is missing, unreadable, or holds no usable certificate. Retrying
+    /// does not help until the file is fixed.
+    #[error("cannot use CA file {path} for TLS: {reason}")]
+    CaFile { path: PathBuf, reason: String },
+    /// The host is not something a certificate can be checked against.
+    #[error("{host} is not a valid TLS server name")]
+    ServerName { host: String },
+    /// The log host's certificate does not verify: an unknown issuer, not valid for the host,
+    /// expired, ...
+    #[error("the TLS certificate of {host} ({peer}) does not verify: {reason}")]
+    Certificate {
+        host: String,
+        peer: SocketAddr,
+        reason: rustls::Error,
+    },
+    /// The TLS handshake failed for another reason (no common protocol version or cipher suite,
+    /// an alert from the host, the connection cut).
+    #[error("TLS handshake with {host} ({peer}) failed: {source}")]
+    Handshake {
+        host: String,
+        peer: SocketAddr,
+        source: io::Error,
+    },
 }
 
 /// A line as pushed: formatted only when sent, so that it carries the hostname known then.
@@ -299,6 +362,8 @@ struct RunState {
     /// The last state reported, so that retries do not repeat it: events alternate between
     /// connected and unreachable, one per change.
     reported: Reported,
+    /// The TLS client, built from the CA bundle once that could be read.
+    tls: Option<TlsConnector>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,9 +394,10 @@ impl ForwarderTask {
             pending: None,
             delay: self.config.backoff.initial,
             reported: Reported::Nothing,
+            tls: None,
         };
         loop {
-            let result = match Connection::open(&self.config).await {
+            let result = match Connection::open(&self.config, &mut state.tls).await {
                 Ok(mut connection) => {
                     if state.reported != Reported::Connected {
                         state.reported = Reported::Connected;
@@ -340,7 +406,12 @@ impl ForwarderTask {
                             transport: self.config.transport,
                         });
                     }
-                    self.pump(&mut connection, &mut state, &mut on_event).await
+                    let pumped = self.pump(&mut connection, &mut state, &mut on_event).await;
+                    if pumped.is_ok() {
+                        // Every line is out: end the stream cleanly (TLS close_notify).
+                        connection.shutdown(self.config.io_timeout).await;
+                    }
+                    pumped
                 }
                 Err(error) => Err(error),
             };
@@ -422,20 +493,53 @@ impl ForwarderTask {
 
 /// An open path to the log host.
 enum Connection {
-    Udp { socket: UdpSocket, peer: SocketAddr },
-    Tcp { stream: TcpStream, peer: SocketAddr },
+    Udp {
+        socket: UdpSocket,
+        peer: SocketAddr,
+    },
+    Tcp {
+        stream: TcpStream,
+        peer: SocketAddr,
+    },
+    Tls {
+        stream: Box<TlsStream<TcpStream>>,
+        peer: SocketAddr,
+    },
 }
 
 impl Connection {
     /// Resolve the host (again each time: its address may have changed) and connect to the
     /// first address that accepts.
-    async fn open(config: &ForwarderConfig) -> Result<Connection, ForwardError> {
+    /// For TLS, the CA bundle is read first (into `tls`, kept for later connections).
+    async fn open(
+        config: &ForwarderConfig,
+        tls: &mut Option<TlsConnector>,
+    ) -> Result<Connection, ForwardError> {
         let timeout = config.io_timeout;
+        let tls = match config.transport {
+            Transport::Tls => {
+                let connector = match tls {
+                    Some(connector) => connector.clone(),
+                    None => tls.insert(tls_connector(config.ca_file())?).clone(),
+                };
+                let host = config.bare_host();
+                let name = ServerName::try_from(host.to_string()).map_err(|_| {
+                    ForwardError::ServerName {
+                        host: host.to_string(),
+                    }
+                })?;
+                Some((connector, name))
+            }
+            _ => None,
+        };
         let mut last_error = None;
         for peer in resolve(config).await? {
-            let attempt = match config.transport {
-                Transport::Udp => Self::open_udp(peer).await,
-                Transport::Tcp => Self::open_tcp(peer, timeout).await,
+            let attempt = match (config.transport, &tls) {
+                (Transport::Udp, _) => Self::open_udp(peer).await,
+                (Transport::Tls, Some((connector, name))) => {
+                    Self::open_tls(peer, timeout, connector, name.clone(), config).await
+                }
+                _ => Self::open_tcp(peer, timeout).await,
             };
             match attempt {
                 Ok(connection) => return Ok(connection),
@@ -465,23 +569,38 @@ impl Connection {
     }
 
     async fn open_tcp(peer: SocketAddr, timeout: Duration) -> Result<Connection, ForwardError> {
+        let stream = connect_tcp(peer, timeout, Transport::Tcp).await?;
+        Ok(Connection::Tcp { stream, peer })
+    }
+
+    /// TCP, then the TLS handshake, each within `timeout`.
+    async fn open_tls(
+        peer: SocketAddr,
+        timeout: Duration,
+        connector: &TlsConnector,
+        name: ServerName<'static>,
+        config: &ForwarderConfig,
+    ) -> Result<Connection, ForwardError> {
+        let tcp = connect_tcp(peer, timeout, Transport::Tls).await?;
+        let host = config.bare_host();
         let stream = within(
             timeout,
-            || format!("connecting to {peer}"),
-            TcpStream::connect(peer),
+            || format!("TLS handshake with {host} ({peer})"),
+            connector.connect(name, tcp),
         )
         .await?
-        .map_err(|source| ForwardError::Connect {
+        .map_err(|source| handshake_error(host, peer, source))?;
+        Ok(Connection::Tls {
+            stream: Box::new(stream),
             peer,
-            transport: Transport::Tcp,
-            source,
-        })?;
-        Ok(Connection::Tcp { stream, peer })
+        })
     }
 
     fn peer(&self) -> SocketAddr {
         match self {
-            Connection::Udp { peer, .. } | Connection::Tcp { peer, .. } => *peer,
+            Connection::Udp { peer, .. }
+            | Connection::Tcp { peer, .. }
+            | Connection::Tls { peer, .. } => *peer,
         }
     }
 
@@ -504,6 +623,14 @@ impl Connection {
                 )
                 .await?
             }
+            Connection::Tls { stream, .. } => {
+                within(
+                    timeout,
+                    || format!("sending to {peer}"),
+                    write_octet_counted(stream.as_mut(), line),
+                )
+                .await?
+            }
         };
         sent.map_err(|source| ForwardError::Send { peer, source })
     }
@@ -511,22 +638,116 @@ impl Connection {
     /// Resolves when the log host closes the connection; never for UDP, which has none.
     /// Whatever the host sends is read and ignored.
     async fn closed(&mut self) -> ForwardError {
-        let Connection::Tcp { stream, peer } = self else {
-            return std::future::pending().await;
+        match self {
+            Connection::Udp { .. } => std::future::pending().await,
+            Connection::Tcp { stream, peer } => read_until_closed(stream, *peer).await,
+            Connection::Tls { stream, peer } => read_until_closed(stream.as_mut(), *peer).await,
+        }
+    }
+
+    /// Close the sending side, best effort and within `timeout`: for TLS this sends
+    /// close_notify, so that the log host sees a clean end rather than a cut.
+    async fn shutdown(&mut self, timeout: Duration) {
+        let _ = match self {
+            Connection::Udp { .. } => return,
+            Connection::Tcp { stream, .. } => {
+                tokio::time::timeout(timeout, stream.shutdown()).await
+            }
+            Connection::Tls { stream, .. } => {
+                tokio::time::timeout(timeout, stream.shutdown()).await
+            }
         };
-        let mut discard = [0u8; 512];
-        loop {
-            match stream.read(&mut discard).await {
-                Ok(0) => return ForwardError::Closed { peer: *peer },
-                Ok(_) => continue,
-                Err(source) => {
-                    return ForwardError::Send {
-                        peer: *peer,
-                        source,
-                    };
-                }
+    }
+}
+
+/// Read and ignore whatever the host sends until it closes the connection or it fails.
+/// Cancel-safe: dropping it between reads loses nothing that matters.
+async fn read_until_closed<R: AsyncRead + Unpin>(stream: &mut R, peer: SocketAddr) -> ForwardError {
+    let mut discard = [0u8; 512];
+    loop {
+        match stream.read(&mut discard).await {
+            Ok(0) => return ForwardError::Closed { peer },
+            Ok(_) => continue,
+            Err(source) => return ForwardError::Send { peer, source },
+        }
+    }
+}
+
+async fn connect_tcp(
+    peer: SocketAddr,
+    timeout: Duration,
+    transport: Transport,
+) -> Result<TcpStream, ForwardError> {
+    within(
+        timeout,
+        || format!("connecting to {peer}"),
+        TcpStream::connect(peer),
+    )
+    .await?
+    .map_err(|source| ForwardError::Connect {
+        peer,
+        transport,
+        source,
+    })
+}
+
+/// A TLS client that trusts the CA certificates of the PEM bundle at `path`, with ring as the
+/// crypto provider and TLS 1.2 or 1.3.
+fn tls_connector(path: &Path) -> Result<TlsConnector, ForwardError> {
+    let ca_error = |reason: String| ForwardError::CaFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    // Small and local (the initramfs or a mounted root): read without a blocking thread.
+    let pem = std::fs::read(path).map_err(|error| ca_error(error.to_string()))?;
+    let mut certificates = Vec::new();
+    let mut pem_error = None;
+    for item in CertificateDer::pem_slice_iter(&pem) {
+        match item {
+            Ok(certificate) => certificates.push(certificate),
+            Err(error) => {
+                // The reader does not move past a malformed section: stop there.
+                pem_error = Some(error);
+                break;
             }
         }
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(certificates);
+    if added == 0 {
+        return Err(ca_error(match (pem_error, ignored) {
+            (Some(error), _) => format!("no usable certificate before a PEM error: {error}"),
+            (None, 0) if pem.iter().all(u8::is_ascii_whitespace) => "the file is empty".into(),
+            (None, 0) => "no PEM CERTIFICATE in it".into(),
+            (None, ignored) => format!("none of its {ignored} certificates could be parsed"),
+        }));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| ca_error(format!("no TLS protocol version available: {error}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// A failed handshake: a certificate that does not verify is told apart from other failures.
+fn handshake_error(host: &str, peer: SocketAddr, source: io::Error) -> ForwardError {
+    let certificate = source
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .filter(|error| matches!(error, rustls::Error::InvalidCertificate(_)));
+    match certificate {
+        Some(reason) => ForwardError::Certificate {
+            host: host.to_string(),
+            peer,
+            reason: reason.clone(),
+        },
+        None => ForwardError::Handshake {
+            host: host.to_string(),
+            peer,
+            source,
+        },
     }
 }
 
@@ -543,17 +764,19 @@ async fn send_datagram(socket: &UdpSocket, line: &str) -> io::Result<()> {
 }
 
 /// One line with RFC 6587 octet-counting framing: its length in bytes, a space, the line.
-/// Generic over the stream so that a TLS stream (RFC 5425, same framing) can use it.
+/// Generic over the stream: TCP, and TLS (RFC 5425, same framing). The stream is flushed, so
+/// that a buffering stream (TLS) sends the frame now.
 pub async fn write_octet_counted<W: AsyncWrite + Unpin>(
     stream: &mut W,
     line: &str,
 ) -> io::Result<()> {
     let frame = format!("{} {line}", line.len());
-    stream.write_all(frame.as_bytes()).await
+    stream.write_all(frame.as_bytes()).await?;
+    stream.flush().await
 }
 
 async fn resolve(config: &ForwarderConfig) -> Result<Vec<SocketAddr>, ForwardError> {
-    let host = config.host.trim_start_matches('[').trim_end_matches(']');
+    let host = config.bare_host();
     let lookup = tokio::net::lookup_host((host, config.port));
     let addresses: Vec<SocketAddr> = within(
         config.io_timeout,

@@ -5,14 +5,14 @@ use super::*;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
 /// Long enough for a loaded machine; a test only waits this long when it is failing.
-const WAIT: Duration = Duration::from_secs(5);
+pub(super) const WAIT: Duration = Duration::from_secs(5);
 
-fn config(port: u16, transport: Transport) -> ForwarderConfig {
+pub(super) fn config(port: u16, transport: Transport) -> ForwarderConfig {
     ForwarderConfig {
         port,
         transport,
@@ -27,7 +27,7 @@ fn config(port: u16, transport: Transport) -> ForwarderConfig {
 }
 
 /// Start the task, passing its events to the returned channel.
-fn spawn(task: ForwarderTask) -> mpsc::UnboundedReceiver<Event> {
+pub(super) fn spawn(task: ForwarderTask) -> mpsc::UnboundedReceiver<Event> {
     let (events, receiver) = mpsc::unbounded_channel();
     tokio::spawn(task.run(move |event| {
         let _ = events.send(event);
@@ -46,18 +46,25 @@ async fn next_datagram(socket: &UdpSocket) -> String {
 
 /// The fields of an RFC 5424 line: PRI+VERSION, TIMESTAMP, HOSTNAME, APP-NAME, PROCID, MSGID,
 /// SD, MSG.
-fn fields(line: &str) -> Vec<&str> {
+pub(super) fn fields(line: &str) -> Vec<&str> {
     line.splitn(8, ' ').collect()
 }
 
-/// Reads octet-counted frames (`LEN SP MSG`) from a TCP stream.
-struct FrameReader {
-    stream: TcpStream,
+/// Reads octet-counted frames (`LEN SP MSG`) from a TCP or TLS stream.
+pub(super) struct FrameReader {
+    stream: Box<dyn AsyncRead + Unpin + Send>,
     buffer: Vec<u8>,
 }
 
 impl FrameReader {
-    async fn next(&mut self) -> Option<String> {
+    pub(super) fn new(stream: impl AsyncRead + Unpin + Send + 'static) -> Self {
+        FrameReader {
+            stream: Box::new(stream),
+            buffer: Vec::new(),
+        }
+    }
+
+    pub(super) async fn next(&mut self) -> Option<String> {
         tokio::time::timeout(WAIT, self.read_frame())
             .await
             .expect("a frame in time")
@@ -93,13 +100,10 @@ async fn accept(listener: &TcpListener) -> FrameReader {
         .await
         .expect("a connection in time")
         .expect("accept");
-    FrameReader {
-        stream,
-        buffer: Vec::new(),
-    }
+    FrameReader::new(stream)
 }
 
-async fn next_event(events: &mut mpsc::UnboundedReceiver<Event>) -> Event {
+pub(super) async fn next_event(events: &mut mpsc::UnboundedReceiver<Event>) -> Event {
     tokio::time::timeout(WAIT, events.recv())
         .await
         .expect("an event in time")
@@ -376,6 +380,14 @@ fn config_defaults() {
     assert_eq!(config.transport, Transport::Udp);
     assert_eq!(config.facility, Facility::Daemon);
     assert_eq!(config.capacity, 4096);
+    assert_eq!(config.ca_file, None);
+    assert_eq!(
+        config.ca_file(),
+        std::path::Path::new("/etc/ssl/certs/ca-certificates.crt")
+    );
+    assert_eq!(Transport::Tls.default_port(), 6514);
+    assert_eq!(Transport::Tcp.default_port(), 514);
+    assert_eq!(Transport::Tls.to_string(), "tls");
 }
 
 #[test]
