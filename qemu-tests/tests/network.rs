@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -43,8 +43,8 @@ restart = "never"
     Ok(())
 }
 
-/// Read RFC 6587 octet-counted syslog frames from a TCP listener until `wanted` holds for the
-/// collected lines or the deadline passes.
+/// Accept one TCP connection on `listener` and pass on the RFC 6587 octet-counted syslog
+/// frames it carries; reads give up after `deadline`.
 fn collect_syslog(listener: TcpListener, deadline: Duration) -> mpsc::Receiver<String> {
     let (sender, lines) = mpsc::channel();
     std::thread::spawn(move || {
@@ -53,27 +53,25 @@ fn collect_syslog(listener: TcpListener, deadline: Duration) -> mpsc::Receiver<S
         };
         let _ = stream.set_read_timeout(Some(deadline));
         let mut reader = BufReader::new(stream);
-        loop {
-            let mut length = Vec::new();
-            if reader.read_until(b' ', &mut length).unwrap_or(0) == 0 {
-                return;
-            }
-            let Ok(length) = String::from_utf8_lossy(&length).trim().parse::<usize>() else {
-                return;
-            };
-            let mut frame = vec![0; length];
-            if reader.read_exact(&mut frame).is_err() {
-                return;
-            }
-            if sender
-                .send(String::from_utf8_lossy(&frame).into_owned())
-                .is_err()
-            {
+        while let Some(frame) = read_frame(&mut reader) {
+            if sender.send(frame).is_err() {
                 return;
             }
         }
     });
     lines
+}
+
+/// One RFC 6587 octet-counted frame (`LEN SP MSG`), or None at the end of the stream.
+fn read_frame(reader: &mut impl BufRead) -> Option<String> {
+    let mut length = Vec::new();
+    if reader.read_until(b' ', &mut length).ok()? == 0 {
+        return None;
+    }
+    let length: usize = String::from_utf8_lossy(&length).trim().parse().ok()?;
+    let mut frame = vec![0; length];
+    reader.read_exact(&mut frame).ok()?;
+    Some(String::from_utf8_lossy(&frame).into_owned())
 }
 
 /// `syslog_host=`: lines of the init (also those logged before the network was up) and of a
@@ -192,4 +190,103 @@ restart = "never"
     vm.wait_for("target nbd reached", BOOT_TIMEOUT)?;
     vm.wait_for("reader: read: BOOTKIT-NBD-TEST-PAYLOAD", STEP_TIMEOUT)?;
     Ok(())
+}
+
+/// A CA and a server certificate for the guest-side forward address, made for this test.
+struct TlsLogHost {
+    ca_pem: String,
+    config: std::sync::Arc<rustls::ServerConfig>,
+}
+
+impl TlsLogHost {
+    fn new() -> Result<TlsLogHost> {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate()?;
+        let ca = ca_params.self_signed(&ca_key)?;
+        let key = KeyPair::generate()?;
+        let cert = CertificateParams::new(vec![GUEST_FORWARD_ADDRESS.to_string()])?
+            .signed_by(&key, &ca, &ca_key)?;
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )?;
+        Ok(TlsLogHost {
+            ca_pem: ca.pem(),
+            config: std::sync::Arc::new(config),
+        })
+    }
+
+    /// Accept one connection on `listener`, do the TLS handshake, and pass on the octet-counted
+    /// frames it carries.
+    fn serve(&self, listener: TcpListener, deadline: Duration) -> mpsc::Receiver<String> {
+        let (sender, lines) = mpsc::channel();
+        let config = self.config.clone();
+        std::thread::spawn(move || {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let _ = stream.set_read_timeout(Some(deadline));
+            let Ok(connection) = rustls::ServerConnection::new(config) else {
+                return;
+            };
+            let mut reader = BufReader::new(rustls::StreamOwned::new(connection, stream));
+            while let Some(frame) = read_frame(&mut reader) {
+                if sender.send(frame).is_err() {
+                    return;
+                }
+            }
+        });
+        lines
+    }
+}
+
+/// `syslog_transport=tls`: the log host's certificate is checked against the CA the image
+/// carries (`syslog_ca=`), and the lines arrive over TLS.
+#[test]
+fn log_lines_reach_the_syslog_host_over_tls_with_the_images_ca() -> Result<()> {
+    let host = TlsLogHost::new()?;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let lines = host.serve(listener, Duration::from_secs(120));
+    let mut config = common::base_config()?;
+    config.overlay.push(bootkit_builder::Overlay::inline(
+        "/etc/bootkit/syslog-ca.pem",
+        &host.ca_pem,
+    ));
+    let image = common::build("syslog_tls", &config)?;
+    let mut vm = boot_forwarding(
+        "syslog_tls",
+        &image,
+        &format!(
+            "syslog_host={GUEST_FORWARD_ADDRESS} syslog_transport=tls \
+             syslog_ca=/etc/bootkit/syslog-ca.pem worker_id=node-tls"
+        ),
+        &[(6514, port)],
+    )?;
+    vm.wait_for("bootkit: ready in", BOOT_TIMEOUT)?;
+    let line = wait_for_line(&lines, " node-tls hello - - - hello from the bootkit")?;
+    assert!(line.starts_with("<30>1 "), "RFC 5424 over TLS: {line}");
+    Ok(())
+}
+
+fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str) -> Result<String> {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return Ok(line),
+            Ok(line) => seen.push(line),
+            Err(_) => bail!(
+                "no syslog line with {needle:?}; received:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
 }
