@@ -19,6 +19,7 @@
 //! (QEMU program), `BOOTKIT_QEMU_JOBS` (VMs at once), and
 //! `BOOTKIT_TEST_TIMEOUT_SCALE` (multiplies every timeout).
 
+mod child;
 mod console;
 pub mod error;
 pub mod initramfs;

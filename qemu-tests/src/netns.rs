@@ -124,15 +124,7 @@ impl NetNs {
             .stderr(Stdio::null())
             // Its own group, so Drop also kills anything it started.
             .process_group(0);
-        // SAFETY: prctl is async-signal-safe and touches only the child.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        crate::child::die_with_this_process(&mut cmd);
         let child = cmd
             .spawn()
             .map_err(Error::io(format!("starting {program} in {}", self.name)))?;

@@ -260,15 +260,7 @@ impl Vm {
             // Its own process group, so Drop can kill QEMU and anything it
             // started, and a terminal's Ctrl-C goes to the test process only.
             .process_group(0);
-        // SAFETY: prctl is async-signal-safe and touches only the child.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        crate::child::die_with_this_process(&mut cmd);
         let started = Instant::now();
         let mut child = cmd.spawn().map_err(|e| Error::Io {
             context: format!(
