@@ -293,26 +293,18 @@ async fn configure_one(
 }
 
 fn static_lease(name: &str, interface: &InterfaceConfig, address: &StaticAddress) -> Lease {
-    Lease {
-        interface: name.to_string(),
-        address: address.address,
-        prefix_len: address.prefix_len,
-        routers: address.gateway.into_iter().collect(),
-        dns: interface.dns.clone(),
-        domain: None,
-        search: interface.search.clone(),
-        hostname: interface.hostname.clone(),
-        ntp: interface
-            .ntp_servers
-            .iter()
-            .filter_map(|s| s.parse().ok())
-            .collect(),
-        mtu: interface.mtu,
-        lease_time: None,
-        renew_after: None,
-        rebind_after: None,
-        server: None,
-    }
+    let mut lease = Lease::new(name, address.address, address.prefix_len);
+    lease.routers = address.gateway.into_iter().collect();
+    lease.dns = interface.dns.clone();
+    lease.search = interface.search.clone();
+    lease.hostname = interface.hostname.clone();
+    lease.ntp = interface
+        .ntp_servers
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    lease.mtu = interface.mtu;
+    lease
 }
 
 fn resolve(

@@ -26,3 +26,26 @@ pub struct Lease {
     pub rebind_after: Option<Duration>,
     pub server: Option<Ipv4Addr>,
 }
+
+impl Lease {
+    /// An address on an interface and nothing else yet: DHCP options and static settings
+    /// are filled in by whoever knows them.
+    pub fn new(interface: &str, address: Ipv4Addr, prefix_len: u8) -> Lease {
+        Lease {
+            interface: interface.to_string(),
+            address,
+            prefix_len,
+            routers: Vec::new(),
+            dns: Vec::new(),
+            domain: None,
+            search: Vec::new(),
+            hostname: None,
+            ntp: Vec::new(),
+            mtu: None,
+            lease_time: None,
+            renew_after: None,
+            rebind_after: None,
+            server: None,
+        }
+    }
+}

@@ -698,22 +698,7 @@ mod tests {
 
     #[test]
     fn route_protocol_follows_origin() {
-        let mut lease = Lease {
-            interface: "eth0".into(),
-            address: Ipv4Addr::new(10, 0, 0, 2),
-            prefix_len: 24,
-            routers: vec![],
-            dns: vec![],
-            domain: None,
-            search: vec![],
-            hostname: None,
-            ntp: vec![],
-            mtu: None,
-            lease_time: None,
-            renew_after: None,
-            rebind_after: None,
-            server: None,
-        };
+        let mut lease = Lease::new("eth0", Ipv4Addr::new(10, 0, 0, 2), 24);
         assert_eq!(route_protocol(&lease), RouteProtocol::Static);
         lease.server = Some(Ipv4Addr::new(10, 0, 0, 1));
         assert_eq!(route_protocol(&lease), RouteProtocol::Dhcp);

@@ -130,22 +130,9 @@ impl Drop for FakeSysfs {
 }
 
 fn lease(interface: &str, address: Ipv4Addr, prefix_len: u8, router: Option<Ipv4Addr>) -> Lease {
-    Lease {
-        interface: interface.to_string(),
-        address,
-        prefix_len,
-        routers: router.into_iter().collect(),
-        dns: vec![],
-        domain: None,
-        search: vec![],
-        hostname: None,
-        ntp: vec![],
-        mtu: None,
-        lease_time: None,
-        renew_after: None,
-        rebind_after: None,
-        server: None,
-    }
+    let mut lease = Lease::new(interface, address, prefix_len);
+    lease.routers = router.into_iter().collect();
+    lease
 }
 
 async fn index_of(links: &Links, name: &str) -> u32 {

@@ -210,22 +210,8 @@ pub(crate) fn lease_from_ack(
         return Err(AckError::Address(address));
     }
     let opts = msg.opts();
-    let mut lease = Lease {
-        interface: interface.to_string(),
-        address,
-        prefix_len: classful_prefix(address),
-        routers: Vec::new(),
-        dns: Vec::new(),
-        domain: None,
-        search: Vec::new(),
-        hostname: None,
-        ntp: Vec::new(),
-        mtu: None,
-        lease_time: None,
-        renew_after: None,
-        rebind_after: None,
-        server: server_id(msg).or(fallback_server),
-    };
+    let mut lease = Lease::new(interface, address, classful_prefix(address));
+    lease.server = server_id(msg).or(fallback_server);
     let (mut secs, mut t1, mut t2) = (None, None, None);
     for (_, opt) in opts.iter() {
         match opt {
