@@ -19,6 +19,8 @@
 
 pub mod attach;
 pub mod handshake;
+#[cfg(test)]
+mod scripted;
 pub mod spec;
 pub mod transmission;
 

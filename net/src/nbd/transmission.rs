@@ -116,36 +116,15 @@ fn check_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Cursor;
 
-    struct Fake {
-        input: Cursor<Vec<u8>>,
-        output: Vec<u8>,
-    }
-    impl Read for Fake {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            self.input.read(buf)
-        }
-    }
-    impl Write for Fake {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.output.extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::nbd::scripted::Scripted as Fake;
 
     fn reply(error: u32, cookie: u64, data: &[u8]) -> Fake {
         let mut input = SIMPLE_REPLY_MAGIC.to_be_bytes().to_vec();
         input.extend_from_slice(&error.to_be_bytes());
         input.extend_from_slice(&cookie.to_be_bytes());
         input.extend_from_slice(data);
-        Fake {
-            input: Cursor::new(input),
-            output: Vec::new(),
-        }
+        Fake::new(input)
     }
 
     #[test]

@@ -5,27 +5,7 @@
 use super::*;
 use std::io::Cursor;
 
-/// A stream whose reads come from the script and whose writes are recorded.
-struct Fake {
-    input: Cursor<Vec<u8>>,
-    output: Vec<u8>,
-}
-
-impl Read for Fake {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.input.read(buf)
-    }
-}
-
-impl Write for Fake {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.output.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+use crate::nbd::scripted::Scripted as Fake;
 
 /// Builds what the server sends.
 #[derive(Clone)]
@@ -94,10 +74,7 @@ impl Script {
     }
 
     fn run(&self, export: &str) -> (Result<ExportInfo, HandshakeError>, Vec<u8>) {
-        let mut fake = Fake {
-            input: Cursor::new(self.0.clone()),
-            output: Vec::new(),
-        };
+        let mut fake = Fake::new(self.0.clone());
         let result = handshake(&mut fake, export);
         (result, fake.output)
     }
@@ -202,10 +179,7 @@ fn export_name_reads_padding_without_no_zeroes() {
         .error(REP_ERR_UNSUP, "no GO here")
         .export_name_reply(1 << 30, 3, true)
         .raw(b"transmission data");
-    let mut fake = Fake {
-        input: Cursor::new(script.0),
-        output: Vec::new(),
-    };
+    let mut fake = Fake::new(script.0);
     let info = handshake(&mut fake, "disk").unwrap();
     assert_eq!(info.size, 1 << 30);
     assert!(info.transmission_flags.read_only());
