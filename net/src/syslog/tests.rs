@@ -233,23 +233,10 @@ async fn tcp_octet_counted_frames_before_and_after() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("address").port();
     let (forwarder, task) = Forwarder::new(config(port, Transport::Tcp));
-    forwarder.push("init", Severity::Informational, "before");
-    // A message with a newline and non-ASCII: octet counting, not newline framing, delimits it.
-    forwarder.push("svc", Severity::Debug, "two\nlines, ünïcode");
+    push_before_connecting(&forwarder);
     let mut events = spawn(task);
     let mut reader = accept(&listener).await;
-    forwarder.push("svc", Severity::Error, "after");
-
-    let frames = [
-        reader.next().await.expect("frame 1"),
-        reader.next().await.expect("frame 2"),
-        reader.next().await.expect("frame 3"),
-    ];
-    assert_eq!(fields(&frames[0])[3..], ["init", "-", "-", "-", "before"]);
-    assert_eq!(fields(&frames[1])[7], "two\nlines, ünïcode");
-    assert!(frames[1].starts_with("<31>1 "));
-    assert_eq!(fields(&frames[2])[3..], ["svc", "-", "-", "-", "after"]);
-    assert!(frames.iter().all(|f| fields(f)[2] == "52:54:00:12:34:56"));
+    push_after_and_check_frames(&forwarder, &mut reader).await;
     let Event::Connected { peer, transport } = next_event(&mut events).await else {
         panic!("first event is the connection");
     };
@@ -430,4 +417,27 @@ async fn udp_to_a_closed_port_keeps_going_without_reconnecting() {
     forwarder.push("init", Severity::Informational, "heard");
     assert_eq!(fields(&next_datagram(&listener).await)[7], "heard");
     assert!(events.try_recv().is_err(), "no outage reported for UDP");
+}
+
+/// Lines pushed before the connection exists, for [`push_after_and_check_frames`]. One holds a
+/// newline and non-ASCII: octet counting, not newline framing, must delimit it.
+pub(super) fn push_before_connecting(forwarder: &Forwarder) {
+    forwarder.push("init", Severity::Informational, "before");
+    forwarder.push("svc", Severity::Debug, "two\nlines, ünïcode");
+}
+
+/// Push one more line once connected, then check that a stream transport delivered all three
+/// whole and in order.
+pub(super) async fn push_after_and_check_frames(forwarder: &Forwarder, reader: &mut FrameReader) {
+    forwarder.push("svc", Severity::Error, "after");
+    let frames = [
+        reader.next().await.expect("frame 1"),
+        reader.next().await.expect("frame 2"),
+        reader.next().await.expect("frame 3"),
+    ];
+    assert_eq!(fields(&frames[0])[3..], ["init", "-", "-", "-", "before"]);
+    assert_eq!(fields(&frames[1])[7], "two\nlines, ünïcode");
+    assert!(frames[1].starts_with("<31>1 "));
+    assert_eq!(fields(&frames[2])[3..], ["svc", "-", "-", "-", "after"]);
+    assert!(frames.iter().all(|f| fields(f)[2] == "52:54:00:12:34:56"));
 }

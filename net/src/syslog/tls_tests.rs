@@ -1,7 +1,10 @@
 //! The forwarder over TLS (RFC 5425) against a tokio-rustls server on 127.0.0.1, with a CA and
 //! server certificates made here by rcgen. Every wait is bounded.
 
-use super::tests::{FrameReader, WAIT, config, fields, next_event, spawn};
+use super::tests::{
+    FrameReader, WAIT, config, fields, next_event, push_after_and_check_frames,
+    push_before_connecting, spawn,
+};
 use super::*;
 
 use std::net::SocketAddr;
@@ -90,21 +93,10 @@ async fn tls_octet_counted_frames_before_and_after() {
     let port = listener.local_addr().expect("address").port();
 
     let (forwarder, task) = Forwarder::new(tls_config(port, ca_file));
-    forwarder.push("init", Severity::Informational, "before");
-    forwarder.push("svc", Severity::Debug, "two\nlines, ünïcode");
+    push_before_connecting(&forwarder);
     let mut events = spawn(task);
     let mut reader = accept_tls(&listener, &acceptor).await;
-    forwarder.push("svc", Severity::Error, "after");
-
-    let frames = [
-        reader.next().await.expect("frame 1"),
-        reader.next().await.expect("frame 2"),
-        reader.next().await.expect("frame 3"),
-    ];
-    assert_eq!(fields(&frames[0])[3..], ["init", "-", "-", "-", "before"]);
-    assert_eq!(fields(&frames[1])[7], "two\nlines, ünïcode");
-    assert_eq!(fields(&frames[2])[3..], ["svc", "-", "-", "-", "after"]);
-    assert!(frames.iter().all(|f| fields(f)[2] == "52:54:00:12:34:56"));
+    push_after_and_check_frames(&forwarder, &mut reader).await;
     let Event::Connected { peer, transport } = next_event(&mut events).await else {
         panic!("first event is the connection");
     };
