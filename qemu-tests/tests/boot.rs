@@ -3,7 +3,7 @@
 
 mod common;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use common::{
     BOOT_TIMEOUT, STEP_TIMEOUT, base_config, boot, build, image_with_services, position, service,
 };
@@ -36,25 +36,34 @@ restart = "never"
         &image,
         "grpc_authority=tink.example:42113 bootkit.on_error=poweroff bootkit.on_error_delay=0",
     )?;
-    vm.wait_for("rootfs: unpacked", BOOT_TIMEOUT)?;
-    let ready = vm.wait_for("bootkit: ready in", STEP_TIMEOUT)?;
+    // Services run beside the ready line, so their output may come before or after it: wait
+    // for the end (the check service powers off), then look at the whole console.
+    vm.wait_for("bootkit: poweroff", BOOT_TIMEOUT)?;
+    let console = vm.console();
+    assert!(
+        console.contains("rootfs: unpacked"),
+        "the rootfs was unpacked"
+    );
+    let ready = console
+        .lines()
+        .find(|line| line.contains("bootkit: ready in"))
+        .context("no ready line")?;
     for stage in ["mounts", "modules", "rootfs", "services"] {
         assert!(
             ready.contains(stage),
             "ready line has {stage} timing: {ready}"
         );
     }
-    vm.wait_for("check: module virtio_net is loaded", STEP_TIMEOUT)?;
-    vm.wait_for("check: module nbd is loaded", STEP_TIMEOUT)?;
-    vm.wait_for("check: root is a tmpfs", STEP_TIMEOUT)?;
-    vm.wait_for("check: rootfs unpacked", STEP_TIMEOUT)?;
-    vm.wait_for("check: grpc_authority=tink.example:42113", STEP_TIMEOUT)?;
-    let console = vm.console();
-    assert!(
-        console.contains("hello: hello from the bootkit"),
-        "the image's hello service ran"
-    );
-    vm.wait_for("bootkit: poweroff", STEP_TIMEOUT)?;
+    for line in [
+        "check: module virtio_net is loaded",
+        "check: module nbd is loaded",
+        "check: root is a tmpfs",
+        "check: rootfs unpacked",
+        "check: grpc_authority=tink.example:42113",
+        "hello: hello from the bootkit",
+    ] {
+        assert!(console.contains(line), "{line:?} on the console");
+    }
     let status = vm.wait_exit(STEP_TIMEOUT)?;
     assert!(status.success(), "QEMU exits cleanly on poweroff: {status}");
     assert!(!vm.console().contains("Kernel panic"), "no kernel panic");
@@ -392,13 +401,20 @@ restart = "never"
     config.overlay.push(check);
     let image = build("compressed_modules", &config)?;
     let mut vm = boot("compressed_modules", &image, "")?;
-    vm.wait_for("bootkit: ready in", BOOT_TIMEOUT)?;
-    for module in ["nbd", "virtio_blk", "failover", "virtio_net"] {
-        vm.wait_for(&format!("check: loaded {module}"), STEP_TIMEOUT)?;
+    // The check service's output and the ready line race: wait for its end, then look.
+    vm.wait_for("check: exited with status 0", BOOT_TIMEOUT)?;
+    let console = vm.console();
+    for line in [
+        "check: loaded nbd",
+        "check: loaded virtio_blk",
+        "check: loaded failover",
+        "check: loaded virtio_net",
+        "check: nbd.ko.xz",
+        "check: virtio_blk.ko.zst",
+    ] {
+        assert!(console.contains(line), "{line:?} on the console");
     }
-    vm.wait_for("check: nbd.ko.xz", STEP_TIMEOUT)?;
-    vm.wait_for("check: virtio_blk.ko.zst", STEP_TIMEOUT)?;
-    assert!(!vm.console().contains("not loaded"), "no module failed");
+    assert!(!console.contains("not loaded"), "no module failed");
     Ok(())
 }
 
