@@ -18,6 +18,8 @@ struct State {
     stderr: Vec<u8>,
     /// Set once QEMU's stdout is closed: nothing more will arrive.
     eof: bool,
+    /// Set once QEMU's stderr is closed.
+    stderr_eof: bool,
 }
 
 #[derive(Default)]
@@ -81,6 +83,8 @@ impl Console {
                 Ok(n) => self.lock().stderr.extend_from_slice(&buf[..n]),
             }
         }
+        self.lock().stderr_eof = true;
+        self.changed.notify_all();
     }
 
     pub(crate) fn text(&self) -> String {
@@ -150,10 +154,12 @@ impl Console {
     }
 
     /// Waits (bounded) until the reader has seen EOF, so the log is complete.
+    /// Wait until both of QEMU's output pipes are closed (it has exited and the readers have
+    /// everything), at most `timeout`.
     pub(crate) fn wait_eof(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut st = self.lock();
-        while !st.eof {
+        while !(st.eof && st.stderr_eof) {
             let now = Instant::now();
             if now >= deadline {
                 return false;
