@@ -224,10 +224,14 @@ fn services_start_in_dependency_order_and_stop_in_reverse() {
 #[test]
 fn output_is_logged_line_by_line_with_the_service_name() {
     let services = Services::new();
+    let printed = services.path().join("printed");
     services.add(
         "talker",
-        r#"echo to stdout; echo to stderr >&2; echo "path=$PATH greeting=$GREETING"
-printf 'no newline at the end'; exec sleep 30"#,
+        &format!(
+            r#"echo to stdout; echo to stderr >&2; echo "path=$PATH greeting=$GREETING"
+printf 'no newline at the end'; touch {}; exec sleep 30"#,
+            printed.display()
+        ),
         "environment = { GREETING = \"hi there\" }",
     );
     let mut run = Supervise::start(services.path());
@@ -235,6 +239,11 @@ printf 'no newline at the end'; exec sleep 30"#,
     run.wait_for("] talker: to stderr");
     run.wait_for("] talker: path=/usr/sbin:/usr/bin:/sbin:/bin greeting=hi there");
     run.wait_for("supervise: ready (1 services)");
+    // Stop only once the partial line is written, or there is nothing to log at the close.
+    let deadline = Instant::now() + DEADLINE;
+    while !printed.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     run.signal(Signal::SIGUSR2);
     // The last line had no newline: it is logged once the pipe closes.
     run.wait_for("] talker: no newline at the end");
