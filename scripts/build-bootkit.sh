@@ -19,20 +19,23 @@ target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
 
 # crt-static gives a static glibc binary for /init. The explicit --target keeps
 # RUSTFLAGS away from proc-macros and build scripts, which must stay dynamic.
-log "building the static init (bootkit-init, release, crt-static)"
+log "building the static init and installer (bootkit-init, bootkit-installer; release, crt-static)"
 # getrandom_backend: in a static binary the getrandom crate cannot dlsym glibc's getrandom and
 # falls back to polling /dev/random, which never becomes readable on a machine without a
 # hardware RNG (QEMU TCG): the getrandom(2) call instead makes the kernel gather entropy.
 RUSTFLAGS="-C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\"" \
-    cargo build --release --target x86_64-unknown-linux-gnu -p bootkit-init \
-    || die "cargo build of bootkit-init failed"
+    cargo build --release --target x86_64-unknown-linux-gnu -p bootkit-init -p bootkit-installer \
+    || die "cargo build of bootkit-init and bootkit-installer failed"
 init_bin="$target_dir/x86_64-unknown-linux-gnu/release/bootkit"
-[[ -x $init_bin ]] || die "cargo succeeded but $init_bin is missing"
-# ldd (always there, in libc-bin) says so for static and static-pie binaries.
-ldd_out=$(ldd "$init_bin" 2>&1 || true) # ldd exits 1 for some static binaries
-if [[ $ldd_out != *"statically linked"* && $ldd_out != *"not a dynamic executable"* ]]; then
-    die "$init_bin is dynamically linked: it cannot run as /init (was RUSTFLAGS overridden?)"
-fi
+installer_bin="$target_dir/x86_64-unknown-linux-gnu/release/bootkit-install"
+for bin in "$init_bin" "$installer_bin"; do
+    [[ -x $bin ]] || die "cargo succeeded but $bin is missing"
+    # ldd (always there, in libc-bin) says so for static and static-pie binaries.
+    ldd_out=$(ldd "$bin" 2>&1 || true) # ldd exits 1 for some static binaries
+    if [[ $ldd_out != *"statically linked"* && $ldd_out != *"not a dynamic executable"* ]]; then
+        die "$bin is dynamically linked: it cannot run in the initramfs (was RUSTFLAGS overridden?)"
+    fi
+done
 
 log "building the image builder (bootkit-builder, release)"
 cargo build --release -p bootkit-builder || die "cargo build of bootkit-builder failed"

@@ -20,8 +20,13 @@ kernel_link="$kernel_dir/linux-image-amd64.deb"
 #   cpio             the bench's shell-pipeline comparison (find | cpio | gzip)
 #   liblzma-dev      the liblzma crate links against it when not vendored
 #   ovmf             UEFI firmware for QEMU boots that need efivarfs
-#   e2fsprogs        mkfs.ext4 for disk images in tests
-packages=(qemu-system-x86 qemu-utils zstd busybox-static cpio xz-utils liblzma-dev ovmf e2fsprogs iproute2 dnsmasq-base)
+#   e2fsprogs        mkfs.ext4 -d for the USB data partition and the test OS image
+#   gdisk, fdisk     sgdisk/sfdisk: second opinions on partition tables in the installer tests
+#   dosfstools, mtools  the FAT ESPs of the USB installer and the test OS image
+#   systemd-boot-efi the UKI stub (linuxx64.efi.stub); binutils' objcopy assembles the UKI
+#   bmap-tools       bmaptool, the installer benchmark's baseline and a check of our .bmap files
+packages=(qemu-system-x86 qemu-utils zstd busybox-static cpio xz-utils liblzma-dev ovmf e2fsprogs iproute2 dnsmasq-base
+    gdisk fdisk dosfstools mtools systemd-boot-efi binutils bmap-tools)
 
 log() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }

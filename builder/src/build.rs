@@ -16,7 +16,7 @@ use std::thread;
 use std::time::Instant;
 
 use crate::compress::{Encoder, NoFlush};
-use crate::config::{CompressionKind, ImageConfig};
+use crate::config::{CompressionKind, ImageConfig, UsbConfig};
 use crate::cpio::{write_newc, write_newc_from};
 use crate::error::{BuildError, Result};
 use crate::initramfs::{
@@ -25,6 +25,8 @@ use crate::initramfs::{
 use crate::manifest::{FileDigest, Manifest, RootfsDigest};
 use crate::progress::Progress;
 use crate::tree::Tree;
+use crate::uki::{DEFAULT_STUB, UkiInputs, build_uki, os_release};
+use crate::usb::build_usb;
 use crate::{kernel, modules, rootfs};
 
 /// The files a build wrote.
@@ -35,6 +37,17 @@ pub struct BuildOutput {
     pub cmdline: PathBuf,
     pub manifest_path: PathBuf,
     pub manifest: Manifest,
+    /// What the `[usb]` section made, when there is one.
+    pub usb: Option<UsbOutput>,
+}
+
+/// The USB installer stick and the UKI on it.
+#[derive(Debug, Clone)]
+pub struct UsbOutput {
+    /// `bootkit.efi`: the image as a UKI.
+    pub efi: PathBuf,
+    /// `usb.img`.
+    pub image: PathBuf,
 }
 
 /// Build an image into `out_dir` (created if needed), reporting progress on stderr
@@ -180,13 +193,42 @@ pub fn build_with(
         manifest.outputs["initramfs"].size,
         manifest.rootfs.digest.size
     ));
+    let usb = match &config.usb {
+        Some(usb) => Some(build_usb_outputs(usb, config, out_dir, progress)?),
+        None => None,
+    };
     Ok(BuildOutput {
         vmlinuz: out_dir.join("vmlinuz"),
         initramfs: out_dir.join("initramfs"),
         cmdline: out_dir.join("cmdline"),
         manifest_path,
         manifest,
+        usb,
     })
+}
+
+/// `bootkit.efi` from the outputs just written, then `usb.img` booting it.
+fn build_usb_outputs(
+    usb: &UsbConfig,
+    config: &ImageConfig,
+    out_dir: &Path,
+    progress: &Progress,
+) -> Result<UsbOutput> {
+    let efi = out_dir.join("bootkit.efi");
+    build_uki(
+        &UkiInputs {
+            stub: Path::new(DEFAULT_STUB),
+            kernel: &out_dir.join("vmlinuz"),
+            initrd: &out_dir.join("initramfs"),
+            cmdline: &config.cmdline,
+            os_release: &os_release("bootkit", "bootkit", env!("CARGO_PKG_VERSION")),
+        },
+        &efi,
+    )?;
+    progress.note(&format!("wrote {}", efi.display()));
+    let image = out_dir.join("usb.img");
+    build_usb(&usb.inputs(&efi), &image, progress)?;
+    Ok(UsbOutput { efi, image })
 }
 
 /// Wait for a thread of the build; its panic goes on in the caller.
@@ -274,7 +316,7 @@ fn cpio_mtime(epoch: u64) -> Result<u32> {
     })
 }
 
-fn compress_cpio(tree: &Tree, kind: CompressionKind, epoch: u32) -> Result<Vec<u8>> {
+pub(crate) fn compress_cpio(tree: &Tree, kind: CompressionKind, epoch: u32) -> Result<Vec<u8>> {
     let encoder = Encoder::new(kind, Vec::new()).map_err(BuildError::io("start compressor"))?;
     let NoFlush(encoder) = write_newc(tree, NoFlush(encoder), epoch)?;
     encoder
@@ -351,7 +393,7 @@ impl Staged {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{CompressionKind, KernelConfig, Overlay, Program};
+    use crate::config::{CompressionKind, KernelConfig, Overlay, Program, UsbConfig};
     use crate::inspect::{inspect, render};
     use crate::modules::tests::fake_tree;
     use bootkit_common::compress::Compression;
@@ -609,5 +651,54 @@ mod tests {
                 .contains("cargo build --release -p bootkit-init"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_usb_section_adds_the_uki_and_the_stick() {
+        use crate::uki::read_layout;
+        let root = tempfile::tempdir().unwrap();
+        let mut config = fake_image(root.path());
+        config.cmdline = "console=ttyS0 bootkit.mode=standalone".into();
+        let os_image = root.path().join("os.raw.gz");
+        fs::write(&os_image, b"pretend OS image").unwrap();
+        let install_config = root.path().join("install.toml");
+        fs::write(&install_config, "[install]\n").unwrap();
+        config.usb = Some(UsbConfig {
+            os_image,
+            sha256_file: None,
+            bmap: None,
+            install_config,
+        });
+        let out = build_with(&config, &root.path().join("out"), &Progress::hidden()).unwrap();
+        let usb = out.usb.expect("the [usb] outputs");
+        assert_eq!(usb.image, root.path().join("out/usb.img"));
+        let efi = fs::read(&usb.efi).unwrap();
+        let layout = read_layout(&usb.efi).unwrap();
+        let section = |name: &str| {
+            let s = layout.section(name).unwrap();
+            &efi[s.file_offset as usize..(s.file_offset + s.virtual_size) as usize]
+        };
+        assert_eq!(
+            section(".cmdline"),
+            b"console=ttyS0 bootkit.mode=standalone"
+        );
+        assert_eq!(section(".linux"), fs::read(&out.vmlinuz).unwrap());
+        assert_eq!(section(".initrd"), fs::read(&out.initramfs).unwrap());
+        // The stick's ESP (partition 1, at 1 MiB) boots this UKI; the rest of its layout is
+        // tested in tests/usb_image.rs.
+        let copied = root.path().join("copied.efi");
+        crate::tools::MCOPY
+            .run(
+                [
+                    "-i".into(),
+                    format!("{}@@1M", usb.image.display()),
+                    "::/EFI/BOOT/BOOTX64.EFI".into(),
+                    copied.display().to_string(),
+                ],
+                &[],
+                "read the stick's ESP",
+            )
+            .unwrap();
+        assert!(fs::read(&copied).unwrap() == efi);
     }
 }

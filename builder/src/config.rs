@@ -58,6 +58,14 @@
 //!
 //! # The kernel command line, written to <out>/cmdline.
 //! cmdline = "console=ttyS0 root=tmpfs rootflags=mode=0755 quiet"
+//!
+//! # Optional: also make <out>/bootkit.efi (a UKI of this image) and <out>/usb.img, the
+//! # USB installer stick (see `bootkit_builder::usb`).
+//! [usb]
+//! os_image = "../out/emt-test/emt-test.raw.gz"
+//! sha256_file = "../out/emt-test/emt-test.raw.gz.sha256sum"  # optional
+//! bmap = "../out/emt-test/emt-test.raw.bmap"                 # optional
+//! install_config = "usb/install.toml"
 //! ```
 //!
 //! Note that TOML puts top-level keys (`cmdline`) before the first table, or they belong
@@ -87,9 +95,27 @@ pub struct ImageConfig {
     /// The kernel command line.
     #[serde(default)]
     pub cmdline: String,
+    /// The USB installer stick to make as well (`usb.img`, with the image as a UKI).
+    pub usb: Option<UsbConfig>,
     /// Where the config was read from (for the manifest); not part of the TOML.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// The USB installer stick: the image (as a UKI on the ESP) and, on the `BOOTKIT-DATA`
+/// partition, the OS image to install with its checksum, bmap and install config.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsbConfig {
+    /// The OS image as published (`.raw.gz`, `.raw.zst`, `.raw.xz` or `.raw`).
+    pub os_image: PathBuf,
+    /// Its `sha256sum` file; defaults to `<os_image>.sha256sum` when that exists, else the
+    /// builder writes one.
+    pub sha256_file: Option<PathBuf>,
+    /// The bmap of the uncompressed image, if there is one.
+    pub bmap: Option<PathBuf>,
+    /// The installer's config, copied as `install.toml`.
+    pub install_config: PathBuf,
 }
 
 /// Where the kernel comes from, and which modules to ship.
@@ -276,6 +302,12 @@ impl ImageConfig {
         for overlay in &mut self.overlay {
             overlay.src.iter_mut().for_each(join);
         }
+        if let Some(usb) = &mut self.usb {
+            join(&mut usb.os_image);
+            usb.sha256_file.iter_mut().for_each(join);
+            usb.bmap.iter_mut().for_each(join);
+            join(&mut usb.install_config);
+        }
     }
 }
 
@@ -312,6 +344,10 @@ programs = [{ src = "/bin/busybox", links = ["sh"] }]
 [compression]
 initramfs = "gzip"
 rootfs = "none"
+[usb]
+os_image = "os.raw.gz"
+bmap = "/abs/os.raw.bmap"
+install_config = "install.toml"
 "#;
 
     #[test]
@@ -364,6 +400,11 @@ rootfs = "none"
         assert_eq!(config.rootfs.directories[0].src, sub.join("files"));
         assert_eq!(config.rootfs.directories[0].dest, "/");
         assert_eq!(config.overlay[1].src, Some(sub.join("ca.pem")));
+        let usb = config.usb.as_ref().expect("[usb]");
+        assert_eq!(usb.os_image, sub.join("os.raw.gz"));
+        assert_eq!(usb.sha256_file, None);
+        assert_eq!(usb.bmap, Some(PathBuf::from("/abs/os.raw.bmap")));
+        assert_eq!(usb.install_config, sub.join("install.toml"));
         assert_eq!(config.source.as_deref(), Some(path.as_path()));
     }
 

@@ -58,6 +58,29 @@ pub enum BuildError {
 
     #[error("image path {path:?}: {reason}")]
     ImagePath { path: String, reason: String },
+
+    #[error(
+        "{program} is not installed (it is needed to {purpose}): install the Debian package {package}"
+    )]
+    ToolMissing {
+        program: &'static str,
+        package: &'static str,
+        purpose: String,
+    },
+
+    #[error("{program} failed to {purpose} ({status}): {output}")]
+    ToolFailed {
+        program: &'static str,
+        purpose: String,
+        status: String,
+        output: String,
+    },
+
+    #[error("unified kernel image {path}: {reason}")]
+    Uki { path: PathBuf, reason: String },
+
+    #[error("disk image {path}: {reason}")]
+    DiskImage { path: PathBuf, reason: String },
 }
 
 impl BuildError {

@@ -212,7 +212,7 @@ fn write_stamp(stamp: &Path, digest: &str) {
     }
 }
 
-fn sha256_file(path: &Path, progress: &Progress) -> Result<String> {
+pub(crate) fn sha256_file(path: &Path, progress: &Progress) -> Result<String> {
     let what = || format!("read {}", path.display());
     let mut file = File::open(path).map_err(BuildError::io(what()))?;
     let size = file.metadata().map(|meta| meta.len()).ok();

@@ -14,6 +14,10 @@
 //! - [`modules`]: `.modinfo` parsing, the module subset and its depmod files.
 //! - [`elf`]: shared libraries of host programs.
 //! - [`tree`], [`rootfs`], [`initramfs`], [`cpio`], [`compress`]: assembling the archives.
+//! - [`uki`]: unified kernel images (systemd's EFI stub + kernel + initramfs + cmdline).
+//! - [`usb`]: the USB installer stick; [`test_os`]: the EMT-like test OS image; both built
+//!   from [`fs_image`] filesystems placed by [`disk_image`], with host [`tools`], and
+//!   [`publish`]ed compressed with checksums.
 //! - [`manifest`], [`inspect`], [`check_kernel`], [`progress`].
 
 pub mod build;
@@ -21,21 +25,28 @@ pub mod check_kernel;
 pub mod compress;
 pub mod config;
 pub mod cpio;
+pub mod disk_image;
 pub mod elf;
 pub mod error;
+pub mod fs_image;
 pub mod initramfs;
 pub mod inspect;
 pub mod kernel;
 pub mod manifest;
 pub mod modules;
 pub mod progress;
+pub mod publish;
 pub mod rootfs;
+pub mod test_os;
+pub mod tools;
 pub mod tree;
+pub mod uki;
+pub mod usb;
 
-pub use build::{BuildOutput, build, build_with};
+pub use build::{BuildOutput, UsbOutput, build, build_with};
 pub use config::{
     CompressionConfig, CompressionKind, Directory, ImageConfig, InitConfig, InitramfsConfig,
-    KernelConfig, Overlay, Program, RootfsConfig,
+    KernelConfig, Overlay, Program, RootfsConfig, UsbConfig,
 };
 pub use error::BuildError;
 pub use manifest::Manifest;

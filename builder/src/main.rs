@@ -4,14 +4,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use bootkit_builder::{ImageConfig, Progress, build_with, check_kernel, inspect};
+use bootkit_builder::{
+    ImageConfig, Progress, UsbConfig, build_with, check_kernel, inspect, test_os, uki, usb,
+};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "bootkit-build",
     version,
-    about = "Build, inspect and check bootkit images"
+    about = "Build, inspect and check bootkit images, UKIs, USB installer sticks and test OS images"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -20,7 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build vmlinuz, initramfs, cmdline and manifest.json from an image config.
+    /// Build vmlinuz, initramfs, cmdline and manifest.json from an image config, and with a
+    /// [usb] section bootkit.efi (the image as a UKI) and usb.img (the USB installer stick).
     Build {
         /// The image config (TOML).
         config: PathBuf,
@@ -32,6 +35,62 @@ enum Command {
     Inspect {
         /// The initramfs file.
         file: PathBuf,
+    },
+    /// Make a unified kernel image (systemd's EFI stub + kernel + initramfs + command line).
+    Uki {
+        #[arg(long)]
+        kernel: PathBuf,
+        #[arg(long)]
+        initrd: PathBuf,
+        #[arg(long)]
+        cmdline: String,
+        /// The output, e.g. BOOTX64.EFI.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = uki::DEFAULT_STUB)]
+        stub: PathBuf,
+    },
+    /// Make the EMT-like test OS image (GPT: esp, rootfs, edge_persistent) with its
+    /// compressed copies, checksums and bmap.
+    TestOsImage {
+        /// Debian's linux-image .deb.
+        #[arg(long)]
+        kernel_deb: PathBuf,
+        /// A static busybox (Debian's busybox-static).
+        #[arg(long, default_value = "/bin/busybox")]
+        busybox: PathBuf,
+        /// The line the image prints on the console when it boots.
+        #[arg(long)]
+        marker: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Output file names start with it: NAME.raw, NAME.raw.gz ...
+        #[arg(long, default_value = "emt-test")]
+        name: String,
+        #[arg(long, default_value = uki::DEFAULT_STUB)]
+        stub: PathBuf,
+    },
+    /// Make the USB installer image from a bootkit UKI and an OS image (what the [usb]
+    /// section of an image config does during `build`).
+    Usb {
+        /// The bootkit as a UKI (`bootkit-build build` writes DIR/bootkit.efi, or see `uki`).
+        #[arg(long)]
+        efi: PathBuf,
+        /// The OS image as published (.raw.gz, .raw.zst, .raw.xz or .raw).
+        #[arg(long)]
+        os_image: PathBuf,
+        /// Its sha256sum file [default: OS_IMAGE.sha256sum if it exists, else one is written].
+        #[arg(long)]
+        sha256_file: Option<PathBuf>,
+        /// The bmap of the uncompressed image.
+        #[arg(long)]
+        bmap: Option<PathBuf>,
+        /// The installer's config, copied as install.toml.
+        #[arg(long)]
+        install_config: PathBuf,
+        /// The image to write, e.g. usb.img.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Check a kernel (directory, .deb or config file) against the bootkit's config fragment.
     CheckKernel {
@@ -69,6 +128,72 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect { file } => {
             let listing = inspect::inspect(&file)?;
             print!("{}", inspect::render(&listing));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Uki {
+            kernel,
+            initrd,
+            cmdline,
+            out,
+            stub,
+        } => {
+            let name = out
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "bootkit".into());
+            let layout = uki::build_uki(
+                &uki::UkiInputs {
+                    stub: &stub,
+                    kernel: &kernel,
+                    initrd: &initrd,
+                    cmdline: &cmdline,
+                    os_release: &uki::os_release(&name, "bootkit", env!("CARGO_PKG_VERSION")),
+                },
+                &out,
+            )?;
+            for section in &layout.sections {
+                println!(
+                    "{:<10} {:#010x} {:>10} bytes",
+                    section.name, section.virtual_address, section.virtual_size
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::TestOsImage {
+            kernel_deb,
+            busybox,
+            marker,
+            out,
+            name,
+            stub,
+        } => {
+            let spec = test_os::TestOsSpec {
+                kernel_deb,
+                busybox,
+                marker,
+                name,
+                stub,
+            };
+            let made = test_os::build_test_os(&spec, &out, &Progress::auto())?;
+            println!("{}", made.raw.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Usb {
+            efi,
+            os_image,
+            sha256_file,
+            bmap,
+            install_config,
+            out,
+        } => {
+            let usb = UsbConfig {
+                os_image,
+                sha256_file,
+                bmap,
+                install_config,
+            };
+            usb::build_usb(&usb.inputs(&efi), &out, &Progress::auto())?;
+            println!("{}", out.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckKernel { kernel, fragment } => {

@@ -2,8 +2,10 @@
 //!
 //! - [`compress`]: recognise gzip, zstd and xz streams by their magic bytes and decode them.
 //! - [`kmod`]: kernel module names, `modules.dep` / `modules.builtin` indexes and dependency order.
+//! - [`bmap`]: bmaptool's block maps (which ranges of a sparse image hold data), read and made.
 //! - [`cmdline`]: the kernel command line split into words, as the kernel splits it.
 
+pub mod bmap;
 pub mod cmdline;
 pub mod compress;
 pub mod kmod;

@@ -80,7 +80,13 @@ pub fn run() -> ! {
     power::disable_ctrl_alt_del();
 
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-        stages(&cmdline, started, &mut times, syslog)
+        stages(
+            &cmdline,
+            started,
+            &mut times,
+            syslog,
+            &mount_report.waiting_for_modules,
+        )
     }));
     let fatal = match outcome {
         Ok(Ok(action)) => power::finish(action),
@@ -115,6 +121,7 @@ fn stages(
     started: Instant,
     times: &mut StageTimes,
     syslog: Option<bootkit_net::syslog::ForwarderTask>,
+    mounts_waiting_for_modules: &[&'static mounts::MountSpec],
 ) -> Result<PowerAction, Fatal> {
     // The modules load in the background while the rootfs unpacks: both are mostly waiting
     // on the kernel, and a machine has more than one CPU.
@@ -123,6 +130,9 @@ fn stages(
     prepare_root(cmdline)?;
     times.rootfs = stage.elapsed();
     times.modules = report_modules(loading.wait());
+    for failed in mounts::mount_after_modules(mounts_waiting_for_modules) {
+        crate::warn!("mounts", "optional mount skipped: {failed}");
+    }
 
     if let Some(init) = &cmdline.init {
         exec_rootfs_init(init, cmdline);
@@ -231,6 +241,7 @@ fn prepare_root(cmdline: &Cmdline) -> Result<(), Fatal> {
              given to the machine and rootflags=size=",
         )
     })?;
+    ensure_tmp(newroot);
     rootfs::switch_root(newroot).map_err(|err| {
         Fatal::new(
             "cannot switch to the new root",
@@ -238,6 +249,22 @@ fn prepare_root(cmdline: &Cmdline) -> Result<(), Fatal> {
             "that the initramfs is a real initramfs (the init must run as /init of it)",
         )
     })
+}
+
+/// Programs (and tempfile) expect a world-writable, sticky /tmp, but a rootfs archive may
+/// have none: EMT's drops ./tmp, and a rootfs made of services and programs has no reason to
+/// carry it. A failure is only a warning: most services never use /tmp.
+fn ensure_tmp(newroot: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = newroot.join("tmp");
+    if tmp.exists() {
+        return;
+    }
+    let made = fs::create_dir(&tmp)
+        .and_then(|()| fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)));
+    if let Err(err) = made {
+        crate::warn!("rootfs", "cannot create /tmp in the new root: {err}");
+    }
 }
 
 /// `init=`: hand the machine to the rootfs's own init. Returns only if exec failed, after

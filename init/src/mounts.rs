@@ -19,7 +19,7 @@ enum Condition {
 
 /// One early mount.
 #[derive(Debug, Clone, Copy)]
-struct MountSpec {
+pub struct MountSpec {
     fstype: &'static str,
     target: &'static str,
     flags: MountFlags,
@@ -118,6 +118,10 @@ pub struct MountReport {
     pub mounted: Vec<&'static str>,
     /// Optional mounts that failed, with the reason.
     pub skipped: Vec<String>,
+    /// Optional mounts whose filesystem the kernel did not know yet (ENODEV): their module
+    /// (efivarfs is one in Debian's kernels) may be in the image; [`mount_after_modules`]
+    /// tries them again once the modules are loaded.
+    pub waiting_for_modules: Vec<&'static MountSpec>,
 }
 
 /// Mount the early filesystems. Fails only when a required one cannot be mounted.
@@ -138,15 +142,33 @@ pub fn setup_early() -> Result<MountReport, MountError> {
                     source,
                 });
             }
-            Err(source) => report
-                .skipped
-                .push(format!("{} on {}: {source}", spec.fstype, spec.target)),
+            Err(source) if source.raw_os_error() == Some(libc::ENODEV) => {
+                report.waiting_for_modules.push(spec)
+            }
+            Err(source) => report.skipped.push(describe_failure(spec, &source)),
         }
     }
     if report.mounted.contains(&"/dev/pts") {
         point_ptmx_at_private_devpts();
     }
     Ok(report)
+}
+
+/// Mount what [`setup_early`] could not for want of a filesystem module; returns the mounts
+/// that still failed, with the reason.
+pub fn mount_after_modules(specs: &[&'static MountSpec]) -> Vec<String> {
+    specs
+        .iter()
+        .filter_map(|spec| {
+            mount_one(spec)
+                .err()
+                .map(|source| describe_failure(spec, &source))
+        })
+        .collect()
+}
+
+fn describe_failure(spec: &MountSpec, source: &io::Error) -> String {
+    format!("{} on {}: {source}", spec.fstype, spec.target)
 }
 
 fn mount_one(spec: &MountSpec) -> io::Result<()> {

@@ -34,7 +34,10 @@ pub use initramfs::{CpioEntry, EntryKind, append_files, append_segment, read_new
 pub use kernel::debian_vmlinuz;
 pub use netns::{Daemon, NetNs};
 pub use paths::{
-    TestImage, builder_binary, init_binary, kernel_deb, repo_root, require, require_init_binary,
-    require_kernel_deb, target_dir, test_image_dir,
+    TestImage, builder_binary, init_binary, installer_binary, kernel_deb, repo_root, require,
+    require_init_binary, require_installer_binary, require_kernel_deb, target_dir, test_image_dir,
 };
-pub use vm::{Accel, GUEST_FORWARD_ADDRESS, Vm, VmConfig, log_path, scaled};
+pub use vm::{
+    Accel, GUEST_FORWARD_ADDRESS, OVMF_CODE, OVMF_VARS_TEMPLATE, Vm, VmConfig, fresh_uefi_vars,
+    log_path, scaled,
+};

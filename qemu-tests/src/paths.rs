@@ -40,6 +40,11 @@ pub fn init_binary() -> PathBuf {
     target_dir().join("x86_64-unknown-linux-gnu/release/bootkit")
 }
 
+/// The static `bootkit-install` binary built by scripts/build-bootkit.sh (the USB installer).
+pub fn installer_binary() -> PathBuf {
+    target_dir().join("x86_64-unknown-linux-gnu/release/bootkit-install")
+}
+
 /// The `bootkit-build` binary built by scripts/build-bootkit.sh.
 pub fn builder_binary() -> PathBuf {
     target_dir().join("release/bootkit-build")
@@ -67,6 +72,15 @@ pub fn require_kernel_deb() -> Result<PathBuf> {
 /// `init_binary()`, or an error saying to run scripts/build-bootkit.sh.
 pub fn require_init_binary() -> Result<PathBuf> {
     require("the static bootkit init binary", init_binary(), BUILD_CMD)
+}
+
+/// `installer_binary()`, or an error saying to run scripts/build-bootkit.sh.
+pub fn require_installer_binary() -> Result<PathBuf> {
+    require(
+        "the static bootkit-install binary",
+        installer_binary(),
+        BUILD_CMD,
+    )
 }
 
 /// The test image built from imageconfigs/qemu-test.toml: kernel, initramfs

@@ -69,7 +69,14 @@ pub struct VmConfig {
     /// Words run before the QEMU program, e.g. `ip netns exec NS` to start QEMU inside a
     /// network namespace (see [`crate::netns`]); empty: QEMU is started directly.
     pub wrapper: Vec<String>,
+    /// UEFI boot through OVMF from the attached disks, with this writable copy of the
+    /// firmware's variable store (boot entries live there); `None`: direct kernel boot.
+    pub uefi_vars: Option<PathBuf>,
 }
+
+/// OVMF's firmware code and the pristine variable store that goes with it (Debian's `ovmf`).
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS_TEMPLATE: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 impl VmConfig {
     pub fn new(name: &str, kernel: impl Into<PathBuf>, initrd: impl Into<PathBuf>) -> Self {
@@ -86,7 +93,37 @@ impl VmConfig {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64")),
             wrapper: Vec::new(),
+            uefi_vars: None,
         }
+    }
+
+    /// A machine that boots like real hardware: OVMF (UEFI) starts whatever its boot entries
+    /// or the attached disks offer, no `-kernel`. `vars` is the machine's own copy of the
+    /// variable store (make it with [`fresh_uefi_vars`]); reuse it to keep boot entries
+    /// across boots.
+    pub fn uefi(name: &str, vars: impl Into<PathBuf>) -> Self {
+        let mut config = Self::new(name, PathBuf::new(), PathBuf::new());
+        config.uefi_vars = Some(vars.into());
+        config
+    }
+
+    /// A raw disk image on a virtio-blk controller (`/dev/vdX` in the guest).
+    pub fn virtio_disk(self, image: &Path) -> Self {
+        self.arg("-drive")
+            .arg(format!("file={},format=raw,if=virtio", image.display()))
+    }
+
+    /// A raw disk image as a removable USB stick on an xHCI controller (`/dev/sdX`).
+    pub fn usb_stick(self, id: &str, image: &Path) -> Self {
+        self.arg("-drive")
+            .arg(format!(
+                "file={},format=raw,if=none,id={id}",
+                image.display()
+            ))
+            .arg("-device")
+            .arg("qemu-xhci,id=xhci")
+            .arg("-device")
+            .arg(format!("usb-storage,bus=xhci.0,drive={id},removable=on"))
     }
 
     /// The image from scripts/build-bootkit.sh (out/qemu-test) with its own
@@ -205,14 +242,22 @@ impl VmConfig {
             self.cpus.to_string(),
         ];
         args.extend(self.accel.args());
-        args.extend([
-            "-kernel".into(),
-            self.kernel.display().to_string(),
-            "-initrd".into(),
-            self.initrd.display().to_string(),
-            "-append".into(),
-            self.append.clone(),
-        ]);
+        match &self.uefi_vars {
+            Some(vars) => args.extend([
+                "-drive".into(),
+                format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"),
+                "-drive".into(),
+                format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+            ]),
+            None => args.extend([
+                "-kernel".into(),
+                self.kernel.display().to_string(),
+                "-initrd".into(),
+                self.initrd.display().to_string(),
+                "-append".into(),
+                self.append.clone(),
+            ]),
+        }
         args.extend(self.extra_args.iter().cloned());
         args
     }
@@ -236,7 +281,14 @@ impl Vm {
     /// Starts QEMU. Waits first for a free VM slot (see [`crate::slots`]), so
     /// timeouts only count time the VM actually runs.
     pub fn boot(config: VmConfig) -> Result<Vm> {
-        for (what, path) in [("kernel", &config.kernel), ("initrd", &config.initrd)] {
+        let files = match &config.uefi_vars {
+            Some(vars) => vec![
+                ("UEFI firmware", Path::new(OVMF_CODE)),
+                ("UEFI variables", vars),
+            ],
+            None => vec![("kernel", &*config.kernel), ("initrd", &*config.initrd)],
+        };
+        for (what, path) in files {
             if !path.exists() {
                 return Err(Error::Other(format!(
                     "VM `{}`: {what} {} does not exist",
@@ -548,4 +600,15 @@ fn shell_quote(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
     }
+}
+
+/// A fresh UEFI variable store for one machine at `dest`: a copy of OVMF's template.
+pub fn fresh_uefi_vars(dest: &Path) -> Result<()> {
+    std::fs::copy(OVMF_VARS_TEMPLATE, dest)
+        .map(|_| ())
+        .map_err(Error::io(format!(
+            "copying {OVMF_VARS_TEMPLATE} to {} (install Debian's ovmf: {})",
+            dest.display(),
+            crate::paths::SETUP_CMD
+        )))
 }

@@ -1,0 +1,440 @@
+//! The target disk: finding, choosing and checking it.
+//!
+//! Everything is read from sysfs, /dev and /proc: the bootkit has no udev, so there is no
+//! `/dev/disk/by-*` and no udev database to ask. [`SystemRoot`] names where those trees are, so
+//! the rules can be tested against a fake tree; the free functions use the live machine.
+//!
+//! The automatic choice ([`choose`]) takes a disk that is: not the medium the bootkit booted
+//! from, SATA/NVMe/virtio/SCSI (never loop, ram, zram, device-mapper, md RAID, optical, NBD,
+//! eMMC or USB), not removable, not read-only, at least as large as the image and the policy's
+//! minimum; among those the smallest (or largest, by policy), ties broken by name.
+
+mod boot;
+mod safety;
+mod select;
+mod sysfs;
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use safety::{UnsafeReason, image_sector_size};
+pub use select::Rejection;
+pub use sysfs::Transport;
+
+/// How the installer picks a disk when none is named (`[disk]` in the install config).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectPolicy {
+    /// Which of the eligible disks wins. EMT Standalone picks the smallest.
+    #[serde(default)]
+    pub prefer: SizePreference,
+    /// Disks smaller than this (in bytes) are not eligible, even when the image fits.
+    #[serde(default)]
+    pub min_size_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SizePreference {
+    #[default]
+    Smallest,
+    Largest,
+}
+
+/// The device node of partition `number` on `disk`: the kernel appends `p` before the number
+/// when the disk name ends in a digit (`/dev/nvme0n1p2`, `/dev/loop3p1`) and not otherwise
+/// (`/dev/vda2`, `/dev/sdb1`).
+pub fn partition_path(disk: &Path, number: u32) -> PathBuf {
+    let name = disk.as_os_str().to_string_lossy();
+    if name.ends_with(|c: char| c.is_ascii_digit()) {
+        PathBuf::from(format!("{name}p{number}"))
+    } else {
+        PathBuf::from(format!("{name}{number}"))
+    }
+}
+
+/// A whole disk as the kernel shows it in `/sys/block`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    /// Kernel name: `sda`, `nvme0n1`, `vda`, `loop3`.
+    pub name: String,
+    /// Device node: `/dev/sda`.
+    pub dev_path: PathBuf,
+    /// The disk's directory in sysfs (symlinks resolved).
+    pub sys_path: PathBuf,
+    pub major: u32,
+    pub minor: u32,
+    pub size_bytes: u64,
+    pub logical_sector_size: u32,
+    pub physical_sector_size: u32,
+    pub removable: bool,
+    pub read_only: bool,
+    pub transport: Transport,
+    pub model: Option<String>,
+    pub serial: Option<String>,
+    /// World Wide Name / WWID as the kernel reports it (`naa.5000c500…`, `eui.0025…`).
+    pub wwn: Option<String>,
+}
+
+impl fmt::Display for Disk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}, {}",
+            self.dev_path.display(),
+            self.transport,
+            human_size(self.size_bytes)
+        )?;
+        if let Some(model) = &self.model {
+            write!(f, ", {model}")?;
+        }
+        if let Some(serial) = &self.serial {
+            write!(f, ", serial {serial}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// Sizes for people: binary units with one decimal (`59.6 GiB`).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("unexpected content in {}: `{content}`", path.display())]
+    Parse { path: PathBuf, content: String },
+    #[error(
+        "{} does not exist{hint}; disks seen: {known}",
+        path.display()
+    )]
+    NoSuchPath {
+        path: PathBuf,
+        hint: &'static str,
+        known: String,
+    },
+    #[error("{} is not a block device: give a disk such as /dev/sda or /dev/nvme0n1", path.display())]
+    NotBlockDevice { path: PathBuf },
+    #[error(
+        "{} is a partition of {}: give the whole disk (--disk {}), the image brings its own partition table",
+        given.display(), disk.display(), disk.display()
+    )]
+    IsPartition { given: PathBuf, disk: PathBuf },
+    #[error("{} (device {major}:{minor}) is not a disk listed in /sys/block; disks seen: {known}", path.display())]
+    NotADisk {
+        path: PathBuf,
+        major: u32,
+        minor: u32,
+        known: String,
+    },
+    #[error(
+        "no disk has the name, serial number or WWN `{spec}`; disks seen: {known}; name the disk by its /dev path instead"
+    )]
+    NoSuchIdentity { spec: String, known: String },
+    #[error(
+        "`{spec}` matches several disks ({matches}), e.g. the paths of a multipath disk: name one by its /dev path"
+    )]
+    Ambiguous { spec: String, matches: String },
+    #[error("{}", no_eligible_message(*image_size, *min_size, seen))]
+    NoEligibleDisk {
+        image_size: u64,
+        min_size: u64,
+        /// Every disk seen and why it was not chosen.
+        seen: Vec<(Disk, Vec<Rejection>)>,
+    },
+    #[error("refusing to write to {}: {}", disk.display(), join(reasons))]
+    Unsafe {
+        disk: PathBuf,
+        reasons: Vec<UnsafeReason>,
+    },
+    #[error(
+        "{} is in use (the kernel or another program holds it: a mount, swap, LVM, RAID or a running installer): release it, then retry",
+        disk.display()
+    )]
+    Busy { disk: PathBuf },
+    #[error("cannot open {} for writing: {source}", disk.display())]
+    Open { disk: PathBuf, source: io::Error },
+    #[error("cannot tell which disk the bootkit booted from: {0}")]
+    BootVariable(#[from] crate::efi::EfiError),
+}
+
+fn join<T: fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn no_eligible_message(image_size: u64, min_size: u64, seen: &[(Disk, Vec<Rejection>)]) -> String {
+    let mut message = format!(
+        "no disk can be chosen automatically for a {} image (the rule: not the boot medium, \
+         SATA/NVMe/virtio/SCSI, not USB, not removable, not read-only, at least {})",
+        human_size(image_size),
+        human_size(min_size)
+    );
+    if seen.is_empty() {
+        message.push_str("; no disk at all in /sys/block (is the disk driver loaded?)");
+    }
+    for (disk, reasons) in seen {
+        message.push_str(&format!("\n  {disk}: {}", join(reasons)));
+    }
+    message.push_str("\nName the disk with --disk (or `device` in [disk] of the install config).");
+    message
+}
+
+/// Where the machine's state is read from: `/sys`, `/dev` and `/proc` on the live system, a
+/// fake tree in tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemRoot {
+    pub sys: PathBuf,
+    pub dev: PathBuf,
+    pub proc: PathBuf,
+}
+
+impl SystemRoot {
+    pub fn live() -> SystemRoot {
+        SystemRoot {
+            sys: PathBuf::from("/sys"),
+            dev: PathBuf::from("/dev"),
+            proc: PathBuf::from("/proc"),
+        }
+    }
+
+    /// A fake machine whose trees are `root/sys`, `root/dev` and `root/proc`.
+    pub fn under(root: &Path) -> SystemRoot {
+        SystemRoot {
+            sys: root.join("sys"),
+            dev: root.join("dev"),
+            proc: root.join("proc"),
+        }
+    }
+
+    /// efivarfs, where the firmware's variables are.
+    pub fn efivars(&self) -> PathBuf {
+        self.sys.join("firmware/efi/efivars")
+    }
+
+    /// Every whole disk in `/sys/block`, sorted by name.
+    pub fn list(&self) -> Result<Vec<Disk>, DiskError> {
+        sysfs::list(self)
+    }
+
+    /// The disk named by `spec`: a /dev path, a /dev/disk/by-id link (or, without udev, the
+    /// by-id name matched against serials and WWNs), a kernel name (`sda`), a serial number
+    /// or a WWN. A partition is refused with the name of its disk.
+    pub fn resolve(&self, spec: &str) -> Result<Disk, DiskError> {
+        let disks = self.list()?;
+        if spec.starts_with('/') {
+            self.resolve_path(Path::new(spec), &disks)
+        } else {
+            sysfs::find_by_identity(spec, &disks)
+        }
+    }
+
+    fn resolve_path(&self, path: &Path, disks: &[Disk]) -> Result<Disk, DiskError> {
+        let metadata = match std::fs::metadata(path) {
+            Ok(metadata) => metadata,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return self.resolve_missing_path(path, disks);
+            }
+            Err(source) => {
+                return Err(DiskError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        if !metadata.file_type().is_block_device() {
+            return Err(DiskError::NotBlockDevice {
+                path: path.to_path_buf(),
+            });
+        }
+        let rdev = metadata.rdev();
+        let (major, minor) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+        if let Some(disk) = disks.iter().find(|d| (d.major, d.minor) == (major, minor)) {
+            return Ok(disk.clone());
+        }
+        if let Some(disk_name) = sysfs::partition_parent(self, major, minor) {
+            return Err(DiskError::IsPartition {
+                given: path.to_path_buf(),
+                disk: self.dev.join(disk_name),
+            });
+        }
+        Err(DiskError::NotADisk {
+            path: path.to_path_buf(),
+            major,
+            minor,
+            known: sysfs::describe_all(disks),
+        })
+    }
+
+    /// `/dev/disk/by-id` exists only where udev runs; the bootkit has none, so a by-id name
+    /// (`nvme-Samsung_SSD_970_S4EWNX0M123456`, `wwn-0x5000c500a1b2c3d4`) is matched against
+    /// the serials and WWNs read from sysfs instead.
+    fn resolve_missing_path(&self, path: &Path, disks: &[Disk]) -> Result<Disk, DiskError> {
+        let by_id_name = path
+            .parent()
+            .filter(|parent| parent.ends_with("disk/by-id"))
+            .and_then(|_| path.file_name())
+            .and_then(|name| name.to_str());
+        match by_id_name {
+            Some(name) => {
+                // udev names a partition `<disk name>-part<N>`.
+                let disk_name = name
+                    .rsplit_once("-part")
+                    .filter(|(_, number)| {
+                        !number.is_empty() && number.bytes().all(|byte| byte.is_ascii_digit())
+                    })
+                    .map(|(disk_name, _)| disk_name);
+                let found = sysfs::find_by_id_name(disk_name.unwrap_or(name), disks);
+                match (found, disk_name) {
+                    (Ok(disk), None) => Ok(disk),
+                    (Ok(disk), Some(_)) => Err(DiskError::IsPartition {
+                        given: path.to_path_buf(),
+                        disk: disk.dev_path,
+                    }),
+                    (Err(_), _) => Err(DiskError::NoSuchPath {
+                        path: path.to_path_buf(),
+                        hint: " and no disk's serial or WWN matches its name (there is no udev \
+                               in the bootkit, so /dev/disk/by-id is matched through sysfs)",
+                        known: sysfs::describe_all(disks),
+                    }),
+                }
+            }
+            None => Err(DiskError::NoSuchPath {
+                path: path.to_path_buf(),
+                hint: "",
+                known: sysfs::describe_all(disks),
+            }),
+        }
+    }
+
+    /// The automatic choice (the rule is in this module's documentation). `exclude` are the
+    /// boot media ([`SystemRoot::boot_medium`]).
+    pub fn choose(
+        &self,
+        policy: &SelectPolicy,
+        image_size: u64,
+        exclude: &[Disk],
+    ) -> Result<Disk, DiskError> {
+        select::choose(self.list()?, policy, image_size, exclude)
+    }
+
+    /// The disks the bootkit was started from: the one holding the partition whose GPT unique
+    /// GUID systemd-stub put in `LoaderDevicePartUUID`, and the ones holding `files` (e.g. the
+    /// image on the USB stick's data partition). Files on no disk (tmpfs) add nothing.
+    pub fn boot_medium(&self, files: &[&Path]) -> Result<Vec<Disk>, DiskError> {
+        boot::boot_medium(self, files)
+    }
+
+    /// Refuses, before a byte is written, a disk in use (a partition mounted, used as swap or
+    /// held by LVM/dm/md), smaller than the image, read-only, or whose logical sector size is
+    /// not the image's (`None`: the image has no GPT to tell).
+    pub fn check_safe(
+        &self,
+        disk: &Disk,
+        image_size: u64,
+        image_sector_size: Option<u32>,
+    ) -> Result<(), DiskError> {
+        safety::check_safe(self, disk, image_size, image_sector_size)
+    }
+}
+
+/// [`SystemRoot::list`] on the live machine.
+pub fn list() -> Result<Vec<Disk>, DiskError> {
+    SystemRoot::live().list()
+}
+
+/// [`SystemRoot::resolve`] on the live machine.
+pub fn resolve(spec: &str) -> Result<Disk, DiskError> {
+    SystemRoot::live().resolve(spec)
+}
+
+/// [`SystemRoot::choose`] on the live machine.
+pub fn choose(policy: &SelectPolicy, image_size: u64, exclude: &[Disk]) -> Result<Disk, DiskError> {
+    SystemRoot::live().choose(policy, image_size, exclude)
+}
+
+/// [`SystemRoot::boot_medium`] on the live machine.
+pub fn boot_medium(files: &[&Path]) -> Result<Vec<Disk>, DiskError> {
+    SystemRoot::live().boot_medium(files)
+}
+
+/// [`SystemRoot::check_safe`] on the live machine.
+pub fn check_safe(
+    disk: &Disk,
+    image_size: u64,
+    image_sector_size: Option<u32>,
+) -> Result<(), DiskError> {
+    SystemRoot::live().check_safe(disk, image_size, image_sector_size)
+}
+
+/// Opens the disk for reading and writing with `O_EXCL`: the kernel then refuses if anything
+/// else holds it exclusively (a mounted filesystem, swap, LVM, another installer), and keeps
+/// others from claiming it while we write.
+pub fn open_for_write(disk: &Disk) -> Result<File, DiskError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_EXCL)
+        .open(&disk.dev_path)
+        .map_err(|source| match source.raw_os_error() {
+            Some(libc::EBUSY) => DiskError::Busy {
+                disk: disk.dev_path.clone(),
+            },
+            _ => DiskError::Open {
+                disk: disk.dev_path.clone(),
+                source,
+            },
+        })
+}
+
+#[cfg(test)]
+pub(crate) mod fake;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_names_follow_the_kernel_rule() {
+        assert_eq!(
+            partition_path(Path::new("/dev/sda"), 2),
+            Path::new("/dev/sda2")
+        );
+        assert_eq!(
+            partition_path(Path::new("/dev/nvme0n1"), 1),
+            Path::new("/dev/nvme0n1p1")
+        );
+        assert_eq!(
+            partition_path(Path::new("/dev/loop3"), 4),
+            Path::new("/dev/loop3p4")
+        );
+    }
+
+    #[test]
+    fn sizes_are_printed_in_binary_units() {
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(64 << 20), "64.0 MiB");
+        assert_eq!(human_size(128_000_000_000), "119.2 GiB");
+    }
+}

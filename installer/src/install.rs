@@ -1,0 +1,533 @@
+//! `bootkit-install`: plan (source, checksum, bmap, config, disk), check the disk, write and
+//! verify, then make the written system boot and configure it, and sum up.
+
+use std::fmt::Write as _;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use bootkit_common::bmap::{Bmap, BmapError};
+use bootkit_common::compress::{Compression, decoder};
+
+use crate::config::{AfterInstall, ConfigError, InstallConfig};
+use crate::configure::{self, ConfigureError};
+use crate::disk::{self, DiskError, human_size};
+use crate::efi::{self, EfiError};
+use crate::gpt::{self, GptError};
+use crate::power;
+use crate::progress::{Progress, Summary};
+use crate::source::http::{HttpOptions, ProxySettings};
+use crate::source::{SourceError, SourceSpec};
+use crate::usbdata::{self, DataPartition, InstallLog, UsbDataError};
+use crate::verify::{ChecksumError, Sha256Digest};
+use crate::write::{self, WriteError, WriteOptions, WriteReport};
+
+/// Enough of the image to see its compression and where its GPT header sits.
+const PEEK_BYTES: usize = 8192;
+const GPT_SIGNATURE: &[u8] = b"EFI PART";
+
+/// What the user asked for (`bootkit-install`'s options, or image2disk's environment).
+#[derive(Debug, Clone, Default)]
+pub struct InstallRequest {
+    pub image: Option<String>,
+    pub disk: Option<String>,
+    pub sha256: Option<String>,
+    pub sha256_file: Option<PathBuf>,
+    pub bmap: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub dry_run: bool,
+    pub http: HttpOptions,
+    /// image2disk's `COMPRESSED`. The format is always found by magic bytes, so a wrong
+    /// value cannot break the write (Tinkerbell's action would write gzip bytes raw); a
+    /// mismatch is only noted.
+    pub compressed: Option<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(
+        "no image to install: give --image (a file, a block device or an http(s) URL) or \
+         `file` in [image] of the install config"
+    )]
+    NoImage,
+    #[error(
+        "no image given and no USB data partition (GPT name or label `{}`) appeared within \
+         {} s: give --image, or plug in a stick made by `bootkit-build` (its second partition)",
+        usbdata::DATA_PARTITION_NAME,
+        waited.as_secs()
+    )]
+    NoDataPartition { waited: Duration },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Checksum(#[from] ChecksumError),
+    #[error("cannot read the bmap {path}: {source}")]
+    ReadBmap {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("bmap {path}: {source}")]
+    Bmap { path: PathBuf, source: BmapError },
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error(
+        "the image was written and verified, but its partition table could not be finished: \
+         {0}"
+    )]
+    Partitions(#[from] GptError),
+    #[error("USB data partition: {0}")]
+    UsbData(#[from] UsbDataError),
+    #[error(
+        "the image was written, verified and configured, but its UEFI boot entry could not \
+         be written: {0}; the firmware may still boot it from the removable-media path"
+    )]
+    BootEntry(#[from] EfiError),
+    #[error("cannot open {path} to read its partition table: {source}")]
+    Reopen {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the image was written and verified, but configuring the installed system failed: \
+         {0}"
+    )]
+    Configure(#[from] ConfigureError),
+}
+
+/// Everything decided before a byte is written.
+pub struct Plan {
+    pub source: SourceSpec,
+    /// Compression and GPT sector size, when the source is local and could be peeked at.
+    pub compression: Option<Compression>,
+    pub image_sector_size: Option<u32>,
+    pub source_length: Option<u64>,
+    /// The uncompressed size when known (a bmap, an uncompressed file).
+    pub image_size: Option<u64>,
+    pub expected_sha256: Option<Sha256Digest>,
+    pub bmap: Option<(PathBuf, Bmap)>,
+    pub config: InstallConfig,
+    pub disk: disk::Disk,
+    pub disk_reason: String,
+}
+
+/// Resolve the source, checksum, bmap, config and disk, and check the disk is safe to write.
+pub fn plan(request: &InstallRequest) -> Result<Plan, InstallError> {
+    let config = match &request.config {
+        Some(path) => InstallConfig::load(path)?,
+        None => InstallConfig::default(),
+    };
+    let image_text = request
+        .image
+        .clone()
+        .or_else(|| config.image.file.as_ref().map(|p| p.display().to_string()))
+        .ok_or(InstallError::NoImage)?;
+    let source = SourceSpec::parse(&image_text)?;
+    let (compression, image_sector_size) = match source.path() {
+        Some(path) => peek(path),
+        None => (None, None),
+    };
+    let source_length = source.path().and_then(local_length);
+
+    let expected_sha256 = expected_sha256(request, &config, &source)?;
+    let bmap = match request.bmap.as_ref().or(config.image.bmap.as_ref()) {
+        Some(path) => Some((path.clone(), read_bmap(path)?)),
+        None => None,
+    };
+    let image_size = bmap
+        .as_ref()
+        .map(|(_, bmap)| bmap.image_size)
+        .or(source_length.filter(|_| compression == Some(Compression::None)));
+    // Unknown (compressed) sizes: the compressed size is at least a lower bound.
+    let size_for_checks = image_size.or(source_length).unwrap_or(0);
+
+    let (disk, disk_reason) = choose_disk(request, &config, &source, size_for_checks)?;
+    disk::check_safe(&disk, size_for_checks, image_sector_size)?;
+    Ok(Plan {
+        source,
+        compression,
+        image_sector_size,
+        source_length,
+        image_size,
+        expected_sha256,
+        bmap,
+        config,
+        disk,
+        disk_reason,
+    })
+}
+
+/// A note when `COMPRESSED` disagrees with what the magic bytes said.
+fn compression_note(expected: Option<bool>, found: Compression) -> Option<String> {
+    let expected = expected?;
+    (expected != (found != Compression::None)).then(|| {
+        format!(
+            "note: COMPRESSED={expected}, but the image is {found}; it was written as {found} \
+             (formats are recognised by their magic bytes)"
+        )
+    })
+}
+
+/// A block device's size is its end, not its metadata length.
+fn local_length(path: &Path) -> Option<u64> {
+    let mut file = std::fs::File::open(path).ok()?;
+    file.seek(SeekFrom::End(0)).ok()
+}
+
+/// The compression and the GPT's sector size of a local image, from its first bytes.
+fn peek(path: &Path) -> (Option<Compression>, Option<u32>) {
+    let Ok(file) = std::fs::File::open(path) else {
+        return (None, None);
+    };
+    let Ok((compression, decoded)) = decoder(BufReader::new(file)) else {
+        return (None, None);
+    };
+    let mut head = Vec::with_capacity(PEEK_BYTES);
+    if decoded
+        .take(PEEK_BYTES as u64)
+        .read_to_end(&mut head)
+        .is_err()
+    {
+        return (Some(compression), None);
+    }
+    let sector = [512u32, 4096].into_iter().find(|sector| {
+        head.get(*sector as usize..*sector as usize + GPT_SIGNATURE.len()) == Some(GPT_SIGNATURE)
+    });
+    (Some(compression), sector)
+}
+
+fn expected_sha256(
+    request: &InstallRequest,
+    config: &InstallConfig,
+    source: &SourceSpec,
+) -> Result<Option<Sha256Digest>, InstallError> {
+    let name = source.file_name();
+    if let Some(hex) = request.sha256.as_ref().or(config.image.sha256.as_ref()) {
+        return Ok(Some(Sha256Digest::parse(hex)?));
+    }
+    match request
+        .sha256_file
+        .as_ref()
+        .or(config.image.sha256_file.as_ref())
+    {
+        Some(path) => Ok(Some(Sha256Digest::from_sha256sum_file(
+            path,
+            name.as_deref(),
+        )?)),
+        None => Ok(None),
+    }
+}
+
+fn read_bmap(path: &Path) -> Result<Bmap, InstallError> {
+    let text = std::fs::read_to_string(path).map_err(|source| InstallError::ReadBmap {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Bmap::parse(&text).map_err(|source| InstallError::Bmap {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn choose_disk(
+    request: &InstallRequest,
+    config: &InstallConfig,
+    source: &SourceSpec,
+    image_size: u64,
+) -> Result<(disk::Disk, String), InstallError> {
+    if let Some(spec) = &request.disk {
+        return Ok((disk::resolve(spec)?, "named by --disk".into()));
+    }
+    if let Some(device) = &config.disk.device {
+        let reason = "named by [disk] device in the install config".into();
+        return Ok((disk::resolve(&device.display().to_string())?, reason));
+    }
+    let mut medium_files: Vec<&Path> = Vec::new();
+    medium_files.extend(source.path());
+    medium_files.extend(request.config.as_deref());
+    let exclude = disk::boot_medium(&medium_files)?;
+    let chosen = disk::choose(&config.disk.policy, image_size, &exclude)?;
+    let reason = format!(
+        "chosen automatically: the {:?} eligible disk (non-removable, not the boot medium, \
+         large enough)",
+        config.disk.policy.prefer
+    )
+    .to_lowercase();
+    Ok((chosen, reason))
+}
+
+impl Plan {
+    /// What `--dry-run` prints.
+    pub fn describe(&self) -> String {
+        let mut text = String::new();
+        let _ = writeln!(text, "source:  {} ({})", self.source, self.source.kind());
+        let format = self
+            .compression
+            .map_or_else(|| "found when streaming".to_string(), |c| c.to_string());
+        let _ = writeln!(text, "format:  {format}");
+        let size = match (self.image_size, self.source_length) {
+            (Some(image), _) => format!("{image} bytes ({})", human_size(image)),
+            (None, Some(source)) => {
+                format!("unknown until decompressed ({source} bytes compressed)")
+            }
+            (None, None) => "unknown until streamed".into(),
+        };
+        let _ = writeln!(text, "size:    {size}");
+        let sha256 = self.expected_sha256.map_or_else(
+            || "none given (computed and reported)".into(),
+            |d| d.to_hex(),
+        );
+        let _ = writeln!(text, "sha256:  {sha256}");
+        match &self.bmap {
+            Some((path, bmap)) => {
+                let _ = writeln!(
+                    text,
+                    "bmap:    {} ({} of {} bytes mapped, {} ranges)",
+                    path.display(),
+                    bmap.mapped_bytes(),
+                    bmap.image_size,
+                    bmap.ranges.len()
+                );
+            }
+            None => {
+                let _ = writeln!(text, "bmap:    none: every byte is written");
+            }
+        }
+        let _ = writeln!(text, "disk:    {}, {}", self.disk, self.disk_reason);
+        let layout = &self.config.layout;
+        if layout.grow.is_none() && layout.add.is_empty() {
+            let _ = writeln!(text, "layout:  the image's own partitions");
+        } else {
+            if let Some(number) = layout.grow {
+                let _ = writeln!(text, "layout:  grow partition {number}");
+            }
+            for partition in &layout.add {
+                let size = partition
+                    .size_mib
+                    .map_or_else(|| "the rest of the disk".into(), |mib| format!("{mib} MiB"));
+                let _ = writeln!(text, "layout:  add {} ({size})", partition.name);
+            }
+        }
+        text
+    }
+}
+
+/// Plan, write, verify and configure; `cancel` is set by a signal handler. With neither an
+/// image nor a config given (the USB installer), both come from the `BOOTKIT-DATA`
+/// partition, which also receives the installer's log, on failure too.
+pub fn run(
+    request: &InstallRequest,
+    progress: &mut Progress,
+    cancel: &AtomicBool,
+) -> Result<Option<Summary>, InstallError> {
+    if request.image.is_some() || request.config.is_some() {
+        let summary = install(request, progress, cancel)?;
+        if let Some(summary) = &summary {
+            progress.summary(summary);
+        }
+        return Ok(summary);
+    }
+    let device = wait_for_data_partition(progress)?;
+    let data = DataPartition::mount(&device)?;
+    let log = InstallLog::create(&std::env::temp_dir().join("bootkit-install.log"))?;
+    progress.log_to(log.clone());
+    let result = data.media().map_err(InstallError::from).and_then(|media| {
+        progress.note(&format!(
+            "USB data partition {}: image {}",
+            device.display(),
+            media.image.display()
+        ));
+        let from_usb = InstallRequest {
+            image: Some(media.image.display().to_string()),
+            sha256: request.sha256.clone().or(media.sha256),
+            sha256_file: request.sha256_file.clone(),
+            bmap: request.bmap.clone().or(media.bmap),
+            config: media.config.clone(),
+            ..request.clone()
+        };
+        let after = match &media.config {
+            Some(path) => InstallConfig::load(path)?.after,
+            None => AfterInstall::default(),
+        };
+        let summary = install(&from_usb, progress, cancel)?;
+        if let Some(summary) = &summary {
+            progress.summary(summary);
+        }
+        Ok((summary, after))
+    });
+    if let Err(error) = &result {
+        progress.note(&format!("bootkit-install: error: {error}"));
+    }
+    match data.finish(&log) {
+        Ok(name) => progress.note(&format!(
+            "log written to {} on {}",
+            name.display(),
+            device.display()
+        )),
+        Err(error) => progress.note(&format!("warning: the log was not saved: {error}")),
+    }
+    let (summary, after) = result?;
+    if !request.dry_run {
+        power::after_install(after, progress);
+    }
+    Ok(summary)
+}
+
+/// How long the USB installer waits for its stick: USB storage is probed after the init has
+/// loaded the drivers (usb-storage waits a second before scanning, then SCSI scans).
+const DATA_PARTITION_TIMEOUT: Duration = Duration::from_secs(60);
+const DATA_PARTITION_POLL: Duration = Duration::from_millis(250);
+
+fn wait_for_data_partition(progress: &Progress) -> Result<PathBuf, InstallError> {
+    let deadline = Instant::now() + DATA_PARTITION_TIMEOUT;
+    let mut waiting_noted = false;
+    loop {
+        if let Some(device) = usbdata::find_data_partition(Path::new("/sys"), Path::new("/dev"))? {
+            return Ok(device);
+        }
+        if Instant::now() >= deadline {
+            return Err(InstallError::NoDataPartition {
+                waited: DATA_PARTITION_TIMEOUT,
+            });
+        }
+        if !waiting_noted {
+            progress.note(&format!(
+                "waiting up to {} s for the {} partition of the USB stick",
+                DATA_PARTITION_TIMEOUT.as_secs(),
+                usbdata::DATA_PARTITION_NAME
+            ));
+            waiting_noted = true;
+        }
+        std::thread::sleep(DATA_PARTITION_POLL);
+    }
+}
+
+fn install(
+    request: &InstallRequest,
+    progress: &mut Progress,
+    cancel: &AtomicBool,
+) -> Result<Option<Summary>, InstallError> {
+    let plan = plan(request)?;
+    if request.dry_run {
+        print!("{}", plan.describe());
+        return Ok(None);
+    }
+    progress.note(&format!("installing {} on {}", plan.source, plan.disk));
+    let (report, mut target) = write_plan(&plan, request, progress, cancel)?;
+    progress.note(&format!(
+        "written and verified: {} bytes of {} image, sha256 {}{}",
+        report.image_bytes,
+        report.compression,
+        report.sha256.to_hex(),
+        if report.ranges_verified > 0 {
+            format!(", {} bmap ranges checked", report.ranges_verified)
+        } else {
+            String::new()
+        }
+    ));
+
+    progress.stage("partitions", None);
+    finish_partitions(&mut target, &plan.config.layout, progress)?;
+    drop(target);
+
+    progress.stage("configuring", None);
+    for change in configure::configure_disk(&plan.config, &plan.disk.dev_path)? {
+        progress.note(&change.to_string());
+    }
+
+    progress.stage("boot entry", None);
+    add_boot_entry(&plan, progress)?;
+    Ok(Some(Summary::new(
+        plan.disk.dev_path.display().to_string(),
+        plan.source.to_string(),
+        report.sha256.to_hex(),
+        report.bytes_written,
+        report.image_bytes,
+        report.elapsed,
+    )))
+}
+
+/// `Boot####` for the installed ESP's loader, first in BootOrder; skipped with a note when
+/// the bootkit was not started through UEFI (there are no boot variables then).
+fn add_boot_entry(plan: &Plan, progress: &Progress) -> Result<(), InstallError> {
+    if !efi::uefi_booted() {
+        progress.note("not booted through UEFI: no boot entry written");
+        return Ok(());
+    }
+    let path = &plan.disk.dev_path;
+    let mut disk = std::fs::File::open(path).map_err(|source| InstallError::Reopen {
+        path: path.clone(),
+        source,
+    })?;
+    let sector_size = u64::from(plan.disk.logical_sector_size);
+    let esp = gpt::esp_partition(&mut disk, sector_size)?;
+    let boot = &plan.config.boot;
+    let number = efi::add_boot_entry(
+        Path::new(efi::EFIVARS),
+        &mut disk,
+        sector_size,
+        esp.number,
+        &boot.loader,
+        &boot.label,
+    )?;
+    progress.note(&format!(
+        "boot entry Boot{number:04X} \"{}\" -> partition {} {}, first in BootOrder",
+        boot.label, esp.number, boot.loader
+    ));
+    Ok(())
+}
+
+/// The written table made to fit the disk: backup header moved to the end, the layout
+/// applied, and the kernel told, so the partitions appear for configuring.
+fn finish_partitions(
+    target: &mut write::Disk,
+    layout: &gpt::Layout,
+    progress: &Progress,
+) -> Result<(), InstallError> {
+    gpt::relocate_backup_header(&mut target.file, target.sector_size)?;
+    for change in gpt::apply_layout(&mut target.file, target.sector_size, layout)? {
+        progress.note(&change.to_string());
+    }
+    gpt::reread_partition_table(&target.file)?;
+    Ok(())
+}
+
+fn write_plan(
+    plan: &Plan,
+    request: &InstallRequest,
+    progress: &mut Progress,
+    cancel: &AtomicBool,
+) -> Result<(WriteReport, write::Disk), InstallError> {
+    let source = plan.source.open(&request.http)?;
+    let file = disk::open_for_write(&plan.disk)?;
+    let target = write::Disk {
+        path: plan.disk.dev_path.clone(),
+        file,
+        size: plan.disk.size_bytes,
+        sector_size: u64::from(plan.disk.logical_sector_size),
+    };
+    let options = WriteOptions {
+        expected_sha256: plan.expected_sha256,
+        bmap: plan.bmap.as_ref().map(|(_, bmap)| bmap),
+        source_length: source.length,
+        cancel: Some(cancel),
+    };
+    let report = write::write_image(source.reader, &target, &options, progress)?;
+    if let Some(note) = compression_note(request.compressed, report.compression) {
+        progress.note(&note);
+    }
+    Ok((report, target))
+}
+
+/// Options for URLs from the usual environment (proxies) and `--ca`.
+pub fn http_options(ca_file: Option<PathBuf>) -> HttpOptions {
+    HttpOptions {
+        ca_file,
+        proxy: ProxySettings::from_env(),
+        ..HttpOptions::default()
+    }
+}

@@ -1,0 +1,216 @@
+//! The `bootkit-install` command as a user runs it: the `--dry-run` plan, exit codes, the
+//! JSON progress and summary, and the image2disk environment interface (by argv[0] and by
+//! `--from-env`, with the image served over http on 127.0.0.1). Needs root (loop devices).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+mod support;
+
+use support::{GARBAGE, IMAGE_BYTES, LoopDevice, compressed, gpt_image, used_disk};
+
+fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_bootkit-install"))
+}
+
+fn run(command: &mut Command) -> Output {
+    command
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .output()
+        .expect("the installer runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn sha256_hex(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// Serves `body` to one GET on 127.0.0.1, on a thread; returns the URL.
+fn serve_once(body: Vec<u8>, name: &str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/{name}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        // Headers end with an empty line; a bounded number of lines guards a broken client.
+        for _ in 0..100 {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+        }
+        let mut stream = stream;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(&body);
+    });
+    url
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = compressed(&gpt_image(dir.path()), "gz");
+    let device = LoopDevice::attach(&used_disk(dir.path(), 2 * IMAGE_BYTES));
+    let output = run(Command::new(binary())
+        .arg("--image")
+        .arg(&image)
+        .arg("--disk")
+        .arg(&device.path)
+        .args(["--sha256", &sha256_hex(&image), "--dry-run"]));
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(
+        stdout.contains(&format!("source:  {}", image.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("format:  gzip"), "{stdout}");
+    assert!(
+        stdout.contains(&device.path.display().to_string()),
+        "{stdout}"
+    );
+    assert!(stdout.contains("named by --disk"), "{stdout}");
+    assert!(
+        stdout.contains("layout:  the image's own partitions"),
+        "{stdout}"
+    );
+    let disk = std::fs::read(&device.path).unwrap();
+    assert!(
+        disk.iter().all(|&b| b == GARBAGE),
+        "--dry-run wrote to the disk"
+    );
+}
+
+#[test]
+fn an_install_exits_0_with_a_json_summary_and_the_image_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = gpt_image(dir.path());
+    let image = compressed(&raw, "zst");
+    let device = LoopDevice::attach(&used_disk(dir.path(), IMAGE_BYTES));
+    let sums = dir.path().join("os.raw.zst.sha256sum");
+    std::fs::write(&sums, format!("{}  os.raw.zst\n", sha256_hex(&image))).unwrap();
+    let output = run(Command::new(binary())
+        .arg("--image")
+        .arg(&image)
+        .arg("--disk")
+        .arg(&device.path)
+        .arg("--sha256-file")
+        .arg(&sums)
+        .args(["--progress", "json"]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let lines: Vec<serde_json::Value> = text(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every stdout line is JSON"))
+        .collect();
+    assert!(lines.iter().any(|l| l["stage"] == "writing"));
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(summary["sha256"], sha256_hex(&image));
+    assert_eq!(summary["image_bytes"], IMAGE_BYTES);
+    assert_eq!(summary["disk"], device.path.display().to_string());
+    assert!(std::fs::read(&device.path).unwrap() == std::fs::read(&raw).unwrap());
+}
+
+#[test]
+fn failures_exit_non_zero_and_say_what_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = compressed(&gpt_image(dir.path()), "gz");
+    let device = LoopDevice::attach(&used_disk(dir.path(), IMAGE_BYTES));
+
+    let wrong = "0".repeat(64);
+    let output = run(Command::new(binary())
+        .arg("--image")
+        .arg(&image)
+        .arg("--disk")
+        .arg(&device.path)
+        .args(["--sha256", &wrong, "--progress", "plain"]));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains(&format!("expected {wrong}")), "{stderr}");
+    let disk = std::fs::read(&device.path).unwrap();
+    assert!(
+        disk[..1 << 20].iter().all(|&b| b == 0),
+        "partition table left behind"
+    );
+
+    let output =
+        run(Command::new(binary()).args(["--image", "/nonexistent/os.raw.gz", "--dry-run"]));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("does not exist"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    let output = run(Command::new(binary()).args(["--progress", "loud"]));
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a usage error is exit status 2"
+    );
+}
+
+#[test]
+fn image2disk_reads_the_action_environment_by_argv0_and_from_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = gpt_image(dir.path());
+    let image = compressed(&raw, "gz");
+    let image2disk = dir.path().join("image2disk");
+    std::os::unix::fs::symlink(binary(), &image2disk).unwrap();
+
+    // By argv[0], from an http URL served on loopback.
+    let device = LoopDevice::attach(&used_disk(dir.path(), IMAGE_BYTES));
+    let url = serve_once(std::fs::read(&image).unwrap(), "os.raw.gz");
+    let output = run(Command::new(&image2disk)
+        .env("IMG_URL", &url)
+        .env("DEST_DISK", &device.path)
+        .env("COMPRESSED", "true")
+        .env("SHA256", sha256_hex(&image)));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(std::fs::read(&device.path).unwrap() == std::fs::read(&raw).unwrap());
+    drop(device);
+
+    // With --from-env, from a local path; COMPRESSED=false is only noted (gzip is found
+    // by its magic bytes).
+    let device = LoopDevice::attach(&used_disk(dir.path(), IMAGE_BYTES));
+    let output = run(Command::new(binary())
+        .arg("--from-env")
+        .env("IMG_URL", &image)
+        .env("DEST_DISK", &device.path)
+        .env("COMPRESSED", "false"));
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("COMPRESSED=false, but the image is gzip"),
+        "{stderr}"
+    );
+    assert!(std::fs::read(&device.path).unwrap() == std::fs::read(&raw).unwrap());
+
+    // A missing variable is named.
+    let output = run(Command::new(&image2disk)
+        .env("IMG_URL", &url)
+        .env_remove("DEST_DISK"));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("DEST_DISK is not set"),
+        "{}",
+        text(&output.stderr)
+    );
+}

@@ -1,0 +1,242 @@
+//! The USB installer for real: OVMF (UEFI) boots the stick that `bootkit-build` made (the
+//! bootkit as a UKI in standalone mode, the EMT-like test OS image on its data partition) with
+//! a blank virtio disk attached. The installer must choose the blank disk and not the stick,
+//! write and verify the image, apply the install config, write the UEFI boot entry, copy its
+//! log back to the stick and power off. A second boot with both disks and the same variable
+//! store must start the installed system: its marker on the console proves the boot entry
+//! and the image.
+
+#[allow(dead_code)]
+mod common;
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use bootkit_builder::test_os::{TestOsSpec, build_test_os};
+use bootkit_builder::{ImageConfig, Progress, UsbConfig};
+use qemu_tests::{Vm, VmConfig, fresh_uefi_vars, repo_root, require_kernel_deb, scaled};
+
+/// What the installed system's UKI prints before it powers off.
+const INSTALLED_MARKER: &str = "EMT-TEST-OS: booted from the installed disk";
+/// UEFI under TCG is slow: firmware, a 10 MB UKI read over emulated USB, the install itself.
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
+const BLANK_DISK_BYTES: u64 = 256 << 20;
+
+/// The install config the stick carries: every kind of setting, so the test can find each in
+/// the installed partitions.
+const INSTALL_TOML: &str = r##"
+hostname = "edge-qemu-01"
+after = "poweroff"
+
+[layout]
+grow = 3
+add = [{ name = "rootfs_b", size_mib = 24 }]
+
+[[users]]
+name = "edge"
+ssh_authorized_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g edge@factory"]
+sudo = true
+
+[proxy]
+http = "http://proxy.factory.test:3128"
+no_proxy = "localhost,127.0.0.1"
+
+[cloud_init]
+user_data = """#cloud-config
+runcmd:
+  - echo provisioned-by-bootkit
+"""
+meta_data = "instance-id: edge-qemu-01"
+
+[boot]
+label = "EMT (bootkit test)"
+"##;
+
+#[test]
+fn usb_installer_installs_the_image_and_the_boot_entry_starts_it() -> Result<()> {
+    let work = common::images_dir().join("usb-installer");
+    std::fs::create_dir_all(&work)?;
+    let stick = build_stick(&work)?;
+    let blank = work.join("target-disk.raw");
+    let disk = std::fs::File::create(&blank)?;
+    disk.set_len(BLANK_DISK_BYTES)?;
+    drop(disk);
+    let vars = work.join("OVMF_VARS.fd");
+    fresh_uefi_vars(&vars)?;
+
+    let mut install = Vm::boot(machine("usb-installer-install", &vars, &stick, &blank))?;
+    let (outcome, line) = install
+        .wait_for_any(
+            &[" MB/s, sha256 ", "bootkit-install: error:"],
+            scaled(INSTALL_TIMEOUT),
+        )
+        .context("the installer did not report a finished install")?;
+    ensure!(outcome == 0, "the installer failed: {line}");
+    let status = install.wait_exit(scaled(Duration::from_secs(60)))?;
+    let console = install.console();
+    ensure!(status.success(), "QEMU exited with {status}");
+    ensure!(
+        console.contains("installed ") && console.contains(" on /dev/vda: "),
+        "the installer did not install on the blank virtio disk"
+    );
+    for expected in ["sha256", "verified", "Boot0", "BootOrder"] {
+        ensure!(
+            console.contains(expected),
+            "the installer's output lacks `{expected}`"
+        );
+    }
+    drop(install);
+
+    check_installed_disk(&blank)?;
+    check_log_on_stick(&stick)?;
+
+    let mut installed = Vm::boot(machine("usb-installer-reboot", &vars, &stick, &blank))?;
+    installed
+        .wait_for(INSTALLED_MARKER, scaled(INSTALL_TIMEOUT))
+        .context("the second boot did not start the installed system")?;
+    ensure!(
+        !installed.console().contains("starting in standalone mode"),
+        "the second boot started the installer again instead of the installed disk"
+    );
+    Ok(())
+}
+
+fn machine(name: &str, vars: &Path, stick: &Path, disk: &Path) -> VmConfig {
+    VmConfig::uefi(name, vars)
+        .memory_mib(1536)
+        .cpus(2)
+        .usb_stick("stick", stick)
+        .virtio_disk(disk)
+}
+
+/// The test OS image, then the stick carrying it, built as a user would with
+/// imageconfigs/usb-installer.toml.
+fn build_stick(work: &Path) -> Result<PathBuf> {
+    let os_dir = work.join("os");
+    let spec = TestOsSpec {
+        kernel_deb: require_kernel_deb()?,
+        busybox: PathBuf::from("/bin/busybox"),
+        marker: INSTALLED_MARKER.to_string(),
+        name: "emt-test".to_string(),
+        stub: PathBuf::from(bootkit_builder::uki::DEFAULT_STUB),
+    };
+    let os =
+        build_test_os(&spec, &os_dir, &Progress::hidden()).context("building the test OS image")?;
+    let gz = os
+        .compressed
+        .iter()
+        .find(|path| path.extension().is_some_and(|ext| ext == "gz"))
+        .context("the test OS image has no .raw.gz")?
+        .clone();
+
+    let install_toml = work.join("install.toml");
+    std::fs::write(&install_toml, INSTALL_TOML)?;
+    qemu_tests::require_installer_binary()?;
+    let path = repo_root().join("imageconfigs/usb-installer.toml");
+    let mut config =
+        ImageConfig::load(&path).with_context(|| format!("loading {}", path.display()))?;
+    config.usb = Some(UsbConfig {
+        os_image: gz,
+        sha256_file: None,
+        bmap: Some(os.bmap.clone()),
+        install_config: install_toml,
+    });
+    let out = work.join("stick");
+    bootkit_builder::build_with(&config, &out, &Progress::hidden())
+        .context("building the USB installer")?;
+    Ok(out.join("usb.img"))
+}
+
+/// The disk as the installer left it: the image's partitions plus the layout's, and the
+/// install config's files in the root filesystem.
+fn check_installed_disk(disk: &Path) -> Result<()> {
+    let table = run("sgdisk", &["-p", &disk.display().to_string()])?;
+    for name in ["esp", "rootfs", "edge_persistent", "rootfs_b"] {
+        ensure!(
+            table.contains(name),
+            "partition {name} missing on the installed disk:\n{table}"
+        );
+    }
+    let verify = run("sgdisk", &["-v", &disk.display().to_string()])?;
+    ensure!(
+        verify.contains("No problems found"),
+        "sgdisk -v complains about the installed disk:\n{verify}"
+    );
+    let rootfs = work_file(disk, "rootfs.ext4");
+    extract_partition(disk, 2, &rootfs)?;
+    let rootfs = rootfs.display().to_string();
+    let read = |path: &str| run("debugfs", &["-R", &format!("cat {path}"), &rootfs]);
+    ensure!(
+        read("/etc/hostname")?.trim() == "edge-qemu-01",
+        "hostname not set"
+    );
+    ensure!(
+        read("/home/edge/.ssh/authorized_keys")?.contains("edge@factory"),
+        "the user's SSH key is missing"
+    );
+    ensure!(
+        read("/etc/environment")?.contains("proxy.factory.test:3128"),
+        "the proxy is missing from /etc/environment"
+    );
+    ensure!(
+        read("/var/lib/cloud/seed/nocloud/user-data")?.contains("provisioned-by-bootkit"),
+        "the cloud-init seed is missing"
+    );
+    Ok(())
+}
+
+/// The installer copies its log to the stick's data partition, even in success.
+fn check_log_on_stick(stick: &Path) -> Result<()> {
+    let data = work_file(stick, "data.ext4");
+    extract_partition(stick, 2, &data)?;
+    let data = data.display().to_string();
+    let listing = run("debugfs", &["-R", "ls -l /", &data])?;
+    ensure!(
+        listing.contains("bootkit-install-"),
+        "no installer log on the stick's data partition:\n{listing}"
+    );
+    Ok(())
+}
+
+fn run(program: &str, args: &[&str]) -> Result<String> {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {program} (scripts/setup.sh installs it)"))?;
+    if !output.status.success() {
+        bail!(
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn work_file(beside: &Path, name: &str) -> PathBuf {
+    beside.with_file_name(name)
+}
+
+/// Copies partition `number` of `disk` into the file `dest`, for debugfs: the host kernel of
+/// CI machines reads no partition tables, so `losetup -P` would show no partitions.
+fn extract_partition(disk: &Path, number: u32, dest: &Path) -> Result<()> {
+    let info = run(
+        "sgdisk",
+        &["-i", &number.to_string(), &disk.display().to_string()],
+    )?;
+    let sector = |label: &str| -> Result<u64> {
+        info.lines()
+            .find_map(|line| line.strip_prefix(label))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|value| value.parse().ok())
+            .with_context(|| format!("no `{label}` in sgdisk -i {number}:\n{info}"))
+    };
+    let (first, last) = (sector("First sector: ")?, sector("Last sector: ")?);
+    let mut source = std::fs::File::open(disk)?;
+    source.seek(SeekFrom::Start(first * 512))?;
+    let mut target = std::fs::File::create(dest)?;
+    std::io::copy(&mut source.take((last + 1 - first) * 512), &mut target)?;
+    Ok(())
+}
