@@ -32,11 +32,11 @@ runs="${1:-${BENCH_RUNS:-1}}"
 size_mib="${BENCH_SIZE_MIB:-2048}"
 [[ $size_mib =~ ^[1-9][0-9]*$ && $size_mib -ge 16 ]] || die "BENCH_SIZE_MIB must be >= 16 (got $size_mib)"
 work="${BENCH_DIR:-$repo_root/.cache/bench-install}"
-installer="${BENCH_INSTALLER:-${CARGO_TARGET_DIR:-$repo_root/target}/release/bootkit-install}"
+installer="${BENCH_INSTALLER:-${CARGO_TARGET_DIR:-$repo_root/target}/x86_64-unknown-linux-gnu/release/bootkit-install}"
 coreos="${BENCH_COREOS:-$repo_root/../tools/coreos/bin/coreos-installer}"
 
 [[ $(id -u) -eq 0 ]] || die "needs root (loop devices, dropping the page cache)"
-[[ -x $installer ]] || die "$installer is missing: cargo build --release -p bootkit-installer"
+[[ -x $installer ]] || die "$installer is missing: run scripts/build-bootkit.sh"
 for tool in sgdisk gzip zstd dd losetup bmaptool sha256sum; do
     command -v "$tool" >/dev/null || die "$tool not found: run scripts/setup.sh"
 done
@@ -45,14 +45,18 @@ mkdir -p "$work"
 image="$work/bench.raw"
 target_file="$work/target.img"
 loop=""
-cleanup() { [[ -n $loop ]] && losetup -d "$loop" 2>/dev/null; rm -f "$target_file"; }
+cleanup() {
+    [[ -n $loop ]] && losetup -d "$loop" 2>/dev/null
+    rm -f "$target_file"
+    remove_udev_shim
+}
 trap cleanup EXIT
 
 make_image() {
     log "making a ${size_mib} MiB image: 70% zeros, 30% random in 1 MiB extents"
     rm -f "$image"
     truncate -s "${size_mib}M" "$image"
-    sgdisk -q -n 1:2048:0 -t 1:8300 -c 1:bench "$image" >/dev/null
+    sgdisk -o -n 1:2048:0 -t 1:8300 -c 1:bench "$image" >/dev/null
     # Every 10 MiB, 3 MiB of random data: 30% of the disk, spread like a filesystem's data.
     local mib
     for ((mib = 8; mib + 3 <= size_mib - 2; mib += 10)); do
@@ -75,7 +79,8 @@ fresh_target() {
     [[ -n $loop ]] && losetup -d "$loop"
     rm -f "$target_file"
     truncate -s "$((size_mib + 64))M" "$target_file"
-    loop=$(losetup -f --show "$target_file")
+    # -P: coreos-installer rereads the partition table and refuses a device without partscan.
+    loop=$(losetup -f --show -P "$target_file")
     sync
     echo 3 >/proc/sys/vm/drop_caches
 }
@@ -106,8 +111,24 @@ ours() { # ours FILE SHA [ARGS...]
     shift 2
     "$installer" --image "$file" --disk "$loop" --sha256 "$sha" --progress plain "$@"
 }
+# coreos-installer waits for udev after writing (`udevadm settle`, and it checks for udevd's
+# control socket first); these machines run no udev. A no-op udevadm and a placeholder socket
+# let it finish: there are no udev rules here to wait for, so nothing is skipped that matters.
+udev_shim=""
 coreos_install() {
-    "$coreos" install "$loop" --image-file "$image.gz" --insecure
+    if [[ ! -e /run/udev/control ]]; then
+        udev_shim=$(mktemp -d)
+        printf '#!/bin/sh\nexit 0\n' >"$udev_shim/udevadm"
+        chmod +x "$udev_shim/udevadm"
+        mkdir -p /run/udev
+        python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind("/run/udev/control")'
+    fi
+    PATH="${udev_shim:+$udev_shim:}$PATH" "$coreos" install "$loop" --image-file "$image.gz" --insecure
+}
+remove_udev_shim() {
+    [[ -n $udev_shim ]] || return 0
+    rm -rf "$udev_shim" /run/udev/control
+    rmdir /run/udev 2>/dev/null || true
 }
 
 order=(gzip-dd zstd-dd bootkit-gz bootkit-zst bootkit-bmap bmaptool)

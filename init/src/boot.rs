@@ -45,6 +45,7 @@ pub fn run() -> ! {
         );
     }
     crate::log::open_kmsg();
+    crate::log::open_other_consoles();
     let mount_report = match mounted {
         Ok(report) => report,
         Err(err) => fatal::handle(

@@ -1,11 +1,15 @@
 //! Every line the init and its services log: on the console (stdout, which is /dev/console)
 //! with the time since boot and its source, and in the kernel log (/dev/kmsg) with a stage tag.
+//! With several `console=` (a screen and a serial line), /dev/console is only the last one, so
+//! lines are copied to the other active consoles too: a field engineer at the screen of a
+//! USB-installed node and a serial log both see every line.
 //!
 //! Lines go to /dev/kmsg at debug level so that the kernel does not echo them to the console a
 //! second time unless the user asked for debug output.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Mutex, OnceLock};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,9 +31,13 @@ impl Level {
 
 struct Sinks {
     kmsg: Option<File>,
+    other_consoles: Vec<File>,
 }
 
-static SINKS: Mutex<Sinks> = Mutex::new(Sinks { kmsg: None });
+static SINKS: Mutex<Sinks> = Mutex::new(Sinks {
+    kmsg: None,
+    other_consoles: Vec::new(),
+});
 
 /// Where lines go besides the console and the kernel log (syslog forwarding).
 type Forward = dyn Fn(Level, &str, &str) + Send + Sync;
@@ -47,6 +55,36 @@ pub fn open_kmsg() {
     if let Ok(mut sinks) = SINKS.lock() {
         sinks.kmsg = kmsg;
     }
+}
+
+/// Start copying lines to the active consoles other than /dev/console. Opened non-blocking: a
+/// serial line held by flow control must never stall PID 1's logging (lines are dropped there
+/// instead).
+pub fn open_other_consoles() {
+    let Ok(active) = std::fs::read_to_string("/sys/class/tty/console/active") else {
+        return;
+    };
+    let consoles: Vec<File> = other_console_names(&active)
+        .into_iter()
+        .filter_map(|name| {
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+                .open(format!("/dev/{name}"))
+                .ok()
+        })
+        .collect();
+    if let Ok(mut sinks) = SINKS.lock() {
+        sinks.other_consoles = consoles;
+    }
+}
+
+/// The kernel lists the active consoles with /dev/console's last: the others are the rest.
+fn other_console_names(active: &str) -> Vec<&str> {
+    let mut names: Vec<&str> = active.split_whitespace().collect();
+    names.pop();
+    names.retain(|name| name.chars().all(|c| c.is_ascii_alphanumeric()));
+    names
 }
 
 /// Seconds since boot, the kernel's own clock for its log, so our lines and dmesg line up.
@@ -69,6 +107,10 @@ pub fn line(level: Level, source: &str, message: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(console.as_bytes());
     let _ = stdout.flush();
+    for other in &mut sinks.other_consoles {
+        // A terminal wants CR LF; /dev/console gets the same translation from its tty.
+        let _ = other.write_all(console.replace('\n', "\r\n").as_bytes());
+    }
     if let Some(kmsg) = sinks.kmsg.as_mut() {
         let _ =
             kmsg.write_all(format!("<7>bootkit[{source}]: {}{message}\n", level.tag()).as_bytes());
@@ -101,4 +143,21 @@ macro_rules! error {
     ($source:expr, $($arg:tt)*) => {
         $crate::log::line($crate::log::Level::Error, $source, &format!($($arg)*))
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_active_console_but_the_last_is_an_other_console() {
+        assert_eq!(other_console_names("tty0 ttyS0\n"), ["tty0"]);
+        assert_eq!(
+            other_console_names("ttyS0 ttyS1 tty0\n"),
+            ["ttyS0", "ttyS1"]
+        );
+        assert!(other_console_names("ttyS0\n").is_empty());
+        assert!(other_console_names("").is_empty());
+        assert!(other_console_names("../x ttyS0").is_empty());
+    }
 }

@@ -25,7 +25,6 @@ use crate::write::{self, WriteError, WriteOptions, WriteReport};
 
 /// Enough of the image to see its compression and where its GPT header sits.
 const PEEK_BYTES: usize = 8192;
-const GPT_SIGNATURE: &[u8] = b"EFI PART";
 
 /// What the user asked for (`bootkit-install`'s options, or image2disk's environment).
 #[derive(Debug, Clone, Default)]
@@ -87,6 +86,11 @@ pub enum InstallError {
          be written: {0}; the firmware may still boot it from the removable-media path"
     )]
     BootEntry(#[from] EfiError),
+    #[error(
+        "the image was written and verified, but it has no GPT, so the [layout] of the install \
+         config cannot be applied: remove [layout] or install a GPT disk image"
+    )]
+    LayoutWithoutGpt,
     #[error("cannot open {path} to read its partition table: {source}")]
     Reopen {
         path: PathBuf,
@@ -194,10 +198,7 @@ fn peek(path: &Path) -> (Option<Compression>, Option<u32>) {
     {
         return (Some(compression), None);
     }
-    let sector = [512u32, 4096].into_iter().find(|sector| {
-        head.get(*sector as usize..*sector as usize + GPT_SIGNATURE.len()) == Some(GPT_SIGNATURE)
-    });
-    (Some(compression), sector)
+    (Some(compression), disk::image_sector_size(&head))
 }
 
 fn expected_sha256(
@@ -431,7 +432,17 @@ fn install(
     ));
 
     progress.stage("partitions", None);
-    finish_partitions(&mut target, &plan.config.layout, progress)?;
+    let has_gpt = written_gpt_sector_size(&target).is_some();
+    if has_gpt {
+        finish_partitions(&mut target, &plan.config.layout, progress)?;
+    } else if plan.config.layout.grow.is_some() || !plan.config.layout.add.is_empty() {
+        return Err(InstallError::LayoutWithoutGpt);
+    } else {
+        progress.note("the image has no GPT: its partition table is left as written");
+        if let Err(error) = gpt::reread_partition_table(&target.file) {
+            progress.note(&format!("warning: {error}"));
+        }
+    }
     drop(target);
 
     progress.stage("configuring", None);
@@ -440,7 +451,11 @@ fn install(
     }
 
     progress.stage("boot entry", None);
-    add_boot_entry(&plan, progress)?;
+    if has_gpt {
+        add_boot_entry(&plan, progress)?;
+    } else {
+        progress.note("the image has no GPT, so no EFI system partition: no boot entry written");
+    }
     Ok(Some(Summary::new(
         plan.disk.dev_path.display().to_string(),
         plan.source.to_string(),
@@ -479,6 +494,15 @@ fn add_boot_entry(plan: &Plan, progress: &Progress) -> Result<(), InstallError> 
         boot.label, esp.number, boot.loader
     ));
     Ok(())
+}
+
+/// Where the written image's GPT header is (512 or 4096), if it has one: MBR-only and
+/// whole-disk filesystem images are valid images too, they just have nothing to finish.
+fn written_gpt_sector_size(target: &write::Disk) -> Option<u32> {
+    use std::os::unix::fs::FileExt;
+    let mut head = vec![0u8; 4096 + 512];
+    target.file.read_exact_at(&mut head, 0).ok()?;
+    disk::image_sector_size(&head)
 }
 
 /// The written table made to fit the disk: backup header moved to the end, the layout

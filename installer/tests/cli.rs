@@ -214,3 +214,26 @@ fn image2disk_reads_the_action_environment_by_argv0_and_from_env() {
         text(&output.stderr)
     );
 }
+
+#[test]
+fn an_image_without_gpt_is_written_and_its_table_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    // A whole-disk filesystem or MBR image: no `EFI PART` header anywhere.
+    let image = dir.path().join("plain.raw");
+    std::fs::write(&image, support::random_bytes(IMAGE_BYTES as usize, 7)).unwrap();
+    let device = LoopDevice::attach(&used_disk(dir.path(), 2 * IMAGE_BYTES));
+    let output = run(Command::new(binary())
+        .arg("--image")
+        .arg(&image)
+        .arg("--disk")
+        .arg(&device.path)
+        .args(["--sha256", &sha256_hex(&image), "--progress", "plain"]));
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("no GPT"), "{stderr}");
+    let written = std::fs::read(&device.path).unwrap();
+    assert_eq!(
+        &written[..IMAGE_BYTES as usize],
+        &std::fs::read(&image).unwrap()[..]
+    );
+}

@@ -383,6 +383,26 @@ fn shell_mode_gives_a_shell_on_the_console() -> Result<()> {
     Ok(())
 }
 
+/// With the screen as /dev/console (the last `console=`, as on EMT's USB installer) the serial
+/// line still gets every line of the init and its services.
+#[test]
+fn lines_reach_every_console_not_only_dev_console() -> Result<()> {
+    let image = image_with_services("two_consoles", &[])?;
+    let mut vm = boot("two_consoles", &image, "console=tty0")?;
+    // The service's output and the ready line race: wait for the end, then check both.
+    vm.wait_for("hello: exited", BOOT_TIMEOUT)?;
+    let console = vm.console();
+    assert!(
+        console.contains("hello: hello from the bootkit"),
+        "service output"
+    );
+    assert!(
+        console.contains("bootkit: ready in"),
+        "the init's own lines"
+    );
+    Ok(())
+}
+
 /// `.ko.xz`, `.ko.zst` and `.ko.gz` modules load like plain `.ko` ones.
 #[test]
 fn compressed_modules_load() -> Result<()> {
