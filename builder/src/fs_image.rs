@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
+use crate::dirs::{dir_entries, entry_type};
 use crate::disk_image::MIB;
 use crate::error::{BuildError, Result};
 use crate::tools::{DEBUGFS, MCOPY, MKFS_EXT4, MKFS_VFAT, MMD};
@@ -220,13 +221,10 @@ fn pin_inode_metadata(image: &Path, staging: &Path, epoch: u64) -> Result<()> {
 
 /// Every path under `dir`, as seen from the image's root (`/etc/passwd`).
 fn image_paths(dir: &Path, prefix: &str, paths: &mut Vec<String>) -> Result<()> {
-    let entries = fs::read_dir(dir).map_err(BuildError::io(format!("list {}", dir.display())))?;
-    for entry in entries {
-        let entry = entry.map_err(BuildError::io(format!("list {}", dir.display())))?;
+    for entry in dir_entries(dir)? {
+        let entry = entry?;
         let path = format!("{prefix}/{}", entry.file_name().to_string_lossy());
-        let kind = entry
-            .file_type()
-            .map_err(BuildError::io(format!("stat {}", entry.path().display())))?;
+        let kind = entry_type(&entry)?;
         if kind.is_dir() {
             image_paths(&entry.path(), &path, paths)?;
         }
@@ -249,9 +247,8 @@ fn create_sized(image: &Path, size: u64) -> Result<()> {
 /// Bytes the tree takes in 4 KiB blocks, a block per directory and symlink.
 pub fn tree_size(dir: &Path) -> Result<u64> {
     let mut total = BLOCK;
-    let entries = fs::read_dir(dir).map_err(BuildError::io(format!("list {}", dir.display())))?;
-    for entry in entries {
-        let entry = entry.map_err(BuildError::io(format!("list {}", dir.display())))?;
+    for entry in dir_entries(dir)? {
+        let entry = entry?;
         let meta = entry
             .metadata()
             .map_err(BuildError::io(format!("stat {}", entry.path().display())))?;
@@ -270,12 +267,9 @@ pub fn tree_size(dir: &Path) -> Result<u64> {
 pub fn set_tree_times(dir: &Path, epoch: u64) -> Result<()> {
     let time = SystemTime::UNIX_EPOCH + Duration::from_secs(image_epoch(epoch));
     let times = FileTimes::new().set_accessed(time).set_modified(time);
-    let entries = fs::read_dir(dir).map_err(BuildError::io(format!("list {}", dir.display())))?;
-    for entry in entries {
-        let entry = entry.map_err(BuildError::io(format!("list {}", dir.display())))?;
-        let kind = entry
-            .file_type()
-            .map_err(BuildError::io(format!("stat {}", entry.path().display())))?;
+    for entry in dir_entries(dir)? {
+        let entry = entry?;
+        let kind = entry_type(&entry)?;
         if kind.is_dir() {
             set_tree_times(&entry.path(), epoch)?;
         } else if kind.is_file() {

@@ -20,6 +20,7 @@ use bootkit_common::compress;
 use sha2::{Digest, Sha256};
 
 use crate::config::KernelSource;
+use crate::dirs::{dir_entries, scratch_dir_in};
 use crate::error::{BuildError, Result};
 use crate::progress::Progress;
 
@@ -121,8 +122,8 @@ pub fn open_dir(dir: &Path) -> Result<KernelTree> {
 
 fn list_dirs(dir: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
-    for entry in fs::read_dir(dir).map_err(BuildError::io(format!("list {}", dir.display())))? {
-        let entry = entry.map_err(BuildError::io(format!("list {}", dir.display())))?;
+    for entry in dir_entries(dir)? {
+        let entry = entry?;
         if entry.path().is_dir() {
             names.push(entry.file_name().to_string_lossy().into_owned());
         }
@@ -168,13 +169,7 @@ pub fn extract_deb(deb: &Path, progress: &Progress) -> Result<PathBuf> {
         "create kernel cache directory {}",
         root.display()
     )))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".extracting-")
-        .tempdir_in(&root)
-        .map_err(BuildError::io(format!(
-            "create a directory in {}",
-            root.display()
-        )))?;
+    let staging = scratch_dir_in(&root, ".extracting-")?;
     let task = progress.task(&format!("extracting kernel from {}", deb.display()), None);
     unpack_deb(deb, staging.path())?;
     task.finish();

@@ -25,6 +25,7 @@ pub mod check_kernel;
 pub mod compress;
 pub mod config;
 pub mod cpio;
+mod dirs;
 pub mod disk_image;
 pub mod elf;
 pub mod error;

@@ -13,6 +13,7 @@ use bootkit_common::compress::decode_all;
 use bootkit_common::kmod::{Module, ModuleIndex, is_module_file, module_name};
 use goblin::elf::Elf;
 
+use crate::dirs::{dir_entries, entry_type};
 use crate::error::{BuildError, Result};
 
 /// What a module says about itself.
@@ -102,14 +103,11 @@ pub fn scan_tree(modules_dir: &Path) -> Result<BTreeMap<String, String>> {
 }
 
 fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<()> {
-    let entries = fs::read_dir(dir).map_err(BuildError::io(format!("list {}", dir.display())))?;
-    for entry in entries {
-        let entry = entry.map_err(BuildError::io(format!("list {}", dir.display())))?;
+    for entry in dir_entries(dir)? {
+        let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let relative = format!("{prefix}{name}");
-        let kind = entry
-            .file_type()
-            .map_err(BuildError::io(format!("stat {}", entry.path().display())))?;
+        let kind = entry_type(&entry)?;
         if kind.is_dir() {
             walk(&entry.path(), &format!("{relative}/"), out)?;
         } else if kind.is_file() && is_module_file(&name) {

@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::build::{compress_cpio, source_date_epoch};
 use crate::config::{CompressionKind, KernelSource, Program};
+use crate::dirs::scratch_dir_in;
 use crate::disk_image::{
     ESP_TYPE, LINUX_DATA_TYPE, PartitionSpec, PlacedPartition, assemble, derived_guid,
 };
@@ -92,13 +93,7 @@ pub fn build_test_os(
         "create output directory {}",
         out_dir.display()
     )))?;
-    let scratch = tempfile::Builder::new()
-        .prefix(".test-os-")
-        .tempdir_in(out_dir)
-        .map_err(BuildError::io(format!(
-            "create a directory in {}",
-            out_dir.display()
-        )))?;
+    let scratch = scratch_dir_in(out_dir, ".test-os-")?;
     let work = Work {
         dir: scratch.path(),
         seed: format!("bootkit test-os-image {}", spec.name),

@@ -18,35 +18,21 @@ pub struct Tool {
     pub package: &'static str,
 }
 
-pub const OBJCOPY: Tool = Tool {
-    program: "objcopy",
-    package: "binutils",
-};
-pub const MKFS_VFAT: Tool = Tool {
-    program: "mkfs.vfat",
-    package: "dosfstools",
-};
-pub const MMD: Tool = Tool {
-    program: "mmd",
-    package: "mtools",
-};
-pub const MCOPY: Tool = Tool {
-    program: "mcopy",
-    package: "mtools",
-};
-pub const MKFS_EXT4: Tool = Tool {
-    program: "mkfs.ext4",
-    package: "e2fsprogs",
-};
-pub const DEBUGFS: Tool = Tool {
-    program: "debugfs",
-    package: "e2fsprogs",
-};
+pub const OBJCOPY: Tool = Tool::new("objcopy", "binutils");
+pub const MKFS_VFAT: Tool = Tool::new("mkfs.vfat", "dosfstools");
+pub const MMD: Tool = Tool::new("mmd", "mtools");
+pub const MCOPY: Tool = Tool::new("mcopy", "mtools");
+pub const MKFS_EXT4: Tool = Tool::new("mkfs.ext4", "e2fsprogs");
+pub const DEBUGFS: Tool = Tool::new("debugfs", "e2fsprogs");
 
 /// How much of a failing tool's output goes into the error.
 const OUTPUT_TAIL_LINES: usize = 15;
 
 impl Tool {
+    pub const fn new(program: &'static str, package: &'static str) -> Self {
+        Self { program, package }
+    }
+
     /// Run the tool with `args` and `envs`; `purpose` completes "needed to ..." and
     /// "failed to ..." in the errors.
     pub fn run<I, S>(&self, args: I, envs: &[(&str, &str)], purpose: &str) -> Result<()>
@@ -100,30 +86,25 @@ impl Tool {
 mod tests {
     use super::*;
 
+    /// The message of a run that must fail.
+    fn run_error(tool: Tool, args: &[&str], purpose: &str) -> String {
+        tool.run(args, &[], purpose)
+            .expect_err("the run should fail")
+            .to_string()
+    }
+
     #[test]
     fn a_missing_tool_names_its_package() {
-        let tool = Tool {
-            program: "bootkit-no-such-tool",
-            package: "bootkit-no-such-package",
-        };
-        let err = tool
-            .run(["x"], &[], "make a test image")
-            .expect_err("no such tool");
-        let text = err.to_string();
+        let tool = Tool::new("bootkit-no-such-tool", "bootkit-no-such-package");
+        let text = run_error(tool, &["x"], "make a test image");
         assert!(text.contains("install the Debian package bootkit-no-such-package"));
         assert!(text.contains("make a test image"), "{text}");
     }
 
     #[test]
     fn a_failing_tool_reports_its_own_message() {
-        let tool = Tool {
-            program: "sh",
-            package: "dash",
-        };
-        let err = tool
-            .run(["-c", "echo 'disk full' >&2; exit 3"], &[], "format")
-            .expect_err("exit 3");
-        let text = err.to_string();
+        let tool = Tool::new("sh", "dash");
+        let text = run_error(tool, &["-c", "echo 'disk full' >&2; exit 3"], "format");
         assert!(text.contains("disk full"), "{text}");
         assert!(text.contains("failed to format"), "{text}");
     }

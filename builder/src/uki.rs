@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use goblin::pe::PE;
 
+use crate::dirs::scratch_dir_in;
 use crate::error::{BuildError, Result};
 use crate::tools::OBJCOPY;
 
@@ -142,10 +143,8 @@ pub fn build_uki(inputs: &UkiInputs<'_>, out: &Path) -> Result<PeLayout> {
     }
     let out_dir = out.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(out_dir).map_err(BuildError::io(format!("create {}", out_dir.display())))?;
-    let scratch = tempfile::tempdir_in(out_dir).map_err(BuildError::io(format!(
-        "create a directory in {}",
-        out_dir.display()
-    )))?;
+    // tempfile's own default prefix: the name this directory has always had.
+    let scratch = scratch_dir_in(out_dir, ".tmp")?;
     let cmdline = scratch.path().join("cmdline");
     fs::write(&cmdline, inputs.cmdline.trim())
         .map_err(BuildError::io(format!("write {}", cmdline.display())))?;

@@ -15,6 +15,7 @@ use std::fs;
 use std::path::Path;
 
 use crate::config::UsbConfig;
+use crate::dirs::scratch_dir_in;
 use crate::disk_image::{
     ESP_TYPE, LINUX_DATA_TYPE, PartitionSpec, PlacedPartition, assemble, derived_guid,
 };
@@ -70,13 +71,7 @@ pub fn build_usb(
     let digest = check_inputs(inputs, progress)?;
     let out_dir = out.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(out_dir).map_err(BuildError::io(format!("create {}", out_dir.display())))?;
-    let scratch = tempfile::Builder::new()
-        .prefix(".usb-")
-        .tempdir_in(out_dir)
-        .map_err(BuildError::io(format!(
-            "create a directory in {}",
-            out_dir.display()
-        )))?;
+    let scratch = scratch_dir_in(out_dir, ".usb-")?;
     let staging = scratch.path().join("data");
     stage_data(inputs, &digest, &staging)?;
 

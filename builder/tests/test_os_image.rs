@@ -52,10 +52,7 @@ fn partition(name: &str) -> Partition {
 #[test]
 fn three_partitions_named_and_typed_like_emt() {
     let found = partitions(raw());
-    let summary: Vec<(&str, &str)> = found
-        .iter()
-        .map(|p| (p.name.as_str(), p.type_guid.as_str()))
-        .collect();
+    let summary = common::names_and_types(&found);
     assert_eq!(
         summary,
         [

@@ -55,7 +55,7 @@ impl Inputs {
         let sha256_file = dir.join("os.raw.gz.sha256sum");
         fs::write(
             &sha256_file,
-            format!("{}  os.raw.gz\n", sha256_hex(&fs::read(&os_image).unwrap())),
+            checksum_line(&sha256_hex(&fs::read(&os_image).unwrap())),
         )
         .unwrap();
         let install_config = dir.join("my-install.toml");
@@ -78,6 +78,11 @@ impl Inputs {
             install_config: &self.install_config,
         }
     }
+}
+
+/// The line of a published checksum file for os.raw.gz, as sha256sum writes it.
+fn checksum_line(digest_hex: &str) -> String {
+    format!("{digest_hex}  os.raw.gz\n")
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -108,10 +113,7 @@ fn the_stick_boots_the_bootkit_and_carries_the_os_image() {
     build_usb(&inputs.usb(), &image, &Progress::hidden()).unwrap();
 
     let found = partitions(&image);
-    let summary: Vec<(&str, &str)> = found
-        .iter()
-        .map(|p| (p.name.as_str(), p.type_guid.as_str()))
-        .collect();
+    let summary = common::names_and_types(&found);
     assert_eq!(
         summary,
         [(ESP_NAME, ESP_TYPE), (DATA_LABEL, LINUX_DATA_TYPE)]
@@ -176,7 +178,7 @@ fn without_a_checksum_file_one_is_written_from_the_image() {
     build_usb(&usb, &image, &Progress::hidden()).unwrap();
     let sums = String::from_utf8(data_file(&image, "os.raw.gz.sha256sum")).unwrap();
     let digest = sha256_hex(&fs::read(&inputs.os_image).unwrap());
-    assert_eq!(sums, format!("{digest}  os.raw.gz\n"));
+    assert_eq!(sums, checksum_line(&digest));
     let listing = run(
         "debugfs",
         &["-R", "ls /", &e2fs_image(&image, &partitions(&image)[1])],
@@ -188,11 +190,7 @@ fn without_a_checksum_file_one_is_written_from_the_image() {
 fn the_published_checksum_file_next_to_the_image_is_checked_by_default() {
     let dir = tempfile::tempdir().unwrap();
     let inputs = Inputs::new(dir.path());
-    fs::write(
-        &inputs.sha256_file,
-        format!("{}  os.raw.gz\n", "cd".repeat(32)),
-    )
-    .unwrap();
+    fs::write(&inputs.sha256_file, checksum_line(&"cd".repeat(32))).unwrap();
     let usb = UsbInputs {
         sha256_file: None,
         ..inputs.usb()
@@ -205,11 +203,7 @@ fn the_published_checksum_file_next_to_the_image_is_checked_by_default() {
 fn a_checksum_of_another_image_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let inputs = Inputs::new(dir.path());
-    fs::write(
-        &inputs.sha256_file,
-        format!("{}  os.raw.gz\n", "ab".repeat(32)),
-    )
-    .unwrap();
+    fs::write(&inputs.sha256_file, checksum_line(&"ab".repeat(32))).unwrap();
     let image = dir.path().join("usb.img");
     let err = build_usb(&inputs.usb(), &image, &Progress::hidden()).unwrap_err();
     assert!(

@@ -773,11 +773,38 @@ impl BootEntry {
     }
 }
 
+/// TOML shared by the tests of this module and of `configure`, so both read the same sections.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    pub const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOE3HJ1I2lJEauppYxcHbbWDcN3QHj89p1BmuWQNG3IV edge@laptop";
+
+    /// An `edge` user (sudo, docker) with `KEY`, a proxy, and a static address on the NIC
+    /// `mac` with the `dns` servers (a TOML array).
+    pub fn edge_user_proxy_and_network(password_hash: &str, mac: &str, dns: &str) -> String {
+        format!(
+            r##"[[users]]
+name = "edge"
+password_hash = "{password_hash}"
+ssh_authorized_keys = ["{KEY}"]
+sudo = true
+groups = ["docker"]
+[proxy]
+http = "http://proxy.example.com:3128"
+no_proxy = "localhost,.example.com"
+[network]
+mac = "{mac}"
+address = "192.168.1.10/24"
+gateway = "192.168.1.1"
+dns = {dns}
+"##
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::fixtures::{KEY, edge_user_proxy_and_network};
     use super::*;
-
-    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOE3HJ1I2lJEauppYxcHbbWDcN3QHj89p1BmuWQNG3IV edge@laptop";
 
     fn parse(text: &str) -> Result<InstallConfig, String> {
         InstallConfig::parse(text, Path::new("/media/install.toml")).map_err(|e| e.to_string())
@@ -804,26 +831,17 @@ file = "os.raw.gz"
 sha256 = "{}"
 [layout]
 grow = 3
-[[users]]
-name = "edge"
-password_hash = "$6$rounds=5000$salt$abcdefghijklmnopqrstuvwxyzABCDEFGHIJ./0123456789"
-ssh_authorized_keys = ["{KEY}"]
-sudo = true
-groups = ["docker"]
-[proxy]
-http = "http://proxy.example.com:3128"
-no_proxy = "localhost,.example.com"
-[network]
-mac = "52-54-00-AB-cd-EF"
-address = "192.168.1.10/24"
-gateway = "192.168.1.1"
-dns = ["192.168.1.1", "2001:db8::53"]
-[cloud_init]
+{}[cloud_init]
 user_data = "#cloud-config\nruncmd: [true]\n"
 [boot]
 loader = '\EFI\Linux\emt.efi'
 "##,
-            "AB".repeat(32)
+            "AB".repeat(32),
+            edge_user_proxy_and_network(
+                "$6$rounds=5000$salt$abcdefghijklmnopqrstuvwxyzABCDEFGHIJ./0123456789",
+                "52-54-00-AB-cd-EF",
+                r#"["192.168.1.1", "2001:db8::53"]"#,
+            )
         ))
         .unwrap();
         assert_eq!(config.hostname.unwrap().as_str(), "edge-01");

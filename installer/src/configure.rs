@@ -901,7 +901,8 @@ mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOE3HJ1I2lJEauppYxcHbbWDcN3QHj89p1BmuWQNG3IV edge@laptop";
+    use crate::config::fixtures::{KEY, edge_user_proxy_and_network};
+
     const HASH: &str = "$6$salt$IxDD3jeSOb5eB1CX5LBsqZFVkJdido3OUILO5Ifz5iwMuTS4XMS130MTSuDDl3aCI6WouIL9AjRbLCelDCy.g.";
 
     /// A minimal installed system: an existing login (uid 1000) and the system accounts.
@@ -973,30 +974,22 @@ mod tests {
         found
     }
 
-    const FULL: &str = r##"
+    /// A config that sets everything `configure` writes.
+    fn full() -> String {
+        format!(
+            r##"
 hostname = "edge-01.example.com"
-[[users]]
-name = "edge"
-password_hash = "$6$salt$IxDD3jeSOb5eB1CX5LBsqZFVkJdido3OUILO5Ifz5iwMuTS4XMS130MTSuDDl3aCI6WouIL9AjRbLCelDCy.g."
-ssh_authorized_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOE3HJ1I2lJEauppYxcHbbWDcN3QHj89p1BmuWQNG3IV edge@laptop"]
-sudo = true
-groups = ["docker"]
-[proxy]
-http = "http://proxy.example.com:3128"
-no_proxy = "localhost,.example.com"
-[network]
-mac = "52:54:00:12:34:56"
-address = "192.168.1.10/24"
-gateway = "192.168.1.1"
-dns = ["192.168.1.1"]
-[cloud_init]
+{}[cloud_init]
 user_data = "#cloud-config\nruncmd: [touch, /ok]\n"
-"##;
+"##,
+            edge_user_proxy_and_network(HASH, "52:54:00:12:34:56", r#"["192.168.1.1"]"#)
+        )
+    }
 
     #[test]
     fn new_user_gets_next_ids_groups_shadow_and_a_private_ssh_directory() {
         let root = system();
-        configure_root(&config(FULL), root.path()).unwrap();
+        configure_root(&config(&full()), root.path()).unwrap();
 
         // uid above admin's 1000; gid above the largest group id in range (ops, 1004).
         assert!(read(&root, "etc/passwd").ends_with("edge:x:1001:1005::/home/edge:/bin/bash\n"));
@@ -1039,7 +1032,7 @@ user_data = "#cloud-config\nruncmd: [touch, /ok]\n"
     #[test]
     fn hostname_proxy_network_and_cloud_init_files_are_written() {
         let root = system();
-        let changes = configure_root(&config(FULL), root.path()).unwrap();
+        let changes = configure_root(&config(&full()), root.path()).unwrap();
         let changed: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
         assert!(
             changed.contains(&"/etc/hostname") && changed.contains(&"/home/edge"),
@@ -1085,9 +1078,9 @@ user_data = "#cloud-config\nruncmd: [touch, /ok]\n"
     #[test]
     fn applying_the_same_config_twice_changes_nothing_the_second_time() {
         let root = system();
-        configure_root(&config(FULL), root.path()).unwrap();
+        configure_root(&config(&full()), root.path()).unwrap();
         let after_first = snapshot(root.path());
-        let changes = configure_root(&config(FULL), root.path()).unwrap();
+        let changes = configure_root(&config(&full()), root.path()).unwrap();
         assert!(changes.is_empty(), "second run changed {changes:?}");
         assert_eq!(snapshot(root.path()), after_first);
     }

@@ -29,6 +29,22 @@ fn run(command: &mut Command) -> Output {
         .expect("the installer runs")
 }
 
+/// Runs `bootkit-install --image image --disk disk` with the `more` arguments after them.
+fn install(image: &Path, disk: &Path, more: &[&str]) -> Output {
+    run(Command::new(binary())
+        .arg("--image")
+        .arg(image)
+        .arg("--disk")
+        .arg(disk)
+        .args(more))
+}
+
+/// Fails the test, showing stderr, unless stderr contains `needle`.
+fn assert_stderr_contains(output: &Output, needle: &str) {
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains(needle), "{stderr}");
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -70,12 +86,11 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let image = compressed(&gpt_image(dir.path()), "gz");
     let device = LoopDevice::attach(&used_disk(dir.path(), 2 * IMAGE_BYTES));
-    let output = run(Command::new(binary())
-        .arg("--image")
-        .arg(&image)
-        .arg("--disk")
-        .arg(&device.path)
-        .args(["--sha256", &sha256_hex(&image), "--dry-run"]));
+    let output = install(
+        &image,
+        &device.path,
+        &["--sha256", &sha256_hex(&image), "--dry-run"],
+    );
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
     assert!(
@@ -107,14 +122,16 @@ fn an_install_exits_0_with_a_json_summary_and_the_image_on_disk() {
     let device = LoopDevice::attach(&used_disk(dir.path(), IMAGE_BYTES));
     let sums = dir.path().join("os.raw.zst.sha256sum");
     std::fs::write(&sums, format!("{}  os.raw.zst\n", sha256_hex(&image))).unwrap();
-    let output = run(Command::new(binary())
-        .arg("--image")
-        .arg(&image)
-        .arg("--disk")
-        .arg(&device.path)
-        .arg("--sha256-file")
-        .arg(&sums)
-        .args(["--progress", "json"]));
+    let output = install(
+        &image,
+        &device.path,
+        &[
+            "--sha256-file",
+            sums.to_str().unwrap(),
+            "--progress",
+            "json",
+        ],
+    );
     assert!(output.status.success(), "{}", text(&output.stderr));
     let lines: Vec<serde_json::Value> = text(&output.stdout)
         .lines()
@@ -135,12 +152,11 @@ fn failures_exit_non_zero_and_say_what_failed() {
     let device = LoopDevice::attach(&used_disk(dir.path(), IMAGE_BYTES));
 
     let wrong = "0".repeat(64);
-    let output = run(Command::new(binary())
-        .arg("--image")
-        .arg(&image)
-        .arg("--disk")
-        .arg(&device.path)
-        .args(["--sha256", &wrong, "--progress", "plain"]));
+    let output = install(
+        &image,
+        &device.path,
+        &["--sha256", &wrong, "--progress", "plain"],
+    );
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(stderr.contains(&format!("expected {wrong}")), "{stderr}");
@@ -153,11 +169,7 @@ fn failures_exit_non_zero_and_say_what_failed() {
     let output =
         run(Command::new(binary()).args(["--image", "/nonexistent/os.raw.gz", "--dry-run"]));
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        text(&output.stderr).contains("does not exist"),
-        "{}",
-        text(&output.stderr)
-    );
+    assert_stderr_contains(&output, "does not exist");
 
     let output = run(Command::new(binary()).args(["--progress", "loud"]));
     assert_eq!(
@@ -208,11 +220,7 @@ fn image2disk_reads_the_action_environment_by_argv0_and_from_env() {
         .env("IMG_URL", &url)
         .env_remove("DEST_DISK"));
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        text(&output.stderr).contains("DEST_DISK is not set"),
-        "{}",
-        text(&output.stderr)
-    );
+    assert_stderr_contains(&output, "DEST_DISK is not set");
 }
 
 #[test]
@@ -222,12 +230,11 @@ fn an_image_without_gpt_is_written_and_its_table_left_alone() {
     let image = dir.path().join("plain.raw");
     std::fs::write(&image, support::random_bytes(IMAGE_BYTES as usize, 7)).unwrap();
     let device = LoopDevice::attach(&used_disk(dir.path(), 2 * IMAGE_BYTES));
-    let output = run(Command::new(binary())
-        .arg("--image")
-        .arg(&image)
-        .arg("--disk")
-        .arg(&device.path)
-        .args(["--sha256", &sha256_hex(&image), "--progress", "plain"]));
+    let output = install(
+        &image,
+        &device.path,
+        &["--sha256", &sha256_hex(&image), "--progress", "plain"],
+    );
     let stderr = text(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("no GPT"), "{stderr}");

@@ -15,27 +15,38 @@ use bootkit_installer::disk::partition_path;
 use bootkit_installer::usbdata::{self, DataPartition, InstallLog};
 use sha2::{Digest, Sha256};
 
+mod support;
+
+use support::run;
+
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOE3HJ1I2lJEauppYxcHbbWDcN3QHj89p1BmuWQNG3IV edge@laptop";
-
-fn run(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} cannot run: {e}"));
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 /// A partition of a test disk image: GPT name, size in MiB (0: the rest), type code.
 struct PartitionSpec {
     name: &'static str,
     size_mib: u64,
     type_code: &'static str,
+}
+
+impl PartitionSpec {
+    /// An 8 MiB EFI system partition.
+    fn esp(name: &'static str) -> Self {
+        Self {
+            name,
+            size_mib: 8,
+            type_code: "ef00",
+        }
+    }
+
+    /// A Linux filesystem partition.
+    fn linux(name: &'static str, size_mib: u64) -> Self {
+        Self {
+            name,
+            size_mib,
+            type_code: "8300",
+        }
+    }
 }
 
 /// Makes a 64 MiB GPT disk image with these partitions (1 MiB aligned, like sgdisk's default).
@@ -216,21 +227,9 @@ fn emt_like_disk(dir: &Path) -> PathBuf {
     gpt_image(
         &image,
         &[
-            PartitionSpec {
-                name: "esp",
-                size_mib: 8,
-                type_code: "ef00",
-            },
-            PartitionSpec {
-                name: "rootfs",
-                size_mib: 32,
-                type_code: "8300",
-            },
-            PartitionSpec {
-                name: "edge_persistent",
-                size_mib: 0,
-                type_code: "8300",
-            },
+            PartitionSpec::esp("esp"),
+            PartitionSpec::linux("rootfs", 32),
+            PartitionSpec::linux("edge_persistent", 0),
         ],
     );
     let system = dir.join("system");
@@ -348,18 +347,7 @@ fn a_disk_without_a_root_partition_is_refused_naming_the_partitions_it_has() {
     let image = work.path().join("disk.img");
     gpt_image(
         &image,
-        &[
-            PartitionSpec {
-                name: "esp",
-                size_mib: 8,
-                type_code: "ef00",
-            },
-            PartitionSpec {
-                name: "data",
-                size_mib: 0,
-                type_code: "8300",
-            },
-        ],
+        &[PartitionSpec::esp("esp"), PartitionSpec::linux("data", 0)],
     );
     let config = InstallConfig::parse("hostname = \"edge\"", Path::new("install.toml")).unwrap();
     let error = configure::configure_disk(&config, &image).unwrap_err();
@@ -445,16 +433,8 @@ fn usb_data_partition_is_found_its_media_discovered_and_the_log_copied_back() {
     gpt_image(
         &image,
         &[
-            PartitionSpec {
-                name: "ESP",
-                size_mib: 8,
-                type_code: "ef00",
-            },
-            PartitionSpec {
-                name: "BOOTKIT-DATA",
-                size_mib: 0,
-                type_code: "8300",
-            },
+            PartitionSpec::esp("ESP"),
+            PartitionSpec::linux("BOOTKIT-DATA", 0),
         ],
     );
     mkfs_ext4_in(&image, 2, "BOOTKIT-DATA", &data);

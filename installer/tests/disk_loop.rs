@@ -15,7 +15,9 @@ use std::sync::Mutex;
 use bootkit_installer::disk::{self, Disk, DiskError, SystemRoot, UnsafeReason};
 use bootkit_installer::gpt::{self, GptError, Layout, NewPartition};
 
-const MIB: u64 = 1 << 20;
+mod support;
+
+use support::{LoopDevice, MIB, run};
 
 /// Loop devices, mounts and swap are machine-wide: one test at a time.
 static MACHINE: Mutex<()> = Mutex::new(());
@@ -26,41 +28,8 @@ fn exclusive() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn run(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program).args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// A loop device, detached on drop.
-struct Loop {
-    path: PathBuf,
-}
-
-impl Loop {
-    fn attach(backing: &Path, sector_size: u32) -> Loop {
-        let sector = sector_size.to_string();
-        let backing = backing.to_str().unwrap();
-        let path = run(
-            "losetup",
-            &[
-                "--find",
-                "--show",
-                "--partscan",
-                "--sector-size",
-                &sector,
-                backing,
-            ],
-        );
-        Loop {
-            path: PathBuf::from(path.trim()),
-        }
-    }
-
+/// What these tests ask of a loop device besides attaching it (support attaches and detaches).
+impl LoopDevice {
     fn name(&self) -> String {
         self.path
             .file_name()
@@ -103,15 +72,6 @@ impl Loop {
             run("partx", &["--add", self.path.to_str().unwrap()]);
         }
         assert!(!self.kernel_partitions().is_empty());
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup")
-            .arg("--detach")
-            .arg(&self.path)
-            .status();
     }
 }
 
@@ -160,11 +120,7 @@ impl Drop for SwapOn {
 
 /// An EMT-like image of `size_mib`: ESP 8 MiB, rootfs 4 MiB, edge_persistent 2 MiB.
 fn emt_image(dir: &Path, size_mib: u64) -> PathBuf {
-    let path = dir.join("image.raw");
-    File::create(&path)
-        .unwrap()
-        .set_len(size_mib * MIB)
-        .unwrap();
+    let path = backing_file(dir, "image.raw", size_mib);
     run(
         "sgdisk",
         &[
@@ -203,6 +159,11 @@ fn backing_file(dir: &Path, name: &str, size_mib: u64) -> PathBuf {
     path
 }
 
+/// A loop device over a zeroed `dir/disk` file of `size_mib`.
+fn blank_disk(dir: &Path, size_mib: u64) -> LoopDevice {
+    LoopDevice::attach(&backing_file(dir, "disk", size_mib))
+}
+
 /// Writes `image` onto the device as the installer does, through the exclusive handle.
 fn write_image(device: &Disk, image: &Path) -> File {
     let mut target = disk::open_for_write(device).unwrap();
@@ -210,6 +171,13 @@ fn write_image(device: &Disk, image: &Path) -> File {
     target.flush().unwrap();
     target.sync_all().unwrap();
     target
+}
+
+/// Formats partition 2 of `device` as ext4 and mounts it at `target`, so the disk is in use.
+fn mount_new_ext4_on_partition_2(device: &LoopDevice, target: &Path) -> Mounted {
+    device.show_partitions();
+    run("mkfs.ext4", &["-q", device.partition(2).to_str().unwrap()]);
+    Mounted::new(&device.partition(2), target)
 }
 
 fn unsafe_reasons(disk: &Disk, image_size: u64, sectors: Option<u32>) -> Vec<UnsafeReason> {
@@ -224,7 +192,7 @@ fn unsafe_reasons(disk: &Disk, image_size: u64, sectors: Option<u32>) -> Vec<Uns
 fn a_loop_disk_is_resolved_with_its_real_attributes() {
     let _machine = exclusive();
     let dir = tempfile::tempdir().unwrap();
-    let device = Loop::attach(&backing_file(dir.path(), "disk", 48), 512);
+    let device = blank_disk(dir.path(), 48);
     let disk = device.disk();
     assert_eq!(disk.name, device.name());
     assert_eq!(disk.size_bytes, 48 * MIB);
@@ -237,10 +205,8 @@ fn a_loop_disk_is_resolved_with_its_real_attributes() {
 fn a_disk_with_a_mounted_partition_is_refused() {
     let _machine = exclusive();
     let dir = tempfile::tempdir().unwrap();
-    let device = Loop::attach(&emt_disk(dir.path(), 64), 512);
-    device.show_partitions();
-    run("mkfs.ext4", &["-q", device.partition(2).to_str().unwrap()]);
-    let _mounted = Mounted::new(&device.partition(2), &dir.path().join("mnt"));
+    let device = LoopDevice::attach(&emt_disk(dir.path(), 64));
+    let _mounted = mount_new_ext4_on_partition_2(&device, &dir.path().join("mnt"));
 
     let disk = device.disk();
     let error = disk::check_safe(&disk, 16 * MIB, Some(512)).unwrap_err();
@@ -266,7 +232,7 @@ fn a_disk_with_a_mounted_partition_is_refused() {
 fn a_disk_with_swap_on_a_partition_is_refused() {
     let _machine = exclusive();
     let dir = tempfile::tempdir().unwrap();
-    let device = Loop::attach(&emt_disk(dir.path(), 64), 512);
+    let device = LoopDevice::attach(&emt_disk(dir.path(), 64));
     device.show_partitions();
     let _swap = SwapOn::new(&device.partition(1));
 
@@ -283,7 +249,7 @@ fn a_disk_with_swap_on_a_partition_is_refused() {
 fn a_disk_smaller_than_the_image_is_refused() {
     let _machine = exclusive();
     let dir = tempfile::tempdir().unwrap();
-    let device = Loop::attach(&backing_file(dir.path(), "disk", 16), 512);
+    let device = blank_disk(dir.path(), 16);
     let reasons = unsafe_reasons(&device.disk(), 32 * MIB, Some(512));
     assert_eq!(
         reasons,
@@ -303,7 +269,7 @@ fn a_512_byte_image_on_a_4k_disk_is_refused_and_sector_sizes_are_detected() {
     File::open(&image).unwrap().read_exact(&mut head).unwrap();
     assert_eq!(disk::image_sector_size(&head), Some(512));
 
-    let device = Loop::attach(&backing_file(dir.path(), "disk4k", 64), 4096);
+    let device = LoopDevice::attach_with_sectors(&backing_file(dir.path(), "disk4k", 64), 4096);
     let disk = device.disk();
     assert_eq!(disk.logical_sector_size, 4096);
     let error = disk::check_safe(&disk, 16 * MIB, Some(512))
@@ -334,7 +300,7 @@ fn a_512_byte_image_on_a_4k_disk_is_refused_and_sector_sizes_are_detected() {
 fn a_second_writer_is_refused_while_the_first_holds_the_disk() {
     let _machine = exclusive();
     let dir = tempfile::tempdir().unwrap();
-    let device = Loop::attach(&backing_file(dir.path(), "disk", 16), 512);
+    let device = blank_disk(dir.path(), 16);
     let disk = device.disk();
     let _first = disk::open_for_write(&disk).unwrap();
     let error = disk::open_for_write(&disk).unwrap_err();
@@ -352,7 +318,7 @@ fn blkrrpart_replaces_the_kernels_partitions_with_the_new_table() {
         "sgdisk",
         &["-n1:0:+40M", "-c1:old", backing.to_str().unwrap()],
     );
-    let device = Loop::attach(&backing, 512);
+    let device = LoopDevice::attach(&backing);
     device.show_partitions();
     assert_eq!(
         device.kernel_partitions(),
@@ -376,10 +342,8 @@ fn blkrrpart_replaces_the_kernels_partitions_with_the_new_table() {
 fn blkrrpart_on_a_disk_in_use_gives_up_after_bounded_retries() {
     let _machine = exclusive();
     let dir = tempfile::tempdir().unwrap();
-    let device = Loop::attach(&emt_disk(dir.path(), 64), 512);
-    device.show_partitions();
-    run("mkfs.ext4", &["-q", device.partition(2).to_str().unwrap()]);
-    let _mounted = Mounted::new(&device.partition(2), &dir.path().join("mnt"));
+    let device = LoopDevice::attach(&emt_disk(dir.path(), 64));
+    let _mounted = mount_new_ext4_on_partition_2(&device, &dir.path().join("mnt"));
 
     let file = File::open(&device.path).unwrap();
     let error = gpt::reread_partition_table(&file).unwrap_err();
@@ -393,7 +357,7 @@ fn blkrrpart_on_a_disk_in_use_gives_up_after_bounded_retries() {
     );
 }
 
-fn sgdisk(device: &Loop, args: &[&str]) -> String {
+fn sgdisk(device: &LoopDevice, args: &[&str]) -> String {
     let mut all = args.to_vec();
     all.push(device.path.to_str().unwrap());
     run("sgdisk", &all)
@@ -403,7 +367,7 @@ fn sgdisk(device: &Loop, args: &[&str]) -> String {
 fn the_backup_header_is_moved_to_the_end_of_the_disk() {
     let _machine = exclusive();
     let dir = tempfile::tempdir().unwrap();
-    let device = Loop::attach(&backing_file(dir.path(), "disk", 64), 512);
+    let device = blank_disk(dir.path(), 64);
     let mut target = write_image(&device.disk(), &emt_image(dir.path(), 16));
     let before = sgdisk(&device, &["-v"]);
     assert!(
@@ -421,7 +385,7 @@ fn the_backup_header_is_moved_to_the_end_of_the_disk() {
 }
 
 /// `sgdisk -i N`: (name, size line) of partition N.
-fn partition_details(device: &Loop, number: u32) -> (String, String) {
+fn partition_details(device: &LoopDevice, number: u32) -> (String, String) {
     let info = sgdisk(device, &["-i", &number.to_string()]);
     let field = |label: &str| {
         info.lines()
@@ -437,7 +401,7 @@ fn partition_details(device: &Loop, number: u32) -> (String, String) {
 fn the_ab_layout_is_applied_and_sgdisk_agrees() {
     let _machine = exclusive();
     let dir = tempfile::tempdir().unwrap();
-    let device = Loop::attach(&backing_file(dir.path(), "disk", 64), 512);
+    let device = blank_disk(dir.path(), 64);
     let mut target = write_image(&device.disk(), &emt_image(dir.path(), 16));
     gpt::relocate_backup_header(&mut target, 512).unwrap();
     let layout = Layout {

@@ -44,6 +44,11 @@ fn download(url: &str, options: &HttpOptions) -> Result<(Vec<u8>, u32), io::Erro
     Ok((bytes, reader.resumes()))
 }
 
+/// Compares without printing megabytes when they differ.
+fn assert_is_image(bytes: &[u8], image: &[u8]) {
+    assert!(bytes == image, "the downloaded bytes differ from the image");
+}
+
 /// The `HttpError` behind a failed download, wherever it surfaced (open or read).
 fn download_error(url: &str, options: &HttpOptions) -> String {
     match download(url, options) {
@@ -102,6 +107,20 @@ impl Drop for Listener {
         if let Some(thread) = self.accept_thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Every request head a test server or proxy received, in order; clones share the log.
+#[derive(Clone, Default)]
+struct RequestLog(Arc<Mutex<Vec<Request>>>);
+
+impl RequestLog {
+    fn record(&self, request: &Request) {
+        self.0.lock().unwrap().push(request.clone());
+    }
+
+    fn all(&self) -> Vec<Request> {
+        self.0.lock().unwrap().clone()
     }
 }
 
@@ -182,6 +201,11 @@ impl Reply {
         self
     }
 
+    /// Ends the reply to the first request (number 0) as `end`; the later ones complete.
+    fn end_first(self, number: usize, end: End) -> Self {
+        if number == 0 { self.end(end) } else { self }
+    }
+
     fn write_to(self, stream: &mut impl ReadWrite) -> io::Result<()> {
         let mut head = format!(
             "HTTP/1.1 {}\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -216,7 +240,7 @@ type Handler = dyn Fn(&Request, usize) -> Reply + Send + Sync;
 
 struct Server {
     listener: Listener,
-    requests: Arc<Mutex<Vec<Request>>>,
+    requests: RequestLog,
 }
 
 impl Server {
@@ -228,11 +252,11 @@ impl Server {
         tls: Option<Arc<rustls::ServerConfig>>,
         handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
     ) -> Self {
-        let requests = Arc::new(Mutex::new(Vec::new()));
+        let requests = RequestLog::default();
         let handler: Arc<Handler> = Arc::new(handler);
         let counter = Arc::new(AtomicUsize::new(0));
         let listener = Listener::start({
-            let requests = Arc::clone(&requests);
+            let requests = requests.clone();
             move |tcp: TcpStream| {
                 let mut stream: Box<dyn ReadWrite> = match &tls {
                     None => Box::new(tcp),
@@ -246,7 +270,7 @@ impl Server {
                     return;
                 };
                 let number = counter.fetch_add(1, Ordering::SeqCst);
-                requests.lock().unwrap().push(request.clone());
+                requests.record(&request);
                 let _ = handler(&request, number).write_to(&mut stream);
             }
         });
@@ -258,7 +282,7 @@ impl Server {
     }
 
     fn requests(&self) -> Vec<Request> {
-        self.requests.lock().unwrap().clone()
+        self.requests.all()
     }
 }
 
@@ -286,24 +310,29 @@ fn serve(image: &[u8], request: &Request, etag: &str) -> Reply {
     }
 }
 
+/// A server of a fresh test image: `reply` answers each request (with its number) for it.
+fn image_server(
+    reply: impl Fn(&[u8], &Request, usize) -> Reply + Send + Sync + 'static,
+) -> (Arc<Vec<u8>>, Server) {
+    let image = Arc::new(image(IMAGE_LEN));
+    let server = Server::start({
+        let image = Arc::clone(&image);
+        move |request, number| reply(&image, request, number)
+    });
+    (image, server)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Plain HTTP.
 
 #[test]
 fn whole_download_is_byte_identical() {
-    let image = Arc::new(image(IMAGE_LEN));
-    let server = Server::start({
-        let image = Arc::clone(&image);
-        move |request, _| serve(&image, request, "\"v1\"")
-    });
+    let (image, server) = image_server(|image, request, _| serve(image, request, "\"v1\""));
     let mut reader = http::open(&server.url("http", "/os.raw.gz"), &options()).unwrap();
     assert_eq!(reader.content_length(), Some(IMAGE_LEN as u64));
     let mut bytes = Vec::new();
     reader.read_to_end(&mut bytes).unwrap();
-    assert!(
-        bytes == *image,
-        "the downloaded bytes differ from the image"
-    );
+    assert_is_image(&bytes, &image);
     assert_eq!(reader.resumes(), 0);
     let requests = server.requests();
     assert_eq!(requests.len(), 1);
@@ -313,23 +342,11 @@ fn whole_download_is_byte_identical() {
 
 #[test]
 fn a_connection_cut_halfway_resumes_with_a_range_request() {
-    let image = Arc::new(image(IMAGE_LEN));
-    let server = Server::start({
-        let image = Arc::clone(&image);
-        move |request, number| {
-            let reply = serve(&image, request, "\"v1\"");
-            if number == 0 {
-                reply.end(End::CutAfter(IMAGE_LEN / 2))
-            } else {
-                reply
-            }
-        }
+    let (image, server) = image_server(|image, request, number| {
+        serve(image, request, "\"v1\"").end_first(number, End::CutAfter(IMAGE_LEN / 2))
     });
     let (bytes, resumes) = download(&server.url("http", "/os.raw.gz"), &options()).unwrap();
-    assert!(
-        bytes == *image,
-        "the resumed download differs from the image"
-    );
+    assert_is_image(&bytes, &image);
     assert!(resumes >= 1);
     let requests = server.requests();
     let resume = &requests[1];
@@ -346,27 +363,15 @@ fn a_connection_cut_halfway_resumes_with_a_range_request() {
 
 #[test]
 fn a_stalled_connection_resumes_with_a_range_request() {
-    let image = Arc::new(image(IMAGE_LEN));
-    let server = Server::start({
-        let image = Arc::clone(&image);
-        move |request, number| {
-            let reply = serve(&image, request, "\"v1\"");
-            if number == 0 {
-                reply.end(End::StallAfter(IMAGE_LEN / 3))
-            } else {
-                reply
-            }
-        }
+    let (image, server) = image_server(|image, request, number| {
+        serve(image, request, "\"v1\"").end_first(number, End::StallAfter(IMAGE_LEN / 3))
     });
     let options = HttpOptions {
         stall_timeout: Duration::from_secs(1),
         ..options()
     };
     let (bytes, resumes) = download(&server.url("http", "/os.raw.gz"), &options).unwrap();
-    assert!(
-        bytes == *image,
-        "the resumed download differs from the image"
-    );
+    assert_is_image(&bytes, &image);
     assert!(resumes >= 1);
     assert_eq!(
         server.requests()[1].header("Range"),
@@ -376,20 +381,12 @@ fn a_stalled_connection_resumes_with_a_range_request() {
 
 #[test]
 fn a_server_ignoring_range_after_a_cut_is_a_clear_error() {
-    let image = Arc::new(image(IMAGE_LEN));
-    let server = Server::start({
-        let image = Arc::clone(&image);
-        move |_, number| {
-            let reply = Reply {
-                body: image.to_vec(),
-                ..Reply::status("200 OK")
-            };
-            if number == 0 {
-                reply.end(End::CutAfter(IMAGE_LEN / 2))
-            } else {
-                reply
-            }
-        }
+    let (_, server) = image_server(|image, _, number| {
+        let whole = Reply {
+            body: image.to_vec(),
+            ..Reply::status("200 OK")
+        };
+        whole.end_first(number, End::CutAfter(IMAGE_LEN / 2))
     });
     let url = server.url("http", "/os.raw.gz");
     let error = download_error(&url, &options());
@@ -400,15 +397,11 @@ fn a_server_ignoring_range_after_a_cut_is_a_clear_error() {
 
 #[test]
 fn a_file_that_changed_between_resumes_is_an_error() {
-    let image = Arc::new(image(IMAGE_LEN));
-    let server = Server::start({
-        let image = Arc::clone(&image);
-        move |request, number| {
-            if number == 0 {
-                serve(&image, request, "\"v1\"").end(End::CutAfter(IMAGE_LEN / 2))
-            } else {
-                serve(&image, request, "\"v2\"")
-            }
+    let (_, server) = image_server(|image, request, number| {
+        if number == 0 {
+            serve(image, request, "\"v1\"").end(End::CutAfter(IMAGE_LEN / 2))
+        } else {
+            serve(image, request, "\"v2\"")
         }
     });
     let error = download_error(&server.url("http", "/os.raw.gz"), &options());
@@ -417,12 +410,8 @@ fn a_file_that_changed_between_resumes_is_an_error() {
 
 #[test]
 fn resumes_are_bounded() {
-    let image = Arc::new(image(IMAGE_LEN));
-    let server = Server::start({
-        let image = Arc::clone(&image);
-        move |request, number| {
-            serve(&image, request, "\"v1\"").end(End::CutAfter(1000 * (number + 1)))
-        }
+    let (_, server) = image_server(|image, request, number| {
+        serve(image, request, "\"v1\"").end(End::CutAfter(1000 * (number + 1)))
     });
     let options = HttpOptions {
         max_resumes: 2,
@@ -499,17 +488,13 @@ fn not_found_names_the_status_and_the_url() {
 
 #[test]
 fn redirects_are_followed_and_resumes_go_to_the_final_url() {
-    let image = Arc::new(image(IMAGE_LEN));
-    let server = Server::start({
-        let image = Arc::clone(&image);
-        move |request, number| match request.path() {
-            "/latest.raw.gz" => Reply::status("302 Found").header("Location", "/v1/os.raw.gz"),
-            _ if number == 1 => serve(&image, request, "\"v1\"").end(End::CutAfter(IMAGE_LEN / 2)),
-            _ => serve(&image, request, "\"v1\""),
-        }
+    let (image, server) = image_server(|image, request, number| match request.path() {
+        "/latest.raw.gz" => Reply::status("302 Found").header("Location", "/v1/os.raw.gz"),
+        _ if number == 1 => serve(image, request, "\"v1\"").end(End::CutAfter(IMAGE_LEN / 2)),
+        _ => serve(image, request, "\"v1\""),
     });
     let (bytes, resumes) = download(&server.url("http", "/latest.raw.gz"), &options()).unwrap();
-    assert!(bytes == *image);
+    assert_is_image(&bytes, &image);
     assert_eq!(resumes, 1);
     let paths: Vec<String> = server
         .requests()
@@ -587,49 +572,54 @@ impl TestCa {
     }
 }
 
-fn https_server(ca: &TestCa, image: &Arc<Vec<u8>>) -> Server {
-    let image = Arc::clone(image);
-    Server::start_with_tls(Some(ca.server_config()), move |request, _| {
-        serve(&image, request, "\"v1\"")
-    })
+/// A test CA, and an HTTPS server of a fresh test image with a certificate it signed.
+fn https_image_server() -> (TestCa, Arc<Vec<u8>>, Server) {
+    let ca = TestCa::new("bootkit test CA");
+    let image = Arc::new(image(IMAGE_LEN));
+    let server = Server::start_with_tls(Some(ca.server_config()), {
+        let image = Arc::clone(&image);
+        move |request, _| serve(&image, request, "\"v1\"")
+    });
+    (ca, image, server)
+}
+
+/// Options that trust the CAs in a file holding `pem`; the file lives as long as the guard.
+fn ca_file_options(pem: impl AsRef<[u8]>) -> (tempfile::NamedTempFile, HttpOptions) {
+    let ca_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca_file.path(), pem).unwrap();
+    let options = HttpOptions {
+        ca_file: Some(ca_file.path().to_owned()),
+        ..options()
+    };
+    (ca_file, options)
 }
 
 #[test]
 fn https_works_with_the_ca_given_inline() {
-    let ca = TestCa::new("bootkit test CA");
-    let image = Arc::new(image(IMAGE_LEN));
-    let server = https_server(&ca, &image);
+    let (ca, image, server) = https_image_server();
     let options = HttpOptions {
         ca_pem: Some(ca.pem()),
         ..options()
     };
     let (bytes, _) = download(&server.url("https", "/os.raw.gz"), &options).unwrap();
-    assert!(bytes == *image);
+    assert_is_image(&bytes, &image);
 }
 
 #[test]
 fn https_works_with_a_ca_file_and_a_host_name() {
-    let ca = TestCa::new("bootkit test CA");
-    let image = Arc::new(image(IMAGE_LEN));
-    let server = https_server(&ca, &image);
-    let ca_file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(ca_file.path(), ca.pem()).unwrap();
-    let options = HttpOptions {
-        ca_file: Some(ca_file.path().to_owned()),
-        ..options()
-    };
+    let (ca, image, server) = https_image_server();
+    let (_ca_file, options) = ca_file_options(ca.pem());
     let url = format!(
         "https://localhost:{}/os.raw.gz",
         server.listener.address.port()
     );
     let (bytes, _) = download(&url, &options).unwrap();
-    assert!(bytes == *image);
+    assert_is_image(&bytes, &image);
 }
 
 #[test]
 fn https_without_the_ca_is_not_trusted() {
-    let ca = TestCa::new("bootkit test CA");
-    let server = https_server(&ca, &Arc::new(image(1000)));
+    let (_, _, server) = https_image_server();
     let error = download_error(&server.url("https", "/os.raw.gz"), &options());
     assert!(error.contains("check --ca / TLS_CA_CERT"), "{error}");
     assert!(error.contains("127.0.0.1"), "{error}");
@@ -643,15 +633,9 @@ fn https_without_the_ca_is_not_trusted() {
 
 #[test]
 fn https_with_a_wrong_ca_file_is_not_trusted_and_names_the_file() {
-    let ca = TestCa::new("bootkit test CA");
-    let server = https_server(&ca, &Arc::new(image(1000)));
+    let (_, _, server) = https_image_server();
     let other_ca = TestCa::new("some other CA");
-    let ca_file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(ca_file.path(), other_ca.pem()).unwrap();
-    let options = HttpOptions {
-        ca_file: Some(ca_file.path().to_owned()),
-        ..options()
-    };
+    let (ca_file, options) = ca_file_options(other_ca.pem());
     let error = download_error(&server.url("https", "/os.raw.gz"), &options);
     assert!(error.contains("certificate not trusted"), "{error}");
     assert!(
@@ -663,12 +647,7 @@ fn https_with_a_wrong_ca_file_is_not_trusted_and_names_the_file() {
 
 #[test]
 fn a_ca_file_without_certificates_is_refused() {
-    let ca_file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(ca_file.path(), "not a certificate\n").unwrap();
-    let options = HttpOptions {
-        ca_file: Some(ca_file.path().to_owned()),
-        ..options()
-    };
+    let (_ca_file, options) = ca_file_options("not a certificate\n");
     let error = http::open("https://127.0.0.1:9/os.raw.gz", &options)
         .err()
         .unwrap();
@@ -683,19 +662,19 @@ fn a_ca_file_without_certificates_is_refused() {
 /// `image` (as a caching proxy would). It records every request head it receives.
 struct Proxy {
     listener: Listener,
-    requests: Arc<Mutex<Vec<Request>>>,
+    requests: RequestLog,
 }
 
 impl Proxy {
     fn start(image: Arc<Vec<u8>>) -> Self {
-        let requests = Arc::new(Mutex::new(Vec::new()));
+        let requests = RequestLog::default();
         let listener = Listener::start({
-            let requests = Arc::clone(&requests);
+            let requests = requests.clone();
             move |mut client: TcpStream| {
                 let Some(request) = read_request(&mut client) else {
                     return;
                 };
-                requests.lock().unwrap().push(request.clone());
+                requests.record(&request);
                 match request.line.strip_prefix("CONNECT ") {
                     Some(rest) => {
                         let target = rest.split(' ').next().unwrap_or_default();
@@ -715,7 +694,7 @@ impl Proxy {
     }
 
     fn requests(&self) -> Vec<Request> {
-        self.requests.lock().unwrap().clone()
+        self.requests.all()
     }
 }
 
@@ -741,9 +720,7 @@ fn tunnel(mut client: TcpStream, target: &str) {
 
 #[test]
 fn https_through_a_connect_proxy_with_credentials() {
-    let ca = TestCa::new("bootkit test CA");
-    let image = Arc::new(image(IMAGE_LEN));
-    let server = https_server(&ca, &image);
+    let (ca, image, server) = https_image_server();
     let proxy = Proxy::start(Arc::new(Vec::new()));
     let options = HttpOptions {
         ca_pem: Some(ca.pem()),
@@ -751,7 +728,7 @@ fn https_through_a_connect_proxy_with_credentials() {
         ..options()
     };
     let (bytes, _) = download(&server.url("https", "/os.raw.gz"), &options).unwrap();
-    assert!(bytes == *image);
+    assert_is_image(&bytes, &image);
     let seen = proxy.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(
@@ -781,7 +758,7 @@ fn http_through_a_proxy_uses_the_absolute_form_and_no_dns() {
     // Only the proxy knows this name.
     let url = "http://images.bootkit.invalid:8080/os.raw.gz?v=1";
     let (bytes, _) = download(url, &options).unwrap();
-    assert!(bytes == *image);
+    assert_is_image(&bytes, &image);
     let seen = proxy.requests();
     assert_eq!(seen[0].line, format!("GET {url} HTTP/1.1"));
     assert_eq!(seen[0].header("Host"), Some("images.bootkit.invalid:8080"));
@@ -789,11 +766,7 @@ fn http_through_a_proxy_uses_the_absolute_form_and_no_dns() {
 
 #[test]
 fn no_proxy_hosts_are_fetched_directly() {
-    let image = Arc::new(image(IMAGE_LEN));
-    let server = Server::start({
-        let image = Arc::clone(&image);
-        move |request, _| serve(&image, request, "\"v1\"")
-    });
+    let (image, server) = image_server(|image, request, _| serve(image, request, "\"v1\""));
     let proxy = Proxy::start(Arc::new(b"the proxy's answer".to_vec()));
     let proxy_url = proxy.url("");
     let environment = [
@@ -811,7 +784,7 @@ fn no_proxy_hosts_are_fetched_directly() {
         ..options()
     };
     let (bytes, _) = download(&server.url("http", "/os.raw.gz"), &options).unwrap();
-    assert!(bytes == *image);
+    assert_is_image(&bytes, &image);
     assert!(
         proxy.requests().is_empty(),
         "the proxy was used: {:?}",

@@ -49,6 +49,14 @@ pub fn partitions(image: &Path) -> Vec<Partition> {
         .collect()
 }
 
+/// Each partition's name and type GUID, in table order: what a layout test compares.
+pub fn names_and_types(partitions: &[Partition]) -> Vec<(&str, &str)> {
+    partitions
+        .iter()
+        .map(|p| (p.name.as_str(), p.type_guid.as_str()))
+        .collect()
+}
+
 /// `image@@offset`, how mtools addresses a filesystem inside a disk image.
 pub fn mtools_image(image: &Path, partition: &Partition) -> String {
     format!("{}@@{}", image.display(), partition.offset)

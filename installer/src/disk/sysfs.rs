@@ -329,7 +329,7 @@ pub(super) fn find_by_id_name(name: &str, disks: &[Disk]) -> Result<Disk, DiskEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::disk::fake::FakeMachine;
+    use crate::disk::fake::{FakeDisk, FakeMachine};
 
     #[test]
     fn transports_come_from_the_device_tree() {
@@ -401,16 +401,17 @@ mod tests {
         assert_eq!(disk.wwn.as_deref(), Some("naa.5002538e40a1b2c3"));
     }
 
-    #[test]
-    fn serial_and_wwn_name_a_disk() {
-        let machine = FakeMachine::new();
+    /// `nvme0n1`: an NVMe disk with a serial number, to be finished and added by the caller.
+    fn samsung_nvme_disk(machine: &FakeMachine) -> FakeDisk<'_> {
         machine
             .disk("nvme0n1")
             .nvme()
             .size_gib(512)
             .serial("S4EWNX0M123456")
-            .wwid("eui.0025388b91b2f4c1")
-            .add();
+    }
+
+    /// `sda`: a SATA disk whose serial is in its VPD page and which has a WWN.
+    fn add_wd_sata_disk(machine: &FakeMachine) {
         machine
             .disk("sda")
             .sata()
@@ -418,6 +419,15 @@ mod tests {
             .serial_vpd("WD-WX12A3456789")
             .wwid("naa.50014ee2b5a6c7d8")
             .add();
+    }
+
+    #[test]
+    fn serial_and_wwn_name_a_disk() {
+        let machine = FakeMachine::new();
+        samsung_nvme_disk(&machine)
+            .wwid("eui.0025388b91b2f4c1")
+            .add();
+        add_wd_sata_disk(&machine);
         let root = machine.root();
         assert_eq!(root.resolve("S4EWNX0M123456").unwrap().name, "nvme0n1");
         assert_eq!(root.resolve("WD-WX12A3456789").unwrap().name, "sda");
@@ -459,19 +469,8 @@ mod tests {
     #[test]
     fn by_id_names_are_matched_without_udev() {
         let machine = FakeMachine::new();
-        machine
-            .disk("nvme0n1")
-            .nvme()
-            .size_gib(512)
-            .serial("S4EWNX0M123456")
-            .add();
-        machine
-            .disk("sda")
-            .sata()
-            .size_gib(256)
-            .serial_vpd("WD-WX12A3456789")
-            .wwid("naa.50014ee2b5a6c7d8")
-            .add();
+        samsung_nvme_disk(&machine).add();
+        add_wd_sata_disk(&machine);
         machine
             .disk("vda")
             .virtio()

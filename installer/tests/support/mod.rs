@@ -13,6 +13,20 @@ pub const MIB: u64 = 1 << 20;
 pub const IMAGE_BYTES: u64 = 8 * MIB;
 pub const GARBAGE: u8 = 0xAA;
 
+/// Runs a host tool; fails the test with its stderr if it fails; returns its stdout.
+pub fn run(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} cannot run: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// A loop device, detached when dropped (also when the test fails).
 pub struct LoopDevice {
     pub path: PathBuf,
