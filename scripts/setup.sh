@@ -25,8 +25,12 @@ kernel_link="$kernel_dir/linux-image-amd64.deb"
 #   dosfstools, mtools  the FAT ESPs of the USB installer and the test OS image
 #   systemd-boot-efi the UKI stub (linuxx64.efi.stub); binutils' objcopy assembles the UKI
 #   bmap-tools       bmaptool, the installer benchmark's baseline and a check of our .bmap files
+#   protobuf-compiler  protoc for tink-proto (tonic/prost) and containerd-client
+#   containerd, runc the real container runtime the tink-worker tests start (own root, socket)
+#   docker-registry  a real OCI registry on loopback for the worker's pull tests; curl: bench/worker.sh pushes with it
 packages=(qemu-system-x86 qemu-utils zstd busybox-static cpio xz-utils liblzma-dev ovmf e2fsprogs iproute2 dnsmasq-base
-    gdisk fdisk dosfstools mtools systemd-boot-efi binutils bmap-tools)
+    gdisk fdisk dosfstools mtools systemd-boot-efi binutils bmap-tools
+    protobuf-compiler containerd runc docker-registry curl)
 
 log() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }

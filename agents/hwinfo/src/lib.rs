@@ -1,0 +1,74 @@
+//! What a machine is made of, read from /sys and /proc (no dmidecode, no udev database): the
+//! agent attributes of Tinkerbell's current protocol, kept as plain typed values (byte counts,
+//! Mbit/s) so each consumer formats them its own way. Device discovery shares this crate.
+//!
+//! Collection is best effort by design: a file the kernel does not offer (no DMI on ARM, no
+//! `speed` on a link that is down, serials that need root) leaves that value absent instead of
+//! failing the whole report.
+
+mod block;
+mod cpu;
+mod dmi;
+mod memory;
+mod network;
+mod pci;
+mod sysfs;
+
+use std::path::Path;
+
+pub use block::{BlockDevice, ControllerType, DriveType};
+pub use cpu::{Cpu, Processor};
+pub use dmi::{Baseboard, Bios, Chassis, Product, is_placeholder};
+pub use memory::Memory;
+pub use network::{NetworkInterface, network_interfaces};
+pub use pci::PciDevice;
+
+/// Everything the current protocol's `AgentAttributes` carries, plus the SMBIOS system UUID.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentAttributes {
+    pub cpu: Cpu,
+    pub memory: Memory,
+    pub block_devices: Vec<BlockDevice>,
+    pub network_interfaces: Vec<NetworkInterface>,
+    pub pci_devices: Vec<PciDevice>,
+    /// The PCI devices whose class is a display controller (class 0x03).
+    pub gpus: Vec<PciDevice>,
+    pub chassis: Chassis,
+    pub bios: Bios,
+    pub baseboard: Baseboard,
+    pub product: Product,
+    /// SMBIOS system UUID (`product_uuid`, readable by root only), placeholder values dropped.
+    pub system_uuid: Option<String>,
+}
+
+/// The attributes of the machine this runs on.
+pub fn collect() -> AgentAttributes {
+    collect_from(Path::new("/"))
+}
+
+/// The attributes read from `root`/sys and `root`/proc: `/` for the live system, a prepared
+/// directory tree in tests.
+pub fn collect_from(root: &Path) -> AgentAttributes {
+    let sys = root.join("sys");
+    let proc = root.join("proc");
+    let pci_devices = pci::devices(&sys);
+    let gpus = pci_devices
+        .iter()
+        .filter(|device| device.is_display())
+        .cloned()
+        .collect();
+    let dmi_dir = sys.join("class/dmi/id");
+    AgentAttributes {
+        cpu: cpu::read(&proc),
+        memory: memory::read(&sys, &proc),
+        block_devices: block::devices(&sys),
+        network_interfaces: network_interfaces(&sys),
+        pci_devices,
+        gpus,
+        chassis: dmi::chassis(&dmi_dir),
+        bios: dmi::bios(&dmi_dir),
+        baseboard: dmi::baseboard(&dmi_dir),
+        product: dmi::product(&dmi_dir),
+        system_uuid: dmi::system_uuid(&dmi_dir),
+    }
+}

@@ -1,0 +1,39 @@
+//! Network interfaces from /sys/class/net, hardware only (loopback, bridges, veths and other
+//! interfaces under /sys/devices/virtual are left out).
+
+use std::path::Path;
+
+use crate::sysfs;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkInterface {
+    pub name: String,
+    /// Lower-case colon-separated hardware address.
+    pub mac: Option<String>,
+    /// Link speed in Mbit/s; absent while the link is down (the kernel refuses to read it).
+    pub speed_mbps: Option<u32>,
+}
+
+/// The hardware network interfaces under `sys`, in the order the kernel created them (ifindex),
+/// so the first one is the boot NIC's usual place.
+pub fn network_interfaces(sys: &Path) -> Vec<NetworkInterface> {
+    let mut interfaces: Vec<(u64, NetworkInterface)> = sysfs::entries(&sys.join("class/net"))
+        .into_iter()
+        .filter(|(_, path)| !sysfs::is_virtual(path))
+        .map(|(name, path)| {
+            let index = sysfs::number(&path.join("ifindex")).unwrap_or(u64::MAX);
+            let interface = NetworkInterface {
+                mac: sysfs::text(&path.join("address")).map(|mac| mac.to_ascii_lowercase()),
+                // `speed` is -1 when unknown, which does not parse as u32.
+                speed_mbps: sysfs::text(&path.join("speed")).and_then(|speed| speed.parse().ok()),
+                name,
+            };
+            (index, interface)
+        })
+        .collect();
+    interfaces.sort_by_key(|(index, _)| *index);
+    interfaces
+        .into_iter()
+        .map(|(_, interface)| interface)
+        .collect()
+}

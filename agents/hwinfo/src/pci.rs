@@ -1,0 +1,49 @@
+//! PCI functions from /sys/bus/pci/devices, as numeric ids (the bootkit carries no pci.ids
+//! name database).
+
+use std::path::Path;
+
+use crate::sysfs;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PciDevice {
+    /// Bus address (`0000:00:02.0`).
+    pub address: String,
+    /// Four hex digits, lower case, no `0x` (`8086`).
+    pub vendor_id: Option<String>,
+    /// Four hex digits (`0d57`).
+    pub device_id: Option<String>,
+    /// Six hex digits: class, subclass, programming interface (`020000` is Ethernet).
+    pub class: Option<String>,
+    /// The bound kernel driver, if any.
+    pub driver: Option<String>,
+}
+
+/// The PCI base class of display controllers (VGA, 3D, other display).
+const DISPLAY_CLASS_PREFIX: &str = "03";
+
+impl PciDevice {
+    pub fn is_display(&self) -> bool {
+        self.class
+            .as_deref()
+            .is_some_and(|class| class.starts_with(DISPLAY_CLASS_PREFIX))
+    }
+}
+
+pub(crate) fn devices(sys: &Path) -> Vec<PciDevice> {
+    sysfs::entries(&sys.join("bus/pci/devices"))
+        .into_iter()
+        .map(|(address, dir)| PciDevice {
+            vendor_id: hex_id(&dir.join("vendor")),
+            device_id: hex_id(&dir.join("device")),
+            class: hex_id(&dir.join("class")),
+            driver: sysfs::link_name(&dir.join("driver")),
+            address,
+        })
+        .collect()
+}
+
+fn hex_id(path: &Path) -> Option<String> {
+    let text = sysfs::text(path)?;
+    Some(text.trim_start_matches("0x").to_ascii_lowercase())
+}

@@ -1,0 +1,317 @@
+//! collect_from over a prepared /sys + /proc tree holding each kind of entry, and collect() on
+//! the machine running the tests.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use bootkit_hwinfo::{ControllerType, DriveType, collect, collect_from};
+
+fn write(root: &Path, relative: &str, contents: &str) {
+    let path = root.join(relative);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, contents).unwrap();
+}
+
+/// A class entry (/sys/block/NAME, /sys/class/net/NAME) linked to its device directory, as
+/// the kernel lays them out.
+fn class_link(root: &Path, class_dir: &str, name: &str, device_path: &str) {
+    fs::create_dir_all(root.join(device_path)).unwrap();
+    fs::create_dir_all(root.join(class_dir)).unwrap();
+    let depth = class_dir.split('/').count() - 1;
+    let target = format!(
+        "{}{}",
+        "../".repeat(depth),
+        device_path.trim_start_matches("sys/")
+    );
+    symlink(target, root.join(class_dir).join(name)).unwrap();
+}
+
+const CPUINFO: &str = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Xeon Test\nphysical id\t: 0\ncore id\t\t: 0\nflags\t\t: fpu sse2 avx\n\n\
+processor\t: 1\nvendor_id\t: GenuineIntel\nmodel name\t: Xeon Test\nphysical id\t: 0\ncore id\t\t: 0\nflags\t\t: fpu sse2 avx\n\n\
+processor\t: 2\nvendor_id\t: GenuineIntel\nmodel name\t: Xeon Test\nphysical id\t: 0\ncore id\t\t: 1\nflags\t\t: fpu sse2 avx\n\n\
+processor\t: 3\nvendor_id\t: GenuineIntel\nmodel name\t: Xeon Test\nphysical id\t: 1\ncore id\t\t: 0\nflags\t\t: fpu sse2 avx\n";
+
+fn fake_machine(root: &Path) {
+    write(root, "proc/cpuinfo", CPUINFO);
+    write(
+        root,
+        "proc/meminfo",
+        "MemTotal:        8039604 kB\nMemFree:  100 kB\n",
+    );
+    write(
+        root,
+        "sys/devices/system/memory/block_size_bytes",
+        "8000000\n",
+    );
+    for (block, online) in [("memory0", "1"), ("memory1", "1"), ("memory2", "0")] {
+        write(
+            root,
+            &format!("sys/devices/system/memory/{block}/online"),
+            online,
+        );
+    }
+
+    let nvme = "sys/devices/pci0000:00/0000:00:04.0/nvme/nvme0/nvme0n1";
+    class_link(root, "sys/block", "nvme0n1", nvme);
+    write(root, &format!("{nvme}/size"), "2000409264\n");
+    write(root, &format!("{nvme}/queue/rotational"), "0\n");
+    write(root, &format!("{nvme}/queue/physical_block_size"), "512\n");
+    write(root, &format!("{nvme}/wwid"), "eui.0025388b91b3b2c4\n");
+    write(
+        root,
+        "sys/devices/pci0000:00/0000:00:04.0/nvme/nvme0/model",
+        "Samsung SSD 980   \n",
+    );
+    write(
+        root,
+        "sys/devices/pci0000:00/0000:00:04.0/nvme/nvme0/serial",
+        "S64DNF0R123456\n",
+    );
+    symlink("../../nvme0", root.join(format!("{nvme}/device"))).unwrap();
+
+    let sata = "sys/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda";
+    class_link(root, "sys/block", "sda", sata);
+    write(root, &format!("{sata}/size"), "1953525168\n");
+    write(root, &format!("{sata}/queue/rotational"), "1\n");
+    write(root, &format!("{sata}/queue/physical_block_size"), "4096\n");
+    write(root, &format!("{sata}/device/vendor"), "ATA     \n");
+    write(root, &format!("{sata}/device/model"), "WDC WD10EZEX\n");
+    write(
+        root,
+        &format!("{sata}/device/wwid"),
+        "naa.50014ee2b5c1a2b3\n",
+    );
+
+    let virtio = "sys/devices/pci0000:00/0000:00:02.0/virtio1/block/vda";
+    class_link(root, "sys/block", "vda", virtio);
+    write(root, &format!("{virtio}/size"), "1048576\n");
+    write(root, &format!("{virtio}/queue/rotational"), "1\n");
+    write(root, &format!("{virtio}/serial"), "disk-serial-1\n");
+    write(root, &format!("{virtio}/device/vendor"), "0x1af4\n");
+
+    let usb =
+        "sys/devices/pci0000:00/0000:00:14.0/usb1/1-1/1-1:1.0/host6/target6:0:0/6:0:0:0/block/sdb";
+    class_link(root, "sys/block", "sdb", usb);
+    write(root, &format!("{usb}/size"), "60437492\n");
+    write(root, &format!("{usb}/queue/rotational"), "1\n");
+
+    class_link(
+        root,
+        "sys/block",
+        "loop0",
+        "sys/devices/virtual/block/loop0",
+    );
+    class_link(
+        root,
+        "sys/block",
+        "zram0",
+        "sys/devices/virtual/block/zram0",
+    );
+
+    let eth1 = "sys/devices/pci0000:00/0000:00:05.0/net/eth1";
+    class_link(root, "sys/class/net", "eth1", eth1);
+    write(root, &format!("{eth1}/address"), "52:54:00:AA:BB:02\n");
+    write(root, &format!("{eth1}/ifindex"), "3\n");
+    write(root, &format!("{eth1}/speed"), "-1\n");
+    let eth0 = "sys/devices/pci0000:00/0000:00:03.0/net/eth0";
+    class_link(root, "sys/class/net", "eth0", eth0);
+    write(root, &format!("{eth0}/address"), "52:54:00:aa:bb:01\n");
+    write(root, &format!("{eth0}/ifindex"), "2\n");
+    write(root, &format!("{eth0}/speed"), "10000\n");
+    class_link(root, "sys/class/net", "lo", "sys/devices/virtual/net/lo");
+    write(
+        root,
+        "sys/devices/virtual/net/lo/address",
+        "00:00:00:00:00:00\n",
+    );
+    class_link(root, "sys/class/net", "br0", "sys/devices/virtual/net/br0");
+
+    let nic = "sys/devices/pci0000:00/0000:00:03.0";
+    write(root, &format!("{nic}/vendor"), "0x8086\n");
+    write(root, &format!("{nic}/device"), "0x10D3\n");
+    write(root, &format!("{nic}/class"), "0x020000\n");
+    fs::create_dir_all(root.join("sys/bus/pci/drivers/e1000e")).unwrap();
+    symlink(
+        "../../../bus/pci/drivers/e1000e",
+        root.join(format!("{nic}/driver")),
+    )
+    .unwrap();
+    let vga = "sys/devices/pci0000:00/0000:00:01.0";
+    write(root, &format!("{vga}/vendor"), "0x1234\n");
+    write(root, &format!("{vga}/device"), "0x1111\n");
+    write(root, &format!("{vga}/class"), "0x030000\n");
+    fs::create_dir_all(root.join("sys/bus/pci/devices")).unwrap();
+    for address in ["0000:00:03.0", "0000:00:01.0"] {
+        symlink(
+            format!("../../../devices/pci0000:00/{address}"),
+            root.join("sys/bus/pci/devices").join(address),
+        )
+        .unwrap();
+    }
+
+    let dmi = [
+        ("chassis_serial", "To Be Filled By O.E.M."),
+        ("chassis_vendor", "Supermicro"),
+        ("bios_vendor", "American Megatrends Inc."),
+        ("bios_version", "3.4"),
+        ("bios_date", "05/12/2023"),
+        ("board_vendor", "Supermicro"),
+        ("board_name", "X11SCL-F"),
+        ("board_version", "1.01"),
+        ("board_serial", "ZM19AS012345"),
+        ("product_name", "SYS-5019C-M"),
+        ("sys_vendor", "Supermicro"),
+        ("product_serial", "Default string"),
+        ("product_uuid", "00000000-0000-0000-0000-000000000000"),
+    ];
+    for (file, value) in dmi {
+        write(
+            root,
+            &format!("sys/devices/virtual/dmi/id/{file}"),
+            &format!("{value}\n"),
+        );
+    }
+    fs::create_dir_all(root.join("sys/class/dmi")).unwrap();
+    symlink(
+        "../../devices/virtual/dmi/id",
+        root.join("sys/class/dmi/id"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn fake_tree_reports_each_kind_of_hardware() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_machine(dir.path());
+    let attributes = collect_from(dir.path());
+
+    let cpu = &attributes.cpu;
+    assert_eq!(
+        (cpu.total_cores, cpu.total_threads),
+        (3, 4),
+        "two packages: 2 cores/3 threads and 1/1"
+    );
+    assert_eq!(cpu.processors.len(), 2);
+    assert_eq!(cpu.processors[0].vendor.as_deref(), Some("GenuineIntel"));
+    assert_eq!(cpu.processors[0].model.as_deref(), Some("Xeon Test"));
+    assert_eq!(cpu.processors[0].capabilities, ["fpu", "sse2", "avx"]);
+
+    assert_eq!(
+        attributes.memory.total_bytes,
+        Some(2 * 0x8000000),
+        "two online 128 MiB blocks"
+    );
+    assert_eq!(attributes.memory.usable_bytes, Some(8039604 * 1024));
+
+    let names: Vec<&str> = attributes
+        .block_devices
+        .iter()
+        .map(|disk| disk.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["nvme0n1", "sda", "sdb", "vda"],
+        "loop and zram are not disks"
+    );
+    let disk = |name: &str| {
+        attributes
+            .block_devices
+            .iter()
+            .find(|disk| disk.name == name)
+            .unwrap()
+    };
+    let nvme = disk("nvme0n1");
+    assert_eq!(
+        (nvme.controller, nvme.drive_type),
+        (ControllerType::Nvme, DriveType::Ssd)
+    );
+    assert_eq!(nvme.size_bytes, Some(2000409264 * 512));
+    assert_eq!(nvme.model.as_deref(), Some("Samsung SSD 980"));
+    assert_eq!(nvme.serial.as_deref(), Some("S64DNF0R123456"));
+    assert_eq!(nvme.wwn.as_deref(), Some("eui.0025388b91b3b2c4"));
+    let sata = disk("sda");
+    assert_eq!(
+        (sata.controller, sata.drive_type),
+        (ControllerType::Sata, DriveType::Hdd)
+    );
+    assert_eq!(sata.physical_block_size_bytes, Some(4096));
+    assert_eq!(sata.vendor.as_deref(), Some("ATA"));
+    assert_eq!(sata.wwn.as_deref(), Some("naa.50014ee2b5c1a2b3"));
+    assert_eq!(disk("sdb").controller, ControllerType::Usb);
+    let virtio = disk("vda");
+    assert_eq!(virtio.controller, ControllerType::Virtio);
+    assert_eq!(virtio.serial.as_deref(), Some("disk-serial-1"));
+    assert_eq!(
+        virtio.vendor, None,
+        "a virtio vendor id is not a manufacturer name"
+    );
+
+    let nics: Vec<(&str, Option<&str>, Option<u32>)> = attributes
+        .network_interfaces
+        .iter()
+        .map(|nic| (nic.name.as_str(), nic.mac.as_deref(), nic.speed_mbps))
+        .collect();
+    assert_eq!(
+        nics,
+        [
+            ("eth0", Some("52:54:00:aa:bb:01"), Some(10000)),
+            ("eth1", Some("52:54:00:aa:bb:02"), None)
+        ],
+        "hardware NICs in ifindex order, MACs lower case, unknown speed absent, lo and br0 left out"
+    );
+
+    assert_eq!(attributes.pci_devices.len(), 2);
+    let nic = attributes
+        .pci_devices
+        .iter()
+        .find(|device| device.address == "0000:00:03.0")
+        .unwrap();
+    assert_eq!(nic.vendor_id.as_deref(), Some("8086"));
+    assert_eq!(nic.device_id.as_deref(), Some("10d3"));
+    assert_eq!(nic.class.as_deref(), Some("020000"));
+    assert_eq!(nic.driver.as_deref(), Some("e1000e"));
+    assert_eq!(attributes.gpus.len(), 1);
+    assert_eq!(attributes.gpus[0].address, "0000:00:01.0");
+    assert_eq!(attributes.gpus[0].driver, None);
+
+    assert_eq!(
+        attributes.chassis.serial, None,
+        "O.E.M. placeholder serial is absent"
+    );
+    assert_eq!(attributes.chassis.vendor.as_deref(), Some("Supermicro"));
+    assert_eq!(attributes.bios.version.as_deref(), Some("3.4"));
+    assert_eq!(attributes.bios.release_date.as_deref(), Some("05/12/2023"));
+    assert_eq!(attributes.baseboard.serial.as_deref(), Some("ZM19AS012345"));
+    assert_eq!(attributes.baseboard.product.as_deref(), Some("X11SCL-F"));
+    assert_eq!(attributes.product.name.as_deref(), Some("SYS-5019C-M"));
+    assert_eq!(
+        attributes.product.serial, None,
+        "\"Default string\" is absent"
+    );
+    assert_eq!(attributes.system_uuid, None, "an all-zero UUID is absent");
+}
+
+#[test]
+fn empty_tree_gives_empty_attributes_instead_of_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let attributes = collect_from(dir.path());
+    assert_eq!(attributes, Default::default());
+}
+
+#[test]
+fn this_machine_has_a_cpu_and_memory() {
+    let attributes = collect();
+    assert!(attributes.cpu.total_threads >= 1, "{:?}", attributes.cpu);
+    assert!(attributes.cpu.total_cores >= 1);
+    assert!(attributes.cpu.total_cores <= attributes.cpu.total_threads);
+    let usable = attributes.memory.usable_bytes.unwrap();
+    assert!(usable > 0);
+    assert!(attributes.memory.total_bytes.unwrap() >= usable / 2);
+    assert!(
+        attributes
+            .network_interfaces
+            .iter()
+            .all(|nic| nic.name != "lo")
+    );
+}

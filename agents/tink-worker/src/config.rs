@@ -1,0 +1,614 @@
+//! The worker's configuration, compatible with HookOS and EMT: kernel command line keys
+//! (`grpc_authority=…`, as Smee's iPXE script passes them), environment variables (tink-worker's
+//! `TINKERBELL_GRPC_AUTHORITY`, `ID`, …) overriding them, and a few flags of our own.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use bootkit_common::cmdline::split_words;
+
+/// The flags of `tink-worker` (the rest comes from the command line and the environment).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Flags {
+    /// Which workflow protocol to speak: `auto` tries the current one and falls back to the
+    /// legacy one when the server does not implement it.
+    #[arg(long, value_enum, default_value_t = ProtocolChoice::Auto)]
+    pub protocol: ProtocolChoice,
+    /// containerd's gRPC socket.
+    #[arg(long, default_value = "/run/containerd/containerd.sock")]
+    pub containerd_socket: PathBuf,
+    /// containerd namespace for images and containers.
+    #[arg(long, default_value = "tinkerbell")]
+    pub namespace: String,
+    /// Keep each action's container, task and snapshot after it ran (for debugging).
+    #[arg(long)]
+    pub keep_containers: bool,
+    /// An action's `command` replaces the image's whole argument list, entrypoint included
+    /// (EMT's worker), instead of only its CMD (tink-agent).
+    #[arg(long)]
+    pub emt_args: bool,
+}
+
+impl Default for Flags {
+    fn default() -> Self {
+        Flags {
+            protocol: ProtocolChoice::Auto,
+            containerd_socket: PathBuf::from("/run/containerd/containerd.sock"),
+            namespace: "tinkerbell".to_string(),
+            keep_containers: false,
+            emt_args: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProtocolChoice {
+    Auto,
+    Current,
+    Legacy,
+}
+
+/// How the worker reaches the workflow service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerTls {
+    /// `tinkerbell_tls=false`: plain HTTP/2.
+    Plaintext,
+    /// The server certificate is checked against this PEM bundle, or the system's.
+    Verified { ca_bundle: Option<PathBuf> },
+    /// `tinkerbell_insecure_tls=true`: TLS without checking the certificate.
+    InsecureSkipVerify,
+}
+
+/// A value that must never reach a log: Debug and Display print a marker instead.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it (an Authorization header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryConfig {
+    /// `docker_registry`: the registry images are pulled through (host[:port]).
+    pub mirror: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Registries (host[:port]) reached without certificate checks, or over plain HTTP.
+    pub insecure: Vec<String>,
+}
+
+/// Proxy URLs may carry `user:password@`; Debug shows them without it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ProxyConfig {
+    pub http: Option<String>,
+    pub https: Option<String>,
+    pub no_proxy: Option<String>,
+}
+
+impl fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("http", &self.http.as_deref().map(without_credentials))
+            .field("https", &self.https.as_deref().map(without_credentials))
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
+}
+
+/// `http://user:secret@proxy:3128` as `http://<redacted>@proxy:3128`.
+fn without_credentials(url: &str) -> String {
+    let host_start = url.find("://").map_or(0, |scheme_end| scheme_end + 3);
+    match url[host_start..].rfind('@') {
+        Some(at) => format!(
+            "{}<redacted>{}",
+            &url[..host_start],
+            &url[host_start + at..]
+        ),
+        None => url.to_string(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The workflow service, `host:port`.
+    pub grpc_authority: String,
+    pub worker_id: String,
+    pub tls: ServerTls,
+    pub registry: RegistryConfig,
+    pub proxy: ProxyConfig,
+    pub protocol: ProtocolChoice,
+    pub containerd_socket: PathBuf,
+    pub namespace: String,
+    pub keep_containers: bool,
+    pub emt_args: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "{what} is not set: pass {cmdline}=… on the kernel command line or set {env} in the environment"
+    )]
+    Missing {
+        what: &'static str,
+        cmdline: &'static str,
+        env: &'static str,
+    },
+    #[error("{setting}={value:?} ({origin}) is not valid: {why}")]
+    Invalid {
+        setting: String,
+        value: String,
+        origin: &'static str,
+        why: String,
+    },
+}
+
+/// One setting: its kernel command line key and its environment names (earlier names win).
+struct Key {
+    cmdline: &'static str,
+    env: &'static [&'static str],
+}
+
+const GRPC_AUTHORITY: Key = Key {
+    cmdline: "grpc_authority",
+    env: &["TINKERBELL_GRPC_AUTHORITY"],
+};
+const WORKER_ID: Key = Key {
+    cmdline: "worker_id",
+    env: &["WORKER_ID", "ID"],
+};
+const TLS: Key = Key {
+    cmdline: "tinkerbell_tls",
+    env: &["TINKERBELL_TLS"],
+};
+const INSECURE_TLS: Key = Key {
+    cmdline: "tinkerbell_insecure_tls",
+    env: &["TINKERBELL_INSECURE_TLS"],
+};
+const CA_BUNDLE: Key = Key {
+    cmdline: "tinkerbell_ca",
+    env: &["TINKERBELL_CA_CERT"],
+};
+const DOCKER_REGISTRY: Key = Key {
+    cmdline: "docker_registry",
+    env: &["DOCKER_REGISTRY"],
+};
+const REGISTRY_USERNAME: Key = Key {
+    cmdline: "registry_username",
+    env: &["REGISTRY_USERNAME"],
+};
+const REGISTRY_PASSWORD: Key = Key {
+    cmdline: "registry_password",
+    env: &["REGISTRY_PASSWORD"],
+};
+const INSECURE_REGISTRIES: Key = Key {
+    cmdline: "insecure_registries",
+    env: &["INSECURE_REGISTRIES"],
+};
+const HTTP_PROXY: Key = Key {
+    cmdline: "HTTP_PROXY",
+    env: &["HTTP_PROXY", "http_proxy"],
+};
+const HTTPS_PROXY: Key = Key {
+    cmdline: "HTTPS_PROXY",
+    env: &["HTTPS_PROXY", "https_proxy"],
+};
+const NO_PROXY: Key = Key {
+    cmdline: "NO_PROXY",
+    env: &["NO_PROXY", "no_proxy"],
+};
+
+/// A value found for a key, with where it came from (for error messages).
+struct Found {
+    name: String,
+    value: String,
+    origin: &'static str,
+}
+
+/// The kernel command line and the environment, looked up with the environment winning.
+pub struct Sources {
+    cmdline: HashMap<String, String>,
+    env: HashMap<String, String>,
+}
+
+impl Sources {
+    /// `cmdline` is the text of /proc/cmdline; later words win over earlier ones, as the
+    /// kernel's own parameters do.
+    pub fn new(cmdline: &str, env: impl IntoIterator<Item = (String, String)>) -> Self {
+        let cmdline = split_words(cmdline)
+            .into_iter()
+            .filter_map(|word| {
+                word.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        Sources {
+            cmdline,
+            env: env.into_iter().collect(),
+        }
+    }
+
+    /// This process's /proc/cmdline (empty when unreadable, as in a container) and environment.
+    pub fn live() -> Self {
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        Sources::new(&cmdline, std::env::vars())
+    }
+
+    /// An empty value counts as unset (`ID=` in a unit file should not make an empty worker id).
+    fn get(&self, key: &Key) -> Option<Found> {
+        let from_env = key.env.iter().find_map(|name| {
+            let value = self.env.get(*name).filter(|value| !value.is_empty())?;
+            Some(Found {
+                name: name.to_string(),
+                value: value.clone(),
+                origin: "environment",
+            })
+        });
+        from_env.or_else(|| {
+            let value = self
+                .cmdline
+                .get(key.cmdline)
+                .filter(|value| !value.is_empty())?;
+            Some(Found {
+                name: key.cmdline.to_string(),
+                value: value.clone(),
+                origin: "kernel command line",
+            })
+        })
+    }
+
+    fn text(&self, key: &Key) -> Option<String> {
+        self.get(key).map(|found| found.value)
+    }
+
+    fn flag(&self, key: &Key, default: bool) -> Result<bool, ConfigError> {
+        let Some(found) = self.get(key) else {
+            return Ok(default);
+        };
+        match found.value.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(invalid(found, "expected true or false")),
+        }
+    }
+}
+
+fn invalid(found: Found, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting: found.name,
+        value: found.value,
+        origin: found.origin,
+        why: why.into(),
+    }
+}
+
+fn missing(what: &'static str, key: &Key) -> ConfigError {
+    ConfigError::Missing {
+        what,
+        cmdline: key.cmdline,
+        env: key.env[0],
+    }
+}
+
+impl Config {
+    /// The configuration of this process: flags, the environment, /proc/cmdline and /sys (for
+    /// the worker id fallback).
+    pub fn load(flags: Flags) -> Result<Config, ConfigError> {
+        Config::from_sources(flags, &Sources::live(), Path::new("/sys"))
+    }
+
+    /// The configuration from explicit sources; `sys` is where /sys is (a prepared tree in tests).
+    pub fn from_sources(
+        flags: Flags,
+        sources: &Sources,
+        sys: &Path,
+    ) -> Result<Config, ConfigError> {
+        Ok(Config {
+            grpc_authority: grpc_authority(sources)?,
+            worker_id: worker_id(sources, sys)?,
+            tls: server_tls(sources)?,
+            registry: RegistryConfig {
+                mirror: sources.text(&DOCKER_REGISTRY),
+                username: sources.text(&REGISTRY_USERNAME),
+                password: sources.text(&REGISTRY_PASSWORD).map(Secret),
+                insecure: sources
+                    .text(&INSECURE_REGISTRIES)
+                    .map(|list| comma_list(&list))
+                    .unwrap_or_default(),
+            },
+            proxy: ProxyConfig {
+                http: sources.text(&HTTP_PROXY),
+                https: sources.text(&HTTPS_PROXY),
+                no_proxy: sources.text(&NO_PROXY),
+            },
+            protocol: flags.protocol,
+            containerd_socket: flags.containerd_socket,
+            namespace: flags.namespace,
+            keep_containers: flags.keep_containers,
+            emt_args: flags.emt_args,
+        })
+    }
+}
+
+fn grpc_authority(sources: &Sources) -> Result<String, ConfigError> {
+    let found = sources
+        .get(&GRPC_AUTHORITY)
+        .ok_or_else(|| missing("the workflow server address", &GRPC_AUTHORITY))?;
+    let port = found
+        .value
+        .rsplit_once(':')
+        .filter(|(host, _)| !host.is_empty() && !host.contains("://"))
+        .and_then(|(_, port)| port.parse::<u16>().ok());
+    match port {
+        Some(_) => Ok(found.value),
+        None => Err(invalid(
+            found,
+            "expected host:port, for example tink.example.com:42113",
+        )),
+    }
+}
+
+/// HookOS falls back to the MAC address when Smee passes no worker id: the same here, with the
+/// first hardware interface the kernel created.
+fn worker_id(sources: &Sources, sys: &Path) -> Result<String, ConfigError> {
+    if let Some(id) = sources.text(&WORKER_ID) {
+        return Ok(id);
+    }
+    bootkit_hwinfo::network_interfaces(sys)
+        .into_iter()
+        .find_map(|interface| {
+            interface
+                .mac
+                .filter(|mac| !bootkit_hwinfo::is_placeholder(mac))
+        })
+        .ok_or_else(|| {
+            missing(
+                "the worker id (and no network interface has a MAC to use instead)",
+                &WORKER_ID,
+            )
+        })
+}
+
+fn server_tls(sources: &Sources) -> Result<ServerTls, ConfigError> {
+    if !sources.flag(&TLS, true)? {
+        return Ok(ServerTls::Plaintext);
+    }
+    if sources.flag(&INSECURE_TLS, false)? {
+        return Ok(ServerTls::InsecureSkipVerify);
+    }
+    Ok(ServerTls::Verified {
+        ca_bundle: sources.text(&CA_BUNDLE).map(PathBuf::from),
+    })
+}
+
+fn comma_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load(cmdline: &str, environment: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let no_sys = tempfile::tempdir().unwrap();
+        Config::from_sources(
+            Flags::default(),
+            &Sources::new(cmdline, env(environment)),
+            no_sys.path(),
+        )
+    }
+
+    #[test]
+    fn cmdline_keys_and_defaults() {
+        let config = load(
+            r#"quiet grpc_authority=10.0.0.1:42113 worker_id=m1 docker_registry=10.0.0.1:5000 insecure_registries="a:5000, b" registry_username=u"#,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.grpc_authority, "10.0.0.1:42113");
+        assert_eq!(config.worker_id, "m1");
+        assert_eq!(
+            config.tls,
+            ServerTls::Verified { ca_bundle: None },
+            "TLS is on by default"
+        );
+        assert_eq!(config.registry.mirror.as_deref(), Some("10.0.0.1:5000"));
+        assert_eq!(config.registry.insecure, ["a:5000", "b"]);
+        assert_eq!(config.registry.username.as_deref(), Some("u"));
+        assert_eq!(config.registry.password, None);
+        assert_eq!(config.protocol, ProtocolChoice::Auto);
+        assert_eq!(config.namespace, "tinkerbell");
+        assert_eq!(
+            config.containerd_socket,
+            Path::new("/run/containerd/containerd.sock")
+        );
+        assert!(!config.keep_containers && !config.emt_args);
+    }
+
+    #[test]
+    fn environment_overrides_cmdline_and_worker_id_beats_id() {
+        let config = load(
+            "grpc_authority=old:1 worker_id=from-cmdline tinkerbell_tls=true",
+            &[
+                ("TINKERBELL_GRPC_AUTHORITY", "new:42113"),
+                ("ID", "from-id"),
+                ("WORKER_ID", "from-worker-id"),
+                ("TINKERBELL_TLS", "false"),
+                ("HTTPS_PROXY", "http://proxy:3128"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.grpc_authority, "new:42113");
+        assert_eq!(config.worker_id, "from-worker-id");
+        assert_eq!(config.tls, ServerTls::Plaintext);
+        assert_eq!(config.proxy.https.as_deref(), Some("http://proxy:3128"));
+
+        let config = load(
+            "grpc_authority=a:1 worker_id=from-cmdline",
+            &[("ID", "from-id"), ("WORKER_ID", "")],
+        )
+        .unwrap();
+        assert_eq!(
+            config.worker_id, "from-id",
+            "an empty WORKER_ID counts as unset"
+        );
+    }
+
+    #[test]
+    fn insecure_tls_and_ca_bundle() {
+        let config = load(
+            "grpc_authority=a:1 worker_id=w tinkerbell_insecure_tls=1",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.tls, ServerTls::InsecureSkipVerify);
+        let config = load(
+            "grpc_authority=a:1 worker_id=w",
+            &[("TINKERBELL_CA_CERT", "/etc/tink/ca.pem")],
+        )
+        .unwrap();
+        assert_eq!(
+            config.tls,
+            ServerTls::Verified {
+                ca_bundle: Some(PathBuf::from("/etc/tink/ca.pem"))
+            }
+        );
+    }
+
+    #[test]
+    fn missing_and_bad_values_name_the_key() {
+        let error = load("worker_id=w", &[]).unwrap_err().to_string();
+        assert!(
+            error.contains("grpc_authority") && error.contains("TINKERBELL_GRPC_AUTHORITY"),
+            "{error}"
+        );
+
+        let error = load("grpc_authority=tink.example.com worker_id=w", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("grpc_authority=\"tink.example.com\"") && error.contains("host:port"),
+            "{error}"
+        );
+
+        let error = load(
+            "grpc_authority=a:1 worker_id=w",
+            &[("TINKERBELL_TLS", "maybe")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("TINKERBELL_TLS")
+                && error.contains("environment")
+                && error.contains("true or false"),
+            "{error}"
+        );
+
+        let error = load("grpc_authority=a:1", &[]).unwrap_err().to_string();
+        assert!(
+            error.contains("worker_id") && error.contains("WORKER_ID"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn worker_id_falls_back_to_the_first_nic_mac() {
+        let sys = tempfile::tempdir().unwrap();
+        for (name, index, mac) in [
+            ("eth1", "3", "52:54:00:00:00:02"),
+            ("eth0", "2", "52:54:00:00:00:01"),
+        ] {
+            let dir = sys.path().join("devices/pci0000:00").join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("ifindex"), index).unwrap();
+            std::fs::write(dir.join("address"), mac).unwrap();
+            std::fs::create_dir_all(sys.path().join("class/net")).unwrap();
+            std::os::unix::fs::symlink(&dir, sys.path().join("class/net").join(name)).unwrap();
+        }
+        let sources = Sources::new("grpc_authority=a:1", Vec::new());
+        let config = Config::from_sources(Flags::default(), &sources, sys.path()).unwrap();
+        assert_eq!(config.worker_id, "52:54:00:00:00:01");
+    }
+
+    #[test]
+    fn flags_parse_with_their_defaults() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            flags: Flags,
+        }
+        let defaults = Cli::try_parse_from(["tink-worker"]).unwrap().flags;
+        assert_eq!(defaults.protocol, ProtocolChoice::Auto);
+        assert_eq!(
+            defaults.containerd_socket,
+            Flags::default().containerd_socket
+        );
+        assert_eq!(defaults.namespace, Flags::default().namespace);
+        let flags = Cli::try_parse_from([
+            "tink-worker",
+            "--protocol",
+            "legacy",
+            "--keep-containers",
+            "--emt-args",
+        ])
+        .unwrap()
+        .flags;
+        assert_eq!(flags.protocol, ProtocolChoice::Legacy);
+        assert!(flags.keep_containers && flags.emt_args);
+        let error = Cli::try_parse_from(["tink-worker", "--protocol", "v2"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("--protocol") && error.contains("auto"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn debug_output_redacts_the_registry_password_and_proxy_credentials() {
+        let config = load(
+            "grpc_authority=a:1 worker_id=w registry_password=hunter2-secret HTTPS_PROXY=http://bob:proxy-secret@proxy:3128",
+            &[],
+        )
+        .unwrap();
+        assert!(!format!("{config:?}").contains("proxy-secret"));
+        assert!(format!("{config:?}").contains("http://<redacted>@proxy:3128"));
+        assert_eq!(
+            config.proxy.https.as_deref(),
+            Some("http://bob:proxy-secret@proxy:3128")
+        );
+        assert_eq!(
+            config.registry.password.as_ref().map(Secret::expose),
+            Some("hunter2-secret")
+        );
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2-secret"), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+    }
+}

@@ -1,0 +1,350 @@
+//! The worker's side of the workflow protocols: Tinkerbell's current one (`GetAction`) and the
+//! legacy one of tink v0.9–v0.12 (`GetWorkflowContexts`), behind one client. In `auto` mode the
+//! client tries the current protocol first and, when the server answers UNIMPLEMENTED, switches
+//! to the legacy one for the rest of its life.
+
+mod attributes;
+mod channel;
+mod current;
+mod legacy;
+
+use std::time::{Duration, SystemTime};
+
+use bootkit_hwinfo::AgentAttributes;
+use tonic::Code;
+use tonic::transport::Channel;
+
+use crate::config::{Config, ProtocolChoice, ServerTls};
+
+/// tink's rule: an action without a timeout gets one hour.
+pub const DEFAULT_ACTION_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// One action to run, whichever protocol it came from. `Default` is for building one by hand
+/// (`run-once`, tests): its timeout is zero, so set one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Action {
+    pub workflow_id: String,
+    pub task_id: String,
+    /// The server's id of the action; with the legacy protocol, the action's index in its
+    /// workflow (that protocol has no ids).
+    pub action_id: String,
+    pub task_name: String,
+    pub name: String,
+    pub image: String,
+    pub timeout: Duration,
+    pub command: Vec<String>,
+    /// Docker syntax: `host:container[:ro]`.
+    pub volumes: Vec<String>,
+    /// `KEY=value`.
+    pub environment: Vec<String>,
+    /// Run in the host's PID namespace (`pid: host`).
+    pub pid_host: bool,
+    /// Run in a network namespace of its own instead of the host's (`namespaces.network` set to
+    /// something other than `host`).
+    pub network_namespace: bool,
+    /// Legacy `on-timeout` / `on-failure` commands.
+    pub on_timeout: Vec<String>,
+    pub on_failure: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionState {
+    Running,
+    Success,
+    Failed,
+    Timeout,
+}
+
+/// What the worker tells the server about an action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionReport {
+    pub workflow_id: String,
+    pub task_id: String,
+    pub action_id: String,
+    pub task_name: String,
+    pub action_name: String,
+    pub state: ActionState,
+    pub started: SystemTime,
+    /// Set on the final report only.
+    pub stopped: Option<SystemTime>,
+    pub message: String,
+}
+
+impl ActionReport {
+    /// From start to stop (zero while running).
+    fn duration(&self) -> Duration {
+        self.stopped
+            .and_then(|stopped| stopped.duration_since(self.started).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// The protocol a client speaks once it knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Current,
+    Legacy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error(
+        "the workflow server address {authority:?} is not usable: {why}; set grpc_authority to host:port"
+    )]
+    Address { authority: String, why: String },
+    #[error(
+        "cannot set up TLS for the workflow server: {why}; check the CA bundle (tinkerbell_ca / TINKERBELL_CA_CERT) or set tinkerbell_tls=false for a plaintext server"
+    )]
+    TlsSetup { why: String },
+    #[error(
+        "{operation} at {authority}: the TLS handshake failed: {why}; check the CA bundle (tinkerbell_ca / TINKERBELL_CA_CERT), or tinkerbell_insecure_tls=true to skip certificate checks"
+    )]
+    Tls {
+        operation: &'static str,
+        authority: String,
+        why: String,
+    },
+    #[error("{operation} at {authority} failed ({code:?}): {message}")]
+    Rpc {
+        operation: &'static str,
+        authority: String,
+        code: Code,
+        message: String,
+    },
+}
+
+impl ProtocolError {
+    /// Whether trying again later can help: the server or the network is away or busy. A
+    /// rejected request (NotFound, InvalidArgument, FailedPrecondition, …) or a TLS trust
+    /// problem stays the same however often it is retried.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ProtocolError::Rpc { code, .. } => !matches!(
+                code,
+                Code::NotFound
+                    | Code::InvalidArgument
+                    | Code::FailedPrecondition
+                    | Code::PermissionDenied
+                    | Code::Unauthenticated
+                    | Code::Unimplemented
+                    | Code::AlreadyExists
+                    | Code::OutOfRange
+            ),
+            ProtocolError::Address { .. }
+            | ProtocolError::TlsSetup { .. }
+            | ProtocolError::Tls { .. } => false,
+        }
+    }
+
+    /// The gRPC status code the server answered, if it answered.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            ProtocolError::Rpc { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    fn from_status(operation: &'static str, authority: &str, status: tonic::Status) -> Self {
+        if let Some(handshake) = channel::tls_failure(&status) {
+            return ProtocolError::Tls {
+                operation,
+                authority: authority.to_string(),
+                why: handshake,
+            };
+        }
+        ProtocolError::Rpc {
+            operation,
+            authority: authority.to_string(),
+            code: status.code(),
+            message: channel::describe(&status),
+        }
+    }
+}
+
+/// A connection to the workflow service, speaking whichever protocol it serves.
+pub struct WorkflowClient {
+    channel: Channel,
+    authority: String,
+    worker_id: String,
+    choice: ProtocolChoice,
+    selected: Option<Protocol>,
+}
+
+impl WorkflowClient {
+    /// The client for the configured server. Connecting is lazy (and repeated after failures by
+    /// the channel itself), so a server that is not up yet is an error of the first call, not
+    /// of this one.
+    pub fn from_config(config: &Config) -> Result<Self, ProtocolError> {
+        Self::new(
+            &config.grpc_authority,
+            &config.tls,
+            &config.worker_id,
+            config.protocol,
+        )
+    }
+
+    /// Must be called inside a tokio runtime (the channel's background task starts here).
+    pub fn new(
+        authority: &str,
+        tls: &ServerTls,
+        worker_id: &str,
+        choice: ProtocolChoice,
+    ) -> Result<Self, ProtocolError> {
+        let selected = match choice {
+            ProtocolChoice::Auto => None,
+            ProtocolChoice::Current => Some(Protocol::Current),
+            ProtocolChoice::Legacy => Some(Protocol::Legacy),
+        };
+        Ok(WorkflowClient {
+            channel: channel::lazy(authority, tls)?,
+            authority: authority.to_string(),
+            worker_id: worker_id.to_string(),
+            choice,
+            selected,
+        })
+    }
+
+    /// The protocol in use: the configured one, or in auto mode the one the server answered to
+    /// (None before the first successful exchange).
+    pub fn protocol(&self) -> Option<Protocol> {
+        self.selected
+    }
+
+    /// The next action for this worker; None when the server has no work for it.
+    pub async fn next_action(
+        &mut self,
+        attributes: &AgentAttributes,
+    ) -> Result<Option<Action>, ProtocolError> {
+        if let Some(protocol) = self.selected {
+            return self.next_action_with(protocol, attributes).await;
+        }
+        match self.next_action_with(Protocol::Current, attributes).await {
+            Err(error) if self.should_fall_back(&error) => {
+                self.select_legacy();
+                self.next_action_with(Protocol::Legacy, attributes).await
+            }
+            result => {
+                if result.is_ok() {
+                    self.selected = Some(Protocol::Current);
+                }
+                result
+            }
+        }
+    }
+
+    /// Sends one status report.
+    pub async fn report(&mut self, report: &ActionReport) -> Result<(), ProtocolError> {
+        if let Some(protocol) = self.selected {
+            return self.report_with(protocol, report).await;
+        }
+        match self.report_with(Protocol::Current, report).await {
+            Err(error) if self.should_fall_back(&error) => {
+                self.select_legacy();
+                self.report_with(Protocol::Legacy, report).await
+            }
+            result => {
+                if result.is_ok() {
+                    self.selected = Some(Protocol::Current);
+                }
+                result
+            }
+        }
+    }
+
+    fn should_fall_back(&self, error: &ProtocolError) -> bool {
+        self.choice == ProtocolChoice::Auto && error.code() == Some(Code::Unimplemented)
+    }
+
+    fn select_legacy(&mut self) {
+        tracing::info!(
+            "the workflow server at {} does not implement the current protocol (GetAction): using the legacy one (GetWorkflowContexts)",
+            self.authority
+        );
+        self.selected = Some(Protocol::Legacy);
+    }
+
+    async fn next_action_with(
+        &self,
+        protocol: Protocol,
+        attributes: &AgentAttributes,
+    ) -> Result<Option<Action>, ProtocolError> {
+        let result = match protocol {
+            Protocol::Current => {
+                current::next_action(self.channel.clone(), &self.worker_id, attributes).await
+            }
+            Protocol::Legacy => legacy::next_action(self.channel.clone(), &self.worker_id).await,
+        };
+        result.map_err(|(operation, status)| {
+            ProtocolError::from_status(operation, &self.authority, status)
+        })
+    }
+
+    async fn report_with(
+        &self,
+        protocol: Protocol,
+        report: &ActionReport,
+    ) -> Result<(), ProtocolError> {
+        let result = match protocol {
+            Protocol::Current => {
+                current::report(self.channel.clone(), &self.worker_id, report).await
+            }
+            Protocol::Legacy => legacy::report(self.channel.clone(), &self.worker_id, report).await,
+        };
+        result.map_err(|status| {
+            ProtocolError::from_status("ReportActionStatus", &self.authority, status)
+        })
+    }
+}
+
+/// A protocol timeout in seconds as an action deadline: zero or negative means tink's default.
+fn action_timeout(seconds: i64) -> Duration {
+    u64::try_from(seconds)
+        .ok()
+        .filter(|seconds| *seconds > 0)
+        .map_or(DEFAULT_ACTION_TIMEOUT, Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_or_negative_timeouts_mean_one_hour() {
+        assert_eq!(action_timeout(0), DEFAULT_ACTION_TIMEOUT);
+        assert_eq!(action_timeout(-5), DEFAULT_ACTION_TIMEOUT);
+        assert_eq!(action_timeout(90), Duration::from_secs(90));
+    }
+
+    #[test]
+    fn rejections_are_permanent_and_outages_are_retryable() {
+        let rpc = |code| ProtocolError::Rpc {
+            operation: "GetAction",
+            authority: "a:1".into(),
+            code,
+            message: String::new(),
+        };
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::Unknown,
+            Code::Internal,
+            Code::ResourceExhausted,
+        ] {
+            assert!(rpc(code).is_retryable(), "{code:?}");
+        }
+        for code in [
+            Code::NotFound,
+            Code::InvalidArgument,
+            Code::FailedPrecondition,
+            Code::Unimplemented,
+        ] {
+            assert!(!rpc(code).is_retryable(), "{code:?}");
+        }
+        let tls = ProtocolError::Tls {
+            operation: "GetAction",
+            authority: "a:1".into(),
+            why: "UnknownIssuer".into(),
+        };
+        assert!(!tls.is_retryable());
+    }
+}

@@ -1,0 +1,201 @@
+//! The OCI / Docker schema 2 documents a pull reads and a push writes.
+//!
+//! Hand-written serde structs for the handful of fields used here: the oci-spec crate models
+//! every field of every document with builders, far more than a pull needs.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::RegistryError;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Every manifest kind a pull accepts, for the `Accept` header.
+pub const ACCEPTED_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json, \
+    application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.docker.distribution.manifest.v2+json";
+
+/// The platform the worker runs images for.
+pub const PLATFORM_OS: &str = "linux";
+pub const PLATFORM_ARCH: &str = "amd64";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: String,
+    pub size: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub annotations: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    pub architecture: String,
+    pub os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+/// An image manifest (OCI or Docker schema 2: the same fields).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageManifest {
+    pub schema_version: u32,
+    #[serde(default)]
+    pub media_type: Option<String>,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+}
+
+/// An image index or Docker manifest list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageIndex {
+    pub schema_version: u32,
+    #[serde(default)]
+    pub media_type: Option<String>,
+    pub manifests: Vec<Descriptor>,
+}
+
+/// The parts of the image config a pull and a run need.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ImageConfig {
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub config: ContainerConfig,
+    pub rootfs: RootFs,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RootFs {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub diff_ids: Vec<String>,
+}
+
+/// What a manifest endpoint answered: an image manifest, or an index to pick from.
+pub enum ManifestDocument {
+    Image(ImageManifest),
+    Index(ImageIndex),
+}
+
+impl ManifestDocument {
+    /// Parses by the media type the registry sent, falling back to the document's own
+    /// `mediaType` (some registries answer with a generic content type).
+    pub fn parse(content_type: &str, body: &[u8]) -> Result<Self, RegistryError> {
+        let declared: Option<String> = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string));
+        let kind = match content_type {
+            OCI_INDEX | DOCKER_MANIFEST_LIST | OCI_MANIFEST | DOCKER_MANIFEST => content_type,
+            _ => declared.as_deref().unwrap_or(""),
+        };
+        let invalid = |source: serde_json::Error| RegistryError::InvalidDocument {
+            what: "manifest",
+            source,
+        };
+        match kind {
+            OCI_INDEX | DOCKER_MANIFEST_LIST => serde_json::from_slice(body)
+                .map(Self::Index)
+                .map_err(invalid),
+            OCI_MANIFEST | DOCKER_MANIFEST => serde_json::from_slice(body)
+                .map(Self::Image)
+                .map_err(invalid),
+            // OCI allows an index or manifest without mediaType: tell them by their fields.
+            _ if serde_json::from_slice::<ImageIndex>(body).is_ok() => serde_json::from_slice(body)
+                .map(Self::Index)
+                .map_err(invalid),
+            _ => serde_json::from_slice(body).map(Self::Image).map_err(|_| {
+                RegistryError::UnsupportedManifest {
+                    media_type: content_type.to_string(),
+                }
+            }),
+        }
+    }
+}
+
+impl ImageIndex {
+    /// The linux/amd64 image of a multi-platform index.
+    pub fn pick_platform(&self) -> Option<&Descriptor> {
+        self.manifests.iter().find(|manifest| {
+            manifest
+                .platform
+                .as_ref()
+                .is_some_and(|p| p.os == PLATFORM_OS && p.architecture == PLATFORM_ARCH)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_yields_its_linux_amd64_manifest() {
+        let body = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json",
+          "manifests":[
+           {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:arm","size":1,
+            "platform":{"architecture":"arm64","os":"linux"}},
+           {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:x86","size":2,
+            "platform":{"architecture":"amd64","os":"linux"}}]}"#;
+        let ManifestDocument::Index(index) = ManifestDocument::parse(OCI_INDEX, body).unwrap()
+        else {
+            panic!("an index was not recognised");
+        };
+        assert_eq!(index.pick_platform().unwrap().digest, "sha256:x86");
+    }
+
+    #[test]
+    fn a_docker_manifest_without_a_content_type_is_read_by_its_media_type() {
+        let body = br#"{"schemaVersion":2,
+          "mediaType":"application/vnd.docker.distribution.manifest.v2+json",
+          "config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:c","size":3},
+          "layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"sha256:l","size":4}]}"#;
+        let ManifestDocument::Image(manifest) =
+            ManifestDocument::parse("application/octet-stream", body).unwrap()
+        else {
+            panic!("a manifest was not recognised");
+        };
+        assert_eq!(manifest.config.digest, "sha256:c");
+        assert_eq!(manifest.layers.len(), 1);
+    }
+
+    #[test]
+    fn a_schema_1_manifest_is_refused_by_name() {
+        let body = br#"{"schemaVersion":1,"name":"x","fsLayers":[]}"#;
+        let error = ManifestDocument::parse(
+            "application/vnd.docker.distribution.manifest.v1+prettyjws",
+            body,
+        );
+        assert!(matches!(
+            error,
+            Err(RegistryError::UnsupportedManifest { .. })
+        ));
+    }
+}

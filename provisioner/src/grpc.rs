@@ -1,0 +1,288 @@
+//! `proto.WorkflowService` for workers of both protocols, on the store.
+
+use std::sync::Arc;
+
+use tink_proto::current::workflow_service_server::WorkflowService as CurrentService;
+use tink_proto::current::{
+    ActionRequest, ActionResponse, ActionStatusRequest, ActionStatusResponse, Namespaces, StateType,
+};
+use tink_proto::dual::DualWorkflowServer;
+use tink_proto::legacy::workflow_service_server::WorkflowService as LegacyService;
+use tink_proto::legacy::{
+    Empty, State as LegacyState, WorkflowAction, WorkflowActionList, WorkflowActionStatus,
+    WorkflowActionsRequest, WorkflowContext, WorkflowContextRequest,
+};
+use tonic::{Request, Response, Status};
+
+use crate::state::{ReportError, State};
+use crate::store::{ActionRecord, ActionReport, ReportTarget, Store, StoreError};
+
+/// The workflow service; serve it with [`WorkflowServer::into_service`].
+#[derive(Clone)]
+pub struct WorkflowServer {
+    store: Arc<Store>,
+}
+
+impl WorkflowServer {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store }
+    }
+
+    /// Both protocols as one tonic service.
+    pub fn into_service(self) -> DualWorkflowServer<Self> {
+        DualWorkflowServer::new(self)
+    }
+
+    fn report(&self, report: &ActionReport<'_>) -> Result<(), Status> {
+        let decision = self.store.report(report).map_err(status)?;
+        tracing::info!(
+            workflow = report.workflow_id,
+            target = ?report.target,
+            state = %report.state,
+            ?decision,
+            "action status reported"
+        );
+        Ok(())
+    }
+}
+
+/// Store errors as gRPC statuses, with the store's message (it names what failed).
+fn status(error: StoreError) -> Status {
+    let message = error.to_string();
+    match error {
+        StoreError::Invalid(_) | StoreError::Report(ReportError::NotReportable(_)) => {
+            Status::invalid_argument(message)
+        }
+        StoreError::NotFound { .. } => Status::not_found(message),
+        StoreError::Conflict(_) | StoreError::Report(_) => Status::failed_precondition(message),
+        StoreError::PermissionDenied(_) => Status::permission_denied(message),
+        StoreError::Database(_) | StoreError::Corrupt(_) => {
+            tracing::error!("store failed: {message}");
+            Status::internal(message)
+        }
+    }
+}
+
+fn required<'a>(method: &str, field: &str, value: &'a str) -> Result<&'a str, Status> {
+    if value.trim().is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "{method}: {field} is empty"
+        )));
+    }
+    Ok(value)
+}
+
+fn timestamp_ms(timestamp: &Option<prost_types::Timestamp>) -> Option<i64> {
+    timestamp.as_ref().map(|time| {
+        time.seconds
+            .saturating_mul(1000)
+            .saturating_add(i64::from(time.nanos) / 1_000_000)
+    })
+}
+
+#[tonic::async_trait]
+impl CurrentService for WorkflowServer {
+    async fn get_action(
+        &self,
+        request: Request<ActionRequest>,
+    ) -> Result<Response<ActionResponse>, Status> {
+        let request = request.into_inner();
+        let agent_id = required("GetAction", "agent_id", request.agent_id())?;
+        let hardware = self.store.hardware_for_agent(agent_id).map_err(status)?;
+        if let Some(attributes) = &request.agent_attributes {
+            record_attributes(&self.store, &hardware, attributes);
+        }
+        let next = self
+            .store
+            .next_action(&hardware)
+            .map_err(status)?
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "no action for agent {agent_id:?} now: no unfinished workflow waits on it"
+                ))
+            })?;
+        tracing::info!(agent = agent_id, workflow = %next.workflow_id, action = %next.action.name, "serving action");
+        Ok(Response::new(action_response(
+            next.workflow_id,
+            agent_id,
+            next.action,
+        )))
+    }
+
+    async fn report_action_status(
+        &self,
+        request: Request<ActionStatusRequest>,
+    ) -> Result<Response<ActionStatusResponse>, Status> {
+        let request = request.into_inner();
+        let method = "ReportActionStatus";
+        let state = match request.action_state() {
+            StateType::Unspecified => {
+                return Err(Status::invalid_argument(format!(
+                    "{method}: action_state is unspecified"
+                )));
+            }
+            StateType::Pending => State::Pending,
+            StateType::Running => State::Running,
+            StateType::Failed => State::Failed,
+            StateType::Timeout => State::Timeout,
+            StateType::Success => State::Success,
+        };
+        let message = request
+            .message
+            .as_ref()
+            .map(|message| message.message())
+            .unwrap_or_default();
+        self.report(&ActionReport {
+            workflow_id: required(method, "workflow_id", request.workflow_id())?,
+            target: ReportTarget::ActionId(required(method, "action_id", request.action_id())?),
+            agent: request.agent_id(),
+            state,
+            started_ms: timestamp_ms(&request.execution_start),
+            stopped_ms: timestamp_ms(&request.execution_stop),
+            duration_ms: None,
+            message,
+        })?;
+        Ok(Response::new(ActionStatusResponse {}))
+    }
+}
+
+/// Attributes are kept for the operator; failing to keep them must not stop the work.
+fn record_attributes(
+    store: &Store,
+    hardware: &str,
+    attributes: &tink_proto::current::AgentAttributes,
+) {
+    let stored = serde_json::to_value(attributes)
+        .map_err(|error| error.to_string())
+        .and_then(|json| {
+            store
+                .record_agent_attributes(hardware, &json)
+                .map_err(|error| error.to_string())
+        });
+    if let Err(error) = stored {
+        tracing::warn!(hardware, "keeping the agent's attributes failed: {error}");
+    }
+}
+
+fn action_response(workflow_id: String, agent_id: &str, action: ActionRecord) -> ActionResponse {
+    let pid = (!action.pid.is_empty()).then_some(action.pid);
+    ActionResponse {
+        workflow_id: Some(workflow_id),
+        task_id: Some(action.task_id),
+        agent_id: Some(agent_id.to_string()),
+        action_id: Some(action.action_id),
+        name: Some(action.name),
+        image: Some(action.image),
+        timeout: Some(action.timeout),
+        command: action.command,
+        volumes: action.volumes,
+        environment: action.environment,
+        namespaces: pid.clone().map(|pid| Namespaces {
+            network: None,
+            pid: Some(pid),
+        }),
+        pid,
+    }
+}
+
+type ContextStream = futures::stream::Iter<std::vec::IntoIter<Result<WorkflowContext, Status>>>;
+
+#[tonic::async_trait]
+impl LegacyService for WorkflowServer {
+    type GetWorkflowContextsStream = ContextStream;
+
+    async fn get_workflow_contexts(
+        &self,
+        request: Request<WorkflowContextRequest>,
+    ) -> Result<Response<ContextStream>, Status> {
+        let request = request.into_inner();
+        let worker_id = required("GetWorkflowContexts", "worker_id", &request.worker_id)?;
+        let hardware = self.store.hardware_for_agent(worker_id).map_err(status)?;
+        let contexts = self.store.contexts_for(&hardware).map_err(status)?;
+        let messages: Vec<Result<WorkflowContext, Status>> = contexts
+            .into_iter()
+            .map(|context| {
+                Ok(WorkflowContext {
+                    workflow_id: context.workflow_id,
+                    current_worker: context.current_worker,
+                    current_task: context.current_task,
+                    current_action: context.current_action,
+                    current_action_index: context.current_action_index as i64,
+                    current_action_state: legacy_state(context.current_action_state) as i32,
+                    total_number_of_actions: context.total_number_of_actions as i64,
+                })
+            })
+            .collect();
+        Ok(Response::new(futures::stream::iter(messages)))
+    }
+
+    async fn get_workflow_actions(
+        &self,
+        request: Request<WorkflowActionsRequest>,
+    ) -> Result<Response<WorkflowActionList>, Status> {
+        let request = request.into_inner();
+        let workflow_id = required("GetWorkflowActions", "workflow_id", &request.workflow_id)?;
+        let workflow = self.store.get_workflow(workflow_id).map_err(status)?;
+        let action_list = workflow.actions.into_iter().map(workflow_action).collect();
+        Ok(Response::new(WorkflowActionList { action_list }))
+    }
+
+    async fn report_action_status(
+        &self,
+        request: Request<WorkflowActionStatus>,
+    ) -> Result<Response<Empty>, Status> {
+        let request = request.into_inner();
+        let method = "ReportActionStatus";
+        let state = match request.action_status() {
+            LegacyState::Pending => State::Pending,
+            LegacyState::Running => State::Running,
+            LegacyState::Failed => State::Failed,
+            LegacyState::Timeout => State::Timeout,
+            LegacyState::Success => State::Success,
+        };
+        // Legacy workers stamp created_at when they send the report: the start of a
+        // RUNNING action, the end of a finished one.
+        let reported_at = timestamp_ms(&request.created_at);
+        let running = state == State::Running;
+        self.report(&ActionReport {
+            workflow_id: required(method, "workflow_id", &request.workflow_id)?,
+            target: ReportTarget::Names {
+                task: required(method, "task_name", &request.task_name)?,
+                action: required(method, "action_name", &request.action_name)?,
+            },
+            agent: &request.worker_id,
+            state,
+            started_ms: reported_at.filter(|_| running),
+            stopped_ms: reported_at.filter(|_| !running),
+            duration_ms: (!running).then(|| request.seconds.saturating_mul(1000)),
+            message: &request.message,
+        })?;
+        Ok(Response::new(Empty {}))
+    }
+}
+
+fn legacy_state(state: State) -> LegacyState {
+    match state {
+        State::Pending => LegacyState::Pending,
+        State::Running => LegacyState::Running,
+        State::Success => LegacyState::Success,
+        State::Failed => LegacyState::Failed,
+        State::Timeout => LegacyState::Timeout,
+    }
+}
+
+fn workflow_action(action: ActionRecord) -> WorkflowAction {
+    WorkflowAction {
+        task_name: action.task_name,
+        name: action.name,
+        image: action.image,
+        timeout: action.timeout,
+        command: action.command,
+        on_timeout: action.on_timeout,
+        on_failure: action.on_failure,
+        worker_id: action.worker,
+        volumes: action.volumes,
+        environment: action.environment,
+        pid: action.pid,
+    }
+}

@@ -1,0 +1,164 @@
+//! The embedded store: SQLite in WAL mode, every change in one transaction.
+//!
+//! The server and the CLI may open the same file at once; SQLite serializes writers and
+//! the busy timeout makes the second one wait instead of failing.
+
+mod hardware;
+mod templates;
+mod work;
+mod workflows;
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+
+pub use hardware::{Hardware, HardwareSpec};
+pub use templates::TemplateRecord;
+pub use work::{ActionReport, NextAction, ReportTarget, WorkflowContext};
+pub use workflows::{ActionRecord, Workflow};
+
+use crate::state::ReportError;
+use crate::template::FieldError;
+
+/// Everything the store can refuse or fail at.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    #[error("{kind} {id:?} not found")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error("{0}")]
+    PermissionDenied(String),
+    // Not a `source`: the message carries SQLite's reason already, and error chains
+    // would print it twice.
+    #[error("database: {0} (check that the --db file is writable and is a provisioner database)")]
+    Database(rusqlite::Error),
+    #[error("database holds a value it cannot read back: {0}")]
+    Corrupt(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Database(error)
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS hardware (
+    id TEXT PRIMARY KEY,
+    ips TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    agent_attributes TEXT,
+    agent_seen_ms INTEGER,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hardware_macs (
+    mac TEXT PRIMARY KEY,
+    hardware_id TEXT NOT NULL REFERENCES hardware(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS templates (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS workflows (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    template_id TEXT NOT NULL,
+    hardware_map TEXT NOT NULL,
+    global_timeout INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    started_ms INTEGER,
+    stopped_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS actions (
+    workflow_id TEXT NOT NULL REFERENCES workflows(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    task_id TEXT NOT NULL,
+    task_name TEXT NOT NULL,
+    worker TEXT NOT NULL,
+    action_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    image TEXT NOT NULL,
+    timeout INTEGER NOT NULL,
+    command TEXT NOT NULL,
+    on_timeout TEXT NOT NULL,
+    on_failure TEXT NOT NULL,
+    volumes TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    pid TEXT NOT NULL,
+    state TEXT NOT NULL,
+    started_ms INTEGER,
+    stopped_ms INTEGER,
+    duration_ms INTEGER,
+    message TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (workflow_id, position)
+);
+";
+
+/// The provisioner's database.
+pub struct Store {
+    connection: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let connection = Connection::open(path)?;
+        connection.busy_timeout(Duration::from_secs(10))?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a report acknowledged to a worker survives a power cut of the server.
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        connection.execute_batch(SCHEMA)?;
+        Ok(Self {
+            connection: Mutex::new(connection),
+        })
+    }
+
+    /// The connection. Queries are short, so async handlers take it directly rather than
+    /// moving each one to a blocking thread.
+    fn connection(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions roll
+        // back on drop), so a poisoned lock is still safe to use.
+        self.connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the epoch as RFC 3339, for output.
+pub(crate) fn rfc3339(ms: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(format!("{error} in {text:?}")))
+}
+
+pub(crate) fn parse_state(text: &str) -> Result<crate::state::State> {
+    text.parse().map_err(StoreError::Corrupt)
+}

@@ -1,0 +1,259 @@
+//! Workflows: a template rendered for a hardware map, with each action's progress.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use serde::{Deserialize, Serialize};
+
+use super::hardware::resolve_hardware;
+use super::{Result, Store, StoreError, from_json, now_ms, parse_state, rfc3339, to_json};
+use crate::state::State;
+use crate::template::{self, FieldError, Template};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workflow {
+    pub id: String,
+    pub template_id: String,
+    /// The hardware map the workflow was created with (`{"device_1": "<mac or id>"}`).
+    pub hardware: BTreeMap<String, String>,
+    pub global_timeout: i64,
+    pub state: State,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub stopped_at: Option<String>,
+    pub actions: Vec<ActionRecord>,
+}
+
+/// One action of a workflow, as rendered at creation, and its progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub task_id: String,
+    pub task_name: String,
+    /// The hardware id of the worker that runs this action.
+    pub worker: String,
+    pub action_id: String,
+    pub name: String,
+    pub image: String,
+    pub timeout: i64,
+    pub command: Vec<String>,
+    pub on_timeout: Vec<String>,
+    pub on_failure: Vec<String>,
+    /// Task volumes, then the action's.
+    pub volumes: Vec<String>,
+    /// Task environment overlaid with the action's, as sorted `K=V`.
+    pub environment: Vec<String>,
+    pub pid: String,
+    pub state: State,
+    pub started_at: Option<String>,
+    pub stopped_at: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub message: String,
+}
+
+impl Store {
+    /// Renders template `template_id` with `hardware` and stores the workflow, PENDING.
+    pub fn create_workflow(
+        &self,
+        template_id: &str,
+        hardware: &BTreeMap<String, String>,
+    ) -> Result<Workflow> {
+        let template_record = self
+            .get_template(template_id)
+            .map_err(|error| match error {
+                StoreError::NotFound { .. } => {
+                    FieldError::new("template", format!("no template with id {template_id:?}"))
+                        .into()
+                }
+                other => other,
+            })?;
+        let mut connection = self.connection();
+        let transaction = connection.transaction()?;
+        for (key, value) in hardware {
+            if resolve_hardware(&transaction, value)?.is_none() {
+                return Err(FieldError::new(
+                    format!("hardware.{key}"),
+                    format!("no hardware with id or MAC {value:?}; create it first"),
+                )
+                .into());
+            }
+        }
+        let rendered = template::substitute(&template_record.data, hardware)?;
+        let template = Template::parse(&rendered)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        transaction.execute(
+            "INSERT INTO workflows (id, template_id, hardware_map, global_timeout, state, created_ms)
+             VALUES (?1, ?2, ?3, ?4, 'PENDING', ?5)",
+            params![id, template_id, to_json(hardware)?, template.global_timeout.unwrap_or(0), now_ms()],
+        )?;
+        insert_actions(&transaction, &id, &template)?;
+        let workflow = load_workflow(&transaction, &id)?;
+        transaction.commit()?;
+        Ok(workflow)
+    }
+
+    pub fn get_workflow(&self, id: &str) -> Result<Workflow> {
+        load_workflow(&self.connection(), id)
+    }
+
+    pub fn list_workflows(&self) -> Result<Vec<Workflow>> {
+        let connection = self.connection();
+        let ids = connection
+            .prepare("SELECT id FROM workflows ORDER BY seq")?
+            .query_map([], |row| row.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        ids.iter()
+            .map(|id| load_workflow(&connection, id))
+            .collect()
+    }
+
+    pub fn delete_workflow(&self, id: &str) -> Result<()> {
+        let deleted = self
+            .connection()
+            .execute("DELETE FROM workflows WHERE id = ?1", [id])?;
+        if deleted == 0 {
+            return Err(workflow_not_found(id));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn workflow_not_found(id: &str) -> StoreError {
+    StoreError::NotFound {
+        kind: "workflow",
+        id: id.to_string(),
+    }
+}
+
+fn insert_actions(
+    transaction: &Transaction<'_>,
+    workflow_id: &str,
+    template: &Template,
+) -> Result<()> {
+    let mut position = 0i64;
+    for (task_index, task) in template.tasks.iter().enumerate() {
+        let task_name = task.name.clone().unwrap_or_default();
+        let worker_text = task.worker.clone().unwrap_or_default();
+        let worker = resolve_hardware(transaction, &worker_text)?.ok_or_else(|| {
+            FieldError::new(
+                format!("tasks[{task_index}].worker"),
+                format!("{worker_text:?} is no known hardware id or MAC"),
+            )
+        })?;
+        let task_id = format!("{task_index}.{task_name}");
+        for (action_index, action) in task.actions.iter().enumerate() {
+            let name = action.name.clone().unwrap_or_default();
+            let mut environment = task.environment.clone();
+            environment.extend(action.environment.clone());
+            let environment: Vec<String> = environment
+                .iter()
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect();
+            let volumes: Vec<&String> = task.volumes.iter().chain(&action.volumes).collect();
+            transaction.execute(
+                "INSERT INTO actions (workflow_id, position, task_id, task_name, worker, action_id, name,
+                    image, timeout, command, on_timeout, on_failure, volumes, environment, pid, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'PENDING')",
+                params![
+                    workflow_id,
+                    position,
+                    task_id,
+                    task_name,
+                    worker,
+                    format!("{task_index}.{action_index}.{name}"),
+                    name,
+                    action.image.clone().unwrap_or_default(),
+                    action.timeout.unwrap_or(0),
+                    to_json(&action.command)?,
+                    to_json(&action.on_timeout)?,
+                    to_json(&action.on_failure)?,
+                    to_json(&volumes)?,
+                    to_json(&environment)?,
+                    action.pid.clone().unwrap_or_default(),
+                ],
+            )?;
+            position += 1;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn load_workflow(connection: &Connection, id: &str) -> Result<Workflow> {
+    let raw = connection
+        .query_row(
+            "SELECT template_id, hardware_map, global_timeout, state, created_ms, started_ms, stopped_ms
+             FROM workflows WHERE id = ?1",
+            [id],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, Option<i64>>(5)?,
+                    row.get::<_, Option<i64>>(6)?,
+                ))
+            },
+        )
+        .optional()?
+        .ok_or_else(|| workflow_not_found(id))?;
+    let (template_id, hardware_map, global_timeout, state, created_ms, started_ms, stopped_ms) =
+        raw;
+    Ok(Workflow {
+        id: id.to_string(),
+        template_id,
+        hardware: from_json(&hardware_map)?,
+        global_timeout,
+        state: parse_state(&state)?,
+        created_at: rfc3339(created_ms),
+        started_at: started_ms.map(rfc3339),
+        stopped_at: stopped_ms.map(rfc3339),
+        actions: load_actions(connection, id)?,
+    })
+}
+
+const ACTION_COLUMNS: &str = "task_id, task_name, worker, action_id, name, image, timeout, command,
+    on_timeout, on_failure, volumes, environment, pid, state, started_ms, stopped_ms, duration_ms, message";
+
+pub(crate) fn load_actions(
+    connection: &Connection,
+    workflow_id: &str,
+) -> Result<Vec<ActionRecord>> {
+    let mut statement = connection.prepare(&format!(
+        "SELECT {ACTION_COLUMNS} FROM actions WHERE workflow_id = ?1 ORDER BY position"
+    ))?;
+    let mut rows = statement.query([workflow_id])?;
+    let mut actions = Vec::new();
+    while let Some(row) = rows.next()? {
+        actions.push(action_record(row)?);
+    }
+    Ok(actions)
+}
+
+fn action_record(row: &Row<'_>) -> Result<ActionRecord> {
+    let json_list =
+        |index: usize| -> Result<Vec<String>> { from_json(&row.get::<_, String>(index)?) };
+    let time = |index: usize| -> Result<Option<String>> {
+        Ok(row.get::<_, Option<i64>>(index)?.map(rfc3339))
+    };
+    Ok(ActionRecord {
+        task_id: row.get(0)?,
+        task_name: row.get(1)?,
+        worker: row.get(2)?,
+        action_id: row.get(3)?,
+        name: row.get(4)?,
+        image: row.get(5)?,
+        timeout: row.get(6)?,
+        command: json_list(7)?,
+        on_timeout: json_list(8)?,
+        on_failure: json_list(9)?,
+        volumes: json_list(10)?,
+        environment: json_list(11)?,
+        pid: row.get(12)?,
+        state: parse_state(&row.get::<_, String>(13)?)?,
+        started_at: time(14)?,
+        stopped_at: time(15)?,
+        duration_ms: row.get(16)?,
+        message: row.get(17)?,
+    })
+}

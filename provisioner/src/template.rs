@@ -1,0 +1,273 @@
+//! Tinkerbell's workflow templates: parsing, validation and `{{.key}}` substitution.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A template or workflow input that is wrong, with the field it is about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A template as Tinkerbell writes it. Fields a valid template must have are optional
+/// here so that [`Template::parse`] can name each missing one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    pub version: Option<String>,
+    pub name: Option<String>,
+    pub global_timeout: Option<i64>,
+    #[serde(default)]
+    pub tasks: Vec<Task>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    pub name: Option<String>,
+    pub worker: Option<String>,
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default)]
+    pub actions: Vec<Action>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    pub name: Option<String>,
+    pub image: Option<String>,
+    /// Seconds; 0 or absent leaves the limit to the worker.
+    pub timeout: Option<i64>,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default, rename = "on-timeout")]
+    pub on_timeout: Vec<String>,
+    #[serde(default, rename = "on-failure")]
+    pub on_failure: Vec<String>,
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    pub pid: Option<String>,
+}
+
+impl Template {
+    /// Parses and validates a template. Errors name the field, e.g.
+    /// `tasks[0].actions[2].image: missing`.
+    pub fn parse(yaml: &str) -> Result<Self, FieldError> {
+        let template: Template = serde_yaml_ng::from_str(yaml).map_err(yaml_error)?;
+        template.validate()?;
+        Ok(template)
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        required("version", &self.version)?;
+        required("name", &self.name)?;
+        non_negative("global_timeout", self.global_timeout)?;
+        check_named_list("tasks", "task", &self.tasks, |task| &task.name)?;
+        for (task_index, task) in self.tasks.iter().enumerate() {
+            let at = format!("tasks[{task_index}]");
+            required(&format!("{at}.worker"), &task.worker)?;
+            let actions = format!("{at}.actions");
+            check_named_list(&actions, "action", &task.actions, |action| &action.name)?;
+            for (action_index, action) in task.actions.iter().enumerate() {
+                let at = format!("{actions}[{action_index}]");
+                required(&format!("{at}.image"), &action.image)?;
+                non_negative(&format!("{at}.timeout"), action.timeout)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks that the list at `at` has at least one item and that each item has a name of
+/// its own.
+fn check_named_list<T>(
+    at: &str,
+    what: &str,
+    items: &[T],
+    name_of: impl Fn(&T) -> &Option<String>,
+) -> Result<(), FieldError> {
+    if items.is_empty() {
+        return Err(FieldError::new(
+            at,
+            format!("missing: at least one {what} is needed"),
+        ));
+    }
+    let mut seen = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let field = format!("{at}[{index}].name");
+        let name = required(&field, name_of(item))?;
+        if seen.contains(&name) {
+            return Err(FieldError::new(
+                field,
+                format!("another {what} here is named {name:?}"),
+            ));
+        }
+        seen.push(name);
+    }
+    Ok(())
+}
+
+fn non_negative(field: &str, value: Option<i64>) -> Result<(), FieldError> {
+    match value {
+        Some(seconds) if seconds < 0 => Err(FieldError::new(field, "must not be negative")),
+        _ => Ok(()),
+    }
+}
+
+fn required<'a>(field: &str, value: &'a Option<String>) -> Result<&'a str, FieldError> {
+    match value.as_deref().map(str::trim) {
+        Some(text) if !text.is_empty() => Ok(text),
+        _ => Err(FieldError::new(field, "missing")),
+    }
+}
+
+/// serde_yaml_ng reports the path as a prefix (`tasks[0].timeout: invalid type ...`);
+/// split it off so the field is named the same way as validation errors name it.
+fn yaml_error(error: serde_yaml_ng::Error) -> FieldError {
+    let text = error.to_string();
+    match text.split_once(": ") {
+        Some((path, reason)) if !path.contains(' ') => FieldError::new(path, reason),
+        _ => FieldError::new("template", format!("not valid YAML: {text}")),
+    }
+}
+
+/// Replaces each `{{.key}}` (spaces inside the braces allowed) with `values[key]`.
+///
+/// Only this form of Go's template language is supported: Tinkerbell templates use it to
+/// name the workflow's hardware. Anything else between `{{` and `}}` is an error, as is a
+/// key the map does not have.
+pub fn substitute(text: &str, values: &BTreeMap<String, String>) -> Result<String, FieldError> {
+    let mut rendered = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        rendered.push_str(&rest[..open]);
+        let after_open = &rest[open + 2..];
+        let close = after_open.find("}}").ok_or_else(|| {
+            FieldError::new(
+                "template",
+                format!("unclosed {{{{ in {:?}", excerpt(&rest[open..])),
+            )
+        })?;
+        let expression = after_open[..close].trim();
+        let key = expression.strip_prefix('.').filter(|key| is_identifier(key)).ok_or_else(|| {
+            FieldError::new(
+                "template",
+                format!("unsupported expression {{{{{expression}}}}}: only {{{{.key}}}} is supported"),
+            )
+        })?;
+        let value = values.get(key).ok_or_else(|| {
+            FieldError::new(
+                "hardware",
+                format!("the template uses {{{{.{key}}}}} but the hardware map has no key {key:?}"),
+            )
+        })?;
+        rendered.push_str(value);
+        rest = &after_open[close + 2..];
+    }
+    rendered.push_str(rest);
+    Ok(rendered)
+}
+
+fn is_identifier(key: &str) -> bool {
+    !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn excerpt(text: &str) -> String {
+    text.chars().take(40).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = r#"
+version: "0.1"
+name: demo
+global_timeout: 600
+tasks:
+  - name: os
+    worker: "{{.device_1}}"
+    volumes: ["/dev:/dev"]
+    environment: {A: "1"}
+    actions:
+      - name: one
+        image: busybox
+        timeout: 60
+        command: ["sh", "-c", "true"]
+        on-timeout: ["echo", "t"]
+        on-failure: ["echo", "f"]
+        pid: host
+"#;
+
+    #[test]
+    fn a_tinkerbell_template_parses() {
+        let template = Template::parse(VALID).unwrap();
+        let action = &template.tasks[0].actions[0];
+        assert_eq!(action.on_timeout, ["echo", "t"]);
+        assert_eq!(action.on_failure, ["echo", "f"]);
+        assert_eq!(action.pid.as_deref(), Some("host"));
+        assert_eq!(template.global_timeout, Some(600));
+    }
+
+    #[test]
+    fn a_missing_image_names_its_field() {
+        let yaml = VALID.replace("        image: busybox\n", "");
+        let error = Template::parse(&yaml).unwrap_err();
+        assert_eq!(error.to_string(), "tasks[0].actions[0].image: missing");
+    }
+
+    #[test]
+    fn duplicate_action_names_in_a_task_are_refused() {
+        let yaml = VALID.replace(
+            "        on-failure",
+            "      - name: one\n        image: busybox\n        on-failure",
+        );
+        let error = Template::parse(&yaml).unwrap_err();
+        assert_eq!(error.field, "tasks[0].actions[1].name", "{error}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_its_field() {
+        let yaml = VALID.replace("        timeout: 60", "        timeout: soon");
+        let error = Template::parse(&yaml).unwrap_err();
+        assert_eq!(error.field, "tasks[0].actions[0].timeout", "{error}");
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused() {
+        let yaml = VALID.replace("pid: host", "pidd: host");
+        let error = Template::parse(&yaml).unwrap_err();
+        assert_eq!(error.field, "tasks[0].actions[0]", "{error}");
+        assert!(error.reason.contains("pidd"), "{error}");
+    }
+
+    #[test]
+    fn substitution_replaces_keys_and_names_unknown_ones() {
+        let values = BTreeMap::from([("device_1".to_string(), "52:54:00:00:00:01".to_string())]);
+        assert_eq!(
+            substitute("w: {{.device_1}} {{ .device_1 }}", &values).unwrap(),
+            "w: 52:54:00:00:00:01 52:54:00:00:00:01"
+        );
+        let error = substitute("{{.device_2}}", &values).unwrap_err();
+        assert!(error.reason.contains("\"device_2\""), "{error}");
+        assert!(substitute("{{ if .x }}", &values).is_err());
+        assert!(substitute("{{.device_1", &values).is_err());
+    }
+}

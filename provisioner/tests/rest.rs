@@ -1,0 +1,184 @@
+//! The REST/JSON API over a running server.
+
+mod common;
+
+use common::{MAC, TEMPLATE, TestDb, TestServer};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+struct Api {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        };
+        (status, value)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::DELETE, path, None).await
+    }
+}
+
+#[tokio::test]
+async fn templates_hardware_and_workflows_are_created_listed_read_and_deleted() {
+    let db = TestDb::new();
+    let server = TestServer::start(&db.path()).await;
+    let api = Api {
+        client: reqwest::Client::new(),
+        base: server.http_url(),
+    };
+
+    let (status, hardware) = api
+        .post(
+            "/api/v1/hardware",
+            json!({"id": "m1", "macs": [MAC], "ips": ["127.0.0.9"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{hardware}");
+    assert_eq!(hardware["macs"], json!([MAC]));
+    let (status, template) = api
+        .post(
+            "/api/v1/templates",
+            json!({"name": "install", "data": TEMPLATE}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{template}");
+    assert_eq!(template["name"], "install");
+    let template_id = template["id"].as_str().unwrap();
+
+    let (status, workflow) = api
+        .post(
+            "/api/v1/workflows",
+            json!({"template": template_id, "hardware": {"device_1": MAC}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{workflow}");
+    assert_eq!(workflow["state"], "PENDING");
+    assert_eq!(workflow["actions"][0]["worker"], "m1");
+    let workflow_id = workflow["id"].as_str().unwrap();
+
+    let (status, fetched) = api.get(&format!("/api/v1/workflows/{workflow_id}")).await;
+    assert_eq!((status, &fetched), (StatusCode::OK, &workflow));
+    assert_eq!(
+        api.get("/api/v1/hardware")
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        api.get(&format!("/api/v1/hardware/{MAC}")).await.1["id"],
+        "m1"
+    );
+    assert_eq!(api.get("/api/v1/templates").await.1[0]["id"], template_id);
+    assert_eq!(api.get("/api/v1/workflows").await.1[0]["id"], workflow_id);
+
+    assert_eq!(
+        api.delete(&format!("/api/v1/workflows/{workflow_id}"))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.delete(&format!("/api/v1/templates/{template_id}"))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.delete("/api/v1/hardware/m1").await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (status, error) = api.get(&format!("/api/v1/workflows/{workflow_id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(error["error"].as_str().unwrap().contains(workflow_id));
+}
+
+#[tokio::test]
+async fn bad_input_is_a_400_naming_the_field_and_stores_nothing() {
+    let db = TestDb::new();
+    let server = TestServer::start(&db.path()).await;
+    let api = Api {
+        client: reqwest::Client::new(),
+        base: server.http_url(),
+    };
+
+    let no_image = TEMPLATE.replace("        image: 127.0.0.1:5000/reboot:1\n", "");
+    let (status, body) = api
+        .post("/api/v1/templates", json!({"data": no_image}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "tasks[1].actions[0].image: missing");
+
+    let (status, body) = api.post("/api/v1/templates", json!({"name": "x"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().starts_with("data: missing"),
+        "{body}"
+    );
+
+    let (status, body) = api
+        .post("/api/v1/hardware", json!({"id": "m1", "macs": ["nope"]}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().starts_with("macs[0]:"),
+        "{body}"
+    );
+
+    let (status, body) = api
+        .post(
+            "/api/v1/workflows",
+            json!({"template": "missing", "hardware": {}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().starts_with("template:"),
+        "{body}"
+    );
+
+    let (status, body) = api
+        .send(reqwest::Method::POST, "/api/v1/hardware", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().starts_with("body:"),
+        "{body}"
+    );
+
+    for path in ["/api/v1/templates", "/api/v1/hardware", "/api/v1/workflows"] {
+        assert_eq!(api.get(path).await.1, json!([]), "{path} stored nothing");
+    }
+}
