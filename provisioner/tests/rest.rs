@@ -35,6 +35,17 @@ impl Api {
         (status, value)
     }
 
+    /// In a workspace build reqwest's rustls comes without a built-in crypto provider (the
+    /// worker passes its own ring config), so the process must install one before a client
+    /// is made; a second install in the same process is refused and changes nothing.
+    fn new(base: String) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Self {
+            client: reqwest::Client::new(),
+            base,
+        }
+    }
+
     async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.send(reqwest::Method::POST, path, Some(body)).await
     }
@@ -52,10 +63,7 @@ impl Api {
 async fn templates_hardware_and_workflows_are_created_listed_read_and_deleted() {
     let db = TestDb::new();
     let server = TestServer::start(&db.path()).await;
-    let api = Api {
-        client: reqwest::Client::new(),
-        base: server.http_url(),
-    };
+    let api = Api::new(server.http_url());
 
     let (status, hardware) = api
         .post(
@@ -129,10 +137,7 @@ async fn templates_hardware_and_workflows_are_created_listed_read_and_deleted() 
 async fn bad_input_is_a_400_naming_the_field_and_stores_nothing() {
     let db = TestDb::new();
     let server = TestServer::start(&db.path()).await;
-    let api = Api {
-        client: reqwest::Client::new(),
-        base: server.http_url(),
-    };
+    let api = Api::new(server.http_url());
 
     let no_image = TEMPLATE.replace("        image: 127.0.0.1:5000/reboot:1\n", "");
     let (status, body) = api

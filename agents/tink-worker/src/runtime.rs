@@ -145,13 +145,20 @@ impl Runtime {
     /// Turns a gRPC status into an error naming the operation; when containerd is gone the
     /// channel is dropped so that the next call connects afresh.
     fn failed(&self, operation: impl Into<String>, status: Status) -> RuntimeError {
-        // tonic reports a connection lost mid-call as Cancelled, a refused one as Unavailable.
-        if matches!(status.code(), Code::Unavailable | Code::Cancelled) {
+        // tonic reports a connection lost mid-call as Cancelled, a refused one as Unavailable,
+        // and an HTTP/2 stream broken by a dying daemon as Unknown with the transport error
+        // as its source (statuses containerd itself sends carry no source): all three mean
+        // containerd is gone, and a retry on a fresh channel is the cure.
+        let code = match status.code() {
+            Code::Unknown if std::error::Error::source(&status).is_some() => Code::Unavailable,
+            code => code,
+        };
+        if matches!(code, Code::Unavailable | Code::Cancelled) {
             *self.lock_channel() = None;
         }
         RuntimeError::Containerd {
             operation: operation.into(),
-            code: status.code(),
+            code,
             status_message: status.message().to_string(),
         }
     }
