@@ -3,9 +3,11 @@
 //! - [`compress`]: recognise gzip, zstd and xz streams by their magic bytes and decode them.
 //! - [`kmod`]: kernel module names, `modules.dep` / `modules.builtin` indexes and dependency order.
 //! - [`bmap`]: bmaptool's block maps (which ranges of a sparse image hold data), read and made.
+//! - [`power`]: reboot or power off through the system's own commands.
 //! - [`cmdline`]: the kernel command line split into words, as the kernel splits it.
 
 pub mod bmap;
 pub mod cmdline;
 pub mod compress;
 pub mod kmod;
+pub mod power;

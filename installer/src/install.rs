@@ -326,11 +326,7 @@ pub fn run(
     cancel: &AtomicBool,
 ) -> Result<Option<Summary>, InstallError> {
     if request.image.is_some() || request.config.is_some() {
-        let summary = install(request, progress, cancel)?;
-        if let Some(summary) = &summary {
-            progress.summary(summary);
-        }
-        return Ok(summary);
+        return Ok(install(request, progress, cancel)?.map(|installed| installed.summary));
     }
     let device = wait_for_data_partition(progress)?;
     let data = DataPartition::mount(&device)?;
@@ -350,15 +346,7 @@ pub fn run(
             config: media.config.clone(),
             ..request.clone()
         };
-        let after = match &media.config {
-            Some(path) => InstallConfig::load(path)?.after,
-            None => AfterInstall::default(),
-        };
-        let summary = install(&from_usb, progress, cancel)?;
-        if let Some(summary) = &summary {
-            progress.summary(summary);
-        }
-        Ok((summary, after))
+        install(&from_usb, progress, cancel)
     });
     if let Err(error) = &result {
         progress.note(&format!("bootkit-install: error: {error}"));
@@ -371,11 +359,10 @@ pub fn run(
         )),
         Err(error) => progress.note(&format!("warning: the log was not saved: {error}")),
     }
-    let (summary, after) = result?;
-    if !request.dry_run {
-        power::after_install(after, progress);
-    }
-    Ok(summary)
+    Ok(result?.map(|installed| {
+        power::after_install(installed.after, progress);
+        installed.summary
+    }))
 }
 
 /// How long the USB installer waits for its stick: USB storage is probed after the init has
@@ -407,11 +394,18 @@ fn wait_for_data_partition(progress: &Progress) -> Result<PathBuf, InstallError>
     }
 }
 
+/// A finished install: what was done, and what the install config asks for next.
+struct Installed {
+    summary: Summary,
+    after: AfterInstall,
+}
+
+/// Plan, write, verify and configure; prints the summary. `None`: a dry run, nothing written.
 fn install(
     request: &InstallRequest,
     progress: &mut Progress,
     cancel: &AtomicBool,
-) -> Result<Option<Summary>, InstallError> {
+) -> Result<Option<Installed>, InstallError> {
     let plan = plan(request)?;
     if request.dry_run {
         print!("{}", plan.describe());
@@ -456,14 +450,19 @@ fn install(
     } else {
         progress.note("the image has no GPT, so no EFI system partition: no boot entry written");
     }
-    Ok(Some(Summary::new(
+    let summary = Summary::new(
         plan.disk.dev_path.display().to_string(),
         plan.source.to_string(),
         report.sha256.to_hex(),
         report.bytes_written,
         report.image_bytes,
         report.elapsed,
-    )))
+    );
+    progress.summary(&summary);
+    Ok(Some(Installed {
+        summary,
+        after: plan.config.after,
+    }))
 }
 
 /// `Boot####` for the installed ESP's loader, first in BootOrder; skipped with a note when

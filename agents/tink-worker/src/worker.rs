@@ -324,7 +324,7 @@ impl<S: WorkflowServer, R: ActionRunner, P: PowerControl> Worker<S, R, P> {
     }
 
     fn enter_workflow(&mut self, action: &Action) {
-        let requested = PowerAction::from_environment(&action.environment);
+        let requested = power::requested_by_environment(&action.environment);
         match &mut self.current {
             Some(current) if current.id == action.workflow_id => {
                 current.after = requested.or(current.after);

@@ -9,38 +9,24 @@
 
 use std::io;
 use std::path::Path;
-use std::process::Command;
+
+pub use bootkit_common::power::PowerAction;
 
 /// The action environment key that asks for a power action at the end of the workflow.
 pub const AFTER_ENV_KEY: &str = "TINK_WORKER_AFTER";
 /// The file, relative to the worker directory, whose presence asks for a reboot.
 pub const REBOOT_FILE: &str = "reboot";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PowerAction {
-    Reboot,
-    Poweroff,
-}
-
-impl PowerAction {
-    pub fn command(self) -> &'static str {
-        match self {
-            PowerAction::Reboot => "reboot",
-            PowerAction::Poweroff => "poweroff",
+/// The request an action's environment (`K=V` entries) makes, if any.
+pub fn requested_by_environment(environment: &[String]) -> Option<PowerAction> {
+    environment.iter().find_map(|entry| {
+        let value = entry.strip_prefix(AFTER_ENV_KEY)?.strip_prefix('=')?;
+        match value.trim().to_ascii_lowercase().as_str() {
+            "reboot" => Some(PowerAction::Reboot),
+            "poweroff" | "shutdown" => Some(PowerAction::Poweroff),
+            _ => None,
         }
-    }
-
-    /// The request an action's environment (`K=V` entries) makes, if any.
-    pub fn from_environment(environment: &[String]) -> Option<PowerAction> {
-        environment.iter().find_map(|entry| {
-            let value = entry.strip_prefix(AFTER_ENV_KEY)?.strip_prefix('=')?;
-            match value.trim().to_ascii_lowercase().as_str() {
-                "reboot" => Some(PowerAction::Reboot),
-                "poweroff" | "shutdown" => Some(PowerAction::Poweroff),
-                _ => None,
-            }
-        })
-    }
+    })
 }
 
 /// Takes the `/worker/reboot` request if an action left one: the file is removed so that
@@ -64,15 +50,7 @@ pub struct SystemPower;
 
 impl PowerControl for SystemPower {
     fn perform(&mut self, action: PowerAction) -> io::Result<()> {
-        let status = Command::new(action.command()).status()?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "`{}` exited with {status}",
-                action.command()
-            )))
-        }
+        action.request()
     }
 }
 
@@ -87,19 +65,19 @@ mod tests {
     #[test]
     fn environment_asks_for_reboot_or_poweroff_and_ignores_other_values() {
         assert_eq!(
-            PowerAction::from_environment(&env(&["A=1", "TINK_WORKER_AFTER=reboot"])),
+            requested_by_environment(&env(&["A=1", "TINK_WORKER_AFTER=reboot"])),
             Some(PowerAction::Reboot)
         );
         assert_eq!(
-            PowerAction::from_environment(&env(&["TINK_WORKER_AFTER=poweroff"])),
+            requested_by_environment(&env(&["TINK_WORKER_AFTER=poweroff"])),
             Some(PowerAction::Poweroff)
         );
         assert_eq!(
-            PowerAction::from_environment(&env(&["TINK_WORKER_AFTER=kexec"])),
+            requested_by_environment(&env(&["TINK_WORKER_AFTER=kexec"])),
             None
         );
         assert_eq!(
-            PowerAction::from_environment(&env(&["TINK_WORKER_AFTERWARDS=reboot"])),
+            requested_by_environment(&env(&["TINK_WORKER_AFTERWARDS=reboot"])),
             None
         );
     }

@@ -1,0 +1,36 @@
+//! Asking the system to reboot or power off, through its own `reboot`/`poweroff` commands: in
+//! the bootkit those are the init's applets, which stop the services in order, sync and
+//! unmount; under systemd or busybox init they do the right thing there too. Signalling PID 1
+//! directly would tie the callers (the installer, the worker) to one init's convention.
+
+use std::io;
+use std::process::Command;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerAction {
+    Reboot,
+    Poweroff,
+}
+
+impl PowerAction {
+    /// The system command that carries it out.
+    pub fn command(self) -> &'static str {
+        match self {
+            PowerAction::Reboot => "reboot",
+            PowerAction::Poweroff => "poweroff",
+        }
+    }
+
+    /// Runs the command; an error when it cannot start or exits unsuccessfully.
+    pub fn request(self) -> io::Result<()> {
+        let status = Command::new(self.command()).status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "`{}` exited with {status}",
+                self.command()
+            )))
+        }
+    }
+}
