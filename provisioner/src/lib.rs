@@ -5,10 +5,17 @@
 //! - [`state`]: the workflow/action state machine driven by workers' reports.
 //! - [`grpc`]: `proto.WorkflowService`, both protocols on one port.
 //! - [`http`]: the REST/JSON API.
-//! - [`server`]: both listeners together (`provisioner serve`).
+//! - [`boot`]: the node-facing boot service (DHCP, TFTP, iPXE scripts, artifacts, metadata, syslog).
+//! - [`onboarding`]: device discovery's onboarding service.
+//! - [`admin`]: admin API, OpenAPI, status page; [`metrics`]: Prometheus.
+//! - [`server`]: every listener together (`provisioner serve`).
 
+pub mod admin;
+pub mod boot;
 pub mod grpc;
 pub mod http;
+pub mod metrics;
+pub mod onboarding;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -34,6 +34,10 @@ pub struct ServeOptions {
     /// TLS for gRPC; plaintext without it.
     pub tls: Option<TlsFiles>,
     pub protocols: Protocols,
+    /// The admin API's authentication (and TLS).
+    pub admin: crate::admin::AdminOptions,
+    /// The node-facing boot service; `None` serves workflows and the admin API only.
+    pub boot: Option<crate::boot::BootOptions>,
 }
 
 /// Which worker protocols the gRPC service speaks. One alone is for testing workers

@@ -139,6 +139,8 @@ impl WorkflowService {
             http: None,
             tls: self.tls.clone(),
             protocols: self.protocols,
+            admin: Default::default(),
+            boot: None,
         };
         let server = self
             .runtime

@@ -4,6 +4,10 @@
 //! the busy timeout makes the second one wait instead of failing.
 
 mod hardware;
+mod logs;
+mod nodes;
+mod profiles;
+mod registrations;
 mod templates;
 mod work;
 mod workflows;
@@ -15,6 +19,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 
 pub use hardware::{Hardware, HardwareSpec};
+pub use logs::{LogLine, NewLogLine};
+pub use nodes::{BootPlan, Discovered, Discovery, Event, Node, NodeState, Progress};
+pub use profiles::{Profile, ProfileSpec};
+pub use registrations::{Identity, Match, Registered, Registration, RegistrationSpec};
 pub use templates::TemplateRecord;
 pub use work::{ActionReport, NextAction, ReportTarget, WorkflowContext};
 pub use workflows::{ActionRecord, Workflow};

@@ -105,6 +105,8 @@ impl TestServer {
             http: Some("127.0.0.1:0".parse().unwrap()),
             tls: None,
             protocols,
+            admin: Default::default(),
+            boot: None,
         };
         let running = RunningServer::start(Arc::clone(&store), &options)
             .await

@@ -1,0 +1,2 @@
+//! PLACEHOLDER: device discovery is being written.
+fn main() {}

@@ -1,0 +1,2 @@
+//! PLACEHOLDER: the load generator is being written.
+fn main() {}

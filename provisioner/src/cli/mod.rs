@@ -1,0 +1,7 @@
+//! The command line's parts, a module per command group.
+
+pub mod admin;
+pub mod nodes;
+pub mod output;
+pub mod records;
+pub mod serve;

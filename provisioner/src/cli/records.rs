@@ -1,0 +1,170 @@
+//! `provisioner template|hardware|workflow`: the Tinkerbell records, one command each.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use provisioner::store::{Hardware, HardwareSpec, Store, TemplateRecord, Workflow};
+
+use super::output::{Output, read};
+
+#[derive(Subcommand)]
+pub enum TemplateCommand {
+    Create {
+        #[arg(long, value_name = "T.yaml")]
+        file: PathBuf,
+        /// Overrides the template's own name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    Get {
+        id: String,
+    },
+    List,
+    Delete {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum HardwareCommand {
+    Create {
+        /// JSON: {"id": "...", "macs": ["52:54:00:.."], "ips": [".."], "attributes": {..}}
+        #[arg(long, value_name = "H.json")]
+        file: PathBuf,
+    },
+    /// By id or MAC.
+    Get {
+        id: String,
+    },
+    List,
+    Delete {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum WorkflowCommand {
+    Create {
+        /// The template's id.
+        #[arg(long)]
+        template: String,
+        /// The hardware map as JSON, e.g. '{"device_1": "52:54:00:12:34:56"}'.
+        #[arg(long, default_value = "{}")]
+        hardware: String,
+    },
+    Get {
+        id: String,
+    },
+    List,
+    Delete {
+        id: String,
+    },
+}
+
+pub fn template(store: &Store, out: &Output, command: TemplateCommand) -> anyhow::Result<()> {
+    match command {
+        TemplateCommand::Create { file, name } => {
+            let created = store.create_template(&read(&file)?, name.as_deref())?;
+            out.one(&created, template_text)
+        }
+        TemplateCommand::Get { id } => out.one(&store.get_template(&id)?, template_text),
+        TemplateCommand::List => out.many(&store.list_templates()?, |t| {
+            format!("{}  {}  {}", t.id, t.name, t.created_at)
+        }),
+        TemplateCommand::Delete { id } => {
+            store.delete_template(&id)?;
+            out.done(&format!("template {id} deleted"))
+        }
+    }
+}
+
+pub fn hardware(store: &Store, out: &Output, command: HardwareCommand) -> anyhow::Result<()> {
+    match command {
+        HardwareCommand::Create { file } => {
+            let spec = HardwareSpec::parse(&read(&file)?)?;
+            out.one(&store.create_hardware(&spec)?, hardware_text)
+        }
+        HardwareCommand::Get { id } => out.one(&store.get_hardware(&id)?, hardware_text),
+        HardwareCommand::List => out.many(&store.list_hardware()?, |h| {
+            format!("{}  {}  {}", h.id, h.macs.join(","), h.ips.join(","))
+        }),
+        HardwareCommand::Delete { id } => {
+            store.delete_hardware(&id)?;
+            out.done(&format!("hardware {id} deleted"))
+        }
+    }
+}
+
+pub fn workflow(store: &Store, out: &Output, command: WorkflowCommand) -> anyhow::Result<()> {
+    match command {
+        WorkflowCommand::Create { template, hardware } => {
+            let map: BTreeMap<String, String> = serde_json::from_str(&hardware).context(
+                "--hardware: expected a JSON object of strings, e.g. '{\"device_1\": \"52:54:00:12:34:56\"}'",
+            )?;
+            out.one(&store.create_workflow(&template, &map)?, workflow_text)
+        }
+        WorkflowCommand::Get { id } => out.one(&store.get_workflow(&id)?, workflow_text),
+        WorkflowCommand::List => out.many(&store.list_workflows()?, |w| {
+            format!(
+                "{}  {}  template {}  {}",
+                w.id, w.state, w.template_id, w.created_at
+            )
+        }),
+        WorkflowCommand::Delete { id } => {
+            store.delete_workflow(&id)?;
+            out.done(&format!("workflow {id} deleted"))
+        }
+    }
+}
+
+fn template_text(template: &TemplateRecord) -> String {
+    format!(
+        "id: {}\nname: {}\ncreated: {}\n---\n{}",
+        template.id, template.name, template.created_at, template.data
+    )
+}
+
+fn hardware_text(hardware: &Hardware) -> String {
+    let attributes = serde_json::Value::Object(hardware.attributes.clone());
+    format!(
+        "id: {}\nmacs: {}\nips: {}\nattributes: {}\nagent seen: {}\ncreated: {}",
+        hardware.id,
+        hardware.macs.join(", "),
+        hardware.ips.join(", "),
+        attributes,
+        hardware.agent_seen_at.as_deref().unwrap_or("never"),
+        hardware.created_at
+    )
+}
+
+fn workflow_text(workflow: &Workflow) -> String {
+    let mut text = format!(
+        "id: {}\nstate: {}\ntemplate: {}\nhardware: {}\ncreated: {}\nstarted: {}\nstopped: {}\nactions:",
+        workflow.id,
+        workflow.state,
+        workflow.template_id,
+        serde_json::to_string(&workflow.hardware).unwrap_or_default(),
+        workflow.created_at,
+        workflow.started_at.as_deref().unwrap_or("-"),
+        workflow.stopped_at.as_deref().unwrap_or("-"),
+    );
+    for action in &workflow.actions {
+        let duration = action
+            .duration_ms
+            .map(|ms| format!("{:.3}s", ms as f64 / 1000.0));
+        text.push_str(&format!(
+            "\n  {}/{}  {}  worker {}  started {}  stopped {}  duration {}  message {:?}",
+            action.task_name,
+            action.name,
+            action.state,
+            action.worker,
+            action.started_at.as_deref().unwrap_or("-"),
+            action.stopped_at.as_deref().unwrap_or("-"),
+            duration.as_deref().unwrap_or("-"),
+            action.message,
+        ));
+    }
+    text
+}
