@@ -30,7 +30,8 @@ kernel_link="$kernel_dir/linux-image-amd64.deb"
 #   docker-registry  a real OCI registry on loopback for the worker's pull tests; curl: bench/worker.sh pushes with it
 packages=(qemu-system-x86 qemu-utils zstd busybox-static cpio xz-utils liblzma-dev ovmf e2fsprogs iproute2 dnsmasq-base
     gdisk fdisk dosfstools mtools systemd-boot-efi binutils bmap-tools
-    protobuf-compiler containerd runc docker-registry curl)
+    protobuf-compiler containerd runc docker-registry curl
+    ipxe ipxe-qemu seabios chromium)
 
 log() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }

@@ -67,6 +67,9 @@ pub struct Discovery {
     pub ip: Option<String>,
     /// The hardware attributes (bootkit-hwinfo as JSON), stored with the node's hardware.
     pub attributes: Option<serde_json::Value>,
+    /// `http://host:port` of the node-facing HTTP service: profile files given as paths are
+    /// handed to workflows as URLs under it (`{base}/artifacts/profiles/{name}/os-image`).
+    pub artifact_base: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
