@@ -27,6 +27,7 @@ pub mod kernel;
 pub mod netns;
 pub mod paths;
 mod slots;
+pub mod stack;
 pub mod vm;
 
 pub use error::{Error, Result};
