@@ -47,7 +47,7 @@ impl WorkflowServer {
 }
 
 /// Store errors as gRPC statuses, with the store's message (it names what failed).
-fn status(error: StoreError) -> Status {
+pub(crate) fn status(error: StoreError) -> Status {
     let message = error.to_string();
     match error {
         StoreError::Invalid(_) | StoreError::Report(ReportError::NotReportable(_)) => {

@@ -4,16 +4,16 @@
 //! - [`template`]: Tinkerbell's template YAML, validation and `{{.key}}` substitution.
 //! - [`state`]: the workflow/action state machine driven by workers' reports.
 //! - [`grpc`]: `proto.WorkflowService`, both protocols on one port.
-//! - [`http`]: the REST/JSON API.
 //! - [`boot`]: the node-facing boot service (DHCP, TFTP, iPXE scripts, artifacts, metadata, syslog).
 //! - [`onboarding`]: device discovery's onboarding service.
-//! - [`admin`]: admin API, OpenAPI, status page; [`metrics`]: Prometheus.
+//! - [`admin`]: the admin REST/JSON API, its OpenAPI document, the status page and their
+//!   authentication; [`metrics`]: Prometheus; [`https`]: TLS for axum routers.
 //! - [`server`]: every listener together (`provisioner serve`).
 
 pub mod admin;
 pub mod boot;
 pub mod grpc;
-pub mod http;
+pub mod https;
 pub mod metrics;
 pub mod onboarding;
 pub mod server;

@@ -21,9 +21,9 @@ use cli::serve::ServeArgs;
     about = "Provisions bare-metal nodes over PXE: boot service, registration and profiles, Tinkerbell workflows, status and logs"
 )]
 struct Cli {
-    /// The SQLite database (created if missing).
+    /// The SQLite database (created if missing); every command but `init` needs it.
     #[arg(long, value_name = "PATH")]
-    db: PathBuf,
+    db: Option<PathBuf>,
     /// Print results as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -48,7 +48,6 @@ enum Command {
         #[command(subcommand)]
         action: WorkflowCommand,
     },
-    /// Serve the gRPC workflow service (both protocols) and the REST API.
     /// Nodes: registration, status, timeline, logs, re-arming.
     Node {
         #[command(subcommand)]
@@ -61,7 +60,7 @@ enum Command {
     },
     /// Serve everything: boot (DHCP, TFTP, HTTP), workflows and onboarding (gRPC), syslog, and
     /// the admin API and page.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// First run: create a CA, a server certificate and an admin token.
     Init(InitArgs),
 }
@@ -79,8 +78,12 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let out = Output { json: cli.json };
+    let db = cli.db;
     let open = || {
-        Store::open(&cli.db).with_context(|| format!("opening the database {}", cli.db.display()))
+        let db = db.as_deref().context(
+            "--db PATH is missing: this command works on the provisioner's database, e.g. --db /var/lib/provisioner/provisioner.db",
+        )?;
+        Store::open(db).with_context(|| format!("opening the database {}", db.display()))
     };
     match cli.command {
         Command::Template { action } => cli::records::template(&open()?, &out, action),
@@ -88,7 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Workflow { action } => cli::records::workflow(&open()?, &out, action),
         Command::Node { action } => cli::nodes::node(&open()?, &out, action),
         Command::Profile { action } => cli::nodes::profile(&open()?, &out, action),
-        Command::Serve(args) => cli::serve::serve(open()?, args),
+        Command::Serve(args) => cli::serve::serve(open()?, *args),
         Command::Init(args) => cli::admin::init(&args, &out),
     }
 }

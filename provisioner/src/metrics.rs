@@ -1,9 +1,16 @@
-//! Prometheus metrics: nodes by state, DHCP/TFTP/HTTP/syslog request counts, action durations.
-//! PLACEHOLDER: the struct is the contract (the boot service increments, the admin listener
-//! renders); rendering is being written.
+//! Prometheus metrics: nodes and workflows by state, action durations, and the boot service's
+//! DHCP/TFTP/HTTP/syslog request counts.
+//!
+//! Rendered by hand in the text exposition format: a few dozen lines of formatting, where a
+//! metrics crate would add a registry this service has no other use for.
 
+use std::collections::BTreeMap;
+use std::fmt::Write;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::state::State;
+use crate::store::{NodeState, Store, StoreError};
 
 /// Shared by every listener of `serve`.
 #[derive(Debug, Default)]
@@ -11,6 +18,8 @@ pub struct Metrics {
     pub dhcp: Arc<bootkit_dhcp::Counters>,
     pub tftp: Arc<bootkit_tftp::Counters>,
     pub syslog: Arc<bootkit_syslog_receiver::Counters>,
+    /// What became of received syslog lines: stored under a node, or why not.
+    pub syslog_sink: Arc<crate::boot::SyslogSinkCounters>,
     pub http: HttpCounters,
 }
 
@@ -22,4 +31,279 @@ pub struct HttpCounters {
     pub artifact_bytes: AtomicU64,
     pub metadata: AtomicU64,
     pub not_found: AtomicU64,
+}
+
+const WORKFLOW_STATES: [State; 5] = [
+    State::Pending,
+    State::Running,
+    State::Success,
+    State::Failed,
+    State::Timeout,
+];
+
+/// Upper bounds (seconds) of the action duration buckets: from a quick `wipefs` to a
+/// multi-gigabyte image streamed over a slow link.
+const DURATION_BUCKETS: [f64; 9] = [1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0];
+
+impl Metrics {
+    /// Every metric in Prometheus' text format; the fleet's numbers are read from `store` now.
+    pub fn render(&self, store: &Store) -> Result<String, StoreError> {
+        let mut out = Exposition::default();
+        self.render_fleet(store, &mut out)?;
+        self.render_counters(&mut out);
+        Ok(out.text)
+    }
+
+    fn render_fleet(&self, store: &Store, out: &mut Exposition) -> Result<(), StoreError> {
+        let mut nodes: BTreeMap<NodeState, u64> = NodeState::ALL.map(|state| (state, 0)).into();
+        for node in store.list_nodes()? {
+            *nodes.entry(node.state).or_default() += 1;
+        }
+        out.family("provisioner_nodes", "gauge", "Nodes by lifecycle state.");
+        for (state, count) in nodes {
+            out.sample("provisioner_nodes", &[("state", state.as_str())], count);
+        }
+
+        let workflows = store.list_workflows()?;
+        let mut by_state: BTreeMap<&str, u64> =
+            WORKFLOW_STATES.map(|state| (state.as_str(), 0)).into();
+        let mut durations: BTreeMap<String, Histogram> = BTreeMap::new();
+        for workflow in &workflows {
+            *by_state.entry(workflow.state.as_str()).or_default() += 1;
+            for action in &workflow.actions {
+                if let Some(ms) = action.duration_ms.filter(|_| action.state.is_final()) {
+                    durations
+                        .entry(action.name.clone())
+                        .or_default()
+                        .observe(ms as f64 / 1000.0);
+                }
+            }
+        }
+        out.family("provisioner_workflows", "gauge", "Workflows by state.");
+        for (state, count) in by_state {
+            out.sample("provisioner_workflows", &[("state", state)], count);
+        }
+        out.family(
+            "provisioner_action_duration_seconds",
+            "histogram",
+            "How long finished workflow actions ran, by action name.",
+        );
+        for (action, histogram) in &durations {
+            histogram.render(out, "provisioner_action_duration_seconds", action);
+        }
+        Ok(())
+    }
+
+    fn render_counters(&self, out: &mut Exposition) {
+        let dhcp = &self.dhcp;
+        let tftp = &self.tftp;
+        let http = &self.http;
+        let counters: [(&str, &str, &AtomicU64); 26] = [
+            (
+                "provisioner_dhcp_received_total",
+                "DHCP packets received.",
+                &dhcp.received,
+            ),
+            (
+                "provisioner_dhcp_offers_total",
+                "DHCP offers sent.",
+                &dhcp.offers,
+            ),
+            ("provisioner_dhcp_acks_total", "DHCP acks sent.", &dhcp.acks),
+            ("provisioner_dhcp_naks_total", "DHCP naks sent.", &dhcp.naks),
+            (
+                "provisioner_dhcp_ignored_total",
+                "DHCP packets not for this server or refused nodes.",
+                &dhcp.ignored,
+            ),
+            (
+                "provisioner_dhcp_errors_total",
+                "DHCP packets that could not be parsed or answered.",
+                &dhcp.errors,
+            ),
+            (
+                "provisioner_tftp_requests_total",
+                "TFTP read and write requests.",
+                &tftp.requests,
+            ),
+            (
+                "provisioner_tftp_completed_total",
+                "TFTP transfers completed.",
+                &tftp.completed,
+            ),
+            (
+                "provisioner_tftp_refused_total",
+                "TFTP requests answered with an error.",
+                &tftp.refused,
+            ),
+            (
+                "provisioner_tftp_failed_total",
+                "TFTP transfers given up.",
+                &tftp.failed,
+            ),
+            (
+                "provisioner_tftp_sent_bytes_total",
+                "File bytes acknowledged by TFTP clients.",
+                &tftp.bytes_sent,
+            ),
+            (
+                "provisioner_tftp_aborted_total",
+                "TFTP transfers the client ended (UEFI's size probe).",
+                &tftp.aborted,
+            ),
+            (
+                "provisioner_tftp_retransmitted_total",
+                "TFTP packets sent again after a timeout.",
+                &tftp.retransmitted,
+            ),
+            (
+                "provisioner_syslog_messages_total",
+                "Syslog messages received.",
+                &self.syslog.messages,
+            ),
+            (
+                "provisioner_syslog_malformed_total",
+                "Syslog messages that could not be parsed.",
+                &self.syslog.malformed,
+            ),
+            (
+                "provisioner_syslog_truncated_total",
+                "Syslog frames cut at the size limit.",
+                &self.syslog.truncated,
+            ),
+            (
+                "provisioner_syslog_rejected_connections_total",
+                "Syslog TCP connections refused at the connection limit.",
+                &self.syslog.rejected_connections,
+            ),
+            (
+                "provisioner_syslog_stored_total",
+                "Syslog lines stored under their node.",
+                &self.syslog_sink.stored,
+            ),
+            (
+                "provisioner_syslog_dropped_total",
+                "Syslog lines dropped because the store fell behind.",
+                &self.syslog_sink.dropped,
+            ),
+            (
+                "provisioner_syslog_unknown_sender_total",
+                "Syslog lines from addresses of no known node (not stored).",
+                &self.syslog_sink.unknown_sender,
+            ),
+            (
+                "provisioner_syslog_store_failures_total",
+                "Syslog lines lost because the store failed.",
+                &self.syslog_sink.store_failures,
+            ),
+            (
+                "provisioner_http_scripts_total",
+                "iPXE scripts served to nodes.",
+                &http.scripts,
+            ),
+            (
+                "provisioner_http_artifacts_total",
+                "Artifact downloads started by nodes.",
+                &http.artifacts,
+            ),
+            (
+                "provisioner_http_artifact_bytes_total",
+                "Artifact bytes sent to nodes.",
+                &http.artifact_bytes,
+            ),
+            (
+                "provisioner_http_metadata_total",
+                "Metadata requests from nodes.",
+                &http.metadata,
+            ),
+            (
+                "provisioner_http_not_found_total",
+                "Node-facing requests for unknown paths.",
+                &http.not_found,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            out.family(name, "counter", help);
+            out.sample(name, &[], counter.load(Ordering::Relaxed));
+        }
+    }
+}
+
+/// Cumulative buckets of one action's durations.
+#[derive(Default)]
+struct Histogram {
+    buckets: [u64; DURATION_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (bound, bucket) in DURATION_BUCKETS.iter().zip(&mut self.buckets) {
+            if seconds <= *bound {
+                *bucket += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+
+    fn render(&self, out: &mut Exposition, name: &str, action: &str) {
+        let bucket = format!("{name}_bucket");
+        for (bound, count) in DURATION_BUCKETS.iter().zip(self.buckets) {
+            out.sample(
+                &bucket,
+                &[("action", action), ("le", &bound.to_string())],
+                count,
+            );
+        }
+        out.sample(&bucket, &[("action", action), ("le", "+Inf")], self.count);
+        out.sample(&format!("{name}_sum"), &[("action", action)], self.sum);
+        out.sample(&format!("{name}_count"), &[("action", action)], self.count);
+    }
+}
+
+/// The text being rendered.
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        // Writing to a String cannot fail.
+        let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.text.push_str(name);
+        if !labels.is_empty() {
+            let labels: Vec<String> = labels
+                .iter()
+                .map(|(key, value)| format!("{key}=\"{}\"", escape_label(value)))
+                .collect();
+            let _ = write!(self.text, "{{{}}}", labels.join(","));
+        }
+        let _ = writeln!(self.text, " {value}");
+    }
+}
+
+/// Label values may hold any text (action names come from users' templates).
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_from_templates_cannot_break_the_exposition() {
+        let mut out = Exposition::default();
+        out.sample("m", &[("action", "say \"hi\"\\\nbye")], 1);
+        assert_eq!(out.text, "m{action=\"say \\\"hi\\\"\\\\\\nbye\"} 1\n");
+    }
 }

@@ -164,6 +164,8 @@ async fn serve_answers_workers_for_workflows_the_cli_created() {
         .arg("--db")
         .arg(db.path())
         .args(["serve", "--grpc", &grpc, "--http", &http])
+        // The admin API is not what this test is about.
+        .arg("--admin-insecure-no-auth")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

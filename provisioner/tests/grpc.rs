@@ -500,3 +500,88 @@ async fn a_single_protocol_server_answers_the_other_protocol_unimplemented() {
     let action = next_action(&mut current_only.current().await, MAC).await;
     assert_eq!(action.workflow_id(), workflow.id);
 }
+
+/// Discovery creates the node's workflow; the worker's reports over gRPC move the node along
+/// its lifecycle, with progress and a timeline.
+#[tokio::test]
+async fn worker_reports_move_a_discovered_node_to_provisioned() {
+    use provisioner::store::{BootPlan, Discovery, Identity, NodeState};
+
+    let db = TestDb::new();
+    let store = db.open();
+    common::fleet::create_profile(&store, db.dir.path());
+    let discovered = store
+        .discover(&Discovery {
+            identity: Identity::new(Some("SN-77"), None, &[MAC]),
+            ip: Some("127.0.0.5".into()),
+            attributes: None,
+            artifact_base: Some("http://127.0.0.1:7080".into()),
+        })
+        .unwrap();
+    drop(store);
+    let server = TestServer::start(&db.path()).await;
+    let mut client = server.current().await;
+    let node_progress = || {
+        let node = server.store.get_node(MAC).unwrap();
+        (node.state, node.progress.map(|p| p.to_string()))
+    };
+    assert_eq!(
+        node_progress(),
+        (NodeState::Discovered, Some("1/3: wipe".into()))
+    );
+
+    for (index, start) in [100, 200, 300].into_iter().enumerate() {
+        let action = next_action(&mut client, MAC).await;
+        assert_eq!(
+            Some(action.workflow_id()),
+            discovered.workflow_id.as_deref()
+        );
+        report(
+            &mut client,
+            status(&action, StateType::Running, start, None, ""),
+        )
+        .await;
+        let running = format!("{}/3: {}", index + 1, TEMPLATE_ACTIONS[index].1);
+        assert_eq!(node_progress(), (NodeState::Provisioning, Some(running)));
+        let done = status(&action, StateType::Success, start, Some(start + 2), "ok");
+        report(&mut client, done).await;
+    }
+    assert_eq!(
+        node_progress(),
+        (NodeState::Provisioned, Some("3/3: reboot".into()))
+    );
+
+    let timeline: Vec<String> = server
+        .store
+        .node_events(MAC)
+        .unwrap()
+        .into_iter()
+        .map(|event| format!("{}: {}", event.kind, event.message))
+        .collect();
+    let actions: Vec<&str> = timeline
+        .iter()
+        .filter_map(|line| line.strip_prefix("action: "))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "action 1/3 wipe: RUNNING",
+            "action 1/3 wipe: SUCCESS (2.0s)",
+            "action 2/3 write: RUNNING",
+            "action 2/3 write: SUCCESS (2.0s)",
+            "action 3/3 reboot: RUNNING",
+            "action 3/3 reboot: SUCCESS (2.0s)",
+        ]
+    );
+    assert!(
+        timeline.last().unwrap().starts_with("provisioned: "),
+        "{timeline:?}"
+    );
+    let identity = Identity::new(Some("SN-77"), None, &[MAC]);
+    assert_eq!(
+        server.store.pxe_boot(&identity).unwrap(),
+        BootPlan::LocalDisk {
+            node_id: MAC.into()
+        }
+    );
+}

@@ -1,69 +1,17 @@
-//! The REST/JSON API over a running server.
+//! The REST/JSON API's records (templates, hardware, workflows) over a running server.
 
 mod common;
 
+use common::admin::{ADMIN_TOKEN, AdminClient};
 use common::{MAC, TEMPLATE, TestDb, TestServer};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-
-struct Api {
-    client: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_string());
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap()
-        };
-        (status, value)
-    }
-
-    /// In a workspace build reqwest's rustls comes without a built-in crypto provider (the
-    /// worker passes its own ring config), so the process must install one before a client
-    /// is made; a second install in the same process is refused and changes nothing.
-    fn new(base: String) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        Self {
-            client: reqwest::Client::new(),
-            base,
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.send(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.send(reqwest::Method::GET, path, None).await
-    }
-
-    async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        self.send(reqwest::Method::DELETE, path, None).await
-    }
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn templates_hardware_and_workflows_are_created_listed_read_and_deleted() {
     let db = TestDb::new();
     let server = TestServer::start(&db.path()).await;
-    let api = Api::new(server.http_url());
+    let api = AdminClient::new(server.http_url(), Some(ADMIN_TOKEN));
 
     let (status, hardware) = api
         .post(
@@ -137,7 +85,7 @@ async fn templates_hardware_and_workflows_are_created_listed_read_and_deleted() 
 async fn bad_input_is_a_400_naming_the_field_and_stores_nothing() {
     let db = TestDb::new();
     let server = TestServer::start(&db.path()).await;
-    let api = Api::new(server.http_url());
+    let api = AdminClient::new(server.http_url(), Some(ADMIN_TOKEN));
 
     let no_image = TEMPLATE.replace("        image: 127.0.0.1:5000/reboot:1\n", "");
     let (status, body) = api

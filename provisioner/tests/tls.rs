@@ -45,7 +45,7 @@ async fn a_tls_server_serves_workers_that_trust_its_certificate_only() {
         http: None,
         tls: Some(TlsFiles { cert, key }),
         protocols: Default::default(),
-        admin: Default::default(),
+        admin: common::admin::token_options(),
         boot: None,
     };
     let server = RunningServer::start(store, &options).await.unwrap();

@@ -50,15 +50,7 @@ pub enum ProtocolChoice {
 }
 
 /// How the worker reaches the workflow service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerTls {
-    /// `tinkerbell_tls=false`: plain HTTP/2.
-    Plaintext,
-    /// The server certificate is checked against this PEM bundle, or the system's.
-    Verified { ca_bundle: Option<PathBuf> },
-    /// `tinkerbell_insecure_tls=true`: TLS without checking the certificate.
-    InsecureSkipVerify,
-}
+pub use agent_channel::ServerTls;
 
 /// A value that must never reach a log: Debug and Display print a marker instead.
 #[derive(Clone, PartialEq, Eq)]

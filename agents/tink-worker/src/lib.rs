@@ -5,5 +5,4 @@ mod error_text;
 pub mod protocol;
 pub mod registry;
 pub mod runtime;
-mod tls;
 pub mod worker;

@@ -4,12 +4,12 @@
 //! to the legacy one for the rest of its life.
 
 mod attributes;
-mod channel;
 mod current;
 mod legacy;
 
 use std::time::{Duration, SystemTime};
 
+use agent_channel::{ChannelError, Liveness};
 use bootkit_hwinfo::AgentAttributes;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -18,6 +18,14 @@ use crate::config::{Config, ProtocolChoice, ServerTls};
 
 /// tink's rule: an action without a timeout gets one hour.
 pub const DEFAULT_ACTION_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Calls are bounded (GetWorkflowContexts streams are short: one message per workflow), and
+/// pings while a call is open notice a server that vanished without closing the connection.
+const LIVENESS: Liveness = Liveness {
+    request_timeout: Some(Duration::from_secs(60)),
+    keep_alive_interval: Duration::from_secs(30),
+    keep_alive_while_idle: false,
+};
 
 /// One action to run, whichever protocol it came from. `Default` is for building one by hand
 /// (`run-once`, tests): its timeout is zero, so set one.
@@ -144,8 +152,17 @@ impl ProtocolError {
         }
     }
 
+    fn from_channel(error: ChannelError) -> Self {
+        match error {
+            ChannelError::Address { authority, why } => ProtocolError::Address { authority, why },
+            ChannelError::TlsSetup(why) => ProtocolError::TlsSetup {
+                why: why.to_string(),
+            },
+        }
+    }
+
     fn from_status(operation: &'static str, authority: &str, status: tonic::Status) -> Self {
-        if let Some(handshake) = channel::tls_failure(&status) {
+        if let Some(handshake) = agent_channel::handshake_failure(&status) {
             return ProtocolError::Tls {
                 operation,
                 authority: authority.to_string(),
@@ -156,7 +173,7 @@ impl ProtocolError {
             operation,
             authority: authority.to_string(),
             code: status.code(),
-            message: channel::describe(&status),
+            message: agent_channel::describe(&status),
         }
     }
 }
@@ -195,8 +212,15 @@ impl WorkflowClient {
             ProtocolChoice::Current => Some(Protocol::Current),
             ProtocolChoice::Legacy => Some(Protocol::Legacy),
         };
+        if *tls == ServerTls::InsecureSkipVerify {
+            tracing::warn!(
+                "tinkerbell_insecure_tls is set: the workflow server's certificate at {authority} is NOT checked; anyone on the network path can impersonate it"
+            );
+        }
+        let channel = agent_channel::connect_lazy(authority, tls, LIVENESS)
+            .map_err(ProtocolError::from_channel)?;
         Ok(WorkflowClient {
-            channel: channel::lazy(authority, tls)?,
+            channel,
             authority: authority.to_string(),
             worker_id: worker_id.to_string(),
             choice,

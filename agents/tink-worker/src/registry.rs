@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use agent_channel::tls;
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -24,7 +25,6 @@ use rustls::RootCertStore;
 use sha2::{Digest as _, Sha256};
 
 use crate::error_text::error_chain;
-use crate::tls;
 
 pub use auth::Credentials;
 pub use manifest::{Descriptor, ImageConfig, ImageManifest};
@@ -150,16 +150,14 @@ pub struct RegistryClient {
     insecure_schemes: Mutex<HashMap<String, Scheme>>,
 }
 
-/// Debian's system bundle, used when no CA bundle is configured.
-const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
 /// The certificates of `ca_bundle` (PEM), or of the system's bundle when none is given. No
 /// bundle at all is not an error here: pulls from `insecure_registries` need no roots.
 fn trusted_roots(ca_bundle: Option<&Path>) -> Result<RootCertStore, RegistryError> {
-    let bundle = ca_bundle.unwrap_or(Path::new(SYSTEM_CA_BUNDLE));
-    if ca_bundle.is_none() && !bundle.exists() {
-        return Ok(RootCertStore::empty());
-    }
+    let bundle = match (ca_bundle, tls::system_ca_bundle()) {
+        (Some(configured), _) => configured,
+        (None, Some(system)) => system,
+        (None, None) => return Ok(RootCertStore::empty()),
+    };
     tls::roots_from_bundle(bundle).map_err(|error| RegistryError::CaBundle {
         path: bundle.to_path_buf(),
         why: error.to_string(),

@@ -1,9 +1,67 @@
-//! DHCP for network boot. PLACEHOLDER: the contract below is fixed; bodies are being written.
+//! DHCP for network boot: the provisioner's answer to PXE firmware and to iPXE.
+//!
+//! # Modes
+//!
+//! - [`Mode::Proxy`] — proxyDHCP (PXE spec 2.1, §2.2.3; what dnsmasq's
+//!   `dhcp-range=…,proxy` does): the site's own DHCP server hands out addresses, this server
+//!   only adds boot information. A PXE client's DISCOVER on port 67 gets an OFFER with
+//!   `yiaddr` 0.0.0.0, server identifier (54) = `server_ip`, vendor class (60) `PXEClient`,
+//!   its machine identifier (97) echoed, the boot file, and vendor option 43 with
+//!   PXE_DISCOVERY_CONTROL bit 3 set ("take the boot file from this offer, skip boot-server
+//!   discovery"). Firmware that still asks the boot server sends a REQUEST to port 4011
+//!   (the PXE boot server, bound beside port 67); it gets an ACK with the boot file, sent
+//!   back to where the request came from. A REQUEST on port 67 naming us as server
+//!   (option 54) is ACKed the same way. No address is ever handed out, and non-PXE DHCP
+//!   traffic is ignored.
+//! - [`Mode::Full`] — a DHCP server (RFC 2131) with a pool and reservations by MAC:
+//!   DISCOVER → OFFER, REQUEST → ACK/NAK, RELEASE, DECLINE, INFORM. PXE clients get the
+//!   same boot information in their OFFER/ACK; other clients get an address only. Bound
+//!   leases survive a restart when [`FullConfig::lease_file`] is set.
+//!
+//! # Which boot file
+//!
+//! A client is a network-boot client when its vendor class (60) starts with `PXEClient` or
+//! `HTTPClient`. Its architecture (93) picks the iPXE binary, as Tinkerbell smee does:
+//! 0–5 and 20 → BIOS ([`BootFiles::bios`]), 6–9, 15 and 16 → UEFI x86 ([`BootFiles::uefi_x64`]),
+//! anything else from [`BootFiles::other`], or no answer. The binary goes over TFTP:
+//! `siaddr` = `server_ip`, file field and option 67 = the binary, option 66 = `server_ip`.
+//! A client that is iPXE already (user class 77 `iPXE`, or iPXE's option 175) gets the
+//! [`BootDecision::Boot`] script URL as its boot file instead, so it never chainloads iPXE in
+//! a loop. [`BootPolicy::decide`] is asked once per request; `Ignore` means no answer
+//! (admission control).
+//!
+//! # Option 97 byte order
+//!
+//! The PXE spec does not say how the 16-byte GUID in option 97 is ordered; RFC 4578 points
+//! at the EFI/SMBIOS layout, where the first three fields are little-endian, and iPXE
+//! encodes it that way on purpose (`uuid_mangle` before storing option 97); PXE ROMs copy
+//! the SMBIOS bytes, which have the same layout. [`PxeClient::uuid`] therefore swaps the
+//! first three fields back, giving the same string as Linux's
+//! `/sys/class/dmi/id/product_uuid` (what device discovery reports).
+//!
+//! # Replies
+//!
+//! A relayed request (giaddr set) is answered by unicast to giaddr:67 with giaddr kept and
+//! option 82 echoed; otherwise a client with an address (ciaddr) gets unicast to ciaddr:68
+//! and one without gets a broadcast to 255.255.255.255:68 (a NAK is always broadcast).
+//! Broadcasting needs a route for 255.255.255.255: set [`Config::interface`] on hosts
+//! without a default route or with several interfaces. Malformed packets are counted in
+//! [`Counters::errors`] and dropped.
+
+mod boot;
+mod client;
+mod leasefile;
+mod leases;
+mod reply;
+mod server;
+mod socket;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
+
+pub use server::Server;
 
 /// What the server does.
 #[derive(Debug, Clone)]
@@ -23,7 +81,12 @@ pub struct FullConfig {
     pub router: Option<Ipv4Addr>,
     pub dns: Vec<Ipv4Addr>,
     pub lease_time: Duration,
+    /// Reserved addresses may lie inside or outside the pool; the pool never hands them to
+    /// another MAC.
     pub reservations: Vec<Reservation>,
+    /// Where bound leases are kept across restarts (rewritten atomically on every change);
+    /// `None` keeps them in memory only.
+    pub lease_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -36,7 +99,8 @@ pub struct Reservation {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Usually 0.0.0.0:67. Port 0 (tests) picks a free port.
+    /// Usually 0.0.0.0:67. Port 0 (tests) picks a free port, and then the proxy-mode boot
+    /// server picks a free port too instead of 4011.
     pub listen: SocketAddr,
     /// Bind to this interface only (SO_BINDTODEVICE), as a DHCP server on a multi-homed host must.
     pub interface: Option<String>,
@@ -89,42 +153,43 @@ pub trait BootPolicy: Send + Sync + 'static {
 /// Counters for the provisioner's metrics.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Requests, well-formed or not (replies heard on the wire are not counted).
     pub received: AtomicU64,
     pub offers: AtomicU64,
     pub acks: AtomicU64,
     pub naks: AtomicU64,
+    /// Requests deliberately left unanswered: policy said no, unknown architecture, pool
+    /// exhausted, non-PXE traffic in proxy mode.
     pub ignored: AtomicU64,
+    /// Malformed packets and failed sends.
     pub errors: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DhcpError {
-    #[error("{0}")]
-    Placeholder(String),
-}
-
-/// A bound DHCP server.
-pub struct Server;
-
-impl Server {
-    /// Binds the sockets (so "port in use" and "no such interface" surface at start-up).
-    pub async fn bind(_config: Config) -> Result<Self, DhcpError> {
-        todo!("bootkit-dhcp is being written")
-    }
-    /// The DHCP socket's address (67, or what port 0 picked).
-    pub fn local_addr(&self) -> SocketAddr {
-        todo!()
-    }
-    /// The PXE boot server socket (4011) in proxy mode.
-    pub fn boot_server_addr(&self) -> Option<SocketAddr> {
-        todo!()
-    }
-    /// Serves until an unrecoverable socket error; stop it by aborting its task.
-    pub async fn serve(
-        self,
-        _policy: Arc<dyn BootPolicy>,
-        _counters: Arc<Counters>,
-    ) -> Result<(), DhcpError> {
-        todo!()
-    }
+    #[error(
+        "cannot bind the DHCP socket to {addr}: {source} (is another DHCP server, e.g. dnsmasq, running? ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+    )]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot bind the DHCP socket to interface {interface:?}: {source} (check the interface name with `ip link`; SO_BINDTODEVICE needs CAP_NET_RAW)"
+    )]
+    Interface {
+        interface: String,
+        source: std::io::Error,
+    },
+    #[error("cannot set up the DHCP socket: {0}")]
+    Socket(#[source] std::io::Error),
+    #[error("DHCP socket failed while serving: {0} (restart the service)")]
+    Serve(#[source] std::io::Error),
+    #[error("cannot read the DHCP lease file {path}: {source} (fix its permissions or remove it)")]
+    LeaseFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid DHCP configuration: {0}")]
+    Config(String),
 }

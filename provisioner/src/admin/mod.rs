@@ -1,6 +1,137 @@
 //! The admin surface: REST API with its OpenAPI document, the status page, Prometheus metrics,
-//! and their authentication (token or client certificate). PLACEHOLDER: being written.
+//! and their authentication (token or client certificate).
+
+mod auth;
+mod enrollment;
+mod nodes;
+mod page;
+mod records;
+mod reply;
+
+pub use nodes::progress_text;
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+use crate::server::TlsFiles;
+use crate::store::Store;
+
+pub use auth::Auth;
 
 /// How the admin listener authenticates and whether it speaks TLS.
-#[derive(Debug, Clone, Default)]
-pub struct AdminOptions {}
+#[derive(Clone, Default)]
+pub struct AdminOptions {
+    /// Clients send it as `Authorization: Bearer <token>`. Never logged.
+    pub token: Option<String>,
+    /// PEM CA whose client certificates are accepted instead of the token (needs `tls`).
+    pub client_ca: Option<PathBuf>,
+    /// Serve HTTPS with this certificate; plain HTTP without it.
+    pub tls: Option<TlsFiles>,
+    /// Serve without any authentication (tests and development only).
+    pub insecure_no_auth: bool,
+}
+
+impl fmt::Debug for AdminOptions {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("AdminOptions")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("client_ca", &self.client_ca)
+            .field("tls", &self.tls)
+            .field("insecure_no_auth", &self.insecure_no_auth)
+            .finish()
+    }
+}
+
+/// Serves the admin API, page and metrics on `listener` until `shutdown` completes. Refuses to
+/// start without authentication unless `options.insecure_no_auth` says so.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    options: &AdminOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let auth = Auth::from_options(options)?;
+    let router = router(store, metrics, auth);
+    match &options.tls {
+        Some(files) => {
+            let config =
+                crate::https::server_config(&files.cert, &files.key, options.client_ca.as_deref())?;
+            crate::https::serve_tls(listener, router, config, shutdown).await
+        }
+        None => {
+            warn_if_exposed(&listener);
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .context("the admin HTTP server failed")
+        }
+    }
+}
+
+/// Plain HTTP beyond loopback sends the token in clear: allowed (a lab behind a firewall), but
+/// said.
+fn warn_if_exposed(listener: &TcpListener) {
+    if let Ok(addr) = listener.local_addr()
+        && !addr.ip().is_loopback()
+    {
+        tracing::warn!(
+            %addr,
+            "the admin API is served over plain HTTP beyond loopback: tokens cross the network in \
+             clear; give --admin-tls-cert and --admin-tls-key (provisioner init makes them)"
+        );
+    }
+}
+
+/// The OpenAPI 3.0 description of `/api/v1`, written by hand next to the routes: a derive
+/// crate would put a macro on every handler for a document this small.
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+/// Every admin route: the page's files openly, the API, OpenAPI document and metrics behind
+/// `auth`.
+pub fn router(store: Arc<Store>, metrics: Arc<Metrics>, auth: Auth) -> Router {
+    let store_for_metrics = Arc::clone(&store);
+    let protected = records::routes()
+        .merge(nodes::routes())
+        .merge(enrollment::routes())
+        .with_state(store)
+        .route("/api/v1/openapi.json", get(openapi))
+        .route(
+            "/metrics",
+            get(move || render_metrics(Arc::clone(&store_for_metrics), Arc::clone(&metrics))),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::new(auth),
+            auth::require,
+        ));
+    protected.merge(page::routes())
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON)
+}
+
+async fn render_metrics(store: Arc<Store>, metrics: Arc<Metrics>) -> Response {
+    match metrics.render(&store) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(error) => reply::ApiError::from(error).into_response(),
+    }
+}

@@ -1,7 +1,161 @@
 //! The node-facing boot service: DHCP (bootkit-dhcp), TFTP (bootkit-tftp), the HTTP(S) iPXE
 //! scripts, artifacts and metadata, and the syslog receiver (bootkit-syslog-receiver), on the
-//! store. PLACEHOLDER: being written.
+//! store.
+//!
+//! Boot flow: DHCP hands a PXE ROM the iPXE binary for its architecture (TFTP), and iPXE the
+//! URL of `/ipxe/auto.ipxe`; that script chains to `/ipxe/boot.ipxe` with the node's identity,
+//! which answers what this node boots (the profile's bootkit, its local disk, or nothing).
+
+mod artifacts;
+mod http;
+mod metadata;
+mod policy;
+mod script;
+mod syslog_sink;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+pub use http::{BootContext, router};
+pub use policy::StorePolicy;
+pub use syslog_sink::{SyslogSink, SyslogSinkCounters};
+
+use crate::server::TlsFiles;
 
 /// Where and how the boot service listens. `None` fields are off.
-#[derive(Debug, Clone, Default)]
-pub struct BootOptions {}
+#[derive(Debug, Clone)]
+pub struct BootOptions {
+    /// The provisioner's address as nodes reach it: in URLs, next-server, `grpc_authority`,
+    /// `syslog_host`.
+    pub advertise: Ipv4Addr,
+    pub dhcp: Option<DhcpOptions>,
+    pub tftp: Option<TftpOptions>,
+    /// Plain HTTP for scripts, artifacts and metadata (Tinkerbell's 7080).
+    pub http: Option<SocketAddr>,
+    /// HTTPS for scripts and artifacts (Tinkerbell's 7443).
+    pub https: Option<HttpsOptions>,
+    /// UDP and TCP syslog (514).
+    pub syslog: Option<SocketAddr>,
+    pub kernel: KernelOptions,
+}
+
+impl BootOptions {
+    /// Everything off but the address: callers switch on what they need.
+    pub fn new(advertise: Ipv4Addr) -> Self {
+        Self {
+            advertise,
+            dhcp: None,
+            tftp: None,
+            http: None,
+            https: None,
+            syslog: None,
+            kernel: KernelOptions::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DhcpOptions {
+    pub listen: SocketAddr,
+    pub interface: Option<String>,
+    pub mode: bootkit_dhcp::Mode,
+}
+
+#[derive(Debug, Clone)]
+pub struct TftpOptions {
+    pub listen: SocketAddr,
+    /// Holds the iPXE binaries (Debian's ipxe package: /usr/lib/ipxe).
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpsOptions {
+    pub listen: SocketAddr,
+    pub tls: TlsFiles,
+}
+
+/// The provisioner's parameters on every node's kernel command line.
+#[derive(Debug, Clone)]
+pub struct KernelOptions {
+    /// One `console=` each, in order (the last one is /dev/console).
+    pub consoles: Vec<String>,
+    /// Whether the worker speaks TLS to the gRPC service.
+    pub tinkerbell_tls: bool,
+    pub vlan_id: Option<u16>,
+    /// Appended after the profile's own parameters.
+    pub extra_args: String,
+}
+
+impl Default for KernelOptions {
+    fn default() -> Self {
+        Self {
+            consoles: vec!["tty0".to_string(), "ttyS0,115200".to_string()],
+            tinkerbell_tls: false,
+            vlan_id: None,
+            extra_args: String::new(),
+        }
+    }
+}
+
+/// The iPXE binaries a PXE ROM is handed over TFTP, by architecture.
+pub const BIOS_BINARY: &str = "undionly.kpxe";
+pub const UEFI_X64_BINARY: &str = "ipxe.efi";
+
+/// The boot files DHCP names; checked against the TFTP root at start-up.
+pub fn boot_files() -> bootkit_dhcp::BootFiles {
+    bootkit_dhcp::BootFiles {
+        bios: BIOS_BINARY.to_string(),
+        uefi_x64: UEFI_X64_BINARY.to_string(),
+        other: Vec::new(),
+    }
+}
+
+/// Refuses a TFTP root without the iPXE binaries DHCP will name, before any node asks.
+pub fn check_tftp_root(root: &std::path::Path) -> anyhow::Result<()> {
+    let missing: Vec<&str> = [BIOS_BINARY, UEFI_X64_BINARY]
+        .into_iter()
+        .filter(|name| !root.join(name).is_file())
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "the TFTP root {} lacks {}: install Debian's ipxe package (apt-get install ipxe) or pass \
+         --tftp-root DIR holding the iPXE binaries",
+        root.display(),
+        missing.join(" and ")
+    );
+    Ok(())
+}
+
+/// Where nodes reach each service, known once every listener is bound (port 0 in tests).
+#[derive(Debug, Clone)]
+pub struct Advertised {
+    pub ip: Ipv4Addr,
+    pub http_port: Option<u16>,
+    pub https_port: Option<u16>,
+    pub grpc_port: u16,
+    pub syslog_port: Option<u16>,
+}
+
+impl Advertised {
+    pub fn http_base(&self) -> Option<String> {
+        self.http_port
+            .map(|port| format!("http://{}:{port}", self.ip))
+    }
+
+    pub fn https_base(&self) -> Option<String> {
+        self.https_port
+            .map(|port| format!("https://{}:{port}", self.ip))
+    }
+
+    /// What DHCP hands iPXE clients: plain HTTP when served, since stock iPXE builds trust
+    /// no private CA; HTTPS otherwise.
+    pub fn script_url(&self) -> Option<String> {
+        self.http_base()
+            .or_else(|| self.https_base())
+            .map(|base| format!("{base}/ipxe/auto.ipxe"))
+    }
+
+    pub fn grpc_authority(&self) -> String {
+        format!("{}:{}", self.ip, self.grpc_port)
+    }
+}

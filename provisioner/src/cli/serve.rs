@@ -1,19 +1,23 @@
 //! `provisioner serve`: every listener of the service, until SIGINT/SIGTERM.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use bootkit_dhcp::{FullConfig, Mode, Reservation};
+use provisioner::boot::{BootOptions, DhcpOptions, HttpsOptions, KernelOptions, TftpOptions};
 use provisioner::server::{Protocols, RunningServer, ServeOptions, TlsFiles};
-use provisioner::store::Store;
+use provisioner::store::{Identity, Store};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// gRPC listen address (workers).
+    /// gRPC listen address (workers and device discovery).
     #[arg(long, default_value = "127.0.0.1:42113")]
     grpc: SocketAddr,
-    /// REST API listen address.
+    /// Admin API listen address.
     #[arg(long, default_value = "127.0.0.1:42114")]
     http: SocketAddr,
     /// PEM certificate chain: serve gRPC over TLS (with --tls-key).
@@ -27,6 +31,275 @@ pub struct ServeArgs {
     tls_key: Option<PathBuf>,
     #[command(flatten)]
     admin: super::admin::AdminArgs,
+    #[command(flatten)]
+    boot: BootArgs,
+}
+
+/// The node-facing boot service. On when --advertise is given.
+#[derive(clap::Args)]
+struct BootArgs {
+    /// This host's address as nodes reach it (URLs, DHCP next-server, grpc_authority,
+    /// syslog_host). Switches the boot service on.
+    #[arg(long, value_name = "IP")]
+    advertise: Option<Ipv4Addr>,
+    /// DHCP: proxyDHCP beside the site's DHCP server, a full server, or none.
+    #[arg(long, value_enum, default_value_t = DhcpMode::Off)]
+    dhcp: DhcpMode,
+    /// Serve DHCP on this interface only (needed on hosts with several).
+    #[arg(long, value_name = "IF")]
+    dhcp_interface: Option<String>,
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:67")]
+    dhcp_listen: SocketAddr,
+    /// Full mode: the addresses handed out, e.g. 10.0.0.100-10.0.0.199.
+    #[arg(long, value_name = "START-END")]
+    dhcp_pool: Option<Pool>,
+    /// Full mode: the subnet mask handed out.
+    #[arg(long, value_name = "MASK")]
+    dhcp_netmask: Option<Ipv4Addr>,
+    /// Full mode: the default gateway handed out.
+    #[arg(long, value_name = "IP")]
+    dhcp_router: Option<Ipv4Addr>,
+    /// Full mode: DNS servers handed out (repeatable or comma-separated).
+    #[arg(long, value_name = "IP", value_delimiter = ',')]
+    dhcp_dns: Vec<Ipv4Addr>,
+    /// Full mode: lease time (e.g. 1h, 30m).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+    dhcp_lease_time: Duration,
+    /// Full mode: CSV of fixed addresses, `mac,ip,hostname` (hostname optional).
+    #[arg(long, value_name = "FILE")]
+    dhcp_reservations: Option<PathBuf>,
+    /// Full mode: keep leases across restarts in this file.
+    #[arg(long, value_name = "FILE")]
+    dhcp_lease_file: Option<PathBuf>,
+    /// TFTP for the iPXE binaries: an address or `off` [default: 0.0.0.0:69 with --dhcp,
+    /// else off].
+    #[arg(long, value_name = "ADDR|off")]
+    tftp: Option<Listen>,
+    /// Directory holding ipxe.efi and undionly.kpxe (Debian's ipxe package).
+    #[arg(long, value_name = "DIR", default_value = "/usr/lib/ipxe")]
+    tftp_root: PathBuf,
+    /// HTTP for iPXE scripts, artifacts and metadata: an address or `off`
+    /// [default: 0.0.0.0:7080 with --advertise].
+    #[arg(long, value_name = "ADDR|off")]
+    boot_http: Option<Listen>,
+    /// HTTPS for iPXE scripts and artifacts (with --boot-tls-cert and --boot-tls-key).
+    #[arg(long, value_name = "ADDR", requires_all = ["boot_tls_cert", "boot_tls_key"])]
+    boot_https: Option<SocketAddr>,
+    #[arg(long, value_name = "PATH", requires = "boot_https")]
+    boot_tls_cert: Option<PathBuf>,
+    #[arg(long, value_name = "PATH", requires = "boot_https")]
+    boot_tls_key: Option<PathBuf>,
+    /// Syslog (UDP and TCP) from nodes, stored per node: an address or `off`
+    /// [default: 0.0.0.0:514 with --advertise].
+    #[arg(long, value_name = "ADDR|off")]
+    syslog: Option<Listen>,
+    /// A console= for nodes' kernels (repeatable; the last one is /dev/console).
+    #[arg(long = "console", value_name = "CONSOLE", default_values_t = KernelOptions::default().consoles)]
+    consoles: Vec<String>,
+    /// Whether workers use TLS to reach gRPC [default: true with --tls-cert].
+    #[arg(long, value_name = "BOOL")]
+    tinkerbell_tls: Option<bool>,
+    /// The VLAN nodes' bootkits put their interface on.
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u16).range(1..=4094))]
+    vlan_id: Option<u16>,
+    /// Appended to every node's kernel command line.
+    #[arg(long, value_name = "ARGS", default_value = "")]
+    extra_kernel_args: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DhcpMode {
+    Proxy,
+    Full,
+    Off,
+}
+
+/// A listener flag's value: an address, or `off`.
+#[derive(Debug, Clone, Copy)]
+enum Listen {
+    Off,
+    At(SocketAddr),
+}
+
+impl FromStr for Listen {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "off" {
+            return Ok(Listen::Off);
+        }
+        text.parse()
+            .map(Listen::At)
+            .map_err(|_| format!("{text:?} is neither an address like 0.0.0.0:7080 nor `off`"))
+    }
+}
+
+/// `flag` as given, or `default` when absent.
+fn listen(flag: Option<Listen>, default: Option<SocketAddr>) -> Option<SocketAddr> {
+    match flag {
+        Some(Listen::Off) => None,
+        Some(Listen::At(addr)) => Some(addr),
+        None => default,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pool {
+    start: Ipv4Addr,
+    end: Ipv4Addr,
+}
+
+impl FromStr for Pool {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let parsed = text
+            .split_once('-')
+            .and_then(|(start, end)| Some((start.trim().parse().ok()?, end.trim().parse().ok()?)));
+        match parsed {
+            Some((start, end)) if start <= end => Ok(Pool { start, end }),
+            Some(_) => Err(format!("{text:?}: the pool's start comes after its end")),
+            None => Err(format!(
+                "{text:?} is not a range like 10.0.0.100-10.0.0.199"
+            )),
+        }
+    }
+}
+
+impl BootArgs {
+    fn any_boot_flag(&self) -> Option<&'static str> {
+        [
+            (self.dhcp != DhcpMode::Off, "--dhcp"),
+            (self.tftp.is_some(), "--tftp"),
+            (self.boot_http.is_some(), "--boot-http"),
+            (self.boot_https.is_some(), "--boot-https"),
+            (self.syslog.is_some(), "--syslog"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
+
+    /// The boot service's options; `None` without --advertise.
+    fn options(&self, grpc_tls: bool) -> anyhow::Result<Option<BootOptions>> {
+        let Some(advertise) = self.advertise else {
+            if let Some(flag) = self.any_boot_flag() {
+                anyhow::bail!(
+                    "{flag} needs --advertise IP: the address nodes reach this host at, which \
+                     goes into their DHCP answers, boot scripts and kernel command lines"
+                );
+            }
+            return Ok(None);
+        };
+        let dhcp = self.dhcp_options()?;
+        let tftp_default = dhcp.is_some().then(|| SocketAddr::from(([0, 0, 0, 0], 69)));
+        let https = match (self.boot_https, &self.boot_tls_cert, &self.boot_tls_key) {
+            (Some(listen), Some(cert), Some(key)) => Some(HttpsOptions {
+                listen,
+                tls: TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                },
+            }),
+            _ => None,
+        };
+        Ok(Some(BootOptions {
+            advertise,
+            tftp: listen(self.tftp, tftp_default).map(|listen| TftpOptions {
+                listen,
+                root: self.tftp_root.clone(),
+            }),
+            dhcp,
+            http: listen(self.boot_http, Some(SocketAddr::from(([0, 0, 0, 0], 7080)))),
+            https,
+            syslog: listen(self.syslog, Some(SocketAddr::from(([0, 0, 0, 0], 514)))),
+            kernel: KernelOptions {
+                consoles: self.consoles.clone(),
+                tinkerbell_tls: self.tinkerbell_tls.unwrap_or(grpc_tls),
+                vlan_id: self.vlan_id,
+                extra_args: self.extra_kernel_args.clone(),
+            },
+        }))
+    }
+
+    fn dhcp_options(&self) -> anyhow::Result<Option<DhcpOptions>> {
+        let mode = match self.dhcp {
+            DhcpMode::Off => return Ok(None),
+            DhcpMode::Proxy => {
+                if self.dhcp_pool.is_some() || self.dhcp_reservations.is_some() {
+                    anyhow::bail!(
+                        "--dhcp-pool and --dhcp-reservations are for --dhcp full; proxyDHCP \
+                         leaves addresses to the site's DHCP server"
+                    );
+                }
+                Mode::Proxy
+            }
+            DhcpMode::Full => Mode::Full(self.full_config()?),
+        };
+        Ok(Some(DhcpOptions {
+            listen: self.dhcp_listen,
+            interface: self.dhcp_interface.clone(),
+            mode,
+        }))
+    }
+
+    fn full_config(&self) -> anyhow::Result<FullConfig> {
+        let (Some(pool), Some(netmask)) = (self.dhcp_pool, self.dhcp_netmask) else {
+            anyhow::bail!(
+                "--dhcp full needs --dhcp-pool START-END and --dhcp-netmask MASK (the addresses \
+                 to hand out)"
+            );
+        };
+        let reservations = match &self.dhcp_reservations {
+            Some(path) => read_reservations(path)?,
+            None => Vec::new(),
+        };
+        Ok(FullConfig {
+            pool_start: pool.start,
+            pool_end: pool.end,
+            netmask,
+            router: self.dhcp_router,
+            dns: self.dhcp_dns.clone(),
+            lease_time: self.dhcp_lease_time,
+            reservations,
+            lease_file: self.dhcp_lease_file.clone(),
+        })
+    }
+}
+
+fn read_reservations(path: &Path) -> anyhow::Result<Vec<Reservation>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the DHCP reservations {} failed", path.display()))?;
+    parse_reservations(&text)
+        .with_context(|| format!("the DHCP reservations {} are not usable", path.display()))
+}
+
+/// `mac,ip[,hostname]` per line; blank lines, `#` comments and a `mac,...` header skipped.
+fn parse_reservations(text: &str) -> anyhow::Result<Vec<Reservation>> {
+    let mut reservations = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if line.is_empty() || line.starts_with('#') || fields[0].eq_ignore_ascii_case("mac") {
+            continue;
+        }
+        let line_number = index + 1;
+        let (mac, ip, hostname) = match fields.as_slice() {
+            [mac, ip] => (*mac, *ip, None),
+            [mac, ip, hostname] => (*mac, *ip, Some(*hostname).filter(|name| !name.is_empty())),
+            _ => anyhow::bail!("line {line_number}: expected mac,ip[,hostname]"),
+        };
+        // Identity keeps well-formed MACs only, normalized.
+        let Some(mac) = Identity::new(None, None, &[mac]).macs.pop() else {
+            anyhow::bail!("line {line_number}, column mac: {mac:?} is not a MAC address");
+        };
+        let ip = ip.parse().map_err(|_| {
+            anyhow::anyhow!("line {line_number}, column ip: {ip:?} is not an IPv4 address")
+        })?;
+        reservations.push(Reservation {
+            mac,
+            ip,
+            hostname: hostname.map(str::to_string),
+        });
+    }
+    Ok(reservations)
 }
 
 pub fn serve(store: Store, args: ServeArgs) -> anyhow::Result<()> {
@@ -37,13 +310,20 @@ pub fn serve(store: Store, args: ServeArgs) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         _ => None,
     };
+    let boot = args.boot.options(tls.is_some())?;
+    if boot.is_some() && args.grpc.ip().is_loopback() {
+        tracing::warn!(
+            "gRPC listens on {} only, which nodes cannot reach; pass --grpc 0.0.0.0:42113",
+            args.grpc
+        );
+    }
     let options = ServeOptions {
         grpc: args.grpc,
         http: Some(args.http),
         tls,
         protocols: args.protocols,
-        admin: Default::default(),
-        boot: None,
+        admin: args.admin.options()?,
+        boot,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -68,5 +348,59 @@ async fn stop_signal() -> anyhow::Result<()> {
     tokio::select! {
         result = tokio::signal::ctrl_c() => result.context("listening for SIGINT"),
         _ = terminate.recv() => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservations_parse_with_header_comments_and_optional_hostnames() {
+        let reservations = parse_reservations(
+            "mac,ip,hostname\n# rack 1\nAA-BB-CC-DD-EE-01, 10.0.0.11, node-1\n\naa:bb:cc:dd:ee:02,10.0.0.12\n",
+        )
+        .unwrap();
+        let summary: Vec<(String, String, Option<String>)> = reservations
+            .into_iter()
+            .map(|r| (r.mac, r.ip.to_string(), r.hostname))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (
+                    "aa:bb:cc:dd:ee:01".into(),
+                    "10.0.0.11".into(),
+                    Some("node-1".into())
+                ),
+                ("aa:bb:cc:dd:ee:02".into(), "10.0.0.12".into(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_reservation_names_its_line_and_column() {
+        let error =
+            parse_reservations("aa:bb:cc:dd:ee:01,10.0.0.11\nnot-a-mac,10.0.0.12\n").unwrap_err();
+        assert!(error.to_string().contains("line 2, column mac"), "{error}");
+        let error = parse_reservations("aa:bb:cc:dd:ee:01,10.0.0.300\n").unwrap_err();
+        assert!(error.to_string().contains("line 1, column ip"), "{error}");
+    }
+
+    #[test]
+    fn pools_and_listen_flags_parse_or_say_what_is_expected() {
+        let pool: Pool = "10.0.0.100-10.0.0.199".parse().unwrap();
+        assert_eq!(
+            (pool.start.to_string(), pool.end.to_string()),
+            ("10.0.0.100".into(), "10.0.0.199".into())
+        );
+        assert!(
+            "10.0.0.199-10.0.0.100"
+                .parse::<Pool>()
+                .unwrap_err()
+                .contains("after its end")
+        );
+        assert!(matches!("off".parse::<Listen>(), Ok(Listen::Off)));
+        assert!("7080".parse::<Listen>().unwrap_err().contains("nor `off`"));
     }
 }

@@ -264,3 +264,49 @@ fn raw_hardware(row: &Row<'_>) -> rusqlite::Result<RawHardware> {
         created_ms: row.get(4)?,
     })
 }
+
+/// Creates or updates the hardware of a discovered node: its id is the boot MAC (the worker
+/// id), unless hardware with that MAC exists already. MACs owned by other hardware are left
+/// to it. Returns the hardware id.
+pub(crate) fn record_discovered_hardware(
+    connection: &Connection,
+    boot_mac: &str,
+    macs: &[String],
+    ip: Option<&str>,
+    attributes: Option<&serde_json::Value>,
+) -> Result<String> {
+    let id = match resolve_hardware(connection, boot_mac)? {
+        Some(id) => id,
+        None => {
+            connection.execute(
+                "INSERT INTO hardware (id, ips, attributes, created_ms) VALUES (?1, '[]', '{}', ?2)",
+                params![boot_mac, now_ms()],
+            )?;
+            boot_mac.to_string()
+        }
+    };
+    let known: i64 = connection.query_row(
+        "SELECT COUNT(*) FROM hardware_macs WHERE hardware_id = ?1",
+        [&id],
+        |row| row.get(0),
+    )?;
+    for (offset, mac) in macs.iter().enumerate() {
+        connection.execute(
+            "INSERT OR IGNORE INTO hardware_macs (mac, hardware_id, position) VALUES (?1, ?2, ?3)",
+            params![mac, id, known + offset as i64],
+        )?;
+    }
+    if let Some(ip) = ip {
+        connection.execute(
+            "UPDATE hardware SET ips = ?2 WHERE id = ?1",
+            params![id, to_json(&[ip])?],
+        )?;
+    }
+    if let Some(attributes) = attributes {
+        connection.execute(
+            "UPDATE hardware SET agent_attributes = ?2, agent_seen_ms = ?3 WHERE id = ?1",
+            params![id, to_json(attributes)?, now_ms()],
+        )?;
+    }
+    Ok(id)
+}

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 
 pub use hardware::{Hardware, HardwareSpec};
-pub use logs::{LogLine, NewLogLine};
+pub use logs::{LogLine, MAX_LOG_LINES_PER_NODE, NewLogLine};
 pub use nodes::{BootPlan, Discovered, Discovery, Event, Node, NodeState, Progress};
 pub use profiles::{Profile, ProfileSpec};
 pub use registrations::{Identity, Match, Registered, Registration, RegistrationSpec};
@@ -113,6 +113,66 @@ CREATE TABLE IF NOT EXISTS actions (
     message TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (workflow_id, position)
 );
+CREATE TABLE IF NOT EXISTS profiles (
+    name TEXT PRIMARY KEY,
+    kernel TEXT NOT NULL,
+    initramfs TEXT NOT NULL,
+    cmdline TEXT NOT NULL,
+    template_id TEXT NOT NULL,
+    os_image TEXT NOT NULL,
+    os_image_sha256 TEXT,
+    is_default INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS profiles_single_default ON profiles(is_default) WHERE is_default = 1;
+CREATE TABLE IF NOT EXISTS registrations (
+    id TEXT PRIMARY KEY,
+    serial TEXT UNIQUE,
+    uuid TEXT UNIQUE,
+    mac TEXT UNIQUE,
+    profile TEXT NOT NULL REFERENCES profiles(name),
+    hostname TEXT,
+    metadata TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS nodes (
+    id TEXT PRIMARY KEY,
+    serial TEXT,
+    uuid TEXT,
+    macs TEXT NOT NULL,
+    ip TEXT,
+    hostname TEXT,
+    profile TEXT,
+    registration_id TEXT,
+    state TEXT NOT NULL,
+    workflow_id TEXT,
+    failure TEXT,
+    secret_sha256 TEXT,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS nodes_by_ip ON nodes(ip, updated_ms);
+CREATE INDEX IF NOT EXISTS nodes_by_workflow ON nodes(workflow_id);
+CREATE INDEX IF NOT EXISTS nodes_by_serial ON nodes(serial);
+CREATE INDEX IF NOT EXISTS nodes_by_uuid ON nodes(uuid);
+CREATE TABLE IF NOT EXISTS node_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    node_id TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+    at_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS node_events_by_node ON node_events(node_id, seq);
+CREATE TABLE IF NOT EXISTS node_logs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    node_id TEXT NOT NULL,
+    received_ms INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    sent_at TEXT,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS node_logs_by_node ON node_logs(node_id, seq);
 ";
 
 /// The provisioner's database.

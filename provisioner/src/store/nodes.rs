@@ -1,15 +1,35 @@
 //! Nodes: machines the provisioner has seen or expects, their lifecycle and timeline.
-//! PLACEHOLDER bodies: the types and method signatures are the contract.
 //!
 //! Lifecycle: registered (expected, never seen) → discovered (device discovery reported it;
 //! its workflow is created then, once) → provisioning (an action started) → provisioned
 //! (workflow SUCCESS) or failed (FAILED/TIMEOUT). A provisioned node's PXE boots get
-//! [`BootPlan::LocalDisk`] until `reprovision` re-arms it.
+//! [`BootPlan::LocalDisk`] until `reprovision` re-arms it; a failed node's PXE boots still
+//! get its bootkit (so its logs reach the operator), but discovery creates no workflow for
+//! either until then, so neither can loop through installs. `reprovision` puts a node back
+//! in `registered` with no workflow; its next discovery creates a new one.
+//!
+//! A node's id is the boot MAC it was first discovered with (the first MAC of the
+//! [`Identity`]), which is also its hardware id and Tinkerbell worker id.
 
+mod discovery;
+mod lifecycle;
+mod records;
+
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use super::registrations::Identity;
-use super::{Result, Store};
+use super::hardware::record_discovered_hardware;
+use super::registrations::{Identity, match_identity};
+use super::workflows::insert_workflow;
+use super::{Result, Store, StoreError, now_ms, rfc3339};
+use crate::template::FieldError;
+use discovery::{save_discovered_node, workflow_values};
+pub(crate) use lifecycle::follow_report;
+pub(crate) use records::find_node;
+use records::{
+    expected_node, insert_event, load_node, lookup_node, node_not_found, unseen_registrations,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -19,6 +39,52 @@ pub enum NodeState {
     Provisioning,
     Provisioned,
     Failed,
+}
+
+impl NodeState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [NodeState; 5] = [
+        NodeState::Registered,
+        NodeState::Discovered,
+        NodeState::Provisioning,
+        NodeState::Provisioned,
+        NodeState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Registered => "registered",
+            NodeState::Discovered => "discovered",
+            NodeState::Provisioning => "provisioning",
+            NodeState::Provisioned => "provisioned",
+            NodeState::Failed => "failed",
+        }
+    }
+
+    /// Provisioned and failed nodes wait for `reprovision` before they install again, so
+    /// neither can loop through installs.
+    pub fn awaits_rearm(self) -> bool {
+        matches!(self, NodeState::Provisioned | NodeState::Failed)
+    }
+}
+
+impl std::fmt::Display for NodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn parse_node_state(text: &str) -> Result<NodeState> {
+    NodeState::ALL
+        .into_iter()
+        .find(|state| state.as_str() == text)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown node state {text:?}")))
+}
+
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}: {}", self.position, self.total, self.action)
+    }
 }
 
 /// The running (or last) action: shown as "3/10: Stream OS image".
@@ -50,8 +116,9 @@ pub struct Node {
     pub updated_at: String,
 }
 
-/// One entry of a node's timeline ("pxe", "discovered", "workflow-created", "action",
-/// "provisioned", "failed", "reprovision", "local-boot", ...).
+/// One entry of a node's timeline. Kinds: "pxe" (what a PXE boot was told), "discovered",
+/// "workflow-created", "action" ("action 3/10 Stream OS image: SUCCESS (12.3s)"),
+/// "provisioned", "failed", "reprovision".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub seq: i64,
@@ -97,33 +164,228 @@ pub enum BootPlan {
 impl Store {
     /// A PXE request (DHCP or iPXE script) from `identity`: records a "pxe" event on a known
     /// node and answers what it should boot.
-    pub fn pxe_boot(&self, _identity: &Identity) -> Result<BootPlan> {
-        todo!()
+    pub fn pxe_boot(&self, identity: &Identity) -> Result<BootPlan> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction()?;
+        let node = find_node(&transaction, identity)?;
+        let (plan, note) = boot_plan(&transaction, identity, node.as_ref())?;
+        if let Some(node) = &node {
+            insert_event(&transaction, &node.id, "pxe", &note)?;
+        }
+        transaction.commit()?;
+        Ok(plan)
     }
+
+    /// What a PXE request would be told, recording nothing: DHCP asks for every packet
+    /// (retransmissions included, hundreds a second when a rack powers on), and a timeline
+    /// write with its fsync for each would make DHCP the bottleneck; the node's script
+    /// request, once per boot, records the boot ([`Store::pxe_boot`]).
+    pub fn peek_boot_plan(&self, identity: &Identity) -> Result<BootPlan> {
+        let connection = self.connection();
+        let node = find_node(&connection, identity)?;
+        Ok(boot_plan(&connection, identity, node.as_ref())?.0)
+    }
+
+    /// Whether any registration names a serial (DHCP, which never sees serials, must then
+    /// leave refusals to the script request, which carries the serial).
+    pub fn any_registration_by_serial(&self) -> Result<bool> {
+        Ok(self.connection().query_row(
+            "SELECT EXISTS (SELECT 1 FROM registrations WHERE serial IS NOT NULL)",
+            [],
+            |row| row.get(0),
+        )?)
+    }
+
     /// Device discovery: creates or updates the node (and its hardware record, whose id is the
     /// worker id), and its workflow from the profile, once.
-    pub fn discover(&self, _discovery: &Discovery) -> Result<Discovered> {
-        todo!()
+    pub fn discover(&self, discovery: &Discovery) -> Result<Discovered> {
+        let identity = &discovery.identity;
+        let boot_mac = identity.macs.first().ok_or_else(|| {
+            FieldError::new("mac", "device discovery must report the node's boot MAC")
+        })?;
+        let mut connection = self.connection();
+        let transaction = connection.transaction()?;
+        let matched = match_identity(&transaction, identity)?;
+        record_discovered_hardware(
+            &transaction,
+            boot_mac,
+            &identity.macs,
+            discovery.ip.as_deref(),
+            discovery.attributes.as_ref(),
+        )?;
+        let node_id = save_discovered_node(&transaction, discovery, boot_mac, &matched)?;
+        let node = load_node(&transaction, &node_id)?;
+        let discovered = if node.state.awaits_rearm() || node.workflow_id.is_some() {
+            Discovered {
+                workflow_id: node.workflow_id.clone(),
+                node,
+                workflow_created: false,
+            }
+        } else {
+            let values = workflow_values(boot_mac, &node, &matched, discovery)?;
+            let workflow_id = insert_workflow(&transaction, &matched.profile.template_id, &values)?;
+            transaction.execute(
+                "UPDATE nodes SET workflow_id = ?2, state = 'discovered', failure = NULL WHERE id = ?1",
+                params![node_id, workflow_id],
+            )?;
+            insert_event(
+                &transaction,
+                &node_id,
+                "workflow-created",
+                &format!(
+                    "workflow {workflow_id} from profile {}",
+                    matched.profile.name
+                ),
+            )?;
+            Discovered {
+                node: load_node(&transaction, &node_id)?,
+                workflow_id: Some(workflow_id),
+                workflow_created: true,
+            }
+        };
+        transaction.commit()?;
+        Ok(discovered)
     }
+
+    /// Nodes seen, then registrations no node has matched yet (state `registered`).
     pub fn list_nodes(&self) -> Result<Vec<Node>> {
-        todo!()
+        let connection = self.connection();
+        let ids = connection
+            .prepare("SELECT id FROM nodes ORDER BY created_ms, id")?
+            .query_map([], |row| row.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut nodes = ids
+            .iter()
+            .map(|id| load_node(&connection, id))
+            .collect::<Result<Vec<_>>>()?;
+        nodes.extend(unseen_registrations(&connection)?.iter().map(expected_node));
+        Ok(nodes)
     }
+
     /// By id, MAC, serial or UUID.
-    pub fn get_node(&self, _key: &str) -> Result<Node> {
-        todo!()
+    pub fn get_node(&self, key: &str) -> Result<Node> {
+        lookup_node(&self.connection(), key)
     }
-    pub fn node_events(&self, _node_id: &str) -> Result<Vec<Event>> {
-        todo!()
+
+    pub fn node_events(&self, node_id: &str) -> Result<Vec<Event>> {
+        let connection = self.connection();
+        let mut statement = connection.prepare(
+            "SELECT seq, at_ms, kind, message FROM node_events WHERE node_id = ?1 ORDER BY seq",
+        )?;
+        let events = statement
+            .query_map([node_id], |row| {
+                Ok(Event {
+                    seq: row.get(0)?,
+                    at: rfc3339(row.get(1)?),
+                    kind: row.get(2)?,
+                    message: row.get(3)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(events)
     }
-    pub fn record_event(&self, _node_id: &str, _kind: &str, _message: &str) -> Result<()> {
-        todo!()
+
+    pub fn record_event(&self, node_id: &str, kind: &str, message: &str) -> Result<()> {
+        let connection = self.connection();
+        load_node(&connection, node_id)?;
+        insert_event(&connection, node_id, kind, message)
     }
+
     /// Re-arms a node: its next PXE boot installs again and discovery creates a new workflow.
-    pub fn reprovision(&self, _key: &str) -> Result<Node> {
-        todo!()
+    pub fn reprovision(&self, key: &str) -> Result<Node> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction()?;
+        let node = lookup_node(&transaction, key)?;
+        if node.created_at.is_empty() {
+            // Registered and never seen: it installs at its first boot already.
+            return Ok(node);
+        }
+        transaction.execute(
+            "UPDATE nodes SET state = 'registered', workflow_id = NULL, failure = NULL, updated_ms = ?2
+             WHERE id = ?1",
+            params![node.id, now_ms()],
+        )?;
+        let previous = node
+            .workflow_id
+            .as_deref()
+            .map_or_else(String::new, |workflow| {
+                format!(" (previous workflow {workflow})")
+            });
+        insert_event(
+            &transaction,
+            &node.id,
+            "reprovision",
+            &format!(
+                "re-armed from {}: the next boot installs again{previous}",
+                node.state
+            ),
+        )?;
+        let node = load_node(&transaction, &node.id)?;
+        transaction.commit()?;
+        Ok(node)
     }
+
     /// The node whose last known address is `ip` (syslog and metadata requests).
-    pub fn node_by_ip(&self, _ip: &str) -> Result<Option<Node>> {
-        todo!()
+    pub fn node_by_ip(&self, ip: &str) -> Result<Option<Node>> {
+        let connection = self.connection();
+        let id: Option<String> = connection
+            .query_row(
+                "SELECT id FROM nodes WHERE ip = ?1 ORDER BY updated_ms DESC LIMIT 1",
+                [ip],
+                |row| row.get(0),
+            )
+            .optional()?;
+        id.map(|id| load_node(&connection, &id)).transpose()
+    }
+
+    /// A new onboarding client secret for the node. Only its SHA-256 is stored: the secret
+    /// is shown once, to the node, and a node that onboards again gets a new one.
+    pub fn issue_client_secret(&self, node_id: &str) -> Result<String> {
+        let secret = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let digest: String = Sha256::digest(secret.as_bytes())
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        let updated = self.connection().execute(
+            "UPDATE nodes SET secret_sha256 = ?2 WHERE id = ?1",
+            params![node_id, digest],
+        )?;
+        if updated == 0 {
+            return Err(node_not_found(node_id));
+        }
+        Ok(secret)
+    }
+}
+
+/// What a PXE boot gets, and the timeline note saying so.
+fn boot_plan(
+    connection: &Connection,
+    identity: &Identity,
+    node: Option<&Node>,
+) -> Result<(BootPlan, String)> {
+    if let Some(node) = node.filter(|node| node.state == NodeState::Provisioned) {
+        let plan = BootPlan::LocalDisk {
+            node_id: node.id.clone(),
+        };
+        return Ok((plan, "provisioned: booting the local disk".to_string()));
+    }
+    match match_identity(connection, identity) {
+        Ok(matched) => {
+            let note = format!("booting the bootkit of profile {}", matched.profile.name);
+            let plan = BootPlan::Install {
+                node_id: node.map(|node| node.id.clone()),
+                profile: matched.profile,
+            };
+            Ok((plan, note))
+        }
+        Err(StoreError::PermissionDenied(reason) | StoreError::Conflict(reason)) => {
+            let note = format!("refused: {reason}");
+            Ok((BootPlan::Refused { reason }, note))
+        }
+        Err(other) => Err(other),
     }
 }

@@ -1,10 +1,15 @@
 //! OS profiles: what a node boots (a bootkit's kernel + initramfs and command line) and what it
-//! installs (a workflow template and an OS image). PLACEHOLDER bodies: the types and method
-//! signatures are the contract other modules build on.
+//! installs (a workflow template and an OS image). At most one profile is the default: the
+//! profile of nodes nobody registered.
 
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
-use super::{Result, Store};
+use super::templates::resolve_template;
+use super::{Result, Store, StoreError, now_ms, rfc3339};
+use crate::template::FieldError;
 
 /// A profile as a user submits it (JSON, or CLI flags).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -46,27 +51,243 @@ pub struct Profile {
     pub created_at: String,
 }
 
+impl ProfileSpec {
+    /// Checks every field; returns the spec with the template resolved to its id and the
+    /// sha256 in lower case.
+    fn validate(&self, connection: &Connection) -> Result<Profile> {
+        validate_name(&self.name)?;
+        readable_file("kernel", &self.kernel)?;
+        readable_file("initramfs", &self.initramfs)?;
+        let template_id = resolve_template(connection, self.template.trim()).map_err(|error| {
+            match error {
+                StoreError::NotFound { .. } => FieldError::new(
+                    "template",
+                    format!(
+                        "no template with id or name {:?}; create it first (`provisioner template create`)",
+                        self.template
+                    ),
+                )
+                .into(),
+                other => other,
+            }
+        })?;
+        let os_image = self.os_image.trim();
+        if !is_url(os_image) {
+            readable_file("os_image", os_image)?;
+        }
+        let os_image_sha256 = self
+            .os_image_sha256
+            .as_deref()
+            .map(str::trim)
+            .filter(|hash| !hash.is_empty())
+            .map(validate_sha256)
+            .transpose()?;
+        Ok(Profile {
+            name: self.name.trim().to_string(),
+            kernel: self.kernel.trim().to_string(),
+            initramfs: self.initramfs.trim().to_string(),
+            cmdline: self.cmdline.trim().to_string(),
+            template_id,
+            os_image: os_image.to_string(),
+            os_image_sha256,
+            is_default: self.default,
+            created_at: String::new(),
+        })
+    }
+}
+
+impl Profile {
+    /// Whether the OS image is served from a URL rather than from a file on this host.
+    pub fn os_image_is_url(&self) -> bool {
+        is_url(&self.os_image)
+    }
+}
+
+fn is_url(text: &str) -> bool {
+    text.starts_with("http://") || text.starts_with("https://")
+}
+
+fn validate_name(name: &str) -> Result<(), FieldError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(FieldError::new("name", "empty; give the profile a name"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(FieldError::new(
+            "name",
+            format!("{name:?} contains {bad:?}; use only letters, digits, '.', '_' and '-'"),
+        ));
+    }
+    Ok(())
+}
+
+/// Profiles name files that the boot service serves later: a typo must fail now, not when
+/// a node boots.
+fn readable_file(field: &str, path: &str) -> Result<(), FieldError> {
+    let path = path.trim();
+    if path.is_empty() {
+        return Err(FieldError::new(field, "empty; give the path of the file"));
+    }
+    let opened = std::fs::File::open(Path::new(path)).and_then(|file| file.metadata());
+    match opened {
+        Ok(metadata) if metadata.is_file() => Ok(()),
+        Ok(_) => Err(FieldError::new(
+            field,
+            format!("{path} is not a regular file"),
+        )),
+        Err(error) => Err(FieldError::new(
+            field,
+            format!("cannot read {path}: {error}; check the path and its permissions"),
+        )),
+    }
+}
+
+fn validate_sha256(hash: &str) -> Result<String, FieldError> {
+    if hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(hash.to_ascii_lowercase())
+    } else {
+        Err(FieldError::new(
+            "os_image_sha256",
+            format!("{hash:?} is not a sha256 (64 hex digits)"),
+        ))
+    }
+}
+
 impl Store {
     /// Stores a new profile; a name in use is a Conflict, a missing template or kernel file
     /// an Invalid error naming the field.
-    pub fn create_profile(&self, _spec: &ProfileSpec) -> Result<Profile> {
-        todo!()
+    pub fn create_profile(&self, spec: &ProfileSpec) -> Result<Profile> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction()?;
+        let profile = spec.validate(&transaction)?;
+        if find_profile(&transaction, &profile.name)?.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "profile {:?} already exists; delete it first or pick another name",
+                profile.name
+            )));
+        }
+        if profile.is_default {
+            transaction.execute("UPDATE profiles SET is_default = 0", [])?;
+        }
+        transaction.execute(
+            "INSERT INTO profiles (name, kernel, initramfs, cmdline, template_id, os_image,
+                os_image_sha256, is_default, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                profile.name,
+                profile.kernel,
+                profile.initramfs,
+                profile.cmdline,
+                profile.template_id,
+                profile.os_image,
+                profile.os_image_sha256,
+                profile.is_default,
+                now_ms()
+            ],
+        )?;
+        let stored = load_profile(&transaction, &profile.name)?;
+        transaction.commit()?;
+        Ok(stored)
     }
-    pub fn get_profile(&self, _name: &str) -> Result<Profile> {
-        todo!()
+
+    pub fn get_profile(&self, name: &str) -> Result<Profile> {
+        load_profile(&self.connection(), name)
     }
+
     pub fn list_profiles(&self) -> Result<Vec<Profile>> {
-        todo!()
+        let connection = self.connection();
+        let profiles = connection
+            .prepare(&format!(
+                "SELECT {PROFILE_COLUMNS} FROM profiles ORDER BY name"
+            ))?
+            .query_map([], profile_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(profiles)
     }
+
     /// Refused (Conflict) while registrations or nodes use it.
-    pub fn delete_profile(&self, _name: &str) -> Result<()> {
-        todo!()
+    pub fn delete_profile(&self, name: &str) -> Result<()> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction()?;
+        load_profile(&transaction, name)?;
+        let users: Option<String> = transaction
+            .query_row(
+                "SELECT 'registration ' || id FROM registrations WHERE profile = ?1
+                 UNION ALL SELECT 'node ' || id FROM nodes WHERE profile = ?1 LIMIT 1",
+                [name],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if let Some(user) = users {
+            return Err(StoreError::Conflict(format!(
+                "profile {name:?} is used by {user}; delete or re-register what uses it first"
+            )));
+        }
+        transaction.execute("DELETE FROM profiles WHERE name = ?1", [name])?;
+        transaction.commit()?;
+        Ok(())
     }
+
     /// `None`: unregistered nodes are refused (admission control).
-    pub fn set_default_profile(&self, _name: Option<&str>) -> Result<()> {
-        todo!()
+    pub fn set_default_profile(&self, name: Option<&str>) -> Result<()> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction()?;
+        transaction.execute("UPDATE profiles SET is_default = 0", [])?;
+        if let Some(name) = name {
+            load_profile(&transaction, name)?;
+            transaction.execute("UPDATE profiles SET is_default = 1 WHERE name = ?1", [name])?;
+        }
+        transaction.commit()?;
+        Ok(())
     }
+
     pub fn default_profile(&self) -> Result<Option<Profile>> {
-        todo!()
+        default_profile(&self.connection())
     }
+}
+
+const PROFILE_COLUMNS: &str = "name, kernel, initramfs, cmdline, template_id, os_image, os_image_sha256, is_default, created_ms";
+
+pub(crate) fn find_profile(connection: &Connection, name: &str) -> Result<Option<Profile>> {
+    Ok(connection
+        .query_row(
+            &format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE name = ?1"),
+            [name],
+            profile_row,
+        )
+        .optional()?)
+}
+
+pub(crate) fn load_profile(connection: &Connection, name: &str) -> Result<Profile> {
+    find_profile(connection, name)?.ok_or_else(|| StoreError::NotFound {
+        kind: "profile",
+        id: name.to_string(),
+    })
+}
+
+pub(crate) fn default_profile(connection: &Connection) -> Result<Option<Profile>> {
+    Ok(connection
+        .query_row(
+            &format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE is_default = 1"),
+            [],
+            profile_row,
+        )
+        .optional()?)
+}
+
+fn profile_row(row: &Row<'_>) -> rusqlite::Result<Profile> {
+    Ok(Profile {
+        name: row.get(0)?,
+        kernel: row.get(1)?,
+        initramfs: row.get(2)?,
+        cmdline: row.get(3)?,
+        template_id: row.get(4)?,
+        os_image: row.get(5)?,
+        os_image_sha256: row.get(6)?,
+        is_default: row.get(7)?,
+        created_at: rfc3339(row.get(8)?),
+    })
 }

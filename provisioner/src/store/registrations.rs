@@ -1,12 +1,18 @@
 //! Registrations: an operator's statement that the node with this serial, UUID and/or MAC gets
-//! this profile. PLACEHOLDER bodies: the types and method signatures are the contract.
+//! this profile, and which registration applies to a node that boots.
 
 use std::collections::BTreeMap;
 
+use rusqlite::{Connection, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 
-use super::profiles::Profile;
-use super::{Result, Store};
+use super::hardware::normalize_mac;
+use super::nodes::{NodeState, find_node};
+use super::profiles::{Profile, default_profile, find_profile};
+use super::{Result, Store, StoreError, from_json, now_ms, rfc3339, to_json};
+use crate::template::FieldError;
+
+mod csv_import;
 
 /// A registration as submitted (JSON, CLI flags, or one CSV row). At least one of serial, UUID,
 /// MAC; OEM placeholder serials ("To Be Filled by O.E.M.", "Default string", all zeros) are
@@ -68,30 +74,381 @@ pub struct Match {
 
 impl Identity {
     /// Normalizes MACs and UUIDs (lower case) and drops placeholder serials/UUIDs.
-    pub fn new(_serial: Option<&str>, _uuid: Option<&str>, _macs: &[&str]) -> Self {
-        todo!()
+    pub fn new(serial: Option<&str>, uuid: Option<&str>, macs: &[&str]) -> Self {
+        let mut normalized: Vec<String> = Vec::new();
+        for mac in macs.iter().filter_map(|mac| normalize_mac(mac)) {
+            if !normalized.contains(&mac) {
+                normalized.push(mac);
+            }
+        }
+        Self {
+            serial: meaningful(serial).map(str::to_string),
+            uuid: meaningful(uuid).map(str::to_ascii_lowercase),
+            macs: normalized,
+        }
+    }
+
+    /// "serial S, UUID U, MAC M" for messages.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(serial) = &self.serial {
+            parts.push(format!("serial {serial}"));
+        }
+        if let Some(uuid) = &self.uuid {
+            parts.push(format!("UUID {uuid}"));
+        }
+        if !self.macs.is_empty() {
+            parts.push(format!("MAC {}", self.macs.join(", ")));
+        }
+        if parts.is_empty() {
+            "no serial, UUID or MAC".to_string()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// The value, trimmed, unless it is empty or an OEM placeholder.
+fn meaningful(value: Option<&str>) -> Option<&str> {
+    value
+        .map(str::trim)
+        .filter(|value| !bootkit_hwinfo::is_placeholder(value))
+}
+
+/// A value the operator typed: blanks are absent.
+fn given(value: &Option<String>) -> Option<&str> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+}
+
+impl RegistrationSpec {
+    /// Checks the fields and normalizes them into a registration with a new id.
+    fn validate(&self, connection: &Connection) -> Result<Registration> {
+        let serial = given(&self.serial);
+        if let Some(serial) = serial.filter(|serial| bootkit_hwinfo::is_placeholder(serial)) {
+            return Err(FieldError::new(
+                "serial",
+                format!(
+                    "serial {serial:?} is an OEM placeholder, not a serial; register this node by UUID or MAC"
+                ),
+            )
+            .into());
+        }
+        let uuid = given(&self.uuid).map(validate_uuid).transpose()?;
+        let mac = given(&self.mac)
+            .map(|mac| {
+                normalize_mac(mac).ok_or_else(|| {
+                    FieldError::new(
+                        "mac",
+                        format!("{mac:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"),
+                    )
+                })
+            })
+            .transpose()?;
+        if serial.is_none() && uuid.is_none() && mac.is_none() {
+            return Err(FieldError::new(
+                "serial",
+                "a registration needs at least one of serial, UUID and MAC",
+            )
+            .into());
+        }
+        let profile = self.profile.trim();
+        if find_profile(connection, profile)?.is_none() {
+            return Err(FieldError::new(
+                "profile",
+                format!(
+                    "no profile named {profile:?}; create it first (`provisioner profile create`)"
+                ),
+            )
+            .into());
+        }
+        Ok(Registration {
+            id: uuid::Uuid::new_v4().to_string(),
+            serial: serial.map(str::to_string),
+            uuid,
+            mac,
+            profile: profile.to_string(),
+            hostname: given(&self.hostname).map(str::to_string),
+            metadata: self.metadata.clone(),
+            created_at: String::new(),
+        })
+    }
+}
+
+fn validate_uuid(uuid: &str) -> Result<String, FieldError> {
+    if bootkit_hwinfo::is_placeholder(uuid) {
+        return Err(FieldError::new(
+            "uuid",
+            format!(
+                "UUID {uuid:?} is a placeholder, not a UUID; register this node by serial or MAC"
+            ),
+        ));
+    }
+    uuid::Uuid::parse_str(uuid)
+        .map(|parsed| parsed.hyphenated().to_string())
+        .map_err(|error| FieldError::new("uuid", format!("{uuid:?} is not a UUID: {error}")))
+}
+
+impl Registration {
+    fn identity(&self) -> Identity {
+        Identity {
+            serial: self.serial.clone(),
+            uuid: self.uuid.clone(),
+            macs: self.mac.iter().cloned().collect(),
+        }
+    }
+
+    /// The (field, value) pairs of the registration that `identity` also has.
+    fn matched_by<'a>(&'a self, identity: &Identity) -> Vec<(&'static str, &'a str)> {
+        let mut matched = Vec::new();
+        if let Some(serial) = self.serial.as_deref()
+            && identity.serial.as_deref() == Some(serial)
+        {
+            matched.push(("serial", serial));
+        }
+        if let Some(uuid) = self.uuid.as_deref()
+            && identity.uuid.as_deref() == Some(uuid)
+        {
+            matched.push(("UUID", uuid));
+        }
+        if let Some(mac) = self.mac.as_deref()
+            && identity.macs.iter().any(|known| known == mac)
+        {
+            matched.push(("MAC", mac));
+        }
+        matched
     }
 }
 
 impl Store {
-    pub fn register(&self, _spec: &RegistrationSpec) -> Result<Registered> {
-        todo!()
+    pub fn register(&self, spec: &RegistrationSpec) -> Result<Registered> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction()?;
+        let registered = insert_registration(&transaction, spec)?;
+        transaction.commit()?;
+        Ok(registered)
     }
+
     /// OEP's CSV (`Serial,UUID,OSProfile,Site,Secure,RemoteUser,Metadata`, header optional;
     /// a MAC column accepted too). All rows or none: an error names the line and column.
-    pub fn import_registrations(&self, _csv: &str) -> Result<Vec<Registered>> {
-        todo!()
+    pub fn import_registrations(&self, csv: &str) -> Result<Vec<Registered>> {
+        let rows = csv_import::parse(csv)?;
+        let mut connection = self.connection();
+        let transaction = connection.transaction()?;
+        let mut registered = Vec::with_capacity(rows.len());
+        for row in &rows {
+            registered.push(
+                insert_registration(&transaction, &row.spec).map_err(|error| row.locate(error))?,
+            );
+        }
+        transaction.commit()?;
+        Ok(registered)
     }
+
     pub fn list_registrations(&self) -> Result<Vec<Registration>> {
-        todo!()
+        load_registrations(&self.connection())
     }
-    pub fn delete_registration(&self, _id: &str) -> Result<()> {
-        todo!()
+
+    /// Deletes a registration; nodes it matched keep their state and workflow, and match
+    /// afresh (another registration, or the default profile) at their next boot.
+    pub fn delete_registration(&self, id: &str) -> Result<()> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction()?;
+        let deleted = transaction.execute("DELETE FROM registrations WHERE id = ?1", [id])?;
+        if deleted == 0 {
+            return Err(StoreError::NotFound {
+                kind: "registration",
+                id: id.to_string(),
+            });
+        }
+        transaction.execute(
+            "UPDATE nodes SET registration_id = NULL WHERE registration_id = ?1",
+            [id],
+        )?;
+        transaction.commit()?;
+        Ok(())
     }
+
     /// The most specific registration wins (serial+UUID over one of them over MAC); two
     /// registrations naming different nodes for one identity is a Conflict saying which.
     /// Unregistered: the default profile, or PermissionDenied when there is none.
-    pub fn match_identity(&self, _identity: &Identity) -> Result<Match> {
-        todo!()
+    pub fn match_identity(&self, identity: &Identity) -> Result<Match> {
+        match_identity(&self.connection(), identity)
     }
+}
+
+fn insert_registration(
+    transaction: &Transaction<'_>,
+    spec: &RegistrationSpec,
+) -> Result<Registered> {
+    let registration = spec.validate(transaction)?;
+    if let Some(existing) = registrations_sharing(transaction, &registration.identity())?
+        .into_iter()
+        .find(|existing| !existing.matched_by(&registration.identity()).is_empty())
+    {
+        let (field, value) = existing.matched_by(&registration.identity())[0];
+        return Err(StoreError::Conflict(format!(
+            "{field} {value} is already registered as {} (profile {}); unregister it first (`provisioner node unregister {}`)",
+            existing.id, existing.profile, existing.id
+        )));
+    }
+    transaction.execute(
+        "INSERT INTO registrations (id, serial, uuid, mac, profile, hostname, metadata, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            registration.id,
+            registration.serial,
+            registration.uuid,
+            registration.mac,
+            registration.profile,
+            registration.hostname,
+            to_json(&registration.metadata)?,
+            now_ms()
+        ],
+    )?;
+    let warnings = provisioned_warning(transaction, &registration.identity())?
+        .into_iter()
+        .collect();
+    let registration = load_registration(transaction, &registration.id)?;
+    Ok(Registered {
+        registration,
+        warnings,
+    })
+}
+
+/// OEP users register nodes that are already installed and wonder why nothing happens.
+fn provisioned_warning(connection: &Connection, identity: &Identity) -> Result<Option<String>> {
+    let Some(node) = find_node(connection, identity)? else {
+        return Ok(None);
+    };
+    Ok((node.state == NodeState::Provisioned).then(|| {
+        format!(
+            "node {} is already provisioned and boots from its disk; run `provisioner node reprovision {}` to install it again",
+            node.id, node.id
+        )
+    }))
+}
+
+pub(crate) fn match_identity(connection: &Connection, identity: &Identity) -> Result<Match> {
+    let registrations = registrations_sharing(connection, identity)?;
+    let scored: Vec<(&Registration, Vec<(&'static str, &str)>)> = registrations
+        .iter()
+        .map(|registration| (registration, registration.matched_by(identity)))
+        .filter(|(_, matched)| !matched.is_empty())
+        .collect();
+    let best = scored
+        .iter()
+        .map(|(_, matched)| matched.len())
+        .max()
+        .unwrap_or(0);
+    let winners: Vec<_> = scored
+        .iter()
+        .filter(|(_, matched)| matched.len() == best)
+        .collect();
+    match winners.as_slice() {
+        [] => unregistered(connection, identity),
+        [(registration, _)] => Ok(Match {
+            profile: super::profiles::load_profile(connection, &registration.profile)?,
+            registration: Some((*registration).clone()),
+        }),
+        several => {
+            // Told in a fixed order (serial, UUID, MAC), whatever order they were stored in.
+            let mut several = several.to_vec();
+            several.sort_by_key(|(_, matched)| {
+                matched.first().and_then(|(field, _)| {
+                    ["serial", "UUID", "MAC"].iter().position(|f| f == field)
+                })
+            });
+            let claims: Vec<String> = several
+                .iter()
+                .map(|(registration, matched)| {
+                    let fields: Vec<String> = matched
+                        .iter()
+                        .map(|(field, value)| format!("{field} {value}"))
+                        .collect();
+                    format!(
+                        "{} is registered as {} (profile {})",
+                        fields.join(" and "),
+                        registration.id,
+                        registration.profile
+                    )
+                })
+                .collect();
+            Err(StoreError::Conflict(format!(
+                "{}; delete one",
+                claims.join(" but ")
+            )))
+        }
+    }
+}
+
+fn unregistered(connection: &Connection, identity: &Identity) -> Result<Match> {
+    match default_profile(connection)? {
+        Some(profile) => Ok(Match {
+            registration: None,
+            profile,
+        }),
+        None => Err(StoreError::PermissionDenied(format!(
+            "node with {} is not registered and no default profile is set: register it, or set a default profile",
+            identity.describe()
+        ))),
+    }
+}
+
+const REGISTRATION_COLUMNS: &str = "id, serial, uuid, mac, profile, hostname, metadata, created_ms";
+
+pub(crate) fn load_registrations(connection: &Connection) -> Result<Vec<Registration>> {
+    select_registrations(connection, "", [])
+}
+
+/// The registrations naming any of the identity's serial, UUID or MACs.
+fn registrations_sharing(
+    connection: &Connection,
+    identity: &Identity,
+) -> Result<Vec<Registration>> {
+    select_registrations(
+        connection,
+        "WHERE serial = ?1 OR uuid = ?2 OR mac IN (SELECT value FROM json_each(?3))",
+        params![identity.serial, identity.uuid, to_json(&identity.macs)?],
+    )
+}
+
+fn load_registration(connection: &Connection, id: &str) -> Result<Registration> {
+    select_registrations(connection, "WHERE id = ?1", [id])?
+        .pop()
+        .ok_or_else(|| StoreError::NotFound {
+            kind: "registration",
+            id: id.to_string(),
+        })
+}
+
+fn select_registrations(
+    connection: &Connection,
+    filter: &str,
+    values: impl rusqlite::Params,
+) -> Result<Vec<Registration>> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {REGISTRATION_COLUMNS} FROM registrations {filter} ORDER BY created_ms, rowid"
+    ))?;
+    let mut rows = statement.query(values)?;
+    let mut registrations = Vec::new();
+    while let Some(row) = rows.next()? {
+        registrations.push(registration_row(row)?);
+    }
+    Ok(registrations)
+}
+
+fn registration_row(row: &Row<'_>) -> Result<Registration> {
+    Ok(Registration {
+        id: row.get(0)?,
+        serial: row.get(1)?,
+        uuid: row.get(2)?,
+        mac: row.get(3)?,
+        profile: row.get(4)?,
+        hostname: row.get(5)?,
+        metadata: from_json(&row.get::<_, String>(6)?)?,
+        created_at: rfc3339(row.get(7)?),
+    })
 }

@@ -1,6 +1,6 @@
 //! Templates, stored as the YAML the user wrote (validated first).
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
 use super::{Result, Store, StoreError, now_ms, rfc3339};
@@ -32,17 +32,7 @@ impl Store {
     }
 
     pub fn get_template(&self, id: &str) -> Result<TemplateRecord> {
-        self.connection()
-            .query_row(
-                "SELECT id, name, data, created_ms FROM templates WHERE id = ?1",
-                [id],
-                template_row,
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound {
-                kind: "template",
-                id: id.to_string(),
-            })
+        load_template(&self.connection(), id)
     }
 
     pub fn list_templates(&self) -> Result<Vec<TemplateRecord>> {
@@ -77,4 +67,41 @@ fn template_row(row: &Row<'_>) -> rusqlite::Result<TemplateRecord> {
         data: row.get(2)?,
         created_at: rfc3339(row.get(3)?),
     })
+}
+
+pub(crate) fn load_template(connection: &Connection, id: &str) -> Result<TemplateRecord> {
+    connection
+        .query_row(
+            "SELECT id, name, data, created_ms FROM templates WHERE id = ?1",
+            [id],
+            template_row,
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound {
+            kind: "template",
+            id: id.to_string(),
+        })
+}
+
+/// The id of the template whose id, or else whose unique name, is `id_or_name`.
+pub(crate) fn resolve_template(connection: &Connection, id_or_name: &str) -> Result<String> {
+    if let Ok(template) = load_template(connection, id_or_name) {
+        return Ok(template.id);
+    }
+    let ids = connection
+        .prepare("SELECT id FROM templates WHERE name = ?1 ORDER BY created_ms")?
+        .query_map([id_or_name], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    match ids.as_slice() {
+        [id] => Ok(id.clone()),
+        [] => Err(StoreError::NotFound {
+            kind: "template (by id or name)",
+            id: id_or_name.to_string(),
+        }),
+        _ => Err(StoreError::Conflict(format!(
+            "{} templates are named {id_or_name:?} ({}); name the template by id",
+            ids.len(),
+            ids.join(", ")
+        ))),
+    }
 }

@@ -3,6 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::hardware::resolve_hardware;
+use super::nodes::follow_report;
 use super::workflows::{ActionRecord, load_actions, workflow_not_found};
 use super::{Result, Store, StoreError, now_ms, parse_state};
 use crate::state::{self, Decision, State};
@@ -101,6 +102,7 @@ impl Store {
         let decision = state::decide(parse_state(&workflow_state)?, &states, index, report.state)?;
         if let Decision::Apply { action, workflow } = decision {
             apply(&transaction, report, index, action, workflow)?;
+            follow_report(&transaction, report.workflow_id, index, workflow)?;
         }
         transaction.commit()?;
         Ok(decision)

@@ -6,6 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 
 use super::hardware::resolve_hardware;
+use super::templates::load_template;
 use super::{Result, Store, StoreError, from_json, now_ms, parse_state, rfc3339, to_json};
 use crate::state::State;
 use crate::template::{self, FieldError, Template};
@@ -52,20 +53,12 @@ pub struct ActionRecord {
 
 impl Store {
     /// Renders template `template_id` with `hardware` and stores the workflow, PENDING.
+    /// Every value of `hardware` must name known hardware.
     pub fn create_workflow(
         &self,
         template_id: &str,
         hardware: &BTreeMap<String, String>,
     ) -> Result<Workflow> {
-        let template_record = self
-            .get_template(template_id)
-            .map_err(|error| match error {
-                StoreError::NotFound { .. } => {
-                    FieldError::new("template", format!("no template with id {template_id:?}"))
-                        .into()
-                }
-                other => other,
-            })?;
         let mut connection = self.connection();
         let transaction = connection.transaction()?;
         for (key, value) in hardware {
@@ -77,15 +70,7 @@ impl Store {
                 .into());
             }
         }
-        let rendered = template::substitute(&template_record.data, hardware)?;
-        let template = Template::parse(&rendered)?;
-        let id = uuid::Uuid::new_v4().to_string();
-        transaction.execute(
-            "INSERT INTO workflows (id, template_id, hardware_map, global_timeout, state, created_ms)
-             VALUES (?1, ?2, ?3, ?4, 'PENDING', ?5)",
-            params![id, template_id, to_json(hardware)?, template.global_timeout.unwrap_or(0), now_ms()],
-        )?;
-        insert_actions(&transaction, &id, &template)?;
+        let id = insert_workflow(&transaction, template_id, hardware)?;
         let workflow = load_workflow(&transaction, &id)?;
         transaction.commit()?;
         Ok(workflow)
@@ -115,6 +100,37 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Renders the template with `values` (its `{{.key}}` substitutions) and stores the workflow,
+/// PENDING; returns its id. Task workers must resolve to known hardware.
+pub(crate) fn insert_workflow(
+    transaction: &Transaction<'_>,
+    template_id: &str,
+    values: &BTreeMap<String, String>,
+) -> Result<String> {
+    let template_record = load_template(transaction, template_id).map_err(|error| match error {
+        StoreError::NotFound { .. } => {
+            FieldError::new("template", format!("no template with id {template_id:?}")).into()
+        }
+        other => other,
+    })?;
+    let rendered = template::substitute(&template_record.data, values)?;
+    let template = Template::parse(&rendered)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    transaction.execute(
+        "INSERT INTO workflows (id, template_id, hardware_map, global_timeout, state, created_ms)
+         VALUES (?1, ?2, ?3, ?4, 'PENDING', ?5)",
+        params![
+            id,
+            template_id,
+            to_json(values)?,
+            template.global_timeout.unwrap_or(0),
+            now_ms()
+        ],
+    )?;
+    insert_actions(transaction, &id, &template)?;
+    Ok(id)
 }
 
 pub(crate) fn workflow_not_found(id: &str) -> StoreError {

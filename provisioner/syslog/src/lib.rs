@@ -1,8 +1,34 @@
-//! Syslog receiver. PLACEHOLDER: the contract below is fixed; bodies are being written.
+//! Syslog receiver for the nodes' logs: UDP (RFC 5426) and TCP (RFC 6587, octet counting or
+//! LF framing), RFC 5424 or RFC 3164 messages.
+//!
+//! - Every message is handed to the [`Sink`] with the sender's address, even a malformed one:
+//!   without a PRI it is filed as user.notice (RFC 3164 §4.3.3) with the whole line as text,
+//!   and counted in [`Counters::malformed`]. Invalid UTF-8 is replaced, not rejected.
+//! - RFC 5424: TIMESTAMP, HOSTNAME, APP-NAME, PROCID and MSGID are kept (`-` becomes
+//!   `None`); STRUCTURED-DATA is skipped; a BOM before MSG is removed.
+//! - RFC 3164: `Mmm dd hh:mm:ss HOSTNAME TAG[PID]: MSG`; without the timestamp (PRI then
+//!   text) only a `TAG[PID]:` prefix is taken as the app name.
+//! - TCP: at most [`MAX_CONNECTIONS`] connections; a frame is cut at [`MAX_FRAME`] bytes
+//!   (counted in [`Counters::truncated`]); a connection that completes no frame in
+//!   [`IDLE_TIMEOUT`] is closed (the bootkit's forwarder reconnects).
+//! - The sink is called on the receiving task: it must return quickly (the provisioner's store
+//!   queues the message for a batched write).
 
+mod framing;
+mod parse;
+mod tcp;
+
+pub use framing::MAX_FRAME;
+pub use parse::{DEFAULT_FACILITY, DEFAULT_SEVERITY, Parsed, parse};
+pub use tcp::{IDLE_TIMEOUT, MAX_CONNECTIONS};
+
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bootkit_common::net_errors::is_transient_socket_error;
+use tokio::net::{TcpListener, UdpSocket};
 
 /// One received message, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,34 +61,139 @@ pub struct Config {
 
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Messages delivered to the sink (malformed ones included).
     pub messages: AtomicU64,
+    /// Messages that followed neither RFC (no PRI, broken RFC 5424 header).
     pub malformed: AtomicU64,
+    /// TCP frames longer than [`MAX_FRAME`], delivered cut.
+    pub truncated: AtomicU64,
+    /// TCP connections closed at once because [`MAX_CONNECTIONS`] were open.
+    pub rejected_connections: AtomicU64,
+}
+
+impl Counters {
+    /// Parses a frame, counts it and hands it to the sink.
+    fn deliver(&self, frame: &[u8], peer: IpAddr, sink: &dyn Sink) {
+        let parsed = parse(frame, peer);
+        if !parsed.well_formed {
+            self.malformed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        sink.receive(parsed.message);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyslogError {
-    #[error("{0}")]
-    Placeholder(String),
+    #[error("syslog receiver has neither a UDP nor a TCP address to listen on; give at least one")]
+    NoListener,
+    #[error(
+        "cannot listen for syslog on {transport} {addr}: {source}; is rsyslog or another receiver using the port?"
+    )]
+    Bind {
+        transport: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error("syslog UDP socket failed: {0}")]
+    Receive(io::Error),
 }
 
-pub struct Receiver;
+pub struct Receiver {
+    udp: Option<UdpSocket>,
+    tcp: Option<TcpListener>,
+}
+
+/// Datagrams up to the UDP maximum are read whole.
+const DATAGRAM_BUFFER: usize = 65_536;
 
 impl Receiver {
-    pub async fn bind(_config: Config) -> Result<Self, SyslogError> {
-        todo!("bootkit-syslog-receiver is being written")
+    pub async fn bind(config: Config) -> Result<Self, SyslogError> {
+        if config.udp.is_none() && config.tcp.is_none() {
+            return Err(SyslogError::NoListener);
+        }
+        let udp = match config.udp {
+            Some(addr) => Some(
+                UdpSocket::bind(addr)
+                    .await
+                    .map_err(bind_error("UDP", addr))?,
+            ),
+            None => None,
+        };
+        let tcp = match config.tcp {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(bind_error("TCP", addr))?,
+            ),
+            None => None,
+        };
+        Ok(Self { udp, tcp })
     }
+
     pub fn udp_addr(&self) -> Option<SocketAddr> {
-        todo!()
+        self.udp
+            .as_ref()
+            .and_then(|socket| socket.local_addr().ok())
     }
+
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
-        todo!()
+        self.tcp
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
+
     /// Receives until an unrecoverable socket error; stop it by aborting its task.
     pub async fn serve(
         self,
-        _sink: Arc<dyn Sink>,
-        _counters: Arc<Counters>,
+        sink: Arc<dyn Sink>,
+        counters: Arc<Counters>,
     ) -> Result<(), SyslogError> {
-        todo!()
+        tracing::info!(udp = ?self.udp_addr(), tcp = ?self.tcp_addr(), "syslog receiver listening");
+        let udp = async {
+            match &self.udp {
+                Some(socket) => receive_datagrams(socket, &*sink, &counters).await,
+                None => std::future::pending().await,
+            }
+        };
+        let tcp = async {
+            match self.tcp {
+                Some(listener) => {
+                    tcp::accept_connections(listener, Arc::clone(&sink), Arc::clone(&counters))
+                        .await
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = udp => result,
+            never = tcp => match never {},
+        }
+    }
+}
+
+async fn receive_datagrams(
+    socket: &UdpSocket,
+    sink: &dyn Sink,
+    counters: &Counters,
+) -> Result<(), SyslogError> {
+    let mut buffer = vec![0u8; DATAGRAM_BUFFER];
+    loop {
+        let (len, peer) = match socket.recv_from(&mut buffer).await {
+            Ok(received) => received,
+            Err(error) if is_transient_socket_error(&error) => continue,
+            Err(error) => return Err(SyslogError::Receive(error)),
+        };
+        if len > 0 {
+            counters.deliver(&buffer[..len], peer.ip(), sink);
+        }
+    }
+}
+
+fn bind_error(transport: &'static str, addr: SocketAddr) -> impl FnOnce(io::Error) -> SyslogError {
+    move |source| SyslogError::Bind {
+        transport,
+        addr,
+        source,
     }
 }

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)] // each test file uses its own part of this module
 
+pub mod admin;
+pub mod fleet;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -105,7 +108,7 @@ impl TestServer {
             http: Some("127.0.0.1:0".parse().unwrap()),
             tls: None,
             protocols,
-            admin: Default::default(),
+            admin: admin::token_options(),
             boot: None,
         };
         let running = RunningServer::start(Arc::clone(&store), &options)

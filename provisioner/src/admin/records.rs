@@ -1,7 +1,5 @@
-//! The REST/JSON API: the same operations as the CLI, under `/api/v1`.
-//!
-//! Bodies are parsed here rather than by axum's `Json` extractor so that a bad body gets
-//! the same `{"error": "<field>: <reason>"}` answer as every other refusal.
+//! `/api/v1/templates`, `/api/v1/hardware` and `/api/v1/workflows`: the same operations as the
+//! CLI.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,19 +7,15 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
-use crate::store::{HardwareSpec, Store, StoreError};
+use super::reply::{ApiResult, Shared, created, deleted, found, parse_body};
+use crate::store::{HardwareSpec, Store};
 use crate::template::FieldError;
 
-type Shared = State<Arc<Store>>;
-
-/// The API's routes on `store`.
-pub fn router(store: Arc<Store>) -> Router {
+/// The records' routes, for the admin router to add its own to.
+pub(super) fn routes() -> Router<Arc<Store>> {
     Router::new()
         .route(
             "/api/v1/templates",
@@ -44,61 +38,6 @@ pub fn router(store: Arc<Store>) -> Router {
             "/api/v1/workflows/{id}",
             get(get_workflow).delete(delete_workflow),
         )
-        .with_state(store)
-}
-
-/// A refusal or failure, answered as `{"error": "..."}`.
-struct ApiError(StoreError);
-
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        Self(error)
-    }
-}
-
-impl From<FieldError> for ApiError {
-    fn from(error: FieldError) -> Self {
-        Self(StoreError::Invalid(error))
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let code = match &self.0 {
-            StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
-            StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
-            StoreError::Conflict(_) | StoreError::Report(_) => StatusCode::CONFLICT,
-            StoreError::PermissionDenied(_) => StatusCode::FORBIDDEN,
-            StoreError::Database(_) | StoreError::Corrupt(_) => {
-                tracing::error!("store failed: {}", self.0);
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        };
-        (
-            code,
-            axum::Json(serde_json::json!({ "error": self.0.to_string() })),
-        )
-            .into_response()
-    }
-}
-
-type ApiResult = Result<Response, ApiError>;
-
-fn created(value: impl serde::Serialize) -> ApiResult {
-    Ok((StatusCode::CREATED, axum::Json(value)).into_response())
-}
-
-fn found(value: impl serde::Serialize) -> ApiResult {
-    Ok(axum::Json(value).into_response())
-}
-
-fn deleted() -> ApiResult {
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FieldError> {
-    serde_json::from_slice(body)
-        .map_err(|error| FieldError::new("body", format!("not the expected JSON: {error}")))
 }
 
 #[derive(Deserialize)]

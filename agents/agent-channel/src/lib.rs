@@ -1,0 +1,30 @@
+//! The bootkit agents' gRPC channel to the provisioner (device discovery's onboarding stream,
+//! the tink-worker's workflow calls), with TLS done by our own rustls connector (ring only).
+//!
+//! Why not tonic's built-in TLS: it cannot skip certificate checks, and HookOS's
+//! `tinkerbell_insecure_tls=true` asks for exactly that. One connector for all three modes
+//! (system CAs, a CA bundle, no checks) keeps a single TLS path.
+//!
+//! Errors say what failed and why; each agent adds what its operator should do, since the
+//! settings have different names in each (`tinkerbell_ca`, `--ca-cert`, …).
+
+mod channel;
+mod connector;
+mod status;
+pub mod tls;
+
+use std::path::PathBuf;
+
+pub use channel::{ChannelError, Liveness, connect_lazy};
+pub use status::{describe, handshake_failure};
+
+/// How an agent reaches the provisioner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerTls {
+    /// `tinkerbell_tls=false`: plain HTTP/2.
+    Plaintext,
+    /// The server's certificate is checked against this PEM bundle, or the system's.
+    Verified { ca_bundle: Option<PathBuf> },
+    /// `tinkerbell_insecure_tls=true`: TLS without checking the certificate.
+    InsecureSkipVerify,
+}

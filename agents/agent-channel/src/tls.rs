@@ -1,0 +1,214 @@
+//! rustls client configurations (ring provider only) for the agents' channels and for the
+//! tink-worker's registry client. Each caller adds what its protocol needs on top (ALPN `h2`
+//! for gRPC) and decides where its CA bundle comes from.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms, ring};
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// CA bundles of the common distributions, for when no bundle is configured.
+pub const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// Why a CA bundle cannot be trusted; callers put the bundle's path in front of it.
+#[derive(Debug, thiserror::Error)]
+pub enum CaBundleError {
+    #[error("cannot be read: {0}")]
+    Unreadable(#[source] pem::Error),
+    #[error("is not valid PEM: {0}")]
+    NotPem(#[source] pem::Error),
+    #[error("holds no usable certificate")]
+    NoUsableCertificate,
+}
+
+/// Why a TLS client configuration cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("no CA bundle is configured and none of {SYSTEM_CA_BUNDLES:?} exists")]
+    NoSystemCaBundle,
+    #[error("the CA bundle {} {source}", path.display())]
+    CaBundle {
+        path: PathBuf,
+        #[source]
+        source: CaBundleError,
+    },
+    #[error("the TLS client cannot be configured: {0}")]
+    Rustls(#[source] rustls::Error),
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(ring::default_provider())
+}
+
+/// The first of [`SYSTEM_CA_BUNDLES`] that exists.
+pub fn system_ca_bundle() -> Option<&'static Path> {
+    SYSTEM_CA_BUNDLES
+        .iter()
+        .map(Path::new)
+        .find(|path| path.exists())
+}
+
+/// The certificates of the PEM file `bundle`; an error when it holds none, since trusting
+/// nothing would only fail later with a less helpful handshake error.
+pub fn roots_from_bundle(bundle: &Path) -> Result<RootCertStore, CaBundleError> {
+    let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(bundle)
+        .map_err(CaBundleError::Unreadable)?
+        .collect::<Result<_, _>>()
+        .map_err(CaBundleError::NotPem)?;
+    let mut roots = RootCertStore::empty();
+    let (added, _unparsable) = roots.add_parsable_certificates(certificates);
+    if added == 0 {
+        return Err(CaBundleError::NoUsableCertificate);
+    }
+    Ok(roots)
+}
+
+/// Verifies the server's certificate chain against `roots`.
+pub fn verified_config(roots: RootCertStore) -> Result<ClientConfig, rustls::Error> {
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Verifies against `ca_bundle`, or the system's bundle when none is given.
+pub(crate) fn verified_config_with(
+    ca_bundle: Option<&Path>,
+) -> Result<ClientConfig, TlsSetupError> {
+    let bundle = match ca_bundle {
+        Some(path) => path,
+        None => system_ca_bundle().ok_or(TlsSetupError::NoSystemCaBundle)?,
+    };
+    let roots = roots_from_bundle(bundle).map_err(|source| TlsSetupError::CaBundle {
+        path: bundle.to_path_buf(),
+        source,
+    })?;
+    verified_config(roots).map_err(TlsSetupError::Rustls)
+}
+
+/// Accepts any server certificate: only for servers the operator explicitly marked insecure.
+pub fn unverified_config() -> Result<ClientConfig, rustls::Error> {
+    let provider = provider();
+    let verifier = Arc::new(AcceptAnyCertificate {
+        algorithms: provider.signature_verification_algorithms,
+    });
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth())
+}
+
+/// Accepts any certificate chain; handshake signatures are still checked, so the connection
+/// is at least encrypted to whoever holds the presented key.
+#[derive(Debug)]
+struct AcceptAnyCertificate {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn a_bundle_with_a_ca_certificate_is_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("ca.pem");
+        std::fs::write(&bundle, format!("{}{}", ca_pem(), ca_pem())).unwrap();
+
+        let roots = roots_from_bundle(&bundle).unwrap();
+
+        assert_eq!(roots.len(), 2);
+        verified_config_with(Some(&bundle)).unwrap();
+    }
+
+    #[test]
+    fn a_missing_bundle_is_named_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("absent.pem");
+
+        let message = verified_config_with(Some(&bundle)).unwrap_err().to_string();
+
+        assert!(message.contains(&bundle.display().to_string()), "{message}");
+        assert!(message.contains("cannot be read"), "{message}");
+    }
+
+    #[test]
+    fn a_bundle_without_certificates_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("ca.pem");
+        std::fs::write(&bundle, "not a certificate\n").unwrap();
+
+        let error = roots_from_bundle(&bundle).unwrap_err();
+
+        assert!(
+            matches!(error, CaBundleError::NoUsableCertificate),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_broken_pem_block_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("ca.pem");
+        std::fs::write(
+            &bundle,
+            "-----BEGIN CERTIFICATE-----\n!!not base64!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+
+        let error = roots_from_bundle(&bundle).unwrap_err();
+
+        assert!(matches!(error, CaBundleError::NotPem(_)), "{error}");
+    }
+}

@@ -1,0 +1,476 @@
+//! Where the onboarding service is and how to reach it, from three layers with EMT's names:
+//! command-line flags win over the env file (`/etc/hook/env_config`: `onboarding_stream_svc`,
+//! `onboarding_manager_svc`, `OBM_PORT`), which wins over the kernel command line
+//! (`grpc_authority=`, `worker_id=`, `tinkerbell_tls=`, `tinkerbell_insecure_tls=`,
+//! `tinkerbell_ca=`; read only with `--use-kernel-args`, as EMT does).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bootkit_common::cmdline::split_words;
+
+/// The provisioner serves onboarding on its gRPC port (Tinkerbell's 42113).
+pub const DEFAULT_PORT: u16 = 42113;
+
+/// `device-discovery`'s flags.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "device-discovery",
+    about = "Reports this machine to the provisioner (onboardingmgr.v1) and waits until it is onboarded",
+    after_help = "Settings come from the flags, then /etc/hook/env_config, then (with --use-kernel-args) the kernel command line.\nExit codes: 0 onboarded, 1 gave up (timeout or no usable network), 2 bad configuration, 143 terminated."
+)]
+pub struct Flags {
+    /// The onboarding manager, host[:port] (EMT's -obm-svc).
+    #[arg(long = "obm-svc", value_name = "HOST:PORT")]
+    pub obm_svc: Option<String>,
+    /// The onboarding stream service, host[:port]; defaults to --obm-svc.
+    #[arg(long = "obs-svc", value_name = "HOST:PORT")]
+    pub obs_svc: Option<String>,
+    /// The port used when the service address has none (EMT's -obm-port).
+    #[arg(long = "obm-port")]
+    pub obm_port: Option<u16>,
+    /// The boot MAC (the node's worker id) instead of the detected one.
+    #[arg(long)]
+    pub mac: Option<String>,
+    /// The serial number instead of DMI's.
+    #[arg(long)]
+    pub serial: Option<String>,
+    /// The system UUID instead of DMI's.
+    #[arg(long)]
+    pub uuid: Option<String>,
+    /// The IP address to report instead of the boot interface's.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// How long to try before giving up with exit code 1 (`90s`, `5m`, `1h30m`).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Also read settings from the kernel command line (after the flags and the env file).
+    #[arg(long)]
+    pub use_kernel_args: bool,
+    /// Use TLS to the onboarding service (`false`: plain HTTP/2).
+    #[arg(long, value_name = "BOOL")]
+    pub tls: Option<bool>,
+    /// Use TLS without checking the server's certificate.
+    #[arg(long, value_name = "BOOL")]
+    pub insecure_tls: Option<bool>,
+    /// PEM bundle of the CAs that sign the server's certificate (default: the system's).
+    #[arg(long, value_name = "PATH")]
+    pub ca_cert: Option<PathBuf>,
+    /// EMT's environment file.
+    #[arg(long, default_value = "/etc/hook/env_config")]
+    pub env_file: PathBuf,
+    /// The kernel command line to read with --use-kernel-args.
+    #[arg(long, default_value = "/proc/cmdline")]
+    pub cmdline_file: PathBuf,
+    /// Where /sys and /proc are (a prepared tree in tests).
+    #[arg(long, default_value = "/")]
+    pub root: PathBuf,
+    /// The readiness file for the tink-worker, written last and only once onboarded.
+    #[arg(long, default_value = "/run/bootkit/device-discovery.env")]
+    pub output: PathBuf,
+    /// Where client_id, client_secret and project_id are written (mode 0600).
+    #[arg(long, default_value = "/run/bootkit/client-credentials")]
+    pub credentials_dir: PathBuf,
+    /// First retry delay in milliseconds; it doubles up to 16 times this (2 s → 32 s).
+    #[arg(long, default_value_t = 2000)]
+    pub backoff_base_ms: u64,
+    /// How many times to look for an IPv4 address on the boot interface.
+    #[arg(long, default_value_t = 10)]
+    pub ip_tries: u32,
+    /// Milliseconds between those looks.
+    #[arg(long, default_value_t = 3000)]
+    pub ip_interval_ms: u64,
+}
+
+/// How the client reaches the onboarding service.
+pub use agent_channel::ServerTls;
+
+/// Identity values given by the operator instead of detected ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityOverrides {
+    pub mac: Option<String>,
+    pub serial: Option<String>,
+    pub uuid: Option<String>,
+    pub ip: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The onboarding stream service, `host:port`.
+    pub server: String,
+    pub tls: ServerTls,
+    pub overrides: IdentityOverrides,
+    pub root: PathBuf,
+    pub timeout: Duration,
+    pub backoff_base: Duration,
+    pub ip_tries: u32,
+    pub ip_interval: Duration,
+    pub output: PathBuf,
+    pub credentials_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "the onboarding server is not set: pass --obs-svc HOST:PORT, set onboarding_stream_svc in {env_file}, or boot with grpc_authority=HOST:PORT on the kernel command line and --use-kernel-args"
+    )]
+    MissingServer { env_file: String },
+    #[error("{setting}={value:?} (from {origin}) is not valid: {why}")]
+    Invalid {
+        setting: String,
+        value: String,
+        origin: String,
+        why: String,
+    },
+    #[error("cannot read {path}: {source}; fix its permissions or pass another file")]
+    Unreadable {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A value with where it came from, for error messages.
+#[derive(Debug, Clone)]
+struct Found {
+    setting: String,
+    value: String,
+    origin: String,
+}
+
+impl Found {
+    fn invalid(self, why: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            setting: self.setting,
+            value: self.value,
+            origin: self.origin,
+            why: why.into(),
+        }
+    }
+}
+
+/// One layer of `KEY=VALUE` settings (the env file or the kernel command line).
+struct Layer {
+    origin: String,
+    values: HashMap<String, String>,
+}
+
+impl Layer {
+    fn empty() -> Layer {
+        Layer {
+            origin: String::new(),
+            values: HashMap::new(),
+        }
+    }
+
+    /// Empty values count as unset (`onboarding_stream_svc=` should not hide the next layer).
+    fn get(&self, key: &str) -> Option<Found> {
+        let value = self.values.get(key).filter(|value| !value.is_empty())?;
+        Some(Found {
+            setting: key.to_string(),
+            value: value.clone(),
+            origin: self.origin.clone(),
+        })
+    }
+}
+
+/// The `KEY=VALUE` lines of a shell-style env file: `#` comments, blank lines, `export `,
+/// single or double quotes around values, and trailing ` # comments` after unquoted values.
+pub fn parse_env_file(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            if line.starts_with('#') {
+                return None;
+            }
+            let (key, value) = line.split_once('=')?;
+            Some((key.trim().to_string(), unquote(value.trim())))
+        })
+        .collect()
+}
+
+fn unquote(value: &str) -> String {
+    for quote in ['"', '\''] {
+        if let Some(rest) = value.strip_prefix(quote)
+            && let Some(end) = rest.find(quote)
+        {
+            return rest[..end].to_string();
+        }
+    }
+    match value.find(" #") {
+        Some(comment) => value[..comment].trim_end().to_string(),
+        None => value.to_string(),
+    }
+}
+
+fn parse_cmdline(text: &str) -> HashMap<String, String> {
+    split_words(text)
+        .into_iter()
+        .filter_map(|word| {
+            word.split_once('=')
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+/// `90s`, `5m`, `1h30m`, `500ms`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let invalid = || format!("{text:?} is not a duration: write it like 90s, 5m or 1h30m");
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(invalid)?;
+        let number: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+        let unit_end = rest[digits..]
+            .find(|c: char| c.is_ascii_digit())
+            .map_or(rest.len(), |end| digits + end);
+        let unit = match &rest[digits..unit_end] {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            _ => return Err(invalid()),
+        };
+        let part = unit.checked_mul(u32::try_from(number).map_err(|_| invalid())?);
+        total = part
+            .and_then(|part| total.checked_add(part))
+            .ok_or_else(invalid)?;
+        rest = &rest[unit_end..];
+    }
+    Ok(total)
+}
+
+impl Config {
+    /// The configuration from the flags and the files they name.
+    pub fn load(flags: Flags) -> Result<Config, ConfigError> {
+        let env_file = read_layer(&flags.env_file, parse_env_file)?;
+        let cmdline = if flags.use_kernel_args {
+            read_layer(&flags.cmdline_file, parse_cmdline)?
+        } else {
+            Layer::empty()
+        };
+        Config::from_layers(flags, &env_file, &cmdline)
+    }
+
+    fn from_layers(flags: Flags, env_file: &Layer, cmdline: &Layer) -> Result<Config, ConfigError> {
+        let server = server(&flags, env_file, cmdline)?;
+        let tls = server_tls(&flags, cmdline)?;
+        let mac = flag_value("--mac", flags.mac.clone())
+            .or_else(|| cmdline.get("worker_id"))
+            .map(mac_address)
+            .transpose()?;
+        Ok(Config {
+            server,
+            tls,
+            overrides: IdentityOverrides {
+                mac,
+                serial: flags.serial,
+                uuid: flags.uuid.map(|uuid| uuid.to_ascii_lowercase()),
+                ip: flags.ip,
+            },
+            root: flags.root,
+            timeout: flags.timeout,
+            backoff_base: Duration::from_millis(flags.backoff_base_ms),
+            ip_tries: flags.ip_tries.max(1),
+            ip_interval: Duration::from_millis(flags.ip_interval_ms),
+            output: flags.output,
+            credentials_dir: flags.credentials_dir,
+        })
+    }
+}
+
+/// A missing file is an empty layer (the bootkit may have no env file); any other read error
+/// is reported, since silently ignoring settings the operator wrote would be worse.
+fn read_layer(
+    path: &Path,
+    parse: fn(&str) -> HashMap<String, String>,
+) -> Result<Layer, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Layer {
+            origin: path.display().to_string(),
+            values: parse(&text),
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Layer::empty()),
+        Err(source) => Err(ConfigError::Unreadable {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+fn flag_value(name: &str, value: Option<String>) -> Option<Found> {
+    value.filter(|value| !value.is_empty()).map(|value| Found {
+        setting: name.to_string(),
+        value,
+        origin: "the command line flags".to_string(),
+    })
+}
+
+/// The stream service wins over the manager in each layer: onboarding here is the stream only.
+fn server(flags: &Flags, env_file: &Layer, cmdline: &Layer) -> Result<String, ConfigError> {
+    let found = flag_value("--obs-svc", flags.obs_svc.clone())
+        .or_else(|| flag_value("--obm-svc", flags.obm_svc.clone()))
+        .or_else(|| env_file.get("onboarding_stream_svc"))
+        .or_else(|| env_file.get("onboarding_manager_svc"))
+        .or_else(|| cmdline.get("grpc_authority"))
+        .ok_or_else(|| ConfigError::MissingServer {
+            env_file: flags.env_file.display().to_string(),
+        })?;
+    let port = match flags.obm_port {
+        Some(port) => port,
+        None => match env_file.get("OBM_PORT") {
+            Some(found) => found
+                .value
+                .parse()
+                .map_err(|_| found.invalid("expected a port number (1-65535)"))?,
+            None => DEFAULT_PORT,
+        },
+    };
+    with_port(found, port)
+}
+
+/// `host:port` from `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address.
+fn with_port(found: Found, default_port: u16) -> Result<String, ConfigError> {
+    let value = found.value.trim();
+    if value.contains("://") || value.contains('/') {
+        return Err(found.invalid(
+            "expected host[:port] without a scheme or path, for example provisioner.lan:42113",
+        ));
+    }
+    let bracketed = value.starts_with('[');
+    let (host, port) = match value.rsplit_once(':') {
+        Some((host, port)) if !bracketed || host.ends_with(']') => {
+            if !bracketed && host.contains(':') {
+                // A bare IPv6 address: every colon belongs to it.
+                (format!("[{value}]"), None)
+            } else {
+                (host.to_string(), Some(port))
+            }
+        }
+        _ => (value.to_string(), None),
+    };
+    if host.is_empty() || host == "[]" {
+        return Err(found.invalid("the host is empty"));
+    }
+    let port = match port {
+        Some(port) => port.parse::<u16>().map_err(|_| {
+            found
+                .clone()
+                .invalid("the port is not a number from 1 to 65535")
+        })?,
+        None => default_port,
+    };
+    Ok(format!("{host}:{port}"))
+}
+
+fn mac_address(found: Found) -> Result<String, ConfigError> {
+    let mac = found.value.to_ascii_lowercase().replace('-', ":");
+    let octets: Vec<&str> = mac.split(':').collect();
+    let valid = octets.len() == 6
+        && octets
+            .iter()
+            .all(|octet| octet.len() == 2 && octet.chars().all(|c| c.is_ascii_hexdigit()));
+    if valid {
+        Ok(mac)
+    } else {
+        Err(found.invalid("expected a MAC address like aa:bb:cc:dd:ee:ff"))
+    }
+}
+
+fn boolean(found: Found) -> Result<bool, ConfigError> {
+    match found.value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(found.invalid("expected true or false")),
+    }
+}
+
+fn switch(flag: Option<bool>, cmdline: Option<Found>, default: bool) -> Result<bool, ConfigError> {
+    match (flag, cmdline) {
+        (Some(value), _) => Ok(value),
+        (None, Some(found)) => boolean(found),
+        (None, None) => Ok(default),
+    }
+}
+
+/// TLS by default with the system's CAs, as the tink-worker and HookOS.
+fn server_tls(flags: &Flags, cmdline: &Layer) -> Result<ServerTls, ConfigError> {
+    if !switch(flags.tls, cmdline.get("tinkerbell_tls"), true)? {
+        return Ok(ServerTls::Plaintext);
+    }
+    if switch(
+        flags.insecure_tls,
+        cmdline.get("tinkerbell_insecure_tls"),
+        false,
+    )? {
+        return Ok(ServerTls::InsecureSkipVerify);
+    }
+    let ca_bundle = flags.ca_cert.clone().or_else(|| {
+        cmdline
+            .get("tinkerbell_ca")
+            .map(|found| PathBuf::from(found.value))
+    });
+    Ok(ServerTls::Verified { ca_bundle })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_file_tolerates_quotes_comments_and_export() {
+        let values = parse_env_file(
+            "# EMT env\nexport onboarding_manager_svc=\"obm.lan\"\nonboarding_stream_svc='obs.lan:1234'\nOBM_PORT=50051 # the port\n\nbroken line\n",
+        );
+        assert_eq!(values["onboarding_manager_svc"], "obm.lan");
+        assert_eq!(values["onboarding_stream_svc"], "obs.lan:1234");
+        assert_eq!(values["OBM_PORT"], "50051");
+        assert_eq!(values.len(), 3);
+    }
+
+    #[test]
+    fn durations_in_go_style() {
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("42"), Ok(Duration::from_secs(42)));
+        assert!(parse_duration("five minutes").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    fn found(value: &str) -> Found {
+        Found {
+            setting: "grpc_authority".to_string(),
+            value: value.to_string(),
+            origin: "test".to_string(),
+        }
+    }
+
+    #[test]
+    fn server_addresses_get_the_default_port() {
+        let cases = [
+            ("provisioner.lan", "provisioner.lan:42113"),
+            ("10.0.0.1:9000", "10.0.0.1:9000"),
+            ("[fd00::1]:9000", "[fd00::1]:9000"),
+            ("[fd00::1]", "[fd00::1]:42113"),
+            ("fd00::1", "[fd00::1]:42113"),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(with_port(found(given), DEFAULT_PORT).unwrap(), expected);
+        }
+        for bad in ["http://provisioner.lan", "host:notaport", ":42113"] {
+            let error = with_port(found(bad), DEFAULT_PORT).unwrap_err().to_string();
+            assert!(error.contains("grpc_authority"), "{error}");
+        }
+    }
+}

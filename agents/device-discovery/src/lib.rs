@@ -1,0 +1,140 @@
+//! Device discovery: works out who this machine is, reports it to the provisioner with OEP's
+//! onboarding protocol (`onboardingmgr.v1` OnboardNodeStream), waits until it is onboarded and
+//! writes what the tink-worker needs. EMT's device-discovery, rewritten on bootkit-hwinfo.
+
+pub mod config;
+pub mod console;
+mod hardware;
+pub mod identity;
+pub mod onboard;
+pub mod output;
+
+use std::time::{Duration, Instant};
+
+use agent_channel::{ChannelError, Liveness};
+use config::{Config, ServerTls};
+
+use identity::{AddressSource, Identity, IpWait};
+use onboard::{Backoff, Credentials, Progress};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "gave up after {}s without being onboarded by {server}: {last}; the supervisor will start device discovery again",
+        after.as_secs()
+    )]
+    GaveUp {
+        server: String,
+        after: Duration,
+        last: String,
+    },
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    #[error("{0}; {hint}", hint = channel_hint(.0))]
+    Channel(#[from] ChannelError),
+    #[error(transparent)]
+    Output(#[from] output::OutputError),
+}
+
+/// The onboarding stream stays open while the node waits to be onboarded, so calls are not
+/// bounded (the run's timeout is); pings, also between streams, notice a provisioner that
+/// vanished without closing the connection.
+const LIVENESS: Liveness = Liveness {
+    request_timeout: None,
+    keep_alive_interval: Duration::from_secs(20),
+    keep_alive_while_idle: true,
+};
+
+/// What the operator can change about a channel that cannot be made.
+fn channel_hint(error: &ChannelError) -> &'static str {
+    match error {
+        ChannelError::Address { .. } => {
+            "give the onboarding service as host:port (--obm-svc, onboarding_stream_svc= or grpc_authority=)"
+        }
+        ChannelError::TlsSetup(_) => {
+            "pass --ca-cert (or tinkerbell_ca=) with the provisioner's CA, or --tls false for a plaintext server"
+        }
+    }
+}
+
+/// What an onboarded run found and received.
+#[derive(Debug)]
+pub struct Onboarded {
+    pub identity: Identity,
+    pub credentials: Credentials,
+    pub server: String,
+    pub elapsed: Duration,
+    pub requests: u32,
+}
+
+impl Onboarded {
+    /// The one line the init forwards to the console and syslog.
+    pub fn summary(&self) -> String {
+        let shown = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_string());
+        format!(
+            "onboarded serial={} uuid={} mac={} ip={} node={} server={} after {:.1}s ({} requests)",
+            shown(&self.identity.serial),
+            shown(&self.identity.uuid),
+            self.identity.boot_mac,
+            shown(&self.identity.ip),
+            self.credentials.client_id,
+            self.server,
+            self.elapsed.as_secs_f64(),
+            self.requests,
+        )
+    }
+}
+
+/// The whole run, bounded by `config.timeout`: identity, onboarding, then the outputs (the
+/// readiness file last).
+pub async fn run(config: &Config, addresses: &dyn AddressSource) -> Result<Onboarded, RunError> {
+    let started = Instant::now();
+    let gave_up = |last: String| RunError::GaveUp {
+        server: config.server.clone(),
+        after: started.elapsed(),
+        last,
+    };
+    let wait = IpWait {
+        tries: config.ip_tries,
+        interval: config.ip_interval,
+    };
+    let identity = tokio::time::timeout(
+        config.timeout,
+        identity::discover(&config.root, &config.overrides, addresses, wait),
+    )
+    .await
+    .map_err(|_| gave_up("still looking for the boot interface's address".to_string()))??;
+    if identity.serial.is_none() {
+        console::note(
+            "this machine has no usable serial number (DMI is empty or a placeholder); the provisioner will match it by UUID or MAC",
+        );
+    }
+    if config.tls == ServerTls::InsecureSkipVerify {
+        console::note(format_args!(
+            "insecure TLS is set: the certificate of {} is NOT checked; anyone on the network path can impersonate the provisioner",
+            config.server
+        ));
+    }
+    let channel = agent_channel::connect_lazy(&config.server, &config.tls, LIVENESS)?;
+    let mut backoff = Backoff::new(config.backoff_base);
+    let mut progress = Progress::default();
+    let remaining = config.timeout.saturating_sub(started.elapsed());
+    let credentials = tokio::time::timeout(
+        remaining,
+        onboard::until_onboarded(channel, &identity, &mut backoff, &mut progress),
+    )
+    .await;
+    let credentials = credentials.map_err(|_| gave_up(progress.last.clone()))?;
+    output::write_credentials(&config.credentials_dir, &credentials)?;
+    output::write_env_file(
+        &config.output,
+        &output::env_file_text(&identity, &credentials),
+    )?;
+    Ok(Onboarded {
+        identity,
+        credentials,
+        server: config.server.clone(),
+        elapsed: started.elapsed(),
+        requests: progress.attempts,
+    })
+}

@@ -1,0 +1,242 @@
+//! OnboardNodeStream until the node is onboarded: send the identity; REGISTERED or an unknown
+//! node (NotFound) means wait and send it again on the same stream; a broken stream or an
+//! unreachable server means wait and open a new one. The caller bounds the whole run.
+
+use std::fmt;
+use std::time::Duration;
+
+use onboarding_proto::NodeState;
+use onboarding_proto::v1::non_interactive_onboarding_service_client::NonInteractiveOnboardingServiceClient;
+use onboarding_proto::v1::{OnboardNodeStreamRequest, OnboardNodeStreamResponse};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+use tonic::transport::Channel;
+
+use crate::console;
+use crate::identity::Identity;
+
+/// What the provisioner hands an onboarded node. Debug never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub client_id: String,
+    pub client_secret: String,
+    pub project_id: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("project_id", &self.project_id)
+            .finish()
+    }
+}
+
+/// Retry delays: `base` doubling to 16 × `base` (EMT: 2 s to 32 s), plus up to a quarter of
+/// random jitter so a rack of nodes booted together does not retry in lockstep.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    base: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    const MAX_FACTOR: u32 = 16;
+
+    pub fn new(base: Duration) -> Backoff {
+        Backoff { base, next: base }
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (delay * 2).min(self.base * Self::MAX_FACTOR);
+        let jitter_ms = fastrand::u64(0..=delay.as_millis() as u64 / 4);
+        delay + Duration::from_millis(jitter_ms)
+    }
+}
+
+/// Where onboarding stands: the last thing the server said (or why it could not be asked),
+/// shown when the run gives up.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub last: String,
+    pub attempts: u32,
+}
+
+/// The request device discovery sends: upstream's fields plus the bootkit extensions.
+pub fn request(identity: &Identity) -> OnboardNodeStreamRequest {
+    OnboardNodeStreamRequest {
+        uuid: identity.uuid.clone().unwrap_or_default(),
+        serialnum: identity.serial.clone().unwrap_or_default(),
+        mac_id: identity.boot_mac.clone(),
+        host_ip: identity.ip.clone().unwrap_or_default(),
+        mac_ids: identity.macs.clone(),
+        hardware_json: identity.hardware.to_string(),
+    }
+}
+
+/// What one answer means for the loop.
+enum Answer {
+    Onboarded(Credentials),
+    /// Known but not onboarded yet, or another answer worth retrying: the reason.
+    Retry(String),
+    NotRegistered(String),
+}
+
+fn classify(response: OnboardNodeStreamResponse) -> Answer {
+    if let Some(status) = response.status.as_ref().filter(|status| status.code != 0) {
+        let code = Code::from_i32(status.code);
+        if code == Code::NotFound {
+            return Answer::NotRegistered(status.message.clone());
+        }
+        return Answer::Retry(format!(
+            "the provisioner answered {code:?}: {}",
+            status.message
+        ));
+    }
+    match response.node_state() {
+        NodeState::Onboarded => Answer::Onboarded(Credentials {
+            client_id: response.client_id,
+            client_secret: response.client_secret,
+            project_id: response.project_id,
+        }),
+        NodeState::Registered => Answer::Retry("registered, waiting to be onboarded".to_string()),
+        NodeState::Unspecified => {
+            Answer::Retry("the provisioner answered without a node state".to_string())
+        }
+    }
+}
+
+/// The console note for an unknown node: everything an operator needs to register it.
+pub fn registration_hint(identity: &Identity, why: &str) -> String {
+    let mut register = format!("provisioner node register --mac {}", identity.boot_mac);
+    if let Some(serial) = &identity.serial {
+        register.push_str(&format!(" --serial {serial}"));
+    }
+    if let Some(uuid) = &identity.uuid {
+        register.push_str(&format!(" --uuid {uuid}"));
+    }
+    format!(
+        "the provisioner does not know this node ({why}); an operator must register serial {} / UUID {} / MAC {}: `{register} --profile NAME` (or set a default profile); retrying",
+        identity.serial.as_deref().unwrap_or("(none)"),
+        identity.uuid.as_deref().unwrap_or("(none)"),
+        identity.boot_mac,
+    )
+}
+
+/// The code, the message and the causes behind it ("Unavailable: tcp connect error: …").
+fn describe(status: &tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), agent_channel::describe(status))
+}
+
+/// Talks to the server until the node is onboarded; never returns otherwise (the caller's
+/// timeout and SIGTERM end it). `progress` keeps the last reason for the give-up message.
+pub async fn until_onboarded(
+    channel: Channel,
+    identity: &Identity,
+    backoff: &mut Backoff,
+    progress: &mut Progress,
+) -> Credentials {
+    let mut client = NonInteractiveOnboardingServiceClient::new(channel);
+    let request = request(identity);
+    loop {
+        if let Some(credentials) =
+            one_stream(&mut client, &request, identity, backoff, progress).await
+        {
+            return credentials;
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// One stream: `Some` once onboarded, `None` when the stream could not be opened or broke.
+async fn one_stream(
+    client: &mut NonInteractiveOnboardingServiceClient<Channel>,
+    request: &OnboardNodeStreamRequest,
+    identity: &Identity,
+    backoff: &mut Backoff,
+    progress: &mut Progress,
+) -> Option<Credentials> {
+    // One request in flight at a time: the server answers each before the next is sent.
+    let (sender, receiver) = mpsc::channel(1);
+    sender.send(request.clone()).await.ok()?;
+    progress.attempts += 1;
+    let mut answers = match client
+        .onboard_node_stream(ReceiverStream::new(receiver))
+        .await
+    {
+        Ok(response) => response.into_inner(),
+        Err(status) => {
+            note_failure(&status, identity, progress);
+            return None;
+        }
+    };
+    loop {
+        let answer = match answers.message().await {
+            Ok(Some(response)) => classify(response),
+            Ok(None) => {
+                progress.last = "the provisioner closed the stream".to_string();
+                return None;
+            }
+            Err(status) => {
+                note_failure(&status, identity, progress);
+                return None;
+            }
+        };
+        match answer {
+            Answer::Onboarded(credentials) => return Some(credentials),
+            Answer::Retry(why) => progress.last = why,
+            Answer::NotRegistered(why) => {
+                console::note(registration_hint(identity, &why));
+                progress.last = format!("not registered: {why}");
+            }
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+        sender.send(request.clone()).await.ok()?;
+        progress.attempts += 1;
+    }
+}
+
+fn note_failure(status: &tonic::Status, identity: &Identity, progress: &mut Progress) {
+    let why = describe(status);
+    match status.code() {
+        Code::NotFound => console::note(registration_hint(identity, status.message())),
+        Code::Unimplemented => console::note(format_args!(
+            "the server does not serve onboardingmgr.v1 ({why}); check --obs-svc / grpc_authority points at the provisioner's gRPC port; retrying"
+        )),
+        _ => console::note(format_args!("onboarding failed ({why}); retrying")),
+    }
+    progress.last = why;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_sixteen_times_the_base_with_bounded_jitter() {
+        let mut backoff = Backoff::new(Duration::from_millis(2000));
+        let expected = [2000u64, 4000, 8000, 16000, 32000, 32000];
+        for base in expected {
+            let delay = backoff.next_delay().as_millis() as u64;
+            assert!(
+                (base..=base + base / 4).contains(&delay),
+                "{delay} ms not within {base} ms + 25%"
+            );
+        }
+    }
+
+    #[test]
+    fn credentials_debug_hides_the_secret() {
+        let credentials = Credentials {
+            client_id: "node-1".to_string(),
+            client_secret: "s3cr3t-value".to_string(),
+            project_id: "p".to_string(),
+        };
+        let shown = format!("{credentials:?}");
+        assert!(shown.contains("node-1"));
+        assert!(!shown.contains("s3cr3t-value"));
+    }
+}

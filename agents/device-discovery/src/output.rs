@@ -1,0 +1,118 @@
+//! What the next stage reads: the credentials (mode 0600) and then, last, the env file whose
+//! existence tells the init's supervisor that the tink-worker may start.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::identity::Identity;
+use crate::onboard::Credentials;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}: {source}; check that its directory is writable (a tmpfs under /run)")]
+pub struct OutputError {
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+/// Writes `contents` to `path` through a temporary file in the same directory and a rename, so
+/// a reader sees the old file or the whole new one; the mode is set before any byte is written.
+fn write_atomically(path: &Path, contents: &str, mode: u32) -> Result<(), OutputError> {
+    let error = |source| OutputError {
+        path: path.to_path_buf(),
+        source,
+    };
+    let directory = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(directory).map_err(error)?;
+    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temporary = directory.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let written = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&temporary)
+        .and_then(|mut file| {
+            // The mode given to open is masked by the umask; set it exactly.
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+            file.write_all(contents.as_bytes())?;
+            file.sync_all()
+        })
+        .and_then(|()| fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written.map_err(error)
+}
+
+/// `client_id`, `client_secret` and `project_id`, each in its own 0600 file (EMT's layout).
+pub fn write_credentials(directory: &Path, credentials: &Credentials) -> Result<(), OutputError> {
+    for (name, value) in [
+        ("client_id", &credentials.client_id),
+        ("client_secret", &credentials.client_secret),
+        ("project_id", &credentials.project_id),
+    ] {
+        write_atomically(&directory.join(name), value, 0o600)?;
+    }
+    Ok(())
+}
+
+/// The env file's text; values are quoted only when the shell would need it.
+pub fn env_file_text(identity: &Identity, credentials: &Credentials) -> String {
+    let optional = |value: &Option<String>| value.clone().unwrap_or_default();
+    [
+        ("WORKER_ID", identity.boot_mac.clone()),
+        ("HW_ADDR", identity.boot_mac.clone()),
+        ("NODE_ID", credentials.client_id.clone()),
+        ("SERIAL", optional(&identity.serial)),
+        ("UUID", optional(&identity.uuid)),
+        ("IP", optional(&identity.ip)),
+        ("PROJECT_ID", credentials.project_id.clone()),
+    ]
+    .iter()
+    .map(|(key, value)| format!("{key}={}\n", shell_value(value)))
+    .collect()
+}
+
+fn shell_value(value: &str) -> String {
+    let plain = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '-' | '_' | '/'));
+    if plain {
+        value.to_string()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}
+
+/// The readiness file: readable by all (it holds no secret), written after the credentials.
+pub fn write_env_file(path: &Path, text: &str) -> Result<(), OutputError> {
+    write_atomically(path, text, 0o644)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_values_are_quoted_for_the_shell() {
+        assert_eq!(shell_value("aa:bb:cc:dd:ee:ff"), "aa:bb:cc:dd:ee:ff");
+        assert_eq!(shell_value(""), "");
+        assert_eq!(shell_value("SN 1'2"), r"'SN 1'\''2'");
+    }
+
+    #[test]
+    fn rewriting_keeps_the_mode_and_replaces_the_content() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("nested/secret");
+        write_atomically(&path, "one", 0o600).unwrap();
+        write_atomically(&path, "two", 0o600).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "two");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let leftovers = fs::read_dir(path.parent().unwrap()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary file is left behind");
+    }
+}

@@ -1,0 +1,89 @@
+//! `/api/v1/registrations` and `/api/v1/profiles`: which node gets which OS.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::routing::{delete, get, post};
+use serde::{Deserialize, Serialize};
+
+use super::reply::{ApiResult, Shared, created, deleted, found, parse_body};
+use crate::store::{ProfileSpec, RegistrationSpec, Store};
+use crate::template::FieldError;
+
+pub(super) fn routes() -> Router<Arc<Store>> {
+    Router::new()
+        .route(
+            "/api/v1/registrations",
+            get(list_registrations).post(register),
+        )
+        .route("/api/v1/registrations/import", post(import_registrations))
+        .route("/api/v1/registrations/{id}", delete(delete_registration))
+        .route("/api/v1/profiles", get(list_profiles).post(create_profile))
+        .route(
+            "/api/v1/profiles/default",
+            get(get_default_profile).put(set_default_profile),
+        )
+        .route(
+            "/api/v1/profiles/{name}",
+            get(get_profile).delete(delete_profile),
+        )
+}
+
+async fn list_registrations(State(store): Shared) -> ApiResult {
+    found(store.list_registrations()?)
+}
+
+async fn register(State(store): Shared, body: Bytes) -> ApiResult {
+    let spec: RegistrationSpec = parse_body(&body)?;
+    created(store.register(&spec)?)
+}
+
+/// The body is OEP's registration CSV as text.
+async fn import_registrations(State(store): Shared, body: Bytes) -> ApiResult {
+    let csv = std::str::from_utf8(&body)
+        .map_err(|error| FieldError::new("body", format!("not UTF-8 text: {error}")))?;
+    created(store.import_registrations(csv)?)
+}
+
+async fn delete_registration(State(store): Shared, Path(id): Path<String>) -> ApiResult {
+    store.delete_registration(&id)?;
+    deleted()
+}
+
+async fn list_profiles(State(store): Shared) -> ApiResult {
+    found(store.list_profiles()?)
+}
+
+async fn create_profile(State(store): Shared, body: Bytes) -> ApiResult {
+    let spec: ProfileSpec = parse_body(&body)?;
+    created(store.create_profile(&spec)?)
+}
+
+async fn get_profile(State(store): Shared, Path(name): Path<String>) -> ApiResult {
+    found(store.get_profile(&name)?)
+}
+
+async fn delete_profile(State(store): Shared, Path(name): Path<String>) -> ApiResult {
+    store.delete_profile(&name)?;
+    deleted()
+}
+
+/// The profile of unregistered nodes, by name; `null` refuses them.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefaultProfile {
+    name: Option<String>,
+}
+
+async fn get_default_profile(State(store): Shared) -> ApiResult {
+    let name = store.default_profile()?.map(|profile| profile.name);
+    found(DefaultProfile { name })
+}
+
+async fn set_default_profile(State(store): Shared, body: Bytes) -> ApiResult {
+    let request: DefaultProfile = parse_body(&body)?;
+    store.set_default_profile(request.name.as_deref())?;
+    found(request)
+}

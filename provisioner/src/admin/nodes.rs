@@ -1,0 +1,110 @@
+//! `/api/v1/nodes`: the fleet's state, a node's workflow, timeline and logs, and re-arming.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use super::reply::{ApiResult, Shared, found};
+use crate::state::State as ActionState;
+use crate::store::{Event, Node, Store, Workflow};
+
+/// The most log lines one request returns; the page and `node logs --follow` page on.
+const MAX_LOG_LINES: usize = 1000;
+const DEFAULT_LOG_LINES: usize = 200;
+
+pub(super) fn routes() -> Router<Arc<Store>> {
+    Router::new()
+        .route("/api/v1/nodes", get(list_nodes))
+        .route("/api/v1/nodes/{key}", get(get_node))
+        .route("/api/v1/nodes/{key}/logs", get(node_logs))
+        .route("/api/v1/nodes/{key}/reprovision", post(reprovision))
+}
+
+/// A node as the API shows it: the stored node and its progress as one line of text.
+#[derive(Serialize)]
+struct NodeView {
+    #[serde(flatten)]
+    node: Node,
+    progress_text: Option<String>,
+}
+
+impl From<Node> for NodeView {
+    fn from(node: Node) -> Self {
+        Self {
+            progress_text: progress_text(&node),
+            node,
+        }
+    }
+}
+
+/// "3/10: Stream OS image", with " [failed: why]" when the action failed (as OEP's UI shows).
+pub fn progress_text(node: &Node) -> Option<String> {
+    let progress = node.progress.as_ref()?;
+    let mut text = format!(
+        "{}/{}: {}",
+        progress.position, progress.total, progress.action
+    );
+    let failed = matches!(progress.state, ActionState::Failed | ActionState::Timeout);
+    if failed {
+        let reason = node.failure.as_deref().unwrap_or(progress.state.as_str());
+        text.push_str(&format!(" [failed: {reason}]"));
+    }
+    Some(text)
+}
+
+#[derive(Serialize)]
+struct NodeDetail {
+    #[serde(flatten)]
+    view: NodeView,
+    workflow: Option<Workflow>,
+    timeline: Vec<Event>,
+}
+
+async fn list_nodes(State(store): Shared) -> ApiResult {
+    let nodes: Vec<NodeView> = store
+        .list_nodes()?
+        .into_iter()
+        .map(NodeView::from)
+        .collect();
+    found(nodes)
+}
+
+async fn get_node(State(store): Shared, Path(key): Path<String>) -> ApiResult {
+    let node = store.get_node(&key)?;
+    let workflow = node
+        .workflow_id
+        .as_deref()
+        .map(|id| store.get_workflow(id))
+        .transpose()?;
+    let timeline = store.node_events(&node.id)?;
+    found(NodeDetail {
+        view: node.into(),
+        workflow,
+        timeline,
+    })
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    /// Lines after this sequence number (the last one the caller has).
+    #[serde(default)]
+    after: i64,
+    limit: Option<usize>,
+}
+
+async fn node_logs(
+    State(store): Shared,
+    Path(key): Path<String>,
+    Query(query): Query<LogQuery>,
+) -> ApiResult {
+    let node = store.get_node(&key)?;
+    let limit = query.limit.unwrap_or(DEFAULT_LOG_LINES).min(MAX_LOG_LINES);
+    found(store.node_logs(&node.id, query.after, limit)?)
+}
+
+async fn reprovision(State(store): Shared, Path(key): Path<String>) -> ApiResult {
+    found(NodeView::from(store.reprovision(&key)?))
+}

@@ -1,0 +1,139 @@
+//! EC2-style instance metadata as Tinkerbell's Hegel serves it: plain text, found by the
+//! requester's address (the node's last known IP). Unknown addresses get 404.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::http::{Served, store_failed};
+use crate::store::{Node, Registration};
+
+/// Registration metadata keys served as user-data and as SSH public keys (one per line).
+const USER_DATA_KEY: &str = "user_data";
+const PUBLIC_KEYS_KEY: &str = "public_keys";
+
+pub(super) fn routes() -> Router<Served> {
+    Router::new()
+        .route("/2009-04-04/meta-data", get(index))
+        .route("/2009-04-04/meta-data/", get(index))
+        .route("/2009-04-04/meta-data/{item}", get(item))
+        .route("/2009-04-04/user-data", get(user_data))
+}
+
+/// What the store knows about the requester.
+struct Requester {
+    node: Node,
+    registration: Option<Registration>,
+}
+
+impl Requester {
+    /// The meta-data items this node has values for, in EC2's names.
+    fn items(&self) -> Vec<(&'static str, String)> {
+        let node = &self.node;
+        let hostname = node.hostname.clone().or_else(|| {
+            self.registration
+                .as_ref()
+                .and_then(|registration| registration.hostname.clone())
+        });
+        let public_keys = self
+            .registration
+            .as_ref()
+            .and_then(|registration| registration.metadata.get(PUBLIC_KEYS_KEY))
+            .map(|keys| keys.lines().map(str::trim).collect::<Vec<_>>().join("\n"));
+        [
+            ("hostname", hostname.clone()),
+            ("instance-id", Some(node.id.clone())),
+            ("local-hostname", hostname),
+            ("local-ipv4", node.ip.clone()),
+            ("mac", node.macs.first().cloned()),
+            ("public-keys", public_keys),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|value| (name, value)))
+        .collect()
+    }
+}
+
+/// Why a metadata request gets no answer.
+enum Unanswered {
+    NotFound(String),
+    StoreFailed(crate::store::StoreError),
+}
+
+impl From<crate::store::StoreError> for Unanswered {
+    fn from(error: crate::store::StoreError) -> Self {
+        Unanswered::StoreFailed(error)
+    }
+}
+
+/// Plain text, or the refusal as a response.
+fn respond(served: &Served, peer: SocketAddr, answer: Result<String, Unanswered>) -> Response {
+    served.count(|metrics| &metrics.http.metadata);
+    match answer {
+        Ok(text) => text.into_response(),
+        Err(Unanswered::NotFound(why)) => served.not_found(why),
+        Err(Unanswered::StoreFailed(error)) => {
+            store_failed(&format!("the metadata lookup for {peer}"), &error)
+        }
+    }
+}
+
+/// The node at the requester's address.
+fn requester(served: &Served, peer: SocketAddr) -> Result<Requester, Unanswered> {
+    let store = &served.context.store;
+    let ip = peer.ip().to_string();
+    let Some(node) = store.node_by_ip(&ip)? else {
+        return Err(Unanswered::NotFound(format!("no node is known at {ip}\n")));
+    };
+    let registration = match &node.registration_id {
+        Some(id) => store
+            .list_registrations()?
+            .into_iter()
+            .find(|registration| &registration.id == id),
+        None => None,
+    };
+    Ok(Requester { node, registration })
+}
+
+async fn index(
+    State(served): State<Served>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    let answer = requester(&served, peer).map(|requester| {
+        let names: Vec<&str> = requester.items().iter().map(|(name, _)| *name).collect();
+        format!("{}\n", names.join("\n"))
+    });
+    respond(&served, peer, answer)
+}
+
+async fn item(
+    State(served): State<Served>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+) -> Response {
+    let answer = requester(&served, peer).and_then(|requester| {
+        requester
+            .items()
+            .into_iter()
+            .find(|(item, _)| *item == name)
+            .map(|(_, value)| value)
+            .ok_or_else(|| Unanswered::NotFound(format!("no meta-data {name:?} for this node\n")))
+    });
+    respond(&served, peer, answer)
+}
+
+async fn user_data(
+    State(served): State<Served>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    let answer = requester(&served, peer).and_then(|requester| {
+        requester
+            .registration
+            .and_then(|registration| registration.metadata.get(USER_DATA_KEY).cloned())
+            .ok_or_else(|| Unanswered::NotFound("no user-data for this node\n".to_string()))
+    });
+    respond(&served, peer, answer)
+}

