@@ -10,9 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use dhcproto::v4::{
-    Architecture, DhcpOption, Flags, Message, MessageType, Opcode, OptionCode,
-};
+use dhcproto::v4::{Architecture, DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable};
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
@@ -80,7 +78,9 @@ impl Hub {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, oneshot::Sender<Message>>> {
-        self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Sends `request` to `to` until a reply with its xid arrives (bounded tries).
@@ -90,7 +90,10 @@ impl Hub {
         for _ in 0..TRIES {
             let (sender, receiver) = oneshot::channel();
             self.lock().insert(request.xid(), sender);
-            self.socket.send_to(&bytes, to).await.context("sending the DHCP request")?;
+            self.socket
+                .send_to(&bytes, to)
+                .await
+                .context("sending the DHCP request")?;
             if let Ok(Ok(reply)) = tokio::time::timeout(wait, receiver).await {
                 return Ok(reply);
             }
@@ -113,7 +116,8 @@ impl Hub {
         if offer.opts().msg_type() != Some(MessageType::Offer) {
             bail!("expected an OFFER, got {:?}", offer.opts().msg_type());
         }
-        if let Some(DhcpOption::ServerIdentifier(from)) = offer.opts().get(OptionCode::ServerIdentifier)
+        if let Some(DhcpOption::ServerIdentifier(from)) =
+            offer.opts().get(OptionCode::ServerIdentifier)
             && *from != server
         {
             bail!("the OFFER came from {from}, not the server under test {server}");
@@ -129,9 +133,14 @@ impl Hub {
         port: u16,
     ) -> anyhow::Result<Message> {
         let request = client.request(MessageType::Request, client.ip);
-        let ack = self.exchange(&request, SocketAddr::from((server, port))).await?;
+        let ack = self
+            .exchange(&request, SocketAddr::from((server, port)))
+            .await?;
         if ack.opts().msg_type() != Some(MessageType::Ack) {
-            bail!("expected an ACK from the boot server, got {:?}", ack.opts().msg_type());
+            bail!(
+                "expected an ACK from the boot server, got {:?}",
+                ack.opts().msg_type()
+            );
         }
         Ok(ack)
     }
@@ -184,7 +193,10 @@ pub fn boot_file(reply: &Message) -> Option<BootFile> {
     if name.is_empty() {
         return None;
     }
-    let server = match (reply.siaddr(), reply.opts().get(OptionCode::ServerIdentifier)) {
+    let server = match (
+        reply.siaddr(),
+        reply.opts().get(OptionCode::ServerIdentifier),
+    ) {
         (next, _) if !next.is_unspecified() => next,
         (_, Some(DhcpOption::ServerIdentifier(id))) => *id,
         _ => return None,

@@ -30,7 +30,10 @@ pub enum Steps {
 }
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "pxe-load", about = "Simulate N nodes PXE-booting against a provisioner")]
+#[command(
+    name = "pxe-load",
+    about = "Simulate N nodes PXE-booting against a provisioner"
+)]
 pub struct Args {
     /// The server under test (its address on --interface).
     #[arg(long)]
@@ -105,7 +108,8 @@ fn run(args: Args) -> anyhow::Result<bool> {
 async fn load(args: Arc<Args>) -> anyhow::Result<stats::Summary> {
     let hub = dhcp::Hub::bind(&args.interface).await?;
     let started = Instant::now();
-    let spacing = Duration::from_millis(args.ramp_ms) / u32::try_from(args.nodes.max(1)).unwrap_or(u32::MAX);
+    let spacing =
+        Duration::from_millis(args.ramp_ms) / u32::try_from(args.nodes.max(1)).unwrap_or(u32::MAX);
     let tasks: Vec<_> = (0..args.nodes)
         .map(|index| {
             let node = node::Node::new(index, args.first_ip);

@@ -51,8 +51,20 @@ impl Node {
     }
 
     fn uuid(&self) -> String {
-        let hex: String = self.client.uuid.iter().map(|byte| format!("{byte:02x}")).collect();
-        format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+        let hex: String = self
+            .client
+            .uuid
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        )
     }
 
     fn serial(&self) -> String {
@@ -78,15 +90,23 @@ impl Node {
         let started = Instant::now();
         let server = SocketAddr::from((boot_file.server, args.tftp_port));
         let file = args.tftp_file.as_deref().unwrap_or(&boot_file.name);
-        outcome.tftp_bytes = crate::tftp::fetch(self.client.ip, server, file, args.blksize, Duration::from_secs(1))
-            .await
-            .map_err(|error| (Step::Tftp, error))?;
+        outcome.tftp_bytes = crate::tftp::fetch(
+            self.client.ip,
+            server,
+            file,
+            args.blksize,
+            Duration::from_secs(1),
+        )
+        .await
+        .map_err(|error| (Step::Tftp, error))?;
         outcome.timings.push((Step::Tftp, started.elapsed()));
         if args.steps == Steps::DhcpTftp {
             return Ok(());
         }
         timed(outcome, Step::IpxeScript, self.ipxe_script(args)).await?;
-        let channel = self.channel(args).map_err(|error| (Step::Discovery, error))?;
+        let channel = self
+            .channel(args)
+            .map_err(|error| (Step::Discovery, error))?;
         timed(outcome, Step::Discovery, self.discover(channel.clone())).await?;
         self.run_workflow(channel, args.actions, outcome).await
     }
@@ -114,7 +134,10 @@ impl Node {
             .map_err(|error| (Step::DhcpBootAck, error))?;
         outcome.timings.push((Step::DhcpBootAck, started.elapsed()));
         dhcp::boot_file(&ack).ok_or_else(|| {
-            (Step::DhcpBootAck, anyhow::anyhow!("neither the offer nor the boot server's ACK names a boot file"))
+            (
+                Step::DhcpBootAck,
+                anyhow::anyhow!("neither the offer nor the boot server's ACK names a boot file"),
+            )
         })
     }
 
@@ -172,7 +195,11 @@ impl Node {
                 .await?
                 .context("the onboarding stream ended without an answer")?;
             if let Some(status) = response.status.as_ref().filter(|status| status.code != 0) {
-                bail!("onboarding refused: code {}: {}", status.code, status.message);
+                bail!(
+                    "onboarding refused: code {}: {}",
+                    status.code,
+                    status.message
+                );
             }
             if response.node_state() == NodeState::Onboarded {
                 return Ok(());
@@ -203,7 +230,9 @@ impl Node {
                 report(&mut client, &action, state)
                     .await
                     .map_err(|error| (Step::ReportStatus, error))?;
-                outcome.timings.push((Step::ReportStatus, started.elapsed()));
+                outcome
+                    .timings
+                    .push((Step::ReportStatus, started.elapsed()));
                 outcome.reports_acknowledged += 1;
             }
             outcome.actions_completed += 1;
@@ -255,9 +284,16 @@ async fn report(
 }
 
 async fn get_text(client: &reqwest::Client, url: &str) -> anyhow::Result<String> {
-    let response = client.get(url).send().await.with_context(|| format!("GET {url}"))?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
     let status = response.status();
-    let text = response.text().await.with_context(|| format!("reading {url}"))?;
+    let text = response
+        .text()
+        .await
+        .with_context(|| format!("reading {url}"))?;
     if !status.is_success() {
         bail!("GET {url}: {status}: {text:.200}");
     }

@@ -79,8 +79,17 @@ impl Summary {
     pub fn print(&self) {
         let errors = self.errors();
         let seconds = self.wall.as_secs_f64();
-        println!("== {}: {} nodes in {:.2} s, {} failed", self.label, self.nodes, seconds, errors.len());
-        println!("{:<20} {:>7} {:>10} {:>10} {:>10}", "step", "count", "p50 ms", "p99 ms", "max ms");
+        println!(
+            "== {}: {} nodes in {:.2} s, {} failed",
+            self.label,
+            self.nodes,
+            seconds,
+            errors.len()
+        );
+        println!(
+            "{:<20} {:>7} {:>10} {:>10} {:>10}",
+            "step", "count", "p50 ms", "p99 ms", "max ms"
+        );
         for (step, durations) in self.by_step() {
             println!(
                 "{:<20} {:>7} {:>10.1} {:>10.1} {:>10.1}",

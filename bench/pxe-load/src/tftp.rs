@@ -39,7 +39,8 @@ pub async fn fetch(
     let mut next_block: u16 = 1;
     let mut buffer = vec![0u8; usize::from(blksize) + 4];
     loop {
-        let (length, from) = send_until_answered(&socket, &last_sent, peer, &mut buffer, wait).await?;
+        let (length, from) =
+            send_until_answered(&socket, &last_sent, peer, &mut buffer, wait).await?;
         if from.ip() != server.ip() {
             continue;
         }
@@ -50,7 +51,10 @@ pub async fn fetch(
             OACK => {
                 let options = parse_options(&packet[2..]);
                 if let Some(size) = options.iter().find(|(name, _)| name == "blksize") {
-                    block_size = size.1.parse().context("the OACK's blksize is not a number")?;
+                    block_size = size
+                        .1
+                        .parse()
+                        .context("the OACK's blksize is not a number")?;
                 }
                 expected_size = options
                     .iter()
@@ -95,7 +99,10 @@ async fn send_until_answered(
     wait: Duration,
 ) -> anyhow::Result<(usize, SocketAddr)> {
     for _ in 0..TRIES {
-        socket.send_to(packet, to).await.context("sending a TFTP packet")?;
+        socket
+            .send_to(packet, to)
+            .await
+            .context("sending a TFTP packet")?;
         match tokio::time::timeout(wait, socket.recv_from(buffer)).await {
             Ok(Ok((length, from))) if length >= 2 => return Ok((length, from)),
             Ok(Ok(_)) => continue,
