@@ -68,18 +68,15 @@ async fn metrics_count_nodes_workflows_actions_and_boot_requests() {
     let db = TestDb::new();
     let server = AdminServer::start(&db.path(), token_options()).await;
     seed_fleet(&server.store, db.dir.path());
-    server.metrics.dhcp.offers.fetch_add(7, Ordering::Relaxed);
-    server
-        .metrics
-        .tftp
-        .bytes_sent
-        .fetch_add(4096, Ordering::Relaxed);
-    server.metrics.http.scripts.fetch_add(3, Ordering::Relaxed);
-    server
-        .metrics
-        .syslog
-        .messages
-        .fetch_add(2, Ordering::Relaxed);
+    let metrics = &server.metrics;
+    for (counter, count) in [
+        (&metrics.dhcp.offers, 7),
+        (&metrics.tftp.bytes_sent, 4096),
+        (&metrics.http.scripts, 3),
+        (&metrics.syslog.messages, 2),
+    ] {
+        counter.fetch_add(count, Ordering::Relaxed);
+    }
 
     let response = server
         .client()

@@ -19,25 +19,56 @@ const ROUTE_SOURCES: [&str; 4] = [
 
 const METHODS: [&str; 4] = ["get", "post", "put", "delete"];
 
-/// (path, method) of every `.route("PATH", get(..).post(..))` in `source`.
+/// (path, method) of every `.route("PATH", get(..).post(..))` and every
+/// `record_routes("PATH", "KEY", COLLECTION, RECORD)` in `source`.
 fn declared_routes(source: &str) -> BTreeSet<(String, String)> {
     let mut routes = BTreeSet::new();
     for declaration in source.split(".route(").skip(1) {
-        let path = declaration.split('"').nth(1).unwrap().to_string();
+        // Only routes with a literal path (the helper's own `.route(path, ..)` is not one).
+        let Some(path) = leading_literal(declaration) else {
+            continue;
+        };
         // The declaration ends where the next statement or route starts.
-        let body = declaration.split(";\n").next().unwrap();
-        for method in METHODS {
-            let call = format!("{method}(");
-            let called = body.match_indices(&call).any(|(at, _)| {
-                let before = body[..at].chars().last();
-                !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
-            });
-            if called {
-                routes.insert((path.clone(), method.to_string()));
-            }
-        }
+        let end = [";\n", "record_routes("]
+            .iter()
+            .filter_map(|end| declaration.find(end))
+            .min()
+            .unwrap_or(declaration.len());
+        let body = &declaration[..end];
+        insert_methods(&mut routes, path, body);
+    }
+    for declaration in source.split("record_routes(").skip(1) {
+        // rustfmt puts each of its four arguments on a line of its own.
+        let arguments: Vec<&str> = declaration.lines().skip(1).take(4).collect();
+        let [path, key, collection, record] = arguments[..] else {
+            continue;
+        };
+        let (Some(path), Some(key)) = (leading_literal(path), leading_literal(key)) else {
+            continue;
+        };
+        insert_methods(&mut routes, path, collection);
+        insert_methods(&mut routes, &format!("{path}/{{{key}}}"), record);
     }
     routes
+}
+
+/// The string literal `text` starts with (after white space), without its quotes.
+fn leading_literal(text: &str) -> Option<&str> {
+    text.trim_start().strip_prefix('"')?.split('"').next()
+}
+
+/// (path, method) for each of the methods `body` calls (`get(`, `post(`, ...).
+fn insert_methods(routes: &mut BTreeSet<(String, String)>, path: &str, body: &str) {
+    for method in METHODS {
+        let call = format!("{method}(");
+        let called = body.match_indices(&call).any(|(at, _)| {
+            let before = body[..at].chars().last();
+            !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+        });
+        if called {
+            routes.insert((path.to_string(), method.to_string()));
+        }
+    }
 }
 
 fn documented_routes(document: &Value) -> BTreeSet<(String, String)> {

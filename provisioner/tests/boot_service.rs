@@ -10,13 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::fleet::report;
 use common::{TEMPLATE, TestDb};
 use provisioner::boot::{BootOptions, DhcpOptions, HttpsOptions, KernelOptions, TftpOptions};
 use provisioner::server::{RunningServer, ServeOptions, TlsFiles};
 use provisioner::state::State;
-use provisioner::store::{
-    ActionReport, Discovery, Identity, ProfileSpec, RegistrationSpec, ReportTarget, Store,
-};
+use provisioner::store::{Discovery, Identity, ProfileSpec, RegistrationSpec, Store};
 
 const REGISTERED_MAC: &str = "52:54:00:00:00:01";
 const ADVERTISE: Ipv4Addr = Ipv4Addr::LOCALHOST;
@@ -132,24 +131,14 @@ impl Fixture {
             let Some(next) = self.store.next_action(mac).unwrap() else {
                 return;
             };
-            let report = ActionReport {
-                workflow_id: &next.workflow_id,
-                target: ReportTarget::ActionId(&next.action.action_id),
-                agent: mac,
-                state: State::Running,
-                started_ms: Some(1_700_000_000_000),
-                stopped_ms: None,
-                duration_ms: None,
-                message: "",
-            };
-            self.store.report(&report).unwrap();
-            self.store
-                .report(&ActionReport {
-                    state: State::Success,
-                    stopped_ms: Some(1_700_000_001_000),
-                    ..report
-                })
-                .unwrap();
+            report(
+                &self.store,
+                &next.workflow_id,
+                &next.action.action_id,
+                mac,
+                State::Success,
+                "",
+            );
         }
         panic!("the workflow of {mac} did not end within 10 actions");
     }
@@ -251,7 +240,10 @@ async fn a_provisioned_node_boots_its_local_disk_on_bios_and_on_efi() {
     );
     assert!(!bios.contains("kernel "), "{bios}");
     let (_, efi) = get(&node_script_url(&fixture, REGISTERED_MAC, "efi")).await;
-    assert!(!efi.contains("sanboot") && efi.ends_with("exit\n"), "{efi}");
+    assert!(
+        !efi.contains("sanboot") && efi.ends_with("exit 1\n"),
+        "{efi}"
+    );
     let local_boots = fixture
         .store
         .node_events(&node_id)

@@ -4,34 +4,14 @@
 mod common;
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cli::{json, run};
 use common::{MAC, TEMPLATE, TestDb};
 use serde_json::Value;
 use tink_proto::current::ActionRequest;
 use tink_proto::current::workflow_service_client::WorkflowServiceClient;
-
-fn provisioner(db: &TestDb, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_provisioner"))
-        .arg("--db")
-        .arg(db.path())
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn json(db: &TestDb, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let output = provisioner(db, &all);
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
 
 /// `workflow create` of the template for the test's hardware, through the CLI.
 fn create_workflow(db: &TestDb, template_id: &str) -> Value {
@@ -88,22 +68,18 @@ fn the_cli_creates_lists_shows_and_deletes() {
         TEMPLATE
     );
 
-    let shown = provisioner(&db, &["workflow", "get", workflow_id]);
+    let shown = run(&db, &["workflow", "get", workflow_id]);
     let text = String::from_utf8(shown.stdout).unwrap();
     assert!(text.contains("state: PENDING"), "{text}");
     assert!(text.contains("disk/wipe  PENDING  worker m1"), "{text}");
     assert!(text.contains("finish/reboot  PENDING"), "{text}");
 
     assert!(
-        provisioner(&db, &["workflow", "delete", workflow_id])
+        run(&db, &["workflow", "delete", workflow_id])
             .status
             .success()
     );
-    assert!(
-        provisioner(&db, &["hardware", "delete", "m1"])
-            .status
-            .success()
-    );
+    assert!(run(&db, &["hardware", "delete", "m1"]).status.success());
     assert_eq!(json(&db, &["hardware", "list"]), Value::Array(vec![]));
 }
 
@@ -115,13 +91,13 @@ fn the_cli_names_the_bad_field_and_fails() {
         "bad.yaml",
         &TEMPLATE.replace("    worker: \"{{.device_1}}\"\n    volumes", "    volumes"),
     );
-    let output = provisioner(&db, &["template", "create", "--file", &bad]);
+    let output = run(&db, &["template", "create", "--file", &bad]);
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.trim(), "provisioner: tasks[0].worker: missing");
     assert_eq!(json(&db, &["template", "list"]), Value::Array(vec![]));
 
-    let output = provisioner(&db, &["workflow", "get", "nope"]);
+    let output = run(&db, &["workflow", "get", "nope"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("workflow \"nope\" not found"));
 }

@@ -4,40 +4,16 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::cli::{json, ok, run};
 use common::{TEMPLATE, TestDb};
 use provisioner::store::{Discovery, Identity, NewLogLine, NodeState};
 use serde_json::Value;
 
 const MAC: &str = "52:54:00:ee:00:01";
-
-fn run(db: &TestDb, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_provisioner"))
-        .arg("--db")
-        .arg(db.path())
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(db: &TestDb, args: &[&str]) -> String {
-    let output = run(db, args);
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn json(db: &TestDb, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    serde_json::from_str(&ok(db, &all)).unwrap()
-}
 
 /// The error a failing command prints.
 fn refused(db: &TestDb, args: &[&str]) -> String {

@@ -4,10 +4,11 @@
 mod common;
 
 use common::TestDb;
+use common::fleet::report;
 use provisioner::state::State;
 use provisioner::store::{
-    ActionReport, BootPlan, Discovered, Discovery, Identity, MAX_LOG_LINES_PER_NODE, NewLogLine,
-    NodeState, ProfileSpec, RegistrationSpec, ReportTarget, Store, StoreError,
+    BootPlan, Discovered, Discovery, Identity, MAX_LOG_LINES_PER_NODE, NewLogLine, NodeState,
+    ProfileSpec, RegistrationSpec, Store, StoreError,
 };
 
 const SERIAL: &str = "SN-2001";
@@ -57,25 +58,14 @@ fn discover(store: &Store, ip: &str) -> Discovered {
 fn run_actions(store: &Store, workflow_id: &str, states: &[State], failure: &str) {
     let workflow = store.get_workflow(workflow_id).unwrap();
     for (action, state) in workflow.actions.iter().zip(states) {
-        let running = ActionReport {
+        report(
+            store,
             workflow_id,
-            target: ReportTarget::ActionId(&action.action_id),
-            agent: BOOT_MAC,
-            state: State::Running,
-            started_ms: Some(1_700_000_000_000),
-            stopped_ms: None,
-            duration_ms: None,
-            message: "",
-        };
-        store.report(&running).unwrap();
-        store
-            .report(&ActionReport {
-                state: *state,
-                stopped_ms: Some(1_700_000_001_500),
-                message: failure,
-                ..running
-            })
-            .unwrap();
+            &action.action_id,
+            BOOT_MAC,
+            *state,
+            failure,
+        );
     }
 }
 
@@ -246,11 +236,11 @@ fn a_failed_node_installs_its_bootkit_but_waits_for_reprovision() {
         .map(|e| e.message)
         .collect();
     assert!(
-        timeline.contains(&"action 1/3 wipe: SUCCESS (1.5s)".to_string()),
+        timeline.contains(&"action 1/3 wipe: SUCCESS (2.5s)".to_string()),
         "{timeline:?}"
     );
     assert!(
-        timeline.contains(&"action 2/3 write: FAILED (1.5s)".to_string()),
+        timeline.contains(&"action 2/3 write: FAILED (2.5s)".to_string()),
         "{timeline:?}"
     );
 

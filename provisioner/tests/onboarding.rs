@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::fleet::{OS_IMAGE, PROFILE, create_profile};
+use common::fleet::{OS_IMAGE, PROFILE, create_profile, report};
 use common::{TestDb, TestServer};
 use futures::channel::mpsc::{UnboundedSender, unbounded};
 use onboarding_proto::NodeState;
@@ -16,7 +16,7 @@ use onboarding_proto::v1::{
     CreateNodesRequest, HwData, NodeData, OnboardNodeStreamRequest, OnboardNodeStreamResponse,
 };
 use provisioner::state::State;
-use provisioner::store::{ActionReport, RegistrationSpec, ReportTarget, Store};
+use provisioner::store::{RegistrationSpec, Store};
 use tonic::{Code, Streaming};
 
 const MAC: &str = "52:54:00:dd:00:01";
@@ -72,24 +72,14 @@ fn code(response: &OnboardNodeStreamResponse) -> Code {
 
 fn fail_first_action(store: &Store, workflow_id: &str) {
     let workflow = store.get_workflow(workflow_id).unwrap();
-    let report = ActionReport {
+    report(
+        store,
         workflow_id,
-        target: ReportTarget::ActionId(&workflow.actions[0].action_id),
-        agent: MAC,
-        state: State::Running,
-        started_ms: None,
-        stopped_ms: None,
-        duration_ms: None,
-        message: "",
-    };
-    store.report(&report).unwrap();
-    store
-        .report(&ActionReport {
-            state: State::Failed,
-            message: "no disk",
-            ..report
-        })
-        .unwrap();
+        &workflow.actions[0].action_id,
+        MAC,
+        State::Failed,
+        "no disk",
+    );
 }
 
 #[tokio::test]

@@ -5,9 +5,10 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use common::fleet::report;
 use common::{HARDWARE_ID, MAC, TEMPLATE, TEMPLATE_ACTIONS, TestDb, hardware_spec, seed};
 use provisioner::state::State;
-use provisioner::store::{ActionReport, HardwareSpec, ReportTarget, StoreError};
+use provisioner::store::{HardwareSpec, StoreError};
 
 #[test]
 fn an_invalid_template_names_the_field_and_stores_nothing() {
@@ -142,24 +143,14 @@ fn everything_survives_a_reopen() {
     let (workflow_id, before) = {
         let store = db.open();
         let workflow = seed(&store);
-        let report = ActionReport {
-            workflow_id: &workflow.id,
-            target: ReportTarget::ActionId(&workflow.actions[0].action_id),
-            agent: MAC,
-            state: State::Running,
-            started_ms: Some(1_700_000_000_000),
-            stopped_ms: None,
-            duration_ms: None,
-            message: "",
-        };
-        store.report(&report).unwrap();
-        store
-            .report(&ActionReport {
-                state: State::Success,
-                stopped_ms: Some(1_700_000_002_500),
-                ..report
-            })
-            .unwrap();
+        report(
+            &store,
+            &workflow.id,
+            &workflow.actions[0].action_id,
+            MAC,
+            State::Success,
+            "",
+        );
         let before = (
             store.list_hardware().unwrap(),
             store.list_templates().unwrap(),

@@ -11,6 +11,8 @@
 mod channel;
 mod connector;
 mod status;
+#[cfg(feature = "test-ca")]
+pub mod test_ca;
 pub mod tls;
 
 use std::path::PathBuf;

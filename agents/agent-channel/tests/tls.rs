@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_channel::test_ca::TestCa;
 use agent_channel::{Liveness, ServerTls, connect_lazy, describe, handshake_failure};
 use rustls::ServerConfig;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::PrivatePkcs8KeyDer;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
@@ -25,36 +26,11 @@ const LIVENESS: Liveness = Liveness {
     keep_alive_while_idle: false,
 };
 
-/// A CA and a server certificate it signed for 127.0.0.1.
-struct TestCa {
-    ca_pem: String,
-    server_chain: Vec<CertificateDer<'static>>,
-    server_key: PrivateKeyDer<'static>,
-}
-
-impl TestCa {
-    fn new() -> TestCa {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let server_key = rcgen::KeyPair::generate().unwrap();
-        let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-            .unwrap()
-            .signed_by(&server_key, &ca, &ca_key)
-            .unwrap();
-        TestCa {
-            ca_pem: ca.pem(),
-            server_chain: vec![server.der().clone()],
-            server_key: PrivatePkcs8KeyDer::from(server_key.serialize_der()).into(),
-        }
-    }
-
-    fn bundle_in(&self, dir: &tempfile::TempDir) -> PathBuf {
-        let path = dir.path().join("ca.pem");
-        std::fs::write(&path, &self.ca_pem).unwrap();
-        path
-    }
+/// The CA as a bundle file in `dir`, as an agent is configured with it.
+fn bundle_in(ca: &TestCa, dir: &tempfile::TempDir) -> PathBuf {
+    let path = dir.path().join("ca.pem");
+    std::fs::write(&path, &ca.ca_pem).unwrap();
+    path
 }
 
 /// What the server saw of one handshake: the negotiated ALPN protocol, or the failure.
@@ -81,7 +57,10 @@ impl TlsServer {
                 .with_safe_default_protocol_versions()
                 .unwrap()
                 .with_no_client_auth()
-                .with_single_cert(ca.server_chain.clone(), ca.server_key.clone_key())
+                .with_single_cert(
+                    vec![ca.server_cert.der().clone()],
+                    PrivatePkcs8KeyDer::from(ca.server_key.serialize_der()).into(),
+                )
                 .unwrap();
         config.alpn_protocols = vec![b"h2".to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(config));
@@ -134,11 +113,11 @@ async fn handshake_with(server: &mut TlsServer, tls: ServerTls) -> (Handshake, t
 
 #[tokio::test]
 async fn the_provisioners_ca_is_trusted_and_h2_is_negotiated() {
-    let ca = TestCa::new();
+    let ca = TestCa::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut server = TlsServer::start(&ca).await;
     let tls = ServerTls::Verified {
-        ca_bundle: Some(ca.bundle_in(&dir)),
+        ca_bundle: Some(bundle_in(&ca, &dir)),
     };
 
     let (handshake, status) = tokio::time::timeout(TEST_LIMIT, handshake_with(&mut server, tls))
@@ -152,9 +131,9 @@ async fn the_provisioners_ca_is_trusted_and_h2_is_negotiated() {
 #[tokio::test]
 async fn another_ca_is_refused_as_a_handshake_failure() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = TlsServer::start(&TestCa::new()).await;
+    let mut server = TlsServer::start(&TestCa::new().unwrap()).await;
     let tls = ServerTls::Verified {
-        ca_bundle: Some(TestCa::new().bundle_in(&dir)),
+        ca_bundle: Some(bundle_in(&TestCa::new().unwrap(), &dir)),
     };
 
     let (handshake, status) = tokio::time::timeout(TEST_LIMIT, handshake_with(&mut server, tls))
@@ -169,7 +148,7 @@ async fn another_ca_is_refused_as_a_handshake_failure() {
 
 #[tokio::test]
 async fn insecure_tls_accepts_any_certificate_and_still_speaks_h2() {
-    let mut server = TlsServer::start(&TestCa::new()).await;
+    let mut server = TlsServer::start(&TestCa::new().unwrap()).await;
 
     let (handshake, status) = tokio::time::timeout(
         TEST_LIMIT,

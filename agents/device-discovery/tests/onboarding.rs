@@ -152,7 +152,7 @@ fn trusting(config: &mut device_discovery::config::Config, ca: &TestCa) {
 
 #[tokio::test]
 async fn tls_with_the_provisioners_ca() {
-    let ca = TestCa::new();
+    let ca = TestCa::new().unwrap();
     let server = FakeServer::start_tls(&[Step::Registered, Step::Onboarded], &ca).await;
     let (_root, mut config) = machine(server.address, ServerTls::Plaintext);
     trusting(&mut config, &ca);
@@ -164,9 +164,9 @@ async fn tls_with_the_provisioners_ca() {
 
 #[tokio::test]
 async fn tls_with_another_ca_is_refused_and_says_why() {
-    let server = FakeServer::start_tls(&[Step::Onboarded], &TestCa::new()).await;
+    let server = FakeServer::start_tls(&[Step::Onboarded], &TestCa::new().unwrap()).await;
     let (_root, mut config) = machine(server.address, ServerTls::Plaintext);
-    trusting(&mut config, &TestCa::new());
+    trusting(&mut config, &TestCa::new().unwrap());
     config.timeout = Duration::from_millis(800);
 
     let message = run(&config, &Addresses::none())
@@ -183,7 +183,7 @@ async fn tls_with_another_ca_is_refused_and_says_why() {
 
 #[tokio::test]
 async fn insecure_tls_skips_the_certificate_check() {
-    let ca = TestCa::new();
+    let ca = TestCa::new().unwrap();
     let server = FakeServer::start_tls(&[Step::Onboarded], &ca).await;
     let (_root, config) = machine(server.address, ServerTls::InsecureSkipVerify);
 

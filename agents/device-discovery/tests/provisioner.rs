@@ -35,15 +35,14 @@ const PROFILE: &str = "edge";
 fn store_with_profile(dir: &Path) -> Arc<Store> {
     let store = Store::open(&dir.join("provisioner.db")).unwrap();
     let template = store.create_template(TEMPLATE, None).unwrap();
-    for file in ["vmlinuz", "initramfs.img"] {
-        fs::write(dir.join(file), file).unwrap();
-    }
-    let path = |file: &str| dir.join(file).display().to_string();
+    // No node boots here: one readable file stands in for the bootkit's kernel and initramfs.
+    let bootkit = dir.join("bootkit").display().to_string();
+    fs::write(&bootkit, "bootkit").unwrap();
     store
         .create_profile(&ProfileSpec {
             name: PROFILE.into(),
-            kernel: path("vmlinuz"),
-            initramfs: path("initramfs.img"),
+            kernel: bootkit.clone(),
+            initramfs: bootkit,
             template: template.id,
             // Nothing fetches it here: the workflow only has to name it.
             os_image: "http://127.0.0.1:7080/images/edge.img".into(),

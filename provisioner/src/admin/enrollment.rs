@@ -8,27 +8,29 @@ use axum::extract::{Path, State};
 use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
 
+use super::record_routes;
 use super::reply::{ApiResult, Shared, created, deleted, found, parse_body};
 use crate::store::{ProfileSpec, RegistrationSpec, Store};
 use crate::template::FieldError;
 
 pub(super) fn routes() -> Router<Arc<Store>> {
-    Router::new()
-        .route(
-            "/api/v1/registrations",
-            get(list_registrations).post(register),
-        )
-        .route("/api/v1/registrations/import", post(import_registrations))
-        .route("/api/v1/registrations/{id}", delete(delete_registration))
-        .route("/api/v1/profiles", get(list_profiles).post(create_profile))
-        .route(
-            "/api/v1/profiles/default",
-            get(get_default_profile).put(set_default_profile),
-        )
-        .route(
-            "/api/v1/profiles/{name}",
-            get(get_profile).delete(delete_profile),
-        )
+    record_routes(
+        "/api/v1/registrations",
+        "id",
+        get(list_registrations).post(register),
+        delete(delete_registration),
+    )
+    .route("/api/v1/registrations/import", post(import_registrations))
+    .merge(record_routes(
+        "/api/v1/profiles",
+        "name",
+        get(list_profiles).post(create_profile),
+        get(get_profile).delete(delete_profile),
+    ))
+    .route(
+        "/api/v1/profiles/default",
+        get(get_default_profile).put(set_default_profile),
+    )
 }
 
 async fn list_registrations(State(store): Shared) -> ApiResult {

@@ -55,8 +55,9 @@ pub fn progress_text(node: &Node) -> Option<String> {
     Some(text)
 }
 
+/// The API's shape of a node's detail: the node's view with its workflow and `timeline`.
 #[derive(Serialize)]
-struct NodeDetail {
+struct NodeDetailView {
     #[serde(flatten)]
     view: NodeView,
     workflow: Option<Workflow>,
@@ -73,17 +74,11 @@ async fn list_nodes(State(store): Shared) -> ApiResult {
 }
 
 async fn get_node(State(store): Shared, Path(key): Path<String>) -> ApiResult {
-    let node = store.get_node(&key)?;
-    let workflow = node
-        .workflow_id
-        .as_deref()
-        .map(|id| store.get_workflow(id))
-        .transpose()?;
-    let timeline = store.node_events(&node.id)?;
-    found(NodeDetail {
-        view: node.into(),
-        workflow,
-        timeline,
+    let detail = store.node_detail(&key)?;
+    found(NodeDetailView {
+        view: detail.node.into(),
+        workflow: detail.workflow,
+        timeline: detail.events,
     })
 }
 

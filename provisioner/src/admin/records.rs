@@ -10,34 +10,31 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use serde::Deserialize;
 
+use super::record_routes;
 use super::reply::{ApiResult, Shared, created, deleted, found, parse_body};
 use crate::store::{HardwareSpec, Store};
 use crate::template::FieldError;
 
 /// The records' routes, for the admin router to add its own to.
 pub(super) fn routes() -> Router<Arc<Store>> {
-    Router::new()
-        .route(
-            "/api/v1/templates",
-            get(list_templates).post(create_template),
-        )
-        .route(
-            "/api/v1/templates/{id}",
-            get(get_template).delete(delete_template),
-        )
-        .route("/api/v1/hardware", get(list_hardware).post(create_hardware))
-        .route(
-            "/api/v1/hardware/{id}",
-            get(get_hardware).delete(delete_hardware),
-        )
-        .route(
-            "/api/v1/workflows",
-            get(list_workflows).post(create_workflow),
-        )
-        .route(
-            "/api/v1/workflows/{id}",
-            get(get_workflow).delete(delete_workflow),
-        )
+    record_routes(
+        "/api/v1/templates",
+        "id",
+        get(list_templates).post(create_template),
+        get(get_template).delete(delete_template),
+    )
+    .merge(record_routes(
+        "/api/v1/hardware",
+        "id",
+        get(list_hardware).post(create_hardware),
+        get(get_hardware).delete(delete_hardware),
+    ))
+    .merge(record_routes(
+        "/api/v1/workflows",
+        "id",
+        get(list_workflows).post(create_workflow),
+        get(get_workflow).delete(delete_workflow),
+    ))
 }
 
 #[derive(Deserialize)]

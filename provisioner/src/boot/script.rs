@@ -162,15 +162,16 @@ fn url_safe(name: &str) -> Result<&str, UnsafeValue> {
     }
 }
 
-/// A provisioned node: boot its disk. A BIOS boots drive 0x80; EFI firmware, once iPXE exits,
-/// goes on to its next boot option, the disk.
+/// A provisioned node: boot its disk. A BIOS boots drive 0x80. EFI firmware goes on to its
+/// next boot option, the disk, when iPXE exits with an error: after a successful `exit` OVMF
+/// stops in its boot manager menu instead (seen with snponly.efi).
 pub fn local_disk(platform: Platform) -> String {
     let mut script =
         "#!ipxe\necho provisioner: this node is provisioned; booting its local disk\n".to_string();
     if platform == Platform::Pcbios {
         script.push_str("sanboot --no-describe --drive 0x80 ||\n");
     }
-    script.push_str("exit\n");
+    script.push_str("exit 1\n");
     script
 }
 
@@ -294,7 +295,10 @@ mod tests {
     fn local_disk_sanboots_on_bios_and_exits_to_the_firmware_on_efi() {
         assert!(local_disk(Platform::Pcbios).contains("sanboot --no-describe --drive 0x80"));
         let efi = local_disk(Platform::Efi);
-        assert!(!efi.contains("sanboot") && efi.ends_with("exit\n"), "{efi}");
+        assert!(
+            !efi.contains("sanboot") && efi.ends_with("exit 1\n"),
+            "{efi}"
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use provisioner::store::{
-    Event, LogLine, Node, Profile, ProfileSpec, Registered, Registration, RegistrationSpec, Store,
-    Workflow,
+    LogLine, Node, NodeDetail, Profile, ProfileSpec, Registered, Registration, RegistrationSpec,
+    Store,
 };
 
 use super::output::{Output, read};
@@ -205,29 +205,8 @@ fn registration_spec(args: RegisterArgs) -> anyhow::Result<RegistrationSpec> {
     })
 }
 
-#[derive(serde::Serialize)]
-struct NodeDetail {
-    node: Node,
-    workflow: Option<Workflow>,
-    events: Vec<Event>,
-}
-
 fn show_node(store: &Store, out: &Output, key: &str) -> anyhow::Result<()> {
-    let node = store.get_node(key)?;
-    let workflow = node
-        .workflow_id
-        .as_deref()
-        .map(|id| store.get_workflow(id))
-        .transpose()?;
-    let events = store.node_events(&node.id)?;
-    out.one(
-        &NodeDetail {
-            node,
-            workflow,
-            events,
-        },
-        node_detail_text,
-    )
+    out.one(&store.node_detail(key)?, node_detail_text)
 }
 
 fn logs(store: &Store, out: &Output, args: &LogsArgs) -> anyhow::Result<()> {

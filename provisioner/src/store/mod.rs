@@ -20,7 +20,7 @@ use rusqlite::Connection;
 
 pub use hardware::{Hardware, HardwareSpec};
 pub use logs::{LogLine, MAX_LOG_LINES_PER_NODE, NewLogLine};
-pub use nodes::{BootPlan, Discovered, Discovery, Event, Node, NodeState, Progress};
+pub use nodes::{BootPlan, Discovered, Discovery, Event, Node, NodeDetail, NodeState, Progress};
 pub use profiles::{Profile, ProfileSpec};
 pub use registrations::{Identity, Match, Registered, Registration, RegistrationSpec};
 pub use templates::TemplateRecord;

@@ -139,6 +139,14 @@ pub struct Discovery {
     pub artifact_base: Option<String>,
 }
 
+/// Everything an operator looks at for one node: the node, its workflow and its timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeDetail {
+    pub node: Node,
+    pub workflow: Option<super::Workflow>,
+    pub events: Vec<Event>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Discovered {
     pub node: Node,
@@ -265,6 +273,22 @@ impl Store {
     /// By id, MAC, serial or UUID.
     pub fn get_node(&self, key: &str) -> Result<Node> {
         lookup_node(&self.connection(), key)
+    }
+
+    /// The node by id, MAC, serial or UUID, with its workflow (if it has one) and timeline.
+    pub fn node_detail(&self, key: &str) -> Result<NodeDetail> {
+        let node = self.get_node(key)?;
+        let workflow = node
+            .workflow_id
+            .as_deref()
+            .map(|id| self.get_workflow(id))
+            .transpose()?;
+        let events = self.node_events(&node.id)?;
+        Ok(NodeDetail {
+            node,
+            workflow,
+            events,
+        })
     }
 
     pub fn node_events(&self, node_id: &str) -> Result<Vec<Event>> {

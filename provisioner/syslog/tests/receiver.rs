@@ -5,22 +5,22 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bootkit_net::syslog::{Backoff, Forwarder, ForwarderConfig, Severity, Transport};
+use bootkit_net::syslog::{Forwarder, ForwarderConfig, Severity, Transport};
 use bootkit_syslog_receiver::{MAX_FRAME, Message};
 use support::TestReceiver;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
 
-/// Starts the bootkit's forwarder towards `port`; the task stops when the test's runtime ends.
+/// The hostname the forwarder sends: a node's boot MAC, as the bootkit's forwarder does.
+const NODE_MAC: &str = "52:54:00:12:34:56";
+
+/// Starts the bootkit's forwarder towards `port` (already listening, so the default reconnect
+/// backoff never comes into play); the task stops when the test's runtime ends.
 fn forwarder(port: u16, transport: Transport) -> Forwarder {
     let config = ForwarderConfig {
         port,
         transport,
-        hostname: "52:54:00:12:34:56".into(),
-        backoff: Backoff {
-            initial: Duration::from_millis(20),
-            max: Duration::from_millis(100),
-        },
+        hostname: NODE_MAC.into(),
         ..ForwarderConfig::new("127.0.0.1")
     };
     let (forwarder, task) = Forwarder::new(config);
@@ -39,7 +39,7 @@ async fn assert_forwarded(receiver: &mut TestReceiver, forwarder: &Forwarder) {
     assert_eq!(first.app_name.as_deref(), Some("tink-worker"));
     assert_eq!(first.severity, Severity::Warning as u8);
     assert_eq!(first.facility, 3, "daemon");
-    assert_eq!(first.hostname.as_deref(), Some("52:54:00:12:34:56"));
+    assert_eq!(first.hostname.as_deref(), Some(NODE_MAC));
     assert_eq!(first.text, "action \"install\" failed: exit 1");
     assert!(first.timestamp.is_some());
     assert!(first.peer.is_loopback());

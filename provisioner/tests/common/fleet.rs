@@ -155,7 +155,9 @@ pub fn seed_fleet(store: &Store, dir: &Path) -> String {
     failed_id
 }
 
-fn report(
+/// A worker's reports of one action: RUNNING, then (unless `state` is RUNNING) `state` with
+/// `message`, 2.5 s after it started.
+pub fn report(
     store: &Store,
     workflow_id: &str,
     action_id: &str,

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses its own part of this module
 
 pub mod admin;
+pub mod cli;
 pub mod fleet;
 
 use std::collections::BTreeMap;

@@ -34,7 +34,9 @@ async fn curl_downloads_debians_ipxe_efi_through_a_leading_slash() {
         return;
     }
     let server = TestServer::start().await;
-    std::fs::copy(IPXE_EFI, server.path("ipxe.efi")).expect("copy ipxe.efi");
+    // Linked, not copied: Debian's /usr/lib/ipxe/ipxe.efi is itself a symlink (to
+    // /boot/ipxe.efi), and the default root serves it through that link.
+    std::os::unix::fs::symlink(IPXE_EFI, server.path("ipxe.efi")).expect("link ipxe.efi");
     let out = tempfile::tempdir().expect("output dir");
     let output = out.path().join("ipxe.efi");
     // curl sends the path after the host without its slash; two slashes keep one.

@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use agent_channel::test_ca::TestCa;
 use device_discovery::config::{Config, IdentityOverrides, ServerTls};
 use device_discovery::identity::AddressSource;
 use onboarding_proto::NodeState;
@@ -142,7 +143,8 @@ impl FakeServer {
         lock(&script.steps).extend(steps.iter().cloned());
         let mut builder = Server::builder();
         if let Some(ca) = ca {
-            let identity = TlsIdentity::from_pem(&ca.server_cert_pem, &ca.server_key_pem);
+            let identity =
+                TlsIdentity::from_pem(ca.server_cert.pem(), ca.server_key.serialize_pem());
             builder = builder
                 .tls_config(ServerTlsConfig::new().identity(identity))
                 .unwrap();
@@ -182,32 +184,6 @@ impl Drop for FakeServer {
             let _ = shutdown.send(());
         }
         self.task.abort();
-    }
-}
-
-/// A CA and a server certificate for 127.0.0.1 signed by it.
-pub struct TestCa {
-    pub ca_pem: String,
-    pub server_cert_pem: String,
-    pub server_key_pem: String,
-}
-
-impl TestCa {
-    pub fn new() -> TestCa {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let server_key = rcgen::KeyPair::generate().unwrap();
-        let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-            .unwrap()
-            .signed_by(&server_key, &ca, &ca_key)
-            .unwrap();
-        TestCa {
-            ca_pem: ca.pem(),
-            server_cert_pem: server.pem(),
-            server_key_pem: server_key.serialize_pem(),
-        }
     }
 }
 
