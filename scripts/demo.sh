@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# The README's main command: set the machine up, build the bootkit image, and
-# boot it in QEMU (TCG; BOOTKIT_QEMU_ACCEL=kvm for KVM) with the serial
-# console on this terminal. The test image has no login, so the demo stops
-# QEMU once the bootkit prints its ready line, and reports how long it took.
+# The README's main command: set the machine up, build the bootkit images, and run issue 6's
+# PXE provisioning scenario in QEMU (TCG; BOOTKIT_QEMU_ACCEL=kvm for KVM): in a network
+# namespace with the site's DHCP server (dnsmasq) and the provisioner in proxyDHCP mode
+# beside it, three machines (a BIOS one registered by serial, a UEFI one registered by MAC,
+# a UEFI one nobody registered) PXE-boot the bootkit, are discovered, write the test OS image
+# to their disks, reboot, are told to boot their disks, and boot the installed system. Each
+# machine's steps are printed as they happen, then the provisioner's node table. The
+# consoles stay in target/qemu-logs/pxe-node-*.log, the provisioner's, registry's and
+# dnsmasq's logs and database in the directory printed at the end.
 #
-#   scripts/demo.sh                 build, boot to ready, stop
-#   scripts/demo.sh --interactive   boot and stay (QEMU: Ctrl-A X quits)
-#   BOOTKIT_DEMO_TIMEOUT=300        seconds to wait for ready (default 180)
+#   scripts/demo.sh                           the PXE provisioning demo (as root)
+#   scripts/demo.sh --boot-only               the old demo: boot out/qemu-test to "ready", stop
+#   scripts/demo.sh --boot-only --interactive boot it and stay (QEMU: Ctrl-A X quits)
+#   BOOTKIT_PXE_JOBS=2                        machines at once in the PXE demo (default 3)
+#   BOOTKIT_DEMO_TIMEOUT=300                  seconds to wait for ready with --boot-only (default 180)
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,17 +22,29 @@ cd "$repo_root"
 log() { printf 'demo: %s\n' "$*"; }
 die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
 
+boot_only=0
 interactive=0
-case "${1:-}" in
-    --interactive) interactive=1 ;;
-    "") ;;
-    *) die "unknown argument $1 (usage: scripts/demo.sh [--interactive])" ;;
-esac
+for arg in "$@"; do
+    case "$arg" in
+        --boot-only) boot_only=1 ;;
+        --interactive) interactive=1 ;;
+        *) die "unknown argument $arg (usage: scripts/demo.sh [--boot-only [--interactive]])" ;;
+    esac
+done
+(( interactive && !boot_only )) && die "--interactive goes with --boot-only"
 timeout_s="${BOOTKIT_DEMO_TIMEOUT:-180}"
 [[ $timeout_s =~ ^[0-9]+$ ]] || die "BOOTKIT_DEMO_TIMEOUT must be a number of seconds"
+(( boot_only )) || (( EUID == 0 )) || die "the PXE demo needs root (network namespaces, taps): run it with sudo"
 
 scripts/setup.sh || die "scripts/setup.sh failed"
 scripts/build-bootkit.sh || die "scripts/build-bootkit.sh failed"
+
+if (( !boot_only )); then
+    log "building the demo driver (qemu-tests' pxe-demo, release)"
+    cargo build --release -p qemu-tests --bin pxe-demo || die "cargo build of pxe-demo failed"
+    target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
+    exec "$target_dir/release/pxe-demo"
+fi
 
 img=out/qemu-test
 cmdline="$(cat "$img/cmdline")"

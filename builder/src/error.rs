@@ -81,6 +81,9 @@ pub enum BuildError {
 
     #[error("disk image {path}: {reason}")]
     DiskImage { path: PathBuf, reason: String },
+
+    #[error("registry {registry}: {reason}")]
+    Registry { registry: String, reason: String },
 }
 
 impl BuildError {

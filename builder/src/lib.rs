@@ -15,11 +15,14 @@
 //! - [`elf`]: shared libraries of host programs.
 //! - [`tree`], [`rootfs`], [`initramfs`], [`cpio`], [`compress`]: assembling the archives.
 //! - [`uki`]: unified kernel images (systemd's EFI stub + kernel + initramfs + cmdline).
-//! - [`usb`]: the USB installer stick; [`test_os`]: the EMT-like test OS image; both built
+//! - [`usb`]: the USB installer stick; [`test_os`]: the EMT-like test OS image (with
+//!   [`bios_boot`] code in its MBR); both built
 //!   from [`fs_image`] filesystems placed by [`disk_image`], with host [`tools`], and
 //!   [`publish`]ed compressed with checksums.
+//! - [`oci`]: Tinkerbell action images (OCI layouts); [`registry`]: pushing them.
 //! - [`manifest`], [`inspect`], [`check_kernel`], [`progress`].
 
+pub mod bios_boot;
 pub mod build;
 pub mod check_kernel;
 pub mod compress;
@@ -35,8 +38,10 @@ pub mod inspect;
 pub mod kernel;
 pub mod manifest;
 pub mod modules;
+pub mod oci;
 pub mod progress;
 pub mod publish;
+pub mod registry;
 pub mod rootfs;
 pub mod test_os;
 pub mod tools;

@@ -4,6 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use bootkit_builder::build::source_date_epoch;
+use bootkit_builder::oci::{self, ActionImageSpec, LayerFile, LayerLink};
+use bootkit_builder::registry::{self, ImageReference, Transport};
 use bootkit_builder::{
     ImageConfig, Progress, UsbConfig, build_with, check_kernel, inspect, test_os, uki, usb,
 };
@@ -91,6 +94,41 @@ enum Command {
         /// The image to write, e.g. usb.img.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Make a Tinkerbell action image (OCI, one layer of the given files) as an OCI image
+    /// layout (--out) and/or push it to a registry (--push).
+    ActionImage {
+        /// The image's name, its tag in the layout with --out (`NAME:TAG`, default tag
+        /// `latest`); with --push the reference pushed to names it instead.
+        #[arg(long)]
+        name: String,
+        /// HOST_PATH:IMAGE_PATH, a file to put in the image (repeatable).
+        #[arg(long = "file", required = true)]
+        files: Vec<LayerFile>,
+        /// IMAGE_PATH:TARGET, a symlink in the image (repeatable).
+        #[arg(long = "link")]
+        links: Vec<LayerLink>,
+        /// The program the container runs (repeat for its first arguments).
+        #[arg(long = "entrypoint", allow_hyphen_values = true)]
+        entrypoint: Vec<String>,
+        /// The default arguments (repeatable); an action's `command` replaces them.
+        #[arg(long = "cmd", allow_hyphen_values = true)]
+        cmd: Vec<String>,
+        /// KEY=VALUE in the container's environment (repeatable).
+        #[arg(long = "env")]
+        env: Vec<String>,
+        /// Write the OCI image layout into this directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Push to HOST[:PORT]/REPOSITORY[:TAG].
+        #[arg(long)]
+        push: Option<ImageReference>,
+        /// Push over plain HTTP.
+        #[arg(long, requires = "push", conflicts_with = "ca")]
+        insecure: bool,
+        /// Push over HTTPS, checking the registry's certificate against this PEM bundle.
+        #[arg(long, requires = "push")]
+        ca: Option<PathBuf>,
     },
     /// Check a kernel (directory, .deb or config file) against the bootkit's config fragment.
     CheckKernel {
@@ -194,6 +232,51 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             usb::build_usb(&usb.inputs(&efi), &out, &Progress::auto())?;
             println!("{}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ActionImage {
+            name,
+            files,
+            links,
+            entrypoint,
+            cmd,
+            env,
+            out,
+            push,
+            insecure,
+            ca,
+        } => {
+            if out.is_none() && push.is_none() {
+                anyhow::bail!(
+                    "action-image {name}: nothing to do: give --out DIR (an OCI image layout), --push HOST:PORT/REPO:TAG, or both"
+                );
+            }
+            let spec = ActionImageSpec {
+                files,
+                links,
+                entrypoint,
+                cmd,
+                env,
+            };
+            let image = oci::build_action_image(&spec, source_date_epoch()?)
+                .with_context(|| format!("building action image {name} failed"))?;
+            if let Some(out) = out {
+                let tag = name.rsplit_once(':').map_or("latest", |(_, tag)| tag);
+                oci::write_layout(&image, tag, &out)?;
+                println!("{} {}", out.display(), image.manifest.digest);
+            }
+            if let Some(target) = push {
+                let transport = match (insecure, ca) {
+                    (true, _) => Transport::Http,
+                    (false, ca) => Transport::Https { ca },
+                };
+                let report = registry::push(&image, &target, &transport)
+                    .with_context(|| format!("pushing action image {name} to {target} failed"))?;
+                println!(
+                    "{target} {} ({} blobs uploaded, {} already there)",
+                    report.manifest_digest, report.uploaded_blobs, report.skipped_blobs
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckKernel { kernel, fragment } => {

@@ -11,6 +11,8 @@
 //!
 //! The UKI's initramfs is busybox and an `/init` script that prints the marker line on the
 //! console and powers off: booting the installed disk proves the installer wrote it right.
+//! On a BIOS machine the protective MBR's boot code ([`crate::bios_boot`]) prints the same
+//! line on COM1 and halts.
 //!
 //! Published as `NAME.raw` (sparse), `NAME.raw.gz`, `NAME.raw.zst`, `NAME.raw.xz` (each with
 //! a `.sha256sum`) and `NAME.raw.bmap`. The same inputs and `SOURCE_DATE_EPOCH` give the same
@@ -22,6 +24,7 @@ use std::thread;
 
 use uuid::Uuid;
 
+use crate::bios_boot;
 use crate::build::{compress_cpio, source_date_epoch};
 use crate::config::{CompressionKind, KernelSource, Program};
 use crate::dirs::scratch_dir_in;
@@ -86,6 +89,7 @@ pub fn build_test_os(
 ) -> Result<TestOsOutput> {
     check_marker(&spec.marker)?;
     check_name(&spec.name)?;
+    let bios_code = bios_boot::boot_code(&spec.marker)?;
     let epoch = source_date_epoch()?;
     let kernel = kernel::open(&KernelSource::Deb(spec.kernel_deb.clone()), progress)?;
     progress.note(&format!("test OS image: kernel {}", kernel.version));
@@ -115,6 +119,7 @@ pub fn build_test_os(
             image,
         }),
     )?;
+    bios_boot::install(&raw, &bios_code)?;
 
     let task = progress.task(
         "compressing the test OS image (gz, zst, xz) and its bmap",

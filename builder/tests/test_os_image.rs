@@ -7,6 +7,7 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use bootkit_builder::Progress;
 use bootkit_builder::test_os::{TestOsOutput, TestOsSpec, build_test_os};
@@ -275,51 +276,101 @@ impl Drop for Vm {
     }
 }
 
+impl Vm {
+    /// QEMU with the serial console written to `log`, booting a copy of the image (in
+    /// `dir`) on a virtio disk, with `firmware` arguments in front.
+    fn boot(dir: &Path, firmware: &[String], log: &Path) -> Vm {
+        let disk = dir.join("disk.raw");
+        fs::copy(raw(), &disk).unwrap();
+        Vm(std::process::Command::new("qemu-system-x86_64")
+            .args(["-m", "512", "-nographic", "-no-reboot"])
+            .args(firmware)
+            .arg("-drive")
+            .arg(format!("file={},format=raw,if=virtio", disk.display()))
+            .stdin(std::process::Stdio::null())
+            .stdout(fs::File::create(log).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("install qemu-system-x86"))
+    }
+
+    /// Polls until QEMU exits or `until` holds for the console, for at most `limit`.
+    /// Returns whether QEMU exited, and the console.
+    fn watch(
+        &mut self,
+        log: &Path,
+        limit: Duration,
+        until: impl Fn(&str) -> bool,
+    ) -> (bool, String) {
+        let started = std::time::Instant::now();
+        loop {
+            let exited = self.0.try_wait().unwrap().is_some();
+            let console = String::from_utf8_lossy(&fs::read(log).unwrap()).into_owned();
+            if exited || until(&console) || started.elapsed() > limit {
+                return (exited, console);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn tail(console: &str) -> &str {
+    let start = console.len().saturating_sub(2000);
+    console.get(start..).unwrap_or(console)
+}
+
 /// The firmware finds the UKI through the removable-media path, the kernel boots the
 /// initramfs, /init prints the marker and powers off.
 #[test]
 fn the_image_boots_under_uefi_and_prints_its_marker() {
-    const BOOT_LIMIT: std::time::Duration = std::time::Duration::from_secs(180);
+    const BOOT_LIMIT: Duration = Duration::from_secs(180);
     let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().join("disk.raw");
     let vars = dir.path().join("vars.fd");
     let log = dir.path().join("console.log");
-    fs::copy(raw(), &disk).unwrap();
     fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).expect("install ovmf");
-    let mut vm = Vm(std::process::Command::new("qemu-system-x86_64")
-        .args(["-machine", "q35", "-m", "512", "-nographic", "-no-reboot"])
-        .args([
-            "-drive",
-            "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
-        ])
-        .arg("-drive")
-        .arg(format!("if=pflash,format=raw,file={}", vars.display()))
-        .arg("-drive")
-        .arg(format!("file={},format=raw,if=virtio", disk.display()))
-        .stdin(std::process::Stdio::null())
-        .stdout(fs::File::create(&log).unwrap())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("install qemu-system-x86"));
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = vm.0.try_wait().unwrap() {
-            break Some(status);
-        }
-        if started.elapsed() > BOOT_LIMIT {
-            break None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
-    let bytes = fs::read(&log).unwrap();
-    let console = String::from_utf8_lossy(&bytes);
-    let tail = String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(2000)..]);
+    let firmware = [
+        "-machine".to_string(),
+        "q35".into(),
+        "-drive".into(),
+        "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd".into(),
+        "-drive".into(),
+        format!("if=pflash,format=raw,file={}", vars.display()),
+    ];
+    let mut vm = Vm::boot(dir.path(), &firmware, &log);
+    let (exited, console) = vm.watch(&log, BOOT_LIMIT, |_| false);
     assert!(
-        status.is_some(),
-        "the VM did not power off within {BOOT_LIMIT:?}: {tail}"
+        exited,
+        "the VM did not power off within {BOOT_LIMIT:?}: {}",
+        tail(&console)
     );
-    assert!(console.contains(MARKER), "no marker on the console: {tail}");
-    assert!(console.contains("reboot: Power down"), "{tail}");
+    assert!(
+        console.contains(MARKER),
+        "no marker on the console: {}",
+        tail(&console)
+    );
+    assert!(console.contains("reboot: Power down"), "{}", tail(&console));
+}
+
+/// SeaBIOS runs the protective MBR's boot code, which prints the marker on COM1 and halts
+/// (the VM stays up: the test stops it once the line is there).
+#[test]
+fn the_image_boots_under_bios_and_prints_its_marker() {
+    const BOOT_LIMIT: Duration = Duration::from_secs(60);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let firmware = ["-machine".to_string(), "pc".into()];
+    let mut vm = Vm::boot(dir.path(), &firmware, &log);
+    let line = format!("{MARKER}\r\n");
+    let (exited, console) = vm.watch(&log, BOOT_LIMIT, |console| console.contains(&line));
+    assert!(
+        console.contains(&line),
+        "no marker line on COM1 within {BOOT_LIMIT:?} (QEMU exited: {exited}): {}",
+        tail(&console)
+    );
+    assert!(
+        !exited,
+        "the boot code halts, it does not reset the machine"
+    );
 }
 
 #[test]

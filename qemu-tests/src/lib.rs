@@ -26,6 +26,7 @@ pub mod initramfs;
 pub mod kernel;
 pub mod netns;
 pub mod paths;
+pub mod pxe;
 mod slots;
 pub mod stack;
 pub mod vm;
@@ -39,6 +40,6 @@ pub use paths::{
     require_init_binary, require_installer_binary, require_kernel_deb, target_dir, test_image_dir,
 };
 pub use vm::{
-    Accel, GUEST_FORWARD_ADDRESS, OVMF_CODE, OVMF_VARS_TEMPLATE, Vm, VmConfig, fresh_uefi_vars,
-    log_path, scaled,
+    Accel, Firmware, GUEST_FORWARD_ADDRESS, OVMF_CODE, OVMF_VARS_TEMPLATE, Vm, VmConfig,
+    fresh_uefi_vars, log_path, scaled,
 };

@@ -114,6 +114,21 @@ impl NetNs {
         self.ip(&["link", "set", tap, "up"])
     }
 
+    /// Puts another namespace on `bridge` like a second machine on the same wire: a veth
+    /// pair whose one end is a port of `bridge` here and whose other end is `peer_if` in
+    /// `peer`, with `cidr` on it, up. `peer` gets no route either.
+    pub fn add_veth_to(&self, bridge: &str, peer: &NetNs, peer_if: &str, cidr: &str) -> Result<()> {
+        // Interface names are at most 15 bytes; the peer's namespace name is unique here.
+        let port = format!("v{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        self.ip(&[
+            "link", "add", &port, "type", "veth", "peer", "name", peer_if, "netns", &peer.name,
+        ])?;
+        self.ip(&["link", "set", &port, "master", bridge])?;
+        self.ip(&["link", "set", &port, "up"])?;
+        peer.ip(&["addr", "add", cidr, "dev", peer_if])?;
+        peer.ip(&["link", "set", peer_if, "up"])
+    }
+
     /// Starts `program args` in the namespace; the returned guard kills it.
     pub fn spawn(&self, what: &str, program: &str, args: &[String]) -> Result<Daemon> {
         let mut cmd = Command::new("ip");

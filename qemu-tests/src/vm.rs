@@ -69,9 +69,22 @@ pub struct VmConfig {
     /// Words run before the QEMU program, e.g. `ip netns exec NS` to start QEMU inside a
     /// network namespace (see [`crate::netns`]); empty: QEMU is started directly.
     pub wrapper: Vec<String>,
-    /// UEFI boot through OVMF from the attached disks, with this writable copy of the
-    /// firmware's variable store (boot entries live there); `None`: direct kernel boot.
-    pub uefi_vars: Option<PathBuf>,
+    /// What starts the guest: QEMU's direct kernel boot, SeaBIOS or OVMF.
+    pub firmware: Firmware,
+    /// Let a guest reboot restart the machine (firmware again, same console); otherwise
+    /// (`-no-reboot`, the default) a reboot ends QEMU like a poweroff.
+    pub reboot: bool,
+}
+
+/// What starts the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Firmware {
+    /// `-kernel` + `-initrd` + `-append`, no firmware boot menu.
+    DirectKernel,
+    /// SeaBIOS, booting the devices in `bootindex` order (a NIC's iPXE option ROM, a disk).
+    Bios,
+    /// OVMF with this writable copy of its variable store (boot entries live there).
+    Uefi { vars: PathBuf },
 }
 
 /// OVMF's firmware code and the pristine variable store that goes with it (Debian's `ovmf`).
@@ -93,7 +106,8 @@ impl VmConfig {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64")),
             wrapper: Vec::new(),
-            uefi_vars: None,
+            firmware: Firmware::DirectKernel,
+            reboot: false,
         }
     }
 
@@ -103,8 +117,74 @@ impl VmConfig {
     /// across boots.
     pub fn uefi(name: &str, vars: impl Into<PathBuf>) -> Self {
         let mut config = Self::new(name, PathBuf::new(), PathBuf::new());
-        config.uefi_vars = Some(vars.into());
+        config.firmware = Firmware::Uefi { vars: vars.into() };
         config
+    }
+
+    /// A legacy BIOS machine (SeaBIOS) that boots its devices in `bootindex` order, no
+    /// `-kernel`. With `-nographic` SeaBIOS copies the text screen (its own and iPXE's
+    /// messages) to the serial console.
+    pub fn bios(name: &str) -> Self {
+        let mut config = Self::new(name, PathBuf::new(), PathBuf::new());
+        config.firmware = Firmware::Bios;
+        config
+    }
+
+    /// A raw disk image on virtio-blk, booted by the firmware when the devices before it
+    /// (see [`VmConfig::pxe_nic`]) do not boot: firmware boot order `bootindex`.
+    pub fn boot_disk(self, image: &Path, bootindex: u32) -> Self {
+        self.arg("-drive")
+            .arg(format!(
+                "file={},format=raw,if=none,id=bootdisk",
+                image.display()
+            ))
+            .arg("-device")
+            .arg(format!(
+                "virtio-blk-pci,drive=bootdisk,bootindex={bootindex}"
+            ))
+    }
+
+    /// A virtio-net NIC on tap `ifname` (see [`VmConfig::tap_nic`]) that the firmware
+    /// network-boots from, first in the boot order. It keeps QEMU's default option ROM,
+    /// Debian's iPXE (ipxe-qemu, found in QEMU's firmware path /usr/lib/ipxe/qemu), which
+    /// network-boots under SeaBIOS and OVMF alike. Call it after choosing the firmware.
+    ///
+    /// Under OVMF the firmware's own IPv4 and IPv6 stacks are switched off, as a factory
+    /// would set the firmware to boot the NIC's ROM only: otherwise, when iPXE exits to boot
+    /// the disk, OVMF first tries its own PXE (which starts iPXE again) and HTTP boot over
+    /// both protocols, minutes of timeouts before it reaches the disk.
+    pub fn pxe_nic(self, id: &str, ifname: &str, mac: &str) -> Self {
+        let uefi = matches!(self.firmware, Firmware::Uefi { .. });
+        let config = self
+            .arg("-netdev")
+            .arg(format!(
+                "tap,id={id},ifname={ifname},script=no,downscript=no"
+            ))
+            .arg("-device")
+            .arg(format!("virtio-net-pci,netdev={id},mac={mac},bootindex=1"));
+        if !uefi {
+            return config;
+        }
+        config
+            .arg("-fw_cfg")
+            .arg("name=opt/org.tianocore/IPv4Support,string=no")
+            .arg("-fw_cfg")
+            .arg("name=opt/org.tianocore/IPv6Support,string=no")
+    }
+
+    /// The machine's SMBIOS type 1 identity (what `dmidecode -t system` and
+    /// /sys/class/dmi/id show): serial number and system UUID.
+    pub fn smbios_system(self, serial: &str, uuid: &str) -> Self {
+        // QEMU's option syntax: a comma inside a value is written twice.
+        let serial = serial.replace(',', ",,");
+        self.arg("-smbios")
+            .arg(format!("type=1,serial={serial},uuid={uuid}"))
+    }
+
+    /// Lets a guest reboot restart the machine instead of ending QEMU (see [`VmConfig::reboot`]).
+    pub fn allow_reboot(mut self) -> Self {
+        self.reboot = true;
+        self
     }
 
     /// A raw disk image on a virtio-blk controller (`/dev/vdX` in the guest).
@@ -232,7 +312,6 @@ impl VmConfig {
             "stdio".into(),
             "-monitor".into(),
             "none".into(),
-            "-no-reboot".into(),
             // No default NIC: networking only when a test asks for it.
             "-nic".into(),
             "none".into(),
@@ -241,15 +320,19 @@ impl VmConfig {
             "-smp".into(),
             self.cpus.to_string(),
         ];
+        if !self.reboot {
+            args.push("-no-reboot".into());
+        }
         args.extend(self.accel.args());
-        match &self.uefi_vars {
-            Some(vars) => args.extend([
+        match &self.firmware {
+            Firmware::Uefi { vars } => args.extend([
                 "-drive".into(),
                 format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"),
                 "-drive".into(),
                 format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
             ]),
-            None => args.extend([
+            Firmware::Bios => {}
+            Firmware::DirectKernel => args.extend([
                 "-kernel".into(),
                 self.kernel.display().to_string(),
                 "-initrd".into(),
@@ -281,12 +364,15 @@ impl Vm {
     /// Starts QEMU. Waits first for a free VM slot (see [`crate::slots`]), so
     /// timeouts only count time the VM actually runs.
     pub fn boot(config: VmConfig) -> Result<Vm> {
-        let files = match &config.uefi_vars {
-            Some(vars) => vec![
+        let files = match &config.firmware {
+            Firmware::Uefi { vars } => vec![
                 ("UEFI firmware", Path::new(OVMF_CODE)),
-                ("UEFI variables", vars),
+                ("UEFI variables", vars.as_path()),
             ],
-            None => vec![("kernel", &*config.kernel), ("initrd", &*config.initrd)],
+            Firmware::Bios => Vec::new(),
+            Firmware::DirectKernel => {
+                vec![("kernel", &*config.kernel), ("initrd", &*config.initrd)]
+            }
         };
         for (what, path) in files {
             if !path.exists() {
@@ -471,6 +557,11 @@ impl Vm {
         }
     }
 
+    /// QEMU's exit status if it has ended (guest poweroff, a crash), without waiting.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.try_reap(Duration::ZERO)
+    }
+
     /// The whole console transcript so far (`\r` removed).
     pub fn console(&self) -> String {
         self.console.text()
@@ -611,4 +702,64 @@ pub fn fresh_uefi_vars(dest: &Path) -> Result<()> {
             dest.display(),
             crate::paths::SETUP_CMD
         )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn has_pair(args: &[String], flag: &str, value: &str) -> bool {
+        args.windows(2)
+            .any(|pair| pair[0] == flag && pair[1] == value)
+    }
+
+    #[test]
+    fn a_network_booted_bios_machine_boots_nic_then_disk_and_survives_reboots() {
+        let args = VmConfig::bios("pxe")
+            .pxe_nic("n0", "tap0", "52:54:00:00:00:01")
+            .boot_disk(Path::new("/tmp/disk.raw"), 2)
+            .smbios_system("SN, with comma", "6e0d6a1a-0000-4000-8000-000000000001")
+            .allow_reboot()
+            .qemu_args();
+        assert!(
+            !args
+                .iter()
+                .any(|arg| arg == "-kernel" || arg == "-no-reboot")
+        );
+        assert!(has_pair(
+            &args,
+            "-device",
+            "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:01,bootindex=1"
+        ));
+        assert!(has_pair(
+            &args,
+            "-device",
+            "virtio-blk-pci,drive=bootdisk,bootindex=2"
+        ));
+        assert!(has_pair(
+            &args,
+            "-smbios",
+            "type=1,serial=SN,, with comma,uuid=6e0d6a1a-0000-4000-8000-000000000001"
+        ));
+        assert!(!args.iter().any(|arg| arg.contains("tianocore")));
+    }
+
+    #[test]
+    fn a_network_booted_uefi_machine_leaves_network_boot_to_the_nic_rom() {
+        let args = VmConfig::uefi("pxe", "/tmp/vars.fd")
+            .pxe_nic("n0", "tap0", "52:54:00:00:00:02")
+            .qemu_args();
+        for stack in ["IPv4Support", "IPv6Support"] {
+            assert!(has_pair(
+                &args,
+                "-fw_cfg",
+                &format!("name=opt/org.tianocore/{stack},string=no")
+            ));
+        }
+        assert!(args.iter().any(|arg| arg.contains("file=/tmp/vars.fd")));
+        assert!(
+            args.iter().any(|arg| arg == "-no-reboot"),
+            "reboot ends QEMU unless allowed"
+        );
+    }
 }
