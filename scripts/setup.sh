@@ -28,6 +28,9 @@ kernel_link="$kernel_dir/linux-image-amd64.deb"
 #   protobuf-compiler  protoc for tink-proto (tonic/prost) and containerd-client
 #   containerd, runc the real container runtime the tink-worker tests start (own root, socket)
 #   docker-registry  a real OCI registry on loopback for the worker's pull tests; curl: bench/worker.sh pushes with it
+#   ipxe             ipxe.efi, undionly.kpxe: what the provisioner's TFTP serves (/usr/lib/ipxe)
+#   ipxe-qemu, seabios  the NIC's iPXE option ROM and the BIOS of the PXE tests' BIOS machine
+#   chromium         headless, for the provisioner status page's test
 packages=(qemu-system-x86 qemu-utils zstd busybox-static cpio xz-utils liblzma-dev ovmf e2fsprogs iproute2 dnsmasq-base
     gdisk fdisk dosfstools mtools systemd-boot-efi binutils bmap-tools
     protobuf-compiler containerd runc docker-registry curl

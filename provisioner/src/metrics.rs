@@ -188,7 +188,7 @@ impl Metrics {
             ),
             (
                 "provisioner_syslog_unknown_sender_total",
-                "Syslog lines from addresses of no known node (not stored).",
+                "Syslog lines from addresses of no known node yet (held for the node, then dropped).",
                 &self.syslog_sink.unknown_sender,
             ),
             (

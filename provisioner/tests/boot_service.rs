@@ -361,10 +361,24 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 #[tokio::test]
-async fn syslog_lines_from_a_node_land_in_its_logs_and_strangers_are_not_stored() {
+async fn syslog_lines_from_a_node_land_in_its_logs_early_ones_too_and_strangers_are_not_stored() {
     use bootkit_net::syslog::{Forwarder, ForwarderConfig, Severity};
 
     let fixture = Fixture::start(true, |_, _| {}).await;
+    let syslog = fixture.server.syslog_udp_addr.unwrap();
+    let counters = Arc::clone(&fixture.server.metrics.syslog_sink);
+    // Before discovery the node's address is nobody's: its early boot line is held.
+    let early = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    early
+        .send_to(
+            b"<30>1 2026-11-22T06:00:00Z node-1 bootkit - - - early boot",
+            syslog,
+        )
+        .unwrap();
+    eventually("the early line held", || {
+        counters.unknown_sender.load(Ordering::Relaxed) == 1
+    })
+    .await;
     // Loopback traffic leaves from 127.0.0.1 whatever the destination: the node is there.
     let node_id = fixture.discover(REGISTERED_MAC, "127.0.0.1");
     let mut config = ForwarderConfig::new("127.0.0.1");
@@ -377,29 +391,29 @@ async fn syslog_lines_from_a_node_land_in_its_logs_and_strangers_are_not_stored(
     tokio::time::timeout(Duration::from_secs(10), task.run(|_| {}))
         .await
         .unwrap();
-    eventually("two stored lines", || {
-        fixture.store.node_logs(&node_id, 0, 10).unwrap().len() == 2
+    eventually("three stored lines", || {
+        fixture.store.node_logs(&node_id, 0, 10).unwrap().len() == 3
     })
     .await;
     let lines = fixture.store.node_logs(&node_id, 0, 10).unwrap();
-    assert_eq!(lines[0].source, "tink-worker");
-    assert_eq!(lines[0].severity, 4);
-    assert_eq!(lines[0].text, "action 1/3 started");
-    assert_eq!(lines[1].text, "action 1/3 done");
+    assert_eq!(
+        (lines[0].source.as_str(), lines[0].text.as_str()),
+        ("bootkit", "early boot")
+    );
+    assert_eq!(lines[1].source, "tink-worker");
+    assert_eq!(lines[1].severity, 4);
+    assert_eq!(lines[1].text, "action 1/3 started");
+    assert_eq!(lines[2].text, "action 1/3 done");
 
     let stranger = std::net::UdpSocket::bind("127.0.0.3:0").unwrap();
     stranger
-        .send_to(
-            b"<14>1 2026-11-22T06:00:00Z other app - - - hello",
-            fixture.server.syslog_udp_addr.unwrap(),
-        )
+        .send_to(b"<14>1 2026-11-22T06:00:00Z other app - - - hello", syslog)
         .unwrap();
-    let counters = Arc::clone(&fixture.server.metrics.syslog_sink);
     eventually("the stranger's line counted", || {
-        counters.unknown_sender.load(Ordering::Relaxed) == 1
+        counters.unknown_sender.load(Ordering::Relaxed) == 2
     })
     .await;
-    assert_eq!(fixture.store.node_logs(&node_id, 0, 10).unwrap().len(), 2);
+    assert_eq!(fixture.store.node_logs(&node_id, 0, 10).unwrap().len(), 3);
 }
 
 /// A TFTP root holding stand-ins for the iPXE binaries.

@@ -60,13 +60,16 @@ fn checked<'a>(what: &str, value: &'a str) -> Result<&'a str, UnsafeValue> {
 /// The script DHCP hands iPXE: it asks for this node's own script, with the identity only
 /// iPXE knows. `netX` is the interface iPXE booted from (`net0` is merely the first one);
 /// `:uristring` URI-encodes the serial, which may hold spaces or `&`. A chained script that
-/// `exit`s returns here, so this one exits too: that is how a provisioned EFI node gets
-/// back to its firmware and on to its disk.
+/// exits returns here. The local-boot script exits with an error (so that EFI firmware goes on
+/// to its disk) after setting [`LOCAL_BOOT_SETTING`]; this script then exits with an error too,
+/// where a failed fetch of the node's script is retried instead.
 pub fn auto(base: &str) -> String {
     format!(
         "#!ipxe\n\
-         chain --autofree {base}/ipxe/boot.ipxe?mac=${{netX/mac}}&uuid=${{uuid}}&serial=${{smbios/serial:uristring}}&platform=${{platform}}&arch=${{buildarch}} || goto failed\n\
+         chain --autofree {base}/ipxe/boot.ipxe?mac=${{netX/mac}}&uuid=${{uuid}}&serial=${{smbios/serial:uristring}}&platform=${{platform}}&arch=${{buildarch}} || goto not_booted\n\
          exit\n\
+         :not_booted\n\
+         iseq ${{{LOCAL_BOOT_SETTING}}} 1 && exit 1 ||\n\
          :failed\n\
          echo provisioner: fetching this node's boot script from {base} failed; retrying in {RETRY_DELAY_SECS} s\n\
          sleep {RETRY_DELAY_SECS}\n\
@@ -162,6 +165,9 @@ fn url_safe(name: &str) -> Result<&str, UnsafeValue> {
     }
 }
 
+/// The iPXE setting the local-boot script leaves for [`auto`] (settings are global in iPXE).
+const LOCAL_BOOT_SETTING: &str = "provisioner_local_boot";
+
 /// A provisioned node: boot its disk. A BIOS boots drive 0x80. EFI firmware goes on to its
 /// next boot option, the disk, when iPXE exits with an error: after a successful `exit` OVMF
 /// stops in its boot manager menu instead (seen with snponly.efi).
@@ -171,7 +177,7 @@ pub fn local_disk(platform: Platform) -> String {
     if platform == Platform::Pcbios {
         script.push_str("sanboot --no-describe --drive 0x80 ||\n");
     }
-    script.push_str("exit 1\n");
+    script.push_str(&format!("set {LOCAL_BOOT_SETTING} 1\nexit 1\n"));
     script
 }
 
@@ -283,12 +289,17 @@ mod tests {
     }
 
     #[test]
-    fn auto_leaves_ipxe_when_the_node_script_exits_and_retries_only_on_failure() {
+    fn auto_passes_on_the_local_boot_exit_and_retries_only_a_failed_fetch() {
         let script = auto("http://10.0.0.1:7080");
         let lines: Vec<&str> = script.lines().collect();
-        assert!(lines[1].starts_with("chain --autofree ") && lines[1].ends_with("|| goto failed"));
+        assert!(
+            lines[1].starts_with("chain --autofree ") && lines[1].ends_with("|| goto not_booted")
+        );
         assert_eq!(lines[2], "exit");
-        assert_eq!(lines[3], ":failed");
+        assert_eq!(lines[3], ":not_booted");
+        // The local-boot script's error exit is passed on; any other failure is retried.
+        assert_eq!(lines[4], "iseq ${provisioner_local_boot} 1 && exit 1 ||");
+        assert_eq!(lines[5], ":failed");
     }
 
     #[test]
@@ -296,7 +307,7 @@ mod tests {
         assert!(local_disk(Platform::Pcbios).contains("sanboot --no-describe --drive 0x80"));
         let efi = local_disk(Platform::Efi);
         assert!(
-            !efi.contains("sanboot") && efi.ends_with("exit 1\n"),
+            !efi.contains("sanboot") && efi.ends_with("set provisioner_local_boot 1\nexit 1\n"),
             "{efi}"
         );
     }

@@ -3,6 +3,11 @@
 //! The receiver must never wait on the database: lines go through a bounded queue to one
 //! writer thread (the store is synchronous SQLite) that stores them in batches, one
 //! transaction per node and batch. A full queue drops lines and counts them.
+//!
+//! A node's address is known once device discovery reports it, but the bootkit logs from its
+//! first second (the init buffers lines until the network is up): lines from an address no
+//! node has yet are held, bounded, and stored under the node when it appears, so the early
+//! boot is in the node's logs too (HookOS' logs never leave the machine; ours do).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -27,13 +32,17 @@ const BATCH_WINDOW: Duration = Duration::from_millis(200);
 const NODE_CACHE_TTL: Duration = Duration::from_secs(5);
 /// Bounds on what is remembered per address, however many senders there are.
 const MAX_REMEMBERED_ADDRESSES: usize = 4096;
+/// Lines held per address until its node appears; later ones are dropped (counted).
+const HELD_LINES_PER_ADDRESS: usize = 2_000;
+/// How long held lines wait for their node.
+const HELD_FOR: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Default)]
 pub struct SyslogSinkCounters {
     pub stored: AtomicU64,
     /// Dropped because the writer fell behind.
     pub dropped: AtomicU64,
-    /// From addresses of no known node: not stored.
+    /// From addresses of no known node (yet): held for the node, or dropped past the bounds.
     pub unknown_sender: AtomicU64,
     /// Lost because the store failed.
     pub store_failures: AtomicU64,
@@ -67,6 +76,7 @@ impl SyslogSink {
             store,
             counters: Arc::clone(&counters),
             nodes: HashMap::new(),
+            held: HashMap::new(),
             warned: HashSet::new(),
         };
         let thread = std::thread::Builder::new()
@@ -77,14 +87,23 @@ impl SyslogSink {
 }
 
 struct CachedNode {
-    node_id: Option<String>,
+    node_id: String,
     until: Instant,
+}
+
+/// Lines from an address no node has yet.
+struct Held {
+    lines: Vec<NewLogLine>,
+    since: Instant,
 }
 
 struct Writer {
     store: Arc<Store>,
     counters: Arc<SyslogSinkCounters>,
+    /// Known nodes only: an unknown address is asked again (once per batch), so its node is
+    /// found as soon as discovery reports it.
     nodes: HashMap<IpAddr, CachedNode>,
+    held: HashMap<IpAddr, Held>,
     /// Addresses already reported as unknown, so that a chatty stranger is logged once.
     warned: HashSet<IpAddr>,
 }
@@ -101,11 +120,30 @@ impl Writer {
     }
 
     fn store_batch(&mut self, batch: Vec<Message>) {
+        let now = Instant::now();
+        self.held
+            .retain(|_, held| now.duration_since(held.since) < HELD_FOR);
         let mut by_node: BTreeMap<String, Vec<NewLogLine>> = BTreeMap::new();
+        let mut unknown_in_batch = HashSet::new();
         for message in batch {
-            match self.node_at(message.peer) {
-                Some(node_id) => by_node.entry(node_id).or_default().push(log_line(message)),
-                None => self.unknown_sender(message.peer),
+            let peer = message.peer;
+            let node = if unknown_in_batch.contains(&peer) {
+                None
+            } else {
+                self.node_at(peer)
+            };
+            match node {
+                Some(node_id) => {
+                    let lines = by_node.entry(node_id).or_default();
+                    if let Some(held) = self.held.remove(&peer) {
+                        lines.extend(held.lines);
+                    }
+                    lines.push(log_line(message));
+                }
+                None => {
+                    unknown_in_batch.insert(peer);
+                    self.hold(peer, log_line(message));
+                }
             }
         }
         for (node_id, lines) in by_node {
@@ -125,13 +163,13 @@ impl Writer {
     fn node_at(&mut self, peer: IpAddr) -> Option<String> {
         let now = Instant::now();
         if let Some(cached) = self.nodes.get(&peer).filter(|cached| cached.until > now) {
-            return cached.node_id.clone();
+            return Some(cached.node_id.clone());
         }
         let node_id = match self.store.node_by_ip(&peer.to_string()) {
-            Ok(node) => node.map(|node| node.id),
+            Ok(node) => node.map(|node| node.id)?,
             Err(error) => {
                 tracing::error!(%peer, "finding the node of a syslog sender failed: {error}");
-                None
+                return None;
             }
         };
         if self.nodes.len() >= MAX_REMEMBERED_ADDRESSES {
@@ -142,16 +180,28 @@ impl Writer {
             let node_id = node_id.clone();
             self.nodes.insert(peer, CachedNode { node_id, until });
         }
-        node_id
+        Some(node_id)
     }
 
-    fn unknown_sender(&mut self, peer: IpAddr) {
+    /// Keeps a line of an unknown address for its node, within the bounds.
+    fn hold(&mut self, peer: IpAddr, line: NewLogLine) {
         self.counters.unknown_sender.fetch_add(1, Ordering::Relaxed);
+        if self.held.len() >= MAX_REMEMBERED_ADDRESSES && !self.held.contains_key(&peer) {
+            return;
+        }
+        let held = self.held.entry(peer).or_insert_with(|| Held {
+            lines: Vec::new(),
+            since: Instant::now(),
+        });
+        if held.lines.len() < HELD_LINES_PER_ADDRESS {
+            held.lines.push(line);
+        }
         if self.warned.len() < MAX_REMEMBERED_ADDRESSES && self.warned.insert(peer) {
-            tracing::warn!(
+            tracing::info!(
                 %peer,
-                "syslog lines from an address no node has; not stored (a node's address is \
-                 known once device discovery reports it)"
+                "syslog lines from an address no node has yet: held for {} s, then stored under \
+                 the node device discovery reports at this address",
+                HELD_FOR.as_secs()
             );
         }
     }
