@@ -1,6 +1,8 @@
 //! `provisioner serve` with the boot service's flags, as a child process: it answers on its
 //! ports and exits cleanly on SIGTERM; boot flags without --advertise are refused.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -124,7 +126,9 @@ fn serve_with_boot_flags_answers_on_its_ports_and_stops_on_sigterm() {
         .unwrap();
     let script = runtime.block_on(async {
         let url = format!("http://{boot_http}/ipxe/auto.ipxe");
-        reqwest::get(url).await.unwrap().text().await.unwrap()
+        let client = common::http_client().build().unwrap();
+        let response = client.get(url).send().await.unwrap();
+        response.text().await.unwrap()
     });
     assert!(
         script.contains(&format!(

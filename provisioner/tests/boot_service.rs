@@ -145,7 +145,8 @@ impl Fixture {
 }
 
 async fn get(url: &str) -> (u16, String) {
-    let response = reqwest::get(url).await.unwrap();
+    let client = common::http_client().build().unwrap();
+    let response = client.get(url).send().await.unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
@@ -264,7 +265,7 @@ async fn a_script_request_without_a_mac_is_a_bad_request() {
 #[tokio::test]
 async fn artifacts_are_served_whole_and_by_range() {
     let fixture = Fixture::start(true, |_, _| {}).await;
-    let client = reqwest::Client::new();
+    let client = common::http_client().build().unwrap();
     let url = fixture.url("/artifacts/profiles/edge/kernel");
     let whole = client.get(&url).send().await.unwrap();
     assert_eq!(whole.status().as_u16(), 200);
@@ -308,7 +309,7 @@ async fn metadata_answers_the_requesting_node_only() {
         &[("user_data", "#cloud-config\nhostname: node-1\n")],
     );
     let node_id = fixture.discover(REGISTERED_MAC, "127.0.0.2");
-    let as_node = reqwest::Client::builder()
+    let as_node = common::http_client()
         .local_address(IpAddr::from([127, 0, 0, 2]))
         .build()
         .unwrap();

@@ -94,12 +94,9 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    /// In a workspace build reqwest's rustls comes without a built-in crypto provider, so the
-    /// process installs one before a client is made; a second install changes nothing.
     pub fn new(base: String, token: Option<&str>) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         Self {
-            client: reqwest::Client::new(),
+            client: super::http_client().build().expect("an HTTP client"),
             base,
             token: token.map(str::to_string),
         }

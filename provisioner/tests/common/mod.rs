@@ -74,6 +74,14 @@ impl TestDb {
     }
 }
 
+/// A reqwest client builder. In a workspace build reqwest's rustls comes without a built-in
+/// crypto provider (tink-worker's features unify into it), so ring is installed first; a
+/// second install changes nothing.
+pub fn http_client() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 pub fn hardware_spec() -> HardwareSpec {
     HardwareSpec {
         id: Some(HARDWARE_ID.into()),
