@@ -26,6 +26,7 @@ kernel_link="$kernel_dir/linux-image-amd64.deb"
 #   systemd-boot-efi the UKI stub (linuxx64.efi.stub); binutils' objcopy assembles the UKI
 #   bmap-tools       bmaptool, the installer benchmark's baseline and a check of our .bmap files
 #   protobuf-compiler  protoc for tink-proto (tonic/prost) and containerd-client
+#   libprotobuf-dev  the well-known types (google/protobuf/*.proto) those protos import
 #   containerd, runc the real container runtime the tink-worker tests start (own root, socket)
 #   docker-registry  a real OCI registry on loopback for the worker's pull tests; curl: bench/worker.sh pushes with it
 #   ipxe             ipxe.efi, undionly.kpxe: what the provisioner's TFTP serves (/usr/lib/ipxe)
@@ -33,7 +34,7 @@ kernel_link="$kernel_dir/linux-image-amd64.deb"
 #   chromium         headless, for the provisioner status page's test
 packages=(qemu-system-x86 qemu-utils zstd busybox-static cpio xz-utils liblzma-dev ovmf e2fsprogs iproute2 dnsmasq-base
     gdisk fdisk dosfstools mtools systemd-boot-efi binutils bmap-tools
-    protobuf-compiler containerd runc docker-registry curl
+    protobuf-compiler libprotobuf-dev containerd runc docker-registry curl
     ipxe ipxe-qemu seabios chromium)
 
 log() { printf 'setup: %s\n' "$*"; }
@@ -76,11 +77,23 @@ if (( ${#missing[@]} )); then
     apt_update_if_stale
     need_root "installing ${missing[*]}"
     log "installing: ${missing[*]}"
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-        || die "apt-get install ${missing[*]} failed"
+    # The whole list goes to apt, not only what is missing: installing one
+    # package can make apt remove another one of the list (on a fresh machine,
+    # Debian's qemu-system-x86 replaced the image's newer qemu-utils), and
+    # asking for all of them makes apt pick versions that fit together.
+    apt-get install -y -qq --no-install-recommends "${packages[@]}" \
+        || die "apt-get install ${packages[*]} failed"
 else
     log "host packages already installed"
 fi
+# Check the result: a package apt removed while resolving the others would
+# otherwise only show up as a missing tool deep in the tests.
+not_installed=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || not_installed+=("$p")
+done
+(( ${#not_installed[@]} == 0 )) \
+    || die "after apt-get install, still not installed: ${not_installed[*]} (apt-get install ${not_installed[*]} says why)"
 
 # The kernel: Debian's current linux-image-amd64 resolves to one real image
 # package (linux-image-<ver>-amd64, or -unsigned); fetch that .deb.
