@@ -1,5 +1,7 @@
 //! Generates `onboardingmgr.v1` (and the `google.rpc.Status` it answers with) from `proto/`.
 
+include!("../protoc_hint.rs");
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in ["proto/onboarding.proto", "proto/google/rpc/status.proto"] {
         println!("cargo:rerun-if-changed={proto}");
@@ -8,8 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_protos(&["proto/onboarding.proto"], &["proto"])
         .map_err(|error| {
             format!(
-                "generating onboardingmgr.v1 from proto/onboarding.proto failed: {error} \
-                 (install protoc, e.g. apt-get install protobuf-compiler, or set PROTOC)"
+                "generating onboardingmgr.v1 from proto/onboarding.proto failed: {error} ({})",
+                protoc_hint(&error)
             )
         })?;
     Ok(())

@@ -18,6 +18,8 @@ const AGENT_ATTRIBUTE_MESSAGES: [&str; 12] = [
     "Product",
 ];
 
+include!("../protoc_hint.rs");
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     for protocol in ["current", "legacy"] {
@@ -39,8 +41,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .compile_protos(&[proto.as_str()], &["proto"])
             .map_err(|error| {
                 format!(
-                    "generating the {protocol} protocol from {proto} failed: {error} \
-                     (install protoc, e.g. apt-get install protobuf-compiler, or set PROTOC)"
+                    "generating the {protocol} protocol from {proto} failed: {error} ({})",
+                    protoc_hint(&error)
                 )
             })?;
     }
