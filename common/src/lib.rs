@@ -5,11 +5,13 @@
 //! - [`bmap`]: bmaptool's block maps (which ranges of a sparse image hold data), read and made.
 //! - [`power`]: reboot or power off through the system's own commands.
 //! - [`cmdline`]: the kernel command line split into words, as the kernel splits it.
+//! - [`mac`]: the Ethernet MAC address type every crate parses and shows MACs with.
 //! - [`net_errors`]: which socket errors a server's receive loop steps over.
 
 pub mod bmap;
 pub mod cmdline;
 pub mod compress;
 pub mod kmod;
+pub mod mac;
 pub mod net_errors;
 pub mod power;

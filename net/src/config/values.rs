@@ -5,29 +5,9 @@
 //! only has to add the key. None of them indexes or slices strings by position: every value
 //! comes from a command line that may be garbled, and a panic in PID 1 is not an option.
 
-use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 
-/// An Ethernet MAC address. Written with `:` or `-` between the six octets on the command
-/// line (HookOS's `ipam=` needs `-` because `:` separates its fields); shown with `:`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
-    }
-}
-
-impl FromStr for MacAddr {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<MacAddr, String> {
-        mac(text)
-    }
-}
+pub use bootkit_common::mac::MacAddr;
 
 /// Highest VLAN id: 0 means "priority tag only" and 4095 is reserved (IEEE 802.1Q).
 pub const VLAN_ID_MAX: u16 = 4094;
@@ -85,30 +65,9 @@ pub fn address_with_prefix(what: &str, text: &str) -> Result<(Ipv4Addr, u8), Str
     }
 }
 
-/// Six octets of two hex digits each, all separated by `:` or all by `-`.
+/// A MAC address (the one rule is [`MacAddr`]'s), the problem as a sentence.
 pub fn mac(text: &str) -> Result<MacAddr, String> {
-    let problem = || {
-        format!(
-            "MAC address {text:?} is malformed: expected six two-digit hex octets separated \
-             by ':' or '-', e.g. 52:54:00:12:34:56"
-        )
-    };
-    let separator = if text.contains('-') { '-' } else { ':' };
-    let mut octets = [0u8; 6];
-    let mut count = 0;
-    for part in text.split(separator) {
-        let slot = octets.get_mut(count).ok_or_else(problem)?;
-        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(problem());
-        }
-        *slot = u8::from_str_radix(part, 16).map_err(|_| problem())?;
-        count += 1;
-    }
-    if count == octets.len() {
-        Ok(MacAddr(octets))
-    } else {
-        Err(problem())
-    }
+    text.parse().map_err(|error: bootkit_common::mac::MacAddrError| error.to_string())
 }
 
 /// A Linux interface name: 1-15 printable ASCII characters without `/`, `:` or spaces
