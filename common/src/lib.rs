@@ -6,12 +6,17 @@
 //! - [`power`]: reboot or power off through the system's own commands.
 //! - [`cmdline`]: the kernel command line split into words, as the kernel splits it.
 //! - [`mac`]: the Ethernet MAC address type every crate parses and shows MACs with.
+//! - [`identity`]: which serials and UUIDs name a machine (OEM placeholders do not), and the
+//!   one stored form of a UUID.
+//! - [`size`]: byte counts for people (`59.6 GiB`).
 //! - [`net_errors`]: which socket errors a server's receive loop steps over.
 
 pub mod bmap;
 pub mod cmdline;
 pub mod compress;
+pub mod identity;
 pub mod kmod;
 pub mod mac;
 pub mod net_errors;
 pub mod power;
+pub mod size;

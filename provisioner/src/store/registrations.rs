@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use bootkit_common::identity::{UuidError, is_placeholder, normalize_uuid};
+use bootkit_common::mac::MacAddr;
 use rusqlite::{Connection, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 
-use super::hardware::normalize_mac;
 use super::nodes::{NodeState, find_node};
 use super::profiles::{Profile, default_profile, find_profile};
 use super::{Result, Store, StoreError, from_json, now_ms, rfc3339, to_json};
@@ -73,18 +74,19 @@ pub struct Match {
 }
 
 impl Identity {
-    /// Normalizes MACs and UUIDs (lower case) and drops placeholder serials/UUIDs.
+    /// Normalizes MACs ([`MacAddr`]'s form) and UUIDs ([`normalize_uuid`]'s form) and drops
+    /// placeholder serials and UUIDs, malformed UUIDs and MACs.
     pub fn new(serial: Option<&str>, uuid: Option<&str>, macs: &[&str]) -> Self {
-        let mut normalized: Vec<String> = Vec::new();
-        for mac in macs.iter().filter_map(|mac| normalize_mac(mac)) {
-            if !normalized.contains(&mac) {
-                normalized.push(mac);
+        let mut parsed: Vec<MacAddr> = Vec::new();
+        for mac in macs.iter().filter_map(|mac| mac.trim().parse().ok()) {
+            if !parsed.contains(&mac) {
+                parsed.push(mac);
             }
         }
         Self {
             serial: meaningful(serial).map(str::to_string),
-            uuid: meaningful(uuid).map(str::to_ascii_lowercase),
-            macs: normalized,
+            uuid: uuid.and_then(|uuid| normalize_uuid(uuid).ok()),
+            macs: parsed.iter().map(MacAddr::to_string).collect(),
         }
     }
 
@@ -110,9 +112,7 @@ impl Identity {
 
 /// The value, trimmed, unless it is empty or an OEM placeholder.
 fn meaningful(value: Option<&str>) -> Option<&str> {
-    value
-        .map(str::trim)
-        .filter(|value| !bootkit_hwinfo::is_placeholder(value))
+    value.map(str::trim).filter(|value| !is_placeholder(value))
 }
 
 /// A value the operator typed: blanks are absent.
@@ -127,7 +127,7 @@ impl RegistrationSpec {
     /// Checks the fields and normalizes them into a registration with a new id.
     fn validate(&self, connection: &Connection) -> Result<Registration> {
         let serial = given(&self.serial);
-        if let Some(serial) = serial.filter(|serial| bootkit_hwinfo::is_placeholder(serial)) {
+        if let Some(serial) = serial.filter(|serial| is_placeholder(serial)) {
             return Err(FieldError::new(
                 "serial",
                 format!(
@@ -139,12 +139,9 @@ impl RegistrationSpec {
         let uuid = given(&self.uuid).map(validate_uuid).transpose()?;
         let mac = given(&self.mac)
             .map(|mac| {
-                normalize_mac(mac).ok_or_else(|| {
-                    FieldError::new(
-                        "mac",
-                        format!("{mac:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"),
-                    )
-                })
+                mac.parse::<MacAddr>()
+                    .map(|mac| mac.to_string())
+                    .map_err(|error| FieldError::new("mac", error.to_string()))
             })
             .transpose()?;
         if serial.is_none() && uuid.is_none() && mac.is_none() {
@@ -178,17 +175,13 @@ impl RegistrationSpec {
 }
 
 fn validate_uuid(uuid: &str) -> Result<String, FieldError> {
-    if bootkit_hwinfo::is_placeholder(uuid) {
-        return Err(FieldError::new(
-            "uuid",
-            format!(
-                "UUID {uuid:?} is a placeholder, not a UUID; register this node by serial or MAC"
-            ),
-        ));
-    }
-    uuid::Uuid::parse_str(uuid)
-        .map(|parsed| parsed.hyphenated().to_string())
-        .map_err(|error| FieldError::new("uuid", format!("{uuid:?} is not a UUID: {error}")))
+    normalize_uuid(uuid).map_err(|error| {
+        let hint = match error {
+            UuidError::Placeholder(_) => "; register this node by serial or MAC",
+            UuidError::Malformed { .. } => "",
+        };
+        FieldError::new("uuid", format!("{error}{hint}"))
+    })
 }
 
 impl Registration {
