@@ -6,12 +6,19 @@
 //! - [`power`]: reboot or power off through the system's own commands.
 //! - [`cmdline`]: the kernel command line split into words, as the kernel splits it.
 //! - [`mac`]: the Ethernet MAC address type every crate parses and shows MACs with.
+//! - [`error_text`]: an error with all its causes, for messages people read.
+//! - [`layered_config`]: settings from flags, the environment, env files and the kernel
+//!   command line, each with its origin, and the one boolean spelling rule.
 //! - [`net_errors`]: which socket errors a server's receive loop steps over.
 
 pub mod bmap;
 pub mod cmdline;
 pub mod compress;
+pub mod error_text;
 pub mod kmod;
+pub mod layered_config;
 pub mod mac;
 pub mod net_errors;
 pub mod power;
+
+pub use error_text::error_chain;
