@@ -9,14 +9,21 @@
 //! - [`identity`]: which serials and UUIDs name a machine (OEM placeholders do not), and the
 //!   one stored form of a UUID.
 //! - [`size`]: byte counts for people (`59.6 GiB`).
+//! - [`error_text`]: an error with all its causes, for messages people read.
+//! - [`layered_config`]: settings from flags, the environment, env files and the kernel
+//!   command line, each with its origin, and the one boolean spelling rule.
 //! - [`net_errors`]: which socket errors a server's receive loop steps over.
 
 pub mod bmap;
 pub mod cmdline;
 pub mod compress;
+pub mod error_text;
 pub mod identity;
 pub mod kmod;
+pub mod layered_config;
 pub mod mac;
 pub mod net_errors;
 pub mod power;
 pub mod size;
+
+pub use error_text::error_chain;

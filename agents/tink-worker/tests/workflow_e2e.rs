@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use bootkit_oci::{RegistryClient, RegistryConfig};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use provisioner::server::{Protocols, RunningServer, ServeOptions, TlsFiles};
@@ -25,7 +26,6 @@ use provisioner::store::{HardwareSpec, Store, Workflow};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use support::{ContainerdGuard, RegistryGuard, RegistryOptions, TestCa, TestImage, push};
 use tempfile::TempDir;
-use tink_worker::registry::{RegistryClient, RegistryConfig};
 
 /// The machine the worker runs as: the hardware id and the worker id alike.
 const MACHINE: &str = "machine-1";
