@@ -8,7 +8,7 @@ use bootkit_common::mac::MacAddr;
 use rusqlite::{Connection, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 
-use super::nodes::{NodeState, find_node};
+use super::identity::Identity;
 use super::profiles::{Profile, default_profile, find_profile};
 use super::{Result, Store, StoreError, from_json, now_ms, rfc3339, to_json};
 use crate::template::FieldError;
@@ -48,71 +48,12 @@ pub struct Registration {
     pub created_at: String,
 }
 
-/// A stored registration and what the operator should know about it (e.g. "node N is already
-/// provisioned; `provisioner node reprovision N` to install it again").
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Registered {
-    pub registration: Registration,
-    pub warnings: Vec<String>,
-}
-
-/// Who a node says it is (from DHCP/iPXE or device discovery). Placeholder serials and UUIDs
-/// must already be dropped by [`Identity::new`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identity {
-    pub serial: Option<String>,
-    pub uuid: Option<String>,
-    pub macs: Vec<String>,
-}
-
 /// Which registration (if any) and profile apply to an identity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Match {
     /// `None`: unregistered, the default profile applies.
     pub registration: Option<Registration>,
     pub profile: Profile,
-}
-
-impl Identity {
-    /// Normalizes MACs ([`MacAddr`]'s form) and UUIDs ([`normalize_uuid`]'s form) and drops
-    /// placeholder serials and UUIDs, malformed UUIDs and MACs.
-    pub fn new(serial: Option<&str>, uuid: Option<&str>, macs: &[&str]) -> Self {
-        let mut parsed: Vec<MacAddr> = Vec::new();
-        for mac in macs.iter().filter_map(|mac| mac.trim().parse().ok()) {
-            if !parsed.contains(&mac) {
-                parsed.push(mac);
-            }
-        }
-        Self {
-            serial: meaningful(serial).map(str::to_string),
-            uuid: uuid.and_then(|uuid| normalize_uuid(uuid).ok()),
-            macs: parsed.iter().map(MacAddr::to_string).collect(),
-        }
-    }
-
-    /// "serial S, UUID U, MAC M" for messages.
-    pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(serial) = &self.serial {
-            parts.push(format!("serial {serial}"));
-        }
-        if let Some(uuid) = &self.uuid {
-            parts.push(format!("UUID {uuid}"));
-        }
-        if !self.macs.is_empty() {
-            parts.push(format!("MAC {}", self.macs.join(", ")));
-        }
-        if parts.is_empty() {
-            "no serial, UUID or MAC".to_string()
-        } else {
-            parts.join(", ")
-        }
-    }
-}
-
-/// The value, trimmed, unless it is empty or an OEM placeholder.
-fn meaningful(value: Option<&str>) -> Option<&str> {
-    value.map(str::trim).filter(|value| !is_placeholder(value))
 }
 
 /// A value the operator typed: blanks are absent.
@@ -185,7 +126,8 @@ fn validate_uuid(uuid: &str) -> Result<String, FieldError> {
 }
 
 impl Registration {
-    fn identity(&self) -> Identity {
+    /// The identity this registration names.
+    pub(super) fn identity(&self) -> Identity {
         Identity {
             serial: self.serial.clone(),
             uuid: self.uuid.clone(),
@@ -215,31 +157,15 @@ impl Registration {
     }
 }
 
+/// Stores every row of OEP's CSV, or none: an error names the row's line and column.
+pub(super) fn insert_csv(transaction: &Transaction<'_>, csv: &str) -> Result<Vec<Registration>> {
+    let rows = csv_import::parse(csv)?;
+    rows.iter()
+        .map(|row| insert_registration(transaction, &row.spec).map_err(|error| row.locate(error)))
+        .collect()
+}
+
 impl Store {
-    pub fn register(&self, spec: &RegistrationSpec) -> Result<Registered> {
-        let mut connection = self.connection();
-        let transaction = connection.transaction()?;
-        let registered = insert_registration(&transaction, spec)?;
-        transaction.commit()?;
-        Ok(registered)
-    }
-
-    /// OEP's CSV (`Serial,UUID,OSProfile,Site,Secure,RemoteUser,Metadata`, header optional;
-    /// a MAC column accepted too). All rows or none: an error names the line and column.
-    pub fn import_registrations(&self, csv: &str) -> Result<Vec<Registered>> {
-        let rows = csv_import::parse(csv)?;
-        let mut connection = self.connection();
-        let transaction = connection.transaction()?;
-        let mut registered = Vec::with_capacity(rows.len());
-        for row in &rows {
-            registered.push(
-                insert_registration(&transaction, &row.spec).map_err(|error| row.locate(error))?,
-            );
-        }
-        transaction.commit()?;
-        Ok(registered)
-    }
-
     pub fn list_registrations(&self) -> Result<Vec<Registration>> {
         load_registrations(&self.connection())
     }
@@ -272,10 +198,11 @@ impl Store {
     }
 }
 
-fn insert_registration(
+/// Validates and stores one registration, refusing one that names a registered node.
+pub(super) fn insert_registration(
     transaction: &Transaction<'_>,
     spec: &RegistrationSpec,
-) -> Result<Registered> {
+) -> Result<Registration> {
     let registration = spec.validate(transaction)?;
     if let Some(existing) = registrations_sharing(transaction, &registration.identity())?
         .into_iter()
@@ -301,27 +228,7 @@ fn insert_registration(
             now_ms()
         ],
     )?;
-    let warnings = provisioned_warning(transaction, &registration.identity())?
-        .into_iter()
-        .collect();
-    let registration = load_registration(transaction, &registration.id)?;
-    Ok(Registered {
-        registration,
-        warnings,
-    })
-}
-
-/// OEP users register nodes that are already installed and wonder why nothing happens.
-fn provisioned_warning(connection: &Connection, identity: &Identity) -> Result<Option<String>> {
-    let Some(node) = find_node(connection, identity)? else {
-        return Ok(None);
-    };
-    Ok((node.state == NodeState::Provisioned).then(|| {
-        format!(
-            "node {} is already provisioned and boots from its disk; run `provisioner node reprovision {}` to install it again",
-            node.id, node.id
-        )
-    }))
+    load_registration(transaction, &registration.id)
 }
 
 pub(crate) fn match_identity(connection: &Connection, identity: &Identity) -> Result<Match> {

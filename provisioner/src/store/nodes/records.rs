@@ -6,7 +6,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Node, NodeState, Progress, parse_node_state};
 use crate::state::State;
-use crate::store::registrations::{Identity, Registration, load_registrations};
+use crate::store::identity::Identity;
+use crate::store::registrations::{Registration, load_registrations};
 use crate::store::workflows::{ActionRecord, load_actions};
 use crate::store::{Result, StoreError, from_json, now_ms, rfc3339};
 
