@@ -1,5 +1,9 @@
 //! Code that both sides of the bootkit need: the builder writes what the init reads.
 //!
+//! - [`layout`]: the paths and names the builder writes and the init and installer look for.
+//! - [`service_def`]: the service definition schema (`/etc/bootkit/services/*.toml`) and the
+//!   boot modes.
+//! - [`toml_parse`]: TOML into a schema, with errors naming the line, column and key.
 //! - [`compress`]: recognise gzip, zstd and xz streams by their magic bytes and decode them.
 //! - [`kmod`]: kernel module names, `modules.dep` / `modules.builtin` indexes and dependency order.
 //! - [`bmap`]: bmaptool's block maps (which ranges of a sparse image hold data), read and made.
@@ -12,6 +16,9 @@ pub mod bmap;
 pub mod cmdline;
 pub mod compress;
 pub mod kmod;
+pub mod layout;
 pub mod mac;
 pub mod net_errors;
 pub mod power;
+pub mod service_def;
+pub mod toml_parse;
