@@ -1,5 +1,9 @@
 //! Code that both sides of the bootkit need: the builder writes what the init reads.
 //!
+//! - [`layout`]: the paths and names the builder writes and the init and installer look for.
+//! - [`service_def`]: the service definition schema (`/etc/bootkit/services/*.toml`) and the
+//!   boot modes.
+//! - [`toml_parse`]: TOML into a schema, with errors naming the line, column and key.
 //! - [`compress`]: recognise gzip, zstd and xz streams by their magic bytes and decode them.
 //! - [`kmod`]: kernel module names, `modules.dep` / `modules.builtin` indexes and dependency order.
 //! - [`bmap`]: bmaptool's block maps (which ranges of a sparse image hold data), read and made.
@@ -21,9 +25,12 @@ pub mod error_text;
 pub mod identity;
 pub mod kmod;
 pub mod layered_config;
+pub mod layout;
 pub mod mac;
 pub mod net_errors;
 pub mod power;
+pub mod service_def;
 pub mod size;
+pub mod toml_parse;
 
 pub use error_text::error_chain;
