@@ -7,8 +7,6 @@
 
 mod kind;
 mod parse;
-#[cfg(test)]
-pub(crate) mod testdir;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};

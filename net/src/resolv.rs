@@ -269,7 +269,6 @@ fn set_hostname(name: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link::testdir::TestDir;
     use std::cell::Cell;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -399,7 +398,7 @@ mod tests {
 
     #[test]
     fn write_replaces_atomically() {
-        let dir = TestDir::new("resolv");
+        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("etc/resolv.conf");
         write(&path, &[v4(10, 0, 0, 1)], Some("a.example"), NONE).expect("first write");
         write(&path, &[v4(10, 0, 0, 2)], None, &["b.example"]).expect("second write");
@@ -418,7 +417,7 @@ mod tests {
 
     #[test]
     fn write_error_names_the_path() {
-        let dir = TestDir::new("resolv-err");
+        let dir = tempfile::tempdir().unwrap();
         // A directory where the file should go: the rename cannot replace it.
         let path = dir.path().join("resolv.conf");
         fs::create_dir_all(path.join("sub")).expect("mkdir");

@@ -77,7 +77,7 @@ pub fn detect(sysfs_root: &Path, facts: &KindFacts<'_>) -> LinkKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link::testdir::TestDir;
+    use tempfile::TempDir;
 
     fn facts(name: &str) -> KindFacts<'_> {
         KindFacts {
@@ -88,8 +88,8 @@ mod tests {
         }
     }
 
-    fn fake_sysfs() -> TestDir {
-        let dir = TestDir::new("kind");
+    fn fake_sysfs() -> TempDir {
+        let dir = tempfile::tempdir().unwrap();
         let net = dir.path().join("class/net");
         let devices = dir.path().join("devices/pci0000:00/0000:00:03.0");
         std::fs::create_dir_all(&devices).expect("create fake device");

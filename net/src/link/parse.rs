@@ -108,7 +108,6 @@ pub fn format_mac(mac: &[u8; 6]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link::testdir::TestDir;
     use netlink_packet_route::link::{InfoKind, LinkLayerType};
 
     fn message(attrs: Vec<LinkAttribute>) -> LinkMessage {
@@ -122,7 +121,7 @@ mod tests {
 
     #[test]
     fn vlan_message() {
-        let sys = TestDir::new("parse");
+        let sys = tempfile::tempdir().unwrap();
         let msg = message(vec![
             LinkAttribute::IfName("eth0.42".into()),
             LinkAttribute::Address(vec![2, 0, 0, 0, 0, 1]),
