@@ -10,6 +10,9 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use bootkit_common::service_def::ServiceDef;
 
@@ -91,6 +94,9 @@ pub fn spawn(def: &ServiceDef, base_env: &[(String, String)]) -> Result<i32, Spa
     Ok(pid)
 }
 
+/// The output threads still forwarding, so that shutdown can wait for their last lines.
+static OUTPUT_THREADS: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
+
 /// Log every line read from `pipe` under the service's name, on a thread of its own. The
 /// thread ends when every writer has closed the pipe.
 fn forward_output(service: &str, stream: &str, pipe: impl Read + Send + 'static) {
@@ -99,13 +105,45 @@ fn forward_output(service: &str, stream: &str, pipe: impl Read + Send + 'static)
         .name(format!("{service}-{stream}"))
         .stack_size(128 * 1024)
         .spawn(move || forward_lines(&source, pipe));
-    if let Err(err) = spawned {
-        log::line(
+    match spawned {
+        Ok(handle) => {
+            // A poisoned lock only means another thread panicked while pushing: the list is
+            // still a list.
+            let mut threads = OUTPUT_THREADS.lock().unwrap_or_else(|e| e.into_inner());
+            threads.retain(|thread| !thread.is_finished());
+            threads.push(handle);
+        }
+        Err(err) => log::line(
             Level::Warn,
             service,
             &format!("cannot start a thread to log its {stream}, which is dropped: {err}"),
-        );
+        ),
     }
+}
+
+/// Wait, at most `timeout`, until every output thread has logged what its service wrote:
+/// the last lines of a stopped service (a last line without a newline is only logged when
+/// the pipe closes) would otherwise be lost when the supervisor exits or the machine powers
+/// off right after. Bounded because a process outside the service's group may still hold
+/// a pipe open. Returns how many threads were still running at the deadline.
+pub fn drain_output(timeout: Duration) -> usize {
+    let until = Instant::now() + timeout;
+    let threads: Vec<JoinHandle<()>> =
+        std::mem::take(&mut *OUTPUT_THREADS.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut left = threads;
+    while !left.is_empty() && Instant::now() < until {
+        left.retain(|thread| !thread.is_finished());
+        if !left.is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let still_running = left.len();
+    // Keep the unfinished ones: a later drain may still see them end.
+    OUTPUT_THREADS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend(left);
+    still_running
 }
 
 /// Log each line of `pipe`, including a last line without a newline. Invalid UTF-8 is shown

@@ -7,7 +7,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use super::services::Services;
-use super::{deadline, reaper, signals};
+use super::{deadline, process, reaper, signals};
 use crate::{info, warn};
 
 /// After SIGKILL, how long to wait for the process to be reaped before giving up on it (it may
@@ -17,6 +17,9 @@ const AFTER_KILL_WAIT: Duration = Duration::from_secs(2);
 /// The longest single sleep while waiting, so a missed wake-up costs little.
 const WAIT_SLICE: Duration = Duration::from_millis(100);
 
+/// How long to wait, once every service is stopped, for their last output to be logged.
+const OUTPUT_DRAIN_WAIT: Duration = Duration::from_secs(1);
+
 /// Stop every running service, dependents first. Pending restarts are cancelled.
 pub fn stop_all(services: &mut Services) {
     services.cancel_restarts();
@@ -25,6 +28,14 @@ pub fn stop_all(services: &mut Services) {
         stop_one(services, i);
     }
     reap_into(services);
+    let still_open = process::drain_output(OUTPUT_DRAIN_WAIT);
+    if still_open > 0 {
+        warn!(
+            "supervisor",
+            "{still_open} output pipe(s) of stopped services are still held open by other \
+             processes: their last lines may be missing"
+        );
+    }
 }
 
 fn stop_one(services: &mut Services, i: usize) {
