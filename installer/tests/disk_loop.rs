@@ -189,6 +189,7 @@ fn unsafe_reasons(disk: &Disk, image_size: u64, sectors: Option<u32>) -> Vec<Uns
 }
 
 #[test]
+#[ignore = "needs root: loop devices"]
 fn a_loop_disk_is_resolved_with_its_real_attributes() {
     let _machine = exclusive();
     let dir = tempfile::tempdir().unwrap();
@@ -202,6 +203,7 @@ fn a_loop_disk_is_resolved_with_its_real_attributes() {
 }
 
 #[test]
+#[ignore = "needs root: loop devices"]
 fn a_disk_with_a_mounted_partition_is_refused() {
     let _machine = exclusive();
     let dir = tempfile::tempdir().unwrap();
@@ -229,6 +231,7 @@ fn a_disk_with_a_mounted_partition_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root: loop devices"]
 fn a_disk_with_swap_on_a_partition_is_refused() {
     let _machine = exclusive();
     let dir = tempfile::tempdir().unwrap();
@@ -246,6 +249,7 @@ fn a_disk_with_swap_on_a_partition_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root: loop devices"]
 fn a_disk_smaller_than_the_image_is_refused() {
     let _machine = exclusive();
     let dir = tempfile::tempdir().unwrap();
@@ -261,6 +265,7 @@ fn a_disk_smaller_than_the_image_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root: loop devices"]
 fn a_512_byte_image_on_a_4k_disk_is_refused_and_sector_sizes_are_detected() {
     let _machine = exclusive();
     let dir = tempfile::tempdir().unwrap();
@@ -297,6 +302,7 @@ fn a_512_byte_image_on_a_4k_disk_is_refused_and_sector_sizes_are_detected() {
 }
 
 #[test]
+#[ignore = "needs root: loop devices"]
 fn a_second_writer_is_refused_while_the_first_holds_the_disk() {
     let _machine = exclusive();
     let dir = tempfile::tempdir().unwrap();
@@ -309,6 +315,7 @@ fn a_second_writer_is_refused_while_the_first_holds_the_disk() {
 }
 
 #[test]
+#[ignore = "needs root: loop devices"]
 fn blkrrpart_replaces_the_kernels_partitions_with_the_new_table() {
     let _machine = exclusive();
     let dir = tempfile::tempdir().unwrap();
@@ -339,6 +346,7 @@ fn blkrrpart_replaces_the_kernels_partitions_with_the_new_table() {
 }
 
 #[test]
+#[ignore = "needs root: loop devices"]
 fn blkrrpart_on_a_disk_in_use_gives_up_after_bounded_retries() {
     let _machine = exclusive();
     let dir = tempfile::tempdir().unwrap();
@@ -364,6 +372,7 @@ fn sgdisk(device: &LoopDevice, args: &[&str]) -> String {
 }
 
 #[test]
+#[ignore = "needs root: loop devices"]
 fn the_backup_header_is_moved_to_the_end_of_the_disk() {
     let _machine = exclusive();
     let dir = tempfile::tempdir().unwrap();
@@ -398,6 +407,7 @@ fn partition_details(device: &LoopDevice, number: u32) -> (String, String) {
 }
 
 #[test]
+#[ignore = "needs root: loop devices"]
 fn the_ab_layout_is_applied_and_sgdisk_agrees() {
     let _machine = exclusive();
     let dir = tempfile::tempdir().unwrap();

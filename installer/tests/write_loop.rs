@@ -62,6 +62,7 @@ fn assert_no_partition_table(device: &Path) {
 }
 
 #[test]
+#[ignore = "needs root: loop devices"]
 fn raw_gzip_zstd_and_xz_images_are_written_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     let image = gpt_image(dir.path());
@@ -99,6 +100,7 @@ fn raw_gzip_zstd_and_xz_images_are_written_byte_for_byte() {
 }
 
 #[test]
+#[ignore = "needs root: loop devices"]
 fn a_bmap_write_copies_only_the_mapped_ranges_and_checks_them() {
     let dir = tempfile::tempdir().unwrap();
     let image = gpt_image(dir.path());
@@ -147,6 +149,7 @@ fn a_bmap_write_copies_only_the_mapped_ranges_and_checks_them() {
 }
 
 #[test]
+#[ignore = "needs root: loop devices"]
 fn a_checksum_mismatch_leaves_no_partition_table() {
     let dir = tempfile::tempdir().unwrap();
     let source = compressed(&gpt_image(dir.path()), "gz");
@@ -170,6 +173,7 @@ fn a_checksum_mismatch_leaves_no_partition_table() {
 }
 
 #[test]
+#[ignore = "needs root: loop devices"]
 fn a_truncated_compressed_image_fails_and_says_where() {
     let dir = tempfile::tempdir().unwrap();
     for format in ["gz", "zst", "xz"] {
@@ -188,6 +192,7 @@ fn a_truncated_compressed_image_fails_and_says_where() {
 }
 
 #[test]
+#[ignore = "needs root: loop devices"]
 fn an_image_larger_than_the_disk_fails_before_or_while_writing() {
     let dir = tempfile::tempdir().unwrap();
     let image = gpt_image(dir.path());
@@ -213,6 +218,7 @@ fn an_image_larger_than_the_disk_fails_before_or_while_writing() {
 }
 
 #[test]
+#[ignore = "needs root: loop devices"]
 fn an_image_that_does_not_match_its_bmap_fails_and_names_the_range() {
     let dir = tempfile::tempdir().unwrap();
     let image = gpt_image(dir.path());
@@ -236,6 +242,7 @@ fn an_image_that_does_not_match_its_bmap_fails_and_names_the_range() {
 }
 
 #[test]
+#[ignore = "needs root: loop devices"]
 fn an_image_for_512_byte_sectors_is_refused_on_a_4k_disk_before_writing() {
     let dir = tempfile::tempdir().unwrap();
     let image = gpt_image(dir.path());
@@ -255,6 +262,7 @@ fn an_image_for_512_byte_sectors_is_refused_on_a_4k_disk_before_writing() {
 }
 
 #[test]
+#[ignore = "needs root: loop devices"]
 fn an_interrupted_write_leaves_no_partition_table() {
     let dir = tempfile::tempdir().unwrap();
     let source = compressed(&gpt_image(dir.path()), "xz");

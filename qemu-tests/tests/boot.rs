@@ -12,6 +12,7 @@ use qemu_tests::append_files;
 /// (a) Boot to ready: rootfs unpacked into tmpfs, virtio_net and nbd loaded, a service's
 /// output on the console, clean poweroff.
 #[test]
+#[ignore = "needs QEMU: boots the bootkit (minutes under TCG)"]
 fn boots_to_ready_and_powers_off_cleanly() -> Result<()> {
     let check = service(
         "check",
@@ -72,6 +73,7 @@ restart = "never"
 
 /// (b) A missing rootfs archive: one clear error, then poweroff as bootkit.on_error says.
 #[test]
+#[ignore = "needs QEMU: boots the bootkit (minutes under TCG)"]
 fn missing_rootfs_is_a_clear_error_then_poweroff() -> Result<()> {
     let image = image_with_services("missing_rootfs", &[])?;
     let mut vm = boot(
@@ -135,6 +137,7 @@ fn escaping_archive() -> Result<Vec<u8>> {
 /// (c) A rootfs with an escaping entry is rejected, naming the entry, and nothing is written
 /// outside the new root (checked from the emergency shell in the initramfs).
 #[test]
+#[ignore = "needs QEMU: boots the bootkit (minutes under TCG)"]
 fn escaping_rootfs_entry_is_rejected_and_nothing_leaks() -> Result<()> {
     let image = image_with_services("escaping_entry", &[])?;
     let evil_initrd = common::images_dir().join("escaping_entry/initramfs-evil");
@@ -180,6 +183,7 @@ fn escaping_rootfs_entry_is_rejected_and_nothing_leaks() -> Result<()> {
 
 /// (d) A crashing service is restarted per policy; a `never` service is not restarted.
 #[test]
+#[ignore = "needs QEMU: boots the bootkit (minutes under TCG)"]
 fn crashing_service_restarts_and_never_service_does_not() -> Result<()> {
     let crasher = service(
         "crasher",
@@ -260,6 +264,7 @@ fn assert_stops_in_reverse_order(console: &str) {
 
 /// (e) poweroff on request: services stopped in reverse order, then a clean poweroff.
 #[test]
+#[ignore = "needs QEMU: boots the bootkit (minutes under TCG)"]
 fn poweroff_request_stops_services_in_reverse_order() -> Result<()> {
     let image = image_with_services("poweroff_request", &power_services())?;
     let mut vm = boot("poweroff_request", &image, "power_request=poweroff")?;
@@ -275,6 +280,7 @@ fn poweroff_request_stops_services_in_reverse_order() -> Result<()> {
 /// (e) reboot on request: the same orderly stop, then a reboot (QEMU runs with -no-reboot,
 /// so a reboot ends it too; the console says which one happened).
 #[test]
+#[ignore = "needs QEMU: boots the bootkit (minutes under TCG)"]
 fn reboot_request_stops_services_and_reboots() -> Result<()> {
     let image = image_with_services("reboot_request", &power_services())?;
     let mut vm = boot("reboot_request", &image, "power_request=reboot")?;
@@ -294,6 +300,7 @@ fn reboot_request_stops_services_and_reboots() -> Result<()> {
 /// (f) The builder is reproducible on the real inputs: the qemu-test image built twice, into
 /// two directories, gives bit-identical vmlinuz, initramfs, cmdline and manifest.
 #[test]
+#[ignore = "needs QEMU: boots the bootkit (minutes under TCG)"]
 fn the_test_image_builds_bit_identical_twice() -> Result<()> {
     let config = base_config()?;
     let first = build("reproducible-1", &config)?;
@@ -320,6 +327,7 @@ fn the_test_image_builds_bit_identical_twice() -> Result<()> {
 
 /// `init=`: after switch_root the rootfs's own init runs as PID 1 instead of the supervisor.
 #[test]
+#[ignore = "needs QEMU: boots the bootkit (minutes under TCG)"]
 fn init_key_hands_pid_1_to_the_rootfs_init() -> Result<()> {
     let mut config = base_config()?;
     let mut own_init = bootkit_builder::Overlay::inline(
@@ -345,6 +353,7 @@ fn init_key_hands_pid_1_to_the_rootfs_init() -> Result<()> {
 
 /// A rootfs larger than the tmpfs: the error says how big both are and what to change.
 #[test]
+#[ignore = "needs QEMU: boots the bootkit (minutes under TCG)"]
 fn a_tmpfs_too_small_for_the_rootfs_says_both_sizes() -> Result<()> {
     let image = image_with_services("tmpfs_too_small", &[])?;
     let mut vm = boot(
@@ -366,6 +375,7 @@ fn a_tmpfs_too_small_for_the_rootfs_says_both_sizes() -> Result<()> {
 
 /// `bootkit.mode=shell`: a shell on the console, beside the services.
 #[test]
+#[ignore = "needs QEMU: boots the bootkit (minutes under TCG)"]
 fn shell_mode_gives_a_shell_on_the_console() -> Result<()> {
     let image = image_with_services("shell_mode", &[])?;
     let mut vm = boot("shell_mode", &image, "bootkit.mode=shell")?;
@@ -386,6 +396,7 @@ fn shell_mode_gives_a_shell_on_the_console() -> Result<()> {
 /// With the screen as /dev/console (the last `console=`, as on EMT's USB installer) the serial
 /// line still gets every line of the init and its services.
 #[test]
+#[ignore = "needs QEMU: boots the bootkit (minutes under TCG)"]
 fn lines_reach_every_console_not_only_dev_console() -> Result<()> {
     let image = image_with_services("two_consoles", &[])?;
     let mut vm = boot("two_consoles", &image, "console=tty0")?;
@@ -405,6 +416,7 @@ fn lines_reach_every_console_not_only_dev_console() -> Result<()> {
 
 /// `.ko.xz`, `.ko.zst` and `.ko.gz` modules load like plain `.ko` ones.
 #[test]
+#[ignore = "needs QEMU: boots the bootkit (minutes under TCG)"]
 fn compressed_modules_load() -> Result<()> {
     let kernel_dir = compressed_kernel_dir()?;
     let mut config = base_config()?;

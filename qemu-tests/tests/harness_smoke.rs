@@ -21,6 +21,7 @@ echo "smoke: got [$line]"
 "#;
 
 #[test]
+#[ignore = "needs QEMU: boots a kernel (minutes under TCG)"]
 fn debian_kernel_boots_busybox_init_and_powers_off() -> Result<()> {
     let kernel = debian_vmlinuz()?;
     let busybox = std::fs::read("/bin/busybox")

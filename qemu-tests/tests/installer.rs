@@ -56,6 +56,7 @@ label = "EMT (bootkit test)"
 "##;
 
 #[test]
+#[ignore = "needs QEMU: boots the bootkit (minutes under TCG)"]
 fn usb_installer_installs_the_image_and_the_boot_entry_starts_it() -> Result<()> {
     let work = common::images_dir().join("usb-installer");
     std::fs::create_dir_all(&work)?;

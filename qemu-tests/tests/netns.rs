@@ -296,6 +296,7 @@ fn leased_address(line: &str) -> Result<String> {
 /// those from before the network was up. Then the lease is renewed at T1 (dnsmasq's shortest
 /// lease, 2 minutes: T1 after 60 s), acknowledged a second time by dnsmasq.
 #[test]
+#[ignore = "needs root (network namespace, bridge) and QEMU: boots machines"]
 fn dnsmasq_lease_dns_ntp_syslog_and_renewal() -> Result<()> {
     const MAC: &str = "52:54:00:21:30:01";
     let ns = NetNs::create("dhcp")?;
@@ -434,6 +435,7 @@ restart = "never"
 /// reaches the host side over TCP, and `time-sync` is reached without an NTP server (the
 /// clock stays as it is), so services that need it start.
 #[test]
+#[ignore = "needs root (network namespace, bridge) and QEMU: boots machines"]
 fn static_ip_configures_address_route_and_hostname() -> Result<()> {
     let ns = NetNs::create("static")?;
     ns.add_bridge("br0", "10.213.2.1/24")?;
@@ -495,6 +497,7 @@ restart = "never"
 /// Two NICs, a DHCP server only behind the second: DHCP runs on both, the lease arrives on
 /// eth1, eth0 stays without an address, and `network-online` is reached.
 #[test]
+#[ignore = "needs root (network namespace, bridge) and QEMU: boots machines"]
 fn two_nics_lease_on_the_second_only() -> Result<()> {
     const MAC0: &str = "52:54:00:21:30:03";
     const MAC1: &str = "52:54:00:21:30:13";
@@ -588,6 +591,7 @@ fn write_disk(path: &PathBuf, payload: &[u8]) -> Result<()> {
 /// qemu-nbd is killed (the guest sees the disconnect), restarted on the same port serving
 /// new bytes, and the reads continue with the new bytes after the bootkit reconnects.
 #[test]
+#[ignore = "needs root (network namespace, bridge) and QEMU: boots machines"]
 fn nbd_reads_continue_after_the_server_comes_back() -> Result<()> {
     let ns = NetNs::create("nbd")?;
     let dir = scratch("nbd")?;
@@ -850,6 +854,7 @@ impl FrameLog {
 /// a service reaches a host that exists only on VLAN 42: its TCP connection attempt arrives
 /// tagged 42, after an ARP exchange that is only answered on VLAN 42.
 #[test]
+#[ignore = "needs root (network namespace, bridge) and QEMU: boots machines"]
 fn ipam_with_a_vlan_reaches_a_host_on_that_vlan() -> Result<()> {
     let ns = NetNs::create("vlan")?;
     // No bridge: the tap's other end is the VLAN host itself.

@@ -19,6 +19,7 @@ use qemu_tests::GUEST_FORWARD_ADDRESS;
 /// `nameserver=` supplies the DNS server); a service that needs the network starts only once
 /// the lease is in, and finds resolv.conf written.
 #[test]
+#[ignore = "needs QEMU: boots the bootkit (minutes under TCG)"]
 fn dhcp_lease_brings_the_network_online_before_dependent_services() -> Result<()> {
     let online = service(
         "after-net",
@@ -77,6 +78,7 @@ fn read_frame(reader: &mut impl BufRead) -> Option<String> {
 /// `syslog_host=`: lines of the init (also those logged before the network was up) and of a
 /// service reach the log host as RFC 5424 with HOSTNAME = worker_id and APP-NAME = source.
 #[test]
+#[ignore = "needs QEMU: boots the bootkit (minutes under TCG)"]
 fn log_lines_reach_the_syslog_host_including_early_ones() -> Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
@@ -163,6 +165,7 @@ impl Drop for NbdServer {
 /// `bootkit.nbd=`: /dev/nbd0 is attached to the test's qemu-nbd before a service that needs
 /// `nbd` starts, and that service reads the image's known bytes from it.
 #[test]
+#[ignore = "needs QEMU: boots the bootkit (minutes under TCG)"]
 fn nbd_device_is_attached_and_reads_the_servers_bytes() -> Result<()> {
     let dir = common::images_dir().join("nbd_attach");
     std::fs::create_dir_all(&dir)?;
@@ -249,6 +252,7 @@ impl TlsLogHost {
 /// `syslog_transport=tls`: the log host's certificate is checked against the CA the image
 /// carries (`syslog_ca=`), and the lines arrive over TLS.
 #[test]
+#[ignore = "needs QEMU: boots the bootkit (minutes under TCG)"]
 fn log_lines_reach_the_syslog_host_over_tls_with_the_images_ca() -> Result<()> {
     let host = TlsLogHost::new()?;
     let listener = TcpListener::bind("127.0.0.1:0")?;

@@ -55,6 +55,7 @@ impl Drop for Namespace {
 }
 
 #[test]
+#[ignore = "needs root: network namespace"]
 fn finds_the_nics_ipv4_address_and_ignores_loopback() {
     let namespace = Namespace::create();
 

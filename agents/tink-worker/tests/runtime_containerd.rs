@@ -81,6 +81,7 @@ impl Setup {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: runs its own containerd"]
 async fn pushed_image_is_pulled_into_containerd_and_its_output_arrives_line_by_line() {
     let setup = Setup::start(RegistryOptions::default());
     let client = setup.plain_client();
@@ -131,6 +132,7 @@ async fn pushed_image_is_pulled_into_containerd_and_its_output_arrives_line_by_l
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: runs its own containerd"]
 async fn a_second_pull_of_the_same_image_reuses_content_and_snapshots() {
     let setup = Setup::start(RegistryOptions::default());
     let client = setup.plain_client();
@@ -178,6 +180,7 @@ async fn a_second_pull_of_the_same_image_reuses_content_and_snapshots() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: runs its own containerd"]
 async fn an_action_writes_to_workflow_and_the_next_one_reads_it() {
     let setup = Setup::start(RegistryOptions::default());
     let client = setup.plain_client();
@@ -197,6 +200,7 @@ async fn an_action_writes_to_workflow_and_the_next_one_reads_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: runs its own containerd"]
 async fn a_failing_action_gives_its_exit_code_and_the_last_lines() {
     let setup = Setup::start(RegistryOptions::default());
     let client = setup.plain_client();
@@ -227,6 +231,7 @@ async fn a_failing_action_gives_its_exit_code_and_the_last_lines() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: runs its own containerd"]
 async fn an_action_past_its_deadline_is_killed_and_removed() {
     let setup = Setup::start(RegistryOptions::default());
     let client = setup.plain_client();
@@ -254,6 +259,7 @@ async fn an_action_past_its_deadline_is_killed_and_removed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: runs its own containerd"]
 async fn whole_args_mode_replaces_the_entrypoint() {
     let setup = Setup::start(RegistryOptions::default());
     let client = setup.plain_client();
@@ -286,6 +292,7 @@ fn tls_client(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: runs its own containerd"]
 async fn a_registry_with_tls_and_basic_auth_is_pushed_to_and_pulled_from() {
     let options = RegistryOptions {
         tls: true,
@@ -320,6 +327,7 @@ async fn a_registry_with_tls_and_basic_auth_is_pushed_to_and_pulled_from() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: runs its own containerd"]
 async fn a_wrong_ca_is_a_clear_tls_error_unless_the_registry_is_listed_insecure() {
     let setup = Setup::start(RegistryOptions {
         tls: true,
@@ -359,6 +367,7 @@ async fn a_wrong_ca_is_a_clear_tls_error_unless_the_registry_is_listed_insecure(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: runs its own containerd"]
 async fn a_pull_retries_while_the_registry_is_down_and_succeeds_when_it_is_back() {
     let mut setup = Setup::start(RegistryOptions::default());
     let client = RegistryClient::new(RegistryConfig {
@@ -406,6 +415,7 @@ async fn a_pull_retries_while_the_registry_is_down_and_succeeds_when_it_is_back(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: runs its own containerd"]
 async fn a_mirror_serves_images_named_without_it() {
     let setup = Setup::start(RegistryOptions::default());
     let client = RegistryClient::new(RegistryConfig {
@@ -435,6 +445,7 @@ async fn a_mirror_serves_images_named_without_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: runs its own containerd"]
 async fn after_containerd_restarts_the_next_call_reconnects() {
     let mut setup = Setup::start(RegistryOptions::default());
     let client = setup.plain_client();

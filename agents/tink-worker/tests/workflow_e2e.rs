@@ -469,26 +469,31 @@ fn three_actions_succeed(protocols: Protocols, protocol: &'static str) {
 }
 
 #[test]
+#[ignore = "needs root: runs its own containerd"]
 fn three_action_workflow_succeeds_over_the_current_protocol() {
     three_actions_succeed(Protocols::Both, "current");
 }
 
 #[test]
+#[ignore = "needs root: runs its own containerd"]
 fn three_action_workflow_succeeds_over_the_legacy_protocol() {
     three_actions_succeed(Protocols::Both, "legacy");
 }
 
 #[test]
+#[ignore = "needs root: runs its own containerd"]
 fn worker_in_auto_mode_uses_a_current_only_server() {
     three_actions_succeed(Protocols::Current, "auto");
 }
 
 #[test]
+#[ignore = "needs root: runs its own containerd"]
 fn worker_in_auto_mode_falls_back_to_a_legacy_only_server() {
     three_actions_succeed(Protocols::Legacy, "auto");
 }
 
 #[test]
+#[ignore = "needs root: runs its own containerd"]
 fn failing_action_fails_the_workflow_with_its_output_and_stops_it() {
     let stack = Stack::start(Protocols::Both);
     let id = stack.service.create_workflow(
@@ -523,6 +528,7 @@ fn failing_action_fails_the_workflow_with_its_output_and_stops_it() {
 }
 
 #[test]
+#[ignore = "needs root: runs its own containerd"]
 fn legacy_on_failure_command_runs_after_a_failed_action() {
     let stack = Stack::start(Protocols::Both);
     let id = stack.service.create_workflow(
@@ -545,6 +551,7 @@ fn legacy_on_failure_command_runs_after_a_failed_action() {
 }
 
 #[test]
+#[ignore = "needs root: runs its own containerd"]
 fn action_past_its_timeout_is_killed_reported_timeout_and_its_container_removed() {
     let stack = Stack::start(Protocols::Both);
     let id = stack.service.create_workflow(
@@ -565,6 +572,7 @@ fn action_past_its_timeout_is_killed_reported_timeout_and_its_container_removed(
 }
 
 #[test]
+#[ignore = "needs root: runs its own containerd"]
 fn worker_resumes_the_workflow_after_a_server_restart() {
     let mut stack = Stack::start(Protocols::Both);
     let id = stack.service.create_workflow(
@@ -585,6 +593,7 @@ fn worker_resumes_the_workflow_after_a_server_restart() {
 }
 
 #[test]
+#[ignore = "needs root: runs its own containerd"]
 fn image_pull_is_retried_until_the_registry_is_back() {
     let mut stack = Stack::start(Protocols::Both);
     stack.registry.stop();
@@ -599,6 +608,7 @@ fn image_pull_is_retried_until_the_registry_is_back() {
 }
 
 #[test]
+#[ignore = "needs root: runs its own containerd"]
 fn worker_reconnects_to_a_restarted_containerd_during_a_workflow() {
     let mut stack = Stack::start(Protocols::Both);
     // The second action's image is in a registry that is down until containerd has been
@@ -654,6 +664,7 @@ fn tls_files(dir: &std::path::Path, name: &str) -> (TlsFiles, PathBuf) {
 }
 
 #[test]
+#[ignore = "needs root: runs its own containerd"]
 fn wrong_ca_is_a_clear_tls_error_and_no_action_runs() {
     let certificates = tempfile::tempdir().unwrap();
     let (server_tls, right_ca) = tls_files(certificates.path(), "server");
@@ -684,6 +695,7 @@ fn wrong_ca_is_a_clear_tls_error_and_no_action_runs() {
 }
 
 #[test]
+#[ignore = "needs root: runs its own containerd"]
 fn reboot_file_reboots_through_the_system_command_after_the_workflow_succeeded() {
     let stack = Stack::start(Protocols::Both);
     let bin = stack.containerd.scratch_dir("fake-bin");
@@ -717,6 +729,7 @@ fn reboot_file_reboots_through_the_system_command_after_the_workflow_succeeded()
 }
 
 #[test]
+#[ignore = "needs root: runs its own containerd"]
 fn sigterm_lets_the_running_action_finish_and_report_then_the_worker_exits() {
     let stack = Stack::start(Protocols::Both);
     let id = stack.service.create_workflow(

@@ -170,12 +170,15 @@ mod tests {
     /// The whole switch_root, for real, in a child process with its own mount namespace and
     /// a chroot into a tmpfs dressed up as an initramfs (the host is never touched).
     #[test]
+    #[ignore = "needs root: a private mount namespace"]
     fn switch_root_works_in_a_private_mount_namespace() {
         let base = tempfile::tempdir().unwrap();
         let output = Command::new(std::env::current_exe().unwrap())
             .args([
                 "rootfs::switch_root::tests::switch_root_child",
                 "--exact",
+                // The child is marked ignored like this test, so it must be asked for.
+                "--include-ignored",
                 "--nocapture",
                 "--test-threads=1",
             ])
@@ -192,6 +195,7 @@ mod tests {
 
     /// Runs only as the child of the test above.
     #[test]
+    #[ignore = "needs root: a private mount namespace"]
     fn switch_root_child() {
         let Some(base) = std::env::var_os(CHILD_ENV) else {
             return;

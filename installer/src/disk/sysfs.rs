@@ -506,6 +506,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root: mknod of device nodes"]
     fn device_nodes_resolve_by_device_number() {
         let machine = FakeMachine::new();
         machine.disk("sda").sata().size_gib(256).partitions(2).add();

@@ -73,6 +73,7 @@ fn option(message: &Message, code: OptionCode) -> Option<&DhcpOption> {
 }
 
 #[test]
+#[ignore = "needs root: network namespace, port 67"]
 fn reserved_pxe_client_gets_its_address_hostname_network_and_boot_file() {
     let net = TestNet::new();
     let _server = full_server(&net, None);
@@ -111,6 +112,7 @@ fn reserved_pxe_client_gets_its_address_hostname_network_and_boot_file() {
 }
 
 #[test]
+#[ignore = "needs root: network namespace, port 67"]
 fn two_hundred_clients_get_distinct_pool_addresses_and_no_boot_file() {
     let net = TestNet::new();
     let _server = full_server(&net, None);
@@ -139,6 +141,7 @@ fn two_hundred_clients_get_distinct_pool_addresses_and_no_boot_file() {
 }
 
 #[test]
+#[ignore = "needs root: network namespace, port 67"]
 fn taken_or_foreign_addresses_are_refused_until_released() {
     let net = TestNet::new();
     let server = full_server(&net, None);
@@ -165,6 +168,7 @@ fn taken_or_foreign_addresses_are_refused_until_released() {
 }
 
 #[test]
+#[ignore = "needs root: network namespace, port 67"]
 fn bound_leases_survive_a_restart() {
     let net = TestNet::new();
     let directory = tempfile::tempdir().unwrap();
@@ -198,6 +202,7 @@ fn bound_leases_survive_a_restart() {
 }
 
 #[test]
+#[ignore = "needs root: network namespace, port 67"]
 fn refused_pxe_client_gets_no_address_either() {
     let net = TestNet::new();
     let server = net.start(
@@ -217,6 +222,7 @@ fn refused_pxe_client_gets_no_address_either() {
 }
 
 #[test]
+#[ignore = "needs root: network namespace, port 67"]
 fn busybox_udhcpc_gets_a_lease() {
     let net = TestNet::new();
     let _server = full_server(&net, None);
@@ -266,6 +272,7 @@ fn busybox_udhcpc_gets_a_lease() {
 }
 
 #[test]
+#[ignore = "needs root: network namespace, port 67"]
 fn inform_from_an_addressed_client_gets_network_options_without_a_lease() {
     let net = TestNet::new();
     let _server = full_server(&net, None);

@@ -26,6 +26,7 @@ fn proxy_offer(net: &TestNet, discover: Message) -> Message {
 }
 
 #[test]
+#[ignore = "needs root: network namespace, ports 67/4011"]
 fn bios_client_gets_undionly_over_tftp_without_an_address() {
     let net = TestNet::new();
     let policy = Arc::new(TestPolicy::default());
@@ -74,6 +75,7 @@ fn bios_client_gets_undionly_over_tftp_without_an_address() {
 }
 
 #[test]
+#[ignore = "needs root: network namespace, ports 67/4011"]
 fn uefi_x64_client_gets_ipxe_efi_and_its_boot_server_request_is_acked() {
     let net = TestNet::new();
     let server = proxy_server(&net, Arc::new(TestPolicy::default()));
@@ -100,6 +102,7 @@ fn uefi_x64_client_gets_ipxe_efi_and_its_boot_server_request_is_acked() {
 }
 
 #[test]
+#[ignore = "needs root: network namespace, ports 67/4011"]
 fn ipxe_client_gets_its_script_url_instead_of_another_ipxe() {
     let net = TestNet::new();
     let _server = proxy_server(&net, Arc::new(TestPolicy::default()));
@@ -110,6 +113,7 @@ fn ipxe_client_gets_its_script_url_instead_of_another_ipxe() {
 }
 
 #[test]
+#[ignore = "needs root: network namespace, ports 67/4011"]
 fn request_on_67_naming_us_is_acked_and_one_for_the_site_server_is_not() {
     let net = TestNet::new();
     let server = proxy_server(&net, Arc::new(TestPolicy::default()));
@@ -136,6 +140,7 @@ fn request_on_67_naming_us_is_acked_and_one_for_the_site_server_is_not() {
 }
 
 #[test]
+#[ignore = "needs root: network namespace, ports 67/4011"]
 fn unknown_architecture_refused_client_and_non_pxe_client_get_no_answer() {
     let net = TestNet::new();
     let policy = Arc::new(TestPolicy {
@@ -167,6 +172,7 @@ fn unknown_architecture_refused_client_and_non_pxe_client_get_no_answer() {
 }
 
 #[test]
+#[ignore = "needs root: network namespace, ports 67/4011"]
 fn malformed_packets_are_counted_and_the_server_keeps_answering() {
     let net = TestNet::new();
     let server = proxy_server(&net, Arc::new(TestPolicy::default()));
@@ -188,6 +194,7 @@ fn malformed_packets_are_counted_and_the_server_keeps_answering() {
 }
 
 #[test]
+#[ignore = "needs root: network namespace, ports 67/4011"]
 fn relayed_request_is_answered_by_unicast_to_the_relay_with_option_82() {
     let net = TestNet::new();
     let _server = proxy_server(&net, Arc::new(TestPolicy::default()));
