@@ -7,8 +7,12 @@
 //! - [`cmdline`]: the kernel command line split into words, as the kernel splits it.
 //! - [`mac`]: the Ethernet MAC address type every crate parses and shows MACs with.
 //! - [`net_errors`]: which socket errors a server's receive loop steps over.
+//! - [`backoff`]: exponential backoff with jitter, the one rule of every retry loop.
+//! - [`checksum`]: sha256 digests and `sha256sum` files, read with one rule.
 
+pub mod backoff;
 pub mod bmap;
+pub mod checksum;
 pub mod cmdline;
 pub mod compress;
 pub mod kmod;
