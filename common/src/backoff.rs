@@ -50,10 +50,12 @@ impl Backoff {
         self.initial.min(self.max)
     }
 
+    /// The longest delay: doubling stops here, and jitter never adds to it.
     pub fn max(&self) -> Duration {
         self.max
     }
 
+    /// The largest share (0 to 100 %) that jitter takes off a delay; 0 means exact delays.
     pub fn jitter_percent(&self) -> u8 {
         self.jitter_percent
     }
@@ -111,11 +113,13 @@ impl Delays {
         if percent == 0 {
             return Duration::ZERO;
         }
+        const NANOS_PER_SECOND: u128 = 1_000_000_000;
         let most = delay.as_nanos() * percent / 100;
         let nanos = self.rng.u128(0..=most);
-        // `most` is at most `delay`, so its seconds fit a u64.
-        let seconds = u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX);
-        let subsec = (nanos % 1_000_000_000) as u32;
+        // `nanos` is at most `delay`, so its seconds fit a u64 and the rest is below 10^9: the
+        // fallbacks are never taken.
+        let seconds = u64::try_from(nanos / NANOS_PER_SECOND).unwrap_or(u64::MAX);
+        let subsec = u32::try_from(nanos % NANOS_PER_SECOND).unwrap_or(0);
         Duration::new(seconds, subsec)
     }
 }
@@ -131,9 +135,7 @@ mod tests {
     #[test]
     fn without_jitter_delays_double_exactly_up_to_the_maximum() {
         let mut delays = Backoff::new(ms(250), ms(16_000)).delays();
-        let seen: Vec<u64> = (0..9)
-            .map(|_| delays.next_delay().as_millis() as u64)
-            .collect();
+        let seen: Vec<u128> = (0..9).map(|_| delays.next_delay().as_millis()).collect();
         assert_eq!(
             seen,
             [250, 500, 1000, 2000, 4000, 8000, 16_000, 16_000, 16_000]

@@ -31,41 +31,77 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Why a digest or a checksum file could not be used.
+/// Why a digest or a checksum file could not be used. Every message names the file and says
+/// what it should hold.
 #[derive(Debug, thiserror::Error)]
 pub enum ChecksumError {
+    /// A digest given as text is not one.
     #[error("{value:?} is not a sha256: expected 64 hex digits")]
-    NotSha256 { value: String },
-    #[error("cannot read the checksum file {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    NotSha256 {
+        /// The text as given.
+        value: String,
+    },
+    /// The checksum file could not be read. The cause is in the message, not a `source()`,
+    /// so that printing the error chain does not repeat it.
+    #[error("cannot read the checksum file {path}: {cause}")]
+    Read {
+        /// The checksum file.
+        path: PathBuf,
+        /// What the read failed with.
+        cause: io::Error,
+    },
+    /// A line that is neither a checksum line nor blank nor a comment.
     #[error(
         "line {line} of the checksum file {path} is not a sha256 line: expected \
          `<64 hex digits>  NAME`, as sha256sum writes it"
     )]
-    Malformed { path: PathBuf, line: usize },
+    Malformed {
+        /// The checksum file.
+        path: PathBuf,
+        /// The line's number, from 1.
+        line: usize,
+    },
+    /// Only blank and comment lines.
     #[error("the checksum file {path} holds no sha256 line (`HEX  filename`)")]
-    Empty { path: PathBuf },
+    Empty {
+        /// The checksum file.
+        path: PathBuf,
+    },
+    /// No line names the file asked for (and no nameless line stands for it).
     #[error(
         "the checksum file {path} has no valid sha256 line for {name} (it has lines for {}); \
-         it should hold `HEX  {name}` as sha256sum writes it: regenerate it with \
-         `sha256sum {name}`, or give the sha256 itself",
+         it should hold `HEX  {name}` as sha256sum writes it: regenerate it where {name} is \
+         with `sha256sum {name}`",
         names_list(.listed)
     )]
     NoEntry {
+        /// The checksum file.
         path: PathBuf,
+        /// The file name looked for (its last component).
         name: String,
+        /// The names the file has lines for (`any file` for a nameless line).
         listed: Vec<String>,
     },
+    /// Lines for the same file that give different digests.
+    #[error("the checksum file {path} gives {name} more than one sha256; keep only the right line")]
+    Conflicting {
+        /// The checksum file.
+        path: PathBuf,
+        /// The file name looked for.
+        name: String,
+    },
+    /// No file name to look for, and more than one digest in the file.
     #[error(
-        "the checksum file {path} gives {name} more than one sha256; keep only the right line"
-    )]
-    Conflicting { path: PathBuf, name: String },
-    #[error(
-        "the checksum file {path} has lines for several files ({}) and the image has no file \
-         name to choose one by; give a checksum file with one line, or the sha256 itself",
+        "the checksum file {path} has lines for several files ({}) and no file name was given \
+         to choose one by; give a checksum file with one line",
         names_list(.listed)
     )]
-    NoNameToChooseBy { path: PathBuf, listed: Vec<String> },
+    NoNameToChooseBy {
+        /// The checksum file.
+        path: PathBuf,
+        /// The names the file has lines for.
+        listed: Vec<String>,
+    },
 }
 
 fn names_list(names: &[String]) -> String {
@@ -76,12 +112,12 @@ fn names_list(names: &[String]) -> String {
         .join(", ")
 }
 
-/// A sha256 digest, parsed from hex; shown as lowercase hex.
+/// A sha256 digest (the 32 bytes), parsed from hex; shown as lowercase hex.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sha256Digest(pub [u8; 32]);
 
 impl Sha256Digest {
-    /// 64 hex digits in either case; blanks around them are ignored.
+    /// Parses 64 hex digits in either case; blanks around them are ignored.
     pub fn parse(hex_text: &str) -> Result<Self, ChecksumError> {
         let not_sha256 = || ChecksumError::NotSha256 {
             value: hex_text.to_string(),
@@ -96,9 +132,9 @@ impl Sha256Digest {
         path: &Path,
         file_name: Option<&str>,
     ) -> Result<Self, ChecksumError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ChecksumError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ChecksumError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         let entries = parse_entries(&text).map_err(|line| ChecksumError::Malformed {
             path: path.to_path_buf(),
@@ -107,8 +143,26 @@ impl Sha256Digest {
         digest_for(&entries, file_name, path)
     }
 
+    /// The digest as 64 lowercase hex digits, as `sha256sum` prints it.
     pub fn to_hex(self) -> String {
         hex::encode(self.0)
+    }
+
+    /// The checksum file line that gives this digest to `name`, newline included: GNU
+    /// `sha256sum`'s text-mode line (`HEX  NAME`), with its escapes when the name holds a
+    /// backslash, a newline or a carriage return (the line then starts with `\\`). `name` is
+    /// written as given: pass the file name without directories, so that the file can be
+    /// checked wherever it is copied.
+    pub fn sha256sum_line(self, name: &str) -> String {
+        let needs_escapes = name.contains(['\\', '\n', '\r']);
+        if !needs_escapes {
+            return format!("{self}  {name}\n");
+        }
+        let escaped = name
+            .replace('\\', "\\\\")
+            .replace('\n', "\\n")
+            .replace('\r', "\\r");
+        format!("\\{self}  {escaped}\n")
     }
 }
 
@@ -289,7 +343,10 @@ mod tests {
         let text = format!("{other}  other.raw.gz\n{EMPTY_SHA256} *build/out/os.raw.gz\n");
         assert_eq!(lookup(&text, "os.raw.gz").unwrap(), EMPTY_SHA256);
         let missing = lookup(&text, "absent.raw").unwrap_err();
-        assert!(matches!(missing, ChecksumError::NoEntry { .. }), "{missing}");
+        assert!(
+            matches!(missing, ChecksumError::NoEntry { .. }),
+            "{missing}"
+        );
         let message = missing.to_string();
         assert!(
             message.contains("absent.raw") && message.contains("\"build/out/os.raw.gz\""),
@@ -302,7 +359,9 @@ mod tests {
         let single = format!("{EMPTY_SHA256}  /home/builder/os.raw.gz\n");
         let error = lookup(&single, "renamed.raw.gz").unwrap_err();
         assert!(
-            error.to_string().contains("no valid sha256 line for renamed.raw.gz"),
+            error
+                .to_string()
+                .contains("no valid sha256 line for renamed.raw.gz"),
             "{error}"
         );
         assert_eq!(
@@ -385,9 +444,8 @@ mod tests {
 
     #[test]
     fn an_unreadable_file_is_named() {
-        let error =
-            Sha256Digest::from_sha256sum_file(Path::new("/nonexistent/x.sha256sum"), None)
-                .unwrap_err();
+        let error = Sha256Digest::from_sha256sum_file(Path::new("/nonexistent/x.sha256sum"), None)
+            .unwrap_err();
         assert!(error.to_string().contains("/nonexistent/x.sha256sum"));
     }
 
@@ -482,5 +540,69 @@ mod tests {
             let digest = Sha256Digest::from_sha256sum_file(&sums, Some("a")).unwrap();
             assert_eq!(digest.to_hex(), EMPTY_SHA256, "{line:?}");
         }
+    }
+
+    #[test]
+    fn the_writer_writes_what_sha256sum_writes_and_the_reader_reads_it_back() {
+        let digest = Sha256Digest::parse(HEX).unwrap();
+        assert_eq!(
+            digest.sha256sum_line("os.raw.gz"),
+            format!("{HEX}  os.raw.gz\n")
+        );
+        assert_eq!(
+            digest.sha256sum_line("a\\b\nc"),
+            format!("\\{HEX}  a\\\\b\\nc\n")
+        );
+        for name in [
+            "os.raw.gz",
+            "two words.raw",
+            "back\\slash",
+            "new\nline",
+            "cr\rname",
+        ] {
+            let read = lookup(&digest.sha256sum_line(name), name);
+            assert_eq!(read.unwrap(), HEX, "{name:?}");
+        }
+    }
+
+    /// What [`Sha256Digest::sha256sum_line`] writes, `sha256sum -c --strict` checks.
+    #[test]
+    fn gnu_sha256sum_checks_the_files_written_here() {
+        use sha2::Digest as _;
+        use std::process::Command;
+        let dir = tempfile::tempdir().unwrap();
+        let files = [
+            ("os.raw.gz", &b"abc"[..]),
+            ("two words.raw", b""),
+            ("back\\slash.raw", b"x"),
+            ("new\nline.raw", b"y"),
+        ];
+        let mut sums = String::new();
+        for (name, data) in files {
+            std::fs::write(dir.path().join(name), data).unwrap();
+            sums += &Sha256Digest(sha2::Sha256::digest(data).into()).sha256sum_line(name);
+        }
+        std::fs::write(dir.path().join("SHA256SUMS"), &sums).unwrap();
+        let Ok(check) = Command::new("sha256sum")
+            .args(["-c", "--strict", "SHA256SUMS"])
+            .current_dir(dir.path())
+            .output()
+        else {
+            eprintln!("sha256sum not installed: GNU comparison skipped");
+            return;
+        };
+        assert!(
+            check.status.success(),
+            "sha256sum -c refuses {sums:?}: {}",
+            String::from_utf8_lossy(&check.stdout)
+        );
+        // And a wrong digest is caught: the check above is not vacuous.
+        std::fs::write(dir.path().join("os.raw.gz"), b"abd").unwrap();
+        let check = Command::new("sha256sum")
+            .args(["-c", "--strict", "SHA256SUMS"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(!check.status.success());
     }
 }
