@@ -77,7 +77,10 @@ impl Services {
                 requires: indices(&planned.def.requires),
                 progress: Progress::Waiting,
                 process: Process::NotStarted,
-                backoff: RestartDelays::new(planned.def.restart_delay, planned.def.restart_max_delay),
+                backoff: RestartDelays::new(
+                    planned.def.restart_delay,
+                    planned.def.restart_max_delay,
+                ),
                 def: planned.def.clone(),
             })
             .collect();

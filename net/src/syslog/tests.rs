@@ -19,7 +19,8 @@ pub(super) fn config(port: u16, transport: Transport) -> ForwarderConfig {
         port,
         transport,
         hostname: "52:54:00:12:34:56".into(),
-        backoff: Backoff::new(Duration::from_millis(20), Duration::from_millis(100)).with_jitter(50),
+        backoff: Backoff::new(Duration::from_millis(20), Duration::from_millis(100))
+            .with_jitter(50),
         io_timeout: Duration::from_secs(2),
         ..ForwarderConfig::new("127.0.0.1")
     }
