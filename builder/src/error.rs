@@ -41,6 +41,9 @@ pub enum BuildError {
     #[error("kernel modules: {0}")]
     Kmod(#[from] bootkit_common::kmod::KmodError),
 
+    #[error(transparent)]
+    Checksum(#[from] bootkit_common::checksum::ChecksumError),
+
     #[error("program {program}: {reason}")]
     Elf { program: PathBuf, reason: String },
 

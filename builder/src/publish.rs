@@ -6,6 +6,8 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use bootkit_common::checksum::Sha256Digest;
+
 use crate::compress::Encoder;
 use crate::config::CompressionKind;
 use crate::error::{BuildError, Result};
@@ -68,15 +70,16 @@ fn pump<W: Write>(input: &mut impl Read, mut output: W) -> io::Result<W> {
     Ok(output)
 }
 
-/// Write `<file>.sha256sum` (`HEX  NAME`, the name without directories) and return its path.
+/// Write `<file>.sha256sum` (`HEX  NAME`, the name without directories, by the one
+/// `sha256sum` line writer) and return its path.
 pub fn write_sha256sum(file: &Path, progress: &Progress) -> Result<PathBuf> {
-    let digest = sha256_file(file, progress)?;
+    let digest = Sha256Digest::parse(&sha256_file(file, progress)?)?;
     let name = file
         .file_name()
         .ok_or_else(|| BuildError::Config(format!("{} is not a file name", file.display())))?
         .to_string_lossy();
     let out = sibling(file, "sha256sum");
-    std::fs::write(&out, format!("{digest}  {name}\n"))
+    std::fs::write(&out, digest.sha256sum_line(&name))
         .map_err(BuildError::io(format!("write {}", out.display())))?;
     Ok(out)
 }

@@ -14,6 +14,7 @@
 use std::fs;
 use std::path::Path;
 
+use bootkit_common::checksum::Sha256Digest;
 use bootkit_common::layout::{INSTALL_CONFIG_NAME, USB_DATA_LABEL, USB_ESP_NAME};
 
 use crate::config::UsbConfig;
@@ -70,7 +71,7 @@ pub fn build_usb(
     fs::create_dir_all(out_dir).map_err(BuildError::io(format!("create {}", out_dir.display())))?;
     let scratch = scratch_dir_in(out_dir, ".usb-")?;
     let staging = scratch.path().join("data");
-    stage_data(inputs, &digest, &staging)?;
+    stage_data(inputs, digest, &staging)?;
 
     let seed = format!("bootkit usb {digest}");
     let epoch = source_date_epoch()?;
@@ -128,7 +129,7 @@ pub fn build_usb(
 }
 
 /// Every input exists and is what it claims to be; returns the OS image's sha256.
-fn check_inputs(inputs: &UsbInputs<'_>, progress: &Progress) -> Result<String> {
+fn check_inputs(inputs: &UsbInputs<'_>, progress: &Progress) -> Result<Sha256Digest> {
     for (what, path) in [
         ("bootkit UKI", Some(inputs.efi)),
         ("OS image", Some(inputs.os_image)),
@@ -145,13 +146,13 @@ fn check_inputs(inputs: &UsbInputs<'_>, progress: &Progress) -> Result<String> {
             });
         }
     }
-    let digest = sha256_file(inputs.os_image, progress)?;
+    let digest = Sha256Digest::parse(&sha256_file(inputs.os_image, progress)?)?;
     let published_sums = sibling(inputs.os_image, "sha256sum");
     let given_sums = inputs
         .sha256_file
         .or_else(|| published_sums.is_file().then_some(published_sums.as_path()));
     if let Some(sums) = given_sums {
-        check_sha256_file(sums, &digest)?;
+        check_sha256_file(sums, &file_name(inputs.os_image)?, digest)?;
     }
     if let Some(bmap) = inputs.bmap {
         check_bmap(bmap)?;
@@ -162,12 +163,12 @@ fn check_inputs(inputs: &UsbInputs<'_>, progress: &Progress) -> Result<String> {
 
 /// The data partition's files in `staging` (created): the OS image, its checksum file
 /// (written from `digest`, named after the image), the bmap, `install.toml`.
-fn stage_data(inputs: &UsbInputs<'_>, digest: &str, staging: &Path) -> Result<()> {
+fn stage_data(inputs: &UsbInputs<'_>, digest: Sha256Digest, staging: &Path) -> Result<()> {
     fs::create_dir(staging).map_err(BuildError::io(format!("create {}", staging.display())))?;
     let os_name = file_name(inputs.os_image)?;
     link_or_copy(inputs.os_image, &staging.join(&os_name))?;
     let sums = staging.join(format!("{os_name}.sha256sum"));
-    fs::write(&sums, format!("{digest}  {os_name}\n"))
+    fs::write(&sums, digest.sha256sum_line(&os_name))
         .map_err(BuildError::io(format!("write {}", sums.display())))?;
     if let Some(bmap) = inputs.bmap {
         link_or_copy(bmap, &staging.join(file_name(bmap)?))?;
@@ -196,21 +197,11 @@ fn link_or_copy(source: &Path, dest: &Path) -> Result<()> {
         )))
 }
 
-/// The checksum file's first hash must be the OS image's.
-fn check_sha256_file(path: &Path, digest: &str) -> Result<()> {
-    let text =
-        fs::read_to_string(path).map_err(BuildError::io(format!("read {}", path.display())))?;
-    let given = text
-        .split_whitespace()
-        .next()
-        .filter(|word| word.len() == 64 && word.bytes().all(|b| b.is_ascii_hexdigit()))
-        .ok_or_else(|| {
-            BuildError::Config(format!(
-                "{}: not a sha256sum file (expected `HEX  NAME`)",
-                path.display()
-            ))
-        })?;
-    if !given.eq_ignore_ascii_case(digest) {
+/// The checksum file's line for the OS image (by the one `sha256sum` file rule) must give the
+/// image's sha256.
+fn check_sha256_file(path: &Path, os_name: &str, digest: Sha256Digest) -> Result<()> {
+    let given = Sha256Digest::from_sha256sum_file(path, Some(os_name))?;
+    if given != digest {
         return Err(BuildError::Config(format!(
             "{}: says sha256 {given}, but the OS image's is {digest}: the checksum file belongs to another image, or the image is damaged",
             path.display()

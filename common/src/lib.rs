@@ -17,8 +17,12 @@
 //! - [`layered_config`]: settings from flags, the environment, env files and the kernel
 //!   command line, each with its origin, and the one boolean spelling rule.
 //! - [`net_errors`]: which socket errors a server's receive loop steps over.
+//! - [`backoff`]: exponential backoff with jitter, the one rule of every retry loop.
+//! - [`checksum`]: sha256 digests and `sha256sum` files, read with one rule.
 
+pub mod backoff;
 pub mod bmap;
+pub mod checksum;
 pub mod cmdline;
 pub mod compress;
 pub mod error_text;

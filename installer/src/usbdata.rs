@@ -7,6 +7,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use bootkit_common::checksum::{ChecksumError, Sha256Digest};
+
 use crate::mount::{MountError, Mounted};
 
 /// The GPT partition name (and filesystem label) of the data partition.
@@ -46,11 +48,8 @@ pub enum UsbDataError {
         .names.join(", ")
     )]
     SeveralImages { names: Vec<String> },
-    #[error(
-        "{path} has no valid sha256 line for {image} (expected \"<64 hex digits>  {image}\"); \
-         regenerate it with sha256sum"
-    )]
-    NoChecksumLine { path: PathBuf, image: String },
+    #[error(transparent)]
+    Checksum(#[from] ChecksumError),
     #[error("cannot write the installer log {path}: {source}")]
     Log { path: PathBuf, source: io::Error },
 }
@@ -254,28 +253,9 @@ fn is_image_name(name: &str) -> bool {
     image && !sidecar
 }
 
+/// The image's sha256 (lowercase hex) from its `.sha256sum` file, by the one checksum-file rule.
 fn read_sha256sum(path: &Path, image_name: &str) -> Result<String, UsbDataError> {
-    let text = std::fs::read_to_string(path).map_err(|source| UsbDataError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    sha256_for(&text, image_name).ok_or_else(|| UsbDataError::NoChecksumLine {
-        path: path.to_owned(),
-        image: image_name.to_owned(),
-    })
-}
-
-/// The sha256 (lowercase hex) that a `sha256sum` output gives for `file_name`. Lines are
-/// `HEX  name` (text mode) or `HEX *name` (binary mode); the name is compared without its
-/// directory, since sha256sum was usually run elsewhere.
-pub fn sha256_for(sha256sum: &str, file_name: &str) -> Option<String> {
-    sha256sum.lines().find_map(|line| {
-        let (hex, name) = line.trim_end().split_once(' ')?;
-        let name = name.strip_prefix([' ', '*'])?;
-        let base = name.rsplit('/').next().unwrap_or(name);
-        let valid = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
-        (valid && base == file_name).then(|| hex.to_ascii_lowercase())
-    })
+    Ok(Sha256Digest::from_sha256sum_file(path, Some(image_name))?.to_hex())
 }
 
 /// `20261122T030339Z`: sortable, and without the `:` that FAT file names cannot hold.
@@ -363,16 +343,6 @@ mod tests {
     use super::*;
 
     const HEX: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
-
-    #[test]
-    fn sha256sum_line_for_the_image_is_found_in_text_and_binary_mode() {
-        let text = format!("{}  other.raw.gz\n{HEX}  os.raw.gz\n", "0".repeat(64));
-        assert_eq!(sha256_for(&text, "os.raw.gz").as_deref(), Some(HEX));
-        let binary = format!("{}  *./out/os.raw.gz\n", HEX.to_uppercase());
-        assert_eq!(sha256_for(&binary, "os.raw.gz").as_deref(), Some(HEX));
-        assert_eq!(sha256_for(&text, "missing.raw.gz"), None);
-        assert_eq!(sha256_for("abc  os.raw.gz\n", "os.raw.gz"), None);
-    }
 
     #[test]
     fn images_are_told_from_their_sidecar_files() {

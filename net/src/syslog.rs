@@ -22,9 +22,9 @@ pub use format::{
     header_field, priority,
 };
 pub use forwarder::{
-    Backoff, DEFAULT_CA_FILE, DEFAULT_CAPACITY, DEFAULT_PORT, DEFAULT_TLS_PORT, Event,
-    FORWARDER_APP_NAME, ForwardError, Forwarder, ForwarderConfig, ForwarderTask, MAX_CAPACITY,
-    MAX_MSG_LEN, Transport, write_octet_counted,
+    DEFAULT_CA_FILE, DEFAULT_CAPACITY, DEFAULT_PORT, DEFAULT_TLS_PORT, Event, FORWARDER_APP_NAME,
+    ForwardError, Forwarder, ForwarderConfig, ForwarderTask, MAX_CAPACITY, MAX_MSG_LEN,
+    RECONNECT_BACKOFF, Transport, write_octet_counted,
 };
 
 #[cfg(test)]

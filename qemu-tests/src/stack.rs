@@ -32,6 +32,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use bootkit_common::checksum::Sha256Digest;
+
 use crate::error::{Error, Result};
 use crate::netns::NetNs;
 use crate::paths::{
@@ -460,18 +462,16 @@ pub fn pxe_bootkit_image() -> Result<TestImage> {
     TestImage::load_from(&repo_root().join(PXE_BOOTKIT_DIR))
 }
 
-/// The hex digest in `IMAGE.sha256sum` (`HEX  NAME`, what the builder publishes).
+/// The hex digest that `IMAGE.sha256sum` (what the builder publishes) gives the image, by the
+/// one `sha256sum` file rule.
 pub fn sha256_from_file_beside(image: &Path) -> Result<String> {
     let mut sums = image.as_os_str().to_owned();
     sums.push(".sha256sum");
     let sums = require("the OS image's .sha256sum", PathBuf::from(sums), BUILD_CMD)?;
-    let text =
-        std::fs::read_to_string(&sums).map_err(Error::io(format!("reading {}", sums.display())))?;
-    text.split_whitespace()
-        .next()
-        .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_string)
-        .ok_or_else(|| Error::Other(format!("{} holds no sha256 digest", sums.display())))
+    let name = image.file_name().and_then(|name| name.to_str());
+    Sha256Digest::from_sha256sum_file(&sums, name)
+        .map(Sha256Digest::to_hex)
+        .map_err(|error| Error::Other(error.to_string()))
 }
 
 fn start_registry(options: &StackOptions, place: &Place<'_>) -> Result<Server> {

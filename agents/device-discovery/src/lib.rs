@@ -15,7 +15,7 @@ use agent_channel::{ChannelError, Liveness};
 use config::{Config, ServerTls};
 
 use identity::{AddressSource, Identity, IpWait};
-use onboard::{Backoff, Credentials, Progress};
+use onboard::{Credentials, Progress};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -116,7 +116,7 @@ pub async fn run(config: &Config, addresses: &dyn AddressSource) -> Result<Onboa
         ));
     }
     let channel = agent_channel::connect_lazy(&config.server, &config.tls, LIVENESS)?;
-    let mut backoff = Backoff::new(config.backoff_base);
+    let mut backoff = onboard::retry_backoff(config.backoff_base).delays();
     let mut progress = Progress::default();
     let remaining = config.timeout.saturating_sub(started.elapsed());
     let credentials = tokio::time::timeout(

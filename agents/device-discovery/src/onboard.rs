@@ -5,6 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use bootkit_common::backoff::{Backoff, Delays};
 use onboarding_proto::NodeState;
 use onboarding_proto::v1::non_interactive_onboarding_service_client::NonInteractiveOnboardingServiceClient;
 use onboarding_proto::v1::{OnboardNodeStreamRequest, OnboardNodeStreamResponse};
@@ -34,27 +35,11 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// Retry delays: `base` doubling to 16 × `base` (EMT: 2 s to 32 s), plus up to a quarter of
-/// random jitter so a rack of nodes booted together does not retry in lockstep.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    base: Duration,
-    next: Duration,
-}
-
-impl Backoff {
+/// The retry delays: `base` doubling to 16 × `base` (EMT: 2 s to 32 s), each up to a quarter
+/// shorter at random so a rack of nodes booted together does not retry in lockstep.
+pub fn retry_backoff(base: Duration) -> Backoff {
     const MAX_FACTOR: u32 = 16;
-
-    pub fn new(base: Duration) -> Backoff {
-        Backoff { base, next: base }
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (delay * 2).min(self.base * Self::MAX_FACTOR);
-        let jitter_ms = fastrand::u64(0..=delay.as_millis() as u64 / 4);
-        delay + Duration::from_millis(jitter_ms)
-    }
+    Backoff::new(base, base.saturating_mul(MAX_FACTOR)).with_jitter(25)
 }
 
 /// Where onboarding stands: the last thing the server said (or why it could not be asked),
@@ -136,7 +121,7 @@ fn describe(status: &tonic::Status) -> String {
 pub async fn until_onboarded(
     channel: Channel,
     identity: &Identity,
-    backoff: &mut Backoff,
+    backoff: &mut Delays,
     progress: &mut Progress,
 ) -> Credentials {
     let mut client = NonInteractiveOnboardingServiceClient::new(channel);
@@ -156,7 +141,7 @@ async fn one_stream(
     client: &mut NonInteractiveOnboardingServiceClient<Channel>,
     request: &OnboardNodeStreamRequest,
     identity: &Identity,
-    backoff: &mut Backoff,
+    backoff: &mut Delays,
     progress: &mut Progress,
 ) -> Option<Credentials> {
     // One request in flight at a time: the server answers each before the next is sent.
@@ -217,13 +202,14 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_sixteen_times_the_base_with_bounded_jitter() {
-        let mut backoff = Backoff::new(Duration::from_millis(2000));
-        let expected = [2000u64, 4000, 8000, 16000, 32000, 32000];
+        let mut backoff = retry_backoff(Duration::from_millis(2000)).delays();
+        let expected = [2000u128, 4000, 8000, 16000, 32000, 32000];
         for base in expected {
-            let delay = backoff.next_delay().as_millis() as u64;
+            let delay = backoff.next_delay().as_millis();
+            // The shared rule takes jitter off (it used to be added): never above the delay.
             assert!(
-                (base..=base + base / 4).contains(&delay),
-                "{delay} ms not within {base} ms + 25%"
+                (base - base / 4..=base).contains(&delay),
+                "{delay} ms not within {base} ms - 25%"
             );
         }
     }

@@ -8,17 +8,16 @@
 //! adapters in [`adapters`].
 
 pub mod adapters;
-mod backoff;
 pub mod power;
 
 use std::future::Future;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use bootkit_common::backoff::{Backoff, Delays};
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{Action, ActionReport, ActionState};
-pub use backoff::Backoff;
 use power::{PowerAction, PowerControl};
 
 /// How many output lines of a failed action go into its status message.
@@ -96,25 +95,36 @@ pub struct Settings {
     /// `/worker/reboot` request file.
     pub worker_dir: PathBuf,
     /// Between polls when the server has nothing to do (tink polls every 3 s).
-    pub idle: Backoff,
+    pub idle: Delays,
     /// Between polls after the server could not be reached.
-    pub unreachable: Backoff,
+    pub unreachable: Delays,
     /// Between attempts of a status report.
-    pub report: Backoff,
+    pub report: Delays,
     /// Between attempts of an image pull (bounded overall by the action's timeout).
-    pub pull: Backoff,
+    pub pull: Delays,
     /// After a shutdown request, how long an unacknowledged report is still retried.
     pub shutdown_report_grace: Duration,
+}
+
+/// Up to a quarter of each wait is taken off at random, so that a fleet of workers restarted
+/// together does not hit the server in step.
+const JITTER_PERCENT: u8 = 25;
+
+/// The loop's waits from `initial` doubling up to `max`, with the worker's jitter.
+fn waits(initial: Duration, max: Duration) -> Delays {
+    Backoff::new(initial, max)
+        .with_jitter(JITTER_PERCENT)
+        .delays()
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             worker_dir: PathBuf::from("/worker"),
-            idle: Backoff::new(Duration::from_secs(3), Duration::from_secs(15)),
-            unreachable: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
-            report: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
-            pull: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+            idle: waits(Duration::from_secs(3), Duration::from_secs(15)),
+            unreachable: waits(Duration::from_secs(1), Duration::from_secs(60)),
+            report: waits(Duration::from_millis(500), Duration::from_secs(30)),
+            pull: waits(Duration::from_secs(1), Duration::from_secs(60)),
             shutdown_report_grace: Duration::from_secs(20),
         }
     }

@@ -374,8 +374,10 @@ async fn a_pull_retries_while_the_registry_is_down_and_succeeds_when_it_is_back(
         insecure_registries: vec![setup.registry.host()],
         retry: RetryPolicy {
             attempts: 40,
-            first_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(500),
+            backoff: bootkit_common::backoff::Backoff::new(
+                Duration::from_millis(100),
+                Duration::from_millis(500),
+            ),
         },
         ..RegistryConfig::default()
     })

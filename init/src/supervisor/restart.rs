@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use bootkit_common::backoff::{Backoff, Delays};
 use bootkit_common::service_def::RestartPolicy;
 
 use super::reaper::ExitStatus;
@@ -19,37 +20,28 @@ pub fn should_restart(policy: RestartPolicy, status: ExitStatus) -> bool {
     }
 }
 
-/// Exponential backoff between restarts: the initial delay, doubled for every consecutive quick
-/// exit, capped at the maximum, and reset once the service stays up for `STABLE_UPTIME`.
+/// The delays between restarts of one service: the shared [`Backoff`] rule (the initial delay,
+/// doubled for every consecutive quick exit, capped at the maximum, no jitter: a restart is
+/// local, nothing to spread), started again once the service stays up for `STABLE_UPTIME`.
 #[derive(Debug, Clone)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    quick_exits: u32,
+pub struct RestartDelays {
+    delays: Delays,
 }
 
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Backoff {
-        Backoff {
-            initial,
-            max: max.max(initial),
-            quick_exits: 0,
+impl RestartDelays {
+    /// Delays from `initial` doubling up to `max`.
+    pub fn new(initial: Duration, max: Duration) -> RestartDelays {
+        RestartDelays {
+            delays: Backoff::new(initial, max).delays(),
         }
     }
 
     /// The delay before the next start of a service that ran for `uptime` and then exited.
     pub fn next_delay(&mut self, uptime: Duration) -> Duration {
         if uptime >= STABLE_UPTIME {
-            self.quick_exits = 0;
+            self.delays.reset();
         }
-        // 2^20 times any sane initial delay is past any sane maximum; the cap keeps the
-        // arithmetic small whatever the counter says.
-        let doublings = self.quick_exits.min(20);
-        self.quick_exits = self.quick_exits.saturating_add(1);
-        self.initial
-            .checked_mul(1 << doublings)
-            .unwrap_or(self.max)
-            .min(self.max)
+        self.delays.next_delay()
     }
 }
 
@@ -65,9 +57,9 @@ mod tests {
 
     #[test]
     fn delays_double_up_to_the_maximum() {
-        let mut backoff = Backoff::new(ms(1000), ms(30_000));
-        let delays: Vec<u64> = (0..8)
-            .map(|_| backoff.next_delay(QUICK).as_millis() as u64)
+        let mut backoff = RestartDelays::new(ms(1000), ms(30_000));
+        let delays: Vec<u128> = (0..8)
+            .map(|_| backoff.next_delay(QUICK).as_millis())
             .collect();
         assert_eq!(
             delays,
@@ -77,7 +69,7 @@ mod tests {
 
     #[test]
     fn a_stable_run_resets_the_delay() {
-        let mut backoff = Backoff::new(ms(100), ms(1000));
+        let mut backoff = RestartDelays::new(ms(100), ms(1000));
         assert_eq!(backoff.next_delay(QUICK), ms(100));
         assert_eq!(backoff.next_delay(QUICK), ms(200));
         assert_eq!(backoff.next_delay(QUICK), ms(400));
@@ -87,7 +79,7 @@ mod tests {
 
     #[test]
     fn many_failures_never_overflow() {
-        let mut backoff = Backoff::new(ms(u64::MAX / 4), Duration::MAX);
+        let mut backoff = RestartDelays::new(ms(u64::MAX / 4), Duration::MAX);
         for _ in 0..100 {
             backoff.next_delay(QUICK);
         }

@@ -12,7 +12,7 @@ use bootkit_common::service_def::ServiceDef;
 
 use super::order::Plan;
 use super::reaper::ExitStatus;
-use super::restart::{Backoff, should_restart};
+use super::restart::{RestartDelays, should_restart};
 use super::{deadline, process, readiness};
 use crate::{error, info, warn};
 
@@ -45,7 +45,7 @@ struct Service {
     requires: Vec<usize>,
     progress: Progress,
     process: Process,
-    backoff: Backoff,
+    backoff: RestartDelays,
 }
 
 /// Every service planned to start in this boot mode, in dependency order.
@@ -77,7 +77,10 @@ impl Services {
                 requires: indices(&planned.def.requires),
                 progress: Progress::Waiting,
                 process: Process::NotStarted,
-                backoff: Backoff::new(planned.def.restart_delay, planned.def.restart_max_delay),
+                backoff: RestartDelays::new(
+                    planned.def.restart_delay,
+                    planned.def.restart_max_delay,
+                ),
                 def: planned.def.clone(),
             })
             .collect();

@@ -26,7 +26,9 @@ use dhcproto::v4::{Message, MessageType};
 use super::packet::{self, Request};
 use crate::lease::Lease;
 
-/// Retransmission timing.
+/// Retransmission timing. It looks like `bootkit_common::backoff::Backoff` but is not one on
+/// purpose: RFC 2131 §4.1 spreads each interval by ±jitter around the doubled delay (a
+/// retransmission may come early or late), where the shared backoff only shortens delays.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timing {
     /// First retransmission interval of DISCOVER and REQUEST (doubles on each retry).

@@ -31,6 +31,8 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use bootkit_common::backoff::Backoff;
+
 /// `_IO(type, nr)` from `asm-generic/ioctl.h`: no direction and no size bits, so just the
 /// type in bits 8..16 and the number in bits 0..8.
 const fn io(ty: u32, nr: u32) -> u32 {
@@ -74,10 +76,14 @@ pub struct AttachOptions {
     /// NBD_SET_TIMEOUT: a request unanswered this long ends the connection, and the
     /// supervisor reconnects. Whole seconds; zero leaves the kernel's default.
     pub request_timeout: Duration,
-    /// The first delay before reconnecting; it doubles up to `max_backoff`.
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
+    /// The delays before reconnecting after failures in a row.
+    pub backoff: Backoff,
 }
+
+/// The default reconnect delays: 1 s doubling up to 30 s, each up to a quarter shorter at
+/// random so that many clients do not reconnect in step.
+pub const RECONNECT_BACKOFF: Backoff =
+    Backoff::new(Duration::from_secs(1), Duration::from_secs(30)).with_jitter(25);
 
 impl Default for AttachOptions {
     fn default() -> AttachOptions {
@@ -85,8 +91,7 @@ impl Default for AttachOptions {
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(60),
-            initial_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(30),
+            backoff: RECONNECT_BACKOFF,
         }
     }
 }
@@ -240,40 +245,6 @@ pub fn plan(info: &ExportInfo, read_only: bool) -> Result<KernelPlan, AttachErro
     })
 }
 
-/// Reconnect delays: doubling from the initial delay up to the maximum, each reduced by
-/// up to a quarter at random so that many clients do not reconnect in step.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    next: Duration,
-    rng: fastrand::Rng,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Backoff {
-        let initial = initial.min(max);
-        Backoff {
-            initial,
-            max,
-            next: initial,
-            rng: fastrand::Rng::new(),
-        }
-    }
-
-    /// The delay before the next attempt, never more than the maximum.
-    pub fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = base.saturating_mul(2).min(self.max);
-        base.mul_f64(0.75 + 0.25 * self.rng.f64())
-    }
-
-    /// After a connection that worked, start again from the initial delay.
-    pub fn reset(&mut self) {
-        self.next = self.initial;
-    }
-}
-
 /// A running supervisor for one device.
 #[derive(Debug)]
 pub struct Attachment {
@@ -340,7 +311,7 @@ fn supervise(
     stop: &AtomicBool,
     events: &mut dyn FnMut(NbdEvent),
 ) {
-    let mut backoff = Backoff::new(options.initial_backoff, options.max_backoff);
+    let mut backoff = options.backoff.delays();
     let mut attempt: u32 = 0;
     let device = || spec.device.clone();
     while !stop.load(Ordering::SeqCst) {
@@ -733,7 +704,9 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_maximum_and_resets() {
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(8))
+            .with_jitter(RECONNECT_BACKOFF.jitter_percent())
+            .delays();
         let delays: Vec<Duration> = (0..6).map(|_| b.next_delay()).collect();
         let bases = [1, 2, 4, 8, 8, 8];
         for (delay, base) in delays.iter().zip(bases) {
@@ -746,7 +719,7 @@ mod tests {
         b.reset();
         assert!(b.next_delay() <= Duration::from_secs(1));
         // An initial delay above the maximum is capped.
-        let mut b = Backoff::new(Duration::from_secs(60), Duration::from_secs(5));
+        let mut b = Backoff::new(Duration::from_secs(60), Duration::from_secs(5)).delays();
         assert!(b.next_delay() <= Duration::from_secs(5));
     }
 
@@ -771,8 +744,7 @@ mod tests {
     fn a_missing_device_fails_and_retries_until_stopped() {
         let spec = NbdSpec::parse("nbd4000:127.0.0.1:9/disk").unwrap();
         let options = AttachOptions {
-            initial_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(20),
+            backoff: Backoff::new(Duration::from_millis(10), Duration::from_millis(20)),
             ..AttachOptions::default()
         };
         let (tx, rx) = mpsc::channel();

@@ -25,8 +25,8 @@ pub mod spec;
 pub mod transmission;
 
 pub use attach::{
-    AttachError, AttachOptions, Attachment, Backoff, KernelPlan, NbdEvent, spawn_attachment,
-    spawn_attachment_with,
+    AttachError, AttachOptions, Attachment, KernelPlan, NbdEvent, RECONNECT_BACKOFF,
+    spawn_attachment, spawn_attachment_with,
 };
 pub use handshake::{
     BlockSizes, ExportInfo, HandshakeError, Negotiation, TransmissionFlags, handshake,

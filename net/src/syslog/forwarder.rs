@@ -17,6 +17,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use bootkit_common::backoff::{Backoff, Delays};
+
 use super::format::{Facility, Severity, format_rfc5424};
 
 /// The syslog port, for UDP (RFC 5426) and, by common practice, TCP.
@@ -72,32 +74,10 @@ impl fmt::Display for Transport {
     }
 }
 
-/// Reconnection delays: doubling from `initial` up to `max`, each with up to 50% jitter taken
-/// off so that many workers rebooting together do not hit the log host in step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    pub initial: Duration,
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(60),
-        }
-    }
-}
-
-impl Backoff {
-    fn next(&self, current: Duration) -> Duration {
-        (current * 2).min(self.max)
-    }
-
-    fn jittered(current: Duration) -> Duration {
-        current.mul_f64(0.5 + fastrand::f64() / 2.0)
-    }
-}
+/// The default reconnection delays: 1 s doubling up to 60 s, each up to half shorter at random
+/// so that many workers rebooting together do not hit the log host in step.
+pub const RECONNECT_BACKOFF: Backoff =
+    Backoff::new(Duration::from_secs(1), Duration::from_secs(60)).with_jitter(50);
 
 /// Where and how to forward (`syslog_host=`, `syslog_port=` and the transport asked for).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +92,7 @@ pub struct ForwarderConfig {
     pub facility: Facility,
     /// Lines buffered while the log host is unreachable; further lines are dropped and counted.
     pub capacity: usize,
+    /// The delays between reconnection attempts ([`RECONNECT_BACKOFF`] by default).
     pub backoff: Backoff,
     /// The longest wait for resolving, connecting (with the TLS handshake), or sending one line.
     pub io_timeout: Duration,
@@ -131,7 +112,7 @@ impl ForwarderConfig {
             hostname: String::new(),
             facility: Facility::Daemon,
             capacity: DEFAULT_CAPACITY,
-            backoff: Backoff::default(),
+            backoff: RECONNECT_BACKOFF,
             io_timeout: Duration::from_secs(10),
             ca_file: None,
         }
@@ -357,8 +338,8 @@ pub(super) fn truncate(s: &str, max: usize) -> &str {
 struct RunState {
     /// A line whose sending failed, sent first on the next connection.
     pending: Option<Record>,
-    /// The next reconnection delay, before jitter.
-    delay: Duration,
+    /// Where the reconnection delays stand: reset by a delivered line.
+    delays: Delays,
     /// The last state reported, so that retries do not repeat it: events alternate between
     /// connected and unreachable, one per change.
     reported: Reported,
@@ -392,7 +373,7 @@ impl ForwarderTask {
     pub async fn run(mut self, mut on_event: impl FnMut(Event)) {
         let mut state = RunState {
             pending: None,
-            delay: self.config.backoff.initial,
+            delays: self.config.backoff.delays(),
             reported: Reported::Nothing,
             tls: None,
         };
@@ -418,7 +399,7 @@ impl ForwarderTask {
             let Err(error) = result else {
                 return;
             };
-            let wait = Backoff::jittered(state.delay);
+            let wait = state.delays.next_delay();
             if state.reported != Reported::Unreachable {
                 state.reported = Reported::Unreachable;
                 on_event(Event::Unreachable {
@@ -427,7 +408,6 @@ impl ForwarderTask {
                 });
             }
             tokio::time::sleep(wait).await;
-            state.delay = self.config.backoff.next(state.delay);
         }
     }
 
@@ -461,7 +441,7 @@ impl ForwarderTask {
             }
             // Only a delivered line ends the backoff: a host that accepts connections and
             // closes them at once must not be reconnected to in a tight loop.
-            state.delay = self.config.backoff.initial;
+            state.delays.reset();
         }
     }
 

@@ -3,6 +3,8 @@
 use super::*;
 
 use std::net::SocketAddr;
+
+use bootkit_common::backoff::Backoff;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -17,10 +19,8 @@ pub(super) fn config(port: u16, transport: Transport) -> ForwarderConfig {
         port,
         transport,
         hostname: "52:54:00:12:34:56".into(),
-        backoff: Backoff {
-            initial: Duration::from_millis(20),
-            max: Duration::from_millis(100),
-        },
+        backoff: Backoff::new(Duration::from_millis(20), Duration::from_millis(100))
+            .with_jitter(50),
         io_timeout: Duration::from_secs(2),
         ..ForwarderConfig::new("127.0.0.1")
     }

@@ -2,20 +2,22 @@
 
 use std::time::Duration;
 
+use bootkit_common::backoff::Backoff;
+
 /// Bounded retries of one registry request: the caller decides what happens after.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
+    /// Attempts in all, the first included.
     pub attempts: u32,
-    pub first_delay: Duration,
-    pub max_delay: Duration,
+    /// The waits between attempts (exact by default: one request's retries are few).
+    pub backoff: Backoff,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             attempts: 6,
-            first_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(8),
+            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(8)),
         }
     }
 }
@@ -34,17 +36,17 @@ impl RetryPolicy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let mut delay = self.first_delay;
+        let mut delays = self.backoff.delays();
         let mut attempt = 1;
         loop {
             match operation().await {
                 Err(error) if attempt < self.attempts && is_retryable(&error) => {
+                    let delay = delays.next_delay();
                     tracing::warn!(
                         "{what} failed (attempt {attempt} of {}): {error}; retrying in {delay:?}",
                         self.attempts
                     );
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(self.max_delay);
                     attempt += 1;
                 }
                 result => return result,
@@ -62,8 +64,7 @@ mod tests {
     fn quick(attempts: u32) -> RetryPolicy {
         RetryPolicy {
             attempts,
-            first_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(2),
+            backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(2)),
         }
     }
 

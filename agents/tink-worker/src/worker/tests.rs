@@ -114,7 +114,7 @@ fn exited(code: i64, lines: &[&str]) -> RunOutcome {
 }
 
 fn fast_settings(worker_dir: &std::path::Path) -> Settings {
-    let tiny = Backoff::new(Duration::from_millis(1), Duration::from_millis(5));
+    let tiny = waits(Duration::from_millis(1), Duration::from_millis(5));
     Settings {
         worker_dir: worker_dir.to_path_buf(),
         idle: tiny.clone(),
@@ -472,4 +472,32 @@ fn namespaced_workflow_ids_get_their_directory() {
     let created = create_workflow_dir(dir.path(), "default/wf-1").unwrap();
     assert!(created.is_dir());
     assert!(created.starts_with(dir.path()));
+}
+
+#[test]
+fn waits_double_then_stay_at_the_cap_never_exceeding_it() {
+    let base = Duration::from_millis(100);
+    let cap = Duration::from_millis(700);
+    let mut backoff = waits(base, cap);
+    let delays: Vec<Duration> = (0..8).map(|_| backoff.next_delay()).collect();
+    let ceilings = [100u64, 200, 400, 700, 700, 700, 700, 700];
+    for (delay, ceiling) in delays.iter().zip(ceilings) {
+        let ceiling = Duration::from_millis(ceiling);
+        assert!(*delay <= ceiling, "{delay:?} above {ceiling:?}");
+        assert!(
+            *delay >= ceiling.mul_f64(0.75),
+            "{delay:?} too far below {ceiling:?}"
+        );
+    }
+}
+
+#[test]
+fn reset_starts_again_from_the_base_delay() {
+    let base = Duration::from_millis(100);
+    let mut backoff = waits(base, Duration::from_secs(60));
+    for _ in 0..10 {
+        backoff.next_delay();
+    }
+    backoff.reset();
+    assert!(backoff.next_delay() <= base);
 }

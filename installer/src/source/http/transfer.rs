@@ -16,6 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, timeout};
 use url::Url;
 
+use bootkit_common::backoff::{Backoff, Delays};
+
 use super::connect::Connector;
 use super::{HttpError, HttpOptions};
 
@@ -25,6 +27,8 @@ const MAX_REDIRECTS: usize = 10;
 /// Wait before the first resume; doubled for each failure in a row, up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(16);
+/// The waits between resumes: exact, since one machine's download has no fleet to spread.
+const RESUME_BACKOFF: Backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
 
 /// What the server said before the body.
 pub(super) struct Head {
@@ -159,7 +163,8 @@ impl Download {
         mut body: Incoming,
         events: &mpsc::Sender<Event>,
     ) -> Result<Ended, HttpError> {
-        let mut failures_in_a_row = 0;
+        // Reset by every resume that brought data: only failures in a row back off further.
+        let mut delays = RESUME_BACKOFF.delays();
         loop {
             let received_before = self.received;
             let failure = match self.pump(body, events).await {
@@ -167,9 +172,9 @@ impl Download {
                 ended => return ended,
             };
             if self.received > received_before {
-                failures_in_a_row = 0;
+                delays.reset();
             }
-            body = self.resume_after(failure, &mut failures_in_a_row).await?;
+            body = self.resume_after(failure, &mut delays).await?;
         }
     }
 
@@ -226,7 +231,7 @@ impl Download {
     async fn resume_after(
         &mut self,
         mut failure: HttpError,
-        failures_in_a_row: &mut u32,
+        delays: &mut Delays,
     ) -> Result<Incoming, HttpError> {
         loop {
             let resumes = self.resumes.load(Ordering::Relaxed);
@@ -238,8 +243,7 @@ impl Download {
                     last: Box::new(failure),
                 });
             }
-            sleep(backoff(*failures_in_a_row)).await;
-            *failures_in_a_row += 1;
+            sleep(delays.next_delay()).await;
             self.resumes.fetch_add(1, Ordering::Relaxed);
             match self.resume().await {
                 Ok(body) => return Ok(body),
@@ -360,12 +364,6 @@ fn parse_content_range(text: &str) -> Option<(u64, Option<u64>)> {
     Some((first, total))
 }
 
-fn backoff(failures_in_a_row: u32) -> Duration {
-    FIRST_BACKOFF
-        .saturating_mul(2u32.saturating_pow(failures_in_a_row))
-        .min(MAX_BACKOFF)
-}
-
 /// GET `url`, following redirects; returns the final URL and its response.
 async fn get_following_redirects(
     connector: &Connector,
@@ -474,8 +472,10 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_is_bounded() {
-        assert_eq!(backoff(0), FIRST_BACKOFF);
-        assert_eq!(backoff(1), FIRST_BACKOFF * 2);
-        assert_eq!(backoff(40), MAX_BACKOFF);
+        let mut delays = RESUME_BACKOFF.delays();
+        assert_eq!(delays.next_delay(), FIRST_BACKOFF);
+        assert_eq!(delays.next_delay(), FIRST_BACKOFF * 2);
+        let fortieth = (2..=40).map(|_| delays.next_delay()).last();
+        assert_eq!(fortieth, Some(MAX_BACKOFF));
     }
 }
