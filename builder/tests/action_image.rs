@@ -66,8 +66,6 @@ impl Registry {
     }
 
     fn get(&self, path: &str, accept: &str) -> (Vec<u8>, Option<String>) {
-        // reqwest's rustls has no provider of its own here (bootkit-oci hands it its config).
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let response = reqwest::blocking::Client::new()
             .get(format!("http://{}{path}", self.addr))
             .header("accept", accept)
