@@ -5,11 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use bootkit_builder::oci::{self, ActionImageSpec, LayerFile, LayerLink};
-use bootkit_builder::registry::{self, ImageReference, Transport};
+use bootkit_builder::registry::{self, Transport};
 use bootkit_builder::reproducible::source_date_epoch;
 use bootkit_builder::{
     ImageConfig, Progress, UsbConfig, build_with, check_kernel, inspect, test_os, uki, usb,
 };
+use bootkit_oci::Reference;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -121,9 +122,10 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Push to HOST[:PORT]/REPOSITORY[:TAG].
-        #[arg(long)]
-        push: Option<ImageReference>,
-        /// Push over plain HTTP.
+        #[arg(long, value_parser = Reference::with_explicit_registry)]
+        push: Option<Reference>,
+        /// Push over HTTPS without certificate checks, or plain HTTP (Docker's insecure
+        /// registry).
         #[arg(long, requires = "push", conflicts_with = "ca")]
         insecure: bool,
         /// Push over HTTPS, checking the registry's certificate against this PEM bundle.
@@ -267,7 +269,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(target) = push {
                 let transport = match (insecure, ca) {
-                    (true, _) => Transport::Http,
+                    (true, _) => Transport::Insecure,
                     (false, ca) => Transport::Https { ca },
                 };
                 let report = registry::push(&image, &target, &transport)

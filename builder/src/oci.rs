@@ -6,14 +6,21 @@
 //! written as an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/...`), which
 //! [`read_layout`] reads back with every digest, size and media type checked, and which
 //! [`crate::registry::push`] publishes.
+//!
+//! The documents, blobs and digests are bootkit-oci's (the worker pulls with the same types);
+//! what is here is the builder's own: the layer tree, the reproducible layer, the layout.
 
-use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use bootkit_oci::digest::sha256_hex;
+use bootkit_oci::manifest::{
+    ContainerConfig, ImageIndex, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, Platform,
+    REF_NAME_ANNOTATION, RootFs,
+};
+use bootkit_oci::{Blob, Descriptor, ImageConfig, ImageManifest, OciImage, sha256_digest};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::compress::Encoder;
 use crate::config::CompressionKind;
@@ -21,12 +28,6 @@ use crate::error::{BuildError, Result};
 use crate::rootfs::write_archive;
 use crate::tree::{Source, Tree, mode_of};
 
-pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
-pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
-pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-/// The index annotation that names an image of a layout (its tag).
-pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 const LAYOUT_VERSION: &str = "1.0.0";
 
 /// A host file and where it goes in the image: `SRC:DEST` on the command line.
@@ -82,136 +83,6 @@ pub struct ActionImageSpec {
     pub env: Vec<String>,
 }
 
-/// A content-addressed blob.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Blob {
-    pub media_type: String,
-    /// `sha256:<hex>`.
-    pub digest: String,
-    pub data: Vec<u8>,
-}
-
-impl fmt::Debug for Blob {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Blob")
-            .field("media_type", &self.media_type)
-            .field("digest", &self.digest)
-            .field("size", &self.data.len())
-            .finish()
-    }
-}
-
-impl Blob {
-    pub fn new(media_type: &str, data: Vec<u8>) -> Blob {
-        Blob {
-            media_type: media_type.to_string(),
-            digest: sha256_digest(&data),
-            data,
-        }
-    }
-
-    pub fn descriptor(&self) -> Descriptor {
-        Descriptor {
-            media_type: self.media_type.clone(),
-            digest: self.digest.clone(),
-            size: self.data.len() as u64,
-            annotations: None,
-            platform: None,
-        }
-    }
-
-    /// The digest's hex part, the blob's file name in a layout.
-    pub fn hex(&self) -> &str {
-        self.digest.trim_start_matches("sha256:")
-    }
-}
-
-/// An image: its manifest, config and layers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OciImage {
-    pub manifest: Blob,
-    pub config: Blob,
-    pub layers: Vec<Blob>,
-}
-
-pub fn sha256_digest(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Descriptor {
-    #[serde(rename = "mediaType")]
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<std::collections::BTreeMap<String, String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Platform {
-    pub architecture: String,
-    pub os: String,
-}
-
-impl Platform {
-    fn linux_amd64() -> Platform {
-        Platform {
-            architecture: "amd64".into(),
-            os: "linux".into(),
-        }
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Manifest {
-    #[serde(rename = "schemaVersion")]
-    schema_version: u32,
-    #[serde(rename = "mediaType")]
-    media_type: String,
-    config: Descriptor,
-    layers: Vec<Descriptor>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Index {
-    #[serde(rename = "schemaVersion")]
-    schema_version: u32,
-    #[serde(rename = "mediaType", default)]
-    media_type: Option<String>,
-    manifests: Vec<Descriptor>,
-}
-
-/// The runtime part of an image config (the names are Docker's, as the OCI spec keeps them).
-#[derive(Debug, Serialize, Deserialize)]
-struct RunConfig {
-    #[serde(rename = "Entrypoint", skip_serializing_if = "Vec::is_empty", default)]
-    entrypoint: Vec<String>,
-    #[serde(rename = "Cmd", skip_serializing_if = "Vec::is_empty", default)]
-    cmd: Vec<String>,
-    #[serde(rename = "Env", skip_serializing_if = "Vec::is_empty", default)]
-    env: Vec<String>,
-    #[serde(rename = "WorkingDir")]
-    working_dir: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct RootFs {
-    #[serde(rename = "type")]
-    kind: String,
-    diff_ids: Vec<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct ImageConfigJson {
-    architecture: String,
-    os: String,
-    config: RunConfig,
-    rootfs: RootFs,
-}
-
 #[derive(Serialize, Deserialize)]
 struct LayoutMarker {
     #[serde(rename = "imageLayoutVersion")]
@@ -233,33 +104,38 @@ pub fn build_action_image(spec: &ActionImageSpec, epoch: u64) -> Result<OciImage
     let tree = layer_tree(spec)?;
     let tar = write_archive(&tree, None, CompressionKind::None, epoch)?;
     let diff_id = sha256_digest(&tar);
-    let layer = Blob::new(LAYER_MEDIA_TYPE, gzip(&tar)?);
-    let config = ImageConfigJson {
-        architecture: "amd64".into(),
-        os: "linux".into(),
-        config: RunConfig {
-            entrypoint: spec.entrypoint.clone(),
-            cmd: spec.cmd.clone(),
-            env: spec.env.clone(),
-            working_dir: "/".into(),
+    let layer = Blob::new(OCI_LAYER_GZIP, gzip(&tar)?);
+    let config = ImageConfig {
+        architecture: Platform::linux_amd64().architecture,
+        os: Platform::linux_amd64().os,
+        config: ContainerConfig {
+            entrypoint: non_empty(&spec.entrypoint),
+            cmd: non_empty(&spec.cmd),
+            env: non_empty(&spec.env),
+            working_dir: Some("/".into()),
         },
         rootfs: RootFs {
             kind: "layers".into(),
             diff_ids: vec![diff_id],
         },
     };
-    let config = Blob::new(CONFIG_MEDIA_TYPE, to_json(&config)?);
-    let manifest = Manifest {
+    let config = Blob::new(OCI_CONFIG, to_json(&config)?);
+    let manifest = ImageManifest {
         schema_version: 2,
-        media_type: MANIFEST_MEDIA_TYPE.into(),
+        media_type: Some(OCI_MANIFEST.into()),
         config: config.descriptor(),
         layers: vec![layer.descriptor()],
     };
     Ok(OciImage {
-        manifest: Blob::new(MANIFEST_MEDIA_TYPE, to_json(&manifest)?),
+        manifest: Blob::new(OCI_MANIFEST, to_json(&manifest)?),
         config,
         layers: vec![layer],
     })
+}
+
+/// An empty list is left out of the config (`None`), as the image config has always been written.
+fn non_empty(list: &[String]) -> Option<Vec<String>> {
+    (!list.is_empty()).then(|| list.to_vec())
 }
 
 fn layer_tree(spec: &ActionImageSpec) -> Result<Tree> {
@@ -315,23 +191,14 @@ pub fn write_layout(image: &OciImage, tag: &str, dir: &Path) -> Result<()> {
     };
     crate::reproducible::write_atomic(&dir.join("oci-layout"), &to_json(&marker)?)?;
     let mut manifest = image.manifest.descriptor();
-    manifest.annotations = Some([(REF_NAME_ANNOTATION.to_string(), tag.to_string())].into());
+    manifest.annotations = [(REF_NAME_ANNOTATION.to_string(), tag.to_string())].into();
     manifest.platform = Some(Platform::linux_amd64());
-    let index = Index {
+    let index = ImageIndex {
         schema_version: 2,
-        media_type: Some(INDEX_MEDIA_TYPE.into()),
+        media_type: Some(OCI_INDEX.into()),
         manifests: vec![manifest],
     };
     crate::reproducible::write_atomic(&dir.join("index.json"), &to_json(&index)?)
-}
-
-impl OciImage {
-    /// Config and layers first, manifest last: the order a registry needs them in.
-    pub fn blobs(&self) -> impl Iterator<Item = &Blob> {
-        std::iter::once(&self.config)
-            .chain(&self.layers)
-            .chain(std::iter::once(&self.manifest))
-    }
 }
 
 /// Read the one image of the layout in `dir` and its tag, checking every blob's digest,
@@ -349,7 +216,7 @@ pub fn read_layout(dir: &Path) -> Result<(OciImage, String)> {
             marker.image_layout_version
         )));
     }
-    let index: Index = parse_json(&read_file(&dir.join("index.json"))?)
+    let index: ImageIndex = parse_json(&read_file(&dir.join("index.json"))?)
         .map_err(|err| fail(format!("index.json: {err}")))?;
     let [entry] = index.manifests.as_slice() else {
         return Err(fail(format!(
@@ -359,12 +226,11 @@ pub fn read_layout(dir: &Path) -> Result<(OciImage, String)> {
     };
     let tag = entry
         .annotations
-        .as_ref()
-        .and_then(|annotations| annotations.get(REF_NAME_ANNOTATION))
+        .get(REF_NAME_ANNOTATION)
         .cloned()
         .unwrap_or_else(|| "latest".into());
-    let manifest_blob = read_blob(dir, entry, MANIFEST_MEDIA_TYPE).map_err(fail)?;
-    let manifest: Manifest =
+    let manifest_blob = read_blob(dir, entry, OCI_MANIFEST).map_err(fail)?;
+    let manifest: ImageManifest =
         parse_json(&manifest_blob.data).map_err(|err| fail(format!("manifest: {err}")))?;
     if manifest.schema_version != 2 {
         return Err(fail(format!(
@@ -372,8 +238,8 @@ pub fn read_layout(dir: &Path) -> Result<(OciImage, String)> {
             manifest.schema_version
         )));
     }
-    let config = read_blob(dir, &manifest.config, CONFIG_MEDIA_TYPE).map_err(fail)?;
-    let config_json: ImageConfigJson =
+    let config = read_blob(dir, &manifest.config, OCI_CONFIG).map_err(fail)?;
+    let config_json: ImageConfig =
         parse_json(&config.data).map_err(|err| fail(format!("image config: {err}")))?;
     if config_json.rootfs.diff_ids.len() != manifest.layers.len() {
         return Err(fail(format!(
@@ -384,7 +250,7 @@ pub fn read_layout(dir: &Path) -> Result<(OciImage, String)> {
     }
     let mut layers = Vec::new();
     for (descriptor, diff_id) in manifest.layers.iter().zip(&config_json.rootfs.diff_ids) {
-        let layer = read_blob(dir, descriptor, LAYER_MEDIA_TYPE).map_err(fail)?;
+        let layer = read_blob(dir, descriptor, OCI_LAYER_GZIP).map_err(fail)?;
         let tar = bootkit_common::compress::decode_all(&layer.data)
             .map_err(|err| fail(format!("layer {}: {err}", layer.digest)))?;
         let actual = sha256_digest(&tar);
@@ -426,14 +292,11 @@ fn read_blob(
             descriptor.digest, descriptor.media_type
         ));
     }
-    let hex = descriptor
-        .digest
-        .strip_prefix("sha256:")
-        .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    let hex = sha256_hex(&descriptor.digest)
         .ok_or_else(|| format!("digest {:?} is not sha256:<64 hex>", descriptor.digest))?;
     let path = dir.join("blobs/sha256").join(hex);
     let data = fs::read(&path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-    if data.len() as u64 != descriptor.size {
+    if i64::try_from(data.len()).ok() != Some(descriptor.size) {
         return Err(format!(
             "{} is {} bytes, its descriptor says {}",
             descriptor.digest,

@@ -7,7 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bootkit_builder::oci::{self, ActionImageSpec, LayerFile, LayerLink};
-use bootkit_builder::registry::{self, ImageReference, Transport};
+use bootkit_builder::registry::{self, Transport};
+use bootkit_oci::manifest::OCI_MANIFEST;
+use bootkit_oci::{Reference, sha256_digest};
 
 const REGISTRY: &str = "/usr/bin/docker-registry";
 
@@ -64,20 +66,18 @@ impl Registry {
     }
 
     fn get(&self, path: &str, accept: &str) -> (Vec<u8>, Option<String>) {
-        let mut response = ureq::get(format!("http://{}{path}", self.addr))
+        let response = reqwest::blocking::Client::new()
+            .get(format!("http://{}{path}", self.addr))
             .header("accept", accept)
-            .call()
+            .send()
+            .unwrap()
+            .error_for_status()
             .unwrap();
         let digest = response
             .headers()
             .get("docker-content-digest")
             .map(|value| value.to_str().unwrap().to_string());
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_vec()
-            .unwrap();
+        let body = response.bytes().unwrap().to_vec();
         (body, digest)
     }
 }
@@ -111,11 +111,11 @@ fn reboot_action() -> ActionImageSpec {
 fn a_pushed_image_pulls_back_byte_for_byte_and_a_second_push_uploads_nothing() {
     let registry = Registry::start();
     let image = oci::build_action_image(&reboot_action(), 0).unwrap();
-    let target: ImageReference = format!("{}/actions/reboot:v1", registry.addr)
+    let target: Reference = format!("{}/actions/reboot:v1", registry.addr)
         .parse()
         .unwrap();
 
-    let first = registry::push(&image, &target, &Transport::Http).unwrap();
+    let first = registry::push(&image, &target, &Transport::Insecure).unwrap();
     assert_eq!(
         (first.uploaded_blobs, first.skipped_blobs),
         (2, 0),
@@ -123,16 +123,15 @@ fn a_pushed_image_pulls_back_byte_for_byte_and_a_second_push_uploads_nothing() {
     );
     assert_eq!(first.manifest_digest, image.manifest.digest);
 
-    let (manifest, digest) =
-        registry.get("/v2/actions/reboot/manifests/v1", oci::MANIFEST_MEDIA_TYPE);
+    let (manifest, digest) = registry.get("/v2/actions/reboot/manifests/v1", OCI_MANIFEST);
     assert_eq!(manifest, image.manifest.data);
     assert_eq!(digest.as_deref(), Some(image.manifest.digest.as_str()));
     for blob in std::iter::once(&image.config).chain(&image.layers) {
         let (data, _) = registry.get(&format!("/v2/actions/reboot/blobs/{}", blob.digest), "*/*");
-        assert_eq!(oci::sha256_digest(&data), blob.digest);
+        assert_eq!(sha256_digest(&data), blob.digest);
     }
 
-    let again = registry::push(&image, &target, &Transport::Http).unwrap();
+    let again = registry::push(&image, &target, &Transport::Insecure).unwrap();
     assert_eq!((again.uploaded_blobs, again.skipped_blobs), (0, 2));
 }
 
@@ -144,8 +143,8 @@ fn a_push_to_a_registry_that_is_not_there_says_so() {
         .unwrap()
         .port();
     let image = oci::build_action_image(&reboot_action(), 0).unwrap();
-    let target: ImageReference = format!("127.0.0.1:{port}/reboot").parse().unwrap();
-    let err = registry::push(&image, &target, &Transport::Http)
+    let target: Reference = format!("127.0.0.1:{port}/reboot").parse().unwrap();
+    let err = registry::push(&image, &target, &Transport::Insecure)
         .unwrap_err()
         .to_string();
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
@@ -176,6 +175,6 @@ fn the_command_writes_a_valid_layout_and_pushes_the_same_image() {
     assert_eq!(config["config"]["Entrypoint"][0], "/usr/bin/image2disk");
     assert_eq!(config["config"]["Env"][0], "COMPRESSED=true");
     assert_eq!(config["architecture"], "amd64");
-    let (_, digest) = registry.get("/v2/image2disk/manifests/v2", oci::MANIFEST_MEDIA_TYPE);
+    let (_, digest) = registry.get("/v2/image2disk/manifests/v2", OCI_MANIFEST);
     assert_eq!(digest.as_deref(), Some(image.manifest.digest.as_str()));
 }

@@ -6,7 +6,10 @@
 //! Rules every layer shares:
 //! - an empty value counts as unset (`ID=` in a unit file must not hide the next layer);
 //! - booleans are spelled `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off`, in any case
-//!   ([`parse_bool`]): what HookOS, EMT and the kernel command line use.
+//!   ([`parse_bool`]): what HookOS, EMT and the kernel command line use; flags take the same
+//!   spellings ([`parse_bool_arg`]);
+//! - a default is not a layer: it applies when no layer has a value ([`boolean_or`]), and a
+//!   default cannot be invalid, so it needs no origin.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -44,8 +47,11 @@ impl fmt::Display for Origin {
 /// A value found for a setting, with its name as written and its origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Setting {
+    /// The name the value was found under (`--obs-svc`, `TINKERBELL_TLS`, `tinkerbell_tls`).
     pub name: String,
+    /// The value as written, never empty.
     pub value: String,
+    /// The layer it came from.
     pub origin: Origin,
 }
 
@@ -54,9 +60,13 @@ pub struct Setting {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{name}={value:?} (from {origin}) is not valid: {why}")]
 pub struct InvalidSetting {
+    /// The name the value was found under.
     pub name: String,
+    /// The value as written.
     pub value: String,
+    /// The layer it came from.
     pub origin: Origin,
+    /// What was expected instead, for the operator.
     pub why: String,
 }
 
@@ -91,6 +101,11 @@ impl Setting {
     }
 }
 
+/// `setting` as a boolean, or `default` when no layer set it.
+pub fn boolean_or(setting: Option<Setting>, default: bool) -> Result<bool, InvalidSetting> {
+    setting.map_or(Ok(default), Setting::boolean)
+}
+
 /// What a boolean may be written as, for error messages.
 pub const BOOL_EXPECTED: &str = "expected true or false (or 1/0, yes/no, on/off)";
 
@@ -117,6 +132,7 @@ pub struct Layer {
 }
 
 impl Layer {
+    /// A layer of `values` (keys as that source spells them) from `origin`.
     pub fn new(origin: Origin, values: HashMap<String, String>) -> Layer {
         Layer { origin, values }
     }
@@ -223,6 +239,16 @@ mod tests {
         }
         let error = parse_bool_arg("maybe").unwrap_err();
         assert!(error.contains("true or false"), "{error}");
+    }
+
+    #[test]
+    fn a_default_applies_only_when_no_layer_set_the_value() {
+        assert_eq!(boolean_or(None, true), Ok(true));
+        let off = Setting::from_flag("--tls", Some("off".into()));
+        assert_eq!(boolean_or(off, true), Ok(false));
+        let bad = Setting::from_flag("--tls", Some("maybe".into()));
+        let error = boolean_or(bad, true).unwrap_err();
+        assert_eq!((error.name.as_str(), error.origin), ("--tls", Origin::Flag));
     }
 
     #[test]

@@ -232,6 +232,32 @@ mod tests {
     }
 
     #[test]
+    fn a_push_target_splits_host_repository_and_tag() {
+        let full =
+            Reference::with_explicit_registry("127.0.0.1:5000/actions/image2disk:v1").unwrap();
+        assert_eq!(
+            (
+                full.registry.as_str(),
+                full.repository.as_str(),
+                full.tag.as_deref()
+            ),
+            ("127.0.0.1:5000", "actions/image2disk", Some("v1"))
+        );
+        for bad in [
+            "image2disk",
+            "/x",
+            "host/Upper",
+            "host/x:bad tag",
+            "host/a//b",
+        ] {
+            assert!(
+                Reference::with_explicit_registry(bad).is_err(),
+                "{bad} accepted"
+            );
+        }
+    }
+
+    #[test]
     fn a_push_target_must_name_its_registry() {
         let target = Reference::with_explicit_registry("registry:5000/reboot").unwrap();
         assert_eq!(target.to_string(), "registry:5000/reboot:latest");

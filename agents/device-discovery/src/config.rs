@@ -2,13 +2,15 @@
 //! command-line flags win over the env file (`/etc/hook/env_config`: `onboarding_stream_svc`,
 //! `onboarding_manager_svc`, `OBM_PORT`), which wins over the kernel command line
 //! (`grpc_authority=`, `worker_id=`, `tinkerbell_tls=`, `tinkerbell_insecure_tls=`,
-//! `tinkerbell_ca=`; read only with `--use-kernel-args`, as EMT does).
+//! `tinkerbell_ca=`; read only with `--use-kernel-args`, as EMT does). The layers, their value
+//! rules and the one boolean parser are `bootkit_common::layered_config`.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bootkit_common::cmdline::split_words;
+use bootkit_common::layered_config::{
+    InvalidSetting, Layer, Origin, Setting, boolean_or, parse_bool_arg,
+};
 
 /// The provisioner serves onboarding on its gRPC port (Tinkerbell's 42113).
 pub const DEFAULT_PORT: u16 = 42113;
@@ -49,10 +51,10 @@ pub struct Flags {
     #[arg(long)]
     pub use_kernel_args: bool,
     /// Use TLS to the onboarding service (`false`: plain HTTP/2).
-    #[arg(long, value_name = "BOOL")]
+    #[arg(long, value_name = "BOOL", value_parser = parse_bool_arg)]
     pub tls: Option<bool>,
     /// Use TLS without checking the server's certificate.
-    #[arg(long, value_name = "BOOL")]
+    #[arg(long, value_name = "BOOL", value_parser = parse_bool_arg)]
     pub insecure_tls: Option<bool>,
     /// PEM bundle of the CAs that sign the server's certificate (default: the system's).
     #[arg(long, value_name = "PATH")]
@@ -116,103 +118,15 @@ pub enum ConfigError {
         "the onboarding server is not set: pass --obs-svc HOST:PORT, set onboarding_stream_svc in {env_file}, or boot with grpc_authority=HOST:PORT on the kernel command line and --use-kernel-args"
     )]
     MissingServer { env_file: String },
-    #[error("{setting}={value:?} (from {origin}) is not valid: {why}")]
-    Invalid {
-        setting: String,
-        value: String,
-        origin: String,
-        why: String,
-    },
+    /// A value that means nothing for its setting, named with where it came from.
+    #[error(transparent)]
+    Invalid(#[from] InvalidSetting),
     #[error("cannot read {path}: {source}; fix its permissions or pass another file")]
     Unreadable {
         path: String,
         #[source]
         source: std::io::Error,
     },
-}
-
-/// A value with where it came from, for error messages.
-#[derive(Debug, Clone)]
-struct Found {
-    setting: String,
-    value: String,
-    origin: String,
-}
-
-impl Found {
-    fn invalid(self, why: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            setting: self.setting,
-            value: self.value,
-            origin: self.origin,
-            why: why.into(),
-        }
-    }
-}
-
-/// One layer of `KEY=VALUE` settings (the env file or the kernel command line).
-struct Layer {
-    origin: String,
-    values: HashMap<String, String>,
-}
-
-impl Layer {
-    fn empty() -> Layer {
-        Layer {
-            origin: String::new(),
-            values: HashMap::new(),
-        }
-    }
-
-    /// Empty values count as unset (`onboarding_stream_svc=` should not hide the next layer).
-    fn get(&self, key: &str) -> Option<Found> {
-        let value = self.values.get(key).filter(|value| !value.is_empty())?;
-        Some(Found {
-            setting: key.to_string(),
-            value: value.clone(),
-            origin: self.origin.clone(),
-        })
-    }
-}
-
-/// The `KEY=VALUE` lines of a shell-style env file: `#` comments, blank lines, `export `,
-/// single or double quotes around values, and trailing ` # comments` after unquoted values.
-pub fn parse_env_file(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter_map(|line| {
-            let line = line.trim();
-            let line = line.strip_prefix("export ").unwrap_or(line);
-            if line.starts_with('#') {
-                return None;
-            }
-            let (key, value) = line.split_once('=')?;
-            Some((key.trim().to_string(), unquote(value.trim())))
-        })
-        .collect()
-}
-
-fn unquote(value: &str) -> String {
-    for quote in ['"', '\''] {
-        if let Some(rest) = value.strip_prefix(quote)
-            && let Some(end) = rest.find(quote)
-        {
-            return rest[..end].to_string();
-        }
-    }
-    match value.find(" #") {
-        Some(comment) => value[..comment].trim_end().to_string(),
-        None => value.to_string(),
-    }
-}
-
-fn parse_cmdline(text: &str) -> HashMap<String, String> {
-    split_words(text)
-        .into_iter()
-        .filter_map(|word| {
-            word.split_once('=')
-                .map(|(key, value)| (key.to_string(), value.to_string()))
-        })
-        .collect()
 }
 
 /// `90s`, `5m`, `1h30m`, `500ms`, or a bare number of seconds.
@@ -253,11 +167,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 impl Config {
     /// The configuration from the flags and the files they name.
     pub fn load(flags: Flags) -> Result<Config, ConfigError> {
-        let env_file = read_layer(&flags.env_file, parse_env_file)?;
+        let env_file = read_layer(&flags.env_file, Layer::from_env_file)?;
         let cmdline = if flags.use_kernel_args {
-            read_layer(&flags.cmdline_file, parse_cmdline)?
+            read_layer(&flags.cmdline_file, Layer::from_cmdline)?
         } else {
-            Layer::empty()
+            Layer::empty(Origin::KernelCommandLine(flags.cmdline_file.clone()))
         };
         Config::from_layers(flags, &env_file, &cmdline)
     }
@@ -265,7 +179,7 @@ impl Config {
     fn from_layers(flags: Flags, env_file: &Layer, cmdline: &Layer) -> Result<Config, ConfigError> {
         let server = server(&flags, env_file, cmdline)?;
         let tls = server_tls(&flags, cmdline)?;
-        let mac = flag_value("--mac", flags.mac.clone())
+        let mac = Setting::from_flag("--mac", flags.mac.clone())
             .or_else(|| cmdline.get("worker_id"))
             .map(mac_address)
             .transpose()?;
@@ -291,35 +205,17 @@ impl Config {
 
 /// A missing file is an empty layer (the bootkit may have no env file); any other read error
 /// is reported, since silently ignoring settings the operator wrote would be worse.
-fn read_layer(
-    path: &Path,
-    parse: fn(&str) -> HashMap<String, String>,
-) -> Result<Layer, ConfigError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Layer {
-            origin: path.display().to_string(),
-            values: parse(&text),
-        }),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Layer::empty()),
-        Err(source) => Err(ConfigError::Unreadable {
-            path: path.display().to_string(),
-            source,
-        }),
-    }
-}
-
-fn flag_value(name: &str, value: Option<String>) -> Option<Found> {
-    value.filter(|value| !value.is_empty()).map(|value| Found {
-        setting: name.to_string(),
-        value,
-        origin: "the command line flags".to_string(),
+fn read_layer(path: &Path, parse: fn(&Path, &str) -> Layer) -> Result<Layer, ConfigError> {
+    Layer::read(path, parse).map_err(|source| ConfigError::Unreadable {
+        path: path.display().to_string(),
+        source,
     })
 }
 
 /// The stream service wins over the manager in each layer: onboarding here is the stream only.
 fn server(flags: &Flags, env_file: &Layer, cmdline: &Layer) -> Result<String, ConfigError> {
-    let found = flag_value("--obs-svc", flags.obs_svc.clone())
-        .or_else(|| flag_value("--obm-svc", flags.obm_svc.clone()))
+    let found = Setting::from_flag("--obs-svc", flags.obs_svc.clone())
+        .or_else(|| Setting::from_flag("--obm-svc", flags.obm_svc.clone()))
         .or_else(|| env_file.get("onboarding_stream_svc"))
         .or_else(|| env_file.get("onboarding_manager_svc"))
         .or_else(|| cmdline.get("grpc_authority"))
@@ -340,12 +236,14 @@ fn server(flags: &Flags, env_file: &Layer, cmdline: &Layer) -> Result<String, Co
 }
 
 /// `host:port` from `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address.
-fn with_port(found: Found, default_port: u16) -> Result<String, ConfigError> {
+fn with_port(found: Setting, default_port: u16) -> Result<String, ConfigError> {
     let value = found.value.trim();
     if value.contains("://") || value.contains('/') {
-        return Err(found.invalid(
-            "expected host[:port] without a scheme or path, for example provisioner.lan:42113",
-        ));
+        return Err(found
+            .invalid(
+                "expected host[:port] without a scheme or path, for example provisioner.lan:42113",
+            )
+            .into());
     }
     let bracketed = value.starts_with('[');
     let (host, port) = match value.rsplit_once(':') {
@@ -360,7 +258,7 @@ fn with_port(found: Found, default_port: u16) -> Result<String, ConfigError> {
         _ => (value.to_string(), None),
     };
     if host.is_empty() || host == "[]" {
-        return Err(found.invalid("the host is empty"));
+        return Err(found.invalid("the host is empty").into());
     }
     let port = match port {
         Some(port) => port.parse::<u16>().map_err(|_| {
@@ -373,7 +271,7 @@ fn with_port(found: Found, default_port: u16) -> Result<String, ConfigError> {
     Ok(format!("{host}:{port}"))
 }
 
-fn mac_address(found: Found) -> Result<String, ConfigError> {
+fn mac_address(found: Setting) -> Result<String, ConfigError> {
     let mac = found.value.to_ascii_lowercase().replace('-', ":");
     let octets: Vec<&str> = mac.split(':').collect();
     let valid = octets.len() == 6
@@ -383,23 +281,21 @@ fn mac_address(found: Found) -> Result<String, ConfigError> {
     if valid {
         Ok(mac)
     } else {
-        Err(found.invalid("expected a MAC address like aa:bb:cc:dd:ee:ff"))
+        Err(found
+            .invalid("expected a MAC address like aa:bb:cc:dd:ee:ff")
+            .into())
     }
 }
 
-fn boolean(found: Found) -> Result<bool, ConfigError> {
-    match found.value.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(found.invalid("expected true or false")),
-    }
-}
-
-fn switch(flag: Option<bool>, cmdline: Option<Found>, default: bool) -> Result<bool, ConfigError> {
-    match (flag, cmdline) {
-        (Some(value), _) => Ok(value),
-        (None, Some(found)) => boolean(found),
-        (None, None) => Ok(default),
+/// A flag (clap parsed it with the same spellings) wins over the kernel command line.
+fn switch(
+    flag: Option<bool>,
+    cmdline: Option<Setting>,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match flag {
+        Some(value) => Ok(value),
+        None => Ok(boolean_or(cmdline, default)?),
     }
 }
 
@@ -426,6 +322,7 @@ fn server_tls(flags: &Flags, cmdline: &Layer) -> Result<ServerTls, ConfigError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bootkit_common::layered_config::parse_env_file;
 
     #[test]
     fn env_file_tolerates_quotes_comments_and_export() {
@@ -439,6 +336,20 @@ mod tests {
     }
 
     #[test]
+    fn tls_flags_take_the_spellings_of_the_other_layers() {
+        use clap::Parser;
+        let flags = Flags::try_parse_from(["device-discovery", "--tls", "off"]).unwrap();
+        assert_eq!(flags.tls, Some(false));
+        let flags = Flags::try_parse_from(["device-discovery", "--insecure-tls", "Yes"]).unwrap();
+        assert_eq!(flags.insecure_tls, Some(true));
+        let error = Flags::try_parse_from(["device-discovery", "--tls", "maybe"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("true or false"), "{error}");
+    }
+
+    #[test]
     fn durations_in_go_style() {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
@@ -448,11 +359,11 @@ mod tests {
         assert!(parse_duration("").is_err());
     }
 
-    fn found(value: &str) -> Found {
-        Found {
-            setting: "grpc_authority".to_string(),
+    fn found(value: &str) -> Setting {
+        Setting {
+            name: "grpc_authority".to_string(),
             value: value.to_string(),
-            origin: "test".to_string(),
+            origin: Origin::Flag,
         }
     }
 

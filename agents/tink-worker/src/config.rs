@@ -1,12 +1,12 @@
 //! The worker's configuration, compatible with HookOS and EMT: kernel command line keys
 //! (`grpc_authority=…`, as Smee's iPXE script passes them), environment variables (tink-worker's
-//! `TINKERBELL_GRPC_AUTHORITY`, `ID`, …) overriding them, and a few flags of our own.
+//! `TINKERBELL_GRPC_AUTHORITY`, `ID`, …) overriding them, and a few flags of our own. The
+//! layers, their value rules and the one boolean parser are `bootkit_common::layered_config`.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use bootkit_common::cmdline::split_words;
+use bootkit_common::layered_config::{InvalidSetting, Layer, Setting, boolean_or};
 
 /// The flags of `tink-worker` (the rest comes from the command line and the environment).
 #[derive(Debug, Clone, clap::Args)]
@@ -139,13 +139,9 @@ pub enum ConfigError {
         cmdline: &'static str,
         env: &'static str,
     },
-    #[error("{setting}={value:?} ({origin}) is not valid: {why}")]
-    Invalid {
-        setting: String,
-        value: String,
-        origin: &'static str,
-        why: String,
-    },
+    /// A value that means nothing for its setting, named with where it came from.
+    #[error(transparent)]
+    Invalid(#[from] InvalidSetting),
 }
 
 /// One setting: its kernel command line key and its environment names (earlier names win).
@@ -203,63 +199,36 @@ const NO_PROXY: Key = Key {
     env: &["NO_PROXY", "no_proxy"],
 };
 
-/// A value found for a key, with where it came from (for error messages).
-struct Found {
-    name: String,
-    value: String,
-    origin: &'static str,
-}
+/// Where the kernel command line is read from.
+const PROC_CMDLINE: &str = "/proc/cmdline";
 
 /// The kernel command line and the environment, looked up with the environment winning.
 pub struct Sources {
-    cmdline: HashMap<String, String>,
-    env: HashMap<String, String>,
+    cmdline: Layer,
+    env: Layer,
 }
 
 impl Sources {
     /// `cmdline` is the text of /proc/cmdline; later words win over earlier ones, as the
     /// kernel's own parameters do.
     pub fn new(cmdline: &str, env: impl IntoIterator<Item = (String, String)>) -> Self {
-        let cmdline = split_words(cmdline)
-            .into_iter()
-            .filter_map(|word| {
-                word.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-            })
-            .collect();
         Sources {
-            cmdline,
-            env: env.into_iter().collect(),
+            cmdline: Layer::from_cmdline(Path::new(PROC_CMDLINE), cmdline),
+            env: Layer::from_env(env),
         }
     }
 
     /// This process's /proc/cmdline (empty when unreadable, as in a container) and environment.
     pub fn live() -> Self {
-        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        let cmdline = std::fs::read_to_string(PROC_CMDLINE).unwrap_or_default();
         Sources::new(&cmdline, std::env::vars())
     }
 
     /// An empty value counts as unset (`ID=` in a unit file should not make an empty worker id).
-    fn get(&self, key: &Key) -> Option<Found> {
-        let from_env = key.env.iter().find_map(|name| {
-            let value = self.env.get(*name).filter(|value| !value.is_empty())?;
-            Some(Found {
-                name: name.to_string(),
-                value: value.clone(),
-                origin: "environment",
-            })
-        });
-        from_env.or_else(|| {
-            let value = self
-                .cmdline
-                .get(key.cmdline)
-                .filter(|value| !value.is_empty())?;
-            Some(Found {
-                name: key.cmdline.to_string(),
-                value: value.clone(),
-                origin: "kernel command line",
-            })
-        })
+    fn get(&self, key: &Key) -> Option<Setting> {
+        self.env
+            .get_first(key.env)
+            .or_else(|| self.cmdline.get(key.cmdline))
     }
 
     fn text(&self, key: &Key) -> Option<String> {
@@ -267,23 +236,7 @@ impl Sources {
     }
 
     fn flag(&self, key: &Key, default: bool) -> Result<bool, ConfigError> {
-        let Some(found) = self.get(key) else {
-            return Ok(default);
-        };
-        match found.value.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(invalid(found, "expected true or false")),
-        }
-    }
-}
-
-fn invalid(found: Found, why: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        setting: found.name,
-        value: found.value,
-        origin: found.origin,
-        why: why.into(),
+        Ok(boolean_or(self.get(key), default)?)
     }
 }
 
@@ -346,10 +299,9 @@ fn grpc_authority(sources: &Sources) -> Result<String, ConfigError> {
         .and_then(|(_, port)| port.parse::<u16>().ok());
     match port {
         Some(_) => Ok(found.value),
-        None => Err(invalid(
-            found,
-            "expected host:port, for example tink.example.com:42113",
-        )),
+        None => Err(found
+            .invalid("expected host:port, for example tink.example.com:42113")
+            .into()),
     }
 }
 

@@ -8,6 +8,13 @@
 //! When the connection drops or stalls the download resumes with `Range: bytes=N-`, guarded by
 //! `If-Range` and by checking `Content-Range`, so bytes are never duplicated or skipped and a
 //! file that changed on the server is an error instead of a mix of two files.
+//!
+//! Why its own client on hyper, not the workspace's reqwest (which the registry and REST
+//! clients share): this is one streaming GET per image that resumes with `Range`/`If-Range`
+//! and checks `Content-Range`, with its own stall timeout, proxy and TLS rules, all written
+//! against the connection here. reqwest could carry the same requests, but what it adds
+//! (redirect following, a connection pool, its own proxy and TLS setup) this job does not
+//! need, and the installer ships in the bootkit's initramfs, whose size every boot pays for.
 
 mod connect;
 mod proxy;

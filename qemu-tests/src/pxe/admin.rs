@@ -78,20 +78,21 @@ impl<'a> AdminApi<'a> {
         let request_url = url.clone();
         let body = self
             .ns
-            .within(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .timeout_global(Some(REQUEST_TIMEOUT))
-                    .build()
-                    .into();
-                agent
+            .within(move || -> reqwest::Result<String> {
+                // Built in the namespace: the client's runtime thread inherits it.
+                reqwest::blocking::Client::builder()
+                    .timeout(REQUEST_TIMEOUT)
+                    .build()?
                     .get(&request_url)
                     .header("authorization", &authorization)
-                    .call()
-                    .and_then(|mut response| response.body_mut().read_to_string())
+                    .send()?
+                    .error_for_status()?
+                    .text()
             })?
             .map_err(|error| {
                 Error::Other(format!(
-                    "GET {url} failed: {error}; the provisioner's log (provisioner.log in the stack's directory) says why"
+                    "GET {url} failed: {}; the provisioner's log (provisioner.log in the stack's directory) says why",
+                    bootkit_common::error_chain(&error)
                 ))
             })?;
         serde_json::from_str(&body).map_err(|error| {

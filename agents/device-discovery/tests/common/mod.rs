@@ -299,5 +299,5 @@ pub fn machine(server: SocketAddr, tls: ServerTls) -> (tempfile::TempDir, Config
 }
 
 pub fn env_file_values(path: &PathBuf) -> HashMap<String, String> {
-    device_discovery::config::parse_env_file(&fs::read_to_string(path).unwrap())
+    bootkit_common::layered_config::parse_env_file(&fs::read_to_string(path).unwrap())
 }
