@@ -190,6 +190,14 @@ impl Services {
                     }
                 );
                 service.progress = Progress::Started;
+            } else if let Some(reason) = readiness::target_failure(rule)
+                .filter(|_| service.def.target)
+            {
+                error!(
+                    &service.def.name,
+                    "failed ({reason}): services that require it will not start"
+                );
+                service.progress = Progress::Failed;
             } else if now >= give_up_at && service.def.target {
                 warn!(
                     &service.def.name,
