@@ -8,7 +8,7 @@
 //! once, so the services that require them are given up with a line saying why instead of
 //! waiting for the timeout.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::marker::PhantomData;
 use std::path::PathBuf;
@@ -63,7 +63,8 @@ pub enum Outcome {
 #[derive(Default)]
 struct State {
     outcomes: BTreeMap<String, Outcome>,
-    owed: BTreeMap<ThreadId, BTreeSet<String>>,
+    /// By thread: the targets it is to reach (`ThreadId` has no order, hence a hash map).
+    owed: HashMap<ThreadId, BTreeSet<String>>,
 }
 
 /// The targets' files in one directory, and which thread owes which target.
@@ -93,6 +94,7 @@ impl Targets {
     }
 
     /// Whether `name` was reached or failed, if either.
+    #[cfg(test)]
     pub fn outcome(&self, name: &str) -> Option<Outcome> {
         self.state().outcomes.get(name).copied()
     }
