@@ -266,8 +266,7 @@ impl Network {
         all: &[LinkInfo],
         interface: &InterfaceConfig,
     ) -> Result<Option<LinkInfo>, String> {
-        let Some(mut link) = choose::resolve(all, &interface.target, &self.config.selector)
-        else {
+        let Some(mut link) = choose::resolve(all, &interface.target, &self.config.selector) else {
             return Err(format!("no interface matches {:?}", interface.target));
         };
         if let Some(id) = interface.vlan_id {

@@ -67,8 +67,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let rule = ReadyRule::File(dir.path().join("network-online"));
         assert_eq!(target_failure(&rule), None);
-        std::fs::write(dir.path().join("network-online.failed"), "thread network panicked\n")
-            .unwrap();
+        std::fs::write(
+            dir.path().join("network-online.failed"),
+            "thread network panicked\n",
+        )
+        .unwrap();
         assert_eq!(
             target_failure(&rule).as_deref(),
             Some("thread network panicked")

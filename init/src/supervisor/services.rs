@@ -191,8 +191,8 @@ impl Services {
                     }
                 );
                 service.progress = Progress::Started;
-            } else if let Some(reason) = readiness::target_failure(rule)
-                .filter(|_| service.def.target)
+            } else if let Some(reason) =
+                readiness::target_failure(rule).filter(|_| service.def.target)
             {
                 error!(
                     &service.def.name,

@@ -22,17 +22,16 @@ use crate::lease::Lease;
 pub enum AddressSource {
     Dhcp,
     /// A static configuration from the command-line key named (`ip` or `ipam`).
-    Static { key: &'static str },
+    Static {
+        key: &'static str,
+    },
 }
 
 /// What the driver is to do or report, in the order it happens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OnlineEvent {
     /// `lease.interface` has an address now that it did not have before.
-    Configured {
-        lease: Lease,
-        source: AddressSource,
-    },
+    Configured { lease: Lease, source: AddressSource },
     /// An address was applied (a first lease, a renewal or a static one): its DNS servers,
     /// domain and search list are the ones to use now.
     Resolver { lease: Lease },
@@ -111,8 +110,7 @@ impl Policy {
     /// Whether DHCP runs on the selector's interfaces instead of the explicit ones: there
     /// were no explicit configurations, or none that worked.
     pub fn falls_back_to_dhcp(&self) -> bool {
-        self.explicit == 0
-            || (self.explicit_failed > 0 && self.explicit_dhcp == 0 && !self.online)
+        self.explicit == 0 || (self.explicit_failed > 0 && self.explicit_dhcp == 0 && !self.online)
     }
 
     /// DHCP is to run on `interfaces` (possibly none): reports [`OnlineEvent::StaysDown`]
@@ -131,9 +129,7 @@ impl Policy {
     /// A lease arrived (acquired or renewed): whether to apply it. Once an interface holds a
     /// lease, the others' are not, unless every lease is kept.
     pub fn should_apply(&self, lease: &Lease) -> bool {
-        self.keep_all_leases
-            || self.holders.is_empty()
-            || self.holders.contains(&lease.interface)
+        self.keep_all_leases || self.holders.is_empty() || self.holders.contains(&lease.interface)
     }
 
     /// A lease is applied on `lease.interface`.

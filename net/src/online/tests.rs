@@ -243,10 +243,7 @@ fn dhcp_runs_on_physical_ethernet_or_the_interface_named() {
         ["wlan0"]
     );
     let mac = MacAddr([0x52, 0x54, 0, 0, 0, 3]);
-    assert_eq!(
-        names(&select(&all, &InterfaceSelector::Mac(mac))),
-        ["eth1"]
-    );
+    assert_eq!(names(&select(&all, &InterfaceSelector::Mac(mac))), ["eth1"]);
     let any = resolve(&all, &InterfaceTarget::Any, &InterfaceSelector::AllPhysical);
     assert_eq!(any.map(|l| l.name), Some("eth0".to_string()));
     let by_mac = resolve(
@@ -277,7 +274,11 @@ fn a_static_configuration_becomes_a_lease() {
     let lease = static_lease("eth0", interface, address);
     assert_eq!(
         (lease.address, lease.prefix_len, lease.routers.clone()),
-        (Ipv4Addr::new(192, 0, 2, 5), 24, vec![Ipv4Addr::new(192, 0, 2, 1)])
+        (
+            Ipv4Addr::new(192, 0, 2, 5),
+            24,
+            vec![Ipv4Addr::new(192, 0, 2, 1)]
+        )
     );
     assert_eq!(lease.hostname.as_deref(), Some("node1"));
     assert_eq!(lease.interface, "eth0");
