@@ -112,19 +112,22 @@ pub fn start(env: &[(String, String)], syslog: Option<ForwarderTask>) {
         .name("network".to_string())
         .spawn(move || {
             // This thread reaches them: a panic on it, or its end, fails those not reached.
-            let _owed = targets::global().owe(&OWED_TARGETS);
+            let owed = targets::global().owe(&OWED_TARGETS);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build();
-            match runtime {
+            let stopped = match runtime {
                 Ok(runtime) => runtime.block_on(run(config, syslog, worker_id, nbd_specs)),
-                Err(err) => crate::error!("network", "cannot start the network runtime: {err}"),
-            }
+                Err(err) => format!("cannot start the network runtime: {err}"),
+            };
+            crate::error!("network", "{stopped}");
+            owed.give_up(&format!("the network stopped: {stopped}"));
         });
     if let Err(err) = spawned {
-        crate::error!("network", "cannot start the network thread: {err}");
+        let reason = format!("cannot start the network thread: {err}");
+        crate::error!("network", "{reason}");
         for name in OWED_TARGETS {
-            targets::global().fail(name, "the network thread could not be started");
+            targets::global().fail(name, &reason);
         }
     }
 }
@@ -152,12 +155,13 @@ struct Network {
     nbd_specs: Vec<nbd::NbdSpec>,
 }
 
+/// The network thread's life; returns only if the network cannot be brought up, with why.
 async fn run(
     config: NetConfig,
     syslog: Option<ForwarderTask>,
     worker_id: Option<String>,
     nbd_specs: Vec<nbd::NbdSpec>,
-) {
+) -> String {
     let (syslog_up, syslog_up_rx) = watch::channel(false);
     if let Some(task) = syslog {
         tokio::spawn(task.run_when_up(syslog_up_rx, |event| {
@@ -167,13 +171,7 @@ async fn run(
     }
     let links = match Links::connect() {
         Ok(links) => links,
-        Err(err) => {
-            crate::error!(
-                "network",
-                "cannot talk to the kernel's network stack: {err}"
-            );
-            return;
-        }
+        Err(err) => return format!("cannot talk to the kernel's network stack: {err}"),
     };
     if let Ok(Some(lo)) = links.find_by_name("lo").await
         && let Err(err) = links.set_up(lo.index).await
@@ -191,15 +189,12 @@ async fn run(
     };
     let dhcp_on = match network.configure_interfaces().await {
         Ok(dhcp_on) => dhcp_on,
-        Err(err) => {
-            crate::error!("network", "{err}");
-            return;
-        }
+        Err(err) => return err,
     };
     network.run_dhcp(dhcp_on).await;
     // With static addresses only there is no DHCP loop to wait on, but the tasks it started
     // (time sync, log forwarding) live on this runtime: keep it running for the machine's life.
-    std::future::pending::<()>().await;
+    std::future::pending().await
 }
 
 /// What `step` reports, to be acted on in order (acting awaits; the policy does not).
@@ -593,11 +588,19 @@ fn attach_nbd(specs: Vec<nbd::NbdSpec>) {
             }
         });
         match spawned {
-            Ok(attachment) => ATTACHMENTS
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .push(attachment),
-            Err(err) => crate::error!("nbd", "cannot start the attachment of {shown}: {err}"),
+            Ok(attachment) => {
+                // Its thread reaches `nbd` (with the others): a panic there fails it.
+                targets::global().owe_for(attachment.thread_id(), &[targets::NBD]);
+                ATTACHMENTS
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .push(attachment);
+            }
+            Err(err) => {
+                let reason = format!("cannot start the attachment of {shown}: {err}");
+                crate::error!("nbd", "{reason}");
+                targets::global().fail(targets::NBD, &reason);
+            }
         }
     }
 }

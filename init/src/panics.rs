@@ -14,8 +14,12 @@ use crate::targets::{self, Targets};
 /// One panic, as it is logged and given as the reason its thread's targets failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PanicReport {
+    /// The thread's name (`network`, `nbd0`, `modules`, `<service>-stdout`, `main` for the
+    /// boot stages and the supervisor), or `<unnamed>`.
     pub thread: String,
+    /// `file:line:column` in the bootkit's source.
     pub location: String,
+    /// The text the panic was raised with.
     pub message: String,
 }
 

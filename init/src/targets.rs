@@ -3,10 +3,11 @@
 //! `requires` like services; the supervisor sees one reached when its file appears, and
 //! failed when its failure file appears (or when its timeout passes first).
 //!
-//! A thread that is to reach targets says so ([`Targets::owe`]): if it panics (the panic hook
-//! calls [`Targets::fail_owed_by_this_thread`]) or ends before reaching them, they fail at
-//! once, so the services that require them are given up with a line saying why instead of
-//! waiting for the timeout.
+//! A thread that is to reach targets says so ([`Targets::owe`], or [`Targets::owe_for`] for a
+//! thread started elsewhere): if it panics (the panic hook calls
+//! [`Targets::fail_owed_by_this_thread`]) or ends before reaching them, they fail at once, so
+//! the services that require them are given up with a line saying why instead of waiting for
+//! the timeout.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -20,8 +21,11 @@ use crate::supervisor::{self, Target};
 
 const DIR: &str = "/run/bootkit/targets";
 
+/// The first address is up (static or leased), with DNS, host name and routes set.
 pub const NETWORK_ONLINE: &str = "network-online";
+/// The clock has been set from NTP (or there is no NTP server to set it from).
 pub const TIME_SYNC: &str = "time-sync";
+/// Every `bootkit.nbd=` device is attached (or there are none).
 pub const NBD: &str = "nbd";
 
 /// How long a target may take before the services that require it are given up.
@@ -54,9 +58,12 @@ pub fn reach(name: &str) {
     global().reach(name);
 }
 
+/// How a target ended: once reached or failed, it stays so for the rest of the boot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// Its file is written: the services that wait for it start.
     Reached,
+    /// Its failure file is written: the services that require it are not started.
     Failed,
 }
 
@@ -74,6 +81,7 @@ pub struct Targets {
 }
 
 impl Targets {
+    /// The targets whose files are in `dir` (created when the first one is written).
     pub fn at(dir: impl Into<PathBuf>) -> Targets {
         Targets {
             dir: dir.into(),
@@ -102,15 +110,21 @@ impl Targets {
     /// The calling thread is the one to reach `names`: they fail if it panics, or if it ends
     /// (the guard is dropped) before reaching them.
     pub fn owe(&self, names: &[&str]) -> Owed<'_> {
-        self.state()
-            .owed
-            .entry(thread::current().id())
-            .or_default()
-            .extend(names.iter().map(|name| name.to_string()));
+        self.owe_for(thread::current().id(), names);
         Owed {
             targets: self,
             not_send: PhantomData,
         }
+    }
+
+    /// The running thread `thread` is the one to reach `names`: they fail if it panics. No
+    /// guard: for a thread started by other code, which lives as long as PID 1.
+    pub fn owe_for(&self, thread: ThreadId, names: &[&str]) {
+        self.state()
+            .owed
+            .entry(thread)
+            .or_default()
+            .extend(names.iter().map(|name| name.to_string()));
     }
 
     /// Mark `name` reached: services waiting for it start. A failed target stays failed.
@@ -177,6 +191,7 @@ impl Targets {
     /// Fail every target the calling thread still owes, because of `reason`.
     pub fn fail_owed_by_this_thread(&self, reason: &str) {
         let owed = self.state().owed.remove(&thread::current().id());
+        // Outside the lock: fail() takes it again.
         for name in owed.unwrap_or_default() {
             self.fail(&name, reason);
         }
@@ -189,6 +204,13 @@ pub struct Owed<'a> {
     targets: &'a Targets,
     /// Bound to the thread that owes the targets.
     not_send: PhantomData<*const ()>,
+}
+
+impl Owed<'_> {
+    /// The thread stops trying: fail the targets it has not reached yet, because of `reason`.
+    pub fn give_up(self, reason: &str) {
+        self.targets.fail_owed_by_this_thread(reason);
+    }
 }
 
 impl Drop for Owed<'_> {
@@ -250,6 +272,41 @@ mod tests {
         assert_eq!(targets.outcome(NBD), Some(Outcome::Failed));
         let reason = failure_reason(dir.path(), NBD).unwrap();
         assert!(reason.contains("ended before reaching it"), "{reason}");
+    }
+
+    #[test]
+    fn a_thread_that_gives_up_fails_what_it_did_not_reach_with_its_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let targets = Targets::at(dir.path());
+        thread::scope(|scope| {
+            scope.spawn(|| {
+                let owed = targets.owe(&[NETWORK_ONLINE, TIME_SYNC]);
+                targets.reach(TIME_SYNC);
+                owed.give_up("cannot talk to the kernel's network stack");
+            });
+        });
+        assert_eq!(targets.outcome(NETWORK_ONLINE), Some(Outcome::Failed));
+        assert_eq!(targets.outcome(TIME_SYNC), Some(Outcome::Reached));
+        assert_eq!(
+            failure_reason(dir.path(), NETWORK_ONLINE).as_deref(),
+            Some("cannot talk to the kernel's network stack")
+        );
+    }
+
+    #[test]
+    fn a_target_owed_by_another_thread_fails_when_that_thread_fails_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let targets = &Targets::at(dir.path());
+        thread::scope(|scope| {
+            let (go, wait) = std::sync::mpsc::channel::<()>();
+            let worker = scope.spawn(move || {
+                let _ = wait.recv();
+                targets.fail_owed_by_this_thread("thread nbd0 panicked");
+            });
+            targets.owe_for(worker.thread().id(), &[NBD]);
+            go.send(()).unwrap();
+        });
+        assert_eq!(targets.outcome(NBD), Some(Outcome::Failed));
     }
 
     #[test]

@@ -191,8 +191,11 @@ impl Services {
                     }
                 );
                 service.progress = Progress::Started;
-            } else if let Some(reason) =
-                readiness::target_failure(rule).filter(|_| service.def.target)
+            } else if let Some(reason) = service
+                .def
+                .target
+                .then(|| readiness::target_failure(rule))
+                .flatten()
             {
                 error!(
                     &service.def.name,

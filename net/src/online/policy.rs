@@ -20,9 +20,11 @@ use crate::lease::Lease;
 /// Where an interface's address came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AddressSource {
+    /// A lease from the interface's DHCP client.
     Dhcp,
     /// A static configuration from the command-line key named (`ip` or `ipam`).
     Static {
+        /// The command-line key the address came from, without `=`.
         key: &'static str,
     },
 }
@@ -31,16 +33,38 @@ pub enum AddressSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OnlineEvent {
     /// `lease.interface` has an address now that it did not have before.
-    Configured { lease: Lease, source: AddressSource },
+    Configured {
+        /// The address and what came with it.
+        lease: Lease,
+        /// Static or DHCP.
+        source: AddressSource,
+    },
     /// An address was applied (a first lease, a renewal or a static one): its DNS servers,
     /// domain and search list are the ones to use now.
-    Resolver { lease: Lease },
+    Resolver {
+        /// The address applied, whose resolver settings to write.
+        lease: Lease,
+    },
     /// Stop the DHCP client on `interface`: `winner` has the lease.
-    StopClient { interface: String, winner: String },
+    StopClient {
+        /// The interface whose client is to stop.
+        interface: String,
+        /// The interface that holds the lease.
+        winner: String,
+    },
     /// The first address is up: the network is online. Reported once per boot.
-    Online { lease: Lease },
+    Online {
+        /// The first address (host name, NTP servers and the log forwarder's name come
+        /// from it).
+        lease: Lease,
+    },
     /// A lease ended: its address is to be removed from its interface.
-    LeaseLost { lease: Lease, reason: LossReason },
+    LeaseLost {
+        /// The lease that ended.
+        lease: Lease,
+        /// Why the client gave it up.
+        reason: LossReason,
+    },
     /// No interface to configure and none configured: the network stays down.
     StaysDown,
 }
