@@ -6,6 +6,10 @@
 //! targets: `network-online` with the first address, `time-sync` once SNTP has set the clock,
 //! `nbd` once the network block devices are attached. Log lines are forwarded to
 //! `syslog_host=` from the start of the boot: buffered until the network is up.
+//!
+//! What to do is decided by [`bootkit_net::online`] (which interfaces, which lease wins, when
+//! the network is online); this module does the I/O it asks for, logs, and reaches targets.
+//! The thread owes its targets: if it panics or stops, they fail with the reason.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -243,11 +247,7 @@ impl Network {
         if self.policy.falls_back_to_dhcp() {
             dhcp_on = choose::select(&all, &self.config.selector);
         }
-        for link in &mut dhcp_on {
-            if let Some(vlan) = vlan_replaces.get(&link.index) {
-                *link = vlan.clone();
-            }
-        }
+        let dhcp_on = choose::with_vlans_instead_of_parents(dhcp_on, &vlan_replaces);
         let names: Vec<String> = dhcp_on.iter().map(|link| link.name.clone()).collect();
         let policy = &self.policy;
         self.act(reported(|emit| policy.dhcp_planned(&names, emit)))

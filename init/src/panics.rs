@@ -62,7 +62,7 @@ pub fn install() {
 
 /// The last panic on the calling thread since it was last asked, if any.
 pub fn take_last_on_this_thread() -> Option<PanicReport> {
-    LAST.with(Cell::take)
+    LAST.try_with(Cell::take).ok().flatten()
 }
 
 /// What the hook does: nothing in here may panic (a panic in the hook aborts the process,
@@ -71,7 +71,8 @@ fn on_panic(info: &PanicHookInfo<'_>, targets: &Targets) {
     let report = PanicReport::from_hook(info);
     crate::error!("bootkit", "{report}");
     targets.fail_owed_by_this_thread(&report.to_string());
-    LAST.with(|last| last.set(Some(report)));
+    // try_with: a thread whose locals are being destroyed has no LAST, and must not panic.
+    let _ = LAST.try_with(|last| last.set(Some(report)));
 }
 
 /// The text a panic was raised with (`panic!("...")` gives a `&str` or a `String`).

@@ -1,5 +1,7 @@
 //! Which interfaces the command line's configuration applies to, from the kernel's list.
 
+use std::collections::BTreeMap;
+
 use crate::config::{InterfaceConfig, InterfaceSelector, InterfaceTarget, StaticAddress};
 use crate::lease::Lease;
 use crate::link::{LinkInfo, LinkKind};
@@ -45,4 +47,16 @@ pub fn static_lease(name: &str, interface: &InterfaceConfig, address: &StaticAdd
         .collect();
     lease.mtu = interface.mtu;
     lease
+}
+
+/// The interfaces DHCP runs on once the VLANs exist: a parent that a `vlan_id=` VLAN replaces
+/// (by the parent's interface index in `vlan_of_parent`) is swapped for that VLAN, in place.
+pub fn with_vlans_instead_of_parents(
+    dhcp_on: Vec<LinkInfo>,
+    vlan_of_parent: &BTreeMap<u32, LinkInfo>,
+) -> Vec<LinkInfo> {
+    dhcp_on
+        .into_iter()
+        .map(|link| vlan_of_parent.get(&link.index).cloned().unwrap_or(link))
+        .collect()
 }

@@ -1,8 +1,9 @@
 //! The policy driven the way the init drives it, with the events it reports.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use super::choose::{resolve, select, static_lease};
+use super::choose::{resolve, select, static_lease, with_vlans_instead_of_parents};
 use super::{AddressSource, OnlineEvent, Policy};
 use crate::config::{self, InterfaceSelector, InterfaceTarget, MacAddr};
 use crate::dhcp::LossReason;
@@ -282,4 +283,13 @@ fn a_static_configuration_becomes_a_lease() {
     );
     assert_eq!(lease.hostname.as_deref(), Some("node1"));
     assert_eq!(lease.interface, "eth0");
+}
+
+#[test]
+fn dhcp_runs_on_a_vlan_id_vlan_instead_of_its_parent() {
+    let eth0 = link(2, "eth0", 1, LinkKind::PhysicalEthernet);
+    let eth1 = link(3, "eth1", 2, LinkKind::PhysicalEthernet);
+    let vlan = link(7, "eth0.30", 1, LinkKind::Vlan);
+    let replaced = with_vlans_instead_of_parents(vec![eth0, eth1], &BTreeMap::from([(2, vlan)]));
+    assert_eq!(names(&replaced), ["eth0.30", "eth1"]);
 }
