@@ -120,11 +120,14 @@ impl Targets {
     /// The running thread `thread` is the one to reach `names`: they fail if it panics. No
     /// guard: for a thread started by other code, which lives as long as PID 1.
     pub fn owe_for(&self, thread: ThreadId, names: &[&str]) {
-        self.state()
-            .owed
-            .entry(thread)
-            .or_default()
-            .extend(names.iter().map(|name| name.to_string()));
+        let mut state = self.state();
+        // One already reached (the thread may be quicker than its registration) is not owed.
+        let open: Vec<String> = names
+            .iter()
+            .filter(|name| !state.outcomes.contains_key(**name))
+            .map(|name| name.to_string())
+            .collect();
+        state.owed.entry(thread).or_default().extend(open);
     }
 
     /// Mark `name` reached: services waiting for it start. A failed target stays failed.
