@@ -13,7 +13,7 @@ use bootkit_common::service_def::BootMode;
 use crate::cmdline::Cmdline;
 use crate::fatal::{self, Fatal};
 use crate::power::{self, PowerAction};
-use crate::{modules, mounts, network, rootfs, shell, supervisor, targets};
+use crate::{modules, mounts, network, panics, rootfs, shell, supervisor, targets};
 
 /// Where the tmpfs root is mounted before switch_root.
 const NEWROOT: &str = "/newroot";
@@ -30,7 +30,9 @@ struct StageTimes {
 /// PID 1's main. Never returns.
 pub fn run() -> ! {
     let started = Instant::now();
-    // First, before any thread exists, so every thread inherits the mask.
+    // Before any thread exists, so that a panic anywhere is logged and fails its targets.
+    panics::install();
+    // Before any thread exists, so every thread inherits the mask.
     let signals = supervisor::block_signals();
     // SAFETY: still single-threaded; the kernel starts init with no PATH at all.
     unsafe { std::env::set_var("PATH", "/usr/sbin:/usr/bin:/sbin:/bin") };
@@ -93,7 +95,10 @@ pub fn run() -> ! {
         Ok(Err(fatal)) => fatal,
         Err(panic) => Fatal::new(
             "the init crashed",
-            panic_message(&panic),
+            panics::take_last_on_this_thread().map_or_else(
+                || panics::payload_message(panic.as_ref()),
+                |report| report.to_string(),
+            ),
             "this is a bug in the bootkit: report it with the console output above",
         ),
     };
@@ -303,15 +308,5 @@ fn start_mode_shell() {
     match shell::spawn_on_console() {
         Ok(child) => crate::info!("bootkit", "shell on the console (pid {})", child.id()),
         Err(err) => crate::warn!("bootkit", "cannot start the shell: {err}"),
-    }
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(text) = panic.downcast_ref::<&str>() {
-        text.to_string()
-    } else if let Some(text) = panic.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "unknown panic".to_string()
     }
 }

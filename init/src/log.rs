@@ -7,6 +7,7 @@
 //! Lines go to /dev/kmsg at debug level so that the kernel does not echo them to the console a
 //! second time unless the user asked for debug output.
 
+use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -93,6 +94,30 @@ pub fn uptime_seconds() -> f64 {
     now.tv_sec as f64 + now.tv_nsec as f64 / 1e9
 }
 
+thread_local! {
+    /// Set while this thread writes a line.
+    static WRITING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// This thread is writing a line; dropped (also when a panic unwinds), it is not any more.
+struct Writing;
+
+impl Writing {
+    /// `None` when this thread is already writing one: a panic in the middle of a line (or
+    /// of its forwarding) reaches the panic hook, which logs, and the locks the first line
+    /// holds would never be released to it.
+    fn enter() -> Option<Writing> {
+        let already = WRITING.try_with(|writing| writing.replace(true));
+        (!already.unwrap_or(false)).then_some(Writing)
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        let _ = WRITING.try_with(|writing| writing.set(false));
+    }
+}
+
 /// Log one line from `source` (a stage such as `rootfs`, or a service name).
 pub fn line(level: Level, source: &str, message: &str) {
     let console = format!(
@@ -100,6 +125,12 @@ pub fn line(level: Level, source: &str, message: &str) {
         uptime_seconds(),
         level.tag()
     );
+    let Some(_writing) = Writing::enter() else {
+        // The panic hook's line about a panic in logging: stderr (the console too) is the one
+        // sink no line holds.
+        let _ = std::io::stderr().write_all(console.as_bytes());
+        return;
+    };
     // A poisoned lock only means another thread panicked mid-line; logging must go on.
     let mut sinks = SINKS
         .lock()
@@ -148,6 +179,20 @@ macro_rules! error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_logged_while_one_is_written_on_the_same_thread_does_not_wait_for_it() {
+        let outer = Writing::enter();
+        assert!(outer.is_some());
+        assert!(Writing::enter().is_none(), "nested on this thread");
+        let elsewhere = std::thread::spawn(|| Writing::enter().is_some()).join();
+        assert!(elsewhere.unwrap(), "another thread writes its own lines");
+        drop(outer);
+        assert!(
+            Writing::enter().is_some(),
+            "free again once the line is written"
+        );
+    }
 
     #[test]
     fn every_active_console_but_the_last_is_an_other_console() {

@@ -12,6 +12,7 @@ mod log;
 mod modules;
 mod mounts;
 mod network;
+mod panics;
 mod power;
 mod rootfs;
 mod shell;
@@ -28,7 +29,8 @@ usage: bootkit init                        (as PID 1: boot the machine)
        bootkit poweroff|reboot|halt [-f]   (ask PID 1 to stop the machine; -f: at once)
        bootkit supervise DIR [--mode MODE] [--target NAME:FILE:TIMEOUT_MS]...
                                            (run the services in DIR, not as PID 1; a
-                                           target is reached when FILE appears)
+                                           target is reached when FILE appears, and
+                                           failed when FILE.failed does)
        bootkit --version";
 
 fn main() {

@@ -6,6 +6,10 @@
 //! targets: `network-online` with the first address, `time-sync` once SNTP has set the clock,
 //! `nbd` once the network block devices are attached. Log lines are forwarded to
 //! `syslog_host=` from the start of the boot: buffered until the network is up.
+//!
+//! What to do is decided by [`bootkit_net::online`] (which interfaces, which lease wins, when
+//! the network is online); this module does the I/O it asks for, logs, and reaches targets.
+//! The thread owes its targets: if it panics or stops, they fail with the reason.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -13,13 +17,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use bootkit_net::config::{
-    self, AddressMethod, InterfaceConfig, InterfaceSelector, InterfaceTarget, NetConfig,
-    StaticAddress, StaticRoute,
-};
+use bootkit_net::config::{self, AddressMethod, InterfaceConfig, NetConfig, StaticRoute};
 use bootkit_net::dhcp::{self, LeaseEvent};
 use bootkit_net::lease::Lease;
-use bootkit_net::link::{LinkInfo, LinkKind, Links, format_mac};
+use bootkit_net::link::{LinkInfo, Links, format_mac};
+use bootkit_net::online::{AddressSource, OnlineEvent, Policy, choose};
 use bootkit_net::syslog::{Forwarder, ForwarderConfig, ForwarderTask, Severity, Transport};
 use bootkit_net::{nbd, resolv, sntp};
 use tokio::sync::{mpsc, watch};
@@ -31,6 +33,9 @@ use crate::targets;
 const RESOLV_CONF: &str = "/etc/resolv.conf";
 /// Between failed attempts to set the clock.
 const TIME_SYNC_RETRY: Duration = Duration::from_secs(15);
+
+/// The targets the network thread reaches (`nbd` through the attachments it starts).
+const OWED_TARGETS: [&str; 3] = [targets::NETWORK_ONLINE, targets::TIME_SYNC, targets::NBD];
 
 static FORWARDER: OnceLock<Forwarder> = OnceLock::new();
 
@@ -110,16 +115,24 @@ pub fn start(env: &[(String, String)], syslog: Option<ForwarderTask>) {
     let spawned = std::thread::Builder::new()
         .name("network".to_string())
         .spawn(move || {
+            // This thread reaches them: a panic on it, or its end, fails those not reached.
+            let owed = targets::global().owe(&OWED_TARGETS);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build();
-            match runtime {
+            let stopped = match runtime {
                 Ok(runtime) => runtime.block_on(run(config, syslog, worker_id, nbd_specs)),
-                Err(err) => crate::error!("network", "cannot start the network runtime: {err}"),
-            }
+                Err(err) => format!("cannot start the network runtime: {err}"),
+            };
+            crate::error!("network", "{stopped}");
+            owed.give_up(&format!("the network stopped: {stopped}"));
         });
     if let Err(err) = spawned {
-        crate::error!("network", "cannot start the network thread: {err}");
+        let reason = format!("cannot start the network thread: {err}");
+        crate::error!("network", "{reason}");
+        for name in OWED_TARGETS {
+            targets::global().fail(name, &reason);
+        }
     }
 }
 
@@ -134,21 +147,25 @@ fn nbd_specs(env: &[(String, String)]) -> Vec<nbd::NbdSpec> {
     specs
 }
 
-/// What the online step needs, gathered while the interfaces come up.
-struct Online {
+/// The network thread's state: the policy, and what going online needs.
+struct Network {
+    links: Links,
     config: NetConfig,
+    policy: Policy,
+    /// The running DHCP clients, by interface.
+    clients: BTreeMap<String, JoinHandle<()>>,
     worker_id: Option<String>,
     syslog_up: watch::Sender<bool>,
     nbd_specs: Vec<nbd::NbdSpec>,
-    reached: bool,
 }
 
+/// The network thread's life; returns only if the network cannot be brought up, with why.
 async fn run(
     config: NetConfig,
     syslog: Option<ForwarderTask>,
     worker_id: Option<String>,
     nbd_specs: Vec<nbd::NbdSpec>,
-) {
+) -> String {
     let (syslog_up, syslog_up_rx) = watch::channel(false);
     if let Some(task) = syslog {
         tokio::spawn(task.run_when_up(syslog_up_rx, |event| {
@@ -158,87 +175,266 @@ async fn run(
     }
     let links = match Links::connect() {
         Ok(links) => links,
-        Err(err) => {
-            crate::error!(
-                "network",
-                "cannot talk to the kernel's network stack: {err}"
-            );
-            return;
-        }
+        Err(err) => return format!("cannot talk to the kernel's network stack: {err}"),
     };
     if let Ok(Some(lo)) = links.find_by_name("lo").await
         && let Err(err) = links.set_up(lo.index).await
     {
         crate::warn!("network", "cannot bring lo up: {err}");
     }
-    let mut online = Online {
+    let mut network = Network {
+        links,
+        policy: Policy::new(config.keep_all_leases),
         config,
+        clients: BTreeMap::new(),
         worker_id,
         syslog_up,
         nbd_specs,
-        reached: false,
     };
-    let dhcp_on = match configure_interfaces(&links, &mut online).await {
+    let dhcp_on = match network.configure_interfaces().await {
         Ok(dhcp_on) => dhcp_on,
-        Err(err) => {
-            crate::error!("network", "{err}");
-            return;
-        }
+        Err(err) => return err,
     };
-    run_dhcp(&links, dhcp_on, &mut online).await;
+    network.run_dhcp(dhcp_on).await;
     // With static addresses only there is no DHCP loop to wait on, but the tasks it started
     // (time sync, log forwarding) live on this runtime: keep it running for the machine's life.
-    std::future::pending::<()>().await;
+    std::future::pending().await
 }
 
-/// Create VLANs and apply static addresses; returns the interfaces to run DHCP on.
-async fn configure_interfaces(links: &Links, online: &mut Online) -> Result<Vec<LinkInfo>, String> {
-    let all = links
-        .list()
-        .await
-        .map_err(|err| format!("cannot list the interfaces: {err}"))?;
-    let mut dhcp_on = Vec::new();
-    let mut vlan_replaces: BTreeMap<u32, LinkInfo> = BTreeMap::new();
-    for vlan in online.config.vlans.clone() {
-        let Some(parent) = resolve(&all, &vlan.parent, &online.config.selector) else {
-            crate::warn!("network", "no interface for VLAN {}: skipping it", vlan.id);
-            continue;
+/// What `step` reports, to be acted on in order (acting awaits; the policy does not).
+fn reported(step: impl FnOnce(&mut dyn FnMut(OnlineEvent))) -> Vec<OnlineEvent> {
+    let mut events = Vec::new();
+    step(&mut |event| events.push(event));
+    events
+}
+
+impl Network {
+    /// Create VLANs and apply static addresses; returns the interfaces to run DHCP on.
+    async fn configure_interfaces(&mut self) -> Result<Vec<LinkInfo>, String> {
+        let all = self
+            .links
+            .list()
+            .await
+            .map_err(|err| format!("cannot list the interfaces: {err}"))?;
+        let mut dhcp_on = Vec::new();
+        let mut vlan_replaces: BTreeMap<u32, LinkInfo> = BTreeMap::new();
+        for vlan in self.config.vlans.clone() {
+            let Some(parent) = choose::resolve(&all, &vlan.parent, &self.config.selector) else {
+                crate::warn!("network", "no interface for VLAN {}: skipping it", vlan.id);
+                continue;
+            };
+            match make_vlan(&self.links, &parent, vlan.id, vlan.name.as_deref()).await {
+                Ok(created) if vlan.dhcp_instead_of_parent => {
+                    vlan_replaces.insert(parent.index, created);
+                }
+                Ok(_) => {}
+                Err(err) => crate::warn!("network", "{err}"),
+            }
+        }
+        for interface in self.config.interfaces.clone() {
+            match self.configure_one(&all, &interface).await {
+                Ok(Some(dhcp)) => {
+                    self.policy.explicit_dhcp();
+                    dhcp_on.push(dhcp);
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    self.policy.explicit_failed();
+                    crate::warn!("network", "{}=: {err}; using DHCP", interface.source_key);
+                }
+            }
+        }
+        if self.policy.falls_back_to_dhcp() {
+            dhcp_on = choose::select(&all, &self.config.selector);
+        }
+        let dhcp_on = choose::with_vlans_instead_of_parents(dhcp_on, &vlan_replaces);
+        let names: Vec<String> = dhcp_on.iter().map(|link| link.name.clone()).collect();
+        let policy = &self.policy;
+        self.act(reported(|emit| policy.dhcp_planned(&names, emit)))
+            .await;
+        Ok(dhcp_on)
+    }
+
+    /// One `ip=`/`ipam=`: static addresses are applied now; DHCP ones are returned.
+    async fn configure_one(
+        &mut self,
+        all: &[LinkInfo],
+        interface: &InterfaceConfig,
+    ) -> Result<Option<LinkInfo>, String> {
+        let Some(mut link) = choose::resolve(all, &interface.target, &self.config.selector) else {
+            return Err(format!("no interface matches {:?}", interface.target));
         };
-        match make_vlan(links, &parent, vlan.id, vlan.name.as_deref()).await {
-            Ok(created) if vlan.dhcp_instead_of_parent => {
-                vlan_replaces.insert(parent.index, created);
+        if let Some(id) = interface.vlan_id {
+            link = make_vlan(&self.links, &link, id, None).await?;
+        }
+        let AddressMethod::Static(address) = &interface.method else {
+            return Ok(Some(link));
+        };
+        let lease = choose::static_lease(&link.name, interface, address);
+        self.links
+            .apply(&lease)
+            .await
+            .map_err(|err| format!("cannot configure {}: {err}", link.name))?;
+        let policy = &mut self.policy;
+        let events = reported(|emit| policy.static_applied(&lease, interface.source_key, emit));
+        self.act(events).await;
+        Ok(None)
+    }
+
+    /// DHCP on every chosen interface at once; the policy says which leases are applied.
+    async fn run_dhcp(&mut self, interfaces: Vec<LinkInfo>) {
+        let (events, mut received) = mpsc::channel(32);
+        for link in interfaces {
+            let Some(mac) = link.mac else {
+                crate::warn!("network", "{} has no MAC address: no DHCP on it", link.name);
+                continue;
+            };
+            let name = link.name.clone();
+            let client = tokio::spawn(start_client(
+                self.links.clone(),
+                link,
+                mac,
+                self.config.carrier_timeout,
+                events.clone(),
+            ));
+            self.policy.client_started(&name);
+            self.clients.insert(name, client);
+        }
+        drop(events);
+        while let Some(event) = received.recv().await {
+            match event {
+                LeaseEvent::Acquired(lease) | LeaseEvent::Renewed(lease) => {
+                    if !self.policy.should_apply(&lease) {
+                        continue;
+                    }
+                    if let Err(err) = self.links.apply(&lease).await {
+                        crate::error!(
+                            "network",
+                            "{}: cannot apply the lease {}: {err}",
+                            lease.interface,
+                            lease.address
+                        );
+                        continue;
+                    }
+                    let policy = &mut self.policy;
+                    let events = reported(|emit| policy.lease_applied(&lease, emit));
+                    self.act(events).await;
+                }
+                LeaseEvent::Lost { lease, reason } => {
+                    let policy = &mut self.policy;
+                    let events = reported(|emit| policy.lease_lost(&lease, reason, emit));
+                    self.act(events).await;
+                }
+                LeaseEvent::State { interface, state } => {
+                    crate::info!("network", "{interface}: DHCP {state}")
+                }
+                LeaseEvent::Error { interface, error } => {
+                    crate::warn!("network", "{interface}: DHCP: {error}")
+                }
             }
-            Ok(_) => {}
-            Err(err) => crate::warn!("network", "{err}"),
         }
     }
-    let mut failed = false;
-    for interface in online.config.interfaces.clone() {
-        match configure_one(links, &all, &interface, online).await {
-            Ok(Some(dhcp)) => dhcp_on.push(dhcp),
-            Ok(None) => {}
-            Err(err) => {
-                failed = true;
-                crate::warn!("network", "{}=: {err}; using DHCP", interface.source_key);
+
+    /// Do what the policy reported, and log it.
+    async fn act(&mut self, events: Vec<OnlineEvent>) {
+        for event in events {
+            match event {
+                OnlineEvent::Configured {
+                    lease,
+                    source: AddressSource::Dhcp,
+                } => log_lease(&lease),
+                OnlineEvent::Configured {
+                    lease,
+                    source: AddressSource::Static { key },
+                } => crate::info!(
+                    "network",
+                    "{}: static address {}/{} from {key}=",
+                    lease.interface,
+                    lease.address,
+                    lease.prefix_len,
+                ),
+                OnlineEvent::Resolver { lease } => self.write_resolv_conf(&lease),
+                OnlineEvent::StopClient { interface, winner } => {
+                    if let Some(client) = self.clients.remove(&interface) {
+                        client.abort();
+                    }
+                    crate::info!(
+                        "network",
+                        "{interface}: DHCP stopped, {winner} has the lease (bootkit.net.all=1 keeps all)"
+                    );
+                }
+                OnlineEvent::Online { lease } => self.go_online(&lease).await,
+                OnlineEvent::LeaseLost { lease, reason } => {
+                    crate::warn!(
+                        "network",
+                        "{}: lease {} lost ({reason:?})",
+                        lease.interface,
+                        lease.address
+                    );
+                    if let Err(err) = self.links.remove(&lease).await {
+                        crate::warn!(
+                            "network",
+                            "{}: cannot remove {}: {err}",
+                            lease.interface,
+                            lease.address
+                        );
+                    }
+                }
+                OnlineEvent::StaysDown => crate::warn!(
+                    "network",
+                    "no interface to configure: the network stays down"
+                ),
             }
         }
     }
-    // No configuration at all, or none that worked: DHCP where the selector allows.
-    if online.config.interfaces.is_empty() || (failed && dhcp_on.is_empty() && !online.reached) {
-        dhcp_on = select(&all, &online.config.selector);
-    }
-    for link in &mut dhcp_on {
-        if let Some(vlan) = vlan_replaces.get(&link.index) {
-            *link = vlan.clone();
+
+    /// DNS from `nameserver=`, or else from the address just applied.
+    fn write_resolv_conf(&self, lease: &Lease) {
+        let dns: Vec<Ipv4Addr> = if self.config.nameservers.is_empty() {
+            lease.dns.clone()
+        } else {
+            self.config.nameservers.clone()
+        };
+        if let Err(err) = resolv::write(
+            Path::new(RESOLV_CONF),
+            &dns,
+            lease.domain.as_deref(),
+            &lease.search,
+        ) {
+            crate::warn!("network", "{err}");
         }
     }
-    if dhcp_on.is_empty() && !online.reached {
-        crate::warn!(
-            "network",
-            "no interface to configure: the network stays down"
-        );
+
+    /// The first address is up: host name, routes, and everything that waited for it.
+    async fn go_online(&mut self, lease: &Lease) {
+        let config = &self.config;
+        if let Some(name) = config.hostname.as_ref().or(lease.hostname.as_ref()) {
+            match resolv::set_hostname_if_unset(name) {
+                Ok(true) => crate::info!("network", "host name {name}"),
+                Ok(false) => {}
+                Err(err) => crate::warn!("network", "{err}"),
+            }
+        }
+        for route in &config.routes {
+            add_route(&self.links, route).await;
+        }
+        if let Some(forwarder) = FORWARDER.get()
+            && self.worker_id.is_none()
+            && let Ok(Some(link)) = self.links.find_by_name(&lease.interface).await
+            && let Some(mac) = link.mac
+        {
+            forwarder.set_hostname(&format_mac(&mac));
+        }
+        let _ = self.syslog_up.send(true);
+        targets::reach(targets::NETWORK_ONLINE);
+        let servers: Vec<String> = if config.ntp_servers.is_empty() {
+            lease.ntp.iter().map(Ipv4Addr::to_string).collect()
+        } else {
+            config.ntp_servers.clone()
+        };
+        tokio::spawn(sync_time(servers));
+        attach_nbd(std::mem::take(&mut self.nbd_specs));
     }
-    Ok(dhcp_on)
 }
 
 async fn make_vlan(
@@ -257,153 +453,6 @@ async fn make_vlan(
         .get(index)
         .await
         .map_err(|err| format!("VLAN {name}: {err}"))
-}
-
-/// One `ip=`/`ipam=`: static addresses are applied now; DHCP ones are returned.
-async fn configure_one(
-    links: &Links,
-    all: &[LinkInfo],
-    interface: &InterfaceConfig,
-    online: &mut Online,
-) -> Result<Option<LinkInfo>, String> {
-    let Some(mut link) = resolve(all, &interface.target, &online.config.selector) else {
-        return Err(format!("no interface matches {:?}", interface.target));
-    };
-    if let Some(id) = interface.vlan_id {
-        link = make_vlan(links, &link, id, None).await?;
-    }
-    let AddressMethod::Static(address) = &interface.method else {
-        return Ok(Some(link));
-    };
-    let lease = static_lease(&link.name, interface, address);
-    links
-        .apply(&lease)
-        .await
-        .map_err(|err| format!("cannot configure {}: {err}", link.name))?;
-    crate::info!(
-        "network",
-        "{}: static address {}/{} from {}=",
-        link.name,
-        lease.address,
-        lease.prefix_len,
-        interface.source_key
-    );
-    go_online(links, &lease, online).await;
-    Ok(None)
-}
-
-fn static_lease(name: &str, interface: &InterfaceConfig, address: &StaticAddress) -> Lease {
-    let mut lease = Lease::new(name, address.address, address.prefix_len);
-    lease.routers = address.gateway.into_iter().collect();
-    lease.dns = interface.dns.clone();
-    lease.search = interface.search.clone();
-    lease.hostname = interface.hostname.clone();
-    lease.ntp = interface
-        .ntp_servers
-        .iter()
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    lease.mtu = interface.mtu;
-    lease
-}
-
-fn resolve(
-    all: &[LinkInfo],
-    target: &InterfaceTarget,
-    selector: &InterfaceSelector,
-) -> Option<LinkInfo> {
-    match target {
-        InterfaceTarget::Any => select(all, selector).into_iter().next(),
-        InterfaceTarget::Name(name) => all.iter().find(|l| &l.name == name).cloned(),
-        InterfaceTarget::Mac(mac) => all.iter().find(|l| l.mac == Some(mac.0)).cloned(),
-    }
-}
-
-/// The interfaces DHCP runs on by default: every physical Ethernet one, or the one named.
-fn select(all: &[LinkInfo], selector: &InterfaceSelector) -> Vec<LinkInfo> {
-    all.iter()
-        .filter(|link| match selector {
-            InterfaceSelector::AllPhysical => link.kind == LinkKind::PhysicalEthernet,
-            InterfaceSelector::Name(name) => &link.name == name,
-            InterfaceSelector::Mac(mac) => link.mac == Some(mac.0),
-        })
-        .cloned()
-        .collect()
-}
-
-/// DHCP on every chosen interface at once; the first lease wins unless all are kept.
-async fn run_dhcp(links: &Links, interfaces: Vec<LinkInfo>, online: &mut Online) {
-    let (events, mut received) = mpsc::channel(32);
-    let mut clients: BTreeMap<String, JoinHandle<()>> = BTreeMap::new();
-    for link in interfaces {
-        let Some(mac) = link.mac else {
-            crate::warn!("network", "{} has no MAC address: no DHCP on it", link.name);
-            continue;
-        };
-        let name = link.name.clone();
-        let client = tokio::spawn(start_client(
-            links.clone(),
-            link,
-            mac,
-            online.config.carrier_timeout,
-            events.clone(),
-        ));
-        clients.insert(name, client);
-    }
-    drop(events);
-    let mut applied: Vec<String> = Vec::new();
-    while let Some(event) = received.recv().await {
-        match event {
-            LeaseEvent::Acquired(lease) | LeaseEvent::Renewed(lease) => {
-                if !online.config.keep_all_leases
-                    && !applied.is_empty()
-                    && !applied.contains(&lease.interface)
-                {
-                    continue;
-                }
-                if let Err(err) = links.apply(&lease).await {
-                    crate::error!(
-                        "network",
-                        "{}: cannot apply the lease {}: {err}",
-                        lease.interface,
-                        lease.address
-                    );
-                    continue;
-                }
-                if !applied.contains(&lease.interface) {
-                    log_lease(&lease);
-                    applied.push(lease.interface.clone());
-                }
-                if !online.config.keep_all_leases {
-                    stop_other_clients(&mut clients, &lease.interface);
-                }
-                go_online(links, &lease, online).await;
-            }
-            LeaseEvent::Lost { lease, reason } => {
-                crate::warn!(
-                    "network",
-                    "{}: lease {} lost ({reason:?})",
-                    lease.interface,
-                    lease.address
-                );
-                if let Err(err) = links.remove(&lease).await {
-                    crate::warn!(
-                        "network",
-                        "{}: cannot remove {}: {err}",
-                        lease.interface,
-                        lease.address
-                    );
-                }
-                applied.retain(|name| name != &lease.interface);
-            }
-            LeaseEvent::State { interface, state } => {
-                crate::info!("network", "{interface}: DHCP {state}")
-            }
-            LeaseEvent::Error { interface, error } => {
-                crate::warn!("network", "{interface}: DHCP: {error}")
-            }
-        }
-    }
 }
 
 /// Wait for carrier, then run the DHCP client until the lease loop stops listening.
@@ -431,23 +480,6 @@ async fn start_client(
     dhcp::run(dhcp::Config::new(&link.name, mac), events).await;
 }
 
-fn stop_other_clients(clients: &mut BTreeMap<String, JoinHandle<()>>, winner: &str) {
-    let losers: Vec<String> = clients
-        .keys()
-        .filter(|name| *name != winner)
-        .cloned()
-        .collect();
-    for name in losers {
-        if let Some(client) = clients.remove(&name) {
-            client.abort();
-            crate::info!(
-                "network",
-                "{name}: DHCP stopped, {winner} has the lease (bootkit.net.all=1 keeps all)"
-            );
-        }
-    }
-}
-
 fn log_lease(lease: &Lease) {
     let routers: Vec<String> = lease.routers.iter().map(Ipv4Addr::to_string).collect();
     crate::info!(
@@ -466,54 +498,6 @@ fn log_lease(lease: &Lease) {
             .lease_time
             .map_or(String::new(), |t| format!(" for {} s", t.as_secs())),
     );
-}
-
-/// The first address is up: DNS, host name, routes, and everything that waited for it.
-async fn go_online(links: &Links, lease: &Lease, online: &mut Online) {
-    let config = &online.config;
-    let dns: Vec<Ipv4Addr> = if config.nameservers.is_empty() {
-        lease.dns.clone()
-    } else {
-        config.nameservers.clone()
-    };
-    if let Err(err) = resolv::write(
-        Path::new(RESOLV_CONF),
-        &dns,
-        lease.domain.as_deref(),
-        &lease.search,
-    ) {
-        crate::warn!("network", "{err}");
-    }
-    if online.reached {
-        return;
-    }
-    online.reached = true;
-    if let Some(name) = config.hostname.as_ref().or(lease.hostname.as_ref()) {
-        match resolv::set_hostname_if_unset(name) {
-            Ok(true) => crate::info!("network", "host name {name}"),
-            Ok(false) => {}
-            Err(err) => crate::warn!("network", "{err}"),
-        }
-    }
-    for route in &config.routes {
-        add_route(links, route).await;
-    }
-    if let Some(forwarder) = FORWARDER.get()
-        && online.worker_id.is_none()
-        && let Ok(Some(link)) = links.find_by_name(&lease.interface).await
-        && let Some(mac) = link.mac
-    {
-        forwarder.set_hostname(&format_mac(&mac));
-    }
-    let _ = online.syslog_up.send(true);
-    targets::reach(targets::NETWORK_ONLINE);
-    let servers: Vec<String> = if config.ntp_servers.is_empty() {
-        lease.ntp.iter().map(Ipv4Addr::to_string).collect()
-    } else {
-        config.ntp_servers.clone()
-    };
-    tokio::spawn(sync_time(servers));
-    attach_nbd(std::mem::take(&mut online.nbd_specs));
 }
 
 /// dracut's `rd.route=`.
@@ -604,11 +588,19 @@ fn attach_nbd(specs: Vec<nbd::NbdSpec>) {
             }
         });
         match spawned {
-            Ok(attachment) => ATTACHMENTS
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .push(attachment),
-            Err(err) => crate::error!("nbd", "cannot start the attachment of {shown}: {err}"),
+            Ok(attachment) => {
+                // Its thread reaches `nbd` (with the others): a panic there fails it.
+                targets::global().owe_for(attachment.thread_id(), &[targets::NBD]);
+                ATTACHMENTS
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .push(attachment);
+            }
+            Err(err) => {
+                let reason = format!("cannot start the attachment of {shown}: {err}");
+                crate::error!("nbd", "{reason}");
+                targets::global().fail(targets::NBD, &reason);
+            }
         }
     }
 }

@@ -373,6 +373,36 @@ fn built_in_targets_hold_back_their_dependents_until_reached() {
 }
 
 #[test]
+fn a_failed_target_gives_up_its_dependents_before_its_timeout() {
+    let services = Services::new();
+    let online = services.path().join("network-online");
+    services.add(
+        "worker",
+        "echo worker up; exec sleep 30",
+        "requires = [\"network-online\"]",
+    );
+    let target = format!("network-online:{}:60000", online.display());
+    let mut run = Supervise::start_with(services.path(), &["--target".to_string(), target]);
+    run.wait_for("network-online: waiting for it to be reached");
+    let failed_at = Instant::now();
+    std::fs::write(
+        services.path().join("network-online.failed"),
+        "thread network panicked at net.rs:1:1: boom",
+    )
+    .unwrap();
+    run.wait_for(
+        "network-online: error: failed (thread network panicked at net.rs:1:1: boom): \
+         services that require it will not start",
+    );
+    run.wait_for("worker: error: not starting: it requires network-online, which failed to start");
+    assert!(failed_at.elapsed() < Duration::from_secs(5));
+    assert_eq!(run.count("worker: worker up"), 0);
+    run.signal(Signal::SIGUSR2);
+    run.wait_for("supervise: stopped, requested poweroff");
+    assert_eq!(run.wait_exit(), 0);
+}
+
+#[test]
 fn a_readiness_timeout_lets_the_boot_go_on() {
     let services = Services::new();
     services.add(

@@ -8,6 +8,8 @@
 //! - [`lease`]: what an interface is configured with, from DHCP or static configuration.
 //! - [`resolv`]: writing /etc/resolv.conf and the host name.
 //! - [`sntp`]: setting the clock from NTP servers before TLS is used.
+//! - [`online`]: the init's network policy (which lease wins, when the network is online)
+//!   as a state machine that reports events.
 //! - [`nbd`]: attaching network block devices to /dev/nbdN.
 //! - [`syslog`]: forwarding log lines as RFC 5424 syslog.
 
@@ -16,6 +18,7 @@ pub mod dhcp;
 pub mod lease;
 pub mod link;
 pub mod nbd;
+pub mod online;
 pub mod resolv;
 pub mod sntp;
 pub mod syslog;

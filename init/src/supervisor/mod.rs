@@ -32,6 +32,7 @@ use crate::{error, info, warn};
 use services::Services;
 use signals::Request;
 
+pub use readiness::target_failed_file;
 pub use signals::reset_in_child as reset_signals_in_child;
 
 #[derive(Debug, thiserror::Error)]

@@ -194,6 +194,17 @@ impl Services {
                     }
                 );
                 service.progress = Progress::Started;
+            } else if let Some(reason) = service
+                .def
+                .target
+                .then(|| readiness::target_failure(rule))
+                .flatten()
+            {
+                error!(
+                    &service.def.name,
+                    "failed ({reason}): services that require it will not start"
+                );
+                service.progress = Progress::Failed;
             } else if now >= give_up_at && service.def.target {
                 warn!(
                     &service.def.name,

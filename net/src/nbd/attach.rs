@@ -264,6 +264,12 @@ impl Attachment {
         self.thread.is_finished()
     }
 
+    /// The supervisor thread's id, for a caller that must hear of its panic (the init fails
+    /// the `nbd` target when that thread dies before the device is attached).
+    pub fn thread_id(&self) -> std::thread::ThreadId {
+        self.thread.thread().id()
+    }
+
     /// Stops reconnecting, disconnects the device if it is attached, and waits for the
     /// supervisor. An attempt under way finishes first (bounded by the connect and
     /// handshake timeouts).
