@@ -123,7 +123,7 @@ pub struct Plan {
 /// Resolve the source, checksum, bmap, config and disk, and check the disk is safe to write.
 pub fn plan(request: &InstallRequest) -> Result<Plan, InstallError> {
     let config = match &request.config {
-        Some(path) => InstallConfig::load(path)?,
+        Some(path) => crate::config::load(path)?,
         None => InstallConfig::default(),
     };
     let image_text = request
