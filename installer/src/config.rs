@@ -14,30 +14,49 @@ pub use bootkit_common::install_config::{
     AfterInstall, CloudInit, Hostname, InstallConfig, PartitionName, Proxy, StaticNetwork, User,
 };
 
+/// Why the install config cannot be used; each message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The config file cannot be read.
     #[error("cannot read the install config {path}: {source}; check the path and its permissions")]
     Read {
+        /// The config file.
         path: PathBuf,
+        /// Why reading it failed.
         source: std::io::Error,
     },
-    /// The problem is in the message (with its line and key), not also a `source()`.
+    /// The config does not fit the schema. The problem is in the message (with its line and
+    /// key), not also a `source()`.
     #[error("install config {path} is invalid: {problem}; fix that key and run again")]
-    Parse { path: PathBuf, problem: TomlError },
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        problem: TomlError,
+    },
+    /// A file the config names holds something the schema refuses.
     #[error("install config {path}: `{field}`: {reason}")]
     Invalid {
+        /// The config file.
         path: PathBuf,
+        /// The dotted key that names the file.
         field: String,
+        /// What is wrong with it.
         reason: String,
     },
+    /// A file the config names cannot be read.
     #[error(
         "install config {path}: `{field}` names {file}, which cannot be read: {source}; \
          relative paths are taken from the config file's directory"
     )]
     ReadReferenced {
+        /// The config file.
         path: PathBuf,
+        /// The dotted key that names the file.
         field: &'static str,
+        /// The file it names, resolved against the config's directory.
         file: PathBuf,
+        /// Why reading it failed.
         source: std::io::Error,
     },
 }
