@@ -77,7 +77,9 @@ pub enum GptError {
     SizeMissing { name: String },
     #[error("added partition `{name}` has size_mib = 0")]
     ZeroSize { name: String },
-    #[error("partition name `{name}` is longer than the 36 UTF-16 units GPT allows")]
+    #[error(
+        "partition name `{name}` is longer than the {GPT_NAME_MAX_UNITS} UTF-16 units GPT allows"
+    )]
     NameTooLong { name: String },
     #[error("partition `{name}`: type_guid `{value}` is not a GUID (like {LINUX_FILESYSTEM_TYPE})")]
     BadTypeGuid { name: String, value: String },
