@@ -600,7 +600,7 @@ mod tests {
         let os_image = root.path().join("os.raw.gz");
         fs::write(&os_image, b"pretend OS image").unwrap();
         let install_config = root.path().join("install.toml");
-        fs::write(&install_config, "[install]\n").unwrap();
+        fs::write(&install_config, "hostname = \"edge\"\n").unwrap();
         config.usb = Some(UsbConfig {
             os_image,
             sha256_file: None,

@@ -36,6 +36,7 @@ pub mod error;
 pub mod fs_image;
 pub mod initramfs;
 pub mod inspect;
+mod install_check;
 pub mod kernel;
 pub mod manifest;
 pub mod modules;

@@ -9,7 +9,7 @@
 //! The ESP is not named `esp`: the installed OS's ESP is, and the installer must never
 //! mistake the stick's for it. Inputs are checked before anything is made: the checksum
 //! file must match the OS image (a wrong pairing fails here, not on site), the bmap must
-//! parse and the install config must be TOML.
+//! parse and the install config must fit the installer's schema.
 
 use std::fs;
 use std::path::Path;
@@ -24,6 +24,7 @@ use crate::disk_image::{
 };
 use crate::error::{BuildError, Result};
 use crate::fs_image::{Ext4Options, FatFile, make_ext4, make_fat, volume_id};
+use crate::install_check::check_install_config;
 use crate::kernel::sha256_file;
 use crate::progress::Progress;
 use crate::publish::sibling;
@@ -216,17 +217,4 @@ fn check_bmap(path: &Path) -> Result<()> {
     bootkit_common::bmap::Bmap::parse(&text)
         .map(drop)
         .map_err(|err| BuildError::Config(format!("{}: {err}", path.display())))
-}
-
-fn check_install_config(path: &Path) -> Result<()> {
-    let text =
-        fs::read_to_string(path).map_err(BuildError::io(format!("read {}", path.display())))?;
-    toml::from_str::<toml::Table>(&text)
-        .map(drop)
-        .map_err(|err| {
-            BuildError::Config(format!(
-                "install config {}: not valid TOML: {err}",
-                path.display()
-            ))
-        })
 }

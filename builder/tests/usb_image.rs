@@ -60,7 +60,11 @@ impl Inputs {
         )
         .unwrap();
         let install_config = dir.join("my-install.toml");
-        fs::write(&install_config, "[install]\ndisk = \"auto\"\n").unwrap();
+        fs::write(
+            &install_config,
+            "hostname = \"edge\"\n[disk]\nprefer = \"smallest\"\n",
+        )
+        .unwrap();
         Inputs {
             efi,
             os_image,
@@ -235,6 +239,14 @@ fn missing_or_broken_inputs_are_named() {
     fs::write(&inputs.install_config, "[install\n").unwrap();
     let err = build_usb(&inputs.usb(), &image, &Progress::hidden()).unwrap_err();
     assert!(err.to_string().contains("not valid TOML"), "{err}");
+
+    fs::write(&inputs.install_config, "[disk]\ndevce = \"/dev/sda\"\n").unwrap();
+    let err = build_usb(&inputs.usb(), &image, &Progress::hidden()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("my-install.toml: line 2: `disk.devce`: unknown field `devce`"),
+        "{err}"
+    );
 
     fs::write(&inputs.install_config, "").unwrap();
     fs::write(&inputs.bmap, "<bmap>").unwrap();

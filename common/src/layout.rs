@@ -49,8 +49,8 @@ pub const USB_DATA_LABEL: &str = "BOOTKIT-DATA";
 /// installer must never mistake the stick's for it.
 pub const USB_ESP_NAME: &str = "BOOTKIT-ESP";
 
-/// The install config's name on the USB installer's data partition (see
-/// [`crate::install_config`] where that module is built).
+/// The install config's name on the USB installer's data partition (its schema is
+/// [`crate::install_config`]).
 pub const INSTALL_CONFIG_NAME: &str = "install.toml";
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //! - [`service_def`]: the service definition schema (`/etc/bootkit/services/*.toml`) and the
 //!   boot modes.
 //! - [`toml_parse`]: TOML into a schema, with errors naming the line, column and key.
+//! - [`install_config`]: the install config schema (`install.toml`), which the builder checks
+//!   when it makes a USB stick and the installer reads before it touches a disk.
 //! - [`compress`]: recognise gzip, zstd and xz streams by their magic bytes and decode them.
 //! - [`kmod`]: kernel module names, `modules.dep` / `modules.builtin` indexes and dependency order.
 //! - [`bmap`]: bmaptool's block maps (which ranges of a sparse image hold data), read and made.
@@ -27,6 +29,7 @@ pub mod cmdline;
 pub mod compress;
 pub mod error_text;
 pub mod identity;
+pub mod install_config;
 pub mod kmod;
 pub mod layered_config;
 pub mod layout;

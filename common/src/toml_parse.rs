@@ -58,6 +58,82 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, TomlError> {
     })
 }
 
+/// A problem that a schema's own checks found after [`parse`] (two keys that contradict each
+/// other, a name listed twice), placed where `key` (a dotted path such as `users[1].name`, as
+/// [`TomlError::key`] names keys) is written in `text`: at the key itself, or, when it is
+/// absent, at the nearest enclosing table that is written (a missing `network.interface`
+/// points at `[network]`).
+pub fn error_at_key(text: &str, key: &str, message: impl Into<String>) -> TomlError {
+    let position = toml::de::DeTable::parse(text)
+        .ok()
+        .and_then(|document| offset_of_key(document.get_ref(), key))
+        .map(|offset| line_and_column(text, offset));
+    TomlError {
+        line: position.map(|(line, _)| line),
+        column: position.map(|(_, column)| column),
+        key: Some(key.to_owned()),
+        message: message.into(),
+    }
+}
+
+/// One step of a key path: a table's key or an array's index.
+#[derive(Debug, PartialEq, Eq)]
+enum KeyStep<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// `users[1].name` as `users`, `1`, `name`; `None` for a path that is not in that notation.
+fn key_steps(path: &str) -> Option<Vec<KeyStep<'_>>> {
+    let mut steps = Vec::new();
+    for part in path.split('.') {
+        let (name, mut indexes) = part.find('[').map_or((part, ""), |at| part.split_at(at));
+        if name.is_empty() {
+            return None;
+        }
+        steps.push(KeyStep::Key(name));
+        while let Some(rest) = indexes.strip_prefix('[') {
+            let (index, after) = rest.split_once(']')?;
+            steps.push(KeyStep::Index(index.parse().ok()?));
+            indexes = after;
+        }
+        if !indexes.is_empty() {
+            return None;
+        }
+    }
+    Some(steps)
+}
+
+/// Byte offset of the deepest step of `path` that `document` has: a key's own position, an
+/// array element's start.
+fn offset_of_key(document: &toml::de::DeTable<'_>, path: &str) -> Option<usize> {
+    use toml::de::DeValue;
+    let mut offset = None;
+    let mut value: Option<&DeValue<'_>> = None;
+    for step in key_steps(path)? {
+        let table = match value {
+            None => Some(document),
+            Some(DeValue::Table(table)) => Some(table),
+            Some(_) => None,
+        };
+        let found = match (step, table, value) {
+            (KeyStep::Key(name), Some(table), _) => table
+                .get_key_value(name)
+                .map(|(key, next)| (key.span().start, next)),
+            (KeyStep::Index(index), _, Some(DeValue::Array(array))) => array
+                .get(index)
+                .map(|element| (element.span().start, element)),
+            _ => None,
+        };
+        let Some((position, next)) = found else {
+            break;
+        };
+        offset = Some(position);
+        value = Some(next.get_ref());
+    }
+    offset
+}
+
 fn located(text: &str, error: &toml::de::Error, key: Option<String>) -> TomlError {
     let position = error.span().map(|span| line_and_column(text, span.start));
     TomlError {
@@ -155,6 +231,44 @@ mod tests {
         assert!(error.to_string().starts_with("line 2: "), "{error}");
         let error = problem("port = 1\n");
         assert!(error.message.contains("missing field `name`"), "{error}");
+    }
+
+    #[test]
+    fn a_checked_key_is_located_where_it_is_written_or_at_its_table() {
+        let text = "name = \"a\"\n[[items]]\nid = 1\n[[items]]\nid = 2\n[section]\ndepth = 1\n";
+        let error = error_at_key(text, "items[1].id", "listed twice");
+        assert_eq!((error.line, error.column), (Some(5), Some(1)));
+        assert_eq!(error.key.as_deref(), Some("items[1].id"));
+        assert_eq!(
+            error.to_string(),
+            "line 5: `items[1].id`: listed twice (column 1)"
+        );
+        let error = error_at_key(text, "section.width", "give a width");
+        assert_eq!(
+            error.line,
+            Some(6),
+            "an absent key points at its table: {error}"
+        );
+        let error = error_at_key("name = \"a\"\n", "section.depth", "missing");
+        assert_eq!(
+            (error.line, error.key.as_deref()),
+            (None, Some("section.depth"))
+        );
+        let error = error_at_key("name = [", "name", "broken");
+        assert_eq!(error.line, None);
+    }
+
+    #[test]
+    fn key_paths_split_into_keys_and_indexes() {
+        use KeyStep::{Index, Key};
+        assert_eq!(
+            key_steps("users[1].groups[0]"),
+            Some(vec![Key("users"), Index(1), Key("groups"), Index(0)])
+        );
+        assert_eq!(key_steps("a.b"), Some(vec![Key("a"), Key("b")]));
+        for broken in ["", "a..b", "a[x]", "a[1", "a[1]b", "[1]"] {
+            assert_eq!(key_steps(broken), None, "{broken:?}");
+        }
     }
 
     #[test]

@@ -944,7 +944,7 @@ mod tests {
     }
 
     fn config(text: &str) -> InstallConfig {
-        InstallConfig::parse(text, Path::new("install.toml")).unwrap()
+        crate::config::parse(text, Path::new("install.toml")).unwrap()
     }
 
     fn read(root: &tempfile::TempDir, path: &str) -> String {

@@ -11,41 +11,12 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bootkit_common::install_config::GPT_NAME_MAX_UNITS;
 use bootkit_common::size::human_size;
 use gptman::{GPT, GPTPartitionEntry};
-use serde::Deserialize;
 
-/// Changes to the written image's partition table (`[layout]` in the install config), such as
-/// EMT's A/B layout: a second rootfs partition for updates and the persistent partition last.
-///
-/// Added partitions are 1 MiB aligned and follow each other in the order given. With `grow`
-/// they sit at the end of the disk and the grown partition takes the space before them;
-/// without it they follow the image's last partition. Only the last added partition may
-/// omit its size, and then nothing can grow (both would want the free space).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Layout {
-    /// Partition number to grow into the free space left before the added partitions.
-    #[serde(default)]
-    pub grow: Option<u32>,
-    /// Partitions added after the image's own, in order; at most the last may omit its size
-    /// and take the rest of the disk.
-    #[serde(default)]
-    pub add: Vec<NewPartition>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewPartition {
-    /// GPT partition name (PARTLABEL), e.g. `rootfs_b`.
-    pub name: String,
-    /// Size in MiB; absent: the rest of the disk.
-    #[serde(default)]
-    pub size_mib: Option<u64>,
-    /// Partition type GUID; absent: Linux filesystem data.
-    #[serde(default)]
-    pub type_guid: Option<String>,
-}
+/// `[layout]` of the install config: the changes [`apply_layout`] makes.
+pub use bootkit_common::install_config::{Layout, NewPartition};
 
 /// Linux filesystem data, the type of added partitions unless they say otherwise.
 pub const LINUX_FILESYSTEM_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
@@ -53,8 +24,6 @@ pub const LINUX_FILESYSTEM_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
 pub const EFI_SYSTEM_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 
 const MIB: u64 = 1 << 20;
-/// A GPT partition name holds at most 36 UTF-16 code units.
-const MAX_NAME_UNITS: usize = 36;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GptError {
@@ -108,7 +77,9 @@ pub enum GptError {
     SizeMissing { name: String },
     #[error("added partition `{name}` has size_mib = 0")]
     ZeroSize { name: String },
-    #[error("partition name `{name}` is longer than the 36 UTF-16 units GPT allows")]
+    #[error(
+        "partition name `{name}` is longer than the {GPT_NAME_MAX_UNITS} UTF-16 units GPT allows"
+    )]
     NameTooLong { name: String },
     #[error("partition `{name}`: type_guid `{value}` is not a GUID (like {LINUX_FILESYSTEM_TYPE})")]
     BadTypeGuid { name: String, value: String },
@@ -371,7 +342,7 @@ fn validate_additions(layout: &Layout, mib_sectors: u64) -> Result<Vec<Addition<
         .enumerate()
         .map(|(index, partition)| {
             let name = partition.name.as_str();
-            if name.encode_utf16().count() > MAX_NAME_UNITS {
+            if name.encode_utf16().count() > GPT_NAME_MAX_UNITS {
                 return Err(GptError::NameTooLong { name: name.into() });
             }
             let type_text = partition

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bootkit_common::bmap::{Bmap, BmapError};
 use bootkit_common::compress::{Compression, decoder};
+use bootkit_common::layout::USB_DATA_LABEL;
 use bootkit_common::size::human_size;
 
 use crate::config::{AfterInstall, ConfigError, InstallConfig};
@@ -54,7 +55,7 @@ pub enum InstallError {
     #[error(
         "no image given and no USB data partition (GPT name or label `{}`) appeared within \
          {} s: give --image, or plug in a stick made by `bootkit-build` (its second partition)",
-        usbdata::DATA_PARTITION_NAME,
+        USB_DATA_LABEL,
         waited.as_secs()
     )]
     NoDataPartition { waited: Duration },
@@ -123,7 +124,7 @@ pub struct Plan {
 /// Resolve the source, checksum, bmap, config and disk, and check the disk is safe to write.
 pub fn plan(request: &InstallRequest) -> Result<Plan, InstallError> {
     let config = match &request.config {
-        Some(path) => InstallConfig::load(path)?,
+        Some(path) => crate::config::load(path)?,
         None => InstallConfig::default(),
     };
     let image_text = request
@@ -387,7 +388,7 @@ fn wait_for_data_partition(progress: &Progress) -> Result<PathBuf, InstallError>
             progress.note(&format!(
                 "waiting up to {} s for the {} partition of the USB stick",
                 DATA_PARTITION_TIMEOUT.as_secs(),
-                usbdata::DATA_PARTITION_NAME
+                USB_DATA_LABEL
             ));
             waiting_noted = true;
         }

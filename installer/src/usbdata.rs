@@ -8,14 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bootkit_common::checksum::{ChecksumError, Sha256Digest};
+use bootkit_common::layout::{INSTALL_CONFIG_NAME, USB_DATA_LABEL};
 
 use crate::mount::{MountError, Mounted};
-
-/// The GPT partition name (and filesystem label) of the data partition.
-pub const DATA_PARTITION_NAME: &str = "BOOTKIT-DATA";
-
-/// The install config's file name on the data partition.
-pub const CONFIG_FILE_NAME: &str = "install.toml";
 
 /// File name endings of OS images, compressed or not.
 const IMAGE_SUFFIXES: [&str; 4] = [".raw.gz", ".raw.zst", ".raw.xz", ".raw"];
@@ -29,7 +24,7 @@ pub enum UsbDataError {
     #[error("cannot list block devices in {dir}: {source}")]
     Sysfs { dir: PathBuf, source: io::Error },
     #[error(
-        "more than one {DATA_PARTITION_NAME} partition: {}; unplug all installer sticks but one",
+        "more than one {USB_DATA_LABEL} partition: {}; unplug all installer sticks but one",
         .devices.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
     )]
     SeveralDataPartitions { devices: Vec<PathBuf> },
@@ -76,7 +71,7 @@ pub fn find_data_partitions(
     let partitions = list_partitions(sys_root)?;
     let by_name: Vec<PathBuf> = partitions
         .iter()
-        .filter(|p| p.name.as_deref() == Some(DATA_PARTITION_NAME))
+        .filter(|p| p.name.as_deref() == Some(USB_DATA_LABEL))
         .map(|p| dev_root.join(&p.devname))
         .collect();
     if !by_name.is_empty() {
@@ -90,7 +85,7 @@ pub fn find_data_partitions(
             crate::mount::probe(device)
                 .ok()
                 .flatten()
-                .is_some_and(|fs| fs.label == DATA_PARTITION_NAME)
+                .is_some_and(|fs| fs.label == USB_DATA_LABEL)
         })
         .collect())
 }
@@ -171,7 +166,7 @@ impl DataPartition {
     /// The install config on the partition, if any, without requiring an image (the config
     /// may name one elsewhere).
     pub fn config(&self) -> Option<PathBuf> {
-        Some(self.path().join(CONFIG_FILE_NAME)).filter(|path| path.is_file())
+        Some(self.path().join(INSTALL_CONFIG_NAME)).filter(|path| path.is_file())
     }
 
     /// Finds the one OS image with its checksum, block map and the install config.
@@ -221,7 +216,7 @@ pub fn find_media(dir: &Path) -> Result<InstallMedia, UsbDataError> {
     let bmap = [format!("{uncompressed}.bmap"), format!("{image_name}.bmap")]
         .into_iter()
         .find(|name| names.contains(name));
-    let config = Some(CONFIG_FILE_NAME.to_owned()).filter(|name| names.contains(name));
+    let config = Some(INSTALL_CONFIG_NAME.to_owned()).filter(|name| names.contains(name));
     Ok(InstallMedia {
         image: dir.join(image_name),
         sha256,
@@ -427,7 +422,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(partition.devname, "loop0p2");
-        assert_eq!(partition.name.as_deref(), Some(DATA_PARTITION_NAME));
+        assert_eq!(partition.name.as_deref(), Some(USB_DATA_LABEL));
         assert!(parse_uevent("MAJOR=7\nMINOR=0\nDEVNAME=loop0\nDEVTYPE=disk\n").is_none());
     }
 

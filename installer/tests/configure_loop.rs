@@ -9,7 +9,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bootkit_installer::config::InstallConfig;
+use bootkit_installer::config;
 use bootkit_installer::configure::{self, ConfigureError};
 use bootkit_installer::disk::partition_path;
 use bootkit_installer::usbdata::{self, DataPartition, InstallLog};
@@ -272,7 +272,7 @@ user_data_file = "user-data"
         ),
     )
     .unwrap();
-    let config = InstallConfig::load(&config_path).unwrap();
+    let config = config::load(&config_path).unwrap();
     let disk = LoopDisk::attach(&image);
     let rootfs = disk.partition(2);
 
@@ -350,7 +350,7 @@ fn a_disk_without_a_root_partition_is_refused_naming_the_partitions_it_has() {
         &image,
         &[PartitionSpec::esp("esp"), PartitionSpec::linux("data", 0)],
     );
-    let config = InstallConfig::parse("hostname = \"edge\"", Path::new("install.toml")).unwrap();
+    let config = config::parse("hostname = \"edge\"", Path::new("install.toml")).unwrap();
     let error = configure::configure_disk(&config, &image).unwrap_err();
     assert!(
         matches!(error, ConfigureError::NoRootPartition { .. }),
@@ -364,7 +364,7 @@ fn a_disk_without_a_root_partition_is_refused_naming_the_partitions_it_has() {
         "{message}"
     );
 
-    let named = InstallConfig::parse(
+    let named = config::parse(
         "hostname = \"edge\"\n[system]\nrootfs_partition = \"data\"",
         Path::new("install.toml"),
     )
@@ -469,7 +469,7 @@ fn usb_data_partition_is_found_its_media_discovered_and_the_log_copied_back() {
         assert_eq!(media.image, mounted.path().join("emt.raw.gz"));
         assert_eq!(media.sha256.as_deref(), Some(sha256.as_str()));
         assert_eq!(media.bmap, Some(mounted.path().join("emt.raw.bmap")));
-        let config = InstallConfig::load(&media.config.unwrap()).unwrap();
+        let config = config::load(&media.config.unwrap()).unwrap();
         assert_eq!(config.image.file, Some(mounted.path().join("emt.raw.gz")));
         assert_eq!(config.hostname.unwrap().as_str(), "edge-usb");
         log.line("bootkit-install: failed: checksum mismatch");

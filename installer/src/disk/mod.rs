@@ -21,31 +21,13 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use bootkit_common::size::human_size;
-use serde::Deserialize;
 
 pub use safety::{UnsafeReason, image_sector_size};
 pub use select::Rejection;
 pub use sysfs::Transport;
 
-/// How the installer picks a disk when none is named (`[disk]` in the install config).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SelectPolicy {
-    /// Which of the eligible disks wins. EMT Standalone picks the smallest.
-    #[serde(default)]
-    pub prefer: SizePreference,
-    /// Disks smaller than this (in bytes) are not eligible, even when the image fits.
-    #[serde(default)]
-    pub min_size_bytes: Option<u64>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SizePreference {
-    #[default]
-    Smallest,
-    Largest,
-}
+/// The automatic choice's policy is the install config's `[disk]` section.
+pub use bootkit_common::install_config::{SelectPolicy, SizePreference};
 
 /// The device node of partition `number` on `disk`: the kernel appends `p` before the number
 /// when the disk name ends in a digit (`/dev/nvme0n1p2`, `/dev/loop3p1`) and not otherwise

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bootkit_builder::{ImageConfig, Overlay, Progress};
+use bootkit_common::layout::SERVICES_DIR;
 use qemu_tests::{
     TestImage, Vm, VmConfig, repo_root, require_init_binary, require_kernel_deb, target_dir,
 };
@@ -24,7 +25,7 @@ pub fn base_config() -> Result<ImageConfig> {
 
 /// A service definition injected into the rootfs.
 pub fn service(name: &str, toml: &str) -> Overlay {
-    Overlay::inline(&format!("/etc/bootkit/services/{name}.toml"), toml)
+    Overlay::inline(&format!("{SERVICES_DIR}/{name}.toml"), toml)
 }
 
 /// Build `config` into target/qemu-images/<name>.

@@ -1,0 +1,124 @@
+use super::*;
+
+fn problem(text: &str) -> TomlError {
+    match parse(text) {
+        Ok(config) => panic!("config accepted but should not be: {config:?}"),
+        Err(error) => error,
+    }
+}
+
+#[test]
+fn a_misspelt_key_is_named_with_its_line_at_the_top_level_and_in_a_table() {
+    let error = problem("hostname = \"edge\"\nafter = \"reboot\"\nhostnme = \"x\"\n");
+    assert_eq!(
+        (error.line, error.key.as_deref()),
+        (Some(3), Some("hostnme"))
+    );
+    assert!(error.message.contains("unknown field `hostnme`"), "{error}");
+
+    let error = problem("hostname = \"edge\"\ndisk = { devce = \"/dev/sda\" }\n");
+    assert_eq!(error.line, Some(2), "{error}");
+    assert_eq!(error.key.as_deref(), Some("disk.devce"));
+    assert!(error.message.contains("unknown field `devce`"), "{error}");
+
+    let error = problem("[disk]\nprefer = \"largest\"\nsize = 5\n");
+    assert_eq!(
+        (error.line, error.key.as_deref()),
+        (Some(3), Some("disk.size"))
+    );
+}
+
+#[test]
+fn a_wrong_type_or_value_is_named_with_its_line_and_key() {
+    let error = problem("[disk]\nmin_size_bytes = \"64G\"\n");
+    assert_eq!(
+        (error.line, error.key.as_deref()),
+        (Some(2), Some("disk.min_size_bytes"))
+    );
+    let error = problem("[disk]\ndevice = \"sda\"\n");
+    assert_eq!(
+        (error.line, error.key.as_deref()),
+        (Some(2), Some("disk.device"))
+    );
+    assert!(error.message.contains("absolute device path"), "{error}");
+    let error = problem("[[users]]\nname = \"edge\"\nsudo = \"yes\"\n");
+    assert_eq!(
+        (error.line, error.key.as_deref()),
+        (Some(3), Some("users[0].sudo"))
+    );
+}
+
+#[test]
+fn a_bad_mac_is_named_with_its_line_and_a_good_one_is_kept_in_networkds_form() {
+    let error = problem("[network]\naddress = \"10.0.0.5/24\"\nmac = \"52:54:00:12:34\"\n");
+    assert_eq!(
+        (error.line, error.key.as_deref()),
+        (Some(3), Some("network.mac"))
+    );
+    assert!(error.message.contains("e.g. 52:54:00:12:34:56"), "{error}");
+
+    let config =
+        parse("[network]\nmac = \"52-54-00-AB-cd-EF\"\naddress = \"10.0.0.5/24\"\n").unwrap();
+    let mac = config.network.unwrap().mac.unwrap();
+    assert_eq!(mac.to_string(), "52:54:00:ab:cd:ef");
+}
+
+#[test]
+fn checks_across_keys_point_at_the_key_or_its_section() {
+    let error = problem("[[users]]\nname = \"a\"\n[[users]]\nname = \"a\"\n");
+    assert_eq!(
+        (error.line, error.key.as_deref()),
+        (Some(4), Some("users[1].name"))
+    );
+    assert!(error.message.contains("listed twice"), "{error}");
+
+    let error = problem("hostname = \"x\"\n\n[network]\naddress = \"10.0.0.5/24\"\n");
+    assert_eq!(error.key.as_deref(), Some("network.interface"));
+    assert_eq!(error.line, Some(3), "the absent key's section: {error}");
+
+    let error = problem(
+        "[image]\nsha256 = \"{}\"\nsha256_file = \"x\"\n"
+            .replace("{}", &"a".repeat(64))
+            .as_str(),
+    );
+    assert_eq!(
+        (error.line, error.key.as_deref()),
+        (Some(2), Some("image.sha256"))
+    );
+}
+
+#[test]
+fn an_empty_config_means_the_defaults() {
+    let config = parse("").unwrap();
+    assert_eq!(config.after, AfterInstall::Poweroff);
+    assert_eq!(config.disk.policy.prefer, SizePreference::Smallest);
+    assert_eq!(config.boot.label, "Edge Microvisor Toolkit");
+    assert!(!config.configures_system());
+}
+
+#[test]
+fn relative_paths_are_taken_from_the_config_directory() {
+    let mut config = parse(
+        "[image]\nfile = \"os.raw.gz\"\nbmap = \"/abs/os.raw.bmap\"\n\
+         [cloud_init]\nuser_data_file = \"user-data.yaml\"\n",
+    )
+    .unwrap();
+    config.resolve_relative_paths(Path::new("/media/stick"));
+    assert_eq!(
+        config.image.file,
+        Some(PathBuf::from("/media/stick/os.raw.gz"))
+    );
+    assert_eq!(config.image.bmap, Some(PathBuf::from("/abs/os.raw.bmap")));
+    assert_eq!(
+        config.cloud_init.unwrap().user_data_file,
+        Some(PathBuf::from("/media/stick/user-data.yaml"))
+    );
+}
+
+#[test]
+fn user_data_needs_a_cloud_init_header() {
+    assert!(check_user_data("#cloud-config\nruncmd: []\n").is_ok());
+    assert!(check_user_data("#!/bin/sh\ntrue\n").is_ok());
+    let reason = check_user_data("runcmd: []\n").unwrap_err();
+    assert!(reason.contains("#cloud-config"), "{reason}");
+}
