@@ -17,7 +17,10 @@
 //! - [`layered_config`]: settings from flags, the environment, env files and the kernel
 //!   command line, each with its origin, and the one boolean spelling rule.
 //! - [`net_errors`]: which socket errors a server's receive loop steps over.
+//! - [`blockdev`]: disks and partitions from sysfs (transport, serial/WWN, sector sizes), read
+//!   one way by the installer, hwinfo and device discovery.
 
+pub mod blockdev;
 pub mod bmap;
 pub mod cmdline;
 pub mod compress;
