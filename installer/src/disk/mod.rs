@@ -3,6 +3,8 @@
 //! Everything is read from sysfs, /dev and /proc: the bootkit has no udev, so there is no
 //! `/dev/disk/by-*` and no udev database to ask. [`SystemRoot`] names where those trees are, so
 //! the rules can be tested against a fake tree; the free functions use the live machine.
+//! Disks and partitions are read by the shared `bootkit_common::blockdev`, so the installer
+//! and hwinfo give a disk the same transport (a virtio-scsi disk is SCSI), serial and WWN.
 //!
 //! The automatic choice ([`choose`]) takes a disk that is: not the medium the bootkit booted
 //! from, SATA/NVMe/virtio/SCSI (never loop, ram, zram, device-mapper, md RAID, optical, NBD,
@@ -99,8 +101,6 @@ pub enum DiskError {
     Sysfs(#[from] BlockDevError),
     #[error("cannot read {}: {source}", path.display())]
     Read { path: PathBuf, source: io::Error },
-    #[error("unexpected content in {}: `{content}`", path.display())]
-    Parse { path: PathBuf, content: String },
     #[error(
         "{} does not exist{hint}; disks seen: {known}",
         path.display()
