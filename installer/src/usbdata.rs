@@ -7,8 +7,6 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bootkit_common::blockdev::{BlockDevError, Sysfs};
-
 use crate::mount::{MountError, Mounted};
 
 /// The GPT partition name (and filesystem label) of the data partition.
@@ -27,7 +25,7 @@ const COMPRESSION_SUFFIXES: [&str; 3] = [".gz", ".zst", ".xz"];
 #[derive(Debug, thiserror::Error)]
 pub enum UsbDataError {
     #[error(transparent)]
-    Sysfs(#[from] BlockDevError),
+    Sysfs(#[from] bootkit_common::blockdev::BlockDevError),
     #[error(
         "more than one {DATA_PARTITION_NAME} partition: {}; unplug all installer sticks but one",
         .devices.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
@@ -76,7 +74,7 @@ pub fn find_data_partitions(
     sys_root: &Path,
     dev_root: &Path,
 ) -> Result<Vec<PathBuf>, UsbDataError> {
-    let partitions = Sysfs::at(sys_root).all_partitions()?;
+    let partitions = bootkit_common::blockdev::Sysfs::at(sys_root).all_partitions()?;
     let by_name: Vec<PathBuf> = partitions
         .iter()
         .filter(|p| p.part_label.as_deref() == Some(DATA_PARTITION_NAME))
