@@ -14,6 +14,8 @@
 //! - [`mac`]: the Ethernet MAC address type every crate parses and shows MACs with.
 //! - [`identity`]: which serials and UUIDs name a machine (OEM placeholders do not), and the
 //!   one stored form of a UUID.
+//! - [`blockdev`]: disks and partitions from sysfs (transport, serial/WWN, sector sizes), read
+//!   one way by the installer, hwinfo and device discovery.
 //! - [`size`]: byte counts for people (`59.6 GiB`).
 //! - [`error_text`]: an error with all its causes, for messages people read.
 //! - [`layered_config`]: settings from flags, the environment, env files and the kernel
@@ -23,6 +25,7 @@
 //! - [`checksum`]: sha256 digests and `sha256sum` files, read with one rule.
 
 pub mod backoff;
+pub mod blockdev;
 pub mod bmap;
 pub mod checksum;
 pub mod cmdline;

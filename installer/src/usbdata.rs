@@ -21,8 +21,8 @@ const COMPRESSION_SUFFIXES: [&str; 3] = [".gz", ".zst", ".xz"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum UsbDataError {
-    #[error("cannot list block devices in {dir}: {source}")]
-    Sysfs { dir: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Sysfs(#[from] bootkit_common::blockdev::BlockDevError),
     #[error(
         "more than one {USB_DATA_LABEL} partition: {}; unplug all installer sticks but one",
         .devices.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
@@ -49,8 +49,8 @@ pub enum UsbDataError {
     Log { path: PathBuf, source: io::Error },
 }
 
-/// Finds the data partition: by GPT partition name in each block device's uevent file under
-/// `sys_root` (`/sys` on the bootkit), else by filesystem label; device nodes are looked up
+/// Finds the data partition: by GPT partition name (uevent `PARTNAME`) among the partitions of
+/// every disk in `sys_root` (`/sys` on the bootkit), else by filesystem label; device nodes are looked up
 /// under `dev_root` (`/dev`). `None` when there is none (not booted from the USB stick).
 pub fn find_data_partition(
     sys_root: &Path,
@@ -68,11 +68,11 @@ pub fn find_data_partitions(
     sys_root: &Path,
     dev_root: &Path,
 ) -> Result<Vec<PathBuf>, UsbDataError> {
-    let partitions = list_partitions(sys_root)?;
+    let partitions = bootkit_common::blockdev::Sysfs::at(sys_root).all_partitions()?;
     let by_name: Vec<PathBuf> = partitions
         .iter()
-        .filter(|p| p.name.as_deref() == Some(USB_DATA_LABEL))
-        .map(|p| dev_root.join(&p.devname))
+        .filter(|p| p.part_label.as_deref() == Some(USB_DATA_LABEL))
+        .map(|p| dev_root.join(&p.dev_name))
         .collect();
     if !by_name.is_empty() {
         return Ok(by_name);
@@ -80,7 +80,7 @@ pub fn find_data_partitions(
     // An MBR stick has no partition names; its filesystem label says the same.
     Ok(partitions
         .iter()
-        .map(|p| dev_root.join(&p.devname))
+        .map(|p| dev_root.join(&p.dev_name))
         .filter(|device| {
             crate::mount::probe(device)
                 .ok()
@@ -88,43 +88,6 @@ pub fn find_data_partitions(
                 .is_some_and(|fs| fs.label == USB_DATA_LABEL)
         })
         .collect())
-}
-
-/// A partition as the kernel's uevent file describes it.
-struct Partition {
-    devname: String,
-    name: Option<String>,
-}
-
-fn list_partitions(sys_root: &Path) -> Result<Vec<Partition>, UsbDataError> {
-    let dir = sys_root.join("class/block");
-    let entries = std::fs::read_dir(&dir).map_err(|source| UsbDataError::Sysfs {
-        dir: dir.clone(),
-        source,
-    })?;
-    let mut partitions: Vec<Partition> = entries
-        .flatten()
-        .filter_map(|entry| std::fs::read_to_string(entry.path().join("uevent")).ok())
-        .filter_map(|uevent| parse_uevent(&uevent))
-        .collect();
-    partitions.sort_by(|a, b| a.devname.cmp(&b.devname));
-    Ok(partitions)
-}
-
-/// The partition described by a uevent file; `None` for whole disks.
-fn parse_uevent(uevent: &str) -> Option<Partition> {
-    let value = |key: &str| {
-        uevent
-            .lines()
-            .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
-    };
-    if value("DEVTYPE") != Some("partition") {
-        return None;
-    }
-    Some(Partition {
-        devname: value("DEVNAME")?.to_owned(),
-        name: value("PARTNAME").map(str::to_owned),
-    })
 }
 
 /// What the data partition holds for the installer.
@@ -336,6 +299,7 @@ impl InstallLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bootkit_common::blockdev::fake::FakeSysfs;
 
     const HEX: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
@@ -415,28 +379,31 @@ mod tests {
         ));
     }
 
+    /// The uevent parsing this test checked lives with the shared partition walk now
+    /// (`bootkit_common::blockdev`); what stays here is what it is for: the partition named
+    /// BOOTKIT-DATA is found by its device name, the whole disk is not a partition.
     #[test]
     fn uevent_of_a_partition_gives_its_device_and_gpt_name() {
-        let partition = parse_uevent(
-            "MAJOR=7\nMINOR=2\nDEVNAME=loop0p2\nDEVTYPE=partition\nDISKSEQ=9\nPARTN=2\nPARTNAME=BOOTKIT-DATA\n",
-        )
-        .unwrap();
-        assert_eq!(partition.devname, "loop0p2");
-        assert_eq!(partition.name.as_deref(), Some(USB_DATA_LABEL));
-        assert!(parse_uevent("MAJOR=7\nMINOR=0\nDEVNAME=loop0\nDEVTYPE=disk\n").is_none());
+        let sys = tempfile::tempdir().unwrap();
+        let fake = FakeSysfs::new(sys.path());
+        fake.disk("loop0")
+            .partitions(2)
+            .partition_label(2, USB_DATA_LABEL)
+            .add();
+        let found = find_data_partition(sys.path(), Path::new("/dev")).unwrap();
+        assert_eq!(found.as_deref(), Some(Path::new("/dev/loop0p2")));
     }
 
     #[test]
     fn two_data_partitions_are_an_error_naming_both() {
         let sys = tempfile::tempdir().unwrap();
-        for (dev, partn) in [("sdb2", 2), ("sdc2", 2)] {
-            let dir = sys.path().join("class/block").join(dev);
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(
-                dir.join("uevent"),
-                format!("DEVNAME={dev}\nDEVTYPE=partition\nPARTN={partn}\nPARTNAME=BOOTKIT-DATA\n"),
-            )
-            .unwrap();
+        let fake = FakeSysfs::new(sys.path());
+        for disk in ["sdb", "sdc"] {
+            fake.disk(disk)
+                .usb()
+                .partitions(2)
+                .partition_label(2, USB_DATA_LABEL)
+                .add();
         }
         let message = find_data_partition(sys.path(), Path::new("/dev"))
             .unwrap_err()

@@ -375,11 +375,13 @@ fn a_disk_without_a_root_partition_is_refused_naming_the_partitions_it_has() {
     );
 }
 
-/// A sysfs tree with the uevent files of the disk's partitions only, so that other loop
-/// devices on the machine (other tests, other sticks) cannot interfere. Each file is the
-/// kernel's own when the kernel made the partition, else written in the kernel's format.
+/// A sysfs tree with the disk's partitions only (`block/<disk>/<partition>/`, as the shared
+/// partition walk reads them), so that other loop devices on the machine (other tests, other
+/// sticks) cannot interfere. Each uevent file is the kernel's own when the kernel made the
+/// partition, else written in the kernel's format.
 fn fake_sysfs(disk: &LoopDisk, names: &[(u32, &str)], with_partname: bool) -> tempfile::TempDir {
     let sys = tempfile::tempdir().unwrap();
+    let disk_name = disk.device.file_name().unwrap();
     for &(number, name) in names {
         let node = disk.partition(number);
         let devname = node.file_name().unwrap().to_str().unwrap().to_owned();
@@ -397,9 +399,15 @@ fn fake_sysfs(disk: &LoopDisk, names: &[(u32, &str)], with_partname: bool) -> te
             .filter(|line| with_partname || !line.starts_with("PARTNAME="))
             .map(|line| format!("{line}\n"))
             .collect();
-        let dir = sys.path().join("class/block").join(&devname);
+        let dir = sys.path().join("block").join(disk_name).join(&devname);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("uevent"), uevent).unwrap();
+        std::fs::write(dir.join("partition"), format!("{number}\n")).unwrap();
+        let dev = format!("{}:{}\n", libc::major(rdev), libc::minor(rdev));
+        std::fs::write(dir.join("dev"), dev).unwrap();
+        for attribute in ["start", "size"] {
+            std::fs::write(dir.join(attribute), "0\n").unwrap();
+        }
     }
     sys
 }

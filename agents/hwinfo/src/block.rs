@@ -1,56 +1,48 @@
-//! Disks from /sys/block (virtual devices such as loop, zram and device-mapper left out).
+//! Disks from /sys/block, read by the shared `bootkit_common::blockdev` (virtual devices such
+//! as loop, zram and device-mapper left out), in the shape the agent protocol reports.
 
 use std::fmt;
 use std::path::Path;
 
-use crate::sysfs;
+use bootkit_common::blockdev::{BlockDisk, DiskFilter, Sysfs, Transport};
 
+/// One disk as the agent attributes report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockDevice {
     /// Kernel name (`sda`, `nvme0n1`).
     pub name: String,
+    /// How the disk is attached; shown as the protocol's lowercase name (`sata`, `nvme`).
     pub controller: ControllerType,
+    /// Spinning, flash or optical.
     pub drive_type: DriveType,
+    /// Capacity in bytes.
     pub size_bytes: Option<u64>,
+    /// Bytes per physical sector.
     pub physical_block_size_bytes: Option<u64>,
+    /// `device/vendor` when it is a name (virtio's numeric vendor id is left out).
     pub vendor: Option<String>,
+    /// `device/model`.
     pub model: Option<String>,
+    /// World Wide Name / WWID as the kernel reports it.
     pub wwn: Option<String>,
+    /// Serial number (from VPD page 0x80 when the driver does not offer one).
     pub serial: Option<String>,
 }
 
-/// The bus the disk hangs off, from where its device sits in the sysfs device tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ControllerType {
-    Nvme,
-    Sata,
-    Scsi,
-    Virtio,
-    Usb,
-    Mmc,
-    Unknown,
-}
+/// The protocol's name for a disk's transport: the one [`Transport`] every crate uses, so a
+/// virtio-scsi disk is `scsi` here as in the installer.
+pub type ControllerType = Transport;
 
-impl fmt::Display for ControllerType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ControllerType::Nvme => "nvme",
-            ControllerType::Sata => "sata",
-            ControllerType::Scsi => "scsi",
-            ControllerType::Virtio => "virtio",
-            ControllerType::Usb => "usb",
-            ControllerType::Mmc => "mmc",
-            ControllerType::Unknown => "unknown",
-        })
-    }
-}
-
+/// What kind of drive a disk is, from `queue/rotational` and the kernel name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DriveType {
+    /// Spinning platters (`queue/rotational` is 1).
     Hdd,
+    /// Flash (`queue/rotational` is 0).
     Ssd,
     /// Optical drive (`sr*`).
     Odd,
+    /// The kernel does not say.
     Unknown,
 }
 
@@ -65,65 +57,39 @@ impl fmt::Display for DriveType {
     }
 }
 
+/// Best effort, like the rest of the report: no /sys/block gives no disks, and a disk whose
+/// attributes cannot be read is left out rather than failing the report.
 pub(crate) fn devices(sys: &Path) -> Vec<BlockDevice> {
-    sysfs::entries(&sys.join("block"))
-        .into_iter()
-        .filter(|(_, path)| !sysfs::is_virtual(path))
-        .map(|(name, path)| device(name, &path))
+    let sysfs = Sysfs::at(sys);
+    let names = sysfs.disk_names(DiskFilter::Hardware).unwrap_or_default();
+    names
+        .iter()
+        .filter_map(|name| sysfs.disk(name).ok())
+        .map(device)
         .collect()
 }
 
-fn device(name: String, dir: &Path) -> BlockDevice {
-    let device_dir = dir.join("device");
-    let controller = controller_type(dir);
-    // NVMe namespaces keep wwid at the block level; SCSI and SATA disks under device/.
-    let first_text =
-        |file: &str| sysfs::text(&dir.join(file)).or_else(|| sysfs::text(&device_dir.join(file)));
+fn device(disk: BlockDisk) -> BlockDevice {
     BlockDevice {
-        drive_type: drive_type(&name, dir),
-        size_bytes: sysfs::number(&dir.join("size")).and_then(|sectors| sectors.checked_mul(512)),
-        physical_block_size_bytes: sysfs::number(&dir.join("queue/physical_block_size")),
-        vendor: sysfs::text(&device_dir.join("vendor")).filter(|vendor| is_name(vendor)),
-        model: sysfs::text(&device_dir.join("model")),
-        wwn: first_text("wwid"),
-        serial: first_text("serial"),
-        controller,
-        name,
+        drive_type: drive_type(&disk),
+        controller: disk.transport,
+        size_bytes: Some(disk.size_bytes),
+        physical_block_size_bytes: Some(u64::from(disk.physical_sector_size)),
+        vendor: disk.vendor,
+        model: disk.model,
+        wwn: disk.wwn,
+        serial: disk.serial,
+        name: disk.name,
     }
 }
 
-/// virtio's `device/vendor` is the numeric virtio vendor id, not a manufacturer name.
-fn is_name(value: &str) -> bool {
-    !value.starts_with("0x")
-}
-
-fn controller_type(dir: &Path) -> ControllerType {
-    let Ok(target) = std::fs::read_link(dir) else {
-        return ControllerType::Unknown;
-    };
-    let target = target.to_string_lossy();
-    // USB mass storage also goes through SCSI hosts, so USB is checked before SCSI.
-    let patterns = [
-        ("/nvme", ControllerType::Nvme),
-        ("/usb", ControllerType::Usb),
-        ("/virtio", ControllerType::Virtio),
-        ("/mmc", ControllerType::Mmc),
-        ("/ata", ControllerType::Sata),
-        ("/target", ControllerType::Scsi),
-    ];
-    patterns
-        .into_iter()
-        .find(|(pattern, _)| target.contains(pattern))
-        .map_or(ControllerType::Unknown, |(_, controller)| controller)
-}
-
-fn drive_type(name: &str, dir: &Path) -> DriveType {
-    if name.starts_with("sr") {
+fn drive_type(disk: &BlockDisk) -> DriveType {
+    if disk.name.starts_with("sr") {
         return DriveType::Odd;
     }
-    match sysfs::number(&dir.join("queue/rotational")) {
-        Some(0) => DriveType::Ssd,
-        Some(_) => DriveType::Hdd,
+    match disk.rotational {
+        Some(false) => DriveType::Ssd,
+        Some(true) => DriveType::Hdd,
         None => DriveType::Unknown,
     }
 }

@@ -5,6 +5,7 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
+use bootkit_common::blockdev::fake::FakeSysfs;
 use bootkit_hwinfo::{ControllerType, DriveType, collect, collect_from};
 
 fn write(root: &Path, relative: &str, contents: &str) {
@@ -13,7 +14,7 @@ fn write(root: &Path, relative: &str, contents: &str) {
     fs::write(path, contents).unwrap();
 }
 
-/// A class entry (/sys/block/NAME, /sys/class/net/NAME) linked to its device directory, as
+/// A class entry (/sys/class/net/NAME) linked to its device directory, as
 /// the kernel lays them out.
 fn class_link(root: &Path, class_dir: &str, name: &str, device_path: &str) {
     fs::create_dir_all(root.join(device_path)).unwrap();
@@ -52,62 +53,43 @@ fn fake_machine(root: &Path) {
         );
     }
 
-    let nvme = "sys/devices/pci0000:00/0000:00:04.0/nvme/nvme0/nvme0n1";
-    class_link(root, "sys/block", "nvme0n1", nvme);
-    write(root, &format!("{nvme}/size"), "2000409264\n");
-    write(root, &format!("{nvme}/queue/rotational"), "0\n");
-    write(root, &format!("{nvme}/queue/physical_block_size"), "512\n");
-    write(root, &format!("{nvme}/wwid"), "eui.0025388b91b3b2c4\n");
-    write(
-        root,
-        "sys/devices/pci0000:00/0000:00:04.0/nvme/nvme0/model",
-        "Samsung SSD 980   \n",
-    );
-    write(
-        root,
-        "sys/devices/pci0000:00/0000:00:04.0/nvme/nvme0/serial",
-        "S64DNF0R123456\n",
-    );
-    symlink("../../nvme0", root.join(format!("{nvme}/device"))).unwrap();
-
-    let sata = "sys/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda";
-    class_link(root, "sys/block", "sda", sata);
-    write(root, &format!("{sata}/size"), "1953525168\n");
-    write(root, &format!("{sata}/queue/rotational"), "1\n");
-    write(root, &format!("{sata}/queue/physical_block_size"), "4096\n");
-    write(root, &format!("{sata}/device/vendor"), "ATA     \n");
-    write(root, &format!("{sata}/device/model"), "WDC WD10EZEX\n");
-    write(
-        root,
-        &format!("{sata}/device/wwid"),
-        "naa.50014ee2b5c1a2b3\n",
-    );
-
-    let virtio = "sys/devices/pci0000:00/0000:00:02.0/virtio1/block/vda";
-    class_link(root, "sys/block", "vda", virtio);
-    write(root, &format!("{virtio}/size"), "1048576\n");
-    write(root, &format!("{virtio}/queue/rotational"), "1\n");
-    write(root, &format!("{virtio}/serial"), "disk-serial-1\n");
-    write(root, &format!("{virtio}/device/vendor"), "0x1af4\n");
-
-    let usb =
-        "sys/devices/pci0000:00/0000:00:14.0/usb1/1-1/1-1:1.0/host6/target6:0:0/6:0:0:0/block/sdb";
-    class_link(root, "sys/block", "sdb", usb);
-    write(root, &format!("{usb}/size"), "60437492\n");
-    write(root, &format!("{usb}/queue/rotational"), "1\n");
-
-    class_link(
-        root,
-        "sys/block",
-        "loop0",
-        "sys/devices/virtual/block/loop0",
-    );
-    class_link(
-        root,
-        "sys/block",
-        "zram0",
-        "sys/devices/virtual/block/zram0",
-    );
+    // Disks through the shared fake sysfs block tree, laid out as the kernel does.
+    let disks = FakeSysfs::new(root.join("sys"));
+    disks
+        .disk("nvme0n1")
+        .nvme()
+        .size_bytes(2000409264 * 512)
+        .rotational(false)
+        .wwid("eui.0025388b91b3b2c4")
+        .model("Samsung SSD 980   ")
+        .serial("S64DNF0R123456")
+        .add();
+    disks
+        .disk("sda")
+        .sata()
+        .size_bytes(1953525168 * 512)
+        .rotational(true)
+        .sectors(512, 4096)
+        .vendor("ATA     ")
+        .model("WDC WD10EZEX")
+        .wwid("naa.50014ee2b5c1a2b3")
+        .add();
+    disks
+        .disk("vda")
+        .virtio()
+        .size_bytes(1048576 * 512)
+        .rotational(true)
+        .serial("disk-serial-1")
+        .vendor("0x1af4")
+        .add();
+    disks
+        .disk("sdb")
+        .usb()
+        .size_bytes(60437492 * 512)
+        .rotational(true)
+        .add();
+    disks.disk("loop0").add();
+    disks.disk("zram0").add();
 
     let eth1 = "sys/devices/pci0000:00/0000:00:05.0/net/eth1";
     class_link(root, "sys/class/net", "eth1", eth1);
@@ -314,4 +296,24 @@ fn this_machine_has_a_cpu_and_memory() {
             .iter()
             .all(|nic| nic.name != "lo")
     );
+}
+
+/// Changed by issue 11: hwinfo used to call a SCSI disk on a virtio-scsi host adapter
+/// "virtio" (from its device path) while the installer called it SCSI; both now read the
+/// shared `bootkit_common::blockdev`, which says `scsi` (virtio means virtio-blk). The serial
+/// in VPD page 0x80 is reported too, as the installer always read it.
+#[test]
+fn a_virtio_scsi_disk_is_scsi_with_its_vpd_serial() {
+    let dir = tempfile::tempdir().unwrap();
+    let disks = FakeSysfs::new(dir.path().join("sys"));
+    disks
+        .disk("sda")
+        .virtio_scsi()
+        .serial_vpd("drive-scsi0")
+        .add();
+    let attributes = collect_from(dir.path());
+    let disk = &attributes.block_devices[0];
+    assert_eq!(disk.controller, ControllerType::Scsi);
+    assert_eq!(disk.controller.to_string(), "scsi");
+    assert_eq!(disk.serial.as_deref(), Some("drive-scsi0"));
 }

@@ -4,7 +4,6 @@ use std::fs::{self, File};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::sysfs;
 use super::{Disk, DiskError, SystemRoot};
 
 /// Stacked devices (dm on md on partitions) are followed through `slaves/` at most this deep.
@@ -57,7 +56,7 @@ fn disks_holding(root: &SystemRoot, file: &Path) -> Result<Vec<String>, DiskErro
         metadata.dev()
     };
     let (major, minor) = (rustix::fs::major(device), rustix::fs::minor(device));
-    let Some(dir) = sysfs::device_dir(root, major, minor) else {
+    let Some(dir) = root.sysfs().device_dir(major, minor) else {
         // Major 0: tmpfs, overlay, the initramfs: on no disk.
         return Ok(Vec::new());
     };

@@ -3,6 +3,8 @@
 //! Everything is read from sysfs, /dev and /proc: the bootkit has no udev, so there is no
 //! `/dev/disk/by-*` and no udev database to ask. [`SystemRoot`] names where those trees are, so
 //! the rules can be tested against a fake tree; the free functions use the live machine.
+//! Disks and partitions are read by the shared `bootkit_common::blockdev`, so the installer
+//! and hwinfo give a disk the same transport (a virtio-scsi disk is SCSI), serial and WWN.
 //!
 //! The automatic choice ([`choose`]) takes a disk that is: not the medium the bootkit booted
 //! from, SATA/NVMe/virtio/SCSI (never loop, ram, zram, device-mapper, md RAID, optical, NBD,
@@ -17,14 +19,16 @@ mod sysfs;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::ops::Deref;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use bootkit_common::blockdev::{BlockDevError, BlockDisk, Sysfs, partition_name};
 use bootkit_common::size::human_size;
 
+pub use bootkit_common::blockdev::Transport;
 pub use safety::{UnsafeReason, image_sector_size};
 pub use select::Rejection;
-pub use sysfs::Transport;
 
 /// The automatic choice's policy is the install config's `[disk]` section.
 pub use bootkit_common::install_config::{SelectPolicy, SizePreference};
@@ -33,35 +37,25 @@ pub use bootkit_common::install_config::{SelectPolicy, SizePreference};
 /// when the disk name ends in a digit (`/dev/nvme0n1p2`, `/dev/loop3p1`) and not otherwise
 /// (`/dev/vda2`, `/dev/sdb1`).
 pub fn partition_path(disk: &Path, number: u32) -> PathBuf {
-    let name = disk.as_os_str().to_string_lossy();
-    if name.ends_with(|c: char| c.is_ascii_digit()) {
-        PathBuf::from(format!("{name}p{number}"))
-    } else {
-        PathBuf::from(format!("{name}{number}"))
-    }
+    PathBuf::from(partition_name(&disk.as_os_str().to_string_lossy(), number))
 }
 
-/// A whole disk as the kernel shows it in `/sys/block`.
+/// A whole disk as the kernel shows it in `/sys/block` ([`BlockDisk`], read by the shared
+/// `bootkit_common::blockdev`; its fields are reached through `Deref`), with its device node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disk {
-    /// Kernel name: `sda`, `nvme0n1`, `vda`, `loop3`.
-    pub name: String,
     /// Device node: `/dev/sda`.
     pub dev_path: PathBuf,
-    /// The disk's directory in sysfs (symlinks resolved).
-    pub sys_path: PathBuf,
-    pub major: u32,
-    pub minor: u32,
-    pub size_bytes: u64,
-    pub logical_sector_size: u32,
-    pub physical_sector_size: u32,
-    pub removable: bool,
-    pub read_only: bool,
-    pub transport: Transport,
-    pub model: Option<String>,
-    pub serial: Option<String>,
-    /// World Wide Name / WWID as the kernel reports it (`naa.5000c500…`, `eui.0025…`).
-    pub wwn: Option<String>,
+    /// What sysfs says about the disk.
+    pub block: BlockDisk,
+}
+
+impl Deref for Disk {
+    type Target = BlockDisk;
+
+    fn deref(&self) -> &BlockDisk {
+        &self.block
+    }
 }
 
 impl fmt::Display for Disk {
@@ -70,7 +64,7 @@ impl fmt::Display for Disk {
             f,
             "{} ({}, {}",
             self.dev_path.display(),
-            self.transport,
+            self.transport.label(),
             human_size(self.size_bytes)
         )?;
         if let Some(model) = &self.model {
@@ -85,10 +79,10 @@ impl fmt::Display for Disk {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
+    #[error(transparent)]
+    Sysfs(#[from] BlockDevError),
     #[error("cannot read {}: {source}", path.display())]
     Read { path: PathBuf, source: io::Error },
-    #[error("unexpected content in {}: `{content}`", path.display())]
-    Parse { path: PathBuf, content: String },
     #[error(
         "{} does not exist{hint}; disks seen: {known}",
         path.display()
@@ -195,6 +189,11 @@ impl SystemRoot {
         }
     }
 
+    /// The sysfs tree, for the shared block-device reader.
+    pub fn sysfs(&self) -> Sysfs {
+        Sysfs::at(&self.sys)
+    }
+
     /// efivarfs, where the firmware's variables are.
     pub fn efivars(&self) -> PathBuf {
         self.sys.join("firmware/efi/efivars")
@@ -240,7 +239,7 @@ impl SystemRoot {
         if let Some(disk) = disks.iter().find(|d| (d.major, d.minor) == (major, minor)) {
             return Ok(disk.clone());
         }
-        if let Some(disk_name) = sysfs::partition_parent(self, major, minor) {
+        if let Some(disk_name) = self.sysfs().partition_parent(major, minor) {
             return Err(DiskError::IsPartition {
                 given: path.to_path_buf(),
                 disk: self.dev.join(disk_name),

@@ -4,9 +4,9 @@ use std::fmt;
 use std::fs;
 use std::path::Path;
 
+use bootkit_common::blockdev::Partition;
 use bootkit_common::size::human_size;
 
-use super::sysfs::{self, Partition};
 use super::{Disk, DiskError, SystemRoot};
 
 /// Why writing to a disk now would be unsafe or useless.
@@ -177,7 +177,7 @@ pub(super) fn check_safe(
     image_size: u64,
     image_sector_size: Option<u32>,
 ) -> Result<(), DiskError> {
-    let partitions = sysfs::partitions(disk)?;
+    let partitions = root.sysfs().partitions(disk)?;
     let devices: Vec<Device> = std::iter::once(Device {
         name: disk.name.clone(),
         major: disk.major,

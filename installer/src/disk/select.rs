@@ -30,7 +30,11 @@ impl fmt::Display for Rejection {
             Rejection::BootMedium => f.write_str("the bootkit was started from it"),
             Rejection::Usb => f.write_str("a USB disk (an installer stick or an external drive)"),
             Rejection::Transport(transport) => {
-                write!(f, "{transport} devices are never chosen automatically")
+                write!(
+                    f,
+                    "{} devices are never chosen automatically",
+                    transport.label()
+                )
             }
             Rejection::Removable => f.write_str("removable"),
             Rejection::ReadOnly => f.write_str("read-only"),

@@ -1,235 +1,22 @@
-//! Reading disks and partitions from sysfs.
+//! The disks from sysfs (read by the shared `bootkit_common::blockdev`), and naming one by
+//! its serial number, WWN or udev by-id name.
 
-use std::fmt;
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
-
+use bootkit_common::blockdev::DiskFilter;
 use bootkit_common::size::human_size;
 
 use super::{Disk, DiskError, SystemRoot};
 
-/// How a disk is attached, as far as the installer cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Nvme,
-    Sata,
-    Scsi,
-    Virtio,
-    Usb,
-    Mmc,
-    Loop,
-    Ram,
-    Zram,
-    DeviceMapper,
-    Md,
-    Optical,
-    Nbd,
-    Other,
-}
-
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Transport::Nvme => "NVMe",
-            Transport::Sata => "SATA",
-            Transport::Scsi => "SCSI",
-            Transport::Virtio => "virtio",
-            Transport::Usb => "USB",
-            Transport::Mmc => "MMC",
-            Transport::Loop => "loop",
-            Transport::Ram => "ram",
-            Transport::Zram => "zram",
-            Transport::DeviceMapper => "device-mapper",
-            Transport::Md => "md RAID",
-            Transport::Optical => "optical",
-            Transport::Nbd => "NBD",
-            Transport::Other => "other",
-        })
-    }
-}
-
-/// The transport from the kernel name (virtual devices) or from where the device sits in the
-/// device tree: a USB-attached disk is a SCSI disk below a USB host, a SATA disk is a SCSI
-/// disk below an `ataN` port, as lsblk reasons.
-fn transport(name: &str, device_path: &str, subsystem: Option<&str>) -> Transport {
-    const BY_NAME: [(&str, Transport); 8] = [
-        ("loop", Transport::Loop),
-        ("zram", Transport::Zram),
-        ("ram", Transport::Ram),
-        ("dm-", Transport::DeviceMapper),
-        ("md", Transport::Md),
-        ("sr", Transport::Optical),
-        ("nbd", Transport::Nbd),
-        ("mmcblk", Transport::Mmc),
-    ];
-    if let Some((_, transport)) = BY_NAME.iter().find(|(prefix, _)| name.starts_with(prefix)) {
-        return *transport;
-    }
-    if device_path.contains("/usb") {
-        Transport::Usb
-    } else if name.starts_with("nvme") || device_path.contains("/nvme") {
-        Transport::Nvme
-    } else if device_path.contains("/ata") {
-        Transport::Sata
-    } else if name.starts_with("vd") || subsystem == Some("virtio") {
-        Transport::Virtio
-    } else if subsystem == Some("scsi") {
-        Transport::Scsi
-    } else {
-        Transport::Other
-    }
-}
-
-/// A sysfs attribute, trimmed; `None` when absent or empty (attributes vary by driver).
-fn attribute(dir: &Path, relative: &str) -> Option<String> {
-    let text = fs::read_to_string(dir.join(relative)).ok()?;
-    let text = text.trim();
-    (!text.is_empty()).then(|| text.to_string())
-}
-
-fn required_attribute(dir: &Path, relative: &str) -> Result<String, DiskError> {
-    let path = dir.join(relative);
-    fs::read_to_string(&path)
-        .map(|text| text.trim().to_string())
-        .map_err(|source| DiskError::Read { path, source })
-}
-
-fn number<T: std::str::FromStr>(dir: &Path, relative: &str) -> Result<T, DiskError> {
-    let text = required_attribute(dir, relative)?;
-    text.parse().map_err(|_| DiskError::Parse {
-        path: dir.join(relative),
-        content: text,
-    })
-}
-
-fn flag(dir: &Path, relative: &str) -> Result<bool, DiskError> {
-    Ok(number::<u8>(dir, relative)? != 0)
-}
-
-/// `MAJOR:MINOR` from a `dev` attribute.
-pub(super) fn device_number(dir: &Path) -> Result<(u32, u32), DiskError> {
-    let text = required_attribute(dir, "dev")?;
-    text.split_once(':')
-        .and_then(|(major, minor)| Some((major.parse().ok()?, minor.parse().ok()?)))
-        .ok_or(DiskError::Parse {
-            path: dir.join("dev"),
-            content: text,
-        })
-}
-
-/// The serial number of a SCSI/SATA/USB disk from VPD page 0x80 (Unit Serial Number): a
-/// 4-byte header whose byte 3 is the length, then the serial in ASCII, space padded.
-fn vpd_serial(dir: &Path) -> Option<String> {
-    let page = fs::read(dir.join("device/vpd_pg80")).ok()?;
-    let length = usize::from(*page.get(3)?);
-    let serial = page.get(4..4 + length)?;
-    let serial = String::from_utf8_lossy(serial).trim().to_string();
-    (!serial.is_empty()).then_some(serial)
-}
-
-fn read_disk(root: &SystemRoot, name: &str) -> Result<Disk, DiskError> {
-    let link = root.sys.join("block").join(name);
-    let sys_path = fs::canonicalize(&link).map_err(|source| DiskError::Read {
-        path: link.clone(),
-        source,
-    })?;
-    let (major, minor) = device_number(&sys_path)?;
-    // `size` is always in 512-byte units, whatever the disk's sector size.
-    let size_bytes = number::<u64>(&sys_path, "size")? * 512;
-    let subsystem = fs::read_link(sys_path.join("device/subsystem"))
-        .ok()
-        .and_then(|target| Some(target.file_name()?.to_str()?.to_string()));
-    Ok(Disk {
-        name: name.to_string(),
-        dev_path: root.dev.join(name),
-        major,
-        minor,
-        size_bytes,
-        logical_sector_size: number(&sys_path, "queue/logical_block_size")?,
-        physical_sector_size: number(&sys_path, "queue/physical_block_size")?,
-        removable: flag(&sys_path, "removable")?,
-        read_only: flag(&sys_path, "ro")?,
-        transport: transport(name, &sys_path.to_string_lossy(), subsystem.as_deref()),
-        model: attribute(&sys_path, "device/model"),
-        serial: attribute(&sys_path, "serial")
-            .or_else(|| attribute(&sys_path, "device/serial"))
-            .or_else(|| vpd_serial(&sys_path)),
-        wwn: attribute(&sys_path, "wwid")
-            .or_else(|| attribute(&sys_path, "device/wwid"))
-            .or_else(|| attribute(&sys_path, "device/wwn")),
-        sys_path,
-    })
-}
-
+/// Every `/sys/block` entry, virtual devices included: the automatic choice says why it will
+/// not pick them rather than not seeing them.
 pub(super) fn list(root: &SystemRoot) -> Result<Vec<Disk>, DiskError> {
-    let block = root.sys.join("block");
-    let entries = fs::read_dir(&block).map_err(|source| DiskError::Read {
-        path: block.clone(),
-        source,
-    })?;
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| DiskError::Read {
-            path: block.clone(),
-            source,
-        })?;
-        names.push(entry.file_name().to_string_lossy().into_owned());
-    }
-    names.sort();
-    names.iter().map(|name| read_disk(root, name)).collect()
-}
-
-/// A partition of a disk, from the disk's sysfs directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Partition {
-    pub name: String,
-    pub sys_path: PathBuf,
-    pub major: u32,
-    pub minor: u32,
-}
-
-/// The partitions the kernel currently shows for `disk`: subdirectories with a `partition`
-/// attribute.
-pub(super) fn partitions(disk: &Disk) -> Result<Vec<Partition>, DiskError> {
-    let read_error = |source: io::Error| DiskError::Read {
-        path: disk.sys_path.clone(),
-        source,
-    };
-    let mut partitions = Vec::new();
-    for entry in fs::read_dir(&disk.sys_path).map_err(read_error)? {
-        let sys_path = entry.map_err(read_error)?.path();
-        if !sys_path.join("partition").is_file() {
-            continue;
-        }
-        let (major, minor) = device_number(&sys_path)?;
-        let name = sys_path
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        partitions.push(Partition {
-            name,
-            sys_path,
-            major,
-            minor,
-        });
-    }
-    partitions.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(partitions)
-}
-
-/// The sysfs directory of block device `major:minor` (disk or partition).
-pub(super) fn device_dir(root: &SystemRoot, major: u32, minor: u32) -> Option<PathBuf> {
-    fs::canonicalize(root.sys.join(format!("dev/block/{major}:{minor}"))).ok()
-}
-
-/// The disk name of partition `major:minor`, or `None` when it is not a partition.
-pub(super) fn partition_parent(root: &SystemRoot, major: u32, minor: u32) -> Option<String> {
-    let dir = device_dir(root, major, minor)?;
-    if !dir.join("partition").is_file() {
-        return None;
-    }
-    Some(dir.parent()?.file_name()?.to_string_lossy().into_owned())
+    let disks = root.sysfs().disks(DiskFilter::All)?;
+    Ok(disks
+        .into_iter()
+        .map(|block| Disk {
+            dev_path: root.dev.join(&block.name),
+            block,
+        })
+        .collect())
 }
 
 /// One line per disk for error messages, with what identifies it.
@@ -331,6 +118,7 @@ pub(super) fn find_by_id_name(name: &str, disks: &[Disk]) -> Result<Disk, DiskEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::Transport;
     use crate::disk::fake::{FakeDisk, FakeMachine};
 
     #[test]
