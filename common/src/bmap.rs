@@ -457,7 +457,8 @@ mod tests {
         // Each range checksum is the sha256 of exactly those bytes.
         let data = std::fs::read(&image).unwrap();
         for range in bmap.byte_ranges() {
-            let bytes = &data[range.offset as usize..(range.offset + range.length) as usize];
+            let start = usize::try_from(range.offset).unwrap();
+            let bytes = &data[start..start + usize::try_from(range.length).unwrap()];
             assert_eq!(
                 range.checksum.unwrap(),
                 hex::encode(sha2::Sha256::digest(bytes))

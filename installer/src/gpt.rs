@@ -218,10 +218,15 @@ fn add_partitions_by_hand(disk: &File) -> Result<(), GptError> {
             devname: [0; 64],
             volname: [0; 64],
         };
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "the struct is a few hundred bytes, far below c_int::MAX"
+        )]
+        let datalen = std::mem::size_of::<BlkpgPartition>() as libc::c_int;
         let argument = BlkpgIoctlArg {
             op: BLKPG_ADD_PARTITION,
             flags: 0,
-            datalen: std::mem::size_of::<BlkpgPartition>() as libc::c_int,
+            datalen,
             data: (&raw mut partition).cast(),
         };
         // SAFETY: `argument` points at `partition`, both live across the call, laid out as
@@ -606,9 +611,9 @@ mod tests {
             ("edge_persistent", LINUX_FILESYSTEM_TYPE, 8192, 10239),
         ];
         for (index, (name, type_guid, start, end)) in parts.into_iter().enumerate() {
-            table[index as u32 + 1] = GPTPartitionEntry {
+            table[u32::try_from(index).unwrap() + 1] = GPTPartitionEntry {
                 partition_type_guid: guid_bytes(type_guid).unwrap(),
-                unique_partition_guid: [index as u8 + 1; 16],
+                unique_partition_guid: [u8::try_from(index).unwrap() + 1; 16],
                 starting_lba: start,
                 ending_lba: end,
                 attribute_bits: 0,

@@ -52,7 +52,9 @@ impl Backoff {
     pub fn next_delay(&mut self) -> Duration {
         let delay = self.next;
         self.next = (delay * 2).min(self.base * Self::MAX_FACTOR);
-        let jitter_ms = fastrand::u64(0..=delay.as_millis() as u64 / 4);
+        // Saturating: a delay past u64::MAX ms is not one a backoff reaches.
+        let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        let jitter_ms = fastrand::u64(0..=delay_ms / 4);
         delay + Duration::from_millis(jitter_ms)
     }
 }
@@ -220,7 +222,7 @@ mod tests {
         let mut backoff = Backoff::new(Duration::from_millis(2000));
         let expected = [2000u64, 4000, 8000, 16000, 32000, 32000];
         for base in expected {
-            let delay = backoff.next_delay().as_millis() as u64;
+            let delay = u64::try_from(backoff.next_delay().as_millis()).unwrap();
             assert!(
                 (base..=base + base / 4).contains(&delay),
                 "{delay} ms not within {base} ms + 25%"

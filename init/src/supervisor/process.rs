@@ -179,7 +179,7 @@ mod tests {
         // The lines go to stdout (captured by the test harness); this checks it ends cleanly.
         let input: &[u8] = b"one\r\ntwo\n\xff\xfe bad utf8\nno newline at the end";
         forward_lines("test", input);
-        let long = vec![b'x'; (MAX_LINE_BYTES as usize) * 2 + 5];
+        let long = vec![b'x'; usize::try_from(MAX_LINE_BYTES).unwrap() * 2 + 5];
         forward_lines("test", long.as_slice());
     }
 }

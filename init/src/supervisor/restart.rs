@@ -67,7 +67,7 @@ mod tests {
     fn delays_double_up_to_the_maximum() {
         let mut backoff = Backoff::new(ms(1000), ms(30_000));
         let delays: Vec<u64> = (0..8)
-            .map(|_| backoff.next_delay(QUICK).as_millis() as u64)
+            .map(|_| u64::try_from(backoff.next_delay(QUICK).as_millis()).unwrap())
             .collect();
         assert_eq!(
             delays,

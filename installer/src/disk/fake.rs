@@ -278,7 +278,7 @@ impl FakeDisk<'_> {
             attribute(relative, serial);
         }
         if let Some(serial) = &self.vpd_serial {
-            let mut page = vec![0x00, 0x80, 0x00, serial.len() as u8];
+            let mut page = vec![0x00, 0x80, 0x00, u8::try_from(serial.len()).unwrap()];
             page.extend_from_slice(serial.as_bytes());
             machine.write(&format!("{dir}/device/vpd_pg80"), page);
         }

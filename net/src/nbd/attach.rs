@@ -501,16 +501,10 @@ fn setsockopt(
     name: libc::c_int,
     value: libc::c_int,
 ) -> io::Result<()> {
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: the pointer and length describe a live c_int for the duration of the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&raw const value).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
+    let rc = unsafe { libc::setsockopt(fd, level, name, (&raw const value).cast(), len) };
     if rc < 0 {
         Err(io::Error::last_os_error())
     } else {
