@@ -57,7 +57,7 @@ pub enum ChecksumType {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BmapError {
-    #[error("the bmap is not valid XML: {0}")]
+    #[error("the bmap is not valid XML")]
     Xml(#[from] roxmltree::Error),
     #[error("the bmap has no <{0}> element; is this a bmaptool block map?")]
     Missing(&'static str),
@@ -77,7 +77,7 @@ pub enum BmapError {
     FileChecksumMismatch { expected: String, actual: String },
     #[error("the bmap is inconsistent: {0}")]
     Inconsistent(String),
-    #[error("cannot read {path} to make its bmap: {source}")]
+    #[error("cannot read {path} to make its bmap")]
     Io { path: PathBuf, source: io::Error },
 }
 

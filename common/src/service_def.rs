@@ -224,7 +224,7 @@ struct RawReady {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ServiceDefError {
     /// Not TOML, or not the schema (unknown key, wrong type, missing `command`).
-    #[error("{0}")]
+    #[error(transparent)]
     Syntax(#[from] TomlError),
     /// Well-formed, but a value is wrong.
     #[error("{0}")]

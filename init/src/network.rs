@@ -7,6 +7,7 @@
 //! `nbd` once the network block devices are attached. Log lines are forwarded to
 //! `syslog_host=` from the start of the boot: buffered until the network is up.
 
+use bootkit_common::error_chain;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -161,7 +162,8 @@ async fn run(
         Err(err) => {
             crate::error!(
                 "network",
-                "cannot talk to the kernel's network stack: {err}"
+                "cannot talk to the kernel's network stack: {err}",
+                err = error_chain(&err)
             );
             return;
         }
@@ -169,7 +171,11 @@ async fn run(
     if let Ok(Some(lo)) = links.find_by_name("lo").await
         && let Err(err) = links.set_up(lo.index).await
     {
-        crate::warn!("network", "cannot bring lo up: {err}");
+        crate::warn!(
+            "network",
+            "cannot bring lo up: {err}",
+            err = error_chain(&err)
+        );
     }
     let mut online = Online {
         config,
@@ -196,7 +202,7 @@ async fn configure_interfaces(links: &Links, online: &mut Online) -> Result<Vec<
     let all = links
         .list()
         .await
-        .map_err(|err| format!("cannot list the interfaces: {err}"))?;
+        .map_err(|err| format!("cannot list the interfaces: {err}", err = error_chain(&err)))?;
     let mut dhcp_on = Vec::new();
     let mut vlan_replaces: BTreeMap<u32, LinkInfo> = BTreeMap::new();
     for vlan in online.config.vlans.clone() {
@@ -251,12 +257,18 @@ async fn make_vlan(
     let index = links
         .add_vlan(parent.index, id, &name)
         .await
-        .map_err(|err| format!("cannot create VLAN {id} on {}: {err}", parent.name))?;
+        .map_err(|err| {
+            format!(
+                "cannot create VLAN {id} on {}: {err}",
+                parent.name,
+                err = error_chain(&err)
+            )
+        })?;
     crate::info!("network", "VLAN {id} on {} is {name}", parent.name);
     links
         .get(index)
         .await
-        .map_err(|err| format!("VLAN {name}: {err}"))
+        .map_err(|err| format!("VLAN {name}: {err}", err = error_chain(&err)))
 }
 
 /// One `ip=`/`ipam=`: static addresses are applied now; DHCP ones are returned.
@@ -276,10 +288,13 @@ async fn configure_one(
         return Ok(Some(link));
     };
     let lease = static_lease(&link.name, interface, address);
-    links
-        .apply(&lease)
-        .await
-        .map_err(|err| format!("cannot configure {}: {err}", link.name))?;
+    links.apply(&lease).await.map_err(|err| {
+        format!(
+            "cannot configure {}: {err}",
+            link.name,
+            err = error_chain(&err)
+        )
+    })?;
     crate::info!(
         "network",
         "{}: static address {}/{} from {}=",
@@ -366,7 +381,8 @@ async fn run_dhcp(links: &Links, interfaces: Vec<LinkInfo>, online: &mut Online)
                         "network",
                         "{}: cannot apply the lease {}: {err}",
                         lease.interface,
-                        lease.address
+                        lease.address,
+                        err = error_chain(&err)
                     );
                     continue;
                 }
@@ -391,7 +407,8 @@ async fn run_dhcp(links: &Links, interfaces: Vec<LinkInfo>, online: &mut Online)
                         "network",
                         "{}: cannot remove {}: {err}",
                         lease.interface,
-                        lease.address
+                        lease.address,
+                        err = error_chain(&err)
                     );
                 }
                 applied.retain(|name| name != &lease.interface);
@@ -400,7 +417,11 @@ async fn run_dhcp(links: &Links, interfaces: Vec<LinkInfo>, online: &mut Online)
                 crate::info!("network", "{interface}: DHCP {state}")
             }
             LeaseEvent::Error { interface, error } => {
-                crate::warn!("network", "{interface}: DHCP: {error}")
+                crate::warn!(
+                    "network",
+                    "{interface}: DHCP: {error}",
+                    error = error_chain(&error)
+                )
             }
         }
     }
@@ -415,7 +436,12 @@ async fn start_client(
     events: mpsc::Sender<LeaseEvent>,
 ) {
     if let Err(err) = links.set_up(link.index).await {
-        crate::warn!("network", "cannot bring {} up: {err}", link.name);
+        crate::warn!(
+            "network",
+            "cannot bring {} up: {err}",
+            link.name,
+            err = error_chain(&err)
+        );
         return;
     }
     match links.wait_for_carrier(link.index, carrier_timeout).await {
@@ -426,7 +452,12 @@ async fn start_client(
             link.name,
             carrier_timeout.as_secs()
         ),
-        Err(err) => crate::warn!("network", "{}: cannot watch the carrier: {err}", link.name),
+        Err(err) => crate::warn!(
+            "network",
+            "{}: cannot watch the carrier: {err}",
+            link.name,
+            err = error_chain(&err)
+        ),
     }
     dhcp::run(dhcp::Config::new(&link.name, mac), events).await;
 }
@@ -482,7 +513,7 @@ async fn go_online(links: &Links, lease: &Lease, online: &mut Online) {
         lease.domain.as_deref(),
         &lease.search,
     ) {
-        crate::warn!("network", "{err}");
+        crate::warn!("network", "{err}", err = error_chain(&err));
     }
     if online.reached {
         return;
@@ -492,7 +523,7 @@ async fn go_online(links: &Links, lease: &Lease, online: &mut Online) {
         match resolv::set_hostname_if_unset(name) {
             Ok(true) => crate::info!("network", "host name {name}"),
             Ok(false) => {}
-            Err(err) => crate::warn!("network", "{err}"),
+            Err(err) => crate::warn!("network", "{err}", err = error_chain(&err)),
         }
     }
     for route in &config.routes {
@@ -533,7 +564,7 @@ async fn add_route(links: &Links, route: &StaticRoute) {
         .add_route(route.destination, route.prefix_len, route.gateway, index)
         .await
     {
-        crate::warn!("network", "{shown}: {err}");
+        crate::warn!("network", "{shown}: {err}", err = error_chain(&err));
     }
 }
 
@@ -559,7 +590,7 @@ async fn sync_time(servers: Vec<String>) {
                         sample.server,
                         sample.offset
                     ),
-                    Err(err) => crate::warn!("time", "{err}"),
+                    Err(err) => crate::warn!("time", "{err}", err = error_chain(&err)),
                 }
                 targets::reach(targets::TIME_SYNC);
                 return;

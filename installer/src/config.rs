@@ -67,12 +67,12 @@ use crate::gpt::Layout;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the install config {path}: {source}; check the path and its permissions")]
+    #[error("cannot read the install config {path}; check the path and its permissions")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("install config {path} is invalid: {source}fix the key shown above and run again")]
+    #[error("install config {path} is invalid (fix the key shown below and run again)")]
     Parse {
         path: PathBuf,
         source: toml::de::Error,
@@ -84,7 +84,7 @@ pub enum ConfigError {
         reason: String,
     },
     #[error(
-        "install config {path}: `{field}` names {file}, which cannot be read: {source}; \
+        "install config {path}: `{field}` names {file}, which cannot be read; \
          relative paths are taken from the config file's directory"
     )]
     ReadReferenced {

@@ -59,8 +59,8 @@ const MAX_NAME_UNITS: usize = 36;
 #[derive(Debug, thiserror::Error)]
 pub enum GptError {
     #[error(
-        "cannot read the partition table written to the disk ({sector_size}-byte sectors): \
-         {source}; the image is not a GPT disk image for this sector size, or it is corrupt"
+        "cannot read the partition table written to the disk ({sector_size}-byte sectors); \
+         the image is not a GPT disk image for this sector size, or it is corrupt"
     )]
     Read {
         sector_size: u64,
@@ -68,7 +68,7 @@ pub enum GptError {
     },
     #[error("cannot write the new partition table: {0}")]
     Write(gptman::Error),
-    #[error("cannot access the disk: {0}")]
+    #[error("cannot access the disk")]
     Io(#[from] io::Error),
     #[error(
         "the kernel still reports the disk busy after {attempts} attempts to re-read its \
@@ -84,9 +84,7 @@ pub enum GptError {
     RereadUnsupported,
     #[error("re-reading the partition table (BLKRRPART) failed: {0}")]
     Reread(io::Error),
-    #[error(
-        "the kernel found no partitions and refused partition {number} from the table (BLKPG): {source}"
-    )]
+    #[error("the kernel found no partitions and refused partition {number} from the table (BLKPG)")]
     AddPartition { number: u32, source: io::Error },
     #[error(
         "partition {number} is not in the image's partition table (it has {existing}): fix `grow` in [layout]"

@@ -24,7 +24,7 @@ const COMPRESSION_SUFFIXES: [&str; 3] = [".gz", ".zst", ".xz"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum UsbDataError {
-    #[error("cannot list block devices in {dir}: {source}")]
+    #[error("cannot list block devices in {dir}")]
     Sysfs { dir: PathBuf, source: io::Error },
     #[error(
         "more than one {DATA_PARTITION_NAME} partition: {}; unplug all installer sticks but one",
@@ -33,7 +33,7 @@ pub enum UsbDataError {
     SeveralDataPartitions { devices: Vec<PathBuf> },
     #[error(transparent)]
     Mount(#[from] MountError),
-    #[error("cannot read {path} on the data partition: {source}")]
+    #[error("cannot read {path} on the data partition")]
     Read { path: PathBuf, source: io::Error },
     #[error(
         "no OS image on the data partition ({dir}): expected one file named *.raw.gz, \
@@ -51,7 +51,7 @@ pub enum UsbDataError {
          regenerate it with sha256sum"
     )]
     NoChecksumLine { path: PathBuf, image: String },
-    #[error("cannot write the installer log {path}: {source}")]
+    #[error("cannot write the installer log {path}")]
     Log { path: PathBuf, source: io::Error },
 }
 

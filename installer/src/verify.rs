@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 pub enum ChecksumError {
     #[error("{value:?} is not a sha256: expected 64 hex digits")]
     NotSha256 { value: String },
-    #[error("cannot read the checksum file {path}: {source}")]
+    #[error("cannot read the checksum file {path}")]
     Read { path: PathBuf, source: io::Error },
     #[error(
         "the checksum file {path} has no line for {name}; it should hold `HEX  {name}` as \

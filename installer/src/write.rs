@@ -42,11 +42,11 @@ const GPT_SIGNATURE: &[u8] = b"EFI PART";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    #[error("cannot open the disk {path}: {source}; is it the right device, and not in use?")]
+    #[error("cannot open the disk {path}; is it the right device, and not in use?")]
     OpenDisk { path: PathBuf, source: io::Error },
     #[error(
         "reading the image failed after {image_offset} bytes of image ({source_offset} bytes \
-         of source): {source}; the source is truncated, damaged or cut off: check it (and its \
+         of source); the source is truncated, damaged or cut off: check it (and its \
          download), then run again"
     )]
     Read {
@@ -100,7 +100,7 @@ pub enum WriteError {
     )]
     SectorLayout { image_sector: u64, disk_sector: u64 },
     #[error(
-        "writing {length} bytes at byte {offset} of the disk failed: {source}; the disk may be failing or was removed"
+        "writing {length} bytes at byte {offset} of the disk failed; the disk may be failing or was removed"
     )]
     Write {
         offset: u64,

@@ -31,7 +31,7 @@ pub struct Liveness {
 pub enum ChannelError {
     #[error("the server address {authority:?} is not usable: {why}")]
     Address { authority: String, why: String },
-    #[error("TLS cannot be set up: {0}")]
+    #[error("TLS cannot be set up")]
     TlsSetup(#[from] TlsSetupError),
 }
 

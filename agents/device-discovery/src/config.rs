@@ -123,7 +123,7 @@ pub enum ConfigError {
         origin: String,
         why: String,
     },
-    #[error("cannot read {path}: {source}; fix its permissions or pass another file")]
+    #[error("cannot read {path}; fix its permissions or pass another file")]
     Unreadable {
         path: String,
         #[source]

@@ -15,7 +15,7 @@ const MAX_DEFINITION_FILES: usize = 4096;
 /// Why one definition file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DefinitionError {
-    #[error("{file}: cannot read it: {source}; check its permissions")]
+    #[error("{file}: cannot read it; check its permissions")]
     Read {
         file: PathBuf,
         #[source]
@@ -23,7 +23,7 @@ pub enum DefinitionError {
     },
     #[error("{file}: {size} bytes is too large for a service definition (at most {max})")]
     TooLarge { file: PathBuf, size: u64, max: u64 },
-    #[error("{file}: {source}")]
+    #[error("{file}")]
     Schema {
         file: PathBuf,
         source: ServiceDefError,

@@ -24,7 +24,7 @@ pub const DEFAULT_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 const MAX_LINE_BYTES: u64 = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot start {command}: {source}; {hint}")]
+#[error("cannot start {command}; {hint}")]
 pub struct SpawnError {
     command: PathBuf,
     hint: String,

@@ -103,7 +103,7 @@ impl fmt::Display for Disk {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read { path: PathBuf, source: io::Error },
     #[error("unexpected content in {}: `{content}`", path.display())]
     Parse { path: PathBuf, content: String },
@@ -155,9 +155,9 @@ pub enum DiskError {
         disk.display()
     )]
     Busy { disk: PathBuf },
-    #[error("cannot open {} for writing: {source}", disk.display())]
+    #[error("cannot open {} for writing", disk.display())]
     Open { disk: PathBuf, source: io::Error },
-    #[error("cannot tell which disk the bootkit booted from: {0}")]
+    #[error("cannot tell which disk the bootkit booted from")]
     BootVariable(#[from] crate::efi::EfiError),
 }
 

@@ -75,7 +75,7 @@ pub enum HttpError {
         variable: String,
         reason: &'static str,
     },
-    #[error("cannot read the CA file {}: {source}; give a readable PEM file with --ca", path.display())]
+    #[error("cannot read the CA file {}; give a readable PEM file with --ca", path.display())]
     CaFileUnreadable { path: PathBuf, source: io::Error },
     #[error(
         "cannot use the {source_name}: {reason}; give PEM CA certificates (-----BEGIN CERTIFICATE-----)"
@@ -103,12 +103,10 @@ pub enum HttpError {
         hint: &'static str,
     },
     #[error(
-        "cannot resolve the host name {host}: {source}; check the name and the DNS server (/etc/resolv.conf)"
+        "cannot resolve the host name {host}; check the name and the DNS server (/etc/resolv.conf)"
     )]
     Resolve { host: String, source: io::Error },
-    #[error(
-        "cannot connect to {address}: {source}; check the network, the address and the proxy settings"
-    )]
+    #[error("cannot connect to {address}; check the network, the address and the proxy settings")]
     Connect { address: String, source: io::Error },
     #[error("connecting to {target} timed out after {} s; check the network and the proxy settings", timeout.as_secs())]
     ConnectTimeout { target: String, timeout: Duration },

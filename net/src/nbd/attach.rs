@@ -19,6 +19,7 @@
 
 use super::handshake::{ExportInfo, HandshakeError, TransmissionFlags, handshake};
 use super::spec::NbdSpec;
+use bootkit_common::error_chain;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -96,21 +97,21 @@ impl Default for AttachOptions {
 pub enum AttachError {
     #[error("{device} does not exist: is the nbd module loaded (modules-load=nbd)?")]
     NoDevice { device: String },
-    #[error("opening {device}: {source}")]
+    #[error("opening {device}")]
     OpenDevice { device: String, source: io::Error },
-    #[error("resolving NBD server {host}: {source}")]
+    #[error("resolving NBD server {host}")]
     Resolve { host: String, source: io::Error },
     #[error("NBD server {host} resolves to no address")]
     NoAddress { host: String },
-    #[error("connecting to NBD server {addr}: {source}")]
+    #[error("connecting to NBD server {addr}")]
     Connect { addr: SocketAddr, source: io::Error },
-    #[error("setting up the socket to {addr}: {what}: {source}")]
+    #[error("setting up the socket to {addr}: {what}")]
     Socket {
         addr: SocketAddr,
         what: &'static str,
         source: io::Error,
     },
-    #[error("{addr}: {source}")]
+    #[error("{addr}")]
     Handshake {
         addr: SocketAddr,
         source: HandshakeError,
@@ -121,13 +122,13 @@ pub enum AttachError {
     BlockSize { minimum: u32 },
     #[error("the export's {size} bytes do not fit this kernel's size argument")]
     TooLarge { size: u64 },
-    #[error("{device}: {ioctl}: {source}")]
+    #[error("{device}: {ioctl}")]
     Ioctl {
         device: String,
         ioctl: &'static str,
         source: io::Error,
     },
-    #[error("starting the NBD_DO_IT thread for {device}: {source}")]
+    #[error("starting the NBD_DO_IT thread for {device}")]
     Thread { device: String, source: io::Error },
 }
 
@@ -179,7 +180,11 @@ impl fmt::Display for NbdEvent {
                     "{device} attached to export {export:?} on {server}: {size} bytes, {mode}"
                 )
             }
-            NbdEvent::Failed { device, error } => write!(f, "{device}: attaching failed: {error}"),
+            NbdEvent::Failed { device, error } => write!(
+                f,
+                "{device}: attaching failed: {error}",
+                error = error_chain(error)
+            ),
             NbdEvent::Disconnected {
                 device,
                 error: None,

@@ -136,7 +136,7 @@ pub struct ExportInfo {
 /// Why the handshake failed. `stage` says what the client was doing.
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
-    #[error("NBD handshake: {stage}: {source}")]
+    #[error("NBD handshake: {stage}")]
     Io {
         stage: &'static str,
         source: io::Error,

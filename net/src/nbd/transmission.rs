@@ -19,7 +19,7 @@ pub const MAX_READ: usize = 32 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransmissionError {
-    #[error("NBD read of {len} bytes at {offset}: {stage}: {source}")]
+    #[error("NBD read of {len} bytes at {offset}: {stage}")]
     Io {
         stage: &'static str,
         offset: u64,
