@@ -807,7 +807,8 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<InstallConfig, String> {
-        InstallConfig::parse(text, Path::new("/media/install.toml")).map_err(|e| e.to_string())
+        InstallConfig::parse(text, Path::new("/media/install.toml"))
+            .map_err(|e| bootkit_common::error_chain(&e))
     }
 
     fn parse_error(text: &str) -> String {

@@ -177,7 +177,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bundle = dir.path().join("absent.pem");
 
-        let message = verified_config_with(Some(&bundle)).unwrap_err().to_string();
+        let message =
+            bootkit_common::error_chain(&verified_config_with(Some(&bundle)).unwrap_err());
 
         assert!(message.contains(&bundle.display().to_string()), "{message}");
         assert!(message.contains("cannot be read"), "{message}");

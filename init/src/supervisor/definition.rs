@@ -115,7 +115,7 @@ mod tests {
         let names: Vec<_> = loaded.services.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(loaded.errors.len(), 1);
-        let message = loaded.errors[0].to_string();
+        let message = bootkit_common::error_chain(&loaded.errors[0]);
         assert!(
             message.contains("bad.toml: line 2: unknown field `bogus`"),
             "{message}"

@@ -453,7 +453,7 @@ fn write_failures_are_reported_with_their_stage() {
         }
     }
     let err = handshake(&mut NoWrite(Cursor::new(happy_script().0)), "d").unwrap_err();
-    let text = err.to_string();
+    let text = bootkit_common::error_chain(&err);
     assert!(
         text.contains("sending the client flags: wire cut"),
         "{text}"
