@@ -16,7 +16,7 @@ used as `{source}`, `{0}`, `{0:?}` or passed as an argument (`source`, `.0`, `.s
 
 Each violation is reported as `file:line: Type::Variant prints its source field `x``; the exit
 status is 1 if there is any. Run from anywhere: `scripts/error-causes.py [FILE...]` (with files,
-only those are checked: the tests of this script use it).
+only those are checked); `scripts/error-causes.py --self-test` checks the checker on samples.
 """
 
 from __future__ import annotations
@@ -294,7 +294,66 @@ def rust_files(root: Path):
             yield path
 
 
+# Samples for --self-test: each enum variant named `Bad*` must be reported, no `Good*` one.
+SAMPLE = r"""
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    #[error("cannot read {path}: {source}")]
+    BadNamedSource { path: PathBuf, source: io::Error },
+    #[error("cannot parse: {0}")]
+    BadTupleFrom(#[from] toml::de::Error),
+    #[error("{server}: {error:?}")]
+    BadMarkedSource {
+        tries: HashMap<String, u32>,
+        server: String,
+        #[source]
+        error: Box<dyn Error + Send + Sync>,
+    },
+    #[error("the CA bundle {} {}", path.display(), .source)]
+    BadArgument { path: PathBuf, source: CaError },
+    #[error(
+        "cannot mount {target}: \
+         {source} (check rootflags=)"
+    )]
+    BadContinued { target: String, source: io::Error },
+    #[error("cannot read {path}")]
+    GoodNamedSource { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    GoodTransparent(#[from] io::Error),
+    #[error("{0} is not a MAC address")] // a String, not a source
+    GoodPlainTuple(String),
+    #[error("{{source}} is literal here: {why}")]
+    GoodEscaped { why: String, source: io::Error },
+}
+
+/// One struct, printing its cause.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}: {source}")]
+pub struct BadStruct {
+    path: PathBuf,
+    source: io::Error,
+}
+"""
+
+
+def self_test() -> int:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sample = Path(tmp) / "sample.rs"
+        sample.write_text(SAMPLE)
+        found = {v.item.split("::")[-1] for v in check_file(sample)}
+    expected = set(re.findall(r"\b(Bad\w+)", SAMPLE))
+    if found != expected:
+        print(f"error-causes self-test: reported {sorted(found)}, expected {sorted(expected)}")
+        return 1
+    print(f"error-causes self-test: the {len(expected)} bad samples are reported, no good one")
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv == ["--self-test"]:
+        return self_test()
     root = Path(__file__).resolve().parent.parent
     paths = [Path(a) for a in argv] if argv else list(rust_files(root))
     violations = [v for path in paths for v in check_file(path)]

@@ -25,6 +25,10 @@ cargo clippy --workspace --all-targets -- -D warnings || die "clippy found probl
 step "module cycles (scripts/module-cycles.py)"
 scripts/module-cycles.py || die "a crate's modules import each other in a circle (listed above)"
 
+step "error causes (scripts/error-causes.py)"
+scripts/error-causes.py --self-test && scripts/error-causes.py ||
+    die "an error message prints the cause it also exposes as source() (listed above)"
+
 step "cargo test --workspace"
 cargo test --workspace || die "tests failed (QEMU console logs: target/qemu-logs/)"
 
