@@ -4,7 +4,6 @@
 //! environment and the flags (see `config`), then the loop of `worker` until SIGTERM.
 //! `pull` and `run-once` run one step of that loop by hand (benchmarks, debugging).
 
-use bootkit_common::error_chain;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -74,10 +73,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            tracing::error!(
-                "cannot start the async runtime: {err}",
-                err = error_chain(&err)
-            );
+            tracing::error!("cannot start the async runtime: {err}");
             return ExitCode::FAILURE;
         }
     };

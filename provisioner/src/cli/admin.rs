@@ -1,6 +1,5 @@
 //! `provisioner init` and the admin listener's flags of `serve`.
 
-use bootkit_common::error_chain;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::IpAddr;
@@ -208,12 +207,8 @@ fn generate(hostnames: &[String], ips: &[IpAddr]) -> anyhow::Result<Vec<String>>
 /// 32 random bytes from the OS, as hex.
 fn random_token() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|error| {
-        anyhow::anyhow!(
-            "the OS random generator failed: {error}",
-            error = error_chain(&error)
-        )
-    })?;
+    getrandom::fill(&mut bytes)
+        .map_err(|error| anyhow::anyhow!("the OS random generator failed: {error}"))?;
     Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
