@@ -11,7 +11,8 @@ chain.
 This reads every `#[derive(... Error ...)]` enum and struct (thiserror) in the workspace's Rust
 files and fails for each variant whose `#[error("...")]` names its source field: a field that
 is `#[source]`, `#[from]` or named `source` (thiserror makes that one the source by itself),
-used as `{source}`, `{0}`, `{0:?}` or passed as an argument (`source`, `.0`, `.source`).
+used as `{source}`, `{0}`, `{0:?}` or passed as an argument (`source`, `.0`, `.source`, or its
+chain by hand: `chain(source)`).
 `#[error(transparent)]` forwards both message and source to the inner error, which is fine.
 
 Each violation is reported as `file:line: Type::Variant prints its source field `x``; the exit
@@ -212,6 +213,10 @@ def printed_fields(error_attr: str) -> set[str] | None:
         bare = re.fullmatch(r"\.?([A-Za-z_][A-Za-z0-9_]*|[0-9]+)", value)
         if bare:
             printed.add(bare.group(1))
+        # A field's own chain printed by hand (`chain(source)`, `error_chain(&.0)`) repeats it too.
+        chained = re.fullmatch(r"[A-Za-z0-9_:]*chain\(\s*&?\.?([A-Za-z_][A-Za-z0-9_]*|[0-9]+)\s*\)", value)
+        if chained:
+            printed.add(chained.group(1))
     return printed
 
 
@@ -316,6 +321,10 @@ pub enum SampleError {
          {source} (check rootflags=)"
     )]
     BadContinued { target: String, source: io::Error },
+    #[error("the request for {url} failed: {}", chain(source))]
+    BadChained { url: String, source: hyper::Error },
+    #[error("cannot open the channel ({hint})", hint = channel_hint(.0))]
+    GoodHintFromSource(#[from] ChannelError),
     #[error("cannot read {path}")]
     GoodNamedSource { path: PathBuf, source: io::Error },
     #[error(transparent)]
