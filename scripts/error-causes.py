@@ -367,7 +367,8 @@ def main(argv: list[str]) -> int:
     paths = [Path(a) for a in argv] if argv else list(rust_files(root))
     violations = [v for path in paths for v in check_file(path)]
     for violation in violations:
-        shown = violation.path.relative_to(root) if violation.path.is_absolute() else violation.path
+        path = violation.path.resolve()
+        shown = path.relative_to(root) if path.is_relative_to(root) else violation.path
         print(f"{shown}:{violation.line}: {violation.item} prints its source field "
               f"`{violation.field}`: drop it from the message (the chain shows it)")
     if violations:
