@@ -25,6 +25,10 @@ cargo clippy --workspace --all-targets -- -D warnings || die "clippy found probl
 step "module cycles (scripts/module-cycles.py)"
 scripts/module-cycles.py || die "a crate's modules import each other in a circle (listed above)"
 
+step "error causes (scripts/error-causes.py)"
+scripts/error-causes.py --self-test && scripts/error-causes.py ||
+    die "an error message prints the cause it also exposes as source() (listed above)"
+
 # Tests that need root, loop devices, namespaces, containerd or QEMU are marked
 # #[ignore = "needs ..."], so a plain `cargo test` as a developer passes and lists them as
 # ignored; CI runs as root and includes them. The tink-worker's benchmarks (bench_*) are

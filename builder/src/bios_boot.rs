@@ -67,7 +67,9 @@ const MESSAGE_POINTER_AT: usize = 34;
 /// The boot code printing `marker` and a CRLF; at most [`BOOT_CODE_AREA`] bytes.
 pub fn boot_code(marker: &str) -> Result<Vec<u8>> {
     let mut code = PROGRAM.to_vec();
-    let message_address = LOAD_ADDRESS + PROGRAM.len() as u16;
+    // PROGRAM is 63 bytes: its length always fits the u16 address.
+    let program_len = u16::try_from(PROGRAM.len()).unwrap_or(u16::MAX);
+    let message_address = LOAD_ADDRESS + program_len;
     code[MESSAGE_POINTER_AT..MESSAGE_POINTER_AT + 2]
         .copy_from_slice(&message_address.to_le_bytes());
     code.extend_from_slice(marker.as_bytes());

@@ -614,7 +614,8 @@ mod tests {
         let layout = read_layout(&usb.efi).unwrap();
         let section = |name: &str| {
             let s = layout.section(name).unwrap();
-            &efi[s.file_offset as usize..(s.file_offset + s.virtual_size) as usize]
+            let start = usize::try_from(s.file_offset).unwrap();
+            &efi[start..start + usize::try_from(s.virtual_size).unwrap()]
         };
         assert_eq!(
             section(".cmdline"),

@@ -169,8 +169,9 @@ mod tests {
         let first = dir.path().join("first.img");
         let second = dir.path().join("second.img");
         fs::write(&first, vec![0xAAu8; 3 * 512]).unwrap();
-        let mut data = vec![0u8; (MIB + 10) as usize];
-        data[(MIB + 5) as usize] = 7;
+        let mib = usize::try_from(MIB).unwrap();
+        let mut data = vec![0u8; mib + 10];
+        data[mib + 5] = 7;
         fs::write(&second, &data).unwrap();
         let out = dir.path().join("disk.img");
         let placed = assemble(
@@ -201,8 +202,9 @@ mod tests {
         );
         let disk = fs::read(&out).unwrap();
         assert_eq!(disk.len() as u64, 5 * MIB);
-        assert_eq!(&disk[MIB as usize..MIB as usize + 1536], &[0xAA; 1536][..]);
-        assert_eq!(disk[(3 * MIB + 5) as usize], 7);
+        let mib = usize::try_from(MIB).unwrap();
+        assert_eq!(&disk[mib..mib + 1536], &[0xAA; 1536][..]);
+        assert_eq!(disk[3 * mib + 5], 7);
 
         let mut file = File::open(&out).unwrap();
         let gpt = GPT::read_from(&mut file, SECTOR).unwrap();

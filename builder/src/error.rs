@@ -38,7 +38,7 @@ pub enum BuildError {
     #[error("kernel module {path}: cannot read its .modinfo: {reason}")]
     Modinfo { path: PathBuf, reason: String },
 
-    #[error("kernel modules: {0}")]
+    #[error("kernel modules")]
     Kmod(#[from] bootkit_common::kmod::KmodError),
 
     #[error(transparent)]

@@ -237,7 +237,9 @@ fn unpack_deb(deb: &Path, dest: &Path) -> Result<()> {
     while let Some(entry) = archive.next_entry() {
         let entry = entry.map_err(|err| fail(format!("not a valid .deb (ar) archive: {err}")))?;
         if entry.header().identifier().starts_with(b"data.tar") {
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+            // Saturating: no machine has more than u32::MAX threads.
+            let threads = std::thread::available_parallelism()
+                .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
             let (_, data) = compress::parallel_decoder(BufReader::new(entry), threads)
                 .map_err(|err| fail(format!("data.tar: {err}")))?;
             return unpack_kernel_files(data, dest).map_err(|err| match err {

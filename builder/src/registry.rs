@@ -7,6 +7,7 @@
 //! bootkit-oci: a facade would be a second entry point to every call, kept in step for this
 //! one user, and reqwest's own blocking client runs a runtime on a thread anyway.
 
+use bootkit_common::error_chain;
 use std::path::PathBuf;
 
 use bootkit_oci::{OciImage, PushReport, Reference, RegistryClient, RegistryConfig, RetryPolicy};
@@ -32,7 +33,7 @@ pub fn push(image: &OciImage, target: &Reference, transport: &Transport) -> Resu
         reason,
     };
     let client = RegistryClient::new(registry_config(target, transport))
-        .map_err(|err| fail(err.to_string()))?;
+        .map_err(|err| fail(error_chain(&err)))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -41,7 +42,8 @@ pub fn push(image: &OciImage, target: &Reference, transport: &Transport) -> Resu
         .block_on(client.push_image(target, image))
         .map_err(|err| {
             fail(format!(
-                "{err} (is the registry running there, and is --insecure or --ca right for it?)"
+                "{err} (is the registry running there, and is --insecure or --ca right for it?)",
+                err = error_chain(&err)
             ))
         })
 }

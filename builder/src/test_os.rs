@@ -18,6 +18,7 @@
 //! a `.sha256sum`) and `NAME.raw.bmap`. The same inputs and `SOURCE_DATE_EPOCH` give the same
 //! bytes.
 
+use bootkit_common::error_chain;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -267,7 +268,7 @@ fn publish(raw: &Path) -> Result<()> {
             .into();
         let xml = bootkit_common::bmap::create(raw).map_err(|err| BuildError::DiskImage {
             path: raw.to_path_buf(),
-            reason: format!("cannot make its bmap: {err}"),
+            reason: format!("cannot make its bmap: {err}", err = error_chain(&err)),
         })?;
         fs::write(&bmap, xml).map_err(BuildError::io(format!("write {}", bmap.display())))?;
         for job in jobs {

@@ -11,6 +11,7 @@
 //! file must match the OS image (a wrong pairing fails here, not on site), the bmap must
 //! parse and the install config must fit the installer's schema.
 
+use bootkit_common::error_chain;
 use std::fs;
 use std::path::Path;
 
@@ -216,5 +217,11 @@ fn check_bmap(path: &Path) -> Result<()> {
         fs::read_to_string(path).map_err(BuildError::io(format!("read {}", path.display())))?;
     bootkit_common::bmap::Bmap::parse(&text)
         .map(drop)
-        .map_err(|err| BuildError::Config(format!("{}: {err}", path.display())))
+        .map_err(|err| {
+            BuildError::Config(format!(
+                "{}: {err}",
+                path.display(),
+                err = error_chain(&err)
+            ))
+        })
 }

@@ -95,7 +95,8 @@ fn the_esp_holds_a_uki_that_prints_the_marker() {
     let file = fs::read(&uki).unwrap();
     let section = |name: &str| {
         let s = layout.section(name).unwrap_or_else(|| panic!("no {name}"));
-        file[s.file_offset as usize..(s.file_offset + s.virtual_size) as usize].to_vec()
+        let start = usize::try_from(s.file_offset).unwrap();
+        file[start..start + usize::try_from(s.virtual_size).unwrap()].to_vec()
     };
     assert_eq!(section(".cmdline"), b"console=ttyS0 quiet");
     assert!(
@@ -208,12 +209,14 @@ fn the_bmap_maps_every_byte_that_is_not_zero() {
     assert_eq!(bmap.image_size, raw_bytes.len() as u64);
     let mut mapped = vec![false; raw_bytes.len()];
     for range in bmap.byte_ranges() {
-        let bytes = &raw_bytes[range.offset as usize..(range.offset + range.length) as usize];
+        let start = usize::try_from(range.offset).unwrap();
+        let end = usize::try_from(range.offset + range.length).unwrap();
+        let bytes = &raw_bytes[start..end];
         assert_eq!(
             range.checksum.as_deref(),
             Some(hex::encode(Sha256::digest(bytes)).as_str())
         );
-        mapped[range.offset as usize..(range.offset + range.length) as usize].fill(true);
+        mapped[start..end].fill(true);
     }
     let unmapped_data = raw_bytes
         .iter()
@@ -226,7 +229,11 @@ fn the_bmap_maps_every_byte_that_is_not_zero() {
     );
     // Each partition's filesystem start (superblock / boot sector) is mapped.
     for p in partitions(raw()) {
-        assert!(mapped[p.offset as usize], "{} start not mapped", p.name);
+        assert!(
+            mapped[usize::try_from(p.offset).unwrap()],
+            "{} start not mapped",
+            p.name
+        );
     }
     // bmaptool itself accepts it and copies the image.
     let dir = tempfile::tempdir().unwrap();

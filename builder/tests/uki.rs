@@ -29,8 +29,8 @@ fn make_uki(dir: &Path, out: &str) -> (PeLayout, Vec<u8>, Vec<u8>) {
 
 fn section_bytes(file: &[u8], layout: &PeLayout, name: &str) -> Vec<u8> {
     let section = layout.section(name).unwrap_or_else(|| panic!("no {name}"));
-    let start = section.file_offset as usize;
-    file[start..start + section.virtual_size as usize].to_vec()
+    let start = usize::try_from(section.file_offset).unwrap();
+    file[start..start + usize::try_from(section.virtual_size).unwrap()].to_vec()
 }
 
 #[test]

@@ -57,7 +57,7 @@ pub enum ChecksumType {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BmapError {
-    #[error("the bmap is not valid XML: {0}")]
+    #[error("the bmap is not valid XML")]
     Xml(#[from] roxmltree::Error),
     #[error("the bmap has no <{0}> element; is this a bmaptool block map?")]
     Missing(&'static str),
@@ -77,7 +77,7 @@ pub enum BmapError {
     FileChecksumMismatch { expected: String, actual: String },
     #[error("the bmap is inconsistent: {0}")]
     Inconsistent(String),
-    #[error("cannot read {path} to make its bmap: {source}")]
+    #[error("cannot read {path} to make its bmap")]
     Io { path: PathBuf, source: io::Error },
 }
 
@@ -457,7 +457,8 @@ mod tests {
         // Each range checksum is the sha256 of exactly those bytes.
         let data = std::fs::read(&image).unwrap();
         for range in bmap.byte_ranges() {
-            let bytes = &data[range.offset as usize..(range.offset + range.length) as usize];
+            let start = usize::try_from(range.offset).unwrap();
+            let bytes = &data[start..start + usize::try_from(range.length).unwrap()];
             assert_eq!(
                 range.checksum.unwrap(),
                 hex::encode(sha2::Sha256::digest(bytes))

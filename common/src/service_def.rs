@@ -224,7 +224,7 @@ struct RawReady {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ServiceDefError {
     /// Not TOML, or not the schema (unknown key, wrong type, missing `command`).
-    #[error("{0}")]
+    #[error(transparent)]
     Syntax(#[from] TomlError),
     /// Well-formed, but a value is wrong.
     #[error("{0}")]
@@ -292,7 +292,8 @@ fn validate(name: &str, raw: RawService) -> Result<ServiceDef, String> {
 /// A duration in milliseconds, or its default; at most a day, which keeps every deadline
 /// computed from it representable.
 fn check_duration(key: &str, value: Option<u64>, default: u64) -> Result<u64, String> {
-    let longest = LONGEST_DURATION.as_millis() as u64;
+    // A day in milliseconds: far below u64::MAX, so the saturation never happens.
+    let longest = u64::try_from(LONGEST_DURATION.as_millis()).unwrap_or(u64::MAX);
     match value {
         Some(ms) if ms > longest => Err(format!(
             "`{key}` = {ms} is more than a day ({longest} ms): use a smaller value"

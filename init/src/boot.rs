@@ -1,6 +1,7 @@
 //! The boot sequence of PID 1, stage by stage: early mounts, kernel command line, modules, root
 //! filesystem in RAM, switch_root, then the supervisor until the machine goes down.
 
+use bootkit_common::error_chain;
 use std::ffi::CString;
 use std::fs;
 use std::panic::{self, AssertUnwindSafe};
@@ -50,7 +51,7 @@ pub fn run() -> ! {
     let mount_report = match mounted {
         Ok(report) => report,
         Err(err) => fatal::handle(
-            &Fatal::new(
+            &Fatal::caused_by(
                 "cannot set up the early filesystems",
                 &err,
                 "the kernel needs proc, sysfs, devtmpfs and tmpfs built in (bootkit-build check-kernel)",
@@ -77,7 +78,11 @@ pub fn run() -> ! {
         cmdline.on_error.as_str()
     );
     if let Err(err) = signals {
-        crate::warn!("init", "cannot block signals for the supervisor: {err}");
+        crate::warn!(
+            "init",
+            "cannot block signals for the supervisor: {err}",
+            err = error_chain(&err)
+        );
     }
     power::disable_ctrl_alt_del();
 
@@ -168,9 +173,9 @@ fn stages(
         );
     };
     supervisor::run(config, &mut on_ready).map_err(|err| {
-        Fatal::new(
+        Fatal::caused_by(
             "the service supervisor stopped",
-            err,
+            &err,
             format!("the service definitions in {SERVICES_DIR}"),
         )
     })
@@ -225,32 +230,32 @@ fn prepare_root(cmdline: &Cmdline) -> Result<(), Fatal> {
     }
     let newroot = Path::new(NEWROOT);
     rootfs::mount_tmpfs(newroot, cmdline.rootflags.as_deref()).map_err(|err| {
-        Fatal::new(
+        Fatal::caused_by(
             format!("cannot mount the tmpfs root on {NEWROOT}"),
-            err,
+            &err,
             "rootflags= on the kernel command line (e.g. rootflags=mode=0755,size=1G)",
         )
     })?;
     let archive = rootfs::find_archive(cmdline.rootfs.as_deref()).map_err(|err| {
-        Fatal::new(
+        Fatal::caused_by(
             "no rootfs archive in the initramfs",
-            err,
+            &err,
             "the initramfs was built with a rootfs (bootkit-build inspect INITRAMFS), or bootkit.rootfs= names it",
         )
     })?;
     rootfs::unpack(&archive, newroot).map_err(|err| {
-        Fatal::new(
+        Fatal::caused_by(
             format!("cannot unpack the rootfs archive {}", archive.display()),
-            err,
+            &err,
             "the rootfs archive (bootkit-build inspect INITRAMFS lists it); when out of space, the RAM \
              given to the machine and rootflags=size=",
         )
     })?;
     ensure_tmp(newroot);
     rootfs::switch_root(newroot).map_err(|err| {
-        Fatal::new(
+        Fatal::caused_by(
             "cannot switch to the new root",
-            err,
+            &err,
             "that the initramfs is a real initramfs (the init must run as /init of it)",
         )
     })

@@ -32,6 +32,16 @@ impl Fatal {
             check: check.into(),
         }
     }
+
+    /// A fatal error caused by `error`: the cause is its whole chain ("what: why: errno"),
+    /// since the typed errors leave their causes to `source()`.
+    pub fn caused_by(
+        what: impl Into<String>,
+        error: &(dyn std::error::Error + 'static),
+        check: impl Into<String>,
+    ) -> Fatal {
+        Fatal::new(what, bootkit_common::error_chain(error), check)
+    }
 }
 
 /// Report `fatal` and follow the policy. Never returns.

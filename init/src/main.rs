@@ -19,6 +19,7 @@ mod shell;
 mod supervisor;
 mod targets;
 
+use bootkit_common::error_chain;
 use std::path::{Path, PathBuf};
 
 use bootkit_common::service_def::BootMode;
@@ -111,7 +112,10 @@ fn supervise(args: &[String]) -> i32 {
         return usage_error("supervise needs the directory of service definitions");
     };
     if let Err(err) = supervisor::block_signals() {
-        eprintln!("supervise: cannot block signals: {err}");
+        eprintln!(
+            "supervise: cannot block signals: {err}",
+            err = error_chain(&err)
+        );
         return 1;
     }
     if let Err(err) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
@@ -133,7 +137,7 @@ fn supervise(args: &[String]) -> i32 {
             0
         }
         Err(err) => {
-            eprintln!("supervise: {err}");
+            eprintln!("supervise: {err}", err = error_chain(&err));
             1
         }
     }

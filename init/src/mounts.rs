@@ -104,7 +104,7 @@ const EARLY_MOUNTS: &[MountSpec] = &[
 ];
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot mount {fstype} on {target}: {source}")]
+#[error("cannot mount {fstype} on {target}")]
 pub struct MountError {
     pub fstype: &'static str,
     pub target: &'static str,

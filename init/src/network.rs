@@ -11,6 +11,7 @@
 //! the network is online); this module does the I/O it asks for, logs, and reaches targets.
 //! The thread owes its targets: if it panics or stops, they fail with the reason.
 
+use bootkit_common::error_chain;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -175,12 +176,21 @@ async fn run(
     }
     let links = match Links::connect() {
         Ok(links) => links,
-        Err(err) => return format!("cannot talk to the kernel's network stack: {err}"),
+        Err(err) => {
+            return format!(
+                "cannot talk to the kernel's network stack: {err}",
+                err = error_chain(&err)
+            );
+        }
     };
     if let Ok(Some(lo)) = links.find_by_name("lo").await
         && let Err(err) = links.set_up(lo.index).await
     {
-        crate::warn!("network", "cannot bring lo up: {err}");
+        crate::warn!(
+            "network",
+            "cannot bring lo up: {err}",
+            err = error_chain(&err)
+        );
     }
     let mut network = Network {
         links,
@@ -211,11 +221,10 @@ fn reported(step: impl FnOnce(&mut dyn FnMut(OnlineEvent))) -> Vec<OnlineEvent> 
 impl Network {
     /// Create VLANs and apply static addresses; returns the interfaces to run DHCP on.
     async fn configure_interfaces(&mut self) -> Result<Vec<LinkInfo>, String> {
-        let all = self
-            .links
-            .list()
-            .await
-            .map_err(|err| format!("cannot list the interfaces: {err}"))?;
+        let all =
+            self.links.list().await.map_err(|err| {
+                format!("cannot list the interfaces: {err}", err = error_chain(&err))
+            })?;
         let mut dhcp_on = Vec::new();
         let mut vlan_replaces: BTreeMap<u32, LinkInfo> = BTreeMap::new();
         for vlan in self.config.vlans.clone() {
@@ -271,10 +280,13 @@ impl Network {
             return Ok(Some(link));
         };
         let lease = choose::static_lease(&link.name, interface, address);
-        self.links
-            .apply(&lease)
-            .await
-            .map_err(|err| format!("cannot configure {}: {err}", link.name))?;
+        self.links.apply(&lease).await.map_err(|err| {
+            format!(
+                "cannot configure {}: {err}",
+                link.name,
+                err = error_chain(&err)
+            )
+        })?;
         let policy = &mut self.policy;
         let events = reported(|emit| policy.static_applied(&lease, interface.source_key, emit));
         self.act(events).await;
@@ -312,7 +324,8 @@ impl Network {
                             "network",
                             "{}: cannot apply the lease {}: {err}",
                             lease.interface,
-                            lease.address
+                            lease.address,
+                            err = error_chain(&err)
                         );
                         continue;
                     }
@@ -329,7 +342,11 @@ impl Network {
                     crate::info!("network", "{interface}: DHCP {state}")
                 }
                 LeaseEvent::Error { interface, error } => {
-                    crate::warn!("network", "{interface}: DHCP: {error}")
+                    crate::warn!(
+                        "network",
+                        "{interface}: DHCP: {error}",
+                        error = error_chain(&error)
+                    )
                 }
             }
         }
@@ -376,7 +393,8 @@ impl Network {
                             "network",
                             "{}: cannot remove {}: {err}",
                             lease.interface,
-                            lease.address
+                            lease.address,
+                            err = error_chain(&err)
                         );
                     }
                 }
@@ -401,7 +419,7 @@ impl Network {
             lease.domain.as_deref(),
             &lease.search,
         ) {
-            crate::warn!("network", "{err}");
+            crate::warn!("network", "{err}", err = error_chain(&err));
         }
     }
 
@@ -412,7 +430,7 @@ impl Network {
             match resolv::set_hostname_if_unset(name) {
                 Ok(true) => crate::info!("network", "host name {name}"),
                 Ok(false) => {}
-                Err(err) => crate::warn!("network", "{err}"),
+                Err(err) => crate::warn!("network", "{err}", err = error_chain(&err)),
             }
         }
         for route in &config.routes {
@@ -447,12 +465,18 @@ async fn make_vlan(
     let index = links
         .add_vlan(parent.index, id, &name)
         .await
-        .map_err(|err| format!("cannot create VLAN {id} on {}: {err}", parent.name))?;
+        .map_err(|err| {
+            format!(
+                "cannot create VLAN {id} on {}: {err}",
+                parent.name,
+                err = error_chain(&err)
+            )
+        })?;
     crate::info!("network", "VLAN {id} on {} is {name}", parent.name);
     links
         .get(index)
         .await
-        .map_err(|err| format!("VLAN {name}: {err}"))
+        .map_err(|err| format!("VLAN {name}: {err}", err = error_chain(&err)))
 }
 
 /// Wait for carrier, then run the DHCP client until the lease loop stops listening.
@@ -464,7 +488,12 @@ async fn start_client(
     events: mpsc::Sender<LeaseEvent>,
 ) {
     if let Err(err) = links.set_up(link.index).await {
-        crate::warn!("network", "cannot bring {} up: {err}", link.name);
+        crate::warn!(
+            "network",
+            "cannot bring {} up: {err}",
+            link.name,
+            err = error_chain(&err)
+        );
         return;
     }
     match links.wait_for_carrier(link.index, carrier_timeout).await {
@@ -475,7 +504,12 @@ async fn start_client(
             link.name,
             carrier_timeout.as_secs()
         ),
-        Err(err) => crate::warn!("network", "{}: cannot watch the carrier: {err}", link.name),
+        Err(err) => crate::warn!(
+            "network",
+            "{}: cannot watch the carrier: {err}",
+            link.name,
+            err = error_chain(&err)
+        ),
     }
     dhcp::run(dhcp::Config::new(&link.name, mac), events).await;
 }
@@ -517,7 +551,7 @@ async fn add_route(links: &Links, route: &StaticRoute) {
         .add_route(route.destination, route.prefix_len, route.gateway, index)
         .await
     {
-        crate::warn!("network", "{shown}: {err}");
+        crate::warn!("network", "{shown}: {err}", err = error_chain(&err));
     }
 }
 
@@ -543,7 +577,7 @@ async fn sync_time(servers: Vec<String>) {
                         sample.server,
                         sample.offset
                     ),
-                    Err(err) => crate::warn!("time", "{err}"),
+                    Err(err) => crate::warn!("time", "{err}", err = error_chain(&err)),
                 }
                 targets::reach(targets::TIME_SYNC);
                 return;

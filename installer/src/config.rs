@@ -18,7 +18,7 @@ pub use bootkit_common::install_config::{
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The config file cannot be read.
-    #[error("cannot read the install config {path}: {source}; check the path and its permissions")]
+    #[error("cannot read the install config {path}; check the path and its permissions")]
     Read {
         /// The config file.
         path: PathBuf,
@@ -46,7 +46,7 @@ pub enum ConfigError {
     },
     /// A file the config names cannot be read.
     #[error(
-        "install config {path}: `{field}` names {file}, which cannot be read: {source}; \
+        "install config {path}: `{field}` names {file}, which cannot be read; \
          relative paths are taken from the config file's directory"
     )]
     ReadReferenced {

@@ -34,9 +34,7 @@ const LAST_USER_ID: u32 = 60000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigureError {
-    #[error(
-        "cannot read the partition table of {disk}: {source}; was the image written completely?"
-    )]
+    #[error("cannot read the partition table of {disk}; was the image written completely?")]
     PartitionTable {
         disk: PathBuf,
         source: gptman::Error,
@@ -51,7 +49,7 @@ pub enum ConfigureError {
         found: String,
     },
     #[error(
-        "{device}, the root partition, does not exist ({source}): the kernel did not pick up \
+        "{device}, the root partition, does not exist: the kernel did not pick up \
          the written partition table; re-read it (blockdev --rereadpt) and run again"
     )]
     NoPartitionDevice { device: PathBuf, source: io::Error },
@@ -59,7 +57,7 @@ pub enum ConfigureError {
     Mount(#[from] MountError),
     #[error("installed system's {path}: {reason}")]
     System { path: String, reason: String },
-    #[error("cannot {action} {path} in the installed system: {source}")]
+    #[error("cannot {action} {path} in the installed system")]
     Io {
         action: &'static str,
         path: String,

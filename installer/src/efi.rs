@@ -29,12 +29,12 @@ pub const DEFAULT_LOADER: &str = "\\EFI\\BOOT\\BOOTX64.EFI";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EfiError {
-    #[error("cannot locate the partition for the boot entry: {0}")]
+    #[error("cannot locate the partition for the boot entry")]
     Partition(#[from] GptError),
-    #[error("cannot read EFI variable {}: {source}", path.display())]
+    #[error("cannot read EFI variable {}", path.display())]
     Read { path: PathBuf, source: io::Error },
     #[error(
-        "cannot write EFI variable {}: {source} (is efivarfs mounted read-write? the firmware \
+        "cannot write EFI variable {} (is efivarfs mounted read-write? the firmware \
          may also be out of variable space)",
         path.display()
     )]

@@ -28,8 +28,8 @@ const MIB: u64 = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum GptError {
     #[error(
-        "cannot read the partition table written to the disk ({sector_size}-byte sectors): \
-         {source}; the image is not a GPT disk image for this sector size, or it is corrupt"
+        "cannot read the partition table written to the disk ({sector_size}-byte sectors); \
+         the image is not a GPT disk image for this sector size, or it is corrupt"
     )]
     Read {
         sector_size: u64,
@@ -37,7 +37,7 @@ pub enum GptError {
     },
     #[error("cannot write the new partition table: {0}")]
     Write(gptman::Error),
-    #[error("cannot access the disk: {0}")]
+    #[error("cannot access the disk")]
     Io(#[from] io::Error),
     #[error(
         "the kernel still reports the disk busy after {attempts} attempts to re-read its \
@@ -53,9 +53,7 @@ pub enum GptError {
     RereadUnsupported,
     #[error("re-reading the partition table (BLKRRPART) failed: {0}")]
     Reread(io::Error),
-    #[error(
-        "the kernel found no partitions and refused partition {number} from the table (BLKPG): {source}"
-    )]
+    #[error("the kernel found no partitions and refused partition {number} from the table (BLKPG)")]
     AddPartition { number: u32, source: io::Error },
     #[error(
         "partition {number} is not in the image's partition table (it has {existing}): fix `grow` in [layout]"
@@ -189,10 +187,15 @@ fn add_partitions_by_hand(disk: &File) -> Result<(), GptError> {
             devname: [0; 64],
             volname: [0; 64],
         };
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "the struct is a few hundred bytes, far below c_int::MAX"
+        )]
+        let datalen = std::mem::size_of::<BlkpgPartition>() as libc::c_int;
         let argument = BlkpgIoctlArg {
             op: BLKPG_ADD_PARTITION,
             flags: 0,
-            datalen: std::mem::size_of::<BlkpgPartition>() as libc::c_int,
+            datalen,
             data: (&raw mut partition).cast(),
         };
         // SAFETY: `argument` points at `partition`, both live across the call, laid out as
@@ -577,9 +580,9 @@ mod tests {
             ("edge_persistent", LINUX_FILESYSTEM_TYPE, 8192, 10239),
         ];
         for (index, (name, type_guid, start, end)) in parts.into_iter().enumerate() {
-            table[index as u32 + 1] = GPTPartitionEntry {
+            table[u32::try_from(index).unwrap() + 1] = GPTPartitionEntry {
                 partition_type_guid: guid_bytes(type_guid).unwrap(),
-                unique_partition_guid: [index as u8 + 1; 16],
+                unique_partition_guid: [u8::try_from(index).unwrap() + 1; 16],
                 starting_lba: start,
                 ending_lba: end,
                 attribute_bits: 0,

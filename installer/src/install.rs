@@ -1,6 +1,7 @@
 //! `bootkit-install`: plan (source, checksum, bmap, config, disk), check the disk, write and
 //! verify, then make the written system boot and configure it, and sum up.
 
+use bootkit_common::error_chain;
 use std::fmt::Write as _;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -65,27 +66,24 @@ pub enum InstallError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Checksum(#[from] ChecksumError),
-    #[error("cannot read the bmap {path}: {source}")]
+    #[error("cannot read the bmap {path}")]
     ReadBmap {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("bmap {path}: {source}")]
+    #[error("bmap {path}")]
     Bmap { path: PathBuf, source: BmapError },
     #[error(transparent)]
     Disk(#[from] DiskError),
     #[error(transparent)]
     Write(#[from] WriteError),
-    #[error(
-        "the image was written and verified, but its partition table could not be finished: \
-         {0}"
-    )]
+    #[error("the image was written and verified, but its partition table could not be finished")]
     Partitions(#[from] GptError),
-    #[error("USB data partition: {0}")]
+    #[error("USB data partition")]
     UsbData(#[from] UsbDataError),
     #[error(
         "the image was written, verified and configured, but its UEFI boot entry could not \
-         be written: {0}; the firmware may still boot it from the removable-media path"
+         be written; the firmware may still boot it from the removable-media path"
     )]
     BootEntry(#[from] EfiError),
     #[error(
@@ -93,15 +91,12 @@ pub enum InstallError {
          config cannot be applied: remove [layout] or install a GPT disk image"
     )]
     LayoutWithoutGpt,
-    #[error("cannot open {path} to read its partition table: {source}")]
+    #[error("cannot open {path} to read its partition table")]
     Reopen {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(
-        "the image was written and verified, but configuring the installed system failed: \
-         {0}"
-    )]
+    #[error("the image was written and verified, but configuring the installed system failed")]
     Configure(#[from] ConfigureError),
 }
 
@@ -351,7 +346,10 @@ pub fn run(
         install(&from_usb, progress, cancel)
     });
     if let Err(error) = &result {
-        progress.note(&format!("bootkit-install: error: {error}"));
+        progress.note(&format!(
+            "bootkit-install: error: {error}",
+            error = error_chain(error)
+        ));
     }
     match data.finish(&log) {
         Ok(name) => progress.note(&format!(
@@ -359,7 +357,10 @@ pub fn run(
             name.display(),
             device.display()
         )),
-        Err(error) => progress.note(&format!("warning: the log was not saved: {error}")),
+        Err(error) => progress.note(&format!(
+            "warning: the log was not saved: {error}",
+            error = error_chain(&error)
+        )),
     }
     Ok(result?.map(|installed| {
         power::after_install(installed.after, progress);
@@ -436,7 +437,7 @@ fn install(
     } else {
         progress.note("the image has no GPT: its partition table is left as written");
         if let Err(error) = gpt::reread_partition_table(&target.file) {
-            progress.note(&format!("warning: {error}"));
+            progress.note(&format!("warning: {error}", error = error_chain(&error)));
         }
     }
     drop(target);

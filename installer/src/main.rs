@@ -1,6 +1,7 @@
 //! `bootkit-install`: write an OS image to a disk, verify it, make it boot, configure it.
 //! Run as `image2disk` (or with `--from-env`) it is the Tinkerbell action of that name.
 
+use bootkit_common::error_chain;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -115,7 +116,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn fail(error: &dyn std::error::Error) -> ExitCode {
-    eprintln!("bootkit-install: error: {error}");
+fn fail(error: &(dyn std::error::Error + 'static)) -> ExitCode {
+    // The whole chain: each error names what failed, its sources say why.
+    eprintln!("bootkit-install: error: {}", error_chain(error));
     ExitCode::FAILURE
 }

@@ -10,7 +10,7 @@ use rustix::mount::{MountFlags, UnmountFlags};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
-    #[error("cannot read the filesystem superblock of {device}: {source}")]
+    #[error("cannot read the filesystem superblock of {device}")]
     Probe {
         device: PathBuf,
         source: std::io::Error,
@@ -20,7 +20,7 @@ pub enum MountError {
          check that this is the partition you meant"
     )]
     UnknownFilesystem { device: PathBuf },
-    #[error("cannot create a mount point for {device}: {source}")]
+    #[error("cannot create a mount point for {device}")]
     MountPoint {
         device: PathBuf,
         source: std::io::Error,
@@ -30,14 +30,14 @@ pub enum MountError {
          or use a kernel with it built in"
     )]
     NoDriver { device: PathBuf, fs: &'static str },
-    #[error("cannot mount {device} ({fs}) on {target}: {source}")]
+    #[error("cannot mount {device} ({fs}) on {target}")]
     Mount {
         device: PathBuf,
         fs: &'static str,
         target: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot flush or unmount {target}: {source}; data written there may be incomplete")]
+    #[error("cannot flush or unmount {target}; data written there may be incomplete")]
     Unmount {
         target: PathBuf,
         source: std::io::Error,

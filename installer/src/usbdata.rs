@@ -30,7 +30,7 @@ pub enum UsbDataError {
     SeveralDataPartitions { devices: Vec<PathBuf> },
     #[error(transparent)]
     Mount(#[from] MountError),
-    #[error("cannot read {path} on the data partition: {source}")]
+    #[error("cannot read {path} on the data partition")]
     Read { path: PathBuf, source: io::Error },
     #[error(
         "no OS image on the data partition ({dir}): expected one file named *.raw.gz, \
@@ -45,7 +45,7 @@ pub enum UsbDataError {
     SeveralImages { names: Vec<String> },
     #[error(transparent)]
     Checksum(#[from] ChecksumError),
-    #[error("cannot write the installer log {path}: {source}")]
+    #[error("cannot write the installer log {path}")]
     Log { path: PathBuf, source: io::Error },
 }
 

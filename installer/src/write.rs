@@ -42,11 +42,11 @@ const GPT_SIGNATURE: &[u8] = b"EFI PART";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    #[error("cannot open the disk {path}: {source}; is it the right device, and not in use?")]
+    #[error("cannot open the disk {path}; is it the right device, and not in use?")]
     OpenDisk { path: PathBuf, source: io::Error },
     #[error(
         "reading the image failed after {image_offset} bytes of image ({source_offset} bytes \
-         of source): {source}; the source is truncated, damaged or cut off: check it (and its \
+         of source); the source is truncated, damaged or cut off: check it (and its \
          download), then run again"
     )]
     Read {
@@ -100,7 +100,7 @@ pub enum WriteError {
     )]
     SectorLayout { image_sector: u64, disk_sector: u64 },
     #[error(
-        "writing {length} bytes at byte {offset} of the disk failed: {source}; the disk may be failing or was removed"
+        "writing {length} bytes at byte {offset} of the disk failed; the disk may be failing or was removed"
     )]
     Write {
         offset: u64,
@@ -235,10 +235,12 @@ pub fn reset_partition_tables(disk: &Disk, image_end: Option<u64>) -> io::Result
     if let Some(end) = image_end.filter(|end| *end < disk.size) {
         areas.push((end.saturating_sub(TAIL_BYTES), end));
     }
+    #[expect(clippy::cast_possible_truncation, reason = "a MiB fits every usize")]
     let zeros = vec![0u8; TAIL_BYTES.max(HEAD_BYTES) as usize];
     for (start, end) in areas {
-        disk.file
-            .write_all_at(&zeros[..(end - start) as usize], start)?;
+        // Each area is at most a MiB, the buffer's length: saturating never cuts one short.
+        let len = usize::try_from(end - start).unwrap_or(zeros.len());
+        disk.file.write_all_at(&zeros[..len], start)?;
     }
     disk.file.sync_all()
 }
@@ -268,7 +270,9 @@ fn stream_image(
         source_offset: source_count.load(Ordering::Relaxed),
         source,
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    // Saturating: no machine has more than u32::MAX threads.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
     let (compression, mut decoded) =
         parallel_decoder(&mut buffered, threads).map_err(|error| read_error(0, error))?;
 
@@ -281,6 +285,7 @@ fn stream_image(
     let total = options.bmap.map(Bmap::mapped_bytes).or(known_size);
     progress.stage("writing", total);
 
+    #[expect(clippy::cast_possible_truncation, reason = "a MiB fits every usize")]
     let mut head = vec![0u8; HEAD_BYTES as usize];
     let head_len = read_full(&mut decoded, &mut head).map_err(|error| read_error(0, error))?;
     head.truncate(head_len);
@@ -479,12 +484,15 @@ fn check_fits(image_bytes: u64, disk: &Disk) -> Result<(), WriteError> {
 /// The GPT header sits in the second logical sector: at 512 for 512-byte disks, at 4096 for
 /// 4K disks. An image with it in the other place would have no partition table on this disk.
 fn check_sector_layout(head: &[u8], disk_sector: u64) -> Result<(), WriteError> {
-    let has_header_at =
-        |offset: usize| head.get(offset..offset + GPT_SIGNATURE.len()) == Some(GPT_SIGNATURE);
+    // An offset past the buffer (or past usize) has no header in it.
+    let has_header_at = |offset: u64| {
+        usize::try_from(offset)
+            .ok()
+            .and_then(|offset| head.get(offset..))
+            .is_some_and(|rest| rest.starts_with(GPT_SIGNATURE))
+    };
     for image_sector in [512u64, 4096] {
-        if image_sector != disk_sector
-            && has_header_at(image_sector as usize)
-            && !has_header_at(disk_sector as usize)
+        if image_sector != disk_sector && has_header_at(image_sector) && !has_header_at(disk_sector)
         {
             return Err(WriteError::SectorLayout {
                 image_sector,
@@ -507,6 +515,13 @@ fn read_full(reader: &mut dyn Read, buffer: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+/// A distance into an in-memory chunk as a slice index. Callers pass distances below the
+/// chunk's length (a usize), so they fit; were one not to, the saturated index fails the
+/// slice bounds check instead of silently wrapping to a wrong place.
+fn to_index(distance: u64) -> usize {
+    usize::try_from(distance).unwrap_or(usize::MAX)
 }
 
 /// The bmap's ranges as the stream passes them: each one hashed, checked when it ends.
@@ -543,7 +558,8 @@ impl RangePlan {
             let start = range.offset.max(offset);
             let stop = range_end.min(end);
             if start < stop {
-                let slice = &data[(start - offset) as usize..(stop - offset) as usize];
+                // Both lie within `data`, so they fit a usize.
+                let slice = &data[to_index(start - offset)..to_index(stop - offset)];
                 if let Some(kind) = self.checksum_type {
                     self.hasher
                         .get_or_insert_with(|| kind.hasher())
@@ -619,7 +635,7 @@ impl ChunkWriter<'_> {
             return Ok(());
         }
         for (offset, length) in parts {
-            let start = (offset - chunk.offset) as usize;
+            let start = to_index(offset - chunk.offset);
             self.disk
                 .file
                 .write_all_at(&chunk.data[start..start + length], offset)
@@ -641,7 +657,8 @@ mod tests {
 
     fn range(offset: u64, length: u64, data: &[u8]) -> ByteRange {
         use sha2::Digest;
-        let bytes = &data[offset as usize..(offset + length) as usize];
+        let start = usize::try_from(offset).unwrap();
+        let bytes = &data[start..start + usize::try_from(length).unwrap()];
         ByteRange {
             offset,
             length,

@@ -233,7 +233,11 @@ fn an_image_without_gpt_is_written_and_its_table_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     // A whole-disk filesystem or MBR image: no `EFI PART` header anywhere.
     let image = dir.path().join("plain.raw");
-    std::fs::write(&image, support::random_bytes(IMAGE_BYTES as usize, 7)).unwrap();
+    std::fs::write(
+        &image,
+        support::random_bytes(support::index(IMAGE_BYTES), 7),
+    )
+    .unwrap();
     let device = LoopDevice::attach(&used_disk(dir.path(), 2 * IMAGE_BYTES));
     let output = install(
         &image,
@@ -245,7 +249,7 @@ fn an_image_without_gpt_is_written_and_its_table_left_alone() {
     assert!(stderr.contains("no GPT"), "{stderr}");
     let written = std::fs::read(&device.path).unwrap();
     assert_eq!(
-        &written[..IMAGE_BYTES as usize],
+        &written[..support::index(IMAGE_BYTES)],
         &std::fs::read(&image).unwrap()[..]
     );
 }

@@ -43,9 +43,9 @@ fn device_bytes(device: &Path) -> Vec<u8> {
 /// No partition table left: the first and last MiB are zero and sfdisk finds no table.
 fn assert_no_partition_table(device: &Path) {
     let bytes = device_bytes(device);
-    let tail = bytes.len() - MIB as usize;
+    let tail = bytes.len() - support::index(MIB);
     assert!(
-        bytes[..MIB as usize].iter().all(|&b| b == 0),
+        bytes[..support::index(MIB)].iter().all(|&b| b == 0),
         "first MiB not zeroed"
     );
     assert!(bytes[tail..].iter().all(|&b| b == 0), "last MiB not zeroed");
@@ -124,8 +124,8 @@ fn a_bmap_write_copies_only_the_mapped_ranges_and_checks_them() {
     let disk = device_bytes(&device.path);
     for range in bmap.byte_ranges() {
         let (start, end) = (
-            range.offset as usize,
-            (range.offset + range.length) as usize,
+            support::index(range.offset),
+            support::index(range.offset + range.length),
         );
         assert!(
             disk[start..end] == expected[start..end],
@@ -133,7 +133,7 @@ fn a_bmap_write_copies_only_the_mapped_ranges_and_checks_them() {
         );
     }
     // Unmapped blocks past the held-back first MiB keep the old contents.
-    let unmapped = 2 * MIB as usize;
+    let unmapped = 2 * support::index(MIB);
     assert!(
         !bmap
             .byte_ranges()
@@ -145,7 +145,7 @@ fn a_bmap_write_copies_only_the_mapped_ranges_and_checks_them() {
             .all(|&b| b == GARBAGE)
     );
     // The first MiB is the image's, whole.
-    assert!(disk[..MIB as usize] == expected[..MIB as usize]);
+    assert!(disk[..support::index(MIB)] == expected[..support::index(MIB)]);
 }
 
 #[test]
@@ -168,7 +168,7 @@ fn a_checksum_mismatch_leaves_no_partition_table() {
     assert_no_partition_table(&device.path);
     // The image's own backup GPT (at the image's end, before the disk's) is gone too.
     let disk = device_bytes(&device.path);
-    let image_tail = (IMAGE_BYTES - MIB) as usize..IMAGE_BYTES as usize;
+    let image_tail = support::index(IMAGE_BYTES - MIB)..support::index(IMAGE_BYTES);
     assert!(disk[image_tail].iter().all(|&b| b == 0));
 }
 

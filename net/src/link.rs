@@ -55,7 +55,7 @@ const CARRIER_RECHECK: Duration = Duration::from_millis(250);
 /// A failed network configuration step.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    #[error("cannot open a netlink route socket: {0}")]
+    #[error("cannot open a netlink route socket")]
     Connect(#[source] std::io::Error),
     #[error("Links::connect must be called inside a tokio runtime")]
     NoRuntime,

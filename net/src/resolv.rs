@@ -32,13 +32,13 @@ const MAX_DOMAIN_LEN: usize = 253;
 /// A failure to write resolv.conf or to set the hostname.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolvError {
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot replace {path} with {temp}: {source}")]
+    #[error("cannot replace {path} with {temp}")]
     Rename {
         path: PathBuf,
         temp: PathBuf,
@@ -47,9 +47,9 @@ pub enum ResolvError {
     },
     #[error("invalid hostname {name:?}: {why}")]
     InvalidHostname { name: String, why: &'static str },
-    #[error("cannot read the current hostname: {0}")]
+    #[error("cannot read the current hostname")]
     GetHostname(#[source] std::io::Error),
-    #[error("cannot set the hostname to {name:?}: {source}")]
+    #[error("cannot set the hostname to {name:?}")]
     SetHostname {
         name: String,
         #[source]

@@ -61,7 +61,7 @@ impl fmt::Display for Sample {
 /// Why a query to one server failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SntpError {
-    #[error("NTP query to {server}: cannot {op}: {source}")]
+    #[error("NTP query to {server}: cannot {op}")]
     Io {
         server: SocketAddr,
         op: &'static str,
@@ -165,7 +165,7 @@ impl Default for SyncOptions {
 pub enum ServerError {
     #[error("not an address, host name or host:port: {reason}")]
     BadAddress { reason: &'static str },
-    #[error("cannot resolve the name: {0}")]
+    #[error("cannot resolve the name")]
     Resolve(#[source] io::Error),
     #[error("resolving the name took longer than {0:?}")]
     ResolveTimeout(Duration),
@@ -177,7 +177,7 @@ pub enum ServerError {
 
 /// One server's failure, as the operator wrote the server.
 #[derive(Debug, thiserror::Error)]
-#[error("{server}: {error}")]
+#[error("{server}")]
 pub struct ServerFailure {
     pub server: String,
     #[source]
@@ -196,7 +196,7 @@ pub enum SyncError {
 fn join(failures: &[ServerFailure]) -> String {
     failures
         .iter()
-        .map(ToString::to_string)
+        .map(|failure| bootkit_common::error_chain(failure))
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -323,11 +323,11 @@ async fn resolve(server: &str, timeout: Duration) -> Result<Vec<SocketAddr>, Ser
 /// Why the clock could not be stepped.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
-    #[error("cannot read the clock (clock_gettime): {0}")]
+    #[error("cannot read the clock (clock_gettime)")]
     Read(#[source] io::Error),
     #[error("stepping the clock by {0} would leave the range of time_t")]
     OutOfRange(Offset),
-    #[error("cannot set the clock (clock_settime, needs CAP_SYS_TIME): {0}")]
+    #[error("cannot set the clock (clock_settime, needs CAP_SYS_TIME)")]
     Set(#[source] io::Error),
 }
 

@@ -26,7 +26,7 @@ const EXPORT: &str = "disk";
 /// The image's byte at `offset`: varies within a sector and from sector to sector, so a
 /// read at the wrong offset cannot pass.
 fn pattern(offset: usize) -> u8 {
-    (offset as u8).wrapping_mul(7) ^ ((offset >> 9) as u8)
+    offset.to_le_bytes()[0].wrapping_mul(7) ^ (offset >> 9).to_le_bytes()[0]
 }
 
 /// qemu-nbd and its image; Drop kills the server and removes the image's directory,

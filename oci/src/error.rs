@@ -10,9 +10,9 @@ pub enum RegistryError {
     InvalidReference { reference: String, why: String },
     #[error("the CA bundle {path} {why}; give a PEM file with the registry's CA certificate")]
     CaBundle { path: PathBuf, why: String },
-    #[error("cannot set up TLS: {0}")]
+    #[error("cannot set up TLS")]
     Tls(#[source] rustls::Error),
-    #[error("cannot create the HTTP client: {0}")]
+    #[error("cannot create the HTTP client")]
     Client(#[source] reqwest::Error),
     #[error(
         "TLS handshake with registry {host} failed: {detail}; check the CA bundle (it must hold the CA that signed the registry's certificate) or list the host in insecure_registries"
@@ -41,7 +41,7 @@ pub enum RegistryError {
     UnsupportedChallenge { host: String, header: String },
     #[error("the token server {realm} gave no token: {detail}")]
     Token { realm: String, detail: String },
-    #[error("invalid {what} document from the registry: {source}")]
+    #[error("invalid {what} document from the registry")]
     InvalidDocument {
         what: &'static str,
         #[source]

@@ -17,7 +17,7 @@ pub enum Error {
         how: &'static str,
     },
 
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         context: String,
         #[source]

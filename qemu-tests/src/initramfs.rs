@@ -135,8 +135,12 @@ pub fn write_newc<W: Write>(entries: &[CpioEntry], mut w: W) -> Result<W> {
         let data = e.data();
         let size = u32::try_from(data.len())
             .map_err(|_| Error::Other(format!("{}: newc entries are limited to 4 GiB", e.path)))?;
+        let ino = u32::try_from(i)
+            .ok()
+            .and_then(|i| INO_BASE.checked_add(i))
+            .ok_or_else(|| Error::Other(format!("{}: too many cpio entries for newc", e.path)))?;
         let mut b = cpio::newc::Builder::new(&e.path)
-            .ino(INO_BASE + i as u32)
+            .ino(ino)
             .mode(e.type_bits() | e.mode)
             .nlink(if e.kind == EntryKind::Dir { 2 } else { 1 });
         if let EntryKind::CharDev { major, minor } = e.kind {

@@ -676,7 +676,7 @@ fn vlan_host(
             let fd = libc::socket(
                 libc::AF_PACKET,
                 libc::SOCK_RAW,
-                i32::from((libc::ETH_P_ALL as u16).to_be()),
+                i32::from(u16::try_from(libc::ETH_P_ALL).unwrap().to_be()),
             );
             if fd < 0 {
                 return Err(std::io::Error::last_os_error());
@@ -687,13 +687,13 @@ fn vlan_host(
                 return Err(std::io::Error::last_os_error());
             }
             let mut address: libc::sockaddr_ll = std::mem::zeroed();
-            address.sll_family = libc::AF_PACKET as u16;
-            address.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+            address.sll_family = u16::try_from(libc::AF_PACKET).unwrap();
+            address.sll_protocol = u16::try_from(libc::ETH_P_ALL).unwrap().to_be();
             address.sll_ifindex = index as i32;
             if libc::bind(
                 fd.as_raw_fd(),
                 (&raw const address).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                u32::try_from(std::mem::size_of::<libc::sockaddr_ll>()).unwrap(),
             ) != 0
             {
                 return Err(std::io::Error::last_os_error());
@@ -701,21 +701,21 @@ fn vlan_host(
             let on: libc::c_int = 1;
             let timeout = libc::timeval {
                 tv_sec: 0,
-                tv_usec: POLL.as_micros() as libc::suseconds_t,
+                tv_usec: libc::suseconds_t::try_from(POLL.as_micros()).unwrap(),
             };
             if libc::setsockopt(
                 fd.as_raw_fd(),
                 libc::SOL_PACKET,
                 libc::PACKET_AUXDATA,
                 (&raw const on).cast(),
-                std::mem::size_of::<libc::c_int>() as u32,
+                u32::try_from(std::mem::size_of::<libc::c_int>()).unwrap(),
             ) != 0
                 || libc::setsockopt(
                     fd.as_raw_fd(),
                     libc::SOL_SOCKET,
                     libc::SO_RCVTIMEO,
                     (&raw const timeout).cast(),
-                    std::mem::size_of::<libc::timeval>() as u32,
+                    u32::try_from(std::mem::size_of::<libc::timeval>()).unwrap(),
                 ) != 0
             {
                 return Err(std::io::Error::last_os_error());
@@ -741,7 +741,8 @@ fn vlan_host(
                 };
                 let mut message: libc::msghdr = std::mem::zeroed();
                 message.msg_name = (&raw mut from).cast();
-                message.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+                message.msg_namelen =
+                    u32::try_from(std::mem::size_of::<libc::sockaddr_ll>()).unwrap();
                 message.msg_iov = &raw mut iov;
                 message.msg_iovlen = 1;
                 message.msg_control = control.as_mut_ptr().cast();

@@ -140,7 +140,8 @@ fn compare(image: &Path, disk: &Path, offset: u64, length: u64) -> Result<()> {
     let mut actual = File::open(disk)?;
     expected.seek(SeekFrom::Start(offset))?;
     actual.seek(SeekFrom::Start(offset))?;
-    let (mut want, mut got) = (vec![0u8; MIB as usize], vec![0u8; MIB as usize]);
+    let mib = usize::try_from(MIB).unwrap();
+    let (mut want, mut got) = (vec![0u8; mib], vec![0u8; mib]);
     let mut done = 0;
     while done < length {
         let chunk = (length - done).min(MIB) as usize;

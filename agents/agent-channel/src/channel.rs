@@ -31,7 +31,7 @@ pub struct Liveness {
 pub enum ChannelError {
     #[error("the server address {authority:?} is not usable: {why}")]
     Address { authority: String, why: String },
-    #[error("TLS cannot be set up: {0}")]
+    #[error("TLS cannot be set up")]
     TlsSetup(#[from] TlsSetupError),
 }
 
@@ -152,6 +152,7 @@ mod tests {
         let error = connect_lazy("provisioner.lan:42113", &tls, LIVENESS).unwrap_err();
 
         assert!(matches!(error, ChannelError::TlsSetup(_)), "{error}");
-        assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
+        let message = bootkit_common::error_chain(&error);
+        assert!(message.contains("/nonexistent/ca.pem"), "{message}");
     }
 }

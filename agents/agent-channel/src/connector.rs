@@ -15,9 +15,9 @@ use tonic::transport::{Channel, Endpoint, Uri};
 /// it does not help.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnectError {
-    #[error("{0}")]
-    Io(#[source] io::Error),
-    #[error("TLS handshake failed: {0}")]
+    #[error(transparent)]
+    Io(io::Error),
+    #[error("TLS handshake failed")]
     Handshake(#[source] rustls::Error),
 }
 

@@ -21,9 +21,9 @@ pub const SYSTEM_CA_BUNDLES: &[&str] = &[
 /// Why a CA bundle cannot be trusted; callers put the bundle's path in front of it.
 #[derive(Debug, thiserror::Error)]
 pub enum CaBundleError {
-    #[error("cannot be read: {0}")]
+    #[error("cannot be read")]
     Unreadable(#[source] pem::Error),
-    #[error("is not valid PEM: {0}")]
+    #[error("is not valid PEM")]
     NotPem(#[source] pem::Error),
     #[error("holds no usable certificate")]
     NoUsableCertificate,
@@ -34,13 +34,13 @@ pub enum CaBundleError {
 pub enum TlsSetupError {
     #[error("no CA bundle is configured and none of {SYSTEM_CA_BUNDLES:?} exists")]
     NoSystemCaBundle,
-    #[error("the CA bundle {} {source}", path.display())]
+    #[error("the CA bundle {}", path.display())]
     CaBundle {
         path: PathBuf,
         #[source]
         source: CaBundleError,
     },
-    #[error("the TLS client cannot be configured: {0}")]
+    #[error("the TLS client cannot be configured")]
     Rustls(#[source] rustls::Error),
 }
 
@@ -177,7 +177,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bundle = dir.path().join("absent.pem");
 
-        let message = verified_config_with(Some(&bundle)).unwrap_err().to_string();
+        let message =
+            bootkit_common::error_chain(&verified_config_with(Some(&bundle)).unwrap_err());
 
         assert!(message.contains(&bundle.display().to_string()), "{message}");
         assert!(message.contains("cannot be read"), "{message}");

@@ -121,7 +121,7 @@ pub enum ConfigError {
     /// A value that means nothing for its setting, named with where it came from.
     #[error(transparent)]
     Invalid(#[from] InvalidSetting),
-    #[error("cannot read {path}: {source}; fix its permissions or pass another file")]
+    #[error("cannot read {path}; fix its permissions or pass another file")]
     Unreadable {
         path: String,
         #[source]

@@ -30,7 +30,7 @@ pub enum RunError {
     },
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
-    #[error("{0}; {hint}", hint = channel_hint(.0))]
+    #[error("the onboarding channel cannot be set up ({hint})", hint = channel_hint(.0))]
     Channel(#[from] ChannelError),
     #[error(transparent)]
     Output(#[from] output::OutputError),

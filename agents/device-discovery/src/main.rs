@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use bootkit_common::error_chain;
 use clap::Parser;
 use device_discovery::config::{Config, Flags};
 use device_discovery::console;
@@ -19,7 +20,7 @@ fn main() -> ExitCode {
     let config = match Config::load(flags) {
         Ok(config) => config,
         Err(error) => {
-            console::note(&error);
+            console::note(error_chain(&error));
             return ExitCode::from(EXIT_BAD_CONFIGURATION);
         }
     };
@@ -51,11 +52,11 @@ async fn run_until_terminated(config: &Config) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(error @ RunError::Channel(_)) => {
-                console::note(&error);
+                console::note(error_chain(&error));
                 ExitCode::from(EXIT_BAD_CONFIGURATION)
             }
             Err(error) => {
-                console::note(&error);
+                console::note(error_chain(&error));
                 ExitCode::from(EXIT_GAVE_UP)
             }
         },

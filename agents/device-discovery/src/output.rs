@@ -10,7 +10,7 @@ use crate::identity::Identity;
 use crate::onboard::Credentials;
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write {path}: {source}; check that its directory is writable (a tmpfs under /run)")]
+#[error("cannot write {path}; check that its directory is writable (a tmpfs under /run)")]
 pub struct OutputError {
     path: PathBuf,
     #[source]

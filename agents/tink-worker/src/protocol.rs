@@ -156,7 +156,7 @@ impl ProtocolError {
         match error {
             ChannelError::Address { authority, why } => ProtocolError::Address { authority, why },
             ChannelError::TlsSetup(why) => ProtocolError::TlsSetup {
-                why: why.to_string(),
+                why: bootkit_common::error_chain(&why),
             },
         }
     }

@@ -45,7 +45,7 @@ pub enum RuntimeError {
     Registry(#[from] RegistryError),
     #[error("the image {image} is not usable: {why}")]
     Image { image: String, why: String },
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         #[source]

@@ -15,6 +15,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use bootkit_common::backoff::{Backoff, Delays};
+use bootkit_common::error_chain;
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{Action, ActionReport, ActionState};
@@ -38,11 +39,13 @@ pub enum StepError {
 }
 
 impl StepError {
-    pub fn classified(retryable: bool, error: impl std::fmt::Display) -> Self {
+    pub fn classified(retryable: bool, error: impl std::error::Error + 'static) -> Self {
+        // The whole chain: the server's report names the cause, not only the step that failed.
+        let message = error_chain(&error);
         if retryable {
-            StepError::Transient(error.to_string())
+            StepError::Transient(message)
         } else {
-            StepError::Permanent(error.to_string())
+            StepError::Permanent(message)
         }
     }
 }

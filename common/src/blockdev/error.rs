@@ -8,7 +8,7 @@ use std::path::PathBuf;
 pub enum BlockDevError {
     /// A file or directory under sysfs could not be read (is sysfs mounted, is the device
     /// still there?).
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         /// The file or directory that failed.
         path: PathBuf,

@@ -113,9 +113,9 @@ mod tests {
             err.contains("custom.tar") && err.contains("bootkit.rootfs="),
             "{err}"
         );
-        let err = find_archive_in(dir.path(), Some(dir.path()))
-            .unwrap_err()
-            .to_string();
+        let err = bootkit_common::error_chain(
+            &find_archive_in(dir.path(), Some(dir.path())).unwrap_err(),
+        );
         assert!(err.contains("not a regular file"), "{err}");
         std::fs::write(&missing, b"").unwrap();
         assert_eq!(

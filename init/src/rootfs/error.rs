@@ -9,11 +9,11 @@ use bootkit_common::size::human_size_exact;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
-    #[error("cannot create the mount point {path} for the root tmpfs: {source}")]
+    #[error("cannot create the mount point {path} for the root tmpfs")]
     CreateMountPoint { path: PathBuf, source: io::Error },
 
     #[error(
-        "cannot mount a tmpfs at {target} with options \"{options}\": {source} \
+        "cannot mount a tmpfs at {target} with options \"{options}\" \
          (check rootflags= on the kernel command line, e.g. rootflags=mode=0755,size=1G)"
     )]
     MountTmpfs {
@@ -23,7 +23,7 @@ pub enum RootfsError {
     },
 
     #[error(
-        "the rootfs archive {path} named by bootkit.rootfs= cannot be used: {source} \
+        "the rootfs archive {path} named by bootkit.rootfs= cannot be used \
          (check the path on the kernel command line; it is a path inside the initramfs)"
     )]
     ExplicitArchive { path: PathBuf, source: io::Error },
@@ -35,11 +35,11 @@ pub enum RootfsError {
     )]
     ArchiveNotFound { looked_for: Vec<PathBuf> },
 
-    #[error("cannot open the rootfs archive {path}: {source}")]
+    #[error("cannot open the rootfs archive {path}")]
     OpenArchive { path: PathBuf, source: io::Error },
 
     #[error(
-        "cannot read the rootfs archive {archive} ({format}) {position}: {source} \
+        "cannot read the rootfs archive {archive} ({format}) {position} \
          (the archive is corrupt or truncated; rebuild the image)"
     )]
     ReadArchive {
@@ -50,7 +50,7 @@ pub enum RootfsError {
         source: io::Error,
     },
 
-    #[error("cannot open the new root {path}: {source}")]
+    #[error("cannot open the new root {path}")]
     OpenTarget { path: PathBuf, source: io::Error },
 
     #[error(
@@ -69,9 +69,7 @@ pub enum RootfsError {
     )]
     UnsupportedEntry { entry: String, kind: String },
 
-    #[error(
-        "cannot unpack rootfs archive entry '{entry}' into {target}: cannot {action}: {source}"
-    )]
+    #[error("cannot unpack rootfs archive entry '{entry}' into {target}: cannot {action}")]
     WriteEntry {
         entry: String,
         target: PathBuf,
@@ -100,14 +98,14 @@ pub enum RootfsError {
     #[error("refusing to delete {root}: {reason}; deleting it could wipe a real disk")]
     NotInitramfs { root: PathBuf, reason: String },
 
-    #[error("cannot free the initramfs at {root}: cannot {action}: {source}")]
+    #[error("cannot free the initramfs at {root}: cannot {action}")]
     FreeInitramfs {
         root: PathBuf,
         action: String,
         source: io::Error,
     },
 
-    #[error("switch_root into {newroot}: cannot {action}: {source}")]
+    #[error("switch_root into {newroot}: cannot {action}")]
     SwitchRoot {
         newroot: PathBuf,
         action: String,
@@ -115,7 +113,7 @@ pub enum RootfsError {
     },
 
     #[error(
-        "cannot copy the kernel modules {from} into {to}: {source} \
+        "cannot copy the kernel modules {from} into {to} \
          (later services could not load modules)"
     )]
     CopyModules {

@@ -1,6 +1,7 @@
 //! switch_root: the new root (a tmpfs mounted inside the initramfs) becomes `/`, with the
 //! kernel filesystems moved into it and the initramfs's RAM given back.
 
+use bootkit_common::error_chain;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
@@ -128,7 +129,7 @@ fn copy_running_kernel_modules(newroot: &Path) {
             "copied the kernel modules for {release} into the new root"
         ),
         Ok(false) => {}
-        Err(error) => crate::warn!("rootfs", "{error}"),
+        Err(error) => crate::warn!("rootfs", "{error}", error = error_chain(&error)),
     }
 }
 

@@ -292,7 +292,7 @@ fn a_full_tmpfs_says_how_big_it_was_and_what_to_do() {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            state as u8
+            state.to_le_bytes()[0]
         })
         .collect();
     let tar = ArchiveBuilder::new()

@@ -15,7 +15,7 @@ const MAX_DEFINITION_FILES: usize = 4096;
 /// Why one definition file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DefinitionError {
-    #[error("{file}: cannot read it: {source}; check its permissions")]
+    #[error("{file}: cannot read it; check its permissions")]
     Read {
         file: PathBuf,
         #[source]
@@ -23,7 +23,7 @@ pub enum DefinitionError {
     },
     #[error("{file}: {size} bytes is too large for a service definition (at most {max})")]
     TooLarge { file: PathBuf, size: u64, max: u64 },
-    #[error("{file}: {source}")]
+    #[error("{file}")]
     Schema {
         file: PathBuf,
         source: ServiceDefError,
@@ -115,7 +115,7 @@ mod tests {
         let names: Vec<_> = loaded.services.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(loaded.errors.len(), 1);
-        let message = loaded.errors[0].to_string();
+        let message = bootkit_common::error_chain(&loaded.errors[0]);
         assert!(
             message.contains("bad.toml: line 2: unknown field `bogus`"),
             "{message}"

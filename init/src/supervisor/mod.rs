@@ -21,6 +21,7 @@ mod services;
 mod shutdown;
 mod signals;
 
+use bootkit_common::error_chain;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -38,12 +39,12 @@ pub use signals::reset_in_child as reset_signals_in_child;
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
     #[error(
-        "cannot block the signals the supervisor handles: {0}; \
+        "cannot block the signals the supervisor handles; \
          this should not happen, check the seccomp policy of the environment"
     )]
     BlockSignals(#[source] nix::Error),
     #[error(
-        "cannot read the services directory {dir}: {source}; \
+        "cannot read the services directory {dir}; \
          check that it is a readable directory"
     )]
     ServicesDir {
@@ -206,7 +207,11 @@ fn load_plan(config: &Config) -> Result<order::Plan, SupervisorError> {
     })?;
     let mut absent = BTreeMap::new();
     for err in &loaded.errors {
-        error!("supervisor", "{err}; this service will not run");
+        error!(
+            "supervisor",
+            "{err}; this service will not run",
+            err = error_chain(err)
+        );
         if let Some(stem) = err.file().file_stem() {
             absent.insert(
                 stem.to_string_lossy().into_owned(),

@@ -27,7 +27,7 @@ pub const DEFAULT_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 const MAX_LINE_BYTES: u64 = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot start {command}: {source}; {hint}")]
+#[error("cannot start {command}; {hint}")]
 pub struct SpawnError {
     command: PathBuf,
     hint: String,
@@ -217,7 +217,7 @@ mod tests {
         // The lines go to stdout (captured by the test harness); this checks it ends cleanly.
         let input: &[u8] = b"one\r\ntwo\n\xff\xfe bad utf8\nno newline at the end";
         forward_lines("test", input);
-        let long = vec![b'x'; (MAX_LINE_BYTES as usize) * 2 + 5];
+        let long = vec![b'x'; usize::try_from(MAX_LINE_BYTES).unwrap() * 2 + 5];
         forward_lines("test", long.as_slice());
     }
 }

@@ -5,6 +5,7 @@
 //! starting until ready, started, or failed), which dependents and the ready report look at;
 //! and its *process* (running, waiting to restart, or done), which the reaper updates.
 
+use bootkit_common::error_chain;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -164,7 +165,7 @@ impl Services {
                 true
             }
             Err(err) => {
-                error!(&service.def.name, "{err}");
+                error!(&service.def.name, "{err}", err = error_chain(&err));
                 false
             }
         }

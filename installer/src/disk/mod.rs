@@ -81,7 +81,7 @@ impl fmt::Display for Disk {
 pub enum DiskError {
     #[error(transparent)]
     Sysfs(#[from] BlockDevError),
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read { path: PathBuf, source: io::Error },
     #[error(
         "{} does not exist{hint}; disks seen: {known}",
@@ -131,9 +131,9 @@ pub enum DiskError {
         disk.display()
     )]
     Busy { disk: PathBuf },
-    #[error("cannot open {} for writing: {source}", disk.display())]
+    #[error("cannot open {} for writing", disk.display())]
     Open { disk: PathBuf, source: io::Error },
-    #[error("cannot tell which disk the bootkit booted from: {0}")]
+    #[error("cannot tell which disk the bootkit booted from")]
     BootVariable(#[from] crate::efi::EfiError),
 }
 

@@ -82,7 +82,7 @@ pub enum HttpError {
         variable: String,
         reason: &'static str,
     },
-    #[error("cannot read the CA file {}: {source}; give a readable PEM file with --ca", path.display())]
+    #[error("cannot read the CA file {}; give a readable PEM file with --ca", path.display())]
     CaFileUnreadable { path: PathBuf, source: io::Error },
     #[error(
         "cannot use the {source_name}: {reason}; give PEM CA certificates (-----BEGIN CERTIFICATE-----)"
@@ -110,19 +110,14 @@ pub enum HttpError {
         hint: &'static str,
     },
     #[error(
-        "cannot resolve the host name {host}: {source}; check the name and the DNS server (/etc/resolv.conf)"
+        "cannot resolve the host name {host}; check the name and the DNS server (/etc/resolv.conf)"
     )]
     Resolve { host: String, source: io::Error },
-    #[error(
-        "cannot connect to {address}: {source}; check the network, the address and the proxy settings"
-    )]
+    #[error("cannot connect to {address}; check the network, the address and the proxy settings")]
     Connect { address: String, source: io::Error },
     #[error("connecting to {target} timed out after {} s; check the network and the proxy settings", timeout.as_secs())]
     ConnectTimeout { target: String, timeout: Duration },
-    #[error(
-        "the proxy {proxy} failed while opening a tunnel to {target}: {}; check the proxy",
-        chain(source)
-    )]
+    #[error("the proxy {proxy} failed while opening a tunnel to {target}; check the proxy")]
     Proxy {
         proxy: String,
         target: String,
@@ -137,10 +132,7 @@ pub enum HttpError {
         target: String,
         status: u16,
     },
-    #[error(
-        "the HTTP request for {url} failed: {}; check the server and the network",
-        chain(source)
-    )]
+    #[error("the HTTP request for {url} failed; check the server and the network")]
     Exchange { url: String, source: hyper::Error },
     #[error("{url} sent no response within {} s; check the server", timeout.as_secs())]
     NoResponse { url: String, timeout: Duration },
@@ -159,10 +151,7 @@ pub enum HttpError {
         offset: u64,
         timeout: Duration,
     },
-    #[error(
-        "the connection broke while downloading {url} at byte {offset}: {}",
-        chain(source)
-    )]
+    #[error("the connection broke while downloading {url} at byte {offset}")]
     Body {
         url: String,
         offset: u64,
@@ -207,19 +196,6 @@ pub enum HttpError {
         "the download thread stopped without a result (it panicked); this is a bug, please report it"
     )]
     WorkerStopped,
-}
-
-/// hyper's own message is terse ("error reading a body from connection"); the causes below it
-/// say what happened ("unexpected end of file").
-fn chain(error: &hyper::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = std::error::Error::source(error);
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
 }
 
 impl HttpError {
@@ -323,7 +299,7 @@ impl HttpReader {
     }
 
     fn fail(&mut self, error: HttpError) -> io::Error {
-        self.state = ReadState::Failed(error.to_string());
+        self.state = ReadState::Failed(bootkit_common::error_chain(&error));
         io::Error::other(error)
     }
 }

@@ -25,7 +25,7 @@ pub enum SourceError {
     NotFound(PathBuf),
     #[error("the image {0} is not a file or a block device")]
     NotAFile(PathBuf),
-    #[error("cannot open the image {path}: {source}")]
+    #[error("cannot open the image {path}")]
     Open { path: PathBuf, source: io::Error },
     #[error("{0:?} is not a URL the installer can fetch: only http:// and https:// are")]
     UnsupportedScheme(String),

@@ -13,6 +13,11 @@ pub const MIB: u64 = 1 << 20;
 pub const IMAGE_BYTES: u64 = 8 * MIB;
 pub const GARBAGE: u8 = 0xAA;
 
+/// A byte count or offset on the disk as a slice index (panics where it does not fit a usize).
+pub fn index(bytes: u64) -> usize {
+    usize::try_from(bytes).unwrap()
+}
+
 /// Runs a host tool; fails the test with its stderr if it fails; returns its stdout.
 pub fn run(program: &str, args: &[&str]) -> String {
     let output = Command::new(program)
@@ -69,7 +74,7 @@ pub fn random_bytes(length: usize, seed: u64) -> Vec<u8> {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            state as u8
+            state.to_le_bytes()[0]
         })
         .collect()
 }
@@ -135,9 +140,9 @@ pub fn compressed(image: &Path, format: &str) -> PathBuf {
 pub fn used_disk(dir: &Path, size: u64) -> PathBuf {
     let path = dir.join("disk.img");
     let file = File::create(&path).unwrap();
-    let garbage = vec![GARBAGE; MIB as usize];
-    for offset in (0..size).step_by(MIB as usize) {
-        file.write_all_at(&garbage[..(size - offset).min(MIB) as usize], offset)
+    let garbage = vec![GARBAGE; index(MIB)];
+    for offset in (0..size).step_by(index(MIB)) {
+        file.write_all_at(&garbage[..index((size - offset).min(MIB))], offset)
             .unwrap();
     }
     path

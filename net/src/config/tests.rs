@@ -825,7 +825,7 @@ impl Garbler {
     }
 
     fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound as u64) as usize
+        usize::try_from(self.next() % u64::try_from(bound).unwrap()).unwrap()
     }
 
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {

@@ -51,8 +51,8 @@ pub fn prefix_len(what: &str, text: &str) -> Result<u8, String> {
     if bits.leading_ones() + bits.trailing_zeros() != 32 {
         return Err(format!("{what} {text:?} has holes in it: {expected}"));
     }
-    // leading_ones is at most 32, so this never truncates.
-    Ok(bits.leading_ones() as u8)
+    // leading_ones is at most 32, so the saturation never happens.
+    Ok(u8::try_from(bits.leading_ones()).unwrap_or(u8::MAX))
 }
 
 /// An address with its prefix written `10.0.0.5/24` (or `/255.255.255.0`).

@@ -20,25 +20,25 @@ use crate::lease::Lease;
 /// What goes wrong talking DHCP.
 #[derive(Debug, thiserror::Error)]
 pub enum DhcpError {
-    #[error("DHCP socket on {interface}: {source}")]
+    #[error("DHCP socket on {interface}")]
     Socket {
         interface: String,
         #[source]
         source: io::Error,
     },
-    #[error("sending DHCP message on {interface}: {source}")]
+    #[error("sending DHCP message on {interface}")]
     Send {
         interface: String,
         #[source]
         source: io::Error,
     },
-    #[error("receiving DHCP message on {interface}: {source}")]
+    #[error("receiving DHCP message on {interface}")]
     Receive {
         interface: String,
         #[source]
         source: io::Error,
     },
-    #[error("encoding DHCP message: {0}")]
+    #[error("encoding DHCP message")]
     Encode(#[from] dhcproto::error::EncodeError),
     #[error("no DHCP lease on {interface} within {timeout:?}")]
     Timeout {

@@ -283,8 +283,8 @@ fn clean_name(name: &str) -> Option<String> {
 /// Prefix length of a netmask: its leading one bits (a non-contiguous mask, which no real
 /// network uses, is read up to its first zero).
 pub(crate) fn prefix_from_mask(mask: Ipv4Addr) -> u8 {
-    // leading_ones of a u32 is at most 32, so the cast cannot truncate.
-    u32::from(mask).leading_ones() as u8
+    // leading_ones of a u32 is at most 32, so the saturation never happens.
+    u8::try_from(u32::from(mask).leading_ones()).unwrap_or(u8::MAX)
 }
 
 /// The historical class's prefix, for a server that sends no subnet mask (what dhclient and

@@ -47,8 +47,10 @@ pub(crate) fn open(interface: &str) -> io::Result<tokio::net::UdpSocket> {
 
 /// bind(2) to 0.0.0.0:`port` (std has no bind for an existing socket).
 fn bind_any(fd: &OwnedFd, port: u16) -> io::Result<()> {
+    let family = libc::sa_family_t::try_from(libc::AF_INET)
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let addr = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_family: family,
         sin_port: port.to_be(),
         sin_addr: libc::in_addr {
             s_addr: u32::from(Ipv4Addr::UNSPECIFIED).to_be(),

@@ -19,6 +19,7 @@
 
 use super::handshake::{ExportInfo, HandshakeError, TransmissionFlags, handshake};
 use super::spec::NbdSpec;
+use bootkit_common::error_chain;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -101,21 +102,21 @@ impl Default for AttachOptions {
 pub enum AttachError {
     #[error("{device} does not exist: is the nbd module loaded (modules-load=nbd)?")]
     NoDevice { device: String },
-    #[error("opening {device}: {source}")]
+    #[error("opening {device}")]
     OpenDevice { device: String, source: io::Error },
-    #[error("resolving NBD server {host}: {source}")]
+    #[error("resolving NBD server {host}")]
     Resolve { host: String, source: io::Error },
     #[error("NBD server {host} resolves to no address")]
     NoAddress { host: String },
-    #[error("connecting to NBD server {addr}: {source}")]
+    #[error("connecting to NBD server {addr}")]
     Connect { addr: SocketAddr, source: io::Error },
-    #[error("setting up the socket to {addr}: {what}: {source}")]
+    #[error("setting up the socket to {addr}: {what}")]
     Socket {
         addr: SocketAddr,
         what: &'static str,
         source: io::Error,
     },
-    #[error("{addr}: {source}")]
+    #[error("{addr}")]
     Handshake {
         addr: SocketAddr,
         source: HandshakeError,
@@ -126,13 +127,13 @@ pub enum AttachError {
     BlockSize { minimum: u32 },
     #[error("the export's {size} bytes do not fit this kernel's size argument")]
     TooLarge { size: u64 },
-    #[error("{device}: {ioctl}: {source}")]
+    #[error("{device}: {ioctl}")]
     Ioctl {
         device: String,
         ioctl: &'static str,
         source: io::Error,
     },
-    #[error("starting the NBD_DO_IT thread for {device}: {source}")]
+    #[error("starting the NBD_DO_IT thread for {device}")]
     Thread { device: String, source: io::Error },
 }
 
@@ -184,7 +185,11 @@ impl fmt::Display for NbdEvent {
                     "{device} attached to export {export:?} on {server}: {size} bytes, {mode}"
                 )
             }
-            NbdEvent::Failed { device, error } => write!(f, "{device}: attaching failed: {error}"),
+            NbdEvent::Failed { device, error } => write!(
+                f,
+                "{device}: attaching failed: {error}",
+                error = error_chain(error)
+            ),
             NbdEvent::Disconnected {
                 device,
                 error: None,
@@ -478,16 +483,10 @@ fn setsockopt(
     name: libc::c_int,
     value: libc::c_int,
 ) -> io::Result<()> {
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: the pointer and length describe a live c_int for the duration of the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&raw const value).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
+    let rc = unsafe { libc::setsockopt(fd, level, name, (&raw const value).cast(), len) };
     if rc < 0 {
         Err(io::Error::last_os_error())
     } else {

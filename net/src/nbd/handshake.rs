@@ -136,7 +136,7 @@ pub struct ExportInfo {
 /// Why the handshake failed. `stage` says what the client was doing.
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
-    #[error("NBD handshake: {stage}: {source}")]
+    #[error("NBD handshake: {stage}")]
     Io {
         stage: &'static str,
         source: io::Error,
@@ -331,10 +331,13 @@ fn negotiate_go<S: Read + Write>(
 fn go_request(export: &str) -> Vec<u8> {
     let requests = [INFO_EXPORT, INFO_BLOCK_SIZE];
     let mut data = Vec::with_capacity(4 + export.len() + 2 + 2 * requests.len());
-    // check_export_name bounded the name to 4096 bytes, so these casts cannot truncate.
-    data.extend_from_slice(&(export.len() as u32).to_be_bytes());
+    // check_export_name bounded the name to 4096 bytes and there are two requests, so these
+    // saturations never happen.
+    let export_len = u32::try_from(export.len()).unwrap_or(u32::MAX);
+    data.extend_from_slice(&export_len.to_be_bytes());
     data.extend_from_slice(export.as_bytes());
-    data.extend_from_slice(&(requests.len() as u16).to_be_bytes());
+    let request_count = u16::try_from(requests.len()).unwrap_or(u16::MAX);
+    data.extend_from_slice(&request_count.to_be_bytes());
     for request in requests {
         data.extend_from_slice(&request.to_be_bytes());
     }
@@ -346,7 +349,9 @@ fn option(option: u32, data: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(16 + data.len());
     bytes.extend_from_slice(&IHAVEOPT.to_be_bytes());
     bytes.extend_from_slice(&option.to_be_bytes());
-    bytes.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    // Option data is an export name and a few requests, far below 4 GiB: never saturates.
+    let data_len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+    bytes.extend_from_slice(&data_len.to_be_bytes());
     bytes.extend_from_slice(data);
     bytes
 }

@@ -19,7 +19,7 @@ pub const MAX_READ: usize = 32 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransmissionError {
-    #[error("NBD read of {len} bytes at {offset}: {stage}: {source}")]
+    #[error("NBD read of {len} bytes at {offset}: {stage}")]
     Io {
         stage: &'static str,
         offset: u64,
@@ -55,8 +55,13 @@ pub fn read_at<S: Read + Write>(
             source,
         }
     };
-    // MAX_READ fits in a u32, so the length cannot be truncated.
-    let request = request(CMD_READ, cookie, offset, len as u32);
+    // len is at most MAX_READ, which fits in a u32: the saturation never happens.
+    let request = request(
+        CMD_READ,
+        cookie,
+        offset,
+        u32::try_from(len).unwrap_or(u32::MAX),
+    );
     stream
         .write_all(&request)
         .and_then(|()| stream.flush())

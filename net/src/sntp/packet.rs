@@ -44,6 +44,10 @@ impl NtpTimestamp {
     }
 
     /// The timestamp of a time given as nanoseconds since the Unix epoch (negative before it).
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "keeping the low 64 bits is NTP's era wrap"
+    )]
     pub fn from_unix_nanos(nanos: i128) -> Self {
         let ntp_nanos = nanos + UNIX_TO_NTP_SECONDS * NANOS_PER_SECOND;
         // Rounded to the nearest unit, so that differences of timestamps round back to whole
@@ -60,6 +64,10 @@ impl NtpTimestamp {
     }
 
     /// Fractions of a second, in units of 2^-32 s.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the fraction is the low 32 bits"
+    )]
     pub fn fraction(self) -> u32 {
         self.0 as u32
     }
@@ -295,8 +303,8 @@ impl Offset {
 
     /// Saturates at about ±292 years, far beyond the ±68 years NTP differences can express.
     fn from_nanos_i128(nanos: i128) -> Self {
-        let clamped = nanos.clamp(i128::from(i64::MIN), i128::from(i64::MAX));
-        Offset::from_nanos(clamped as i64)
+        let clamped = i64::try_from(nanos).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX });
+        Offset::from_nanos(clamped)
     }
 
     pub const fn as_nanos(self) -> i64 {

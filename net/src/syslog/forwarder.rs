@@ -1,6 +1,7 @@
 //! The forwarder: a bounded buffer that PID 1 pushes lines into without ever waiting, and a task
 //! that sends them to the log host once the network is up.
 
+use bootkit_common::error_chain;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -160,7 +161,8 @@ impl fmt::Display for Event {
             Event::Unreachable { error, retry_in } => write!(
                 f,
                 "log host unreachable, buffering lines and retrying in {:.1}s: {error}",
-                retry_in.as_secs_f64()
+                retry_in.as_secs_f64(),
+                error = error_chain(error)
             ),
             Event::Dropped { count } => write!(f, "{}", dropped_message(*count)),
         }
@@ -174,17 +176,17 @@ fn dropped_message(count: u64) -> String {
 /// Why a line could not be sent.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
-    #[error("cannot resolve {host}: {source}")]
+    #[error("cannot resolve {host}")]
     Resolve { host: String, source: io::Error },
     #[error("{host} resolves to no address")]
     NoAddress { host: String },
-    #[error("cannot connect to {peer} over {transport}: {source}")]
+    #[error("cannot connect to {peer} over {transport}")]
     Connect {
         peer: SocketAddr,
         transport: Transport,
         source: io::Error,
     },
-    #[error("cannot send to {peer}: {source}")]
+    #[error("cannot send to {peer}")]
     Send { peer: SocketAddr, source: io::Error },
     #[error("{peer} closed the connection")]
     Closed { peer: SocketAddr },
@@ -207,7 +209,7 @@ pub enum ForwardError {
     },
     /// The TLS handshake failed for another reason (no common protocol version or cipher suite,
     /// an alert from the host, the connection cut).
-    #[error("TLS handshake with {host} ({peer}) failed: {source}")]
+    #[error("TLS handshake with {host} ({peer}) failed")]
     Handshake {
         host: String,
         peer: SocketAddr,

@@ -134,7 +134,7 @@ fn legacy_action_list() {
         0x42, 0x01, b'w', // 8: LEN "w"
         0x5a, 0x04, b'h', b'o', b's', b't', // 11: LEN "host"
     ];
-    let mut expected = vec![0x0a, action.len() as u8];
+    let mut expected = vec![0x0a, u8::try_from(action.len()).unwrap()];
     expected.extend_from_slice(&action);
     assert_eq!(list.encode_to_vec(), expected);
 }

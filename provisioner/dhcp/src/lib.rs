@@ -168,24 +168,24 @@ pub struct Counters {
 #[derive(Debug, thiserror::Error)]
 pub enum DhcpError {
     #[error(
-        "cannot bind the DHCP socket to {addr}: {source} (is another DHCP server, e.g. dnsmasq, running? ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+        "cannot bind the DHCP socket to {addr} (is another DHCP server, e.g. dnsmasq, running? ports below 1024 need root or CAP_NET_BIND_SERVICE)"
     )]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
     #[error(
-        "cannot bind the DHCP socket to interface {interface:?}: {source} (check the interface name with `ip link`; SO_BINDTODEVICE needs CAP_NET_RAW)"
+        "cannot bind the DHCP socket to interface {interface:?} (check the interface name with `ip link`; SO_BINDTODEVICE needs CAP_NET_RAW)"
     )]
     Interface {
         interface: String,
         source: std::io::Error,
     },
-    #[error("cannot set up the DHCP socket: {0}")]
+    #[error("cannot set up the DHCP socket")]
     Socket(#[source] std::io::Error),
-    #[error("DHCP socket failed while serving: {0} (restart the service)")]
+    #[error("DHCP socket failed while serving (restart the service)")]
     Serve(#[source] std::io::Error),
-    #[error("cannot read the DHCP lease file {path}: {source} (fix its permissions or remove it)")]
+    #[error("cannot read the DHCP lease file {path} (fix its permissions or remove it)")]
     LeaseFile {
         path: PathBuf,
         source: std::io::Error,

@@ -4,6 +4,7 @@
 //! Its own module so that the router (`http`) and the routes it mounts (`artifacts`,
 //! `metadata`) all depend on it, and none of them on another.
 
+use bootkit_common::error_chain;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -59,10 +60,13 @@ impl Served {
 /// 503 for a store failure while answering `what`, logged: the node retries, the operator
 /// sees why.
 pub(super) fn store_failed(what: &str, error: &StoreError) -> Response {
-    tracing::error!("{what} failed: {error}");
+    tracing::error!("{what} failed: {error}", error = error_chain(error));
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        format!("the provisioner's store failed: {error}\n"),
+        format!(
+            "the provisioner's store failed: {error}\n",
+            error = error_chain(error)
+        ),
     )
         .into_response()
 }

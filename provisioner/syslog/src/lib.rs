@@ -88,7 +88,7 @@ pub enum SyslogError {
     #[error("syslog receiver has neither a UDP nor a TCP address to listen on; give at least one")]
     NoListener,
     #[error(
-        "cannot listen for syslog on {transport} {addr}: {source}; is rsyslog or another receiver using the port?"
+        "cannot listen for syslog on {transport} {addr}; is rsyslog or another receiver using the port?"
     )]
     Bind {
         transport: &'static str,

@@ -50,7 +50,8 @@ pub fn parse(frame: &[u8], peer: IpAddr) -> Parsed {
             well_formed: false,
         };
     };
-    message.facility = (pri / 8) as u8;
+    // split_pri accepts at most MAX_PRI (191): the facility fits a u8, never saturates.
+    message.facility = u8::try_from(pri / 8).unwrap_or(u8::MAX);
     message.severity = (pri % 8) as u8;
     let well_formed = match rest.strip_prefix("1 ") {
         Some(header) => {

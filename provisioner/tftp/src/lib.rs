@@ -70,14 +70,12 @@ pub struct Counters {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TftpError {
-    #[error(
-        "TFTP root {path} is not a readable directory: {source}; create it or pass another root"
-    )]
+    #[error("TFTP root {path} is not a readable directory; create it or pass another root")]
     Root { path: PathBuf, source: io::Error },
     #[error("TFTP root {path} is not a directory; pass the directory holding the boot files")]
     RootNotDirectory { path: PathBuf },
     #[error(
-        "cannot listen for TFTP on UDP {addr}: {source}; is another TFTP server (dnsmasq, tftpd) running, or is the port privileged?"
+        "cannot listen for TFTP on UDP {addr}; is another TFTP server (dnsmasq, tftpd) running, or is the port privileged?"
     )]
     Bind { addr: SocketAddr, source: io::Error },
     #[error("TFTP socket failed: {0}")]

@@ -300,6 +300,10 @@ async fn read_block(
     }
     payload.truncate(filled);
     // Block numbers roll over from 65535 to 0, as tftp-hpa and iPXE expect.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the remainder is below 65,536"
+    )]
     let wire_number = (number % 65_536) as u16;
     Ok(Block {
         number: wire_number,

@@ -2,6 +2,7 @@
 //! progress on the terminal, then the provisioner's node table and where the logs are.
 //! scripts/demo.sh builds everything first and runs this as root.
 
+use bootkit_common::error_chain;
 use std::process::ExitCode;
 
 use qemu_tests::pxe::{self, Options};
@@ -51,7 +52,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("pxe-demo: error: {error}");
+            eprintln!("pxe-demo: error: {error}", error = error_chain(&error));
             ExitCode::FAILURE
         }
     }

@@ -2,6 +2,7 @@
 //! their consoles and through the admin API until each has booted its installed disk and
 //! the provisioner shows it provisioned.
 
+use bootkit_common::error_chain;
 use std::path::Path;
 use std::time::Duration;
 
@@ -223,7 +224,9 @@ fn failure(context: &Context<'_>, running: &Running, what: &str) -> Error {
     let shown = context
         .stack
         .cli(&["node", "show", running.machine.mac])
-        .unwrap_or_else(|error| format!("(node show failed: {error})"));
+        .unwrap_or_else(|error| {
+            format!("(node show failed: {error})", error = error_chain(&error))
+        });
     Error::Other(format!(
         "node {}: {what}\n  console log: {}\n  stack logs: {}\n--- provisioner's view ---\n{shown}\n--- last console lines ---\n{}\n--- end ---",
         running.machine.label(),

@@ -36,7 +36,7 @@ impl Script {
     }
 
     fn reply(self, reply: u32, data: &[u8]) -> Script {
-        self.reply_with_len(OPT_GO, reply, data.len() as u32, data)
+        self.reply_with_len(OPT_GO, reply, u32::try_from(data.len()).unwrap(), data)
     }
 
     fn info_export(self, size: u64, flags: u16) -> Script {
@@ -96,7 +96,7 @@ fn parse_client(out: &[u8]) -> (u32, Vec<(u32, Vec<u8>)>) {
 }
 
 fn go_data(export: &str) -> Vec<u8> {
-    let mut data = (export.len() as u32).to_be_bytes().to_vec();
+    let mut data = u32::try_from(export.len()).unwrap().to_be_bytes().to_vec();
     data.extend_from_slice(export.as_bytes());
     data.extend_from_slice(&[0, 2, 0, 0, 0, 3]); // two requests: INFO_EXPORT, INFO_BLOCK_SIZE
     data
@@ -453,7 +453,7 @@ fn write_failures_are_reported_with_their_stage() {
         }
     }
     let err = handshake(&mut NoWrite(Cursor::new(happy_script().0)), "d").unwrap_err();
-    let text = err.to_string();
+    let text = bootkit_common::error_chain(&err);
     assert!(
         text.contains("sending the client flags: wire cut"),
         "{text}"
