@@ -128,9 +128,8 @@ fn forward_output(service: &str, stream: &str, pipe: impl Read + Send + 'static)
 /// a pipe open. Returns how many threads were still running at the deadline.
 pub fn drain_output(timeout: Duration) -> usize {
     let until = Instant::now() + timeout;
-    let threads: Vec<JoinHandle<()>> =
+    let mut left: Vec<JoinHandle<()>> =
         std::mem::take(&mut *OUTPUT_THREADS.lock().unwrap_or_else(|e| e.into_inner()));
-    let mut left = threads;
     while !left.is_empty() && Instant::now() < until {
         left.retain(|thread| !thread.is_finished());
         if !left.is_empty() {
