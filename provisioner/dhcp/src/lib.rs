@@ -62,6 +62,8 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 pub use server::Server;
+#[cfg(feature = "fuzzing")]
+pub use server::Answerer;
 
 /// What the server does.
 #[derive(Debug, Clone)]

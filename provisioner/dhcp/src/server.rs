@@ -46,6 +46,18 @@ enum State {
     },
 }
 
+impl State {
+    fn new(mode: Mode, server_ip: Ipv4Addr) -> Result<Self, DhcpError> {
+        Ok(match mode {
+            Mode::Proxy => State::Proxy,
+            Mode::Full(full) => State::Full {
+                leases: Box::new(Leases::new(&full, server_ip, SystemTime::now())?),
+                config: full,
+            },
+        })
+    }
+}
+
 /// Decides the reply for each request; no sockets, so it stays a plain state machine.
 struct Answers {
     server_ip: Ipv4Addr,
@@ -68,13 +80,7 @@ impl Server {
             ));
         }
         let interface = config.interface.as_deref();
-        let state = match config.mode {
-            Mode::Proxy => State::Proxy,
-            Mode::Full(full) => State::Full {
-                leases: Box::new(Leases::new(&full, config.server_ip, SystemTime::now())?),
-                config: full,
-            },
-        };
+        let state = State::new(config.mode, config.server_ip)?;
         let dhcp = socket::bind(listen.into(), interface)?;
         let dhcp_addr = dhcp.local_addr().map_err(DhcpError::Socket)?;
         let boot_server = match state {
@@ -248,6 +254,50 @@ impl Answers {
                 full.answer(&request, &mac, kind, boot, counters)
             }
         }
+    }
+}
+
+/// The server's answers without its sockets, for the fuzz targets in `fuzz/`: each packet
+/// goes through the same decoding and state machine as one received on the wire.
+#[cfg(feature = "fuzzing")]
+pub struct Answerer {
+    answers: Answers,
+    counters: Counters,
+}
+
+#[cfg(feature = "fuzzing")]
+impl Answerer {
+    /// The answers of a server with `config` (its `listen` and `interface` are not used).
+    pub fn new(config: Config) -> Result<Self, DhcpError> {
+        Ok(Answerer {
+            answers: Answers {
+                server_ip: config.server_ip,
+                state: State::new(config.mode, config.server_ip)?,
+                boot_files: config.boot_files,
+            },
+            counters: Counters::default(),
+        })
+    }
+
+    /// The encoded reply to `packet` and where it goes, as the server would send it.
+    /// `to_boot_server`: the packet came to proxy mode's PXE boot server (port 4011).
+    pub fn answer(
+        &mut self,
+        packet: &[u8],
+        to_boot_server: bool,
+        policy: &dyn BootPolicy,
+    ) -> Option<(Result<Vec<u8>, dhcproto::error::EncodeError>, SocketAddr)> {
+        let port = if to_boot_server {
+            Port::BootServer {
+                from: SocketAddr::from(([192, 0, 2, 1], 68)),
+            }
+        } else {
+            Port::Dhcp
+        };
+        let (reply, to) = self
+            .answers
+            .answer(packet, port, policy, &self.counters)?;
+        Some((reply.to_vec(), to))
     }
 }
 

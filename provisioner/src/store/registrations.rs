@@ -222,6 +222,16 @@ impl Registration {
     }
 }
 
+/// Reads OEP's registration CSV as [`Store::import_registrations`] does, without storing
+/// it: for the fuzz targets in `fuzz/`.
+#[cfg(feature = "fuzzing")]
+pub fn parse_registrations_csv(csv: &str) -> Result<Vec<RegistrationSpec>> {
+    Ok(csv_import::parse(csv)?
+        .into_iter()
+        .map(|row| row.spec)
+        .collect())
+}
+
 impl Store {
     pub fn register(&self, spec: &RegistrationSpec) -> Result<Registered> {
         let mut connection = self.connection();
