@@ -22,6 +22,9 @@ cargo fmt --all --check || die "formatting differs: run cargo fmt --all"
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings || die "clippy found problems"
 
+step "module cycles (scripts/module-cycles.py)"
+scripts/module-cycles.py || die "a crate's modules import each other in a circle (listed above)"
+
 step "cargo test --workspace"
 cargo test --workspace || die "tests failed (QEMU console logs: target/qemu-logs/)"
 

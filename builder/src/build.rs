@@ -10,20 +10,19 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::Instant;
 
-use crate::compress::{Encoder, NoFlush};
-use crate::config::{CompressionKind, ImageConfig, UsbConfig};
-use crate::cpio::{write_newc, write_newc_from};
+use crate::config::{ImageConfig, UsbConfig};
+use crate::cpio::{compress_cpio, write_newc_from};
 use crate::error::{BuildError, Result};
 use crate::initramfs::{
     RootfsArchive, check_init, initramfs_tree, rootfs_segment_tree, separate_rootfs_segment,
 };
 use crate::manifest::{FileDigest, Manifest, RootfsDigest};
 use crate::progress::Progress;
+use crate::reproducible::{Staged, source_date_epoch, write_atomic};
 use crate::tree::Tree;
 use crate::uki::{DEFAULT_STUB, UkiInputs, build_uki, os_release};
 use crate::usb::build_usb;
@@ -316,14 +315,6 @@ fn cpio_mtime(epoch: u64) -> Result<u32> {
     })
 }
 
-pub(crate) fn compress_cpio(tree: &Tree, kind: CompressionKind, epoch: u32) -> Result<Vec<u8>> {
-    let encoder = Encoder::new(kind, Vec::new()).map_err(BuildError::io("start compressor"))?;
-    let NoFlush(encoder) = write_newc(tree, NoFlush(encoder), epoch)?;
-    encoder
-        .finish()
-        .map_err(BuildError::io("compress the initramfs"))
-}
-
 /// Append `tree` to an image as an uncompressed newc segment, numbering its inodes from
 /// `first_ino`. The kernel only takes a cpio header at a 4-byte-aligned offset of the image
 /// and skips the zeros before it (init/initramfs.c: `unpack_to_rootfs`).
@@ -335,59 +326,6 @@ fn append_plain_segment(
 ) -> Result<Vec<u8>> {
     image.resize(image.len().next_multiple_of(4), 0);
     write_newc_from(tree, image, epoch, first_ino)
-}
-
-/// SOURCE_DATE_EPOCH (reproducible-builds.org), or 0.
-pub fn source_date_epoch() -> Result<u64> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(value) if !value.trim().is_empty() => value.trim().parse().map_err(|_| {
-            BuildError::Config(format!(
-                "SOURCE_DATE_EPOCH={value:?} is not a number of seconds since 1970"
-            ))
-        }),
-        _ => Ok(0),
-    }
-}
-
-/// Write a file so that it is either complete or absent: temporary file, then rename.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    Staged::write(path.to_path_buf(), data)?.persist()?;
-    Ok(())
-}
-
-/// An output written in full (and synced) to a temporary file next to its final place,
-/// waiting to be renamed there; dropped, it is deleted.
-struct Staged {
-    path: PathBuf,
-    file: tempfile::NamedTempFile,
-    digest: FileDigest,
-}
-
-impl Staged {
-    fn write(path: PathBuf, data: &[u8]) -> Result<Staged> {
-        use std::os::unix::fs::PermissionsExt;
-        let what = || format!("write {}", path.display());
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let mut file = tempfile::NamedTempFile::new_in(dir).map_err(BuildError::io(what()))?;
-        file.write_all(data).map_err(BuildError::io(what()))?;
-        file.as_file()
-            .set_permissions(fs::Permissions::from_mode(0o644))
-            .map_err(BuildError::io(what()))?;
-        file.as_file().sync_all().map_err(BuildError::io(what()))?;
-        Ok(Staged {
-            digest: FileDigest::of(data),
-            path,
-            file,
-        })
-    }
-
-    fn persist(self) -> Result<FileDigest> {
-        let what = format!("write {}", self.path.display());
-        self.file
-            .persist(&self.path)
-            .map_err(|err| BuildError::io(what)(err.error))?;
-        Ok(self.digest)
-    }
 }
 
 #[cfg(test)]

@@ -74,6 +74,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use bootkit_common::layout::{ROOTFS_ARCHIVE_GZIP, ROOTFS_ARCHIVE_PLAIN, ROOTFS_ARCHIVE_ZSTD};
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::BuildError;
@@ -235,9 +237,9 @@ impl CompressionKind {
     /// The suffix of a tar archive in this compression (`tar.zst`, `tar.gz`, `tar`).
     pub fn tar_name(self) -> &'static str {
         match self {
-            CompressionKind::Zstd => "rootfs.tar.zst",
-            CompressionKind::Gzip => "rootfs.tar.gz",
-            CompressionKind::None => "rootfs.tar",
+            CompressionKind::Zstd => ROOTFS_ARCHIVE_ZSTD,
+            CompressionKind::Gzip => ROOTFS_ARCHIVE_GZIP,
+            CompressionKind::None => ROOTFS_ARCHIVE_PLAIN,
         }
     }
 }

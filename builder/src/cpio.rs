@@ -9,6 +9,8 @@ use std::io::Write;
 
 use cpio::newc::{self, ModeFileType};
 
+use crate::compress::{Encoder, NoFlush};
+use crate::config::CompressionKind;
 use crate::error::{BuildError, Result};
 use crate::tree::{NodeKind, Tree};
 
@@ -66,6 +68,16 @@ pub fn write_newc_from<W: Write>(tree: &Tree, mut out: W, epoch: u32, first_ino:
         out = writer.finish().map_err(fail())?;
     }
     newc::trailer(out).map_err(BuildError::io("finish the initramfs archive"))
+}
+
+/// The newc archive of `tree`, compressed as `kind` (one stream, so the bytes do not depend on
+/// the machine).
+pub fn compress_cpio(tree: &Tree, kind: CompressionKind, epoch: u32) -> Result<Vec<u8>> {
+    let encoder = Encoder::new(kind, Vec::new()).map_err(BuildError::io("start compressor"))?;
+    let NoFlush(encoder) = write_newc(tree, NoFlush(encoder), epoch)?;
+    encoder
+        .finish()
+        .map_err(BuildError::io("compress the initramfs"))
 }
 
 #[cfg(test)]

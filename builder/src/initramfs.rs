@@ -30,13 +30,13 @@
 
 use std::path::Path;
 
+use bootkit_common::layout::{INIT, MODULES_LOAD_CONF};
+
 use crate::config::{CompressionConfig, CompressionKind, ImageConfig};
 use crate::error::Result;
 use crate::modules::ModuleSet;
 use crate::rootfs::add_program;
 use crate::tree::{Source, Tree};
-
-pub const MODULES_LOAD_CONF: &str = "/etc/modules-load.d/bootkit.conf";
 
 /// The rootfs archive as it goes into the initramfs.
 #[derive(Debug)]
@@ -80,7 +80,7 @@ pub fn initramfs_tree(
         rootfs.add_to(&mut tree)?;
     }
     // Last, so that no program can take /init's place.
-    tree.add_file("/init", Source::Host(config.init.binary.clone()), 0o755)?;
+    tree.add_file(INIT, Source::Host(config.init.binary.clone()), 0o755)?;
     Ok(tree)
 }
 

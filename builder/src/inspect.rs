@@ -10,6 +10,7 @@ use std::io::Read;
 use std::path::Path;
 
 use bootkit_common::compress::{Compression, decode_all, decoder};
+use bootkit_common::layout::is_rootfs_archive;
 use cpio::newc;
 
 use crate::error::{BuildError, Result};
@@ -138,7 +139,7 @@ fn read_cpio<'a>(
         }
         let kind = meta.mode() & 0o170000;
         let mut body = Vec::new();
-        if kind == 0o120000 || is_rootfs_name(meta.name()) {
+        if kind == 0o120000 || is_rootfs_archive(meta.name()) {
             reader
                 .read_to_end(&mut body)
                 .map_err(|err| format!("{}: {err}", meta.name()))?;
@@ -148,7 +149,7 @@ fn read_cpio<'a>(
             0o020000 | 0o060000 => Some(format!("{},{}", meta.rdev_major(), meta.rdev_minor())),
             _ => None,
         };
-        if is_rootfs_name(meta.name()) {
+        if is_rootfs_archive(meta.name()) {
             let listed = list_tar(&body).map_err(|err| format!("{}: {err}", meta.name()))?;
             *rootfs = Some((meta.name().to_string(), listed));
         }
@@ -162,11 +163,6 @@ fn read_cpio<'a>(
         });
         data = reader.finish().map_err(|err| err.to_string())?;
     }
-}
-
-fn is_rootfs_name(name: &str) -> bool {
-    let name = name.trim_start_matches("./").trim_start_matches('/');
-    name.starts_with("rootfs.tar") && !name.contains('/')
 }
 
 /// List a (possibly compressed) tar archive.

@@ -20,6 +20,7 @@
 //!   from [`fs_image`] filesystems placed by [`disk_image`], with host [`tools`], and
 //!   [`publish`]ed compressed with checksums.
 //! - [`oci`]: Tinkerbell action images (OCI layouts); [`registry`]: pushing them.
+//! - [`reproducible`]: SOURCE_DATE_EPOCH and outputs written whole or not at all.
 //! - [`manifest`], [`inspect`], [`check_kernel`], [`progress`].
 
 pub mod bios_boot;
@@ -42,6 +43,7 @@ pub mod oci;
 pub mod progress;
 pub mod publish;
 pub mod registry;
+pub mod reproducible;
 pub mod rootfs;
 pub mod test_os;
 pub mod tools;

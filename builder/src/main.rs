@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use bootkit_builder::build::source_date_epoch;
 use bootkit_builder::oci::{self, ActionImageSpec, LayerFile, LayerLink};
 use bootkit_builder::registry::{self, ImageReference, Transport};
+use bootkit_builder::reproducible::source_date_epoch;
 use bootkit_builder::{
     ImageConfig, Progress, UsbConfig, build_with, check_kernel, inspect, test_os, uki, usb,
 };

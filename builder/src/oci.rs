@@ -308,12 +308,12 @@ pub fn write_layout(image: &OciImage, tag: &str, dir: &Path) -> Result<()> {
     fs::create_dir_all(&blobs).map_err(BuildError::io(format!("create {}", blobs.display())))?;
     for blob in image.blobs() {
         let path = blobs.join(blob.hex());
-        crate::build::write_atomic(&path, &blob.data)?;
+        crate::reproducible::write_atomic(&path, &blob.data)?;
     }
     let marker = LayoutMarker {
         image_layout_version: LAYOUT_VERSION.into(),
     };
-    crate::build::write_atomic(&dir.join("oci-layout"), &to_json(&marker)?)?;
+    crate::reproducible::write_atomic(&dir.join("oci-layout"), &to_json(&marker)?)?;
     let mut manifest = image.manifest.descriptor();
     manifest.annotations = Some([(REF_NAME_ANNOTATION.to_string(), tag.to_string())].into());
     manifest.platform = Some(Platform::linux_amd64());
@@ -322,7 +322,7 @@ pub fn write_layout(image: &OciImage, tag: &str, dir: &Path) -> Result<()> {
         media_type: Some(INDEX_MEDIA_TYPE.into()),
         manifests: vec![manifest],
     };
-    crate::build::write_atomic(&dir.join("index.json"), &to_json(&index)?)
+    crate::reproducible::write_atomic(&dir.join("index.json"), &to_json(&index)?)
 }
 
 impl OciImage {

@@ -14,16 +14,14 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use bootkit_common::compress;
+use bootkit_common::layout::{APPLETS_DIR, INIT_IN_ROOTFS, SERVICES_DIR};
+use bootkit_common::service_def;
 
 use crate::compress::Encoder;
 use crate::config::{CompressionKind, ImageConfig, Program};
 use crate::elf::{HostEntry, gather_libraries};
 use crate::error::{BuildError, Result};
 use crate::tree::{Node, NodeKind, Source, Tree, mode_of, normalize};
-
-/// Where the init binary lives in the rootfs; applets link to it.
-pub const INIT_IN_ROOTFS: &str = "/usr/bin/bootkit";
-pub const SERVICES_DIR: &str = "/etc/bootkit/services";
 
 /// Add a host program at its destination, its links, and the libraries it needs.
 pub fn add_program(tree: &mut Tree, program: &Program) -> Result<()> {
@@ -84,7 +82,7 @@ pub fn added_tree(config: &ImageConfig) -> Result<Tree> {
     }
     tree.add_file(INIT_IN_ROOTFS, Source::Host(init.clone()), 0o755)?;
     for applet in &config.init.applets {
-        tree.add_symlink(&format!("/usr/sbin/{applet}"), INIT_IN_ROOTFS)?;
+        tree.add_symlink(&format!("{APPLETS_DIR}/{applet}"), INIT_IN_ROOTFS)?;
     }
     for overlay in &config.overlay {
         let (source, default_mode) = match (&overlay.src, &overlay.content) {
@@ -117,8 +115,9 @@ pub fn missing_init(path: &Path) -> BuildError {
     }
 }
 
-/// Service definitions: every `*.toml` of the directory, checked to be valid TOML now
-/// rather than failing at boot.
+/// Service definitions: every `*.toml` of the directory, checked against the init's schema
+/// now, so that a typo fails the build, naming the file, line and key, instead of the node
+/// skipping the service at boot.
 fn add_services(tree: &mut Tree, dir: &Path) -> Result<()> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .map_err(BuildError::io(format!(
@@ -132,12 +131,7 @@ fn add_services(tree: &mut Tree, dir: &Path) -> Result<()> {
     for path in files {
         let text = fs::read_to_string(&path)
             .map_err(BuildError::io(format!("read service {}", path.display())))?;
-        if let Err(err) = text.parse::<toml::Table>() {
-            return Err(BuildError::Config(format!(
-                "service {} is not valid TOML: {err}",
-                path.display()
-            )));
-        }
+        check_service(&path, &text)?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         let name = name.unwrap_or_default();
         tree.add_file(
@@ -147,6 +141,26 @@ fn add_services(tree: &mut Tree, dir: &Path) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The same checks the init makes when it loads a definition at boot.
+fn check_service(path: &Path, text: &str) -> Result<()> {
+    let problem = if text.len() as u64 > service_def::MAX_FILE_BYTES {
+        format!(
+            "{} bytes is more than the init reads (at most {})",
+            text.len(),
+            service_def::MAX_FILE_BYTES
+        )
+    } else {
+        match service_def::parse(&service_def::name_of_file(path), text) {
+            Ok(_) => return Ok(()),
+            Err(err) => err.to_string(),
+        }
+    };
+    Err(BuildError::Config(format!(
+        "service definition {}: {problem}; fix it, or the init skips this service at boot",
+        path.display()
+    )))
 }
 
 /// What the input tarball holds, learnt in a first pass.
@@ -434,6 +448,53 @@ fn append_node<W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_misspelt_service_key_fails_the_build_naming_file_line_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("good.toml"), "command = \"/bin/true\"\n").unwrap();
+        fs::write(
+            dir.path().join("worker.toml"),
+            "args = [\"-v\"]\ncomand = \"/usr/bin/worker\"\n",
+        )
+        .unwrap();
+        let message = add_services(&mut Tree::new(), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("worker.toml: line 2: "), "{message}");
+        assert!(message.contains("unknown field `comand`"), "{message}");
+    }
+
+    #[test]
+    fn a_wrong_value_is_refused_with_its_key_and_good_services_are_added() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("a.toml"),
+            "command = \"x\"\nmodes = [\"rescue\"]\n",
+        )
+        .unwrap();
+        let message = add_services(&mut Tree::new(), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("unknown mode `rescue`"), "{message}");
+        fs::write(
+            dir.path().join("a.toml"),
+            "command = \"x\"\nuser = \"root\"\n",
+        )
+        .unwrap();
+        let message = add_services(&mut Tree::new(), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("line 2: `user`: "), "{message}");
+        fs::write(dir.path().join("a.toml"), "command = \"x\"\n").unwrap();
+        let mut tree = Tree::new();
+        add_services(&mut tree, dir.path()).unwrap();
+        assert_eq!(
+            tree.len(),
+            4,
+            "/etc, /etc/bootkit, its services dir and a.toml"
+        );
+    }
 
     #[test]
     fn symlinked_directories_of_the_base_are_followed() {

@@ -22,11 +22,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::thread;
 
+use bootkit_common::layout::INIT;
 use uuid::Uuid;
 
 use crate::bios_boot;
-use crate::build::{compress_cpio, source_date_epoch};
 use crate::config::{CompressionKind, KernelSource, Program};
+use crate::cpio::compress_cpio;
 use crate::dirs::scratch_dir_in;
 use crate::disk_image::{
     ESP_TYPE, LINUX_DATA_TYPE, PartitionSpec, PlacedPartition, assemble, derived_guid,
@@ -38,14 +39,13 @@ use crate::fs_image::{
 use crate::kernel;
 use crate::progress::Progress;
 use crate::publish::{Published, compress_file, sibling, write_sha256sum};
+use crate::reproducible::source_date_epoch;
 use crate::rootfs::add_program;
 use crate::tree::{Source, Tree};
-use crate::uki::{UkiInputs, build_uki};
+use crate::uki::{ESP_LOADER, UkiInputs, build_uki};
 
 /// The UKI's kernel command line.
 pub const CMDLINE: &str = "console=ttyS0 quiet";
-/// Where firmware looks for a bootloader on a disk it has no boot entry for.
-pub const ESP_LOADER: &str = "EFI/BOOT/BOOTX64.EFI";
 /// Partition names, as EMT names them.
 pub const PARTITION_NAMES: [&str; 3] = ["esp", "rootfs", "edge_persistent"];
 /// Space left free in the rootfs for what the installer writes into it (users, network,
@@ -294,11 +294,7 @@ fn marker_initramfs(busybox: &Path, marker: &str, epoch: u64) -> Result<Vec<u8>>
             links: vec!["sh".into()],
         },
     )?;
-    tree.add_file(
-        "/init",
-        Source::Bytes(init_script(marker).into_bytes()),
-        0o755,
-    )?;
+    tree.add_file(INIT, Source::Bytes(init_script(marker).into_bytes()), 0o755)?;
     let epoch = u32::try_from(image_epoch(epoch)).map_err(|_| {
         BuildError::Config(format!(
             "SOURCE_DATE_EPOCH {epoch} does not fit a cpio mtime"

@@ -18,6 +18,10 @@ use crate::error::{BuildError, Result};
 use crate::tools::OBJCOPY;
 
 /// Where Debian's systemd-boot-efi puts the x86-64 stub.
+/// Where firmware looks for a bootloader on a disk it has no boot entry for: a UKI placed
+/// here boots from any ESP.
+pub const ESP_LOADER: &str = "EFI/BOOT/BOOTX64.EFI";
+
 pub const DEFAULT_STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 
 /// Sections start on page boundaries (what systemd's ukify does too).

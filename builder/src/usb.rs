@@ -14,6 +14,8 @@
 use std::fs;
 use std::path::Path;
 
+use bootkit_common::layout::{INSTALL_CONFIG_NAME, USB_DATA_LABEL, USB_ESP_NAME};
+
 use crate::config::UsbConfig;
 use crate::dirs::scratch_dir_in;
 use crate::disk_image::{
@@ -24,14 +26,9 @@ use crate::fs_image::{Ext4Options, FatFile, make_ext4, make_fat, volume_id};
 use crate::kernel::sha256_file;
 use crate::progress::Progress;
 use crate::publish::sibling;
-use crate::test_os::ESP_LOADER;
+use crate::reproducible::source_date_epoch;
+use crate::uki::ESP_LOADER;
 
-/// The data partition's GPT name and filesystem label.
-pub const DATA_LABEL: &str = "BOOTKIT-DATA";
-/// The ESP's GPT name.
-pub const ESP_NAME: &str = "BOOTKIT-ESP";
-/// The install config's name on the data partition.
-pub const INSTALL_CONFIG_NAME: &str = "install.toml";
 /// Free space on the data partition (the installer may leave its log there).
 const DATA_HEADROOM: u64 = 32 << 20;
 const ESP_HEADROOM: u64 = 2 << 20;
@@ -76,7 +73,7 @@ pub fn build_usb(
     stage_data(inputs, &digest, &staging)?;
 
     let seed = format!("bootkit usb {digest}");
-    let epoch = crate::build::source_date_epoch()?;
+    let epoch = source_date_epoch()?;
     let task = progress.task("making the USB stick's filesystems", None);
     let esp = scratch.path().join("esp.img");
     make_fat(
@@ -95,7 +92,7 @@ pub fn build_usb(
         &data,
         &staging,
         &Ext4Options {
-            label: DATA_LABEL,
+            label: USB_DATA_LABEL,
             uuid: derived_guid(&seed, "data-fs"),
             headroom: DATA_HEADROOM,
             epoch,
@@ -108,13 +105,13 @@ pub fn build_usb(
         derived_guid(&seed, "disk"),
         &[
             PartitionSpec {
-                name: ESP_NAME.into(),
+                name: USB_ESP_NAME.into(),
                 type_guid: ESP_TYPE,
                 unique_guid: derived_guid(&seed, "esp"),
                 image: esp,
             },
             PartitionSpec {
-                name: DATA_LABEL.into(),
+                name: USB_DATA_LABEL.into(),
                 type_guid: LINUX_DATA_TYPE,
                 unique_guid: derived_guid(&seed, "data"),
                 image: data,

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use bootkit_builder::Progress;
 use bootkit_builder::uki::{DEFAULT_STUB, UkiInputs, build_uki, os_release};
-use bootkit_builder::usb::{DATA_LABEL, ESP_NAME, UsbInputs, build_usb};
+use bootkit_builder::usb::{UsbInputs, build_usb};
+use bootkit_common::layout::{USB_DATA_LABEL, USB_ESP_NAME};
 use common::{ESP_TYPE, LINUX_DATA_TYPE, e2fs_image, label, partitions, run};
 use sha2::{Digest, Sha256};
 
@@ -116,7 +117,7 @@ fn the_stick_boots_the_bootkit_and_carries_the_os_image() {
     let summary = common::names_and_types(&found);
     assert_eq!(
         summary,
-        [(ESP_NAME, ESP_TYPE), (DATA_LABEL, LINUX_DATA_TYPE)]
+        [(USB_ESP_NAME, ESP_TYPE), (USB_DATA_LABEL, LINUX_DATA_TYPE)]
     );
     assert!(found.iter().all(|p| p.offset % (1 << 20) == 0));
     assert_eq!(label(&image, &found[1]), "BOOTKIT-DATA");

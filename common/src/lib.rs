@@ -1,17 +1,36 @@
 //! Code that both sides of the bootkit need: the builder writes what the init reads.
 //!
+//! - [`layout`]: the paths and names the builder writes and the init and installer look for.
+//! - [`service_def`]: the service definition schema (`/etc/bootkit/services/*.toml`) and the
+//!   boot modes.
+//! - [`toml_parse`]: TOML into a schema, with errors naming the line, column and key.
 //! - [`compress`]: recognise gzip, zstd and xz streams by their magic bytes and decode them.
 //! - [`kmod`]: kernel module names, `modules.dep` / `modules.builtin` indexes and dependency order.
 //! - [`bmap`]: bmaptool's block maps (which ranges of a sparse image hold data), read and made.
 //! - [`power`]: reboot or power off through the system's own commands.
 //! - [`cmdline`]: the kernel command line split into words, as the kernel splits it.
 //! - [`mac`]: the Ethernet MAC address type every crate parses and shows MACs with.
+//! - [`identity`]: which serials and UUIDs name a machine (OEM placeholders do not), and the
+//!   one stored form of a UUID.
+//! - [`size`]: byte counts for people (`59.6 GiB`).
+//! - [`error_text`]: an error with all its causes, for messages people read.
+//! - [`layered_config`]: settings from flags, the environment, env files and the kernel
+//!   command line, each with its origin, and the one boolean spelling rule.
 //! - [`net_errors`]: which socket errors a server's receive loop steps over.
 
 pub mod bmap;
 pub mod cmdline;
 pub mod compress;
+pub mod error_text;
+pub mod identity;
 pub mod kmod;
+pub mod layered_config;
+pub mod layout;
 pub mod mac;
 pub mod net_errors;
 pub mod power;
+pub mod service_def;
+pub mod size;
+pub mod toml_parse;
+
+pub use error_text::error_chain;

@@ -105,22 +105,33 @@ mod tests {
             "::::::",
         ] {
             let error = text.parse::<MacAddr>().unwrap_err();
-            assert!(error.to_string().contains("e.g. 52:54:00:12:34:56"), "{text:?}: {error}");
+            assert!(
+                error.to_string().contains("e.g. 52:54:00:12:34:56"),
+                "{text:?}: {error}"
+            );
         }
     }
 
     #[test]
     fn identity_rule_drops_zero_and_multicast_addresses() {
-        assert!("52:54:00:12:34:56".parse::<MacAddr>().unwrap().is_unicast_identity());
-        assert!(!"00:00:00:00:00:00".parse::<MacAddr>().unwrap().is_unicast_identity());
-        assert!(!"ff:ff:ff:ff:ff:ff".parse::<MacAddr>().unwrap().is_unicast_identity());
-        assert!(!"01:00:5e:00:00:01".parse::<MacAddr>().unwrap().is_unicast_identity());
+        for (text, names_a_machine) in [
+            ("52:54:00:12:34:56", true),
+            ("00:00:00:00:00:00", false),
+            ("ff:ff:ff:ff:ff:ff", false),
+            ("01:00:5e:00:00:01", false),
+        ] {
+            let mac: MacAddr = text.parse().unwrap();
+            assert_eq!(mac.is_unicast_identity(), names_a_machine, "{text}");
+        }
     }
 
     #[test]
     fn serde_round_trips_as_the_shown_text() {
         let mac: MacAddr = serde_json::from_str("\"52-54-00-12-34-56\"").unwrap();
-        assert_eq!(serde_json::to_string(&mac).unwrap(), "\"52:54:00:12:34:56\"");
+        assert_eq!(
+            serde_json::to_string(&mac).unwrap(),
+            "\"52:54:00:12:34:56\""
+        );
         assert!(serde_json::from_str::<MacAddr>("\"nope\"").is_err());
     }
 }

@@ -7,17 +7,16 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::cmdline::{Cmdline, Mode};
+use bootkit_common::layout::{MODULES_LOAD_DIR, SERVICES_DIR};
+use bootkit_common::service_def::BootMode;
+
+use crate::cmdline::Cmdline;
 use crate::fatal::{self, Fatal};
 use crate::power::{self, PowerAction};
 use crate::{modules, mounts, network, rootfs, shell, supervisor, targets};
 
 /// Where the tmpfs root is mounted before switch_root.
 const NEWROOT: &str = "/newroot";
-/// Service definitions inside the rootfs.
-const SERVICES_DIR: &str = "/etc/bootkit/services";
-/// Modules the image config asks for, written by the builder into the initramfs.
-const MODULES_LOAD_DIR: &str = "/etc/modules-load.d";
 
 /// Milliseconds spent in each stage, for the ready line.
 #[derive(Debug, Default, Clone, Copy)]
@@ -139,14 +138,14 @@ fn stages(
         exec_rootfs_init(init, cmdline);
     }
     network::start(&cmdline.env, syslog);
-    if cmdline.mode == Mode::Shell {
+    if cmdline.mode == BootMode::Shell {
         start_mode_shell();
     }
 
     let stage = Instant::now();
     let config = supervisor::Config {
         services_dir: SERVICES_DIR.into(),
-        mode: cmdline.mode.as_str().to_string(),
+        mode: cmdline.mode,
         env: cmdline.env.clone(),
         targets: targets::all(),
     };

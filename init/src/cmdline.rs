@@ -9,35 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// What the bootkit runs once the root filesystem is up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// PXE-booted provisioning OS: device discovery and the workflow worker.
-    Provision,
-    /// USB standalone installer.
-    Standalone,
-    /// Services of the shell mode plus an interactive shell on the console.
-    Shell,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Provision => "provision",
-            Mode::Standalone => "standalone",
-            Mode::Shell => "shell",
-        }
-    }
-
-    fn parse(value: &str) -> Option<Mode> {
-        match value {
-            "provision" => Some(Mode::Provision),
-            "standalone" => Some(Mode::Standalone),
-            "shell" => Some(Mode::Shell),
-            _ => None,
-        }
-    }
-}
+use bootkit_common::service_def::BootMode;
 
 /// What PID 1 does after a fatal error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +61,7 @@ pub struct Cmdline {
     /// `init=`: exec this program of the rootfs instead of supervising it ourselves.
     pub init: Option<String>,
     pub rdinit: Option<String>,
-    pub mode: Mode,
+    pub mode: BootMode,
     /// `bootkit.rootfs=`: the rootfs archive inside the initramfs.
     pub rootfs: Option<PathBuf>,
     pub on_error: OnError,
@@ -114,7 +86,7 @@ impl Default for Cmdline {
             modules_load: Vec::new(),
             init: None,
             rdinit: None,
-            mode: Mode::Provision,
+            mode: BootMode::Provision,
             rootfs: None,
             on_error: OnError::Shell,
             on_error_delay: DEFAULT_ERROR_DELAY,
@@ -187,9 +159,9 @@ impl Cmdline {
 
     fn apply_bootkit_key(&mut self, key: &str, value: &str) {
         match key {
-            "bootkit.mode" => match Mode::parse(value) {
-                Some(mode) => self.mode = mode,
-                None => self.warn(key, value, "provision, standalone or shell"),
+            "bootkit.mode" => match value.parse() {
+                Ok(mode) => self.mode = mode,
+                Err(_) => self.warn(key, value, "provision, standalone or shell"),
             },
             "bootkit.rootfs" => self.rootfs = Some(PathBuf::from(value)),
             "bootkit.on_error" => match OnError::parse(value) {
@@ -237,7 +209,7 @@ mod tests {
         assert!(cmdline.skip_fsck && cmdline.noresume && cmdline.quiet);
         assert_eq!(cmdline.modules_load, ["nbd", "cdc_ncm"]);
         assert_eq!(cmdline.consoles, ["tty0", "ttyS0,115200"]);
-        assert_eq!(cmdline.mode, Mode::Provision);
+        assert_eq!(cmdline.mode, BootMode::Provision);
         assert_eq!(cmdline.on_error, OnError::Shell);
         assert!(cmdline.warnings.is_empty());
     }
@@ -288,7 +260,7 @@ mod tests {
             "bootkit.mode=standalone bootkit.rootfs=/other.tar bootkit.on_error=poweroff \
              bootkit.on_error_delay=0 init=/sbin/init rdinit=/init loglevel=7",
         );
-        assert_eq!(cmdline.mode, Mode::Standalone);
+        assert_eq!(cmdline.mode, BootMode::Standalone);
         assert_eq!(cmdline.rootfs, Some(PathBuf::from("/other.tar")));
         assert_eq!(cmdline.on_error, OnError::Poweroff);
         assert_eq!(cmdline.on_error_delay, Duration::ZERO);
@@ -301,7 +273,7 @@ mod tests {
     #[test]
     fn bad_values_warn_and_keep_the_default() {
         let cmdline = Cmdline::parse("bootkit.mode=fast bootkit.on_error=explode loglevel=x");
-        assert_eq!(cmdline.mode, Mode::Provision);
+        assert_eq!(cmdline.mode, BootMode::Provision);
         assert_eq!(cmdline.on_error, OnError::Shell);
         assert_eq!(cmdline.loglevel, None);
         assert_eq!(cmdline.warnings.len(), 3);

@@ -22,6 +22,7 @@ use bootkit_init::{error, info, log, rootfs, warn};
 
 use std::path::{Path, PathBuf};
 
+use bootkit_common::service_def::BootMode;
 use power::PowerAction;
 
 const USAGE: &str = "\
@@ -87,13 +88,14 @@ fn dispatch(command: &str, args: &[String]) -> i32 {
 /// `bootkit supervise DIR [--mode MODE]`
 fn supervise(args: &[String]) -> i32 {
     let mut dir: Option<PathBuf> = None;
-    let mut mode = "provision".to_string();
+    let mut mode = BootMode::Provision;
     let mut targets = Vec::new();
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
-            "--mode" => match rest.next() {
-                Some(value) => mode = value.clone(),
+            "--mode" => match rest.next().map(|value| value.parse()) {
+                Some(Ok(value)) => mode = value,
+                Some(Err(unknown)) => return usage_error(&unknown.to_string()),
                 None => return usage_error("--mode needs a value"),
             },
             "--target" => match rest.next().map(|value| parse_target(value)) {

@@ -11,10 +11,9 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bootkit_common::size::human_size;
 use gptman::{GPT, GPTPartitionEntry};
 use serde::Deserialize;
-
-use crate::disk::human_size;
 
 /// Changes to the written image's partition table (`[layout]` in the install config), such as
 /// EMT's A/B layout: a second rootfs partition for updates and the persistent partition last.

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use bootkit_common::bmap::{Bmap, BmapError};
 use bootkit_common::compress::{Compression, decoder};
+use bootkit_common::size::human_size;
 
 use crate::config::{AfterInstall, ConfigError, InstallConfig};
 use crate::configure::{self, ConfigureError};
-use crate::disk::{self, DiskError, human_size};
+use crate::disk::{self, DiskError};
 use crate::efi::{self, EfiError};
 use crate::gpt::{self, GptError};
 use crate::power;

@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +33,14 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long open connections get to finish their requests after shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// PEM files of a server's certificate chain and key: gRPC's, the admin API's and the boot
+/// service's HTTPS listener's.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
 
 /// The client certificate chain (leaf first) that the TLS handshake verified against the
 /// configured client CA. In a request's extensions only when the client presented one.

@@ -9,6 +9,7 @@ use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::boot::{HttpCounters, SyslogSinkCounters};
 use crate::state::State;
 use crate::store::{NodeState, Store, StoreError};
 
@@ -19,18 +20,9 @@ pub struct Metrics {
     pub tftp: Arc<bootkit_tftp::Counters>,
     pub syslog: Arc<bootkit_syslog_receiver::Counters>,
     /// What became of received syslog lines: stored under a node, or why not.
-    pub syslog_sink: Arc<crate::boot::SyslogSinkCounters>,
-    pub http: HttpCounters,
-}
-
-/// Node-facing HTTP requests, by what they asked for.
-#[derive(Debug, Default)]
-pub struct HttpCounters {
-    pub scripts: AtomicU64,
-    pub artifacts: AtomicU64,
-    pub artifact_bytes: AtomicU64,
-    pub metadata: AtomicU64,
-    pub not_found: AtomicU64,
+    pub syslog_sink: Arc<SyslogSinkCounters>,
+    /// Node-facing HTTP requests.
+    pub http: Arc<HttpCounters>,
 }
 
 const WORKFLOW_STATES: [State; 5] = [

@@ -21,19 +21,13 @@ use tink_proto::legacy::workflow_service_server::WorkflowServiceServer as Legacy
 
 use crate::boot::{Advertised, BootContext, BootOptions, KernelOptions, SyslogSink};
 use crate::grpc::WorkflowServer;
+use crate::https::TlsFiles;
 use crate::metrics::Metrics;
 use crate::onboarding::OnboardingServer;
 use crate::store::Store;
 
 /// How long listeners get to finish open requests once the server stops; then they are cut.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// PEM files of a server's certificate chain and key.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
 
 /// Where to listen. Port 0 picks a free port; [`RunningServer`] tells which.
 #[derive(Debug, Clone)]
@@ -457,7 +451,7 @@ impl BoundBoot {
             store: Arc::clone(&store),
             advertised: advertised.clone(),
             kernel: kernel.clone(),
-            metrics: Arc::clone(&server.metrics),
+            counters: Arc::clone(&server.metrics.http),
         });
         let metrics = &server.metrics;
         let mut services: Vec<(&'static str, Service)> = Vec::new();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::TestDb;
 use common::admin::{ADMIN_TOKEN, AdminClient, AdminServer, Pem, https_get, token_options};
 use provisioner::admin::AdminOptions;
-use provisioner::server::TlsFiles;
+use provisioner::https::TlsFiles;
 use provisioner::store::Store;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use reqwest::StatusCode;

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use common::TestDb;
 use common::admin::{AdminServer, Pem, https_get};
 use provisioner::admin::AdminOptions;
-use provisioner::server::TlsFiles;
+use provisioner::https::TlsFiles;
 
 const FILES: [(&str, u32); 7] = [
     ("ca.pem", 0o644),

@@ -13,7 +13,8 @@ use std::time::Duration;
 use common::fleet::report;
 use common::{TEMPLATE, TestDb};
 use provisioner::boot::{BootOptions, DhcpOptions, HttpsOptions, KernelOptions, TftpOptions};
-use provisioner::server::{RunningServer, ServeOptions, TlsFiles};
+use provisioner::https::TlsFiles;
+use provisioner::server::{RunningServer, ServeOptions};
 use provisioner::state::State;
 use provisioner::store::{Discovery, Identity, ProfileSpec, RegistrationSpec, Store};
 

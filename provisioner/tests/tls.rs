@@ -6,7 +6,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{MAC, TestDb, seed};
-use provisioner::server::{RunningServer, ServeOptions, TlsFiles};
+use provisioner::https::TlsFiles;
+use provisioner::server::{RunningServer, ServeOptions};
 use provisioner::store::Store;
 use tink_proto::current::ActionRequest;
 use tink_proto::current::workflow_service_client::WorkflowServiceClient;

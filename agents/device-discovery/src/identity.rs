@@ -6,7 +6,8 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
-use bootkit_hwinfo::{AgentAttributes, NetworkInterface, is_placeholder};
+use bootkit_common::mac::MacAddr;
+use bootkit_hwinfo::{AgentAttributes, NetworkInterface};
 
 use crate::config::IdentityOverrides;
 use crate::hardware;
@@ -16,7 +17,7 @@ pub struct Identity {
     /// Absent when DMI has none or only a firmware placeholder.
     pub serial: Option<String>,
     pub uuid: Option<String>,
-    /// Lower-case `aa:bb:cc:dd:ee:ff`: the node's worker id.
+    /// [`MacAddr`]'s form, `aa:bb:cc:dd:ee:ff`: the node's worker id.
     pub boot_mac: String,
     /// Every physical NIC's MAC, the boot MAC first.
     pub macs: Vec<String>,
@@ -71,21 +72,23 @@ pub async fn discover(
     wait: IpWait,
 ) -> Result<Identity, IdentityError> {
     let attributes = bootkit_hwinfo::collect_from(root);
-    let interfaces: Vec<(String, String)> = attributes
+    // The config has checked the worker id's form already.
+    let worker_mac: Option<MacAddr> = overrides.mac.as_deref().and_then(|mac| mac.parse().ok());
+    let interfaces: Vec<(String, MacAddr)> = attributes
         .network_interfaces
         .iter()
         .filter_map(physical_mac)
         .collect();
     let mut boot = None;
     for attempt in 1..=wait.tries {
-        boot = boot_interface(&interfaces, overrides.mac.as_deref(), addresses);
+        boot = boot_interface(&interfaces, worker_mac, addresses);
         let has_ip = boot.as_ref().is_some_and(|(_, ip)| ip.is_some());
         if has_ip || overrides.ip.is_some() || attempt == wait.tries {
             break;
         }
         tokio::time::sleep(wait.interval).await;
     }
-    let (boot_mac, boot_ip) = match (boot, overrides.mac.clone()) {
+    let (boot_mac, boot_ip) = match (boot, worker_mac) {
         (Some(found), _) => found,
         (None, Some(mac)) => (mac, None),
         (None, None) => {
@@ -106,16 +109,16 @@ pub async fn discover(
 fn identity(
     attributes: AgentAttributes,
     overrides: &IdentityOverrides,
-    interfaces: &[(String, String)],
-    boot_mac: String,
+    interfaces: &[(String, MacAddr)],
+    boot_mac: MacAddr,
     boot_ip: Option<Ipv4Addr>,
 ) -> Identity {
-    let mut macs = vec![boot_mac.clone()];
+    let mut macs = vec![boot_mac.to_string()];
     macs.extend(
         interfaces
             .iter()
-            .map(|(_, mac)| mac.clone())
-            .filter(|mac| *mac != boot_mac),
+            .filter(|(_, mac)| *mac != boot_mac)
+            .map(|(_, mac)| mac.to_string()),
     );
     let dmi_serial = attributes
         .product
@@ -129,34 +132,36 @@ fn identity(
             .uuid
             .clone()
             .or_else(|| attributes.system_uuid.clone()),
-        boot_mac,
+        boot_mac: boot_mac.to_string(),
         macs,
         ip: overrides.ip.clone().or(boot_ip.map(|ip| ip.to_string())),
         hardware: hardware::to_json(&attributes),
     }
 }
 
-fn physical_mac(interface: &NetworkInterface) -> Option<(String, String)> {
-    let mac = interface.mac.clone().filter(|mac| !is_placeholder(mac))?;
-    Some((interface.name.clone(), mac))
+/// The interface's MAC when it can name the machine (not unset, not multicast).
+fn physical_mac(interface: &NetworkInterface) -> Option<(String, MacAddr)> {
+    let mac = interface.mac.as_deref()?.parse::<MacAddr>().ok()?;
+    mac.is_unicast_identity()
+        .then(|| (interface.name.clone(), mac))
 }
 
 /// EMT's rule: the interface with the given MAC, else the first one with an IPv4 address,
 /// else (no address yet) the first one; with its first IPv4 address if it has one.
 fn boot_interface(
-    interfaces: &[(String, String)],
-    mac: Option<&str>,
+    interfaces: &[(String, MacAddr)],
+    mac: Option<MacAddr>,
     addresses: &dyn AddressSource,
-) -> Option<(String, Option<Ipv4Addr>)> {
+) -> Option<(MacAddr, Option<Ipv4Addr>)> {
     let first_ip = |name: &str| addresses.ipv4(name).into_iter().next();
     if let Some(mac) = mac {
-        let (name, _) = interfaces.iter().find(|(_, candidate)| candidate == mac)?;
-        return Some((mac.to_string(), first_ip(name)));
+        let (name, _) = interfaces.iter().find(|(_, candidate)| *candidate == mac)?;
+        return Some((mac, first_ip(name)));
     }
     interfaces
         .iter()
-        .find_map(|(name, mac)| first_ip(name).map(|ip| (mac.clone(), Some(ip))))
-        .or_else(|| interfaces.first().map(|(_, mac)| (mac.clone(), None)))
+        .find_map(|(name, mac)| first_ip(name).map(|ip| (*mac, Some(ip))))
+        .or_else(|| interfaces.first().map(|(_, mac)| (*mac, None)))
 }
 
 #[cfg(test)]
@@ -172,10 +177,14 @@ mod tests {
         }
     }
 
-    fn nics() -> Vec<(String, String)> {
+    fn mac(text: &str) -> MacAddr {
+        text.parse().unwrap()
+    }
+
+    fn nics() -> Vec<(String, MacAddr)> {
         vec![
-            ("eno1".to_string(), "aa:00:00:00:00:01".to_string()),
-            ("eno2".to_string(), "aa:00:00:00:00:02".to_string()),
+            ("eno1".to_string(), mac("aa:00:00:00:00:01")),
+            ("eno2".to_string(), mac("aa:00:00:00:00:02")),
         ]
     }
 
@@ -184,10 +193,7 @@ mod tests {
         let table = Table(HashMap::from([("eno2", Ipv4Addr::new(10, 0, 0, 2))]));
         assert_eq!(
             boot_interface(&nics(), None, &table),
-            Some((
-                "aa:00:00:00:00:02".to_string(),
-                Some(Ipv4Addr::new(10, 0, 0, 2))
-            ))
+            Some((mac("aa:00:00:00:00:02"), Some(Ipv4Addr::new(10, 0, 0, 2))))
         );
     }
 
@@ -195,8 +201,8 @@ mod tests {
     fn the_worker_id_mac_wins_even_without_an_address() {
         let table = Table(HashMap::from([("eno2", Ipv4Addr::new(10, 0, 0, 2))]));
         assert_eq!(
-            boot_interface(&nics(), Some("aa:00:00:00:00:01"), &table),
-            Some(("aa:00:00:00:00:01".to_string(), None))
+            boot_interface(&nics(), Some(mac("aa:00:00:00:00:01")), &table),
+            Some((mac("aa:00:00:00:00:01"), None))
         );
     }
 
@@ -205,7 +211,7 @@ mod tests {
         let table = Table(HashMap::new());
         assert_eq!(
             boot_interface(&nics(), None, &table),
-            Some(("aa:00:00:00:00:01".to_string(), None))
+            Some((mac("aa:00:00:00:00:01"), None))
         );
     }
 }

@@ -18,7 +18,7 @@ use std::path::Path;
 
 pub use block::{BlockDevice, ControllerType, DriveType};
 pub use cpu::{Cpu, Processor};
-pub use dmi::{Baseboard, Bios, Chassis, Product, is_placeholder};
+pub use dmi::{Baseboard, Bios, Chassis, Product};
 pub use memory::Memory;
 pub use network::{NetworkInterface, network_interfaces};
 pub use pci::PciDevice;

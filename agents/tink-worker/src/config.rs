@@ -364,7 +364,7 @@ fn worker_id(sources: &Sources, sys: &Path) -> Result<String, ConfigError> {
         .find_map(|interface| {
             interface
                 .mac
-                .filter(|mac| !bootkit_hwinfo::is_placeholder(mac))
+                .filter(|mac| !bootkit_common::identity::is_placeholder(mac))
         })
         .ok_or_else(|| {
             missing(

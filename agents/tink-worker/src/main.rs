@@ -12,9 +12,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use bootkit_oci::{Credentials, RegistryClient, RegistryConfig};
 use tink_worker::config::{Config, Flags};
 use tink_worker::protocol::{Action, WorkflowClient};
-use tink_worker::registry::{Credentials, RegistryClient, RegistryConfig};
 use tink_worker::runtime::{ArgsMode, Runtime, RuntimeConfig};
 use tink_worker::worker::adapters::{ContainerdRunner, ServerConnection};
 use tink_worker::worker::power::SystemPower;

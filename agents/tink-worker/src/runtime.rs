@@ -22,8 +22,8 @@ use containerd_client::services::v1::introspection_client::IntrospectionClient;
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Code, Request, Status};
 
-use crate::error_text::error_chain;
-use crate::registry::RegistryError;
+use bootkit_common::error_chain;
+use bootkit_oci::RegistryError;
 
 pub use container::{ActionOutcome, ArgsMode, ContainerRequest, OutputStream};
 pub use pull::PulledImage;

@@ -14,8 +14,8 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use bootkit_oci::{RegistryClient, RegistryConfig};
 use support::{ContainerdGuard, RegistryGuard, RegistryOptions, TestImage, push};
-use tink_worker::registry::{RegistryClient, RegistryConfig};
 use tink_worker::runtime::{ContainerRequest, Runtime, RuntimeConfig};
 
 const LAYERS: usize = 4;

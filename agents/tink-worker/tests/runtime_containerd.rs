@@ -6,10 +6,8 @@ mod support;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use bootkit_oci::{Credentials, RegistryClient, RegistryConfig, RegistryError, RetryPolicy};
 use support::{ContainerdGuard, RegistryGuard, RegistryOptions, TestCa, TestImage, push};
-use tink_worker::registry::{
-    Credentials, RegistryClient, RegistryConfig, RegistryError, RetryPolicy,
-};
 use tink_worker::runtime::{
     ActionOutcome, ArgsMode, ContainerRequest, OutputStream, Runtime, RuntimeConfig, RuntimeError,
 };

@@ -17,15 +17,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use bootkit_oci::{RegistryClient, RegistryConfig};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use provisioner::server::{Protocols, RunningServer, ServeOptions, TlsFiles};
+use provisioner::https::TlsFiles;
+use provisioner::server::{Protocols, RunningServer, ServeOptions};
 use provisioner::state::State;
 use provisioner::store::{HardwareSpec, Store, Workflow};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use support::{ContainerdGuard, RegistryGuard, RegistryOptions, TestCa, TestImage, push};
 use tempfile::TempDir;
-use tink_worker::registry::{RegistryClient, RegistryConfig};
 
 /// The machine the worker runs as: the hardware id and the worker id alike.
 const MACHINE: &str = "machine-1";

@@ -5,13 +5,9 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use bootkit_common::compress::{self, Compression};
+use bootkit_common::layout::ROOTFS_ARCHIVE_NAMES;
 
 use super::RootfsError;
-
-/// Where the builder (and EMT's generate-bootkit-initramfs.sh, for `.tar.gz`) puts the archive,
-/// in the order they are tried. The name is only a place to look: the format comes from the
-/// magic bytes.
-pub const ARCHIVE_NAMES: [&str; 3] = ["rootfs.tar.gz", "rootfs.tar.zst", "rootfs.tar"];
 
 /// Big reads keep the decompressors and the syscall count efficient.
 const READ_BUFFER: usize = 256 * 1024;
@@ -20,12 +16,15 @@ pub fn find_archive(explicit: Option<&Path>) -> Result<PathBuf, RootfsError> {
     find_archive_in(Path::new("/"), explicit)
 }
 
-/// `explicit` if given (it must exist), else the first of [`ARCHIVE_NAMES`] under `base`.
+/// `explicit` if given (it must exist), else the first of [`ROOTFS_ARCHIVE_NAMES`] under `base`.
 pub fn find_archive_in(base: &Path, explicit: Option<&Path>) -> Result<PathBuf, RootfsError> {
     if let Some(path) = explicit {
         return check_explicit(path);
     }
-    let candidates: Vec<PathBuf> = ARCHIVE_NAMES.iter().map(|name| base.join(name)).collect();
+    let candidates: Vec<PathBuf> = ROOTFS_ARCHIVE_NAMES
+        .iter()
+        .map(|name| base.join(name))
+        .collect();
     match candidates.iter().find(|path| path.is_file()) {
         Some(found) => Ok(found.clone()),
         None => Err(RootfsError::ArchiveNotFound {
@@ -94,7 +93,7 @@ mod tests {
     fn a_missing_archive_names_every_place_looked() {
         let dir = tempfile::tempdir().unwrap();
         let err = find_archive_in(dir.path(), None).unwrap_err().to_string();
-        for name in ARCHIVE_NAMES {
+        for name in ROOTFS_ARCHIVE_NAMES {
             assert!(
                 err.contains(&dir.path().join(name).display().to_string()),
                 "{err}"

@@ -5,6 +5,7 @@ use std::io;
 use std::path::PathBuf;
 
 use bootkit_common::compress::Compression;
+use bootkit_common::size::human_size_exact;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -83,9 +84,9 @@ pub enum RootfsError {
          holds {}, the rootfs archive {archive} is {} on disk and {} were unpacked before it \
          filled up; raise rootflags=size= on the kernel command line (e.g. rootflags=size=2G) \
          or give the machine more RAM",
-        tmpfs_size.map_or_else(|| "an unknown size".to_string(), human_bytes),
-        human_bytes(*archive_size),
-        human_bytes(*written)
+        tmpfs_size.map_or_else(|| "an unknown size".to_string(), human_size_exact),
+        human_size_exact(*archive_size),
+        human_size_exact(*written)
     )]
     NoSpace {
         target: PathBuf,
@@ -129,22 +130,6 @@ fn join_paths(paths: &[PathBuf]) -> String {
     names.join(", ")
 }
 
-/// `1.5 GiB (1610612736 bytes)`: readable, and exact for whoever compares it with a limit.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} bytes")
-    } else {
-        format!("{value:.1} {} ({bytes} bytes)", UNITS[unit])
-    }
-}
-
 /// An archive name as bytes, printable in a message whatever it contains.
 pub fn display_name(raw: &[u8]) -> String {
     String::from_utf8_lossy(raw).escape_debug().to_string()
@@ -153,13 +138,6 @@ pub fn display_name(raw: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_read_well_and_stay_exact() {
-        assert_eq!(human_bytes(512), "512 bytes");
-        assert_eq!(human_bytes(65536), "64.0 KiB (65536 bytes)");
-        assert_eq!(human_bytes(3 << 30), "3.0 GiB (3221225472 bytes)");
-    }
 
     #[test]
     fn odd_names_are_printable() {

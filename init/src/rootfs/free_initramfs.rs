@@ -7,6 +7,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
+use bootkit_common::layout::INIT;
 use rustix::fs::{
     AtFlags, Dir, FileType, Mode, OFlags, fstat, openat, stat, statat, statfs, unlinkat,
 };
@@ -52,10 +53,10 @@ pub fn verify_initramfs(root: &Path) -> Result<(), RootfsError> {
             "it is not a ramfs or tmpfs (filesystem type {fs_type:#x})"
         )));
     }
-    if std::fs::symlink_metadata(root.join("init")).is_err() {
-        return Err(refuse(
-            "it has no /init, so it is not the initramfs we booted from".into(),
-        ));
+    if std::fs::symlink_metadata(root.join(INIT.trim_start_matches('/'))).is_err() {
+        return Err(refuse(format!(
+            "it has no {INIT}, so it is not the initramfs we booted from"
+        )));
     }
     Ok(())
 }

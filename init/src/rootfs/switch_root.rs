@@ -4,13 +4,13 @@
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
+use bootkit_common::size::human_size_exact;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, fstat, mkdirat, openat, stat, statat};
 use rustix::io::Errno;
 use rustix::mount::mount_move;
 use rustix::process::{chdir, chroot};
 
 use super::RootfsError;
-use super::error::human_bytes;
 use super::free_initramfs::{free_initramfs, verify_initramfs};
 use super::modules_copy::copy_modules_if_missing;
 
@@ -55,7 +55,7 @@ pub fn switch_root(newroot: &Path) -> Result<(), RootfsError> {
         "rootfs",
         "freed the initramfs: {} entries, {} of files",
         freed.removed,
-        human_bytes(freed.bytes)
+        human_size_exact(freed.bytes)
     );
     if let Some(first) = &freed.first_failure {
         crate::warn!(

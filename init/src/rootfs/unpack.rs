@@ -10,6 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use bootkit_common::compress::Compression;
+use bootkit_common::size::human_size_exact;
 use rustix::fs::{FileType, Mode, OFlags, makedev, openat};
 use rustix::io::Errno;
 use tar::EntryType;
@@ -18,7 +19,7 @@ use super::archive;
 use super::beneath::{BeneathError, open_dir_beneath};
 use super::create;
 use super::entry_name::{EntryName, join};
-use super::error::{display_name, human_bytes};
+use super::error::display_name;
 use super::metadata::{Metadata, XattrOutcome};
 use super::{RootfsError, UnpackStats};
 
@@ -32,7 +33,7 @@ pub fn unpack(archive_path: &Path, target: &Path) -> Result<UnpackStats, RootfsE
         "unpacking {} ({}, {}) into {}",
         archive_path.display(),
         opened.format,
-        human_bytes(opened.size),
+        human_size_exact(opened.size),
         target.display()
     );
     let root = open_target(target)?;
@@ -51,8 +52,8 @@ pub fn unpack(archive_path: &Path, target: &Path) -> Result<UnpackStats, RootfsE
         "rootfs",
         "unpacked {} entries, {} of file data from {} of {} archive",
         stats.entries,
-        human_bytes(stats.bytes),
-        human_bytes(stats.archive_size),
+        human_size_exact(stats.bytes),
+        human_size_exact(stats.archive_size),
         stats.format
     );
     Ok(stats)

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-/// No deadline is further away than this (definitions are validated to stay below it).
-pub const LONGEST: Duration = Duration::from_secs(24 * 60 * 60);
+// No deadline is further away than this: definitions are validated to stay below it.
+use bootkit_common::service_def::LONGEST_DURATION as LONGEST;
 
 /// The instant `delay` after `now`, with `delay` capped at `LONGEST`.
 pub fn after(now: Instant, delay: Duration) -> Instant {

@@ -25,6 +25,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use bootkit_common::service_def::{BootMode, ServiceDef};
+
 use crate::power::PowerAction;
 use crate::{error, info, warn};
 use services::Services;
@@ -55,8 +57,8 @@ pub enum SupervisorError {
 pub struct Config {
     /// Directory of service definitions, `/etc/bootkit/services` on a booted system.
     pub services_dir: PathBuf,
-    /// The boot mode (`provision`, `standalone`, `shell`): services run only in their `modes`.
-    pub mode: String,
+    /// The boot mode: services run only in their `modes`.
+    pub mode: BootMode,
     /// Environment every service receives before its own: the kernel command line's keys.
     pub env: Vec<(String, String)>,
     /// Built-in targets services may name in `after`/`requires`, reached when the init
@@ -163,24 +165,17 @@ fn wait_for_request(timeout: std::time::Duration) -> Option<PowerAction> {
 
 /// Stand-ins for the built-in targets that services of this mode depend on (and that no
 /// service of the same name replaces).
-fn referenced_targets(
-    targets: &[Target],
-    services: &[definition::ServiceDef],
-) -> Vec<definition::ServiceDef> {
+fn referenced_targets(targets: &[Target], services: &[ServiceDef]) -> Vec<ServiceDef> {
     targets
         .iter()
         .filter(|target| {
-            let named = |s: &definition::ServiceDef| {
+            let named = |s: &ServiceDef| {
                 s.after.contains(&target.name) || s.requires.contains(&target.name)
             };
             services.iter().any(named) && !services.iter().any(|s| s.name == target.name)
         })
         .map(|target| {
-            definition::ServiceDef::builtin_target(
-                &target.name,
-                target.reached_file.clone(),
-                target.timeout,
-            )
+            ServiceDef::builtin_target(&target.name, target.reached_file.clone(), target.timeout)
         })
         .collect()
 }
@@ -218,13 +213,7 @@ fn load_plan(config: &Config) -> Result<order::Plan, SupervisorError> {
             );
         }
     }
-    let mode = config.mode.as_str();
-    if !definition::KNOWN_MODES.contains(&mode) {
-        warn!(
-            "supervisor",
-            "unknown boot mode `{mode}`: only services listing it would run"
-        );
-    }
+    let mode = config.mode;
     let (mut in_mode, other_modes): (Vec<_>, Vec<_>) =
         loaded.services.into_iter().partition(|s| s.runs_in(mode));
     let targets = referenced_targets(&config.targets, &in_mode);

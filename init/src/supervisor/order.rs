@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::definition::ServiceDef;
+use bootkit_common::service_def::ServiceDef;
 
 /// A service that may start, with the services it waits for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,7 +249,7 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::supervisor::definition::parse;
+    use bootkit_common::service_def::parse;
 
     fn service(name: &str, after: &[&str], requires: &[&str]) -> ServiceDef {
         let list = |items: &[&str]| {

@@ -11,7 +11,8 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use super::definition::ServiceDef;
+use bootkit_common::service_def::ServiceDef;
+
 use super::signals;
 use crate::log::{self, Level};
 
@@ -143,7 +144,7 @@ fn log_line(source: &str, line: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::supervisor::definition::parse;
+    use bootkit_common::service_def::parse;
 
     #[test]
     fn environment_layers_kernel_keys_service_keys_and_path() {

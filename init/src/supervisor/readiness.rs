@@ -4,7 +4,7 @@
 use std::net::TcpStream;
 use std::time::Duration;
 
-use super::definition::ReadyRule;
+use bootkit_common::service_def::ReadyRule;
 
 /// How often pending readiness rules are checked.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);

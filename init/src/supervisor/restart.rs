@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use super::definition::RestartPolicy;
+use bootkit_common::service_def::RestartPolicy;
+
 use super::reaper::ExitStatus;
 
 /// A service that stayed up this long is considered healthy again: its next restart waits only

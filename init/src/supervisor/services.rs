@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::definition::ServiceDef;
+use bootkit_common::service_def::ServiceDef;
+
 use super::order::Plan;
 use super::reaper::ExitStatus;
 use super::restart::{Backoff, should_restart};

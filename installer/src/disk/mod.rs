@@ -20,6 +20,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use bootkit_common::size::human_size;
 use serde::Deserialize;
 
 pub use safety::{UnsafeReason, image_sector_size};
@@ -97,22 +98,6 @@ impl fmt::Display for Disk {
             write!(f, ", serial {serial}")?;
         }
         write!(f, ")")
-    }
-}
-
-/// Sizes for people: binary units with one decimal (`59.6 GiB`).
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 
@@ -429,12 +414,5 @@ mod tests {
             partition_path(Path::new("/dev/loop3"), 4),
             Path::new("/dev/loop3p4")
         );
-    }
-
-    #[test]
-    fn sizes_are_printed_in_binary_units() {
-        assert_eq!(human_size(512), "512 B");
-        assert_eq!(human_size(64 << 20), "64.0 MiB");
-        assert_eq!(human_size(128_000_000_000), "119.2 GiB");
     }
 }

@@ -4,8 +4,10 @@ use std::fmt;
 use std::fs;
 use std::path::Path;
 
+use bootkit_common::size::human_size;
+
 use super::sysfs::{self, Partition};
-use super::{Disk, DiskError, SystemRoot, human_size};
+use super::{Disk, DiskError, SystemRoot};
 
 /// Why writing to a disk now would be unsafe or useless.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use super::{Disk, DiskError, SelectPolicy, SizePreference, Transport, human_size};
+use bootkit_common::size::human_size;
+
+use super::{Disk, DiskError, SelectPolicy, SizePreference, Transport};
 
 /// Why a disk was not chosen automatically.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{Disk, DiskError, SystemRoot, human_size};
+use bootkit_common::size::human_size;
+
+use super::{Disk, DiskError, SystemRoot};
 
 /// How a disk is attached, as far as the installer cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -67,7 +67,8 @@ pub fn address_with_prefix(what: &str, text: &str) -> Result<(Ipv4Addr, u8), Str
 
 /// A MAC address (the one rule is [`MacAddr`]'s), the problem as a sentence.
 pub fn mac(text: &str) -> Result<MacAddr, String> {
-    text.parse().map_err(|error: bootkit_common::mac::MacAddrError| error.to_string())
+    text.parse()
+        .map_err(|error: bootkit_common::mac::MacAddrError| error.to_string())
 }
 
 /// A Linux interface name: 1-15 printable ASCII characters without `/`, `:` or spaces

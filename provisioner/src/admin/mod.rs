@@ -22,8 +22,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
 use tokio::net::TcpListener;
 
+use crate::https::TlsFiles;
 use crate::metrics::Metrics;
-use crate::server::TlsFiles;
 use crate::store::Store;
 
 pub use auth::Auth;

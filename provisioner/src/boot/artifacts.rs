@@ -1,8 +1,6 @@
 //! `/artifacts/profiles/{name}/{kernel,initramfs,os-image}`: a profile's files from the
 //! provisioner's disk, with Range, If-Range and HEAD (tower-http's ServeFile).
 
-use std::sync::atomic::Ordering;
-
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{Method, StatusCode, header};
@@ -10,7 +8,7 @@ use axum::response::Response;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
-use super::http::{Served, store_failed};
+use super::served::{Served, store_failed};
 use crate::store::{Profile, StoreError};
 
 /// The file of `profile` that `file` names, or why there is none to serve.
@@ -55,20 +53,15 @@ pub(super) async fn serve(
     let response = response.map(Body::new);
     if response.status() == StatusCode::NOT_FOUND {
         tracing::error!("profile {name}'s {file} {path} is missing on the provisioner's disk");
-        served.count(|metrics| &metrics.http.not_found);
+        served.count(|counters| &counters.not_found);
     } else if response.status().is_success() {
-        served.count(|metrics| &metrics.http.artifacts);
+        served.count(|counters| &counters.artifacts);
         let sent = if is_head {
             0
         } else {
             content_length(&response)
         };
-        served
-            .context
-            .metrics
-            .http
-            .artifact_bytes
-            .fetch_add(sent, Ordering::Relaxed);
+        served.add(|counters| &counters.artifact_bytes, sent);
     }
     response
 }

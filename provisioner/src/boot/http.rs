@@ -1,7 +1,6 @@
 //! The node-facing HTTP routes: iPXE scripts, artifacts and EC2-style metadata.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -11,47 +10,8 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use super::script::{self, Cmdline, Platform};
-use super::{Advertised, KernelOptions};
-use crate::metrics::Metrics;
-use crate::store::{BootPlan, Identity, Profile, Store, StoreError};
-
-/// What every node-facing listener shares.
-pub struct BootContext {
-    pub store: Arc<Store>,
-    pub advertised: Advertised,
-    pub kernel: KernelOptions,
-    pub metrics: Arc<Metrics>,
-}
-
-/// One listener's view: the context and the base URL nodes reached it at, so that a script
-/// fetched over HTTPS points at HTTPS artifacts.
-#[derive(Clone)]
-pub(super) struct Served {
-    pub context: Arc<BootContext>,
-    pub base: Arc<str>,
-}
-
-impl Served {
-    pub fn count(&self, counter: fn(&Metrics) -> &std::sync::atomic::AtomicU64) {
-        counter(&self.context.metrics).fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn not_found(&self, why: String) -> Response {
-        self.count(|metrics| &metrics.http.not_found);
-        (StatusCode::NOT_FOUND, why).into_response()
-    }
-}
-
-/// 503 for a store failure while answering `what`, logged: the node retries, the operator
-/// sees why.
-pub(super) fn store_failed(what: &str, error: &StoreError) -> Response {
-    tracing::error!("{what} failed: {error}");
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("the provisioner's store failed: {error}\n"),
-    )
-        .into_response()
-}
+use super::served::{BootContext, Served, store_failed};
+use crate::store::{BootPlan, Identity, Profile};
 
 /// The routes of one listener reached at `base` (`http://ip:port`). EC2-style metadata is
 /// answered by the requester's address (axum's `ConnectInfo`, which both listeners pass on).
@@ -84,7 +44,7 @@ fn ipxe(script: String) -> Response {
 }
 
 async fn auto_script(State(served): State<Served>) -> Response {
-    served.count(|metrics| &metrics.http.scripts);
+    served.count(|counters| &counters.scripts);
     ipxe(script::auto(&served.base))
 }
 
@@ -105,7 +65,7 @@ fn non_empty(value: &Option<String>) -> Option<&str> {
 }
 
 async fn node_script(State(served): State<Served>, Query(query): Query<NodeQuery>) -> Response {
-    served.count(|metrics| &metrics.http.scripts);
+    served.count(|counters| &counters.scripts);
     let mac = non_empty(&query.mac).unwrap_or_default();
     let identity = Identity::new(non_empty(&query.serial), non_empty(&query.uuid), &[mac]);
     // The MAC becomes the worker id on the kernel command line: Identity keeps well-formed

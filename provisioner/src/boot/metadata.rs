@@ -8,7 +8,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::http::{Served, store_failed};
+use super::served::{Served, store_failed};
 use crate::store::{Node, Registration};
 
 /// Registration metadata keys served as user-data and as SSH public keys (one per line).
@@ -71,7 +71,7 @@ impl From<crate::store::StoreError> for Unanswered {
 
 /// Plain text, or the refusal as a response.
 fn respond(served: &Served, peer: SocketAddr, answer: Result<String, Unanswered>) -> Response {
-    served.count(|metrics| &metrics.http.metadata);
+    served.count(|counters| &counters.metadata);
     match answer {
         Ok(text) => text.into_response(),
         Err(Unanswered::NotFound(why)) => served.not_found(why),

@@ -11,16 +11,18 @@ mod http;
 mod metadata;
 mod policy;
 mod script;
+mod served;
 mod syslog_sink;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-pub use http::{BootContext, router};
+pub use http::router;
 pub use policy::StorePolicy;
+pub use served::{BootContext, HttpCounters};
 pub use syslog_sink::{SyslogSink, SyslogSinkCounters};
 
-use crate::server::TlsFiles;
+use crate::https::TlsFiles;
 
 /// Where and how the boot service listens. `None` fields are off.
 #[derive(Debug, Clone)]

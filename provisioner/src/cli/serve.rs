@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use bootkit_dhcp::{FullConfig, Mode, Reservation};
 use provisioner::boot::{BootOptions, DhcpOptions, HttpsOptions, KernelOptions, TftpOptions};
-use provisioner::server::{Protocols, RunningServer, ServeOptions, TlsFiles};
+use provisioner::https::TlsFiles;
+use provisioner::server::{Protocols, RunningServer, ServeOptions};
 use provisioner::store::{Identity, Store};
 
 #[derive(clap::Args)]

@@ -1,5 +1,6 @@
 //! Hardware: a machine known by id and MACs, with its IPs and attributes.
 
+use bootkit_common::mac::MacAddr;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
@@ -60,12 +61,11 @@ impl HardwareSpec {
         }
         let mut macs = Vec::new();
         for (index, mac) in self.macs.iter().enumerate() {
-            let mac = normalize_mac(mac).ok_or_else(|| {
-                FieldError::new(
-                    format!("macs[{index}]"),
-                    format!("{mac:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"),
-                )
-            })?;
+            let mac = mac
+                .trim()
+                .parse::<MacAddr>()
+                .map_err(|error| FieldError::new(format!("macs[{index}]"), error.to_string()))?
+                .to_string();
             if macs.contains(&mac) {
                 return Err(FieldError::new(
                     format!("macs[{index}]"),
@@ -84,16 +84,6 @@ impl HardwareSpec {
         }
         Ok((id, macs))
     }
-}
-
-/// `AA-BB-CC-DD-EE-FF` or `aa:bb:...` to `aa:bb:cc:dd:ee:ff`; None if it is no MAC.
-pub(crate) fn normalize_mac(text: &str) -> Option<String> {
-    let parts: Vec<&str> = text.trim().split([':', '-']).collect();
-    let valid = parts.len() == 6
-        && parts
-            .iter()
-            .all(|part| part.len() == 2 && part.chars().all(|c| c.is_ascii_hexdigit()));
-    valid.then(|| parts.join(":").to_ascii_lowercase())
 }
 
 impl Store {
@@ -220,9 +210,9 @@ pub(crate) fn resolve_hardware(connection: &Connection, id_or_mac: &str) -> Resu
     if hardware_exists(connection, id_or_mac)? {
         return Ok(Some(id_or_mac.to_string()));
     }
-    match normalize_mac(id_or_mac) {
-        Some(mac) => hardware_id_by_mac(connection, &mac),
-        None => Ok(None),
+    match id_or_mac.parse::<MacAddr>() {
+        Ok(mac) => hardware_id_by_mac(connection, &mac.to_string()),
+        Err(_) => Ok(None),
     }
 }
 

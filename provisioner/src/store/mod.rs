@@ -4,9 +4,11 @@
 //! the busy timeout makes the second one wait instead of failing.
 
 mod hardware;
+mod identity;
 mod logs;
 mod nodes;
 mod profiles;
+mod registering;
 mod registrations;
 mod templates;
 mod work;
@@ -19,10 +21,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 
 pub use hardware::{Hardware, HardwareSpec};
+pub use identity::Identity;
 pub use logs::{LogLine, MAX_LOG_LINES_PER_NODE, NewLogLine};
 pub use nodes::{BootPlan, Discovered, Discovery, Event, Node, NodeDetail, NodeState, Progress};
 pub use profiles::{Profile, ProfileSpec};
-pub use registrations::{Identity, Match, Registered, Registration, RegistrationSpec};
+pub use registering::Registered;
+pub use registrations::{Match, Registration, RegistrationSpec};
 #[cfg(feature = "fuzzing")]
 pub use registrations::parse_registrations_csv;
 pub use templates::TemplateRecord;

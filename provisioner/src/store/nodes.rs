@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::hardware::record_discovered_hardware;
-use super::registrations::{Identity, match_identity};
+use super::identity::Identity;
+use super::registrations::match_identity;
 use super::workflows::insert_workflow;
 use super::{Result, Store, StoreError, now_ms, rfc3339};
 use crate::template::FieldError;

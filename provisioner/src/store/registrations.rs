@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use bootkit_common::identity::{UuidError, is_placeholder, normalize_uuid};
+use bootkit_common::mac::MacAddr;
 use rusqlite::{Connection, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 
-use super::hardware::normalize_mac;
-use super::nodes::{NodeState, find_node};
+use super::identity::Identity;
 use super::profiles::{Profile, default_profile, find_profile};
 use super::{Result, Store, StoreError, from_json, now_ms, rfc3339, to_json};
 use crate::template::FieldError;
@@ -47,72 +48,12 @@ pub struct Registration {
     pub created_at: String,
 }
 
-/// A stored registration and what the operator should know about it (e.g. "node N is already
-/// provisioned; `provisioner node reprovision N` to install it again").
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Registered {
-    pub registration: Registration,
-    pub warnings: Vec<String>,
-}
-
-/// Who a node says it is (from DHCP/iPXE or device discovery). Placeholder serials and UUIDs
-/// must already be dropped by [`Identity::new`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identity {
-    pub serial: Option<String>,
-    pub uuid: Option<String>,
-    pub macs: Vec<String>,
-}
-
 /// Which registration (if any) and profile apply to an identity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Match {
     /// `None`: unregistered, the default profile applies.
     pub registration: Option<Registration>,
     pub profile: Profile,
-}
-
-impl Identity {
-    /// Normalizes MACs and UUIDs (lower case) and drops placeholder serials/UUIDs.
-    pub fn new(serial: Option<&str>, uuid: Option<&str>, macs: &[&str]) -> Self {
-        let mut normalized: Vec<String> = Vec::new();
-        for mac in macs.iter().filter_map(|mac| normalize_mac(mac)) {
-            if !normalized.contains(&mac) {
-                normalized.push(mac);
-            }
-        }
-        Self {
-            serial: meaningful(serial).map(str::to_string),
-            uuid: meaningful(uuid).map(str::to_ascii_lowercase),
-            macs: normalized,
-        }
-    }
-
-    /// "serial S, UUID U, MAC M" for messages.
-    pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(serial) = &self.serial {
-            parts.push(format!("serial {serial}"));
-        }
-        if let Some(uuid) = &self.uuid {
-            parts.push(format!("UUID {uuid}"));
-        }
-        if !self.macs.is_empty() {
-            parts.push(format!("MAC {}", self.macs.join(", ")));
-        }
-        if parts.is_empty() {
-            "no serial, UUID or MAC".to_string()
-        } else {
-            parts.join(", ")
-        }
-    }
-}
-
-/// The value, trimmed, unless it is empty or an OEM placeholder.
-fn meaningful(value: Option<&str>) -> Option<&str> {
-    value
-        .map(str::trim)
-        .filter(|value| !bootkit_hwinfo::is_placeholder(value))
 }
 
 /// A value the operator typed: blanks are absent.
@@ -127,7 +68,7 @@ impl RegistrationSpec {
     /// Checks the fields and normalizes them into a registration with a new id.
     fn validate(&self, connection: &Connection) -> Result<Registration> {
         let serial = given(&self.serial);
-        if let Some(serial) = serial.filter(|serial| bootkit_hwinfo::is_placeholder(serial)) {
+        if let Some(serial) = serial.filter(|serial| is_placeholder(serial)) {
             return Err(FieldError::new(
                 "serial",
                 format!(
@@ -139,12 +80,9 @@ impl RegistrationSpec {
         let uuid = given(&self.uuid).map(validate_uuid).transpose()?;
         let mac = given(&self.mac)
             .map(|mac| {
-                normalize_mac(mac).ok_or_else(|| {
-                    FieldError::new(
-                        "mac",
-                        format!("{mac:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"),
-                    )
-                })
+                mac.parse::<MacAddr>()
+                    .map(|mac| mac.to_string())
+                    .map_err(|error| FieldError::new("mac", error.to_string()))
             })
             .transpose()?;
         if serial.is_none() && uuid.is_none() && mac.is_none() {
@@ -178,21 +116,18 @@ impl RegistrationSpec {
 }
 
 fn validate_uuid(uuid: &str) -> Result<String, FieldError> {
-    if bootkit_hwinfo::is_placeholder(uuid) {
-        return Err(FieldError::new(
-            "uuid",
-            format!(
-                "UUID {uuid:?} is a placeholder, not a UUID; register this node by serial or MAC"
-            ),
-        ));
-    }
-    uuid::Uuid::parse_str(uuid)
-        .map(|parsed| parsed.hyphenated().to_string())
-        .map_err(|error| FieldError::new("uuid", format!("{uuid:?} is not a UUID: {error}")))
+    normalize_uuid(uuid).map_err(|error| {
+        let hint = match error {
+            UuidError::Placeholder(_) => "; register this node by serial or MAC",
+            UuidError::Malformed { .. } => "",
+        };
+        FieldError::new("uuid", format!("{error}{hint}"))
+    })
 }
 
 impl Registration {
-    fn identity(&self) -> Identity {
+    /// The identity this registration names.
+    pub(super) fn identity(&self) -> Identity {
         Identity {
             serial: self.serial.clone(),
             uuid: self.uuid.clone(),
@@ -232,31 +167,15 @@ pub fn parse_registrations_csv(csv: &str) -> Result<Vec<RegistrationSpec>> {
         .collect())
 }
 
+/// Stores every row of OEP's CSV, or none: an error names the row's line and column.
+pub(super) fn insert_csv(transaction: &Transaction<'_>, csv: &str) -> Result<Vec<Registration>> {
+    let rows = csv_import::parse(csv)?;
+    rows.iter()
+        .map(|row| insert_registration(transaction, &row.spec).map_err(|error| row.locate(error)))
+        .collect()
+}
+
 impl Store {
-    pub fn register(&self, spec: &RegistrationSpec) -> Result<Registered> {
-        let mut connection = self.connection();
-        let transaction = connection.transaction()?;
-        let registered = insert_registration(&transaction, spec)?;
-        transaction.commit()?;
-        Ok(registered)
-    }
-
-    /// OEP's CSV (`Serial,UUID,OSProfile,Site,Secure,RemoteUser,Metadata`, header optional;
-    /// a MAC column accepted too). All rows or none: an error names the line and column.
-    pub fn import_registrations(&self, csv: &str) -> Result<Vec<Registered>> {
-        let rows = csv_import::parse(csv)?;
-        let mut connection = self.connection();
-        let transaction = connection.transaction()?;
-        let mut registered = Vec::with_capacity(rows.len());
-        for row in &rows {
-            registered.push(
-                insert_registration(&transaction, &row.spec).map_err(|error| row.locate(error))?,
-            );
-        }
-        transaction.commit()?;
-        Ok(registered)
-    }
-
     pub fn list_registrations(&self) -> Result<Vec<Registration>> {
         load_registrations(&self.connection())
     }
@@ -289,10 +208,11 @@ impl Store {
     }
 }
 
-fn insert_registration(
+/// Validates and stores one registration, refusing one that names a registered node.
+pub(super) fn insert_registration(
     transaction: &Transaction<'_>,
     spec: &RegistrationSpec,
-) -> Result<Registered> {
+) -> Result<Registration> {
     let registration = spec.validate(transaction)?;
     if let Some(existing) = registrations_sharing(transaction, &registration.identity())?
         .into_iter()
@@ -318,27 +238,7 @@ fn insert_registration(
             now_ms()
         ],
     )?;
-    let warnings = provisioned_warning(transaction, &registration.identity())?
-        .into_iter()
-        .collect();
-    let registration = load_registration(transaction, &registration.id)?;
-    Ok(Registered {
-        registration,
-        warnings,
-    })
-}
-
-/// OEP users register nodes that are already installed and wonder why nothing happens.
-fn provisioned_warning(connection: &Connection, identity: &Identity) -> Result<Option<String>> {
-    let Some(node) = find_node(connection, identity)? else {
-        return Ok(None);
-    };
-    Ok((node.state == NodeState::Provisioned).then(|| {
-        format!(
-            "node {} is already provisioned and boots from its disk; run `provisioner node reprovision {}` to install it again",
-            node.id, node.id
-        )
-    }))
+    load_registration(transaction, &registration.id)
 }
 
 pub(crate) fn match_identity(connection: &Connection, identity: &Identity) -> Result<Match> {

@@ -579,7 +579,7 @@ mod tests {
         let action = ContainerRequest::default();
         let on_line = |_: OutputStream, _: &str| {};
         assert_send(runtime.run_action(&action, &on_line));
-        let registry = crate::registry::RegistryClient::new(Default::default()).unwrap();
+        let registry = bootkit_oci::RegistryClient::new(Default::default()).unwrap();
         assert_send(runtime.pull(&registry, "alpine"));
     }
 

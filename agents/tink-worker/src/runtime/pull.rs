@@ -27,8 +27,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{Runtime, RuntimeError};
-use crate::registry::manifest::{ImageConfig, ImageManifest};
-use crate::registry::{BlobReader, Descriptor, Reference, RegistryClient, RegistryError};
+use bootkit_oci::manifest::{ImageConfig, ImageManifest};
+use bootkit_oci::{BlobReader, Descriptor, Reference, RegistryClient, RegistryError};
 
 /// Layers downloaded at once (as containerd's own client does by default).
 const PARALLEL_DOWNLOADS: usize = 3;

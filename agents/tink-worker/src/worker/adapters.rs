@@ -4,8 +4,8 @@ use bootkit_hwinfo::AgentAttributes;
 
 use super::{ActionRunner, RunOutcome, RunRequest, StepError, WorkflowServer, log_action_output};
 use crate::protocol::{Action, ActionReport, ProtocolError, WorkflowClient};
-use crate::registry::RegistryClient;
 use crate::runtime::{ArgsMode, ContainerRequest, Runtime, RuntimeError};
+use bootkit_oci::RegistryClient;
 
 /// The workflow service over gRPC, with this machine's attributes sent on every request
 /// (collected once: they do not change while the worker runs).

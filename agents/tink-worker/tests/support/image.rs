@@ -2,12 +2,12 @@
 
 use std::io::Write;
 
+use bootkit_oci::manifest::{OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
+use bootkit_oci::{RegistryClient, sha256_digest};
 use bytes::Bytes;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde_json::json;
-use tink_worker::registry::manifest::{OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
-use tink_worker::registry::{RegistryClient, sha256_digest};
 
 const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[

@@ -1,11 +1,13 @@
 //! Reading node rows (and registrations no node has matched yet) and writing the timeline.
 
+use bootkit_common::identity::normalize_uuid;
+use bootkit_common::mac::MacAddr;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Node, NodeState, Progress, parse_node_state};
 use crate::state::State;
-use crate::store::hardware::normalize_mac;
-use crate::store::registrations::{Identity, Registration, load_registrations};
+use crate::store::identity::Identity;
+use crate::store::registrations::{Registration, load_registrations};
 use crate::store::workflows::{ActionRecord, load_actions};
 use crate::store::{Result, StoreError, from_json, now_ms, rfc3339};
 
@@ -42,14 +44,18 @@ pub(crate) fn find_node(connection: &Connection, identity: &Identity) -> Result<
 /// A node by id, MAC, serial or UUID; registrations not yet seen count as nodes.
 pub(super) fn lookup_node(connection: &Connection, key: &str) -> Result<Node> {
     let key = key.trim();
-    let mac = normalize_mac(key).unwrap_or_default();
-    let lower = key.to_ascii_lowercase();
+    let mac = key
+        .parse::<MacAddr>()
+        .map(|mac| mac.to_string())
+        .unwrap_or_default();
+    // Not a UUID: NULL, which matches no row.
+    let uuid = normalize_uuid(key).ok();
     let ids = connection
         .prepare(
             "SELECT id FROM nodes WHERE id = ?1 OR serial = ?1 OR uuid = ?2
              OR EXISTS (SELECT 1 FROM json_each(nodes.macs) WHERE value = ?3) ORDER BY id",
         )?
-        .query_map(params![key, lower, mac], |row| row.get::<_, String>(0))?
+        .query_map(params![key, uuid, mac], |row| row.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
     let mut found = ids
         .iter()
@@ -61,7 +67,7 @@ pub(super) fn lookup_node(connection: &Connection, key: &str) -> Result<Node> {
             .filter(|registration| {
                 registration.id == key
                     || registration.serial.as_deref() == Some(key)
-                    || registration.uuid.as_deref() == Some(lower.as_str())
+                    || (uuid.is_some() && registration.uuid == uuid)
                     || (!mac.is_empty() && registration.mac.as_deref() == Some(mac.as_str()))
             })
             .map(expected_node)

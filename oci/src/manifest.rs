@@ -1,18 +1,21 @@
-//! The OCI / Docker schema 2 documents a pull reads and a push writes.
+//! The OCI / Docker schema 2 documents a pull reads, a push writes and an image layout holds.
 //!
 //! Hand-written serde structs for the handful of fields used here: the oci-spec crate models
-//! every field of every document with builders, far more than a pull needs.
+//! every field of every document with builders and getters, far more than the builder and
+//! the worker need, and unknown fields are ignored on reading either way.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::RegistryError;
+use crate::error::RegistryError;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// The index annotation that names an image of a layout (its tag).
+pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
@@ -46,12 +49,23 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
+impl Platform {
+    /// The platform the worker runs and the builder makes images for.
+    pub fn linux_amd64() -> Platform {
+        Platform {
+            architecture: PLATFORM_ARCH.to_string(),
+            os: PLATFORM_OS.to_string(),
+            variant: None,
+        }
+    }
+}
+
 /// An image manifest (OCI or Docker schema 2: the same fields).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageManifest {
     pub schema_version: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
     pub config: Descriptor,
     pub layers: Vec<Descriptor>,
@@ -62,7 +76,7 @@ pub struct ImageManifest {
 #[serde(rename_all = "camelCase")]
 pub struct ImageIndex {
     pub schema_version: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
     pub manifests: Vec<Descriptor>,
 }

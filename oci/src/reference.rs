@@ -3,7 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::RegistryError;
+use crate::digest::sha256_hex;
+use crate::error::RegistryError;
 
 /// Docker Hub: the registry of references that name none, and the host its API lives on.
 pub const DOCKER_HUB: &str = "docker.io";
@@ -61,7 +62,7 @@ impl FromStr for Reference {
         }
         let (name, digest) = match text.split_once('@') {
             Some((name, digest)) => {
-                if !digest.starts_with("sha256:") || digest.len() != 71 {
+                if sha256_hex(digest).is_none() {
                     return Err(invalid("the digest is not sha256:<64 hex digits>"));
                 }
                 (name, Some(digest.to_string()))
@@ -77,6 +78,13 @@ impl FromStr for Reference {
         };
         if tag.as_deref() == Some("") {
             return Err(invalid("the tag after ':' is empty"));
+        }
+        if let Some(tag) = &tag
+            && !valid_tag(tag)
+        {
+            return Err(invalid(
+                "the tag must be up to 128 letters, digits, '.', '_' and '-', not starting with '.' or '-'",
+            ));
         }
         let (registry, repository) = match name.split_once('/') {
             // Docker's rule: the first component is a registry if it looks like a host.
@@ -95,6 +103,14 @@ impl FromStr for Reference {
         if repository.chars().any(|c| c.is_ascii_uppercase()) {
             return Err(invalid("repository names must be lowercase"));
         }
+        if !repository
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b))
+        {
+            return Err(invalid(
+                "the repository may hold only lower-case letters, digits, '.', '_', '-' and '/'",
+            ));
+        }
         let repository = if registry == DOCKER_HUB && !repository.contains('/') {
             format!("library/{repository}")
         } else {
@@ -111,6 +127,31 @@ impl FromStr for Reference {
             tag,
             digest,
         })
+    }
+}
+
+/// The distribution spec's tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+fn valid_tag(tag: &str) -> bool {
+    tag.len() <= 128
+        && !tag.starts_with(['.', '-'])
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+impl Reference {
+    /// A reference that must say which registry it means (a push target): `HOST[:PORT]/…`,
+    /// where the host has a dot or a port or is `localhost`, as Docker tells hosts from
+    /// repository paths. Without that rule `registry/app` would silently mean Docker Hub.
+    pub fn with_explicit_registry(text: &str) -> Result<Reference, RegistryError> {
+        let reference: Reference = text.parse()?;
+        if !text.starts_with(&format!("{}/", reference.registry)) {
+            return Err(RegistryError::InvalidReference {
+                reference: text.to_string(),
+                why: "it names no registry: write HOST[:PORT]/REPOSITORY[:TAG], e.g. 127.0.0.1:5000/image2disk:latest (a host without a dot or a port means a Docker Hub path)".to_string(),
+            });
+        }
+        Ok(reference)
     }
 }
 
@@ -181,9 +222,23 @@ mod tests {
             "repo:",
             "host.io//x",
             "x@sha256:12",
+            "host.io/x:bad tag",
+            "host.io/x:-dash",
+            "host.io/a+b",
         ] {
             let error = bad.parse::<Reference>().unwrap_err().to_string();
             assert!(error.contains("image reference"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_push_target_must_name_its_registry() {
+        let target = Reference::with_explicit_registry("registry:5000/reboot").unwrap();
+        assert_eq!(target.to_string(), "registry:5000/reboot:latest");
+        assert!(Reference::with_explicit_registry("docker.io/library/alpine").is_ok());
+        for implied in ["image2disk", "registry/reboot"] {
+            let error = Reference::with_explicit_registry(implied).unwrap_err();
+            assert!(error.to_string().contains("names no registry"), "{error}");
         }
     }
 }

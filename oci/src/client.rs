@@ -1,15 +1,13 @@
-//! A registry v2 API client: resolves references, fetches manifests and blobs with sha256
+//! The registry v2 API client: resolves references, fetches manifests and blobs with sha256
 //! verification, authenticates (anonymous, basic, bearer token), retries with backoff, and
-//! pushes (blobs and manifests, used to publish test images).
+//! pushes (blobs, manifests and whole images: the builder's action images, the tests' images).
 //!
 //! Over reqwest (rustls with ring only) rather than bare hyper: blob downloads are redirected
 //! to object storage by most registries, and reqwest brings redirects, connection reuse and
 //! the HTTP(S)_PROXY/NO_PROXY environment that HookOS and EMT configure.
 
 pub mod auth;
-pub mod manifest;
 mod push;
-pub mod reference;
 mod retry;
 
 use std::collections::HashMap;
@@ -24,90 +22,18 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use rustls::RootCertStore;
 use sha2::{Digest as _, Sha256};
 
-use crate::error_text::error_chain;
+use bootkit_common::error_chain;
+
+use crate::digest::{sha256_digest, verify_digest};
+use crate::error::RegistryError;
+use crate::manifest::{self, Descriptor, ImageManifest, ManifestDocument};
+use crate::reference::Reference;
 
 pub use auth::Credentials;
-pub use manifest::{Descriptor, ImageConfig, ImageManifest};
-pub use reference::Reference;
+pub use push::PushReport;
 pub use retry::RetryPolicy;
 
 use auth::{Challenge, TokenResponse};
-use manifest::ManifestDocument;
-
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error("invalid image reference {reference:?}: {why}")]
-    InvalidReference { reference: String, why: String },
-    #[error("the CA bundle {path} {why}; give a PEM file with the registry's CA certificate")]
-    CaBundle { path: PathBuf, why: String },
-    #[error("cannot set up TLS: {0}")]
-    Tls(#[source] rustls::Error),
-    #[error("cannot create the HTTP client: {0}")]
-    Client(#[source] reqwest::Error),
-    #[error(
-        "TLS handshake with registry {host} failed: {detail}; check the CA bundle (it must hold the CA that signed the registry's certificate) or list the host in insecure_registries"
-    )]
-    TlsHandshake { host: String, detail: String },
-    #[error("cannot reach registry {host}: {detail}; check that it is up and reachable")]
-    Unreachable { host: String, detail: String },
-    #[error(
-        "registry {host} refused the credentials ({status}) for {what}; check registry_username and registry_password"
-    )]
-    Unauthorized {
-        host: String,
-        what: String,
-        status: StatusCode,
-    },
-    #[error("registry {host} has no {what} (404); check the image name and tag")]
-    NotFound { host: String, what: String },
-    #[error("registry {host} answered {status} for {what}: {body}")]
-    Status {
-        host: String,
-        what: String,
-        status: StatusCode,
-        body: String,
-    },
-    #[error("registry {host} asked for authentication with an unsupported challenge {header:?}")]
-    UnsupportedChallenge { host: String, header: String },
-    #[error("the token server {realm} gave no token: {detail}")]
-    Token { realm: String, detail: String },
-    #[error("invalid {what} document from the registry: {source}")]
-    InvalidDocument {
-        what: &'static str,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("unsupported manifest type {media_type:?}: only OCI and Docker schema 2 are pulled")]
-    UnsupportedManifest { media_type: String },
-    #[error("the image index of {reference} has no linux/amd64 image")]
-    NoMatchingPlatform { reference: String },
-    #[error("{what} does not match its digest: expected {expected}, got {actual}")]
-    DigestMismatch {
-        what: String,
-        expected: String,
-        actual: String,
-    },
-    #[error("reading {what} from registry {host} failed: {detail}")]
-    Transfer {
-        host: String,
-        what: String,
-        detail: String,
-    },
-}
-
-impl RegistryError {
-    /// Whether trying again later can help (the registry down or overloaded, a broken
-    /// transfer), as opposed to a mistake that only a change of configuration fixes.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            RegistryError::Unreachable { .. } | RegistryError::Transfer { .. } => true,
-            RegistryError::Status { status, .. } => {
-                status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
-            }
-            _ => false,
-        }
-    }
-}
 
 /// Registry settings as HookOS and EMT give them.
 #[derive(Debug, Clone, Default)]
@@ -557,23 +483,6 @@ impl BlobReader {
                 Ok(None)
             }
         }
-    }
-}
-
-pub fn sha256_digest(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
-
-fn verify_digest(what: &str, expected: &str, data: &[u8]) -> Result<(), RegistryError> {
-    let actual = sha256_digest(data);
-    if actual == expected {
-        Ok(())
-    } else {
-        Err(RegistryError::DigestMismatch {
-            what: what.to_string(),
-            expected: expected.to_string(),
-            actual,
-        })
     }
 }
 
