@@ -17,10 +17,12 @@
 //! - [`layered_config`]: settings from flags, the environment, env files and the kernel
 //!   command line, each with its origin, and the one boolean spelling rule.
 //! - [`net_errors`]: which socket errors a server's receive loop steps over.
+//! - [`dhcp_options`]: a DHCP message's options read from its bytes, before dhcproto sees them.
 
 pub mod bmap;
 pub mod cmdline;
 pub mod compress;
+pub mod dhcp_options;
 pub mod error_text;
 pub mod identity;
 pub mod kmod;

@@ -61,9 +61,9 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-pub use server::Server;
 #[cfg(feature = "fuzzing")]
 pub use server::Answerer;
+pub use server::Server;
 
 /// What the server does.
 #[derive(Debug, Clone)]
