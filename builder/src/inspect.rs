@@ -58,8 +58,8 @@ pub fn list_initramfs(data: &[u8]) -> std::result::Result<Listing, String> {
         let (plain, after) = if compression == Compression::None {
             (None, rest)
         } else {
-            let (plain, after) = decode_segment(compression, rest)
-                .map_err(|err| format!("{compression}: {err}"))?;
+            let (plain, after) =
+                decode_segment(compression, rest).map_err(|err| format!("{compression}: {err}"))?;
             (Some(plain), after)
         };
         match &plain {

@@ -31,7 +31,11 @@ fn sent_xid(actions: &[Action], current: u32) -> u32 {
 fn check(actions: &[Action]) {
     for action in actions {
         if let Action::Acquired(lease) | Action::Renewed(lease) = action {
-            assert!(lease.prefix_len <= 32, "lease with prefix /{}", lease.prefix_len);
+            assert!(
+                lease.prefix_len <= 32,
+                "lease with prefix /{}",
+                lease.prefix_len
+            );
             let _ = format!("{lease:?}");
         }
     }

@@ -23,7 +23,10 @@ struct Policy;
 
 impl BootPolicy for Policy {
     fn decide(&self, client: &PxeClient) -> BootDecision {
-        if client.mac.ends_with(['1', '3', '5', '7', '9', 'b', 'd', 'f']) {
+        if client
+            .mac
+            .ends_with(['1', '3', '5', '7', '9', 'b', 'd', 'f'])
+        {
             BootDecision::Ignore {
                 reason: "not registered".into(),
             }

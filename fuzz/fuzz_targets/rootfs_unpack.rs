@@ -4,7 +4,7 @@
 //!
 //! Each input is written to a file and unpacked for real into a fresh directory, on a small
 //! tmpfs of its own as on a booting machine (so an archive that claims huge files ends in the
-//! "no space" error rather than filling the host's disk); about a thousand inputs a second.
+//! "no space" error rather than filling the host's disk); about 2,000 inputs a second.
 
 #![no_main]
 
@@ -22,15 +22,43 @@ struct Scratch {
 fn scratch() -> &'static Scratch {
     static SCRATCH: OnceLock<Scratch> = OnceLock::new();
     SCRATCH.get_or_init(|| {
-        let base = std::env::temp_dir().join(format!("bootkit-fuzz-rootfs-{}", std::process::id()));
-        std::fs::create_dir_all(&base).expect("create the scratch directory");
-        // Root can mount: then the unpack runs on a 64 MiB tmpfs like the init's new root.
-        // Without root it runs in the plain directory.
-        let options = c"size=64m,mode=0755";
-        let _ = rustix::mount::mount("tmpfs", &base, "tmpfs", rustix::mount::MountFlags::empty(), options);
+        let base = match private_tmpfs() {
+            Ok(base) => base,
+            // Without root: a plain directory of this process's own.
+            Err(_) => {
+                let base = std::env::temp_dir()
+                    .join(format!("bootkit-fuzz-rootfs-{}", std::process::id()));
+                std::fs::create_dir_all(&base).expect("create the scratch directory");
+                base
+            }
+        };
         std::fs::write(base.join("canary"), b"untouched").expect("write the canary");
         Scratch { base }
     })
+}
+
+/// As root: a 64 MiB tmpfs like the init's new root, mounted in a mount namespace of this
+/// thread's own (the thread libFuzzer runs inputs on), so that it vanishes when the process
+/// ends instead of staying mounted on the host, and runs side by side cannot see each other's.
+fn private_tmpfs() -> rustix::io::Result<PathBuf> {
+    use rustix::mount::{MountFlags, MountPropagationFlags, mount, mount_change};
+    let base = std::env::temp_dir().join("bootkit-fuzz-rootfs");
+    std::fs::create_dir_all(&base).map_err(|_| rustix::io::Errno::IO)?;
+    // SAFETY: unsharing the mount namespace touches no memory; it only changes which mounts
+    // this thread sees, and nothing else in this process depends on the host's.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS)? };
+    mount_change(
+        "/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    )?;
+    mount(
+        "tmpfs",
+        &base,
+        "tmpfs",
+        MountFlags::empty(),
+        c"size=64m,mode=0755",
+    )?;
+    Ok(base)
 }
 
 fn canary_untouched(base: &Path) -> bool {

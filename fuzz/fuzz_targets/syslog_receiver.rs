@@ -16,8 +16,16 @@ const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
 
 fn check(frame: &[u8]) {
     let parsed = parse(frame, PEER);
-    assert!(parsed.message.facility <= 23, "facility {}", parsed.message.facility);
-    assert!(parsed.message.severity <= 7, "severity {}", parsed.message.severity);
+    assert!(
+        parsed.message.facility <= 23,
+        "facility {}",
+        parsed.message.facility
+    );
+    assert!(
+        parsed.message.severity <= 7,
+        "severity {}",
+        parsed.message.severity
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -16,7 +16,9 @@ use libfuzzer_sys::fuzz_target;
 fn root() -> &'static PathBuf {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
-        let root = std::env::temp_dir().join(format!("bootkit-fuzz-tftp-{}", std::process::id()));
+        // One fixed directory that every run shares (and rewrites the same way), so runs
+        // leave nothing behind but it.
+        let root = std::env::temp_dir().join("bootkit-fuzz-tftp");
         std::fs::create_dir_all(root.join("efi")).expect("create the TFTP root");
         std::fs::write(root.join("ipxe.efi"), b"MZ").expect("write a file to serve");
         root
