@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target in fuzz/ for SECONDS each (default 60), one after the other,
 # and prints per target the executions, the seconds and the result. Not part of CI: a full
-# run takes about 13 x SECONDS plus the first build (see fuzz/README.md).
+# run of the 12 targets takes 12 x SECONDS plus the build (see fuzz/README.md).
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
@@ -68,7 +68,9 @@ for target in "${targets[@]}"; do
     [[ $runs =~ ^[0-9]+$ && $took -gt 0 ]] && rate=$((runs / took))
     printf '%-20s %12s %8s %10s  %s\n' "$target" "$runs" "$took" "$rate" "$result"
     if [[ $result != ok ]]; then
-        tail -n 40 "$log" | sed 's/^/    /'
+        # The panic message or libFuzzer's reason (timeout, out of memory, sanitizer report).
+        grep -m1 -A4 -E 'panicked at|ERROR: libFuzzer|==ERROR' "$log" | sed 's/^/    /' ||
+            tail -n 20 "$log" | sed 's/^/    /'
     fi
 done
 exit "$failed"
