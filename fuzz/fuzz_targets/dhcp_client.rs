@@ -51,13 +51,13 @@ fuzz_target!(|data: &[u8]| {
         let length = usize::from(u16::from_be_bytes([*high, *low])).min(tail.len());
         let (packet, next) = tail.split_at(length);
         rest = next;
-        if control & 1 != 0 {
-            if let Some(wake_at) = machine.wake_at() {
-                now = now.max(wake_at);
-                let actions = machine.on_timeout(now);
-                check(&actions);
-                xid = sent_xid(&actions, xid);
-            }
+        if control & 1 != 0
+            && let Some(wake_at) = machine.wake_at()
+        {
+            now = now.max(wake_at);
+            let actions = machine.on_timeout(now);
+            check(&actions);
+            xid = sent_xid(&actions, xid);
         }
         let mut packet = packet.to_vec();
         if control & 2 != 0 && packet.len() >= 34 {

@@ -79,10 +79,8 @@ fuzz_target!(|data: &[u8]| {
         let (packet, next) = tail.split_at(length);
         rest = next;
         for server in &mut servers {
-            if let Some((encoded, _to)) = server.answer(packet, control & 1 != 0, &Policy) {
-                if let Err(error) = encoded {
-                    panic!("the server's reply does not encode: {error}");
-                }
+            if let Some((Err(error), _to)) = server.answer(packet, control & 1 != 0, &Policy) {
+                panic!("the server's reply does not encode: {error}");
             }
         }
     }
