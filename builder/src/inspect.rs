@@ -36,12 +36,17 @@ pub struct Listing {
 
 pub fn inspect(path: &Path) -> Result<Listing> {
     let data = fs::read(path).map_err(BuildError::io(format!("read {}", path.display())))?;
-    let fail = |reason: String| BuildError::Archive {
+    list_initramfs(&data).map_err(|reason| BuildError::Archive {
         archive: path.to_path_buf(),
         reason,
-    };
+    })
+}
+
+/// List an initramfs held in memory: its cpio segments, compressed or not, and the rootfs
+/// archive inside. The error says what is wrong with the data.
+pub fn list_initramfs(data: &[u8]) -> std::result::Result<Listing, String> {
     let mut listing = Listing::default();
-    let mut rest = &data[..];
+    let mut rest = data;
     loop {
         // Segments are padded with zeros (to 4 or 512 bytes) between them.
         let skip = rest.iter().take_while(|b| **b == 0).count();
@@ -53,13 +58,13 @@ pub fn inspect(path: &Path) -> Result<Listing> {
         let (plain, after) = if compression == Compression::None {
             (None, rest)
         } else {
-            let (plain, after) = decode_segment(compression, rest)
-                .map_err(|err| fail(format!("{compression}: {err}")))?;
+            let (plain, after) =
+                decode_segment(compression, rest).map_err(|err| format!("{compression}: {err}"))?;
             (Some(plain), after)
         };
         match &plain {
             None => {
-                let (entries, after) = read_cpio(rest, &mut listing.rootfs).map_err(fail)?;
+                let (entries, after) = read_cpio(rest, &mut listing.rootfs)?;
                 listing.segments.push((compression, entries));
                 rest = after;
             }
@@ -72,7 +77,7 @@ pub fn inspect(path: &Path) -> Result<Listing> {
                     if inner.is_empty() {
                         break;
                     }
-                    let (entries, next) = read_cpio(inner, &mut listing.rootfs).map_err(fail)?;
+                    let (entries, next) = read_cpio(inner, &mut listing.rootfs)?;
                     listing.segments.push((compression, entries));
                     inner = next;
                 }

@@ -23,6 +23,7 @@
 //! - [`net_errors`]: which socket errors a server's receive loop steps over.
 //! - [`backoff`]: exponential backoff with jitter, the one rule of every retry loop.
 //! - [`checksum`]: sha256 digests and `sha256sum` files, read with one rule.
+//! - [`dhcp_options`]: a DHCP message's options read from its bytes, before dhcproto sees them.
 
 pub mod backoff;
 pub mod blockdev;
@@ -30,6 +31,7 @@ pub mod bmap;
 pub mod checksum;
 pub mod cmdline;
 pub mod compress;
+pub mod dhcp_options;
 pub mod error_text;
 pub mod identity;
 pub mod install_config;

@@ -1,11 +1,11 @@
 //! Building the client's messages and reading the server's, with dhcproto.
 
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use bootkit_common::dhcp_options;
 use dhcproto::v4::{
-    Decodable, Decoder, DhcpOption, Flags, MAGIC, Message, MessageType, Opcode, OptionCode,
+    Decodable, Decoder, DhcpOption, Flags, Message, MessageType, Opcode, OptionCode,
 };
 
 use crate::lease::Lease;
@@ -106,52 +106,18 @@ pub(crate) fn is_reply_to(msg: &Message, xid: u32, mac: [u8; 6]) -> bool {
         && msg.chaddr().get(..6) == Some(&mac[..])
 }
 
-/// BOOTP header up to the options, magic cookie included.
-const OPTIONS_START: usize = 240;
-
 /// Decodes a datagram from a server, or `None` if it is not a well-formed DHCP message.
 ///
-/// dhcproto is not used on raw input directly, because our fuzz test found that its option
-/// decoders panic on malformed lengths in debug builds (`debug_assert!` in options 80, 81,
-/// 91, 94, 152-155) and that `Message::chaddr()` panics on an hlen above 16; and because it
-/// stops reading options at the first one it cannot decode, so a bad hostname would hide a
-/// good lease time behind it. So the options are first reassembled here (RFC 3396
-/// concatenation), each option the client uses is checked for its expected length or
-/// encoding, the rest are dropped, and only that clean copy is handed to dhcproto.
+/// dhcproto is not used on raw input directly (see `bootkit_common::dhcp_options`: its
+/// option decoders panic on malformed lengths in debug builds, `Message::chaddr()` panics on
+/// an hlen above 16, and it stops reading options at the first one it cannot decode, so a bad
+/// hostname would hide a good lease time behind it). So the options are first split out
+/// there, each option the client uses is checked for its expected length or encoding, the
+/// rest are dropped, and only that clean copy is handed to dhcproto.
 pub(crate) fn decode_reply(bytes: &[u8]) -> Option<Message> {
-    let header = bytes.get(..OPTIONS_START)?;
-    if header.get(2).is_none_or(|hlen| *hlen > 16) || header.get(236..) != Some(&MAGIC[..]) {
-        return None;
-    }
-    // Options the client reads, with their values concatenated, in code order.
-    let mut values: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
-    let mut rest = bytes.get(OPTIONS_START..)?;
-    loop {
-        match rest {
-            [] | [255, ..] => break,
-            [0, tail @ ..] => rest = tail,
-            [code, len, tail @ ..] => {
-                let len = usize::from(*len);
-                // A truncated option means a truncated or corrupt datagram.
-                let value = tail.get(..len)?;
-                if READ_OPTIONS.contains(code) {
-                    values.entry(*code).or_default().extend_from_slice(value);
-                }
-                rest = tail.get(len..)?;
-            }
-            [_] => return None,
-        }
-    }
-    let mut clean = header.to_vec();
-    for (code, value) in values.iter().filter(|(c, v)| valid_option(**c, v)) {
-        // Long values go back as consecutive chunks, which dhcproto concatenates.
-        for chunk in value.chunks(255) {
-            clean.push(*code);
-            clean.push(u8::try_from(chunk.len()).ok()?);
-            clean.extend_from_slice(chunk);
-        }
-    }
-    clean.push(255);
+    let raw = dhcp_options::split(bytes)?;
+    let clean =
+        raw.rebuild(|code, value| READ_OPTIONS.contains(&code) && valid_option(code, value));
     Message::decode(&mut Decoder::new(&clean)).ok()
 }
 

@@ -61,6 +61,8 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+#[cfg(feature = "fuzzing")]
+pub use server::Answerer;
 pub use server::Server;
 
 /// What the server does.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
+use bootkit_common::dhcp_options;
 use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Encodable};
 use tokio::net::UdpSocket;
@@ -46,6 +47,18 @@ enum State {
     },
 }
 
+impl State {
+    fn new(mode: Mode, server_ip: Ipv4Addr) -> Result<Self, DhcpError> {
+        Ok(match mode {
+            Mode::Proxy => State::Proxy,
+            Mode::Full(full) => State::Full {
+                leases: Box::new(Leases::new(&full, server_ip, SystemTime::now())?),
+                config: full,
+            },
+        })
+    }
+}
+
 /// Decides the reply for each request; no sockets, so it stays a plain state machine.
 struct Answers {
     server_ip: Ipv4Addr,
@@ -68,13 +81,7 @@ impl Server {
             ));
         }
         let interface = config.interface.as_deref();
-        let state = match config.mode {
-            Mode::Proxy => State::Proxy,
-            Mode::Full(full) => State::Full {
-                leases: Box::new(Leases::new(&full, config.server_ip, SystemTime::now())?),
-                config: full,
-            },
-        };
+        let state = State::new(config.mode, config.server_ip)?;
         let dhcp = socket::bind(listen.into(), interface)?;
         let dhcp_addr = dhcp.local_addr().map_err(DhcpError::Socket)?;
         let boot_server = match state {
@@ -197,6 +204,26 @@ fn server_identifier(request: &Message) -> Option<Ipv4Addr> {
     }
 }
 
+/// Why a packet from the network is not a request the server can read.
+#[derive(Debug, thiserror::Error)]
+enum MalformedPacket {
+    #[error(
+        "not a DHCP message: shorter than its header, no magic cookie, hlen above 16 or a \
+         truncated option"
+    )]
+    NotDhcp,
+    #[error(transparent)]
+    Decode(#[from] dhcproto::error::DecodeError),
+}
+
+/// Decodes a request from the network. dhcproto never sees the raw bytes (it panics on some
+/// malformed options, see `bootkit_common::dhcp_options`): the options are split out first
+/// and only those it can decode are handed to it.
+fn decode_request(packet: &[u8]) -> Result<Message, MalformedPacket> {
+    let raw = dhcp_options::split(packet).ok_or(MalformedPacket::NotDhcp)?;
+    Ok(Message::from_bytes(&raw.rebuild(dhcp_options::decodable))?)
+}
+
 fn ignore(counters: &Counters) -> Option<(Message, SocketAddr)> {
     counters.ignored.fetch_add(1, Ordering::Relaxed);
     None
@@ -211,7 +238,7 @@ impl Answers {
         policy: &dyn BootPolicy,
         counters: &Counters,
     ) -> Option<(Message, SocketAddr)> {
-        let request = match Message::from_bytes(packet) {
+        let request = match decode_request(packet) {
             Ok(request) => request,
             Err(error) => {
                 counters.received.fetch_add(1, Ordering::Relaxed);
@@ -248,6 +275,48 @@ impl Answers {
                 full.answer(&request, &mac, kind, boot, counters)
             }
         }
+    }
+}
+
+/// The server's answers without its sockets, for the fuzz targets in `fuzz/`: each packet
+/// goes through the same decoding and state machine as one received on the wire.
+#[cfg(feature = "fuzzing")]
+pub struct Answerer {
+    answers: Answers,
+    counters: Counters,
+}
+
+#[cfg(feature = "fuzzing")]
+impl Answerer {
+    /// The answers of a server with `config` (its `listen` and `interface` are not used).
+    pub fn new(config: Config) -> Result<Self, DhcpError> {
+        Ok(Answerer {
+            answers: Answers {
+                server_ip: config.server_ip,
+                state: State::new(config.mode, config.server_ip)?,
+                boot_files: config.boot_files,
+            },
+            counters: Counters::default(),
+        })
+    }
+
+    /// The encoded reply to `packet` and where it goes, as the server would send it.
+    /// `to_boot_server`: the packet came to proxy mode's PXE boot server (port 4011).
+    pub fn answer(
+        &mut self,
+        packet: &[u8],
+        to_boot_server: bool,
+        policy: &dyn BootPolicy,
+    ) -> Option<(Result<Vec<u8>, dhcproto::error::EncodeError>, SocketAddr)> {
+        let port = if to_boot_server {
+            Port::BootServer {
+                from: SocketAddr::from(([192, 0, 2, 1], 68)),
+            }
+        } else {
+            Port::Dhcp
+        };
+        let (reply, to) = self.answers.answer(packet, port, policy, &self.counters)?;
+        Some((reply.to_vec(), to))
     }
 }
 
@@ -425,5 +494,66 @@ impl FullAnswers<'_> {
             dns: &self.config.dns,
             hostname: self.leases.hostname(mac),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DHCPDISCOVER from a PXE client with `extra` raw options before its end option.
+    fn discover_with(extra: &[u8]) -> Vec<u8> {
+        let mut message = Message::default();
+        message
+            .set_opcode(Opcode::BootRequest)
+            .set_chaddr(&[0x52, 0x54, 0, 0, 0, 2]);
+        message
+            .opts_mut()
+            .insert(DhcpOption::MessageType(MessageType::Discover));
+        let mut bytes = message.to_vec().expect("a discover encodes");
+        assert_eq!(
+            bytes.pop(),
+            Some(255),
+            "the encoding ends with the end option"
+        );
+        bytes.extend_from_slice(extra);
+        bytes.push(255);
+        bytes
+    }
+
+    // Found by fuzz/fuzz_targets/dhcp_server.rs: dhcproto's option decoders assert on these
+    // lengths, so a debug build of the server panicked on one packet from the network.
+    #[test]
+    fn options_with_lengths_dhcproto_asserts_on_are_dropped_not_a_panic() {
+        for bad in [
+            &[153, 1, 0][..],
+            &[80, 1, 1],
+            &[81, 2, 0, 0],
+            &[94, 2, 1, 3],
+            &[151, 0],
+        ] {
+            let request = decode_request(&discover_with(bad))
+                .unwrap_or_else(|error| panic!("{bad:?}: {error}"));
+            assert_eq!(request.opts().msg_type(), Some(MessageType::Discover));
+            assert!(
+                request.opts().get(OptionCode::from(bad[0])).is_none(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_packet_that_is_not_dhcp_is_an_error() {
+        let mut long_hlen = discover_with(&[]);
+        long_hlen[2] = 17;
+        assert!(matches!(
+            decode_request(&long_hlen),
+            Err(MalformedPacket::NotDhcp)
+        ));
+        // A hostname that claims 9 bytes where 2 are left: a truncated datagram.
+        assert!(matches!(
+            decode_request(&discover_with(&[12, 9, b'x'])),
+            Err(MalformedPacket::NotDhcp)
+        ));
     }
 }

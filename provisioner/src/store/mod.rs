@@ -26,6 +26,8 @@ pub use logs::{LogLine, MAX_LOG_LINES_PER_NODE, NewLogLine};
 pub use nodes::{BootPlan, Discovered, Discovery, Event, Node, NodeDetail, NodeState, Progress};
 pub use profiles::{Profile, ProfileSpec};
 pub use registering::Registered;
+#[cfg(feature = "fuzzing")]
+pub use registrations::parse_registrations_csv;
 pub use registrations::{Match, Registration, RegistrationSpec};
 pub use templates::TemplateRecord;
 pub use work::{ActionReport, NextAction, ReportTarget, WorkflowContext};

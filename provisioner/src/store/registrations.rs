@@ -157,6 +157,16 @@ impl Registration {
     }
 }
 
+/// Reads OEP's registration CSV as [`Store::import_registrations`] does, without storing
+/// it: for the fuzz targets in `fuzz/`.
+#[cfg(feature = "fuzzing")]
+pub fn parse_registrations_csv(csv: &str) -> Result<Vec<RegistrationSpec>> {
+    Ok(csv_import::parse(csv)?
+        .into_iter()
+        .map(|row| row.spec)
+        .collect())
+}
+
 /// Stores every row of OEP's CSV, or none: an error names the row's line and column.
 pub(super) fn insert_csv(transaction: &Transaction<'_>, csv: &str) -> Result<Vec<Registration>> {
     let rows = csv_import::parse(csv)?;

@@ -22,6 +22,12 @@ pub use framing::MAX_FRAME;
 pub use parse::{DEFAULT_FACILITY, DEFAULT_SEVERITY, Parsed, parse};
 pub use tcp::{IDLE_TIMEOUT, MAX_CONNECTIONS};
 
+/// What the fuzz targets in `fuzz/` feed arbitrary bytes.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use crate::framing::{Frame, read_frame};
+}
+
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

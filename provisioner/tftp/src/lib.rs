@@ -24,6 +24,14 @@ mod transfer;
 pub use options::{DEFAULT_BLKSIZE, MAX_BLKSIZE, MAX_WINDOWSIZE};
 pub use transfer::{INITIAL_TIMEOUT, MAX_SENDS};
 
+/// What the fuzz targets in `fuzz/` feed arbitrary bytes.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use crate::options::negotiate;
+    pub use crate::packet::{oack, parse_reply, parse_request};
+    pub use crate::root::open_beneath;
+}
+
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
