@@ -69,10 +69,13 @@ impl RawMessage<'_> {
             if !keep(*code, value) {
                 continue;
             }
-            for chunk in value.chunks(255) {
+            for chunk in value.chunks(usize::from(u8::MAX)) {
+                // chunks(255) keeps every length within a byte, so the conversion never fails.
+                let Ok(length) = u8::try_from(chunk.len()) else {
+                    continue;
+                };
                 clean.push(*code);
-                // chunks(255) keeps every length within a byte.
-                clean.push(chunk.len() as u8);
+                clean.push(length);
                 clean.extend_from_slice(chunk);
             }
         }
