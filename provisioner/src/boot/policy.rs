@@ -35,6 +35,7 @@ impl BootPolicy for StorePolicy {
 }
 
 impl StorePolicy {
+    /// Answers PXE requests from `store`; iPXE clients that may boot are sent to `script_url`.
     pub fn new(store: Arc<Store>, script_url: String) -> Self {
         Self { store, script_url }
     }
