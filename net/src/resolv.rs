@@ -173,7 +173,7 @@ where
     write_atomically(path, &render(nameservers, domain, search))
 }
 
-/// [`write`] for a lease.
+/// [`write`](fn@write) for a lease.
 pub fn write_lease(path: &Path, lease: &Lease) -> Result<(), ResolvError> {
     write_atomically(path, &render_lease(lease))
 }
