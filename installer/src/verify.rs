@@ -8,19 +8,40 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
+/// Why an expected sha256 cannot be had.
 #[derive(Debug, thiserror::Error)]
 pub enum ChecksumError {
+    /// The text is not 64 hex digits.
     #[error("{value:?} is not a sha256: expected 64 hex digits")]
-    NotSha256 { value: String },
+    NotSha256 {
+        /// The text as given.
+        value: String,
+    },
+    /// The checksum file cannot be read.
     #[error("cannot read the checksum file {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    Read {
+        /// The checksum file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The checksum file lists several files but not the image.
     #[error(
         "the checksum file {path} has no line for {name}; it should hold `HEX  {name}` as \
          sha256sum writes it"
     )]
-    NoEntry { path: PathBuf, name: String },
+    NoEntry {
+        /// The checksum file.
+        path: PathBuf,
+        /// The image's file name looked for.
+        name: String,
+    },
+    /// The checksum file has no `HEX  name` line.
     #[error("the checksum file {path} holds no sha256 line (`HEX  filename`)")]
-    Empty { path: PathBuf },
+    Empty {
+        /// The checksum file.
+        path: PathBuf,
+    },
 }
 
 /// A sha256 digest, parsed from hex.
@@ -28,6 +49,7 @@ pub enum ChecksumError {
 pub struct Sha256Digest(pub [u8; 32]);
 
 impl Sha256Digest {
+    /// Parses 64 hex digits (either case, surrounding whitespace ignored).
     pub fn parse(hex_text: &str) -> Result<Self, ChecksumError> {
         let not_sha256 = || ChecksumError::NotSha256 {
             value: hex_text.to_string(),
@@ -74,6 +96,7 @@ impl Sha256Digest {
         Self::parse(chosen)
     }
 
+    /// The digest as lower-case hex.
     pub fn to_hex(self) -> String {
         hex::encode(self.0)
     }
@@ -86,6 +109,7 @@ pub struct HashingReader<R> {
 }
 
 impl<R: Read> HashingReader<R> {
+    /// Hashes everything read from `inner`.
     pub fn new(inner: R) -> Self {
         Self {
             inner,
@@ -93,6 +117,7 @@ impl<R: Read> HashingReader<R> {
         }
     }
 
+    /// The sha256 of every byte read.
     pub fn finish(self) -> Sha256Digest {
         Sha256Digest(self.hasher.finalize().into())
     }
@@ -113,6 +138,7 @@ pub struct CountingReader<R> {
 }
 
 impl<R: Read> CountingReader<R> {
+    /// Counts bytes read from `inner` into `count`.
     pub fn new(inner: R, count: Arc<AtomicU64>) -> Self {
         Self { inner, count }
     }
