@@ -1,4 +1,4 @@
-//! The same engine as a Tinkerbell action: `image2disk` (by argv[0]) or
+//! The same engine as a Tinkerbell action: `image2disk` (by `argv[0]`) or
 //! `bootkit-install --from-env` reads the action's environment instead of options.
 //!
 //! - `IMG_URL` (required): an http(s) URL, or a local path / block device.

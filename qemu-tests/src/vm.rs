@@ -374,7 +374,7 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// Starts QEMU. Waits first for a free VM slot (see [`crate::slots`]), so
+    /// Starts QEMU. Waits first for a free VM slot (see `crate::slots`), so
     /// timeouts only count time the VM actually runs.
     pub fn boot(config: VmConfig) -> Result<Vm> {
         let files = match &config.firmware {
