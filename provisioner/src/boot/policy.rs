@@ -8,7 +8,7 @@ use crate::store::{BootPlan, Identity, Store, StoreError};
 
 /// Nodes the store would boot (install or local disk) get the iPXE script URL: the script
 /// decides which. Refused nodes, and any store failure, get no answer (but see
-/// [`StorePolicy::serial_may_match`]).
+/// `StorePolicy::serial_may_match`).
 pub struct StorePolicy {
     store: Arc<Store>,
     script_url: String,
