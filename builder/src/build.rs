@@ -31,10 +31,15 @@ use crate::{kernel, modules, rootfs};
 /// The files a build wrote.
 #[derive(Debug, Clone)]
 pub struct BuildOutput {
+    /// The kernel, copied from the kernel package.
     pub vmlinuz: PathBuf,
+    /// The initramfs (cpio segments: init, modules, rootfs).
     pub initramfs: PathBuf,
+    /// The kernel command line file.
     pub cmdline: PathBuf,
+    /// Where the manifest was written.
     pub manifest_path: PathBuf,
+    /// What was built, with digests.
     pub manifest: Manifest,
     /// What the `[usb]` section made, when there is one.
     pub usb: Option<UsbOutput>,

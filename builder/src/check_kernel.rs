@@ -18,10 +18,13 @@ use crate::progress::Progress;
 /// What the kernel has for an option.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
+    /// `=y`: compiled in.
     BuiltIn,
+    /// `=m`: a loadable module.
     Module,
     /// Absent or `is not set`.
     Missing,
+    /// Another value (a number or a string), as written.
     Value(String),
 }
 
@@ -36,13 +39,18 @@ impl Status {
     }
 }
 
+/// One option of a config fragment, checked against the kernel's config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
+    /// The fragment's section the option is listed under, for the report.
     pub group: String,
+    /// The option's name, `CONFIG_...`.
     pub option: String,
     /// `y`, `m`, `n` (for "is not set") or a literal value.
     pub wanted: String,
+    /// What the kernel has.
     pub status: Status,
+    /// True when the kernel has what is wanted (`m` is also met by `y`).
     pub ok: bool,
 }
 
@@ -91,6 +99,8 @@ pub fn parse_fragment(text: &str) -> Vec<(String, String, String)> {
     out
 }
 
+/// Checks every option of `fragment` against `kernel_config` (both in `.config` syntax), in the
+/// fragment's order.
 pub fn check(fragment: &str, kernel_config: &str) -> Vec<Check> {
     let kernel = parse_config(kernel_config);
     parse_fragment(fragment)

@@ -53,13 +53,18 @@ pub const ZSTD_WINDOW_LOG: u32 = 23;
 /// (1 MiB jobs would cost 3.6% on the rootfs tar: the default job size is kept.)
 pub const ZSTD_WORKERS: u32 = 2;
 
+/// A writer that compresses as the image config says; [`Encoder::finish`] ends the stream.
 pub enum Encoder<W: Write> {
+    /// zstd, with [`ZSTD_WORKERS`] workers.
     Zstd(zstd::stream::write::Encoder<'static, W>),
+    /// gzip.
     Gzip(flate2::write::GzEncoder<W>),
+    /// No compression.
     Plain(W),
 }
 
 impl<W: Write> Encoder<W> {
+    /// An encoder of `kind` writing into `inner`.
     pub fn new(kind: CompressionKind, inner: W) -> io::Result<Encoder<W>> {
         Ok(match kind {
             CompressionKind::Zstd => {
@@ -79,6 +84,7 @@ impl<W: Write> Encoder<W> {
         })
     }
 
+    /// Writes the stream's end and returns the inner writer.
     pub fn finish(self) -> io::Result<W> {
         match self {
             Encoder::Zstd(encoder) => encoder.finish(),

@@ -84,14 +84,20 @@ use crate::error::BuildError;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageConfig {
+    /// `[kernel]`: the kernel and the modules to ship.
     pub kernel: KernelConfig,
+    /// `[init]`: the bootkit binary and its applets.
     pub init: InitConfig,
+    /// `[rootfs]`: what the root filesystem holds.
     #[serde(default)]
     pub rootfs: RootfsConfig,
+    /// `[[overlay]]`: files put into the rootfs last, in order.
     #[serde(default)]
     pub overlay: Vec<Overlay>,
+    /// `[initramfs]`: extra programs in the initramfs itself.
     #[serde(default)]
     pub initramfs: InitramfsConfig,
+    /// `[compression]`: how the initramfs and the rootfs archive are compressed.
     #[serde(default)]
     pub compression: CompressionConfig,
     /// The kernel command line.
@@ -128,6 +134,7 @@ pub struct KernelConfig {
     pub deb: Option<PathBuf>,
     /// A kernel directory (see the module docs for the layouts accepted).
     pub dir: Option<PathBuf>,
+    /// Modules to ship and load at boot, with their dependencies (names as modprobe takes them).
     #[serde(default)]
     pub modules: Vec<String>,
 }
@@ -135,11 +142,14 @@ pub struct KernelConfig {
 /// The kernel source once `deb` / `dir` have been checked: exactly one of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelSource {
+    /// A Debian kernel package.
     Deb(PathBuf),
+    /// An unpacked kernel directory.
     Dir(PathBuf),
 }
 
 impl KernelConfig {
+    /// The one source set; an error when neither or both of `deb` and `dir` are.
     pub fn source(&self) -> Result<KernelSource, BuildError> {
         match (&self.deb, &self.dir) {
             (Some(deb), None) => Ok(KernelSource::Deb(deb.clone())),
@@ -152,6 +162,7 @@ impl KernelConfig {
     }
 }
 
+/// `[init]`: the bootkit binary.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InitConfig {
@@ -162,13 +173,16 @@ pub struct InitConfig {
     pub applets: Vec<String>,
 }
 
+/// `[rootfs]`: the root filesystem's contents.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RootfsConfig {
     /// An existing rootfs tarball to start from.
     pub archive: Option<PathBuf>,
+    /// Host programs copied with their shared libraries.
     #[serde(default)]
     pub programs: Vec<Program>,
+    /// Host directories copied recursively.
     #[serde(default)]
     pub directories: Vec<Directory>,
     /// A directory of `*.toml` service definitions, installed in `/etc/bootkit/services/`.
@@ -179,6 +193,7 @@ pub struct RootfsConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Program {
+    /// The program's host path.
     pub src: PathBuf,
     /// Absolute path in the image; defaults to `src`.
     pub dest: Option<String>,
@@ -191,7 +206,9 @@ pub struct Program {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Directory {
+    /// The host directory.
     pub src: PathBuf,
+    /// Absolute path in the image.
     pub dest: String,
 }
 
@@ -199,9 +216,13 @@ pub struct Directory {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Overlay {
+    /// Absolute path in the rootfs.
     pub dest: String,
+    /// A host file to copy; give this or `content`.
     pub src: Option<PathBuf>,
+    /// The file's text; give this or `src`.
     pub content: Option<String>,
+    /// Permission bits; absent: `src`'s mode, or 0o644 for `content`.
     pub mode: Option<u32>,
 }
 
@@ -216,9 +237,11 @@ impl Overlay {
     }
 }
 
+/// `[initramfs]`: what the initramfs holds besides the init, modules and rootfs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InitramfsConfig {
+    /// Host programs copied with their shared libraries (an emergency shell, say).
     #[serde(default)]
     pub programs: Vec<Program>,
 }
@@ -227,9 +250,12 @@ pub struct InitramfsConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CompressionKind {
+    /// zstd (the default).
     #[default]
     Zstd,
+    /// gzip, for loaders and consumers without zstd.
     Gzip,
+    /// Not compressed.
     None,
 }
 
@@ -244,11 +270,14 @@ impl CompressionKind {
     }
 }
 
+/// `[compression]`: one choice per output.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompressionConfig {
+    /// The initramfs's first cpio segment (zstd by default).
     #[serde(default)]
     pub initramfs: CompressionKind,
+    /// The rootfs archive (zstd by default).
     #[serde(default)]
     pub rootfs: CompressionKind,
 }

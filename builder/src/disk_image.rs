@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::error::{BuildError, Result};
 
+/// One mebibyte in bytes: partitions start and end on MiB boundaries.
 pub const MIB: u64 = 1 << 20;
 const SECTOR: u64 = 512;
 
@@ -41,7 +42,9 @@ pub fn derived_guid(seed: &str, what: &str) -> Uuid {
 pub struct PartitionSpec {
     /// The GPT partition name (PARTLABEL).
     pub name: String,
+    /// The GPT partition type (ESP, Linux filesystem, ...).
     pub type_guid: Uuid,
+    /// The partition's own GUID (PARTUUID).
     pub unique_guid: Uuid,
     /// The filesystem image; the partition is its size rounded up to a MiB.
     pub image: PathBuf,
@@ -50,9 +53,13 @@ pub struct PartitionSpec {
 /// Where a partition ended up on the disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlacedPartition {
+    /// 1-based partition number.
     pub number: u32,
+    /// The GPT partition name (PARTLABEL).
     pub name: String,
+    /// Where it starts on the disk, in bytes.
     pub offset: u64,
+    /// Its size in bytes.
     pub size: u64,
 }
 

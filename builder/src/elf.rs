@@ -27,15 +27,19 @@ pub const LIBRARY_DIRS: &[&str] = &[
 /// A host path to copy into the image at the same path.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum HostEntry {
+    /// A regular file.
     File(PathBuf),
     /// A symlink, copied as a symlink (its target is gathered too).
     Symlink {
+        /// The symlink's path.
         path: PathBuf,
+        /// What it points to, as read.
         target: PathBuf,
     },
 }
 
 impl HostEntry {
+    /// The entry's host path.
     pub fn path(&self) -> &Path {
         match self {
             HostEntry::File(path) | HostEntry::Symlink { path, .. } => path,

@@ -42,7 +42,9 @@ pub fn volume_id(guid: Uuid) -> u32 {
 /// A file copied into a FAT image: `dest` is its path there (`EFI/BOOT/BOOTX64.EFI`).
 #[derive(Debug, Clone, Copy)]
 pub struct FatFile<'a> {
+    /// The file's path in the image.
     pub dest: &'a str,
+    /// The host file to copy.
     pub source: &'a Path,
 }
 
@@ -117,11 +119,13 @@ pub fn make_fat(
 /// How an ext4 image is made.
 #[derive(Debug, Clone, Copy)]
 pub struct Ext4Options<'a> {
+    /// The filesystem label.
     pub label: &'a str,
     /// The filesystem UUID, also its directory hash seed.
     pub uuid: Uuid,
     /// Free space to leave beyond the contents, in bytes.
     pub headroom: u64,
+    /// The time given to every inode, seconds since the epoch (SOURCE_DATE_EPOCH).
     pub epoch: u64,
 }
 

@@ -43,6 +43,7 @@ use crate::tree::{Source, Tree};
 pub struct RootfsArchive {
     /// Its compression, which names it: `rootfs.tar.zst`, `rootfs.tar.gz` or `rootfs.tar`.
     pub kind: CompressionKind,
+    /// The archive's bytes.
     pub data: Vec<u8>,
 }
 

@@ -15,17 +15,24 @@ use cpio::newc;
 
 use crate::error::{BuildError, Result};
 
+/// One entry of an archive, as `inspect` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The full mode: file type and permission bits.
     pub mode: u32,
+    /// Size in bytes (0 for directories and devices).
     pub size: u64,
+    /// Owner's uid.
     pub uid: u64,
+    /// Group's gid.
     pub gid: u64,
+    /// Path in the archive.
     pub name: String,
     /// Symlink target, or `major,minor` of a device.
     pub detail: Option<String>,
 }
 
+/// What an initramfs holds: each cpio segment and the rootfs archive inside.
 #[derive(Debug, Clone, Default)]
 pub struct Listing {
     /// One per cpio segment: its compression and entries.
@@ -34,6 +41,7 @@ pub struct Listing {
     pub rootfs: Option<(String, Vec<Entry>)>,
 }
 
+/// Lists the initramfs at `path`: every segment and, when found, the rootfs archive.
 pub fn inspect(path: &Path) -> Result<Listing> {
     let data = fs::read(path).map_err(BuildError::io(format!("read {}", path.display())))?;
     list_initramfs(&data).map_err(|reason| BuildError::Archive {

@@ -27,9 +27,11 @@ use crate::progress::Progress;
 /// A kernel laid out on disk, ready to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelTree {
+    /// The kernel image (`boot/vmlinuz-<version>`).
     pub vmlinuz: PathBuf,
     /// `.../lib/modules/<version>`.
     pub modules_dir: PathBuf,
+    /// The kernel release (`uname -r`), the name of its modules directory.
     pub version: String,
     /// The kernel's build config (`boot/config-<ver>`, `config` or `.config`), if present.
     pub config: Option<PathBuf>,

@@ -19,10 +19,13 @@ use crate::error::{BuildError, Result};
 /// What a module says about itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModInfo {
+    /// `name`; None when the module does not say.
     pub name: Option<String>,
     /// Modules that must be loaded first (direct dependencies).
     pub depends: Vec<String>,
+    /// `alias` entries (device ids the module serves).
     pub aliases: Vec<String>,
+    /// `vermagic`: the kernel release and options it was built for.
     pub vermagic: Option<String>,
 }
 
@@ -82,8 +85,11 @@ pub struct ModuleSet {
     pub included: Vec<String>,
     /// Requested modules the kernel has built in: nothing to ship or load.
     pub builtin_requested: Vec<String>,
+    /// The generated `modules.dep` for the shipped modules.
     pub modules_dep: String,
+    /// The generated `modules.alias`.
     pub modules_alias: String,
+    /// The generated `modules.order`.
     pub modules_order: String,
     /// The kernel's modules.builtin, whole (the init skips every name in it).
     pub modules_builtin: String,

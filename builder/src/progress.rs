@@ -92,12 +92,14 @@ pub struct Task {
 }
 
 impl Task {
+    /// Advances the bar by `delta` units.
     pub fn inc(&self, delta: u64) {
         if let Some(bar) = &self.bar {
             bar.inc(delta);
         }
     }
 
+    /// Ends the bar.
     pub fn finish(self) {
         let elapsed = self.started.elapsed().as_millis();
         if let Some(bar) = &self.bar {

@@ -35,6 +35,7 @@ pub struct Staged {
 }
 
 impl Staged {
+    /// Writes `data` to a temporary file beside `path` (mode 0644, synced).
     pub fn write(path: PathBuf, data: &[u8]) -> Result<Staged> {
         use std::os::unix::fs::PermissionsExt;
         let what = || format!("write {}", path.display());
@@ -52,6 +53,7 @@ impl Staged {
         })
     }
 
+    /// Renames the file to its path; returns its digest.
     pub fn persist(self) -> Result<FileDigest> {
         let what = format!("write {}", self.path.display());
         self.file

@@ -72,12 +72,15 @@ pub struct TestOsSpec {
 /// The files made.
 #[derive(Debug, Clone)]
 pub struct TestOsOutput {
+    /// The raw disk image.
     pub raw: PathBuf,
     /// `NAME.raw.gz`, `.zst`, `.xz`, in [`Published::ALL`]'s order.
     pub compressed: Vec<PathBuf>,
     /// The `.sha256sum` of each compressed file, same order.
     pub sha256sums: Vec<PathBuf>,
+    /// The block map of the raw image.
     pub bmap: PathBuf,
+    /// Where each partition is on the disk.
     pub partitions: Vec<PlacedPartition>,
 }
 

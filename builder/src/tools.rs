@@ -14,21 +14,30 @@ use crate::error::{BuildError, Result};
 /// A host program and the Debian package that ships it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tool {
+    /// The program's name, looked up in PATH.
     pub program: &'static str,
+    /// The Debian package that ships it, for the error message.
     pub package: &'static str,
 }
 
+/// Makes the UKI (binutils).
 pub const OBJCOPY: Tool = Tool::new("objcopy", "binutils");
+/// Makes the ESP's FAT filesystem.
 pub const MKFS_VFAT: Tool = Tool::new("mkfs.vfat", "dosfstools");
+/// Makes directories in a FAT image.
 pub const MMD: Tool = Tool::new("mmd", "mtools");
+/// Copies files into a FAT image.
 pub const MCOPY: Tool = Tool::new("mcopy", "mtools");
+/// Makes ext4 filesystems.
 pub const MKFS_EXT4: Tool = Tool::new("mkfs.ext4", "e2fsprogs");
+/// Edits ext4 images in place.
 pub const DEBUGFS: Tool = Tool::new("debugfs", "e2fsprogs");
 
 /// How much of a failing tool's output goes into the error.
 const OUTPUT_TAIL_LINES: usize = 15;
 
 impl Tool {
+    /// The tool `program` from Debian package `package`.
     pub const fn new(program: &'static str, package: &'static str) -> Self {
         Self { program, package }
     }

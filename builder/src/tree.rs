@@ -16,10 +16,12 @@ use crate::error::{BuildError, Result};
 pub enum Source {
     /// A host file, read when the archive is written (follows symlinks).
     Host(PathBuf),
+    /// Bytes the builder generated.
     Bytes(Vec<u8>),
 }
 
 impl Source {
+    /// The bytes: read from the host, or borrowed.
     pub fn read(&self) -> Result<std::borrow::Cow<'_, [u8]>> {
         match self {
             Source::Host(path) => fs::read(path)
@@ -30,16 +32,28 @@ impl Source {
     }
 }
 
+/// What a tree node is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeKind {
+    /// A regular file and where its bytes come from.
     File(Source),
+    /// A directory.
     Dir,
+    /// A symbolic link to this target.
     Symlink(String),
-    CharDevice { major: u32, minor: u32 },
+    /// A character device node.
+    CharDevice {
+        /// The device's major number.
+        major: u32,
+        /// The device's minor number.
+        minor: u32,
+    },
 }
 
+/// One node of a [`Tree`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
+    /// What it is.
     pub kind: NodeKind,
     /// Permission bits only (`0o7777`); the type comes from `kind`.
     pub mode: u32,
@@ -48,6 +62,7 @@ pub struct Node {
     pub implicit: bool,
 }
 
+/// A filesystem tree to archive: nodes by normalised path, parents implied.
 #[derive(Debug, Clone, Default)]
 pub struct Tree {
     nodes: BTreeMap<String, Node>,
@@ -73,38 +88,47 @@ pub fn normalize(path: &str) -> Result<String> {
 }
 
 impl Tree {
+    /// An empty tree.
     pub fn new() -> Tree {
         Tree::default()
     }
 
+    /// Every node with its path, sorted by path (parents before children).
     pub fn nodes(&self) -> impl Iterator<Item = (&str, &Node)> {
         self.nodes.iter().map(|(path, node)| (path.as_str(), node))
     }
 
+    /// The node at `path` (normalised first).
     pub fn get(&self, path: &str) -> Option<&Node> {
         self.nodes.get(path)
     }
 
+    /// How many nodes there are, implied directories included.
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
 
+    /// True when the tree has no node.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }
 
+    /// Adds or replaces a file at `path`; missing parents become implicit directories.
     pub fn add_file(&mut self, path: &str, source: Source, mode: u32) -> Result<()> {
         self.add(path, NodeKind::File(source), mode)
     }
 
+    /// Adds or replaces a directory at `path`; missing parents become implicit directories.
     pub fn add_dir(&mut self, path: &str, mode: u32) -> Result<()> {
         self.add(path, NodeKind::Dir, mode)
     }
 
+    /// Adds or replaces a symbolic link (mode 0777) at `path` to `target`.
     pub fn add_symlink(&mut self, path: &str, target: &str) -> Result<()> {
         self.add(path, NodeKind::Symlink(target.to_string()), 0o777)
     }
 
+    /// Adds or replaces a character device node `major:minor` at `path`.
     pub fn add_char_device(&mut self, path: &str, major: u32, minor: u32, mode: u32) -> Result<()> {
         self.add(path, NodeKind::CharDevice { major, minor }, mode)
     }

@@ -22,6 +22,7 @@ use crate::tools::OBJCOPY;
 /// here boots from any ESP.
 pub const ESP_LOADER: &str = "EFI/BOOT/BOOTX64.EFI";
 
+/// Debian's systemd-boot-efi stub.
 pub const DEFAULT_STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 
 /// Sections start on page boundaries (what systemd's ukify does too).
@@ -32,8 +33,11 @@ const PAGE: u64 = 4096;
 pub struct UkiInputs<'a> {
     /// The systemd EFI stub (`linuxx64.efi.stub`).
     pub stub: &'a Path,
+    /// The kernel image (`.linux`).
     pub kernel: &'a Path,
+    /// The initramfs (`.initrd`).
     pub initrd: &'a Path,
+    /// The kernel command line (`.cmdline`).
     pub cmdline: &'a str,
     /// /etc/os-release text naming the image (`.osrel`), shown by boot menus.
     pub os_release: &'a str,
@@ -42,12 +46,15 @@ pub struct UkiInputs<'a> {
 /// A section of a PE image, as the firmware will load it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeSection {
+    /// The section name (`.text`, `.linux`, ...).
     pub name: String,
     /// Address relative to the image base (RVA).
     pub virtual_address: u64,
+    /// Its size in memory.
     pub virtual_size: u64,
     /// Where its bytes are in the file, and how many there are (padded to FileAlignment).
     pub file_offset: u64,
+    /// Its size in the file.
     pub file_size: u64,
 }
 
@@ -67,12 +74,16 @@ impl PeSection {
 /// A PE image's sections and its image base.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeLayout {
+    /// The address the image prefers to be loaded at.
     pub image_base: u64,
+    /// The image's size in memory (`SizeOfImage`).
     pub size_of_image: u64,
+    /// The sections, in header order.
     pub sections: Vec<PeSection>,
 }
 
 impl PeLayout {
+    /// The section named `name`, if any.
     pub fn section(&self, name: &str) -> Option<&PeSection> {
         self.sections.iter().find(|section| section.name == name)
     }

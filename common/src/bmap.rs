@@ -22,8 +22,11 @@ pub struct Bmap {
     pub version: (u32, u32),
     /// Size of the uncompressed image in bytes.
     pub image_size: u64,
+    /// Bytes per block (`<BlockSize>`); ranges count in these.
     pub block_size: u64,
+    /// Blocks in the image (`<BlocksCount>`), the last one possibly partial.
     pub blocks_count: u64,
+    /// Blocks in [`Bmap::ranges`] (`<MappedBlocksCount>`).
     pub mapped_blocks_count: u64,
     /// The hash of the range checksums; `None` for formats before 1.3, which had none.
     pub checksum_type: Option<ChecksumType>,
@@ -34,7 +37,9 @@ pub struct Bmap {
 /// Blocks `first..=last` are mapped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockRange {
+    /// First mapped block, counted from 0.
     pub first: u64,
+    /// Last mapped block, inclusive.
     pub last: u64,
     /// Lower-case hex digest of the range's bytes (the last block cut at the image's end).
     pub checksum: Option<String>,
@@ -43,42 +48,72 @@ pub struct BlockRange {
 /// A mapped range in bytes, as a writer needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ByteRange {
+    /// Where the range starts in the image, in bytes.
     pub offset: u64,
+    /// How many bytes it covers (the last range cut at the image's end).
     pub length: u64,
+    /// As [`BlockRange::checksum`].
     pub checksum: Option<String>,
 }
 
+/// The hash a block map's range checksums use (`<ChecksumType>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChecksumType {
+    /// SHA-1 (bmap format 1.3).
     Sha1,
+    /// SHA-256 (format 1.4 and 2.x; what `create` writes).
     Sha256,
+    /// SHA-512.
     Sha512,
 }
 
+/// Why a block map cannot be read, checked or made.
 #[derive(Debug, thiserror::Error)]
 pub enum BmapError {
+    /// The file is not XML.
     #[error("the bmap is not valid XML")]
     Xml(#[from] roxmltree::Error),
+    /// A required element or attribute is absent; carries its name.
     #[error("the bmap has no <{0}> element; is this a bmaptool block map?")]
     Missing(&'static str),
+    /// An element's value does not parse or is out of range.
     #[error("the bmap's <{element}> is {value:?}, not {expected}")]
     Invalid {
+        /// The element's name.
         element: &'static str,
+        /// Its value as written.
         value: String,
+        /// What it should be (`a number`, ...).
         expected: &'static str,
     },
+    /// The `version` attribute names a major version other than 1 or 2; carries it.
     #[error("bmap format version {0} is not supported (versions 1.x and 2.x are)")]
     UnsupportedVersion(String),
+    /// `<ChecksumType>` is none of sha1, sha256, sha512; carries it.
     #[error("bmap checksum type {0:?} is not supported (sha1, sha256 and sha512 are)")]
     UnsupportedChecksum(String),
+    /// The file's own `<BmapFileChecksum>` (or 1.x's `<BmapFileSHA1>`) does not match its content.
     #[error(
         "the bmap file is damaged or edited: its checksum is {actual}, the file says {expected}"
     )]
-    FileChecksumMismatch { expected: String, actual: String },
+    FileChecksumMismatch {
+        /// The checksum the file states.
+        expected: String,
+        /// The checksum of its content.
+        actual: String,
+    },
+    /// The numbers contradict each other (ranges out of order, past the end, counts that do not add
+    /// up).
     #[error("the bmap is inconsistent: {0}")]
     Inconsistent(String),
+    /// `create` cannot read the image.
     #[error("cannot read {path} to make its bmap")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The image's path.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
 }
 
 impl ChecksumType {
@@ -91,6 +126,7 @@ impl ChecksumType {
         }
     }
 
+    /// The name the bmap format writes: `sha1`, `sha256`, `sha512`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Sha1 => "sha1",

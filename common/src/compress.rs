@@ -7,9 +7,13 @@ use std::io::{self, BufRead, Read};
 /// A stream compression format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Compression {
+    /// Not compressed.
     None,
+    /// gzip (`1f 8b`).
     Gzip,
+    /// zstd (`28 b5 2f fd`).
     Zstd,
+    /// xz (`fd 37 7a 58 5a 00`).
     Xz,
 }
 

@@ -39,10 +39,18 @@ pub fn is_placeholder(value: &str) -> bool {
 /// A text that cannot name a machine as its UUID.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UuidError {
+    /// A value firmware writes where no UUID was set (all zeros, all `f`, a known placeholder);
+    /// carries it.
     #[error("UUID {0:?} is a placeholder, not a UUID")]
     Placeholder(String),
+    /// Not a UUID in any form the `uuid` crate parses.
     #[error("{text:?} is not a UUID: {reason}")]
-    Malformed { text: String, reason: String },
+    Malformed {
+        /// The text as given.
+        text: String,
+        /// The parser's reason.
+        reason: String,
+    },
 }
 
 /// A machine's UUID in the one form it is stored and compared in: lowercase, hyphenated

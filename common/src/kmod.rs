@@ -31,6 +31,7 @@ pub fn is_module_file(path: &str) -> bool {
 /// One loadable module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Module {
+    /// The module's name, as modprobe spells it (`-` becomes `_`, no `.ko` suffix).
     pub name: String,
     /// Path relative to `/lib/modules/<version>/`, as modules.dep writes it.
     pub path: String,
@@ -39,6 +40,7 @@ pub struct Module {
 }
 
 impl Module {
+    /// A module at `path` (relative to `/lib/modules/<version>/`), named after its file.
     pub fn new(path: &str, deps: Vec<String>) -> Module {
         Module {
             name: module_name(path),
@@ -48,10 +50,18 @@ impl Module {
     }
 }
 
+/// Why `modules.dep` cannot be used.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum KmodError {
+    /// A line is not `path: dependencies` or names no module file.
     #[error("modules.dep line {line}: {reason}")]
-    Parse { line: usize, reason: String },
+    Parse {
+        /// 1-based line number in `modules.dep`.
+        line: usize,
+        /// What is wrong with the line.
+        reason: String,
+    },
+    /// The dependencies loop; carries a module on the loop.
     #[error("kernel modules depend on each other in a cycle through {0}")]
     Cycle(String),
 }
@@ -59,6 +69,7 @@ pub enum KmodError {
 /// A module that was asked for (or needed by one that was) but is nowhere to be found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MissingModule {
+    /// The missing module's name.
     pub name: String,
     /// The module that needs it, when it was not asked for directly.
     pub needed_by: Option<String>,
@@ -68,9 +79,11 @@ pub struct MissingModule {
 /// so a wave's modules can load in parallel.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct LoadPlan {
+    /// The waves, first to load first.
     pub waves: Vec<Vec<String>>,
     /// Asked-for modules that are built into the kernel: nothing to load.
     pub builtin: Vec<String>,
+    /// Modules found neither as files nor built in: a load would fail.
     pub missing: Vec<MissingModule>,
 }
 
@@ -89,6 +102,7 @@ pub struct ModuleIndex {
 }
 
 impl ModuleIndex {
+    /// An empty index.
     pub fn new() -> ModuleIndex {
         ModuleIndex::default()
     }
@@ -127,6 +141,7 @@ impl ModuleIndex {
         Ok(index)
     }
 
+    /// Adds `module`, replacing one of the same name.
     pub fn insert(&mut self, module: Module) {
         self.modules.insert(module.name.clone(), module);
     }
@@ -136,18 +151,22 @@ impl ModuleIndex {
         self.builtin.insert(module_name(path_or_name));
     }
 
+    /// The module named `name` (any spelling: `-` or `_`, with or without `.ko`).
     pub fn get(&self, name: &str) -> Option<&Module> {
         self.modules.get(&module_name(name))
     }
 
+    /// True if `name` is compiled into the kernel.
     pub fn is_builtin(&self, name: &str) -> bool {
         self.builtin.contains(&module_name(name))
     }
 
+    /// Every loadable module, by name.
     pub fn modules(&self) -> impl Iterator<Item = &Module> {
         self.modules.values()
     }
 
+    /// The names of the built-in modules, sorted.
     pub fn builtin(&self) -> impl Iterator<Item = &str> {
         self.builtin.iter().map(String::as_str)
     }

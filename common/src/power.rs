@@ -6,9 +6,12 @@
 use std::io;
 use std::process::Command;
 
+/// What to ask the system for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PowerAction {
+    /// Restart the machine.
     Reboot,
+    /// Turn the machine off.
     Poweroff,
 }
 

@@ -115,6 +115,7 @@ pub enum RestartPolicy {
 }
 
 impl RestartPolicy {
+    /// The spelling in service files: `always`, `on-failure`, `never`.
     pub fn as_str(self) -> &'static str {
         match self {
             RestartPolicy::Always => "always",
@@ -136,21 +137,37 @@ pub enum ReadyRule {
 /// A service definition as loaded and validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceDef {
+    /// The file stem: letters, digits, `-`, `_`, `.`, `@`.
     pub name: String,
+    /// The program: an absolute path, or a name looked up in PATH.
     pub command: PathBuf,
+    /// Arguments after the program; default none.
     pub args: Vec<String>,
+    /// Variables over the kernel command line's `key=value` pairs (see the module docs).
     pub environment: BTreeMap<String, String>,
+    /// Services that must have started (and be ready) first; a missing one is skipped.
     pub after: Vec<String>,
+    /// Like `after`, but this service does not start if one is absent or fails.
     pub requires: Vec<String>,
+    /// The boot modes it runs in; every mode unless the file lists some.
     pub modes: Vec<BootMode>,
+    /// What happens when the process exits; default on-failure.
     pub restart: RestartPolicy,
+    /// First restart delay, doubled per quick exit; default 1 s.
     pub restart_delay: Duration,
+    /// The restart delay never grows past this; default 30 s.
     pub restart_max_delay: Duration,
+    /// When it counts as ready; None: as soon as it is started.
     pub ready: Option<ReadyRule>,
+    /// Not ready by then: logged, and counted as started; default 30 s.
     pub ready_timeout: Duration,
+    /// Grace between SIGTERM and SIGKILL at shutdown; default 5 s.
     pub stop_timeout: Duration,
+    /// Working directory; None: `/`.
     pub working_dir: Option<PathBuf>,
+    /// Numeric uid to run as; None: the supervisor's (root).
     pub user: Option<u32>,
+    /// Numeric gid to run as; None: the supervisor's (root).
     pub group: Option<u32>,
     /// A built-in target (`network-online`, `time-sync`, `nbd`, ...): no process; it has
     /// started when its file appears, and failed if that does not happen in time.

@@ -32,35 +32,60 @@ pub const ROOTFS_PARTITION_NAMES: [&str; 3] = ["rootfs", "rootfs_a", "root"];
 const FIRST_USER_ID: u32 = 1000;
 const LAST_USER_ID: u32 = 60000;
 
+/// Why the installed system cannot be configured.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigureError {
+    /// The written disk's partition table does not parse.
     #[error("cannot read the partition table of {disk}; was the image written completely?")]
     PartitionTable {
+        /// The disk written.
         disk: PathBuf,
+        /// gptman's error.
         source: gptman::Error,
     },
+    /// No partition has the root filesystem's name.
     #[error(
         "{disk} has no root filesystem partition named {wanted}; its partitions are named \
          {found}; set [system] rootfs_partition in the install config to the right one"
     )]
     NoRootPartition {
+        /// The disk written.
         disk: PathBuf,
+        /// The partition name looked for.
         wanted: String,
+        /// The names the disk's partitions have.
         found: String,
     },
+    /// The root partition's device node does not exist.
     #[error(
         "{device}, the root partition, does not exist: the kernel did not pick up \
          the written partition table; re-read it (blockdev --rereadpt) and run again"
     )]
-    NoPartitionDevice { device: PathBuf, source: io::Error },
+    NoPartitionDevice {
+        /// The device node expected.
+        device: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// Mounting or unmounting the root filesystem failed.
     #[error(transparent)]
     Mount(#[from] MountError),
+    /// A file of the installed system is not as the configuration needs it.
     #[error("installed system's {path}: {reason}")]
-    System { path: String, reason: String },
+    System {
+        /// The path inside the installed system.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A file operation in the installed system failed.
     #[error("cannot {action} {path} in the installed system")]
     Io {
+        /// What was being done (`write`, `create`, ...).
         action: &'static str,
+        /// The path inside the installed system.
         path: String,
+        /// The operating system's error.
         source: io::Error,
     },
 }
@@ -70,6 +95,7 @@ pub enum ConfigureError {
 pub struct Change {
     /// Path inside the installed system, e.g. `/etc/hostname`.
     pub path: String,
+    /// What was done to it, e.g. `set to node-a`.
     pub what: String,
 }
 

@@ -27,35 +27,59 @@ pub const EFIVARS: &str = "/sys/firmware/efi/efivars";
 /// The loader the EMT images (and the removable-media fallback) boot.
 pub const DEFAULT_LOADER: &str = "\\EFI\\BOOT\\BOOTX64.EFI";
 
+/// Why a UEFI boot entry cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum EfiError {
+    /// The partition the entry points at cannot be found.
     #[error("cannot locate the partition for the boot entry")]
     Partition(#[from] GptError),
+    /// An EFI variable cannot be read.
     #[error("cannot read EFI variable {}", path.display())]
-    Read { path: PathBuf, source: io::Error },
+    Read {
+        /// The variable's file under efivarfs.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// An EFI variable cannot be written.
     #[error(
         "cannot write EFI variable {} (is efivarfs mounted read-write? the firmware \
          may also be out of variable space)",
         path.display()
     )]
-    Write { path: PathBuf, source: io::Error },
+    Write {
+        /// The variable's file under efivarfs.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The kernel took only part of a variable's bytes.
     #[error("EFI variable {} took {written} of {expected} bytes", path.display())]
     ShortWrite {
+        /// The variable's file.
         path: PathBuf,
+        /// Bytes written.
         written: usize,
+        /// Bytes the variable has.
         expected: usize,
     },
+    /// A variable does not parse (BootOrder, Boot####).
     #[error("EFI variable {} is malformed: {problem}", path.display())]
     Malformed {
+        /// The variable's file.
         path: PathBuf,
+        /// What is wrong with it.
         problem: &'static str,
     },
+    /// The loader path is not a UEFI path; carries it.
     #[error(
         "the loader path `{0}` is not a UEFI path: it must start with `\\` (e.g. \\EFI\\BOOT\\BOOTX64.EFI) and hold no NUL"
     )]
     BadLoaderPath(String),
+    /// The entry's description is empty or holds a NUL.
     #[error("the boot entry description must not be empty or hold NUL")]
     BadDescription,
+    /// No Boot#### number is free.
     #[error("all 65536 Boot#### variables are in use")]
     NoFreeNumber,
 }

@@ -25,71 +25,140 @@ pub const EFI_SYSTEM_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 
 const MIB: u64 = 1 << 20;
 
+/// Why the partition table cannot be read, changed or re-read.
 #[derive(Debug, thiserror::Error)]
 pub enum GptError {
+    /// The image's table does not parse for the disk's sector size.
     #[error(
         "cannot read the partition table written to the disk ({sector_size}-byte sectors); \
          the image is not a GPT disk image for this sector size, or it is corrupt"
     )]
     Read {
+        /// The disk's logical sector size in bytes.
         sector_size: u64,
+        /// gptman's error.
         source: gptman::Error,
     },
+    /// The new table cannot be written.
     #[error("cannot write the new partition table: {0}")]
     Write(gptman::Error),
+    /// Reading or writing the disk failed.
     #[error("cannot access the disk")]
     Io(#[from] io::Error),
+    /// The kernel kept reporting the disk busy (EBUSY) on BLKRRPART.
     #[error(
         "the kernel still reports the disk busy after {attempts} attempts to re-read its \
          partition table: a partition is in use (mounted, swap, LVM); the new table is on the \
          disk but the kernel shows the old partitions until they are released and \
          `blockdev --rereadpt` is run"
     )]
-    RereadBusy { attempts: u32 },
+    RereadBusy {
+        /// How many times it was tried.
+        attempts: u32,
+    },
+    /// The device does not support partitions (BLKRRPART: EINVAL).
     #[error(
         "the kernel cannot re-read the partition table: the device does not support partitions \
          (a loop device must be set up with `losetup -P`)"
     )]
     RereadUnsupported,
+    /// BLKRRPART failed otherwise.
     #[error("re-reading the partition table (BLKRRPART) failed: {0}")]
     Reread(io::Error),
+    /// The kernel refused a partition added with BLKPG.
     #[error("the kernel found no partitions and refused partition {number} from the table (BLKPG)")]
-    AddPartition { number: u32, source: io::Error },
+    AddPartition {
+        /// The partition number.
+        number: u32,
+        /// The kernel's error.
+        source: io::Error,
+    },
+    /// `grow` names a partition the image does not have.
     #[error(
         "partition {number} is not in the image's partition table (it has {existing}): fix `grow` in [layout]"
     )]
-    GrowMissing { number: u32, existing: String },
+    GrowMissing {
+        /// The partition number `grow` names.
+        number: u32,
+        /// The partition numbers the image has.
+        existing: String,
+    },
+    /// `grow` names a partition that is not the last one.
     #[error(
         "partition {number} cannot grow: partition {last} comes after it on the disk; only the \
          last partition before the free space can grow"
     )]
-    GrowNotLast { number: u32, last: u32 },
+    GrowNotLast {
+        /// The partition number `grow` names.
+        number: u32,
+        /// The partition after it.
+        last: u32,
+    },
+    /// Both `grow` and an added partition without a size want the free space.
     #[error(
         "partition {grow} should grow and `{name}` should take the rest of the disk: only one \
          can have the free space; give `{name}` a size_mib or drop `grow`"
     )]
-    GrowAndRest { grow: u32, name: String },
+    GrowAndRest {
+        /// The partition number `grow` names.
+        grow: u32,
+        /// The added partition without a size.
+        name: String,
+    },
+    /// An added partition other than the last has no size.
     #[error(
         "added partition `{name}` has no size_mib: only the last added partition may take the rest of the disk"
     )]
-    SizeMissing { name: String },
+    SizeMissing {
+        /// The partition's name.
+        name: String,
+    },
+    /// An added partition has size 0.
     #[error("added partition `{name}` has size_mib = 0")]
-    ZeroSize { name: String },
+    ZeroSize {
+        /// The partition's name.
+        name: String,
+    },
+    /// A partition name is over GPT's 36 UTF-16 units.
     #[error(
         "partition name `{name}` is longer than the {GPT_NAME_MAX_UNITS} UTF-16 units GPT allows"
     )]
-    NameTooLong { name: String },
+    NameTooLong {
+        /// The name as given.
+        name: String,
+    },
+    /// A `type_guid` is not a GUID.
     #[error("partition `{name}`: type_guid `{value}` is not a GUID (like {LINUX_FILESYSTEM_TYPE})")]
-    BadTypeGuid { name: String, value: String },
+    BadTypeGuid {
+        /// The partition's name.
+        name: String,
+        /// The `type_guid` as given.
+        value: String,
+    },
+    /// The added partitions do not fit the disk.
     #[error(
         "the layout needs {needed_mib} MiB after the image's partitions but the disk has only \
          {available_mib} MiB there: use a larger disk or smaller partitions"
     )]
-    NoSpace { needed_mib: u64, available_mib: u64 },
+    NoSpace {
+        /// What the layout needs, in MiB.
+        needed_mib: u64,
+        /// What the disk has after the image's partitions, in MiB.
+        available_mib: u64,
+    },
+    /// The table has no free entry.
     #[error("the partition table has no free entry for `{name}`")]
-    TableFull { name: String },
+    TableFull {
+        /// The partition that did not fit.
+        name: String,
+    },
+    /// No partition has this number.
     #[error("partition {number} is not in the partition table")]
-    NoSuchPartition { number: u32 },
+    NoSuchPartition {
+        /// The number asked for.
+        number: u32,
+    },
+    /// The image has no EFI System partition.
     #[error(
         "the image's partition table has no EFI System partition (type {EFI_SYSTEM_TYPE}): the \
          firmware cannot boot it"
@@ -97,8 +166,18 @@ pub enum GptError {
     NoEsp,
 }
 
-nix::ioctl_none!(blkrrpart, 0x12, 95);
-nix::ioctl_write_ptr_bad!(blkpg, nix::request_code_none!(0x12, 105), BlkpgIoctlArg);
+nix::ioctl_none!(
+    /// BLKRRPART: asks the kernel to re-read the disk's partition table.
+    blkrrpart,
+    0x12,
+    95
+);
+nix::ioctl_write_ptr_bad!(
+    /// BLKPG: adds, removes or resizes one partition in the kernel's view of the disk.
+    blkpg,
+    nix::request_code_none!(0x12, 105),
+    BlkpgIoctlArg
+);
 
 /// `struct blkpg_ioctl_arg` of <linux/blkpg.h> (neither libc nor nix define it).
 #[repr(C)]
@@ -279,16 +358,26 @@ fn write_table(disk: &mut File, table: &mut GPT) -> Result<(), GptError> {
 /// What applying a layout changed, for the summary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LayoutChange {
+    /// A partition was grown into the free space.
     Grown {
+        /// Its partition number.
         number: u32,
+        /// Its GPT name.
         name: String,
+        /// Its size before, in bytes.
         old_bytes: u64,
+        /// Its size after, in bytes.
         new_bytes: u64,
     },
+    /// A partition was added.
     Added {
+        /// Its partition number.
         number: u32,
+        /// Its GPT name.
         name: String,
+        /// Where it starts on the disk, in bytes.
         start_bytes: u64,
+        /// Its size in bytes.
         bytes: u64,
     },
 }
@@ -518,11 +607,15 @@ pub fn apply_layout(
 /// Where a partition is, as a UEFI Hard Drive device path names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionInfo {
+    /// The partition number (1-based).
     pub number: u32,
+    /// First sector (LBA).
     pub start_lba: u64,
+    /// Size in sectors.
     pub size_lbas: u64,
     /// The unique partition GUID in GPT (mixed-endian) byte order.
     pub unique_guid: [u8; 16],
+    /// Its GPT name (PARTLABEL).
     pub name: String,
 }
 

@@ -1,4 +1,4 @@
-//! The same engine as a Tinkerbell action: `image2disk` (by argv[0]) or
+//! The same engine as a Tinkerbell action: `image2disk` (by `argv[0]`) or
 //! `bootkit-install --from-env` reads the action's environment instead of options.
 //!
 //! - `IMG_URL` (required): an http(s) URL, or a local path / block device.
@@ -15,14 +15,20 @@ use std::path::PathBuf;
 use crate::install::InstallRequest;
 use crate::source::http::{HttpOptions, ProxySettings};
 
+/// Why the image2disk action's environment cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvError {
+    /// A required variable is unset; carries its name and what it is for.
     #[error("{0} is not set: the image2disk action needs it ({1})")]
     Missing(&'static str, &'static str),
+    /// A variable's value does not parse.
     #[error("{name}={value:?} is not valid: {expected}")]
     Invalid {
+        /// The variable's name.
         name: &'static str,
+        /// Its value as set.
         value: String,
+        /// What it should be.
         expected: &'static str,
     },
 }

@@ -32,13 +32,22 @@ const PEEK_BYTES: usize = 8192;
 /// What the user asked for (`bootkit-install`'s options, or image2disk's environment).
 #[derive(Debug, Clone, Default)]
 pub struct InstallRequest {
+    /// The image: a file, a block device or an http(s) URL; None: the install config's, or the USB
+    /// data partition's.
     pub image: Option<String>,
+    /// The target disk (`/dev/sda`, `auto`); None: the install config's, or chosen automatically.
     pub disk: Option<String>,
+    /// The expected sha256 of the image (hex); None: from `sha256_file` or not checked.
     pub sha256: Option<String>,
+    /// A `.sha256sum` file to read the expected sha256 from.
     pub sha256_file: Option<PathBuf>,
+    /// A bmaptool block map: write and verify only the mapped ranges.
     pub bmap: Option<PathBuf>,
+    /// The install config (`install.toml`).
     pub config: Option<PathBuf>,
+    /// Decide and print the plan, write nothing.
     pub dry_run: bool,
+    /// How http(s) images are fetched.
     pub http: HttpOptions,
     /// image2disk's `COMPRESSED`. The format is always found by magic bytes, so a wrong
     /// value cannot break the write (Tinkerbell's action would write gzip bytes raw); a
@@ -46,73 +55,109 @@ pub struct InstallRequest {
     pub compressed: Option<bool>,
 }
 
+/// Why an install failed; each message says whether the disk was written yet.
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
+    /// No image was given anywhere.
     #[error(
         "no image to install: give --image (a file, a block device or an http(s) URL) or \
          `file` in [image] of the install config"
     )]
     NoImage,
+    /// No image was given and no USB data partition appeared.
     #[error(
         "no image given and no USB data partition (GPT name or label `{}`) appeared within \
          {} s: give --image, or plug in a stick made by `bootkit-build` (its second partition)",
         USB_DATA_LABEL,
         waited.as_secs()
     )]
-    NoDataPartition { waited: Duration },
+    NoDataPartition {
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The install config is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The image source cannot be opened.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// The expected checksum is malformed or cannot be read.
     #[error(transparent)]
     Checksum(#[from] ChecksumError),
+    /// The bmap file cannot be read.
     #[error("cannot read the bmap {path}")]
     ReadBmap {
+        /// The bmap's path.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The bmap does not parse or does not check.
     #[error("bmap {path}")]
-    Bmap { path: PathBuf, source: BmapError },
+    Bmap {
+        /// The bmap's path.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: BmapError,
+    },
+    /// The target disk cannot be chosen or opened.
     #[error(transparent)]
     Disk(#[from] DiskError),
+    /// Writing or verifying the image failed.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// The partition layout cannot be applied after the write.
     #[error("the image was written and verified, but its partition table could not be finished")]
     Partitions(#[from] GptError),
+    /// The USB data partition cannot be used.
     #[error("USB data partition")]
     UsbData(#[from] UsbDataError),
+    /// The UEFI boot entry cannot be written.
     #[error(
         "the image was written, verified and configured, but its UEFI boot entry could not \
          be written; the firmware may still boot it from the removable-media path"
     )]
     BootEntry(#[from] EfiError),
+    /// A `[layout]` was given for an image without a GPT.
     #[error(
         "the image was written and verified, but it has no GPT, so the [layout] of the install \
          config cannot be applied: remove [layout] or install a GPT disk image"
     )]
     LayoutWithoutGpt,
+    /// The written disk cannot be reopened.
     #[error("cannot open {path} to read its partition table")]
     Reopen {
+        /// The disk's path.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// Configuring the installed system failed.
     #[error("the image was written and verified, but configuring the installed system failed")]
     Configure(#[from] ConfigureError),
 }
 
 /// Everything decided before a byte is written.
 pub struct Plan {
+    /// Where the image comes from.
     pub source: SourceSpec,
     /// Compression and GPT sector size, when the source is local and could be peeked at.
     pub compression: Option<Compression>,
+    /// The image's GPT sector size, when it has a GPT and could be peeked at.
     pub image_sector_size: Option<u32>,
+    /// Bytes the source gives, when known.
     pub source_length: Option<u64>,
     /// The uncompressed size when known (a bmap, an uncompressed file).
     pub image_size: Option<u64>,
+    /// The sha256 to check the image against; None: not checked.
     pub expected_sha256: Option<Sha256Digest>,
+    /// The bmap to write by, with its path.
     pub bmap: Option<(PathBuf, Bmap)>,
+    /// The install config (defaults when none was given).
     pub config: InstallConfig,
+    /// The target disk.
     pub disk: disk::Disk,
+    /// Why this disk was chosen, for the plan's printout.
     pub disk_reason: String,
 }
 

@@ -8,38 +8,63 @@ use std::path::{Path, PathBuf};
 
 use rustix::mount::{MountFlags, UnmountFlags};
 
+/// Why a partition cannot be mounted or unmounted.
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
+    /// The superblock cannot be read.
     #[error("cannot read the filesystem superblock of {device}")]
     Probe {
+        /// The partition's device node.
         device: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The partition holds no ext2/3/4 or FAT filesystem.
     #[error(
         "{device} holds no ext2/3/4 or FAT filesystem the installer can mount; \
          check that this is the partition you meant"
     )]
-    UnknownFilesystem { device: PathBuf },
+    UnknownFilesystem {
+        /// The partition's device node.
+        device: PathBuf,
+    },
+    /// The temporary mount point cannot be made.
     #[error("cannot create a mount point for {device}")]
     MountPoint {
+        /// The partition's device node.
         device: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The kernel lacks the filesystem's driver.
     #[error(
         "cannot mount {device}: the kernel has no {fs} driver; load its module (modules-load=) \
          or use a kernel with it built in"
     )]
-    NoDriver { device: PathBuf, fs: &'static str },
+    NoDriver {
+        /// The partition's device node.
+        device: PathBuf,
+        /// The filesystem type.
+        fs: &'static str,
+    },
+    /// mount(2) failed.
     #[error("cannot mount {device} ({fs}) on {target}")]
     Mount {
+        /// The partition's device node.
         device: PathBuf,
+        /// The filesystem type passed to mount(2).
         fs: &'static str,
+        /// The mount point.
         target: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// Flushing or unmounting failed.
     #[error("cannot flush or unmount {target}; data written there may be incomplete")]
     Unmount {
+        /// The mount point.
         target: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
 }
@@ -49,10 +74,12 @@ pub enum MountError {
 pub enum FsKind {
     /// ext2, ext3 or ext4: the kernel's ext4 driver mounts all three.
     Ext,
+    /// FAT (12, 16 or 32), as on an ESP.
     Vfat,
 }
 
 impl FsKind {
+    /// The type name mount(2) takes: `ext4` or `vfat`.
     pub fn kernel_name(self) -> &'static str {
         match self {
             FsKind::Ext => "ext4",
@@ -64,7 +91,9 @@ impl FsKind {
 /// What the superblock says: the filesystem and its label (empty when it has none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filesystem {
+    /// Which filesystem it is.
     pub kind: FsKind,
+    /// The filesystem label; empty when it has none.
     pub label: String,
 }
 
@@ -180,10 +209,12 @@ impl Mounted {
         &self.target
     }
 
+    /// The partition's device node.
     pub fn device(&self) -> &Path {
         &self.device
     }
 
+    /// What the superblock said.
     pub fn filesystem(&self) -> &Filesystem {
         &self.filesystem
     }

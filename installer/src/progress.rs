@@ -27,19 +27,24 @@ const LINE_INTERVAL: Duration = Duration::from_secs(1);
 /// The result of an install, printed once at the end.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// The target disk, as given.
     pub disk: String,
+    /// The image source, as given.
     pub image: String,
+    /// Lower-case hex sha256 of the image bytes as read from the source.
     pub sha256: String,
     /// Bytes written to the disk.
     pub bytes: u64,
     /// Size of the uncompressed image.
     pub image_bytes: u64,
+    /// Wall-clock time of the install, in seconds.
     pub seconds: f64,
     /// Megabytes (10^6) of image per second.
     pub mb_per_s: f64,
 }
 
 impl Summary {
+    /// A summary; computes [`Summary::mb_per_s`] from `image_bytes` and `elapsed`.
     pub fn new(
         disk: String,
         image: String,
@@ -190,6 +195,7 @@ impl Progress {
         }
     }
 
+    /// Ends the progress bar and prints the summary.
     pub fn summary(&mut self, summary: &Summary) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();

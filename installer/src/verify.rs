@@ -17,6 +17,7 @@ pub struct HashingReader<R> {
 }
 
 impl<R: Read> HashingReader<R> {
+    /// Hashes everything read from `inner`.
     pub fn new(inner: R) -> Self {
         Self {
             inner,
@@ -24,6 +25,7 @@ impl<R: Read> HashingReader<R> {
         }
     }
 
+    /// The sha256 of every byte read.
     pub fn finish(self) -> Sha256Digest {
         Sha256Digest(self.hasher.finalize().into())
     }
@@ -44,6 +46,7 @@ pub struct CountingReader<R> {
 }
 
 impl<R: Read> CountingReader<R> {
+    /// Counts bytes read from `inner` into `count`.
     pub fn new(inner: R, count: Arc<AtomicU64>) -> Self {
         Self { inner, count }
     }

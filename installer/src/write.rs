@@ -40,30 +40,46 @@ const QUEUE_DEPTH: usize = 4;
 const SOURCE_BUFFER: usize = 1 << 20;
 const GPT_SIGNATURE: &[u8] = b"EFI PART";
 
+/// Why writing or verifying the image failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
+    /// The disk cannot be opened (missing, in use, no permission).
     #[error("cannot open the disk {path}; is it the right device, and not in use?")]
-    OpenDisk { path: PathBuf, source: io::Error },
+    OpenDisk {
+        /// The disk's path.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// Reading the source failed midway.
     #[error(
         "reading the image failed after {image_offset} bytes of image ({source_offset} bytes \
          of source); the source is truncated, damaged or cut off: check it (and its \
          download), then run again"
     )]
     Read {
+        /// Image (uncompressed) bytes read so far.
         image_offset: u64,
+        /// Source (possibly compressed) bytes read so far.
         source_offset: u64,
+        /// The reader's error.
         source: io::Error,
     },
+    /// The source's sha256 is not the expected one.
     #[error(
         "the image's sha256 is {actual}, expected {expected} ({source_bytes} bytes read): the \
          image is damaged or not the one the checksum is for; download it again or fix the \
          checksum"
     )]
     Sha256Mismatch {
+        /// The sha256 expected, hex.
         expected: String,
+        /// The sha256 of the bytes read, hex.
         actual: String,
+        /// Source bytes read.
         source_bytes: u64,
     },
+    /// A bmap range's checksum does not match what was written.
     #[error(
         "bmap range {index} (bytes {offset}..{end} of the image) has {kind} {actual}, the \
          bmap says {expected}: the image does not match its bmap; use the bmap made for this \
@@ -71,54 +87,94 @@ pub enum WriteError {
         end = offset + length
     )]
     RangeMismatch {
+        /// The range's index in the bmap.
         index: usize,
+        /// Where the range starts in the image, in bytes.
         offset: u64,
+        /// The range's length in bytes.
         length: u64,
+        /// The checksum type (`sha256`, ...).
         kind: &'static str,
+        /// The checksum the bmap states.
         expected: String,
+        /// The checksum of the bytes written.
         actual: String,
     },
+    /// The image does not fit on the disk.
     #[error(
         "the image is larger than the disk: {image_bytes} bytes or more do not fit on \
          {disk_bytes} bytes; choose a larger disk"
     )]
-    DiskTooSmall { image_bytes: u64, disk_bytes: u64 },
+    DiskTooSmall {
+        /// Image bytes known so far (at least this many).
+        image_bytes: u64,
+        /// The disk's size in bytes.
+        disk_bytes: u64,
+    },
+    /// The image's size is not the one its bmap states.
     #[error(
         "the image is {actual} bytes but its bmap describes {expected} bytes: the bmap is for \
          another image; use the bmap made for this image, or none"
     )]
-    BmapSizeMismatch { expected: u64, actual: u64 },
+    BmapSizeMismatch {
+        /// The image size the bmap states, in bytes.
+        expected: u64,
+        /// The image's size in bytes.
+        actual: u64,
+    },
+    /// The image is not a whole number of the disk's sectors.
     #[error(
         "the image is {image_bytes} bytes, not a whole number of the disk's {sector_size}-byte \
          sectors: it was not made for this disk"
     )]
-    PartialSector { image_bytes: u64, sector_size: u64 },
+    PartialSector {
+        /// The image's size in bytes.
+        image_bytes: u64,
+        /// The disk's logical sector size in bytes.
+        sector_size: u64,
+    },
+    /// The image's GPT is for another sector size than the disk's.
     #[error(
         "the image's GPT is laid out for {image_sector}-byte sectors but the disk has \
          {disk_sector}-byte sectors: it would not boot; use an image made for {disk_sector}-byte \
          sectors"
     )]
-    SectorLayout { image_sector: u64, disk_sector: u64 },
+    SectorLayout {
+        /// The sector size the image's GPT is for, in bytes.
+        image_sector: u64,
+        /// The disk's logical sector size in bytes.
+        disk_sector: u64,
+    },
+    /// Writing to the disk failed.
     #[error(
         "writing {length} bytes at byte {offset} of the disk failed; the disk may be failing or was removed"
     )]
     Write {
+        /// Where on the disk, in bytes.
         offset: u64,
+        /// How many bytes.
         length: u64,
+        /// The operating system's error.
         source: io::Error,
     },
+    /// Flushing the disk's write cache failed.
     #[error("flushing the disk's cache failed: {0}; the disk may be failing or was removed")]
     Flush(io::Error),
+    /// The source gave no bytes.
     #[error("the image is empty: the source gave no bytes; check the file or URL")]
     EmptyImage,
+    /// The write was cancelled (a signal).
     #[error("interrupted before the image was complete")]
     Interrupted,
+    /// A write failed and clearing the partial image failed too.
     #[error(
         "{cause}; clearing the partition table after that failed too ({reset}): the disk may \
          hold a partial image that looks bootable; wipe its first and last MiB before using it"
     )]
     ResetFailed {
+        /// The write's failure.
         cause: Box<WriteError>,
+        /// Why clearing failed.
         reset: io::Error,
     },
 }
@@ -126,8 +182,11 @@ pub enum WriteError {
 /// The target disk (or an image file standing in for one), open for writing.
 #[derive(Debug)]
 pub struct Disk {
+    /// The disk's (or file's) path.
     pub path: PathBuf,
+    /// The open file, for writing.
     pub file: File,
+    /// Its size in bytes.
     pub size: u64,
     /// Logical sector size: 512 for files, from the kernel for block devices.
     pub sector_size: u64,
@@ -183,15 +242,19 @@ pub struct WriteOptions<'a> {
 /// What was written.
 #[derive(Debug, Clone)]
 pub struct WriteReport {
+    /// The source's compression, found by magic bytes.
     pub compression: Compression,
     /// Size of the uncompressed image.
     pub image_bytes: u64,
     /// Bytes written to the disk (the mapped ranges with a bmap).
     pub bytes_written: u64,
+    /// Source bytes read (as downloaded).
     pub source_bytes: u64,
     /// The sha256 of the source bytes, whether or not one was expected.
     pub sha256: Sha256Digest,
+    /// Bmap ranges checked; 0 without a bmap.
     pub ranges_verified: usize,
+    /// How long the write and verification took.
     pub elapsed: Duration,
 }
 

@@ -131,13 +131,16 @@ pub enum InterfaceTarget {
 pub struct InterfaceConfig {
     /// The key this came from (`"ip"` or `"ipam"`), for log lines.
     pub source_key: &'static str,
+    /// The interface it applies to: by name, by MAC, or the first one with a link.
     pub target: InterfaceTarget,
     /// `ipam=`'s VLAN: the configuration goes on VLAN `vlan_id` of `target`, which is created
     /// as `<target>.<vlan_id>` (as HookOS does), not on `target` itself.
     pub vlan_id: Option<u16>,
+    /// Static address, DHCP, or none.
     pub method: AddressMethod,
     /// Host name to set if the image has none and `hostname=` is absent.
     pub hostname: Option<String>,
+    /// MTU to set, in bytes; None: leave the kernel's.
     pub mtu: Option<u16>,
     /// dracut's `<macaddr>`: a MAC to SET on the interface (not to find it by).
     pub set_mac: Option<MacAddr>,
@@ -179,6 +182,7 @@ pub enum AddressMethod {
 /// A statically assigned IPv4 address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StaticAddress {
+    /// The address.
     pub address: Ipv4Addr,
     /// Netmask as a prefix length (255.255.255.0 = 24).
     pub prefix_len: u8,
@@ -206,7 +210,9 @@ pub struct VlanConfig {
 /// A static route from dracut's `rd.route=<net>/<netmask>:[<gateway>][:<interface>]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaticRoute {
+    /// The destination network's address.
     pub destination: Ipv4Addr,
+    /// The destination's prefix length (255.255.0.0 = 16).
     pub prefix_len: u8,
     /// `None`: the destination is on-link on `interface`.
     pub gateway: Option<Ipv4Addr>,
@@ -217,7 +223,9 @@ pub struct StaticRoute {
 /// A command-line value that was ignored, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigWarning {
+    /// The command-line key (`ip`, `vlan`, ...).
     pub key: String,
+    /// The value as written.
     pub value: String,
     /// What is wrong and what was expected, e.g. `VLAN id "x" is not a number: expected a
     /// VLAN id from 1 to 4094`.

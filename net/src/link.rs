@@ -55,22 +55,50 @@ const CARRIER_RECHECK: Duration = Duration::from_millis(250);
 /// A failed network configuration step.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
+    /// The netlink route socket cannot be opened.
     #[error("cannot open a netlink route socket")]
     Connect(#[source] std::io::Error),
+    /// Called outside a tokio runtime (rtnetlink needs one).
     #[error("Links::connect must be called inside a tokio runtime")]
     NoRuntime,
+    /// A netlink request failed.
     #[error("{op}: {}", describe(.cause))]
-    Netlink { op: String, cause: rtnetlink::Error },
+    Netlink {
+        /// What was being done (`set eth0 up`, ...).
+        op: String,
+        /// rtnetlink's error.
+        cause: rtnetlink::Error,
+    },
+    /// No interface has this name.
     #[error("no interface named {0:?}")]
     NoSuchName(String),
+    /// No interface has this index.
     #[error("no interface with index {0}")]
     NoSuchIndex(u32),
+    /// A value to configure is not valid.
     #[error("invalid {what}: {why}")]
-    Invalid { what: &'static str, why: String },
+    Invalid {
+        /// What was given (`MTU`, `VLAN id`, ...).
+        what: &'static str,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The kernel lacks a feature the configuration needs.
     #[error("the kernel does not support {what}")]
-    Unsupported { what: &'static str },
+    Unsupported {
+        /// The feature (`VLAN`, ...).
+        what: &'static str,
+    },
+    /// An interface of the VLAN's name exists but is another VLAN or on another parent.
     #[error("{name:?} exists but is not VLAN {id} on interface index {parent}")]
-    VlanConflict { name: String, id: u16, parent: u32 },
+    VlanConflict {
+        /// The interface name.
+        name: String,
+        /// The VLAN id asked for.
+        id: u16,
+        /// The parent's index asked for.
+        parent: u32,
+    },
 }
 
 impl LinkError {

@@ -32,26 +32,43 @@ const MAX_DOMAIN_LEN: usize = 253;
 /// A failure to write resolv.conf or to set the hostname.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolvError {
+    /// resolv.conf's temporary file cannot be written.
     #[error("cannot write {path}")]
     Write {
+        /// The file written.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The temporary file cannot be renamed over resolv.conf.
     #[error("cannot replace {path} with {temp}")]
     Rename {
+        /// resolv.conf's path.
         path: PathBuf,
+        /// The temporary file's path.
         temp: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The host name is not a valid one (RFC 1123).
     #[error("invalid hostname {name:?}: {why}")]
-    InvalidHostname { name: String, why: &'static str },
+    InvalidHostname {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// The current host name cannot be read.
     #[error("cannot read the current hostname")]
     GetHostname(#[source] std::io::Error),
+    /// sethostname failed.
     #[error("cannot set the hostname to {name:?}")]
     SetHostname {
+        /// The host name asked for.
         name: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
@@ -156,7 +173,7 @@ where
     write_atomically(path, &render(nameservers, domain, search))
 }
 
-/// [`write`] for a lease.
+/// [`write`](fn@write) for a lease.
 pub fn write_lease(path: &Path, lease: &Lease) -> Result<(), ResolvError> {
     write_atomically(path, &render_lease(lease))
 }

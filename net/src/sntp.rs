@@ -34,12 +34,15 @@ const RECEIVE_BUFFER: usize = 1024;
 /// One measurement against one server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sample {
+    /// The server's address the query went to.
     pub server: SocketAddr,
     /// What to add to the local clock to match the server's.
     pub offset: Offset,
     /// Network round-trip time, without the server's processing time.
     pub delay: Duration,
+    /// The server's stratum: 1 for a reference clock, one more per hop.
     pub stratum: u8,
+    /// The server's warning of a leap second at the end of the day.
     pub leap: LeapIndicator,
     /// The server's reference: a source name at stratum 1, the upstream address above.
     pub reference_id: [u8; 4],
@@ -61,20 +64,30 @@ impl fmt::Display for Sample {
 /// Why a query to one server failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SntpError {
+    /// The socket failed.
     #[error("NTP query to {server}: cannot {op}")]
     Io {
+        /// The server.
         server: SocketAddr,
+        /// What failed (`bind`, `send`, `receive`).
         op: &'static str,
+        /// The operating system's error.
         source: io::Error,
     },
+    /// No reply came in time.
     #[error("NTP query to {server}: no reply within {timeout:?}")]
     Timeout {
+        /// The server.
         server: SocketAddr,
+        /// The time waited.
         timeout: Duration,
     },
+    /// The reply is not usable.
     #[error("NTP query to {server}: reply rejected: {reason}")]
     Invalid {
+        /// The server.
         server: SocketAddr,
+        /// Why it was rejected.
         reason: InvalidReply,
     },
 }
@@ -163,14 +176,22 @@ impl Default for SyncOptions {
 /// Why one configured server gave no sample.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The text is not an address, host name or `host:port`.
     #[error("not an address, host name or host:port: {reason}")]
-    BadAddress { reason: &'static str },
+    BadAddress {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The name cannot be resolved.
     #[error("cannot resolve the name")]
     Resolve(#[source] io::Error),
+    /// Resolving took longer than allowed; carries the limit.
     #[error("resolving the name took longer than {0:?}")]
     ResolveTimeout(Duration),
+    /// The name resolves to no IPv4 or IPv6 address.
     #[error("the name resolves to no address")]
     NoAddress,
+    /// The query failed.
     #[error(transparent)]
     Query(#[from] SntpError),
 }
@@ -179,7 +200,9 @@ pub enum ServerError {
 #[derive(Debug, thiserror::Error)]
 #[error("{server}")]
 pub struct ServerFailure {
+    /// The server as configured.
     pub server: String,
+    /// Why it gave no sample.
     #[source]
     pub error: ServerError,
 }
@@ -187,8 +210,10 @@ pub struct ServerFailure {
 /// Why [`sync`] found no time.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
+    /// The server list is empty.
     #[error("no NTP servers configured")]
     NoServers,
+    /// Every server failed; one entry each, in the configured order.
     #[error("no NTP server gave the time: {}", join(.0))]
     AllFailed(Vec<ServerFailure>),
 }
@@ -323,10 +348,13 @@ async fn resolve(server: &str, timeout: Duration) -> Result<Vec<SocketAddr>, Ser
 /// Why the clock could not be stepped.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
+    /// clock_gettime failed.
     #[error("cannot read the clock (clock_gettime)")]
     Read(#[source] io::Error),
+    /// The stepped time would not fit in `time_t`; carries the offset.
     #[error("stepping the clock by {0} would leave the range of time_t")]
     OutOfRange(Offset),
+    /// clock_settime failed (it needs CAP_SYS_TIME).
     #[error("cannot set the clock (clock_settime, needs CAP_SYS_TIME)")]
     Set(#[source] io::Error),
 }

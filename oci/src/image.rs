@@ -9,9 +9,11 @@ use crate::manifest::Descriptor;
 /// A content-addressed blob.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Blob {
+    /// The media type a descriptor of it carries (`OCI_CONFIG`, `OCI_LAYER_GZIP`, ...).
     pub media_type: String,
     /// `sha256:<hex>`.
     pub digest: String,
+    /// The blob's bytes.
     pub data: Vec<u8>,
 }
 
@@ -26,6 +28,7 @@ impl fmt::Debug for Blob {
 }
 
 impl Blob {
+    /// A blob of `data`, its digest computed.
     pub fn new(media_type: &str, data: Vec<u8>) -> Blob {
         Blob {
             media_type: media_type.to_string(),
@@ -34,6 +37,7 @@ impl Blob {
         }
     }
 
+    /// The descriptor a manifest lists this blob by (no platform, no annotations).
     pub fn descriptor(&self) -> Descriptor {
         Descriptor {
             media_type: self.media_type.clone(),
@@ -53,8 +57,11 @@ impl Blob {
 /// An image: its manifest, config and layers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OciImage {
+    /// The manifest blob, whose digest is the image's.
     pub manifest: Blob,
+    /// The config blob the manifest names.
     pub config: Blob,
+    /// The layer blobs, in the manifest's order (base first).
     pub layers: Vec<Blob>,
 }
 

@@ -5,7 +5,7 @@
 //! - [`digest`]: sha256 content digests.
 //! - [`manifest`]: the OCI / Docker schema 2 documents (descriptor, manifest, index, image
 //!   config) and their media types.
-//! - [`reference`]: image references as Docker writes them.
+//! - [`reference`](mod@reference): image references as Docker writes them.
 //! - [`image`]: an image as content-addressed blobs in memory.
 //! - [`client`]: the registry client (async, reqwest with rustls and ring): pull, push,
 //!   authentication, mirrors, insecure registries, retries.

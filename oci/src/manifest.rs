@@ -10,13 +10,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::RegistryError;
 
+/// Media type of an OCI image manifest.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Media type of an OCI image index.
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Media type of an OCI image config.
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// Media type of a gzip-compressed OCI layer (what the builder writes).
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// The index annotation that names an image of a layout (its tag).
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
+/// Media type of a Docker schema 2 manifest.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Media type of a Docker schema 2 manifest list (Docker's index).
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// Every manifest kind a pull accepts, for the `Accept` header.
@@ -27,24 +33,35 @@ pub const ACCEPTED_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, \
 
 /// The platform the worker runs images for.
 pub const PLATFORM_OS: &str = "linux";
+/// The architecture the worker runs images for (OCI/Go spelling).
 pub const PLATFORM_ARCH: &str = "amd64";
 
+/// A reference to a blob or manifest: its type, digest and size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
+    /// The referenced content's media type.
     pub media_type: String,
+    /// `sha256:<hex>` of the content.
     pub digest: String,
+    /// The content's length in bytes (signed, as the OCI spec has it).
     pub size: i64,
+    /// In an index: the platform the manifest is for; None elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
+    /// OCI annotations (in a layout's index: [`REF_NAME_ANNOTATION`] names the tag).
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     pub annotations: HashMap<String, String>,
 }
 
+/// The platform an image is for, as an index entry names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Platform {
+    /// Go's `GOARCH` spelling (`amd64`, `arm64`).
     pub architecture: String,
+    /// Go's `GOOS` spelling (`linux`).
     pub os: String,
+    /// CPU variant (`v8` for arm64); None when the index names none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
 }
@@ -64,10 +81,14 @@ impl Platform {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageManifest {
+    /// 2 for every manifest this crate reads or writes.
     pub schema_version: u32,
+    /// The manifest's own media type; Docker's always has it, OCI's may not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
+    /// The image config.
     pub config: Descriptor,
+    /// The layers, base first.
     pub layers: Vec<Descriptor>,
 }
 
@@ -75,47 +96,64 @@ pub struct ImageManifest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageIndex {
+    /// 2 for every index this crate reads or writes.
     pub schema_version: u32,
+    /// The index's own media type, when it carries one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
+    /// One entry per image, each with its platform.
     pub manifests: Vec<Descriptor>,
 }
 
 /// The parts of the image config a pull and a run need.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ImageConfig {
+    /// The architecture the image was built for (Go spelling); empty when absent.
     #[serde(default)]
     pub architecture: String,
+    /// The OS the image was built for (Go spelling); empty when absent.
     #[serde(default)]
     pub os: String,
+    /// How a container of the image runs.
     #[serde(default)]
     pub config: ContainerConfig,
+    /// The layers' uncompressed digests.
     pub rootfs: RootFs,
 }
 
+/// The image config's `config`: a container's defaults.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ContainerConfig {
+    /// `Entrypoint`; None: the image sets none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<Vec<String>>,
+    /// `Cmd`: arguments after the entrypoint; None: the image sets none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Vec<String>>,
+    /// `Env`, as `KEY=value`; None: the image sets none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<Vec<String>>,
+    /// `WorkingDir`; None: the root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
 }
 
+/// The image config's `rootfs`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RootFs {
+    /// Always `layers`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// `sha256:<hex>` of each layer uncompressed, in layer order.
     pub diff_ids: Vec<String>,
 }
 
 /// What a manifest endpoint answered: an image manifest, or an index to pick from.
 pub enum ManifestDocument {
+    /// A single-platform image manifest.
     Image(ImageManifest),
+    /// An index (or Docker manifest list) to pick a platform's manifest from.
     Index(ImageIndex),
 }
 

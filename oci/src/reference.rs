@@ -17,7 +17,9 @@ pub struct Reference {
     pub registry: String,
     /// Repository path; Docker Hub's official images get `library/`.
     pub repository: String,
+    /// The tag (`latest` when neither tag nor digest was written); None when only a digest was.
     pub tag: Option<String>,
+    /// The pinned digest (`sha256:<hex>`), when written.
     pub digest: Option<String>,
 }
 

@@ -24,6 +24,7 @@ pub struct WorkflowServer {
 }
 
 impl WorkflowServer {
+    /// The workflow service over `store`.
     pub fn new(store: Arc<Store>) -> Self {
         Self { store }
     }

@@ -38,7 +38,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// service's HTTPS listener's.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
+    /// PEM certificate chain, leaf first.
     pub cert: PathBuf,
+    /// PEM private key of the leaf certificate.
     pub key: PathBuf,
 }
 

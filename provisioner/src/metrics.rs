@@ -16,8 +16,11 @@ use crate::store::{NodeState, Store, StoreError};
 /// Shared by every listener of `serve`.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// The DHCP server's counters.
     pub dhcp: Arc<bootkit_dhcp::Counters>,
+    /// The TFTP server's counters.
     pub tftp: Arc<bootkit_tftp::Counters>,
+    /// The syslog receiver's counters.
     pub syslog: Arc<bootkit_syslog_receiver::Counters>,
     /// What became of received syslog lines: stored under a node, or why not.
     pub syslog_sink: Arc<SyslogSinkCounters>,

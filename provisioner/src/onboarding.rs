@@ -32,6 +32,7 @@ use crate::store::{Discovery, Identity, RegistrationSpec, Store, StoreError};
 /// The project (site) id handed to every onboarded node: one provisioner is one site.
 pub const PROJECT_ID: &str = "bootkit";
 
+/// The onboarding services (device discovery's `onboardingmgr.v1`) over the store.
 #[derive(Clone)]
 pub struct OnboardingServer {
     store: Arc<Store>,
@@ -48,10 +49,12 @@ impl OnboardingServer {
         }
     }
 
+    /// The non-interactive service (`OnboardNodeStream`) that device discovery calls.
     pub fn non_interactive(&self) -> NonInteractiveOnboardingServiceServer<Self> {
         NonInteractiveOnboardingServiceServer::new(self.clone())
     }
 
+    /// The interactive service (`CreateNodes`): registers nodes with the default profile.
     pub fn interactive(&self) -> InteractiveOnboardingServiceServer<Self> {
         InteractiveOnboardingServiceServer::new(self.clone())
     }

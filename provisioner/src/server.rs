@@ -32,10 +32,13 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Where to listen. Port 0 picks a free port; [`RunningServer`] tells which.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
+    /// The gRPC service (workflows, onboarding); usually 0.0.0.0:42113.
     pub grpc: SocketAddr,
+    /// The admin API (HTTP, REST and metrics); None: off.
     pub http: Option<SocketAddr>,
     /// TLS for gRPC; plaintext without it.
     pub tls: Option<TlsFiles>,
+    /// Which worker protocols the gRPC service speaks.
     pub protocols: Protocols,
     /// The admin API's authentication (and TLS).
     pub admin: crate::admin::AdminOptions,
@@ -47,6 +50,7 @@ pub struct ServeOptions {
 /// against servers like real Tinkerbell ones, which speak one protocol.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Protocols {
+    /// Both protocols on one port, told apart per request (the default).
     #[default]
     Both,
     /// tinkerbell/tinkerbell v0.17+ only (GetAction).
@@ -57,16 +61,23 @@ pub enum Protocols {
 
 /// A started server. Dropping it (or [`RunningServer::stop`]) shuts every listener down.
 pub struct RunningServer {
+    /// The gRPC service's bound address.
     pub grpc_addr: SocketAddr,
     /// The admin API.
     pub http_addr: Option<SocketAddr>,
+    /// The node-facing plain HTTP listener.
     pub boot_http_addr: Option<SocketAddr>,
+    /// The node-facing HTTPS listener.
     pub boot_https_addr: Option<SocketAddr>,
+    /// The DHCP server.
     pub dhcp_addr: Option<SocketAddr>,
     /// The PXE boot server (4011) beside proxyDHCP.
     pub dhcp_boot_server_addr: Option<SocketAddr>,
+    /// The TFTP server.
     pub tftp_addr: Option<SocketAddr>,
+    /// The syslog receiver's UDP socket.
     pub syslog_udp_addr: Option<SocketAddr>,
+    /// The syslog receiver's TCP listener.
     pub syslog_tcp_addr: Option<SocketAddr>,
     /// Shared by every listener.
     pub metrics: Arc<Metrics>,

@@ -5,17 +5,24 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+/// The state of a workflow or of one of its actions, spelled as Tinkerbell does (`PENDING`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum State {
+    /// Not started yet.
     Pending,
+    /// Started, not finished.
     Running,
+    /// Finished successfully (final).
     Success,
+    /// Finished with an error (final).
     Failed,
+    /// Ran past its timeout (final).
     Timeout,
 }
 
 impl State {
+    /// The Tinkerbell spelling: `PENDING`, `RUNNING`, `SUCCESS`, `FAILED`, `TIMEOUT`.
     pub fn as_str(self) -> &'static str {
         match self {
             State::Pending => "PENDING",
@@ -26,6 +33,7 @@ impl State {
         }
     }
 
+    /// True for the states nothing leaves: success, failure, timeout.
     pub fn is_final(self) -> bool {
         matches!(self, State::Success | State::Failed | State::Timeout)
     }
@@ -57,18 +65,35 @@ impl FromStr for State {
 /// Why a report cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReportError {
+    /// The worker reported PENDING, which only the provisioner sets.
     #[error("{0} is not a state a worker reports; report RUNNING, SUCCESS, FAILED or TIMEOUT")]
     NotReportable(State),
+    /// The workflow has already ended.
     #[error("the workflow already ended {workflow}; this report ({reported}) comes too late")]
-    WorkflowEnded { workflow: State, reported: State },
-    #[error("action {action:?} already ended {state}; this report ({reported}) is stale")]
-    Stale {
-        action: String,
-        state: State,
+    WorkflowEnded {
+        /// The state the workflow ended in.
+        workflow: State,
+        /// The state the worker reported.
         reported: State,
     },
+    /// The action has already ended in another state.
+    #[error("action {action:?} already ended {state}; this report ({reported}) is stale")]
+    Stale {
+        /// The action's name.
+        action: String,
+        /// The state it ended in.
+        state: State,
+        /// The state the worker reported.
+        reported: State,
+    },
+    /// An earlier action has not succeeded yet.
     #[error("action {action:?} is not next: action {next:?} has not succeeded yet")]
-    OutOfOrder { action: String, next: String },
+    OutOfOrder {
+        /// The reported action's name.
+        action: String,
+        /// The action that must succeed first.
+        next: String,
+    },
 }
 
 /// What a report does.
@@ -77,7 +102,12 @@ pub enum Decision {
     /// The action is already in the reported state: acknowledge, change nothing.
     Duplicate,
     /// Move the action and the workflow to these states.
-    Apply { action: State, workflow: State },
+    Apply {
+        /// The action's new state.
+        action: State,
+        /// The workflow's new state.
+        workflow: State,
+    },
 }
 
 /// Decides what a report of `reported` for action `index` does to a workflow in state

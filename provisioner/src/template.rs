@@ -8,11 +8,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
 pub struct FieldError {
+    /// The field, as a path (`tasks[0].actions[1].image`).
     pub field: String,
+    /// What is wrong and what to write instead.
     pub reason: String,
 }
 
 impl FieldError {
+    /// An error about `field`.
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             field: field.into(),
@@ -26,43 +29,63 @@ impl FieldError {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Template {
+    /// Template format version (Tinkerbell's `"0.1"`); required.
     pub version: Option<String>,
+    /// The template's name; required.
     pub name: Option<String>,
+    /// Seconds the whole workflow may take.
     pub global_timeout: Option<i64>,
+    /// The tasks, run in order; at least one, names unique.
     #[serde(default)]
     pub tasks: Vec<Task>,
 }
 
+/// A task of a template: actions run on one worker.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Task {
+    /// The task's name; required.
     pub name: Option<String>,
+    /// The worker that runs the task (a hardware id or MAC, or a `{{.device_1}}` placeholder filled
+    /// from the workflow's hardware map); required.
     pub worker: Option<String>,
+    /// Volumes (`host:container[:ro]`) every action of the task gets.
     #[serde(default)]
     pub volumes: Vec<String>,
+    /// Environment every action of the task gets.
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
+    /// The actions, run in order; at least one, names unique.
     #[serde(default)]
     pub actions: Vec<Action>,
 }
 
+/// One container run of a task.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Action {
+    /// The action's name; required, unique in its task.
     pub name: Option<String>,
+    /// The container image; required.
     pub image: Option<String>,
     /// Seconds; 0 or absent leaves the limit to the worker.
     pub timeout: Option<i64>,
+    /// Command and arguments; empty: the image's own.
     #[serde(default)]
     pub command: Vec<String>,
+    /// Run when the action times out.
     #[serde(default, rename = "on-timeout")]
     pub on_timeout: Vec<String>,
+    /// Run when the action fails.
     #[serde(default, rename = "on-failure")]
     pub on_failure: Vec<String>,
+    /// Volumes (`host:container[:ro]`), after the task's.
     #[serde(default)]
     pub volumes: Vec<String>,
+    /// Environment, overlaid on the task's.
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
+    /// PID namespace: `host` shares the host's; absent: the container's own.
     pub pid: Option<String>,
 }
 

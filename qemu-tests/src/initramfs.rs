@@ -25,34 +25,50 @@ const INO_BASE: u32 = 0x4000_0000;
 /// What an entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryKind {
+    /// A regular file with its content.
     File(Vec<u8>),
+    /// A directory.
     Dir,
+    /// A symbolic link to this target.
     Symlink(String),
-    CharDev { major: u32, minor: u32 },
+    /// A character device node.
+    CharDev {
+        /// The device's major number.
+        major: u32,
+        /// The device's minor number.
+        minor: u32,
+    },
 }
 
 /// One archive entry. `path` is relative to the root (`/` and `./`
 /// prefixes are removed); `mode` holds the permission bits only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpioEntry {
+    /// Relative to the root, without `/` or `./`.
     pub path: String,
+    /// Permission bits only (`0o755`).
     pub mode: u32,
+    /// What the entry is.
     pub kind: EntryKind,
 }
 
 impl CpioEntry {
+    /// A regular file holding `data`.
     pub fn file(path: &str, data: impl Into<Vec<u8>>, mode: u32) -> Self {
         Self::new(path, mode, EntryKind::File(data.into()))
     }
 
+    /// A directory.
     pub fn dir(path: &str, mode: u32) -> Self {
         Self::new(path, mode, EntryKind::Dir)
     }
 
+    /// A symbolic link (mode 0777) to `target`.
     pub fn symlink(path: &str, target: &str) -> Self {
         Self::new(path, 0o777, EntryKind::Symlink(target.to_string()))
     }
 
+    /// A character device node `major:minor`.
     pub fn char_dev(path: &str, mode: u32, major: u32, minor: u32) -> Self {
         Self::new(path, mode, EntryKind::CharDev { major, minor })
     }

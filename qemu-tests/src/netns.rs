@@ -58,6 +58,7 @@ impl NetNs {
         Ok(ns)
     }
 
+    /// The namespace's name, for `ip netns exec NAME`.
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// How a missing tool or package is installed, for messages.
 pub const SETUP_CMD: &str = "scripts/setup.sh (as root)";
+/// How a missing test image is built, for messages.
 pub const BUILD_CMD: &str = "scripts/build-bootkit.sh";
 
 /// The workspace root (this crate lives in `<root>/qemu-tests`).
@@ -87,16 +89,21 @@ pub fn require_installer_binary() -> Result<PathBuf> {
 /// and the kernel command line the builder wrote for it.
 #[derive(Debug, Clone)]
 pub struct TestImage {
+    /// The kernel (`vmlinuz`).
     pub kernel: PathBuf,
+    /// The initramfs.
     pub initrd: PathBuf,
+    /// The kernel command line the builder wrote.
     pub cmdline: String,
 }
 
 impl TestImage {
+    /// Loads the image from `out/qemu-test`; says how to build it when a file is missing.
     pub fn load() -> Result<Self> {
         Self::load_from(&test_image_dir())
     }
 
+    /// Loads the image from `dir`; says how to build it when a file is missing.
     pub fn load_from(dir: &Path) -> Result<Self> {
         let kernel = require("the test image's kernel", dir.join("vmlinuz"), BUILD_CMD)?;
         let initrd = require(

@@ -75,6 +75,8 @@ pub struct StackOptions {
 }
 
 impl StackOptions {
+    /// Options for a stack whose registry listens on `registry_addr` and whose provisioner is up
+    /// once `provisioner_ready_addr` accepts; makes a fresh work directory.
     pub fn new<I, S>(
         registry_addr: SocketAddr,
         provisioner_ready_addr: SocketAddr,
@@ -241,10 +243,12 @@ impl Stack {
         &self.options.work_dir
     }
 
+    /// The provisioner's database.
     pub fn db(&self) -> &Path {
         &self.db
     }
 
+    /// Where the registry listens.
     pub fn registry_addr(&self) -> SocketAddr {
         self.options.registry_addr
     }
@@ -426,12 +430,17 @@ impl NodeStatus {
 /// A profile for the stack: the PXE bootkit, the workflow template and an OS image.
 #[derive(Debug, Clone)]
 pub struct ProfileSetup {
+    /// The profile's name.
     pub name: String,
+    /// The PXE bootkit's kernel.
     pub kernel: PathBuf,
+    /// The PXE bootkit's initramfs.
     pub initramfs: PathBuf,
+    /// The workflow template (YAML).
     pub template: PathBuf,
     /// A file on the host (served by the provisioner's boot HTTP) or an http(s) URL.
     pub os_image: PathBuf,
+    /// Lower-case hex sha256 of the OS image.
     pub os_image_sha256: String,
     /// Extra kernel command line of the profile's nodes.
     pub cmdline: String,

@@ -54,12 +54,17 @@ pub const GUEST_FORWARD_ADDRESS: &str = "10.0.2.100";
 pub struct VmConfig {
     /// Names the log file `target/qemu-logs/<name>.log`; use the test's name.
     pub name: String,
+    /// The kernel, for direct kernel boot.
     pub kernel: PathBuf,
+    /// The initramfs, for direct kernel boot.
     pub initrd: PathBuf,
     /// The kernel command line. Include `console=ttyS0` to see the console.
     pub append: String,
+    /// Guest memory in MiB (default 1024).
     pub memory_mib: u32,
+    /// Virtual CPUs (default 1).
     pub cpus: u32,
+    /// TCG, or KVM when `BOOTKIT_QEMU_ACCEL=kvm`.
     pub accel: Accel,
     /// Extra QEMU arguments, e.g. from [`VmConfig::user_net`].
     pub extra_args: Vec<String>,
@@ -84,14 +89,19 @@ pub enum Firmware {
     /// SeaBIOS, booting the devices in `bootindex` order (a NIC's iPXE option ROM, a disk).
     Bios,
     /// OVMF with this writable copy of its variable store (boot entries live there).
-    Uefi { vars: PathBuf },
+    Uefi {
+        /// The VM's own copy of the OVMF variable store.
+        vars: PathBuf,
+    },
 }
 
 /// OVMF's firmware code and the pristine variable store that goes with it (Debian's `ovmf`).
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+/// OVMF's pristine variable store; each UEFI VM gets its own copy.
 pub const OVMF_VARS_TEMPLATE: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 impl VmConfig {
+    /// A VM named `name` booting `kernel` and `initrd` directly, with the defaults.
     pub fn new(name: &str, kernel: impl Into<PathBuf>, initrd: impl Into<PathBuf>) -> Self {
         Self {
             name: name.to_string(),
@@ -231,16 +241,19 @@ impl VmConfig {
         self
     }
 
+    /// Sets the guest memory in MiB.
     pub fn memory_mib(mut self, mib: u32) -> Self {
         self.memory_mib = mib;
         self
     }
 
+    /// Sets the number of virtual CPUs.
     pub fn cpus(mut self, cpus: u32) -> Self {
         self.cpus = cpus;
         self
     }
 
+    /// Adds one QEMU argument.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.extra_args.push(arg.into());
         self
@@ -361,7 +374,7 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// Starts QEMU. Waits first for a free VM slot (see [`crate::slots`]), so
+    /// Starts QEMU. Waits first for a free VM slot (see `crate::slots`), so
     /// timeouts only count time the VM actually runs.
     pub fn boot(config: VmConfig) -> Result<Vm> {
         let files = match &config.firmware {
@@ -442,6 +455,7 @@ impl Vm {
         })
     }
 
+    /// The VM's name.
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -27,10 +27,18 @@ pub struct Liveness {
     pub keep_alive_while_idle: bool,
 }
 
+/// Why [`connect_lazy`] cannot make a channel.
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
+    /// The address does not form a valid URI or endpoint.
     #[error("the server address {authority:?} is not usable: {why}")]
-    Address { authority: String, why: String },
+    Address {
+        /// The address as given (`host:port`).
+        authority: String,
+        /// What makes it unusable.
+        why: String,
+    },
+    /// The TLS client configuration for `tls` cannot be made.
     #[error("TLS cannot be set up")]
     TlsSetup(#[from] TlsSetupError),
 }

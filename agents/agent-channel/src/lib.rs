@@ -8,6 +8,8 @@
 //! Errors say what failed and why; each agent adds what its operator should do, since the
 //! settings have different names in each (`tinkerbell_ca`, `--ca-cert`, …).
 
+#![warn(missing_docs)]
+
 mod channel;
 mod connector;
 mod status;
@@ -26,7 +28,10 @@ pub enum ServerTls {
     /// `tinkerbell_tls=false`: plain HTTP/2.
     Plaintext,
     /// The server's certificate is checked against this PEM bundle, or the system's.
-    Verified { ca_bundle: Option<PathBuf> },
+    Verified {
+        /// The PEM file of trusted CAs; None: the first of [`tls::SYSTEM_CA_BUNDLES`] that exists.
+        ca_bundle: Option<PathBuf>,
+    },
     /// `tinkerbell_insecure_tls=true`: TLS without checking the certificate.
     InsecureSkipVerify,
 }

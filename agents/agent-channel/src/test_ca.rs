@@ -5,12 +5,16 @@
 /// The CA's certificate as an agent's CA bundle holds it, and the server's certificate and key
 /// (rcgen's, so each test takes the PEM or DER form its server wants).
 pub struct TestCa {
+    /// The CA certificate in PEM, what an agent's CA bundle file holds.
     pub ca_pem: String,
+    /// The server's certificate, for `127.0.0.1`, signed by the CA.
     pub server_cert: rcgen::Certificate,
+    /// The server certificate's private key.
     pub server_key: rcgen::KeyPair,
 }
 
 impl TestCa {
+    /// Generates a fresh CA and a server certificate for `127.0.0.1` signed by it.
     pub fn new() -> Result<TestCa, rcgen::Error> {
         let ca_key = rcgen::KeyPair::generate()?;
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;

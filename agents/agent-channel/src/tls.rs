@@ -21,10 +21,13 @@ pub const SYSTEM_CA_BUNDLES: &[&str] = &[
 /// Why a CA bundle cannot be trusted; callers put the bundle's path in front of it.
 #[derive(Debug, thiserror::Error)]
 pub enum CaBundleError {
+    /// The file cannot be read (missing, unreadable).
     #[error("cannot be read")]
     Unreadable(#[source] pem::Error),
+    /// The file is not PEM.
     #[error("is not valid PEM")]
     NotPem(#[source] pem::Error),
+    /// The PEM holds no certificate rustls accepts as a trust anchor.
     #[error("holds no usable certificate")]
     NoUsableCertificate,
 }
@@ -32,14 +35,19 @@ pub enum CaBundleError {
 /// Why a TLS client configuration cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
+    /// Verification asks for the system CAs and none of [`SYSTEM_CA_BUNDLES`] exists.
     #[error("no CA bundle is configured and none of {SYSTEM_CA_BUNDLES:?} exists")]
     NoSystemCaBundle,
+    /// The configured CA bundle cannot be trusted.
     #[error("the CA bundle {}", path.display())]
     CaBundle {
+        /// The bundle's path, as configured.
         path: PathBuf,
+        /// What is wrong with it.
         #[source]
         source: CaBundleError,
     },
+    /// rustls refuses the configuration (for example no protocol version the provider supports).
     #[error("the TLS client cannot be configured")]
     Rustls(#[source] rustls::Error),
 }

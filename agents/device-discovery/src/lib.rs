@@ -17,21 +17,29 @@ use config::{Config, ServerTls};
 use identity::{AddressSource, Identity, IpWait};
 use onboard::{Credentials, Progress};
 
+/// Why a device discovery run ended without the node onboarded.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The run's time ran out before the provisioner onboarded the node.
     #[error(
         "gave up after {}s without being onboarded by {server}: {last}; the supervisor will start device discovery again",
         after.as_secs()
     )]
     GaveUp {
+        /// The onboarding service, `host:port`.
         server: String,
+        /// How long the run tried.
         after: Duration,
+        /// The last answer or error, for the log.
         last: String,
     },
+    /// The machine's identity (MAC, serial, UUID) cannot be read.
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
+    /// The gRPC channel cannot be made.
     #[error("the onboarding channel cannot be set up ({hint})", hint = channel_hint(.0))]
     Channel(#[from] ChannelError),
+    /// The credentials cannot be written.
     #[error(transparent)]
     Output(#[from] output::OutputError),
 }
@@ -60,10 +68,15 @@ fn channel_hint(error: &ChannelError) -> &'static str {
 /// What an onboarded run found and received.
 #[derive(Debug)]
 pub struct Onboarded {
+    /// Who the node said it is.
     pub identity: Identity,
+    /// What the provisioner sent back.
     pub credentials: Credentials,
+    /// The onboarding service, `host:port`.
     pub server: String,
+    /// How long the run took.
     pub elapsed: Duration,
+    /// Onboarding requests sent, the successful one included.
     pub requests: u32,
 }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::identity::Identity;
 use crate::onboard::Credentials;
 
+/// A credentials file cannot be written; the message names the file.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write {path}; check that its directory is writable (a tmpfs under /run)")]
 pub struct OutputError {

@@ -3,10 +3,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+/// The processors from /proc/cpuinfo, with totals over all packages.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cpu {
+    /// Physical cores over all packages.
     pub total_cores: u32,
+    /// Logical CPUs (hardware threads) over all packages.
     pub total_threads: u32,
+    /// One entry per physical package, by `physical id`.
     pub processors: Vec<Processor>,
 }
 
@@ -15,9 +19,13 @@ pub struct Cpu {
 pub struct Processor {
     /// The package's `physical id`.
     pub id: u32,
+    /// Physical cores in the package (distinct `core id`s; its logical CPUs where cpuinfo names none).
     pub cores: u32,
+    /// Logical CPUs in the package.
     pub threads: u32,
+    /// `vendor_id` (x86) or `CPU implementer` (ARM); None when cpuinfo has neither.
     pub vendor: Option<String>,
+    /// `model name` (x86) or `Model Name` (ARM); None when cpuinfo has neither.
     pub model: Option<String>,
     /// The CPU flags (`flags` on x86, `Features` on ARM).
     pub capabilities: Vec<String>,

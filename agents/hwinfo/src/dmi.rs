@@ -8,31 +8,47 @@ use bootkit_common::identity::{is_placeholder, normalize_uuid};
 
 use crate::sysfs;
 
+/// The chassis (SMBIOS type 3). Each field is None when the file is absent or holds a placeholder.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Chassis {
+    /// `chassis_serial` (root only).
     pub serial: Option<String>,
+    /// `chassis_vendor`.
     pub vendor: Option<String>,
 }
 
+/// The firmware (SMBIOS type 0). Each field is None when the file is absent or holds a placeholder.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Bios {
+    /// `bios_vendor`.
     pub vendor: Option<String>,
+    /// `bios_version`.
     pub version: Option<String>,
+    /// `bios_date`, as the firmware writes it (usually `MM/DD/YYYY`).
     pub release_date: Option<String>,
 }
 
+/// The mainboard (SMBIOS type 2). Each field is None when the file is absent or holds a placeholder.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Baseboard {
+    /// `board_vendor`.
     pub vendor: Option<String>,
+    /// `board_name`.
     pub product: Option<String>,
+    /// `board_version`.
     pub version: Option<String>,
+    /// `board_serial` (root only).
     pub serial: Option<String>,
 }
 
+/// The system (SMBIOS type 1). Each field is None when the file is absent or holds a placeholder.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Product {
+    /// `product_name`: the model.
     pub name: Option<String>,
+    /// `sys_vendor`: the manufacturer.
     pub vendor: Option<String>,
+    /// `product_serial` (root only): the serial the machine is registered by.
     pub serial: Option<String>,
 }
 

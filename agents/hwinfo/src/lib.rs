@@ -26,16 +26,25 @@ pub use pci::PciDevice;
 /// Everything the current protocol's `AgentAttributes` carries, plus the SMBIOS system UUID.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AgentAttributes {
+    /// Processors and their core and thread counts.
     pub cpu: Cpu,
+    /// Installed and usable memory.
     pub memory: Memory,
+    /// The disks under /sys/block.
     pub block_devices: Vec<BlockDevice>,
+    /// The hardware NICs, in ifindex order.
     pub network_interfaces: Vec<NetworkInterface>,
+    /// All PCI functions.
     pub pci_devices: Vec<PciDevice>,
     /// The PCI devices whose class is a display controller (class 0x03).
     pub gpus: Vec<PciDevice>,
+    /// SMBIOS chassis identity.
     pub chassis: Chassis,
+    /// SMBIOS firmware vendor and version.
     pub bios: Bios,
+    /// SMBIOS mainboard identity.
     pub baseboard: Baseboard,
+    /// SMBIOS system identity (model, manufacturer, serial).
     pub product: Product,
     /// SMBIOS system UUID (`product_uuid`, readable by root only), placeholder values dropped.
     pub system_uuid: Option<String>,

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use crate::sysfs;
 
+/// Installed and usable memory, in bytes; None when the kernel offers neither source.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Memory {
     /// Installed memory in bytes: the online memory blocks of /sys/devices/system/memory, or

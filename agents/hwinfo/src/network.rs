@@ -5,8 +5,10 @@ use std::path::Path;
 
 use crate::sysfs;
 
+/// One hardware network interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkInterface {
+    /// The kernel's interface name (`eth0`, `enp1s0`).
     pub name: String,
     /// Lower-case colon-separated hardware address.
     pub mac: Option<String>,

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use crate::sysfs;
 
+/// One PCI function, by numeric ids (no name database).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PciDevice {
     /// Bus address (`0000:00:02.0`).
@@ -23,6 +24,7 @@ pub struct PciDevice {
 const DISPLAY_CLASS_PREFIX: &str = "03";
 
 impl PciDevice {
+    /// True for a display controller (base class 0x03: VGA, 3D, other); what counts as a GPU.
     pub fn is_display(&self) -> bool {
         self.class
             .as_deref()

@@ -31,15 +31,23 @@ const LIVENESS: Liveness = Liveness {
 /// (`run-once`, tests): its timeout is zero, so set one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Action {
+    /// The workflow the action belongs to.
     pub workflow_id: String,
+    /// The server's id of the action's task; with the legacy protocol, the task's name.
     pub task_id: String,
     /// The server's id of the action; with the legacy protocol, the action's index in its
     /// workflow (that protocol has no ids).
     pub action_id: String,
+    /// The task's name in the template.
     pub task_name: String,
+    /// The action's name in the template: the container ID is made from it.
     pub name: String,
+    /// The container image, as the template writes it.
     pub image: String,
+    /// How long the action may run (the template's `timeout`, in seconds on the wire).
     pub timeout: Duration,
+    /// Command and arguments; how they combine with the image's is the runner's
+    /// [`crate::runtime::ArgsMode`].
     pub command: Vec<String>,
     /// Docker syntax: `host:container[:ro]`.
     pub volumes: Vec<String>,
@@ -52,29 +60,43 @@ pub struct Action {
     pub network_namespace: bool,
     /// Legacy `on-timeout` / `on-failure` commands.
     pub on_timeout: Vec<String>,
+    /// Commands run (same image and mounts) when the action fails.
     pub on_failure: Vec<String>,
 }
 
+/// The states a worker reports; PENDING is the server's alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActionState {
+    /// The action started.
     Running,
+    /// It exited 0.
     Success,
+    /// It exited non-zero or could not be run.
     Failed,
+    /// Its timeout ran out and it was killed.
     Timeout,
 }
 
 /// What the worker tells the server about an action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionReport {
+    /// The workflow the action belongs to.
     pub workflow_id: String,
+    /// As [`Action::task_id`].
     pub task_id: String,
+    /// As [`Action::action_id`].
     pub action_id: String,
+    /// The task's name in the template.
     pub task_name: String,
+    /// The action's name in the template.
     pub action_name: String,
+    /// The state reported.
     pub state: ActionState,
+    /// When the action started.
     pub started: SystemTime,
     /// Set on the final report only.
     pub stopped: Option<SystemTime>,
+    /// For the server and its operator: why it failed (the output's last lines), or empty.
     pub message: String,
 }
 
@@ -90,33 +112,55 @@ impl ActionReport {
 /// The protocol a client speaks once it knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
+    /// tinkerbell/tinkerbell v0.17 and later (`GetAction`).
     Current,
+    /// tink v0.9 to v0.12 (`GetWorkflowContexts`), as EMT's worker speaks.
     Legacy,
 }
 
+/// Why talking to the workflow server failed; each message says which setting to check.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
+    /// The configured address is not `host:port`.
     #[error(
         "the workflow server address {authority:?} is not usable: {why}; set grpc_authority to host:port"
     )]
-    Address { authority: String, why: String },
+    Address {
+        /// The address as configured.
+        authority: String,
+        /// What makes it unusable.
+        why: String,
+    },
+    /// The TLS client configuration cannot be made (CA bundle).
     #[error(
         "cannot set up TLS for the workflow server: {why}; check the CA bundle (tinkerbell_ca / TINKERBELL_CA_CERT) or set tinkerbell_tls=false for a plaintext server"
     )]
-    TlsSetup { why: String },
+    TlsSetup {
+        /// What is wrong (the CA bundle's error).
+        why: String,
+    },
+    /// The TLS handshake with the server failed.
     #[error(
         "{operation} at {authority}: the TLS handshake failed: {why}; check the CA bundle (tinkerbell_ca / TINKERBELL_CA_CERT), or tinkerbell_insecure_tls=true to skip certificate checks"
     )]
     Tls {
+        /// The RPC that failed (`GetAction`, ...).
         operation: &'static str,
+        /// The server, `host:port`.
         authority: String,
+        /// The TLS library's reason.
         why: String,
     },
+    /// The server answered an RPC with an error status.
     #[error("{operation} at {authority} failed ({code:?}): {message}")]
     Rpc {
+        /// The RPC that failed.
         operation: &'static str,
+        /// The server, `host:port`.
         authority: String,
+        /// The gRPC status code.
         code: Code,
+        /// The server's message.
         message: String,
     },
 }

@@ -28,29 +28,54 @@ use bootkit_oci::RegistryError;
 pub use container::{ActionOutcome, ArgsMode, ContainerRequest, OutputStream};
 pub use pull::PulledImage;
 
+/// Where containerd listens unless configured otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/containerd/containerd.sock";
+/// The containerd namespace actions' images and containers live in (HookOS's).
 pub const DEFAULT_NAMESPACE: &str = "tinkerbell";
 
+/// Why a containerd or image step failed; [`RuntimeError::is_retryable`] tells whether to try
+/// again.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    /// containerd's socket cannot be connected to.
     #[error("cannot connect to containerd at {socket}: {detail}; check that containerd is running")]
-    Connect { socket: PathBuf, detail: String },
+    Connect {
+        /// containerd's socket path.
+        socket: PathBuf,
+        /// The transport's reason.
+        detail: String,
+    },
+    /// A containerd call answered an error.
     #[error("containerd {operation} failed: {status_message} ({code:?})")]
     Containerd {
+        /// The call (`create container`, `start task`, ...).
         operation: String,
+        /// containerd's gRPC status code.
         code: Code,
+        /// containerd's message.
         status_message: String,
     },
+    /// Pulling the image from its registry failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The image cannot be run (no linux/amd64 manifest, a broken config).
     #[error("the image {image} is not usable: {why}")]
-    Image { image: String, why: String },
+    Image {
+        /// The image as the template writes it.
+        image: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A local file operation failed (the FIFOs, the workflow directory).
     #[error("{what}")]
     Io {
+        /// What was being done, with the path.
         what: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The action cannot be turned into a container spec (for example a malformed volume).
     #[error("invalid action: {0}")]
     InvalidAction(String),
 }
@@ -78,10 +103,14 @@ impl RuntimeError {
     }
 }
 
+/// How the worker uses containerd; `Default` is HookOS's layout.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
+    /// containerd's socket ([`DEFAULT_SOCKET`]).
     pub socket: PathBuf,
+    /// The containerd namespace ([`DEFAULT_NAMESPACE`]).
     pub namespace: String,
+    /// The snapshotter images are unpacked with (`overlayfs`).
     pub snapshotter: String,
     /// The shim containers run with.
     pub runtime: String,
@@ -111,6 +140,7 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// A runtime that connects on first use.
     pub fn new(config: RuntimeConfig) -> Self {
         Self {
             config,
@@ -118,6 +148,7 @@ impl Runtime {
         }
     }
 
+    /// The configuration it was made with.
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
     }

@@ -39,6 +39,8 @@ pub enum StepError {
 }
 
 impl StepError {
+    /// [`StepError::Transient`] if `retryable`, else [`StepError::Permanent`], with `error`'s
+    /// whole chain of causes as the message.
     pub fn classified(retryable: bool, error: impl std::error::Error + 'static) -> Self {
         // The whole chain: the server's report names the cause, not only the step that failed.
         let message = error_chain(&error);
@@ -54,16 +56,20 @@ impl StepError {
 pub trait WorkflowServer {
     /// The next action for this worker, `None` when there is nothing to do.
     fn next_action(&mut self) -> impl Future<Output = Result<Option<Action>, StepError>>;
+    /// Reports an action's state; Ok once the server acknowledged it.
     fn report(&mut self, report: &ActionReport) -> impl Future<Output = Result<(), StepError>>;
 }
 
 /// One container run: the action itself, or one of its legacy on-timeout/on-failure
 /// commands (same image, same mounts, the command replaced).
 pub struct RunRequest<'a> {
+    /// The action whose image, mounts and environment the run uses.
     pub action: &'a Action,
+    /// Replaces the action's command (a legacy hook); None: the action's own.
     pub command_override: Option<&'a [String]>,
     /// Prefix of the output lines in the log: the action name, plus which hook it is.
     pub label: &'a str,
+    /// Killed when this runs out.
     pub timeout: Duration,
 }
 
@@ -78,7 +84,9 @@ pub struct RunOutcome {
 
 /// containerd, as the loop needs it.
 pub trait ActionRunner {
+    /// Makes `image` present and unpacked.
     fn pull(&mut self, image: &str) -> impl Future<Output = Result<(), StepError>>;
+    /// Runs one container to its end or its deadline.
     fn run(
         &mut self,
         request: RunRequest<'_>,
@@ -160,6 +168,8 @@ struct Completion {
     message: String,
 }
 
+/// The worker loop: asks the server for actions, runs them, reports them, until shut down or a
+/// workflow asks for a reboot.
 pub struct Worker<S, R, P> {
     server: S,
     runner: R,
@@ -170,6 +180,7 @@ pub struct Worker<S, R, P> {
 }
 
 impl<S: WorkflowServer, R: ActionRunner, P: PowerControl> Worker<S, R, P> {
+    /// A worker over these parts; [`Worker::run`] runs the loop until `shutdown` is cancelled.
     pub fn new(
         server: S,
         runner: R,

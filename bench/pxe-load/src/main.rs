@@ -7,6 +7,8 @@
 //! Each node uses its own source address (`--first-ip` + index), which the caller adds to
 //! `--interface` beforehand; run it inside a network namespace.
 
+#![warn(missing_docs)]
+
 mod dhcp;
 mod node;
 mod stats;
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 
+/// Which part of the boot each simulated node runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Steps {
     /// DHCP, TFTP, iPXE script, discovery and the workflow.
@@ -29,6 +32,7 @@ pub enum Steps {
     DhcpTftp,
 }
 
+/// The command line.
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "pxe-load",
@@ -44,8 +48,10 @@ pub struct Args {
     /// First simulated node address; node i uses first-ip + i.
     #[arg(long)]
     pub first_ip: Ipv4Addr,
+    /// How many nodes to simulate.
     #[arg(long, default_value_t = 500)]
     pub nodes: usize,
+    /// Which part of the boot to run.
     #[arg(long, value_enum, default_value_t = Steps::Full)]
     pub steps: Steps,
     /// Nodes power on spread over this many milliseconds (a rack is not switched on at once).
@@ -54,16 +60,22 @@ pub struct Args {
     /// Fetch this file over TFTP instead of the one DHCP names.
     #[arg(long)]
     pub tftp_file: Option<String>,
+    /// TFTP block size to ask for (RFC 2348), in bytes.
     #[arg(long, default_value_t = 1468)]
     pub blksize: u16,
+    /// The server's DHCP port.
     #[arg(long, default_value_t = 67)]
     pub dhcp_port: u16,
+    /// The server's PXE boot-server port (proxyDHCP).
     #[arg(long, default_value_t = 4011)]
     pub boot_server_port: u16,
+    /// The server's TFTP port.
     #[arg(long, default_value_t = 69)]
     pub tftp_port: u16,
+    /// The server's HTTP port (iPXE scripts).
     #[arg(long, default_value_t = 7080)]
     pub http_port: u16,
+    /// The server's gRPC port (device discovery, workflows).
     #[arg(long, default_value_t = 42113)]
     pub grpc_port: u16,
     /// Actions per workflow (the template the provisioner was given).

@@ -14,27 +14,42 @@ use http::{HttpError, HttpOptions};
 /// A parsed `--image` (or `IMG_URL`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceSpec {
+    /// A regular file.
     File(PathBuf),
+    /// A block device (an image already on a disk or USB stick).
     BlockDevice(PathBuf),
+    /// An http:// or https:// URL.
     Url(String),
 }
 
+/// Why the image source cannot be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// The path does not exist.
     #[error("the image {0} does not exist; give a file, a block device or an http(s) URL")]
     NotFound(PathBuf),
+    /// The path is neither a file nor a block device.
     #[error("the image {0} is not a file or a block device")]
     NotAFile(PathBuf),
+    /// The path cannot be opened.
     #[error("cannot open the image {path}")]
-    Open { path: PathBuf, source: io::Error },
+    Open {
+        /// The path as given.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A URL with a scheme other than http or https; carries it.
     #[error("{0:?} is not a URL the installer can fetch: only http:// and https:// are")]
     UnsupportedScheme(String),
+    /// Fetching the URL failed.
     #[error(transparent)]
     Http(#[from] HttpError),
 }
 
 /// An opened image stream.
 pub struct Source {
+    /// The image's bytes, as the source gives them (possibly compressed).
     pub reader: Box<dyn Read + Send>,
     /// Bytes the source will give, when known (a file's size, a Content-Length).
     pub length: Option<u64>,
@@ -91,6 +106,7 @@ impl SourceSpec {
         }
     }
 
+    /// `file`, `block device` or `URL`, for messages.
     pub fn kind(&self) -> &'static str {
         match self {
             SourceSpec::File(_) => "file",

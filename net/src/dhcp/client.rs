@@ -20,29 +20,42 @@ use crate::lease::Lease;
 /// What goes wrong talking DHCP.
 #[derive(Debug, thiserror::Error)]
 pub enum DhcpError {
+    /// The DHCP socket cannot be opened or bound to the interface.
     #[error("DHCP socket on {interface}")]
     Socket {
+        /// The interface the client runs on.
         interface: String,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
+    /// A message cannot be sent.
     #[error("sending DHCP message on {interface}")]
     Send {
+        /// The interface the client runs on.
         interface: String,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
+    /// Receiving failed.
     #[error("receiving DHCP message on {interface}")]
     Receive {
+        /// The interface the client runs on.
         interface: String,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
+    /// A message cannot be encoded (a bug, or an option too long).
     #[error("encoding DHCP message")]
     Encode(#[from] dhcproto::error::EncodeError),
+    /// No lease came within the time allowed.
     #[error("no DHCP lease on {interface} within {timeout:?}")]
     Timeout {
+        /// The interface the client runs on.
         interface: String,
+        /// The time allowed.
         timeout: Duration,
     },
 }
@@ -53,15 +66,30 @@ pub enum DhcpError {
 #[derive(Debug)]
 pub enum LeaseEvent {
     /// The client entered a new state.
-    State { interface: String, state: State },
+    State {
+        /// The interface the client runs on.
+        interface: String,
+        /// The new state.
+        state: State,
+    },
     /// Configure this lease on its interface.
     Acquired(Lease),
     /// Same address, new timers or options: re-apply.
     Renewed(Lease),
     /// Remove this lease's address and routes; a new DISCOVER is under way.
-    Lost { lease: Lease, reason: LossReason },
+    Lost {
+        /// The lease that is gone.
+        lease: Lease,
+        /// Why it is gone.
+        reason: LossReason,
+    },
     /// A transient failure; the client keeps trying.
-    Error { interface: String, error: DhcpError },
+    Error {
+        /// The interface the client runs on.
+        interface: String,
+        /// What failed.
+        error: DhcpError,
+    },
 }
 
 /// Runs the client on `config.interface` for as long as anyone listens: it returns only when

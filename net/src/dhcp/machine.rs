@@ -64,10 +64,12 @@ pub struct Config {
     pub mac: [u8; 6],
     /// Sent as option 12 when set, so the server can register the name.
     pub hostname: Option<String>,
+    /// Retransmission and lease timer rules.
     pub timing: Timing,
 }
 
 impl Config {
+    /// A configuration for `interface` with MAC `mac`, no host name and the default timing.
     pub fn new(interface: &str, mac: [u8; 6]) -> Self {
         Self {
             interface: interface.to_string(),
@@ -81,11 +83,17 @@ impl Config {
 /// RFC 2131's client states (INIT-REBOOT and REBOOTING are not implemented).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
+    /// No lease: about to DISCOVER.
     Init,
+    /// DISCOVER sent, waiting for offers.
     Selecting,
+    /// REQUEST sent for an offer, waiting for the ACK.
     Requesting,
+    /// A lease is held; waiting for T1.
     Bound,
+    /// Past T1: renewing with the lease's server (unicast).
     Renewing,
+    /// Past T2: renewing with any server (broadcast).
     Rebinding,
 }
 
@@ -135,8 +143,11 @@ impl fmt::Display for LossReason {
 /// What the driver must do after an event, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// Send this message.
     Send {
+        /// The message.
         message: Message,
+        /// Broadcast, or unicast to the lease's server.
         to: Destination,
     },
     /// A new lease: configure it.
@@ -145,7 +156,9 @@ pub enum Action {
     Renewed(Lease),
     /// Remove this lease's address and routes.
     Lost {
+        /// The lease that is gone.
         lease: Lease,
+        /// Why it is gone.
         reason: LossReason,
     },
 }
@@ -209,10 +222,12 @@ impl Machine {
         }
     }
 
+    /// The client's current state.
     pub fn state(&self) -> State {
         self.state
     }
 
+    /// The configuration it was made with.
     pub fn config(&self) -> &Config {
         &self.config
     }

@@ -15,6 +15,7 @@ pub const ARPHRD_LOOPBACK: u16 = 772;
 /// The kind of a network interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LinkKind {
+    /// The loopback interface (`ARPHRD_LOOPBACK`).
     Loopback,
     /// A hardware Ethernet NIC: has a `device` in sysfs, is ARPHRD_ETHER, not wireless.
     PhysicalEthernet,

@@ -11,7 +11,9 @@ use super::kind::{self, KindFacts, LinkKind};
 /// One network interface as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
+    /// The kernel's interface index (ifindex).
     pub index: u32,
+    /// The interface name (`eth0`, `eth0.42`).
     pub name: String,
     /// The current hardware address, when it is a 6-byte MAC.
     pub mac: Option<[u8; 6]>,
@@ -24,6 +26,7 @@ pub struct LinkInfo {
     pub admin_up: bool,
     /// IFF_LOWER_UP: the driver reports carrier (for veth: the peer is up).
     pub carrier: bool,
+    /// What kind of interface it is.
     pub kind: LinkKind,
     /// The rtnetlink kind (IFLA_INFO_KIND: `veth`, `bridge`, `vlan`...), for logs.
     pub driver_kind: Option<String>,
@@ -31,9 +34,12 @@ pub struct LinkInfo {
     pub vlan: Option<VlanInfo>,
 }
 
+/// A VLAN interface's 802.1Q id and parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VlanInfo {
+    /// 802.1Q VLAN id, 1-4094.
     pub id: u16,
+    /// The parent interface's index.
     pub parent: u32,
 }
 

@@ -31,31 +31,51 @@ pub const REPLY_MAGIC: u64 = 0x0003_e889_0455_65a9;
 
 /// Handshake flags (server) and client flags share these bits.
 pub const FLAG_FIXED_NEWSTYLE: u16 = 1 << 0;
-pub const FLAG_NO_ZEROES: u16 = 1 << 1;
+/// Both sides: no 124 zero bytes after `NBD_OPT_EXPORT_NAME`'s reply.
+pub(crate) const FLAG_NO_ZEROES: u16 = 1 << 1;
 
-pub const OPT_EXPORT_NAME: u32 = 1;
-pub const OPT_ABORT: u32 = 2;
-pub const OPT_GO: u32 = 7;
+/// `NBD_OPT_EXPORT_NAME`: select an export, the oldest way (no error replies).
+pub(crate) const OPT_EXPORT_NAME: u32 = 1;
+/// `NBD_OPT_ABORT`: end the handshake.
+pub(crate) const OPT_ABORT: u32 = 2;
+/// `NBD_OPT_GO`: select an export and receive its information.
+pub(crate) const OPT_GO: u32 = 7;
 
-pub const REP_ACK: u32 = 1;
-pub const REP_INFO: u32 = 3;
+/// `NBD_REP_ACK`: the option is done.
+pub(crate) const REP_ACK: u32 = 1;
+/// `NBD_REP_INFO`: one piece of information about the export.
+pub(crate) const REP_INFO: u32 = 3;
 /// Bit 31 marks an error reply.
 pub const REP_FLAG_ERROR: u32 = 1 << 31;
-pub const REP_ERR_UNSUP: u32 = REP_FLAG_ERROR | 1;
-pub const REP_ERR_POLICY: u32 = REP_FLAG_ERROR | 2;
-pub const REP_ERR_INVALID: u32 = REP_FLAG_ERROR | 3;
-pub const REP_ERR_PLATFORM: u32 = REP_FLAG_ERROR | 4;
-pub const REP_ERR_TLS_REQD: u32 = REP_FLAG_ERROR | 5;
-pub const REP_ERR_UNKNOWN: u32 = REP_FLAG_ERROR | 6;
-pub const REP_ERR_SHUTDOWN: u32 = REP_FLAG_ERROR | 7;
-pub const REP_ERR_BLOCK_SIZE_REQD: u32 = REP_FLAG_ERROR | 8;
-pub const REP_ERR_TOO_BIG: u32 = REP_FLAG_ERROR | 9;
-pub const REP_ERR_EXT_HEADER_REQD: u32 = REP_FLAG_ERROR | 10;
+/// `NBD_REP_ERR_UNSUP`: the server does not know the option.
+pub(crate) const REP_ERR_UNSUP: u32 = REP_FLAG_ERROR | 1;
+/// `NBD_REP_ERR_POLICY`: forbidden by the server's policy.
+pub(crate) const REP_ERR_POLICY: u32 = REP_FLAG_ERROR | 2;
+/// `NBD_REP_ERR_INVALID`: the option is malformed.
+pub(crate) const REP_ERR_INVALID: u32 = REP_FLAG_ERROR | 3;
+/// `NBD_REP_ERR_PLATFORM`: not supported on the server's platform.
+pub(crate) const REP_ERR_PLATFORM: u32 = REP_FLAG_ERROR | 4;
+/// `NBD_REP_ERR_TLS_REQD`: TLS first.
+pub(crate) const REP_ERR_TLS_REQD: u32 = REP_FLAG_ERROR | 5;
+/// `NBD_REP_ERR_UNKNOWN`: no such export.
+pub(crate) const REP_ERR_UNKNOWN: u32 = REP_FLAG_ERROR | 6;
+/// `NBD_REP_ERR_SHUTDOWN`: the server is shutting down.
+pub(crate) const REP_ERR_SHUTDOWN: u32 = REP_FLAG_ERROR | 7;
+/// `NBD_REP_ERR_BLOCK_SIZE_REQD`: the client must ask for block sizes.
+pub(crate) const REP_ERR_BLOCK_SIZE_REQD: u32 = REP_FLAG_ERROR | 8;
+/// `NBD_REP_ERR_TOO_BIG`: a request is too large.
+pub(crate) const REP_ERR_TOO_BIG: u32 = REP_FLAG_ERROR | 9;
+/// `NBD_REP_ERR_EXT_HEADER_REQD`: extended headers first.
+pub(crate) const REP_ERR_EXT_HEADER_REQD: u32 = REP_FLAG_ERROR | 10;
 
-pub const INFO_EXPORT: u16 = 0;
+/// `NBD_INFO_EXPORT`: size and transmission flags.
+pub(crate) const INFO_EXPORT: u16 = 0;
+/// `NBD_INFO_NAME`: the export's canonical name.
 pub const INFO_NAME: u16 = 1;
+/// `NBD_INFO_DESCRIPTION`: a description for humans.
 pub const INFO_DESCRIPTION: u16 = 2;
-pub const INFO_BLOCK_SIZE: u16 = 3;
+/// `NBD_INFO_BLOCK_SIZE`: minimum, preferred and maximum block sizes.
+pub(crate) const INFO_BLOCK_SIZE: u16 = 3;
 
 /// The longest export name or error message the protocol allows.
 const MAX_STRING: u32 = 4096;
@@ -75,31 +95,48 @@ const MAX_MIN_BLOCK_SIZE: u32 = 64 * 1024;
 pub struct TransmissionFlags(pub u16);
 
 impl TransmissionFlags {
+    /// `NBD_FLAG_HAS_FLAGS`: always set by a server.
     pub const HAS_FLAGS: u16 = 1 << 0;
+    /// `NBD_FLAG_READ_ONLY`: writes are refused.
     pub const READ_ONLY: u16 = 1 << 1;
+    /// `NBD_FLAG_SEND_FLUSH`: the server takes `NBD_CMD_FLUSH`.
     pub const SEND_FLUSH: u16 = 1 << 2;
+    /// `NBD_FLAG_SEND_FUA`: the server takes forced unit access writes.
     pub const SEND_FUA: u16 = 1 << 3;
+    /// `NBD_FLAG_ROTATIONAL`: the export behaves like a spinning disk.
     pub const ROTATIONAL: u16 = 1 << 4;
+    /// `NBD_FLAG_SEND_TRIM`: the server takes `NBD_CMD_TRIM`.
     pub const SEND_TRIM: u16 = 1 << 5;
+    /// `NBD_FLAG_SEND_WRITE_ZEROES`: the server takes `NBD_CMD_WRITE_ZEROES`.
     pub const SEND_WRITE_ZEROES: u16 = 1 << 6;
+    /// `NBD_FLAG_SEND_DF`: the server takes the don't-fragment flag on reads.
     pub const SEND_DF: u16 = 1 << 7;
+    /// `NBD_FLAG_CAN_MULTI_CONN`: several connections may serve one export.
     pub const CAN_MULTI_CONN: u16 = 1 << 8;
+    /// `NBD_FLAG_SEND_RESIZE`: the server takes `NBD_CMD_RESIZE`.
     pub const SEND_RESIZE: u16 = 1 << 9;
+    /// `NBD_FLAG_SEND_CACHE`: the server takes `NBD_CMD_CACHE`.
     pub const SEND_CACHE: u16 = 1 << 10;
+    /// `NBD_FLAG_SEND_FAST_ZERO`: the server takes `NBD_CMD_FLAG_FAST_ZERO`.
     pub const SEND_FAST_ZERO: u16 = 1 << 11;
 
+    /// The raw 16 bits, as the kernel's `NBD_SET_FLAGS` takes them.
     pub fn bits(self) -> u16 {
         self.0
     }
+    /// True if every bit of `flag` is set.
     pub fn contains(self, flag: u16) -> bool {
         self.0 & flag == flag
     }
+    /// The export refuses writes.
     pub fn read_only(self) -> bool {
         self.contains(Self::READ_ONLY)
     }
+    /// The export takes flushes.
     pub fn can_flush(self) -> bool {
         self.contains(Self::SEND_FLUSH)
     }
+    /// The export takes trims (discards).
     pub fn can_trim(self) -> bool {
         self.contains(Self::SEND_TRIM)
     }
@@ -108,8 +145,11 @@ impl TransmissionFlags {
 /// The block size constraints from `NBD_INFO_BLOCK_SIZE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockSizes {
+    /// Smallest block size in bytes the server accepts (1 to 64 KiB, a power of two).
     pub minimum: u32,
+    /// Block size in bytes the server works best with.
     pub preferred: u32,
+    /// Largest request payload in bytes the server accepts.
     pub maximum: u32,
 }
 
@@ -127,67 +167,137 @@ pub enum Negotiation {
 pub struct ExportInfo {
     /// The export's size in bytes.
     pub size: u64,
+    /// The export's transmission flags.
     pub transmission_flags: TransmissionFlags,
     /// `None` when the server sent no `NBD_INFO_BLOCK_SIZE` (any alignment is fine then).
     pub block_sizes: Option<BlockSizes>,
+    /// Which option selected it.
     pub negotiation: Negotiation,
 }
 
 /// Why the handshake failed. `stage` says what the client was doing.
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
+    /// An I/O error on the stream.
     #[error("NBD handshake: {stage}")]
     Io {
+        /// What the client was doing.
         stage: &'static str,
+        /// The operating system's error.
         source: io::Error,
     },
+    /// The server closed the connection.
     #[error("NBD handshake: the server closed the connection while {stage}")]
-    Closed { stage: &'static str },
+    Closed {
+        /// What the client was doing.
+        stage: &'static str,
+    },
+    /// The greeting is not `NBDMAGIC`.
     #[error("not an NBD server: the greeting starts with {found:#018x}, not \"NBDMAGIC\"")]
-    NotNbd { found: u64 },
+    NotNbd {
+        /// The first 8 bytes, big-endian.
+        found: u64,
+    },
+    /// The server speaks the oldstyle protocol.
     #[error("the NBD server speaks the oldstyle protocol, which has no export names (unsupported)")]
     Oldstyle,
+    /// The server's magic after `NBDMAGIC` is not `IHAVEOPT`.
     #[error("NBD handshake: the server's magic after NBDMAGIC is {found:#018x}, not \"IHAVEOPT\"")]
-    BadServerMagic { found: u64 },
+    BadServerMagic {
+        /// The 8 bytes received, big-endian.
+        found: u64,
+    },
+    /// An option reply does not start with the reply magic.
     #[error("NBD handshake: option reply magic is {found:#018x}, expected {REPLY_MAGIC:#018x}")]
-    BadReplyMagic { found: u64 },
+    BadReplyMagic {
+        /// The 8 bytes received, big-endian.
+        found: u64,
+    },
+    /// A reply is for another option than the one pending.
     #[error("NBD handshake: the server replied to option {got} while option {sent} was pending")]
-    WrongOption { sent: u32, got: u32 },
+    WrongOption {
+        /// The option pending.
+        sent: u32,
+        /// The option the reply is for.
+        got: u32,
+    },
+    /// A length field is over the protocol's (or this client's) limit.
     #[error("NBD handshake: {what} is {len} bytes, more than the {max} allowed")]
     TooLong {
+        /// Which field.
         what: &'static str,
+        /// The length the server sent, in bytes.
         len: u32,
+        /// The limit, in bytes.
         max: u32,
     },
+    /// A reply's payload does not parse.
     #[error("NBD handshake: malformed {what}: {problem}")]
-    Malformed { what: &'static str, problem: String },
+    Malformed {
+        /// Which reply or field.
+        what: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A reply type the option does not allow.
     #[error("NBD handshake: unexpected reply type {reply:#x} to {option}")]
-    UnexpectedReply { option: &'static str, reply: u32 },
+    UnexpectedReply {
+        /// The option pending.
+        option: &'static str,
+        /// The reply type received.
+        reply: u32,
+    },
+    /// The server keeps sending replies to `NBD_OPT_GO`.
     #[error("NBD handshake: more than {max} replies to NBD_OPT_GO")]
-    TooManyReplies { max: usize },
+    TooManyReplies {
+        /// The replies accepted for one option.
+        max: usize,
+    },
+    /// The server has no export of that name (`NBD_REP_ERR_UNKNOWN`).
     #[error(
         "NBD export {export:?} does not exist on the server{}",
         detail(message)
     )]
-    UnknownExport { export: String, message: String },
-    #[error("the NBD server refused {option} for export {export:?}: {}{}", reply_name(*reply), detail(message))]
-    Refused {
+    UnknownExport {
+        /// The export asked for.
         export: String,
-        option: &'static str,
-        reply: u32,
+        /// The server's message; may be empty.
         message: String,
     },
+    /// The server refused the option with another error reply.
+    #[error("the NBD server refused {option} for export {export:?}: {}{}", reply_name(*reply), detail(message))]
+    Refused {
+        /// The export asked for.
+        export: String,
+        /// The option refused (`NBD_OPT_GO`, ...).
+        option: &'static str,
+        /// The error reply type ([`REP_FLAG_ERROR`] set).
+        reply: u32,
+        /// The server's message; may be empty.
+        message: String,
+    },
+    /// `NBD_OPT_GO` ended without `NBD_INFO_EXPORT`.
     #[error(
         "the NBD server acknowledged export {export:?} without sending its size (NBD_INFO_EXPORT)"
     )]
-    NoExportInfo { export: String },
+    NoExportInfo {
+        /// The export asked for.
+        export: String,
+    },
+    /// The server closed the connection after `NBD_OPT_EXPORT_NAME`.
     #[error(
         "the NBD server closed the connection after NBD_OPT_EXPORT_NAME {export:?}: the export probably does not exist"
     )]
-    ExportNameRejected { export: String },
+    ExportNameRejected {
+        /// The export asked for.
+        export: String,
+    },
+    /// The export name cannot be sent (too long, a NUL).
     #[error("NBD export name {export:?}: {problem}")]
     InvalidExportName {
+        /// The export name asked for.
         export: String,
+        /// What is wrong with it.
         problem: &'static str,
     },
 }

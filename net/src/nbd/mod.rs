@@ -4,9 +4,9 @@
 //! The work is split the way the protocol is:
 //!
 //! - [`spec`]: parsing the command-line value into an [`NbdSpec`].
-//! - [`handshake`]: the client side of the fixed-newstyle handshake (`NBD_OPT_GO`, with a
-//!   fallback to `NBD_OPT_EXPORT_NAME`), over any blocking `Read + Write` stream, giving an
-//!   [`ExportInfo`] (size, transmission flags, block sizes).
+//! - [`handshake`](mod@handshake): the client side of the fixed-newstyle handshake
+//!   (`NBD_OPT_GO`, with a fallback to `NBD_OPT_EXPORT_NAME`), over any blocking
+//!   `Read + Write` stream, giving an [`ExportInfo`] (size, transmission flags, block sizes).
 //! - [`transmission`]: a minimal transmission-phase client (read, disconnect), used to check
 //!   the protocol end to end on a host that has no nbd kernel module.
 //! - [`attach`]: handing the connected socket to the kernel with the nbd ioctls, and

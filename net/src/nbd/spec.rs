@@ -19,6 +19,7 @@ pub struct NbdSpec {
     pub device: String,
     /// A host name or an IP address (an IPv6 address without its brackets).
     pub host: String,
+    /// The server's TCP port (10809 by convention).
     pub port: u16,
     /// The export name; may be empty (the server's default export).
     pub export: String,
@@ -30,7 +31,9 @@ pub struct NbdSpec {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{KEY}={value:?}: {problem}")]
 pub struct SpecError {
+    /// The value as written.
     pub value: String,
+    /// What is wrong and what to write.
     pub problem: String,
 }
 

@@ -11,29 +11,59 @@ use std::io::{self, Read, Write};
 pub const REQUEST_MAGIC: u32 = 0x2560_9513;
 /// The magic of each simple reply, from `linux/nbd.h`.
 pub const SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
+/// `NBD_CMD_READ`.
 pub const CMD_READ: u16 = 0;
+/// `NBD_CMD_DISC`: disconnect.
 pub const CMD_DISC: u16 = 2;
 /// The largest read this client sends in one request: servers commonly refuse more than
 /// 32 MiB, and a caller's buffer larger than that is a mistake worth an error.
 pub const MAX_READ: usize = 32 << 20;
 
+/// Why a transmission-phase request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TransmissionError {
+    /// An I/O error on the stream.
     #[error("NBD read of {len} bytes at {offset}: {stage}")]
     Io {
+        /// What the client was doing.
         stage: &'static str,
+        /// The read's offset in bytes.
         offset: u64,
+        /// The read's length in bytes.
         len: usize,
+        /// The operating system's error.
         source: io::Error,
     },
+    /// A reply does not start with the simple reply magic.
     #[error("NBD reply magic is {found:#010x}, expected {SIMPLE_REPLY_MAGIC:#010x}")]
-    BadMagic { found: u32 },
+    BadMagic {
+        /// The magic received.
+        found: u32,
+    },
+    /// A reply is for another request.
     #[error("NBD reply is for request {found:#x}, expected {expected:#x}")]
-    WrongCookie { expected: u64, found: u64 },
+    WrongCookie {
+        /// The request's cookie.
+        expected: u64,
+        /// The reply's cookie.
+        found: u64,
+    },
+    /// The server answered the read with an error.
     #[error("the NBD server failed the read of {len} bytes at {offset}: error {error} ({})", io::Error::from_raw_os_error(*error as i32))]
-    Server { error: u32, offset: u64, len: usize },
+    Server {
+        /// The server's errno value.
+        error: u32,
+        /// The read's offset in bytes.
+        offset: u64,
+        /// The read's length in bytes.
+        len: usize,
+    },
+    /// The read asked for is over [`MAX_READ`].
     #[error("NBD read of {len} bytes is larger than the {MAX_READ} allowed in one request")]
-    TooLarge { len: usize },
+    TooLarge {
+        /// The length asked for, in bytes.
+        len: usize,
+    },
 }
 
 /// Reads `buf.len()` bytes at `offset`; `cookie` identifies the request in the reply.

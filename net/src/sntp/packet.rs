@@ -107,6 +107,7 @@ pub fn unix_nanos(time: SystemTime) -> i128 {
 /// The leap indicator: a warning of a leap second at the end of the day, or "not synchronised".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LeapIndicator {
+    /// No leap second today.
     NoWarning,
     /// The last minute of the day has 61 seconds.
     InsertSecond,
@@ -130,36 +131,67 @@ impl LeapIndicator {
 /// Why a reply was not accepted. Each is a property of the bytes received, never a panic.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidReply {
+    /// The reply is shorter than an NTP header.
     #[error("reply is {len} bytes, shorter than the {PACKET_LEN}-byte NTP header")]
-    Short { len: usize },
+    Short {
+        /// The reply's length in bytes.
+        len: usize,
+    },
+    /// The reply is not from a server (mode 4).
     #[error("reply has mode {mode}, not 4 (server)")]
-    NotServerMode { mode: u8 },
+    NotServerMode {
+        /// The mode received.
+        mode: u8,
+    },
+    /// The reply's version is not 1 to 4.
     #[error("reply has NTP version {version}, not 1 to 4")]
-    BadVersion { version: u8 },
+    BadVersion {
+        /// The version received.
+        version: u8,
+    },
+    /// The reply does not echo our transmit timestamp (stale or forged).
     #[error(
         "reply's origin timestamp {got} is not our transmit timestamp {expected} (a stale or forged reply)"
     )]
     OriginMismatch {
+        /// Our transmit timestamp.
         expected: NtpTimestamp,
+        /// The origin timestamp in the reply.
         got: NtpTimestamp,
     },
+    /// The server sent a kiss-o'-death (stratum 0): it refuses to serve.
     #[error(
         "server sent a kiss-o'-death with code {code:?} (e.g. RATE: asked too often, DENY: access denied)"
     )]
-    KissOfDeath { code: String },
+    KissOfDeath {
+        /// The four-letter kiss code (`RATE`, `DENY`, ...).
+        code: String,
+    },
+    /// The leap indicator is 3 (alarm): the server's clock is not synchronised.
     #[error("server says its clock is not synchronised (leap indicator 3)")]
     Unsynchronised,
+    /// The stratum is outside 1 to 15.
     #[error("reply has stratum {stratum}, outside 1 to 15 (16 means unsynchronised)")]
-    BadStratum { stratum: u8 },
+    BadStratum {
+        /// The stratum received.
+        stratum: u8,
+    },
+    /// A timestamp the offset needs is zero.
     #[error("reply's {field} timestamp is zero")]
-    ZeroTimestamp { field: &'static str },
+    ZeroTimestamp {
+        /// Which timestamp (`receive`, `transmit`).
+        field: &'static str,
+    },
 }
 
 /// A decoded server reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// The server's leap second warning.
     pub leap: LeapIndicator,
+    /// NTP version, 1 to 4.
     pub version: u8,
+    /// 1 for a reference clock, one more per hop; 0 in a kiss-o'-death.
     pub stratum: u8,
     /// log2 of the poll interval in seconds.
     pub poll: i8,
@@ -167,10 +199,12 @@ pub struct Reply {
     pub precision: i8,
     /// Round-trip delay and dispersion to the reference clock, NTP short format (16.16 s).
     pub root_delay: u32,
+    /// Dispersion to the reference clock, NTP short format (16.16 s).
     pub root_dispersion: u32,
     /// For stratum 1 a four-letter source name, above that the upstream server's address;
     /// in a kiss-o'-death (stratum 0), the kiss code.
     pub reference_id: [u8; 4],
+    /// When the server's clock was last set.
     pub reference: NtpTimestamp,
     /// Our transmit timestamp, echoed (t1).
     pub origin: NtpTimestamp,
@@ -297,6 +331,7 @@ pub struct Offset {
 }
 
 impl Offset {
+    /// An offset of `nanos` nanoseconds; positive means our clock is slow.
     pub const fn from_nanos(nanos: i64) -> Self {
         Offset { nanos }
     }
@@ -307,10 +342,12 @@ impl Offset {
         Offset::from_nanos(clamped)
     }
 
+    /// The offset in nanoseconds.
     pub const fn as_nanos(self) -> i64 {
         self.nanos
     }
 
+    /// The offset in seconds, for display.
     pub fn as_secs_f64(self) -> f64 {
         self.nanos as f64 / 1e9
     }

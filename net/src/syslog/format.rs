@@ -7,49 +7,81 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const NILVALUE: &str = "-";
 /// RFC 5424 section 6: the longest HOSTNAME and APP-NAME.
 pub const MAX_HOSTNAME_LEN: usize = 255;
+/// The longest APP-NAME, in bytes; longer names are cut.
 pub const MAX_APP_NAME_LEN: usize = 48;
 
 /// RFC 5424 table 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Facility {
+    /// Kernel messages.
     Kern = 0,
+    /// User-level messages.
     User = 1,
+    /// Mail system.
     Mail = 2,
     /// System daemons: the bootkit's init and services.
     #[default]
     Daemon = 3,
+    /// Security and authorization.
     Auth = 4,
+    /// Messages syslogd itself generates.
     Syslog = 5,
+    /// Line printer subsystem.
     Lpr = 6,
+    /// Network news subsystem.
     News = 7,
+    /// UUCP subsystem.
     Uucp = 8,
+    /// Clock daemon (cron).
     Cron = 9,
+    /// Security and authorization, private.
     AuthPriv = 10,
+    /// FTP daemon.
     Ftp = 11,
+    /// NTP subsystem.
     Ntp = 12,
+    /// Log audit.
     LogAudit = 13,
+    /// Log alert.
     LogAlert = 14,
+    /// Clock daemon (the second one).
     Clock = 15,
+    /// Local use 0.
     Local0 = 16,
+    /// Local use 1.
     Local1 = 17,
+    /// Local use 2.
     Local2 = 18,
+    /// Local use 3.
     Local3 = 19,
+    /// Local use 4.
     Local4 = 20,
+    /// Local use 5.
     Local5 = 21,
+    /// Local use 6.
     Local6 = 22,
+    /// Local use 7.
     Local7 = 23,
 }
 
 /// RFC 5424 table 2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Severity {
+    /// The system is unusable.
     Emergency = 0,
+    /// Action must be taken immediately.
     Alert = 1,
+    /// Critical conditions.
     Critical = 2,
+    /// Error conditions.
     Error = 3,
+    /// Warning conditions.
     Warning = 4,
+    /// Normal but significant.
     Notice = 5,
+    /// Informational messages.
     Informational = 6,
+    /// Debug-level messages.
     Debug = 7,
 }
 

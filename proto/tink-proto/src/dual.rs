@@ -38,10 +38,12 @@ pub struct DualWorkflowServer<T> {
 }
 
 impl<T> DualWorkflowServer<T> {
+    /// Serves `inner`'s implementations of both protocols.
     pub fn new(inner: T) -> Self {
         Self::from_arc(Arc::new(inner))
     }
 
+    /// Like [`DualWorkflowServer::new`], for a service already shared behind an `Arc`.
     pub fn from_arc(inner: Arc<T>) -> Self {
         Self {
             current: CurrentServer::from_arc(Arc::clone(&inner)),

@@ -33,25 +33,36 @@ use crate::{current, legacy};
 /// Which protocol a `ReportActionStatus` request belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportProtocol {
+    /// `ActionStatusRequest`, tinkerbell/tinkerbell v0.17 and later.
     Current,
+    /// `WorkflowActionStatus`, tink v0.9 to v0.12 (EMT's worker).
     Legacy,
 }
 
 /// Why a `ReportActionStatus` request could not be attributed to a protocol.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ClassifyError {
+    /// The bytes do not decode as protobuf; carries the decoder's message.
     #[error(
         "the message is not valid protobuf ({0}); send an ActionStatusRequest or a WorkflowActionStatus"
     )]
     Malformed(String),
+    /// A known field number arrived with a wire type neither message gives it.
     #[error(
         "field {field} has wire type {found:?}, which neither ActionStatusRequest nor WorkflowActionStatus uses"
     )]
-    UnexpectedWireType { field: u32, found: WireType },
+    UnexpectedWireType {
+        /// The protobuf field number.
+        field: u32,
+        /// The wire type the field arrived with.
+        found: WireType,
+    },
+    /// Fields of both messages are present.
     #[error(
         "the message mixes ActionStatusRequest fields (current protocol) and WorkflowActionStatus fields (legacy protocol); send one or the other"
     )]
     Contradictory,
+    /// No field tells the protocols apart (for example an empty message).
     #[error(
         "the message names no action state: set action_id and action_state (ActionStatusRequest) or a non-PENDING action_status (WorkflowActionStatus)"
     )]
@@ -100,7 +111,9 @@ fn evidence(field: u32, wire_type: WireType) -> Result<Option<ReportProtocol>, C
 /// A `ReportActionStatus` request of either protocol.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ActionStatusReport {
+    /// An `ActionStatusRequest` of the current protocol (v0.17+).
     Current(current::ActionStatusRequest),
+    /// A `WorkflowActionStatus` of the legacy protocol (tink v0.9 to v0.12).
     Legacy(legacy::WorkflowActionStatus),
 }
 
@@ -148,6 +161,7 @@ impl Codec for ReportActionStatusCodec {
     }
 }
 
+/// Encodes a [`ReportAck`] as the empty message (zero bytes); the codec's encoder.
 #[derive(Debug, Clone, Copy)]
 pub struct ReportAckEncoder;
 
@@ -161,6 +175,7 @@ impl Encoder for ReportAckEncoder {
     }
 }
 
+/// Decodes a request with [`ActionStatusReport::decode`]; the codec's decoder.
 #[derive(Debug, Clone, Copy)]
 pub struct ActionStatusReportDecoder;
 

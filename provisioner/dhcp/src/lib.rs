@@ -48,6 +48,8 @@
 //! without a default route or with several interfaces. Malformed packets are counted in
 //! [`Counters::errors`] and dropped.
 
+#![warn(missing_docs)]
+
 mod boot;
 mod client;
 mod leasefile;
@@ -75,13 +77,20 @@ pub enum Mode {
     Full(FullConfig),
 }
 
+/// The address pool and options of [`Mode::Full`].
 #[derive(Debug, Clone)]
 pub struct FullConfig {
+    /// First address of the pool (inclusive).
     pub pool_start: Ipv4Addr,
+    /// Last address of the pool (inclusive).
     pub pool_end: Ipv4Addr,
+    /// Subnet mask given to clients (option 1).
     pub netmask: Ipv4Addr,
+    /// Default gateway given to clients (option 3); None: no router option.
     pub router: Option<Ipv4Addr>,
+    /// DNS servers given to clients (option 6), in order; empty: no DNS option.
     pub dns: Vec<Ipv4Addr>,
+    /// How long a lease is granted for (option 51, whole seconds on the wire).
     pub lease_time: Duration,
     /// Reserved addresses may lie inside or outside the pool; the pool never hands them to
     /// another MAC.
@@ -91,14 +100,18 @@ pub struct FullConfig {
     pub lease_file: Option<PathBuf>,
 }
 
+/// A fixed address for one MAC, in [`FullConfig::reservations`].
 #[derive(Debug, Clone)]
 pub struct Reservation {
     /// Lower-case `aa:bb:cc:dd:ee:ff`.
     pub mac: String,
+    /// The address this MAC always gets.
     pub ip: Ipv4Addr,
+    /// Host name sent to the client (option 12); None: none sent.
     pub hostname: Option<String>,
 }
 
+/// What the DHCP server listens on and how it answers.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Usually 0.0.0.0:67. Port 0 (tests) picks a free port, and then the proxy-mode boot
@@ -108,6 +121,7 @@ pub struct Config {
     pub interface: Option<String>,
     /// The provisioner's address on the boot network: server identifier (54), siaddr/next-server.
     pub server_ip: Ipv4Addr,
+    /// Proxy (boot options only) or full (addresses too).
     pub mode: Mode,
     /// Client architecture (option 93) → boot file name on TFTP.
     pub boot_files: BootFiles,
@@ -127,6 +141,7 @@ pub struct BootFiles {
 /// A PXE client as the request describes it.
 #[derive(Debug, Clone)]
 pub struct PxeClient {
+    /// The client's hardware address, lower-case `aa:bb:cc:dd:ee:ff`.
     pub mac: String,
     /// Option 93.
     pub arch: Option<u16>,
@@ -142,13 +157,20 @@ pub struct PxeClient {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootDecision {
     /// Boot it: non-iPXE clients get the TFTP binary for their arch, iPXE clients `script_url`.
-    Boot { script_url: String },
+    Boot {
+        /// The iPXE script iPXE clients chain-load (HTTP URL).
+        script_url: String,
+    },
     /// Do not answer (admission control: unknown node and no default profile).
-    Ignore { reason: String },
+    Ignore {
+        /// Why, for the log.
+        reason: String,
+    },
 }
 
 /// Asked once per PXE request; must be quick (it runs on the DHCP task).
 pub trait BootPolicy: Send + Sync + 'static {
+    /// Decides whether and how `client` boots.
     fn decide(&self, client: &PxeClient) -> BootDecision;
 }
 
@@ -157,8 +179,11 @@ pub trait BootPolicy: Send + Sync + 'static {
 pub struct Counters {
     /// Requests, well-formed or not (replies heard on the wire are not counted).
     pub received: AtomicU64,
+    /// DHCPOFFERs sent.
     pub offers: AtomicU64,
+    /// DHCPACKs sent.
     pub acks: AtomicU64,
+    /// DHCPNAKs sent.
     pub naks: AtomicU64,
     /// Requests deliberately left unanswered: policy said no, unknown architecture, pool
     /// exhausted, non-PXE traffic in proxy mode.
@@ -167,31 +192,44 @@ pub struct Counters {
     pub errors: AtomicU64,
 }
 
+/// Why the DHCP server cannot start or stopped serving.
 #[derive(Debug, thiserror::Error)]
 pub enum DhcpError {
+    /// The listening socket cannot be bound.
     #[error(
         "cannot bind the DHCP socket to {addr} (is another DHCP server, e.g. dnsmasq, running? ports below 1024 need root or CAP_NET_BIND_SERVICE)"
     )]
     Bind {
+        /// The address it was bound to.
         addr: SocketAddr,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The socket cannot be tied to the configured interface (SO_BINDTODEVICE).
     #[error(
         "cannot bind the DHCP socket to interface {interface:?} (check the interface name with `ip link`; SO_BINDTODEVICE needs CAP_NET_RAW)"
     )]
     Interface {
+        /// The interface name, as configured.
         interface: String,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The socket cannot be created or set up (reuse, broadcast, non-blocking) or has no local address.
     #[error("cannot set up the DHCP socket")]
     Socket(#[source] std::io::Error),
+    /// Receiving failed while serving.
     #[error("DHCP socket failed while serving (restart the service)")]
     Serve(#[source] std::io::Error),
+    /// The lease file exists but cannot be read.
     #[error("cannot read the DHCP lease file {path} (fix its permissions or remove it)")]
     LeaseFile {
+        /// The lease file's path.
         path: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The configuration contradicts itself (for example a pool whose start is after its end).
     #[error("invalid DHCP configuration: {0}")]
     Config(String),
 }

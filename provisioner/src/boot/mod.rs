@@ -30,7 +30,9 @@ pub struct BootOptions {
     /// The provisioner's address as nodes reach it: in URLs, next-server, `grpc_authority`,
     /// `syslog_host`.
     pub advertise: Ipv4Addr,
+    /// DHCP (proxy or full); None: the site's DHCP server answers alone.
     pub dhcp: Option<DhcpOptions>,
+    /// TFTP for the iPXE binaries; None: no TFTP.
     pub tftp: Option<TftpOptions>,
     /// Plain HTTP for scripts, artifacts and metadata (Tinkerbell's 7080).
     pub http: Option<SocketAddr>,
@@ -38,6 +40,7 @@ pub struct BootOptions {
     pub https: Option<HttpsOptions>,
     /// UDP and TCP syslog (514).
     pub syslog: Option<SocketAddr>,
+    /// The parameters put on every node's kernel command line.
     pub kernel: KernelOptions,
 }
 
@@ -56,23 +59,32 @@ impl BootOptions {
     }
 }
 
+/// The DHCP listener of the boot service.
 #[derive(Debug, Clone)]
 pub struct DhcpOptions {
+    /// Usually 0.0.0.0:67; port 0 (tests) picks a free port.
     pub listen: SocketAddr,
+    /// Bind to this interface only (SO_BINDTODEVICE); None: every interface.
     pub interface: Option<String>,
+    /// Proxy (boot options only, beside the site's DHCP) or full (addresses too).
     pub mode: bootkit_dhcp::Mode,
 }
 
+/// The TFTP listener of the boot service.
 #[derive(Debug, Clone)]
 pub struct TftpOptions {
+    /// Usually 0.0.0.0:69; port 0 (tests) picks a free port.
     pub listen: SocketAddr,
     /// Holds the iPXE binaries (Debian's ipxe package: /usr/lib/ipxe).
     pub root: PathBuf,
 }
 
+/// The HTTPS listener of the boot service.
 #[derive(Debug, Clone)]
 pub struct HttpsOptions {
+    /// Usually 0.0.0.0:7443; port 0 (tests) picks a free port.
     pub listen: SocketAddr,
+    /// The certificate chain and key it presents.
     pub tls: TlsFiles,
 }
 
@@ -83,6 +95,7 @@ pub struct KernelOptions {
     pub consoles: Vec<String>,
     /// Whether the worker speaks TLS to the gRPC service.
     pub tinkerbell_tls: bool,
+    /// `vlan_id=` on the command line: the VLAN the node's boot network is on; None: untagged.
     pub vlan_id: Option<u16>,
     /// Appended after the profile's own parameters.
     pub extra_args: String,
@@ -101,6 +114,7 @@ impl Default for KernelOptions {
 
 /// The iPXE binaries a PXE ROM is handed over TFTP, by architecture.
 pub const BIOS_BINARY: &str = "undionly.kpxe";
+/// The iPXE binary of UEFI x86-64 clients.
 pub const UEFI_X64_BINARY: &str = "ipxe.efi";
 
 /// The boot files DHCP names; checked against the TFTP root at start-up.
@@ -131,19 +145,26 @@ pub fn check_tftp_root(root: &std::path::Path) -> anyhow::Result<()> {
 /// Where nodes reach each service, known once every listener is bound (port 0 in tests).
 #[derive(Debug, Clone)]
 pub struct Advertised {
+    /// The provisioner's address as nodes reach it.
     pub ip: Ipv4Addr,
+    /// Port of the node-facing plain HTTP listener; None when it is off.
     pub http_port: Option<u16>,
+    /// Port of the node-facing HTTPS listener; None when it is off.
     pub https_port: Option<u16>,
+    /// Port of the gRPC service (workflows, onboarding).
     pub grpc_port: u16,
+    /// Port of the syslog receiver (UDP and TCP); None when it is off.
     pub syslog_port: Option<u16>,
 }
 
 impl Advertised {
+    /// `http://ip:port` of the plain HTTP listener; None when it is off.
     pub fn http_base(&self) -> Option<String> {
         self.http_port
             .map(|port| format!("http://{}:{port}", self.ip))
     }
 
+    /// `https://ip:port` of the HTTPS listener; None when it is off.
     pub fn https_base(&self) -> Option<String> {
         self.https_port
             .map(|port| format!("https://{}:{port}", self.ip))
@@ -157,6 +178,7 @@ impl Advertised {
             .map(|base| format!("{base}/ipxe/auto.ipxe"))
     }
 
+    /// `ip:port` of the gRPC service, as the worker's `grpc_authority` parameter.
     pub fn grpc_authority(&self) -> String {
         format!("{}:{}", self.ip, self.grpc_port)
     }

@@ -8,7 +8,7 @@ use crate::store::{BootPlan, Identity, Store, StoreError};
 
 /// Nodes the store would boot (install or local disk) get the iPXE script URL: the script
 /// decides which. Refused nodes, and any store failure, get no answer (but see
-/// [`StorePolicy::serial_may_match`]).
+/// `StorePolicy::serial_may_match`).
 pub struct StorePolicy {
     store: Arc<Store>,
     script_url: String,
@@ -35,6 +35,7 @@ impl BootPolicy for StorePolicy {
 }
 
 impl StorePolicy {
+    /// Answers PXE requests from `store`; iPXE clients that may boot are sent to `script_url`.
     pub fn new(store: Arc<Store>, script_url: String) -> Self {
         Self { store, script_url }
     }

@@ -16,8 +16,11 @@ use crate::store::{Store, StoreError};
 
 /// What every node-facing listener shares.
 pub struct BootContext {
+    /// Nodes, profiles and registrations.
     pub store: Arc<Store>,
+    /// Where nodes reach each service, for URLs in scripts.
     pub advertised: Advertised,
+    /// The parameters put on every node's kernel command line.
     pub kernel: KernelOptions,
     /// Counted here, exported by the admin API's Prometheus metrics.
     pub counters: Arc<HttpCounters>,
@@ -26,10 +29,15 @@ pub struct BootContext {
 /// Node-facing HTTP requests, by what they asked for.
 #[derive(Debug, Default)]
 pub struct HttpCounters {
+    /// iPXE scripts served.
     pub scripts: AtomicU64,
+    /// Artifact downloads (kernel, initramfs, OS image) started.
     pub artifacts: AtomicU64,
+    /// Artifact bytes sent.
     pub artifact_bytes: AtomicU64,
+    /// Metadata requests (Hegel-style `/metadata`) answered.
     pub metadata: AtomicU64,
+    /// Requests answered 404.
     pub not_found: AtomicU64,
 }
 

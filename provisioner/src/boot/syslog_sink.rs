@@ -37,8 +37,10 @@ const HELD_LINES_PER_ADDRESS: usize = 2_000;
 /// How long held lines wait for their node.
 const HELD_FOR: Duration = Duration::from_secs(600);
 
+/// What became of the syslog lines the receiver handed to the store, for the metrics.
 #[derive(Debug, Default)]
 pub struct SyslogSinkCounters {
+    /// Lines stored under their node.
     pub stored: AtomicU64,
     /// Dropped because the writer fell behind.
     pub dropped: AtomicU64,

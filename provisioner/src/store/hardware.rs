@@ -13,10 +13,14 @@ use crate::template::FieldError;
 pub struct HardwareSpec {
     /// Generated when absent.
     pub id: Option<String>,
+    /// The machine's MACs, in any spelling `bootkit_common::mac::MacAddr` accepts; stored
+    /// normalized, each once.
     #[serde(default)]
     pub macs: Vec<String>,
+    /// IP addresses, as text; each must parse.
     #[serde(default)]
     pub ips: Vec<String>,
+    /// Free-form JSON attributes, kept as given.
     #[serde(default)]
     pub attributes: serde_json::Map<String, serde_json::Value>,
 }
@@ -24,13 +28,19 @@ pub struct HardwareSpec {
 /// Hardware as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hardware {
+    /// Unique; given or generated at creation.
     pub id: String,
+    /// Normalized lower-case `aa:bb:cc:dd:ee:ff`.
     pub macs: Vec<String>,
+    /// IP addresses, as given.
     pub ips: Vec<String>,
+    /// Free-form JSON attributes, as given.
     pub attributes: serde_json::Map<String, serde_json::Value>,
     /// The latest attributes the agent reported with GetAction.
     pub agent_attributes: Option<serde_json::Value>,
+    /// When the agent last reported (RFC 3339, ms); None until it does.
     pub agent_seen_at: Option<String>,
+    /// RFC 3339 with milliseconds, UTC.
     pub created_at: String,
 }
 
@@ -87,6 +97,7 @@ impl HardwareSpec {
 }
 
 impl Store {
+    /// Validates and stores hardware; a duplicate id or MAC is a conflict.
     pub fn create_hardware(&self, spec: &HardwareSpec) -> Result<Hardware> {
         let (id, macs) = spec.validate()?;
         let mut connection = self.connection();
@@ -132,6 +143,7 @@ impl Store {
         load_hardware(&connection, &id)
     }
 
+    /// Every hardware record, oldest first.
     pub fn list_hardware(&self) -> Result<Vec<Hardware>> {
         let connection = self.connection();
         let ids = connection

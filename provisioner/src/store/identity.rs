@@ -12,8 +12,11 @@ use serde::{Deserialize, Serialize};
 /// must already be dropped by [`Identity::new`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
+    /// The machine's serial number (SMBIOS); None when unknown or a placeholder.
     pub serial: Option<String>,
+    /// The SMBIOS system UUID, lower case; None when unknown or a placeholder.
     pub uuid: Option<String>,
+    /// The machine's MACs, lower-case `aa:bb:cc:dd:ee:ff`.
     pub macs: Vec<String>,
 }
 

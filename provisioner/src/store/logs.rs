@@ -19,17 +19,24 @@ pub struct NewLogLine {
     pub severity: u8,
     /// The sender's timestamp as sent, if any.
     pub sent_at: Option<String>,
+    /// The message (syslog MSG).
     pub text: String,
 }
 
+/// A stored log line of a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
     /// Increasing per database; `node logs --follow` polls for lines after the last seq.
     pub seq: i64,
+    /// When the provisioner received it (RFC 3339, ms, UTC).
     pub received_at: String,
+    /// The program that logged it (syslog APP-NAME), or "syslog" when absent.
     pub source: String,
+    /// Syslog severity 0 (emergency) to 7 (debug).
     pub severity: u8,
+    /// The sender's timestamp as sent, if any.
     pub sent_at: Option<String>,
+    /// The message (syslog MSG).
     pub text: String,
 }
 

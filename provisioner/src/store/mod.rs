@@ -39,20 +39,32 @@ use crate::template::FieldError;
 /// Everything the store can refuse or fail at.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// An input field is wrong; says which and why.
     #[error(transparent)]
     Invalid(#[from] FieldError),
+    /// No record of this kind with this id.
     #[error("{kind} {id:?} not found")]
-    NotFound { kind: &'static str, id: String },
+    NotFound {
+        /// What was looked up (`node`, `profile`, ...).
+        kind: &'static str,
+        /// The id or name asked for.
+        id: String,
+    },
+    /// The change contradicts what is stored (a duplicate name, id or MAC); says what to do.
     #[error("{0}")]
     Conflict(String),
+    /// A worker's report cannot be applied.
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// The caller may not do this (for example a worker reporting another worker's action).
     #[error("{0}")]
     PermissionDenied(String),
     // Not a `source`: the message carries SQLite's reason already, and error chains
     // would print it twice.
+    /// SQLite failed.
     #[error("database: {0} (check that the --db file is writable and is a provisioner database)")]
     Database(rusqlite::Error),
+    /// A stored value does not parse back (a database written by something else).
     #[error("database holds a value it cannot read back: {0}")]
     Corrupt(String),
 }
@@ -63,6 +75,7 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// The store's results; errors are [`StoreError`].
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 const SCHEMA: &str = "

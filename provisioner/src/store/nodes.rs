@@ -32,13 +32,19 @@ use records::{
     expected_node, insert_event, load_node, lookup_node, node_not_found, unseen_registrations,
 };
 
+/// Where a node is in its life: registered, discovered, provisioning, then provisioned or failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeState {
+    /// Known by registration only; it has not booted yet.
     Registered,
+    /// Device discovery reported it; its workflow exists.
     Discovered,
+    /// Its workflow is running.
     Provisioning,
+    /// Its workflow succeeded; it boots its disk until `reprovision`.
     Provisioned,
+    /// Its workflow failed or timed out; it waits for `reprovision`.
     Failed,
 }
 
@@ -52,6 +58,7 @@ impl NodeState {
         NodeState::Failed,
     ];
 
+    /// The lower-case spelling the store and the API use (`registered`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             NodeState::Registered => "registered",
@@ -93,27 +100,44 @@ impl std::fmt::Display for Progress {
 pub struct Progress {
     /// 1-based position of the action in the workflow.
     pub position: usize,
+    /// Actions in the workflow.
     pub total: usize,
+    /// The action's name.
     pub action: String,
+    /// The action's state.
     pub state: crate::state::State,
 }
 
+/// A machine the provisioner knows: by registration, by discovery, or both.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
+    /// Unique; generated when the node is first seen or registered.
     pub id: String,
+    /// SMBIOS serial number; None when unknown.
     pub serial: Option<String>,
+    /// SMBIOS system UUID, lower case; None when unknown.
     pub uuid: Option<String>,
+    /// Lower-case `aa:bb:cc:dd:ee:ff`.
     pub macs: Vec<String>,
+    /// The address it last reported in discovery.
     pub ip: Option<String>,
+    /// From its registration, if any.
     pub hostname: Option<String>,
+    /// The profile it boots; None until registered or discovered.
     pub profile: Option<String>,
+    /// The registration it matched; None for a node on the default profile.
     pub registration_id: Option<String>,
+    /// Where it is in its life.
     pub state: NodeState,
+    /// Its workflow, once created.
     pub workflow_id: Option<String>,
+    /// Its running (or last) action; None before the workflow starts.
     pub progress: Option<Progress>,
     /// Why the workflow failed (the action's message), when it did.
     pub failure: Option<String>,
+    /// RFC 3339 with milliseconds, UTC.
     pub created_at: String,
+    /// RFC 3339 with milliseconds, UTC.
     pub updated_at: String,
 }
 
@@ -122,16 +146,22 @@ pub struct Node {
 /// "provisioned", "failed", "reprovision".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
+    /// Increasing per database.
     pub seq: i64,
+    /// When it happened (RFC 3339, ms, UTC).
     pub at: String,
+    /// See the kinds above.
     pub kind: String,
+    /// What the operator reads.
     pub message: String,
 }
 
 /// What device discovery reports.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Discovery {
+    /// Who the node says it is.
     pub identity: Identity,
+    /// The address the node reports for itself.
     pub ip: Option<String>,
     /// The hardware attributes (bootkit-hwinfo as JSON), stored with the node's hardware.
     pub attributes: Option<serde_json::Value>,
@@ -143,16 +173,22 @@ pub struct Discovery {
 /// Everything an operator looks at for one node: the node, its workflow and its timeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeDetail {
+    /// The node itself.
     pub node: Node,
+    /// Its workflow, once created.
     pub workflow: Option<super::Workflow>,
+    /// Its timeline, oldest first.
     pub events: Vec<Event>,
 }
 
+/// The outcome of a discovery report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Discovered {
+    /// The node as now stored.
     pub node: Node,
     /// The node's workflow; created on first discovery only.
     pub workflow_id: Option<String>,
+    /// True when this report created the workflow.
     pub workflow_created: bool,
 }
 
@@ -161,13 +197,21 @@ pub struct Discovered {
 pub enum BootPlan {
     /// Boot the profile's bootkit.
     Install {
+        /// The node, when known (None: first seen, on the default profile).
         node_id: Option<String>,
+        /// The profile to boot.
         profile: super::profiles::Profile,
     },
     /// Provisioned: boot the local disk.
-    LocalDisk { node_id: String },
+    LocalDisk {
+        /// The node's id.
+        node_id: String,
+    },
     /// Admission refused: unknown node and no default profile (or a conflict).
-    Refused { reason: String },
+    Refused {
+        /// Why, for the operator (logged and recorded).
+        reason: String,
+    },
 }
 
 impl Store {
@@ -292,6 +336,7 @@ impl Store {
         })
     }
 
+    /// The node's timeline, oldest first; unknown node: [`StoreError::NotFound`].
     pub fn node_events(&self, node_id: &str) -> Result<Vec<Event>> {
         let connection = self.connection();
         let mut statement = connection.prepare(
@@ -310,6 +355,7 @@ impl Store {
         Ok(events)
     }
 
+    /// Appends one entry to the node's timeline.
     pub fn record_event(&self, node_id: &str, kind: &str, message: &str) -> Result<()> {
         let connection = self.connection();
         load_node(&connection, node_id)?;

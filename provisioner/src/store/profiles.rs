@@ -39,15 +39,23 @@ pub struct ProfileSpec {
 /// A profile as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
+    /// Unique; how registrations refer to it.
     pub name: String,
+    /// Path on the provisioner's host of the bootkit kernel.
     pub kernel: String,
+    /// Path on the provisioner's host of the bootkit initramfs.
     pub initramfs: String,
+    /// Extra kernel command line parameters, appended after the provisioner's own.
     pub cmdline: String,
     /// The template's id (resolved from a name at creation).
     pub template_id: String,
+    /// The OS image: an http(s) URL, or a path on the provisioner's host.
     pub os_image: String,
+    /// Lower-case hex sha256 of the image bytes; None: not checked.
     pub os_image_sha256: Option<String>,
+    /// The profile of unregistered nodes (at most one is).
     pub is_default: bool,
+    /// RFC 3339 with milliseconds, UTC.
     pub created_at: String,
 }
 
@@ -193,10 +201,12 @@ impl Store {
         Ok(stored)
     }
 
+    /// The profile named `name`; [`StoreError::NotFound`] if none.
     pub fn get_profile(&self, name: &str) -> Result<Profile> {
         load_profile(&self.connection(), name)
     }
 
+    /// Every profile, by name.
     pub fn list_profiles(&self) -> Result<Vec<Profile>> {
         let connection = self.connection();
         let profiles = connection
@@ -244,6 +254,7 @@ impl Store {
         Ok(())
     }
 
+    /// The profile of unregistered nodes, if one is set.
     pub fn default_profile(&self) -> Result<Option<Profile>> {
         default_profile(&self.connection())
     }

@@ -16,11 +16,14 @@ use super::{Result, Store};
 /// provisioned; `provisioner node reprovision N` to install it again").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Registered {
+    /// The registration as stored.
     pub registration: Registration,
+    /// What the operator should know about it; empty when nothing.
     pub warnings: Vec<String>,
 }
 
 impl Store {
+    /// Validates and stores one registration.
     pub fn register(&self, spec: &RegistrationSpec) -> Result<Registered> {
         let mut connection = self.connection();
         let transaction = connection.transaction()?;

@@ -21,13 +21,18 @@ mod csv_import;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationSpec {
+    /// SMBIOS serial number.
     #[serde(default)]
     pub serial: Option<String>,
+    /// SMBIOS system UUID, any case.
     #[serde(default)]
     pub uuid: Option<String>,
+    /// A MAC in any common spelling; stored normalized.
     #[serde(default)]
     pub mac: Option<String>,
+    /// The profile (by name) the node boots.
     pub profile: String,
+    /// The node's host name.
     #[serde(default)]
     pub hostname: Option<String>,
     /// Free-form (OEP's Site, Secure, RemoteUser, Metadata columns).
@@ -35,16 +40,24 @@ pub struct RegistrationSpec {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// A registration as stored: the identity a node is expected by, and its profile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Registration {
+    /// Unique; generated.
     pub id: String,
+    /// SMBIOS serial number.
     pub serial: Option<String>,
+    /// SMBIOS system UUID, lower case.
     pub uuid: Option<String>,
     /// Normalized lower-case `aa:bb:cc:dd:ee:ff`.
     pub mac: Option<String>,
+    /// The profile (by name) the node boots.
     pub profile: String,
+    /// The node's host name.
     pub hostname: Option<String>,
+    /// Free-form (OEP's Site, Secure, RemoteUser, Metadata columns).
     pub metadata: BTreeMap<String, String>,
+    /// RFC 3339 with milliseconds, UTC.
     pub created_at: String,
 }
 
@@ -53,6 +66,7 @@ pub struct Registration {
 pub struct Match {
     /// `None`: unregistered, the default profile applies.
     pub registration: Option<Registration>,
+    /// The profile that applies.
     pub profile: Profile,
 }
 
@@ -176,6 +190,7 @@ pub(super) fn insert_csv(transaction: &Transaction<'_>, csv: &str) -> Result<Vec
 }
 
 impl Store {
+    /// Every registration, oldest first.
     pub fn list_registrations(&self) -> Result<Vec<Registration>> {
         load_registrations(&self.connection())
     }

@@ -6,12 +6,16 @@ use serde::{Deserialize, Serialize};
 use super::{Result, Store, StoreError, now_ms, rfc3339};
 use crate::template::Template;
 
+/// A stored workflow template.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TemplateRecord {
+    /// Unique; a UUID generated at creation.
     pub id: String,
+    /// The name given at creation, else the template's own; may be empty.
     pub name: String,
     /// The template's YAML.
     pub data: String,
+    /// RFC 3339 with milliseconds, UTC.
     pub created_at: String,
 }
 
@@ -31,10 +35,12 @@ impl Store {
         self.get_template(&id)
     }
 
+    /// The template with this id; [`StoreError::NotFound`] if none.
     pub fn get_template(&self, id: &str) -> Result<TemplateRecord> {
         load_template(&self.connection(), id)
     }
 
+    /// Every template, oldest first.
     pub fn list_templates(&self) -> Result<Vec<TemplateRecord>> {
         let connection = self.connection();
         let mut statement = connection

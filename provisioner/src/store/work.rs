@@ -11,7 +11,9 @@ use crate::state::{self, Decision, State};
 /// The action a worker should run next.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NextAction {
+    /// The workflow it belongs to.
     pub workflow_id: String,
+    /// The action, as rendered.
     pub action: ActionRecord,
 }
 
@@ -19,35 +21,54 @@ pub struct NextAction {
 /// name (legacy protocol).
 #[derive(Debug, Clone, Copy)]
 pub enum ReportTarget<'a> {
+    /// The action's id (current protocol).
     ActionId(&'a str),
-    Names { task: &'a str, action: &'a str },
+    /// The task's and the action's names (legacy protocol).
+    Names {
+        /// The task's name.
+        task: &'a str,
+        /// The action's name in the task.
+        action: &'a str,
+    },
 }
 
 /// A worker's report of an action's state.
 #[derive(Debug, Clone)]
 pub struct ActionReport<'a> {
+    /// The workflow reported on.
     pub workflow_id: &'a str,
+    /// The action reported on.
     pub target: ReportTarget<'a>,
     /// The reporting worker's id or MAC; empty when the protocol message has none.
     pub agent: &'a str,
+    /// The state the worker reports.
     pub state: State,
     /// When the worker says the action started / stopped (ms since the epoch).
     pub started_ms: Option<i64>,
+    /// See `started_ms`.
     pub stopped_ms: Option<i64>,
     /// The duration the worker measured, when it sends one but no start time.
     pub duration_ms: Option<i64>,
+    /// The worker's message (an error, for a failure).
     pub message: &'a str,
 }
 
 /// A legacy `WorkflowContext`: the action last reported (or the first one) and its state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkflowContext {
+    /// The workflow.
     pub workflow_id: String,
+    /// The hardware id of the worker of the current action.
     pub current_worker: String,
+    /// The current action's task name.
     pub current_task: String,
+    /// The current action's name.
     pub current_action: String,
+    /// 0-based index of the current action.
     pub current_action_index: usize,
+    /// The current action's state.
     pub current_action_state: State,
+    /// Actions in the workflow.
     pub total_number_of_actions: usize,
 }
 

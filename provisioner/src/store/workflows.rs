@@ -11,43 +11,67 @@ use super::{Result, Store, StoreError, from_json, now_ms, parse_state, rfc3339, 
 use crate::state::State;
 use crate::template::{self, FieldError, Template};
 
+/// A workflow: a template rendered for some hardware, and its progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Workflow {
+    /// Unique; generated.
     pub id: String,
+    /// The template it was rendered from.
     pub template_id: String,
     /// The hardware map the workflow was created with (`{"device_1": "<mac or id>"}`).
     pub hardware: BTreeMap<String, String>,
+    /// Seconds the whole workflow may take (the template's `global_timeout`).
     pub global_timeout: i64,
+    /// PENDING until the first report, then the state the reports move it to.
     pub state: State,
+    /// RFC 3339 with milliseconds, UTC.
     pub created_at: String,
+    /// When the first action started (RFC 3339, ms); None before.
     pub started_at: Option<String>,
+    /// When it ended (RFC 3339, ms); None while it runs.
     pub stopped_at: Option<String>,
+    /// Every action of every task, in run order.
     pub actions: Vec<ActionRecord>,
 }
 
 /// One action of a workflow, as rendered at creation, and its progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActionRecord {
+    /// The task's id within the workflow.
     pub task_id: String,
+    /// The task's name in the template.
     pub task_name: String,
     /// The hardware id of the worker that runs this action.
     pub worker: String,
+    /// Unique; generated.
     pub action_id: String,
+    /// The action's name in the template.
     pub name: String,
+    /// The container image to run.
     pub image: String,
+    /// Seconds; 0 leaves the limit to the worker.
     pub timeout: i64,
+    /// Command and arguments; empty: the image's own.
     pub command: Vec<String>,
+    /// Run when the action times out.
     pub on_timeout: Vec<String>,
+    /// Run when the action fails.
     pub on_failure: Vec<String>,
     /// Task volumes, then the action's.
     pub volumes: Vec<String>,
     /// Task environment overlaid with the action's, as sorted `K=V`.
     pub environment: Vec<String>,
+    /// PID namespace: `host` shares the host's; empty: the container's own.
     pub pid: String,
+    /// PENDING until reported, then the reported state.
     pub state: State,
+    /// When the worker says it started (RFC 3339, ms).
     pub started_at: Option<String>,
+    /// When the worker says it stopped (RFC 3339, ms).
     pub stopped_at: Option<String>,
+    /// How long it ran, as measured or reported.
     pub duration_ms: Option<i64>,
+    /// The worker's last message (an error, for a failure).
     pub message: String,
 }
 
@@ -76,10 +100,12 @@ impl Store {
         Ok(workflow)
     }
 
+    /// The workflow with this id; [`StoreError::NotFound`] if none.
     pub fn get_workflow(&self, id: &str) -> Result<Workflow> {
         load_workflow(&self.connection(), id)
     }
 
+    /// Every workflow, oldest first.
     pub fn list_workflows(&self) -> Result<Vec<Workflow>> {
         let connection = self.connection();
         let ids = connection
@@ -91,6 +117,7 @@ impl Store {
             .collect()
     }
 
+    /// Deletes the workflow and its actions; [`StoreError::NotFound`] if none.
     pub fn delete_workflow(&self, id: &str) -> Result<()> {
         let deleted = self
             .connection()

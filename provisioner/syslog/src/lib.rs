@@ -14,6 +14,8 @@
 //! - The sink is called on the receiving task: it must return quickly (the provisioner's store
 //!   queues the message for a batched write).
 
+#![warn(missing_docs)]
+
 mod framing;
 mod parse;
 mod tcp;
@@ -41,22 +43,31 @@ use tokio::net::{TcpListener, UdpSocket};
 pub struct Message {
     /// The sender's address (the node).
     pub peer: IpAddr,
+    /// Syslog facility code, 0 to 23 (1 = user, 3 = daemon, 16 to 23 = local0 to local7).
     pub facility: u8,
+    /// Syslog severity code, 0 (emergency) to 7 (debug).
     pub severity: u8,
     /// As sent (RFC 3339 for RFC 5424; RFC 3164's `Mmm dd hh:mm:ss`), if any.
     pub timestamp: Option<String>,
+    /// The sender's host name as it wrote it; None when absent or `-`.
     pub hostname: Option<String>,
+    /// RFC 5424 APP-NAME or RFC 3164 TAG (the program); None when absent or `-`.
     pub app_name: Option<String>,
+    /// RFC 5424 PROCID or RFC 3164's `[PID]`; None when absent or `-`.
     pub proc_id: Option<String>,
+    /// RFC 5424 MSGID (the message type); None when absent or `-`, always None for RFC 3164.
     pub msg_id: Option<String>,
+    /// The message itself (MSG); for a malformed message, the whole line.
     pub text: String,
 }
 
 /// Where messages go; called from the receiver's tasks, must not block for long.
 pub trait Sink: Send + Sync + 'static {
+    /// Takes one message; runs on the receiving task, so it must return quickly.
     fn receive(&self, message: Message);
 }
 
+/// The addresses the receiver listens on; at least one must be set.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Usually 0.0.0.0:514 (UDP). Port 0 (tests) picks a free port.
@@ -65,6 +76,7 @@ pub struct Config {
     pub tcp: Option<SocketAddr>,
 }
 
+/// Counters for the provisioner's metrics.
 #[derive(Debug, Default)]
 pub struct Counters {
     /// Messages delivered to the sink (malformed ones included).
@@ -89,22 +101,30 @@ impl Counters {
     }
 }
 
+/// Why the syslog receiver cannot start or stopped serving.
 #[derive(Debug, thiserror::Error)]
 pub enum SyslogError {
+    /// Neither [`Config::udp`] nor [`Config::tcp`] is set.
     #[error("syslog receiver has neither a UDP nor a TCP address to listen on; give at least one")]
     NoListener,
+    /// A socket cannot be bound.
     #[error(
         "cannot listen for syslog on {transport} {addr}; is rsyslog or another receiver using the port?"
     )]
     Bind {
+        /// `"UDP"` or `"TCP"`.
         transport: &'static str,
+        /// The address it was bound to.
         addr: SocketAddr,
+        /// The operating system's error.
         source: io::Error,
     },
+    /// The UDP socket failed with an error that is not transient.
     #[error("syslog UDP socket failed: {0}")]
     Receive(io::Error),
 }
 
+/// A syslog receiver bound to its sockets; [`Receiver::serve`] serves them.
 pub struct Receiver {
     udp: Option<UdpSocket>,
     tcp: Option<TcpListener>,
@@ -114,6 +134,7 @@ pub struct Receiver {
 const DATAGRAM_BUFFER: usize = 65_536;
 
 impl Receiver {
+    /// Binds the configured UDP socket and TCP listener; fails if neither is configured.
     pub async fn bind(config: Config) -> Result<Self, SyslogError> {
         if config.udp.is_none() && config.tcp.is_none() {
             return Err(SyslogError::NoListener);
@@ -137,12 +158,14 @@ impl Receiver {
         Ok(Self { udp, tcp })
     }
 
+    /// The UDP address listened on (with the port chosen for port 0); None without UDP.
     pub fn udp_addr(&self) -> Option<SocketAddr> {
         self.udp
             .as_ref()
             .and_then(|socket| socket.local_addr().ok())
     }
 
+    /// The TCP address listened on (with the port chosen for port 0); None without TCP.
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp
             .as_ref()

@@ -8,6 +8,7 @@ use crate::Message;
 
 /// What a message without a PRI is filed as: user.notice, as RFC 3164 §4.3.3 has relays do.
 pub const DEFAULT_FACILITY: u8 = 1;
+/// The severity of a message without a PRI: 5, notice.
 pub const DEFAULT_SEVERITY: u8 = 5;
 /// RFC 5424's NILVALUE: the field is absent.
 const NILVALUE: &str = "-";
@@ -23,7 +24,9 @@ const MONTHS: [&str; 12] = [
 /// delivered, with whatever could be read and the rest as text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parsed {
+    /// What could be read; the rest is in its text.
     pub message: Message,
+    /// True if the message followed RFC 5424 or RFC 3164 (it had a PRI and a valid header).
     pub well_formed: bool,
 }
 

@@ -16,6 +16,8 @@
 //! - Unanswered packets are resent after the client's `timeout`, or 1 s doubling, up to
 //!   [`transfer::MAX_SENDS`] sends; then the transfer is given up and counted as failed.
 
+#![warn(missing_docs)]
+
 mod options;
 mod packet;
 mod root;
@@ -49,6 +51,7 @@ pub const MAX_TRANSFERS: usize = 1024;
 /// Requests are a file name, a mode and a few options; anything longer is malformed.
 const REQUEST_BUFFER: usize = 2048;
 
+/// What the TFTP server listens on and serves.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Usually 0.0.0.0:69. Port 0 (tests) picks a free port.
@@ -76,20 +79,39 @@ pub struct Counters {
     pub retransmitted: AtomicU64,
 }
 
+/// Why the TFTP server cannot start or stopped serving.
 #[derive(Debug, thiserror::Error)]
 pub enum TftpError {
+    /// The root cannot be read (missing, no permission).
     #[error("TFTP root {path} is not a readable directory; create it or pass another root")]
-    Root { path: PathBuf, source: io::Error },
+    Root {
+        /// The root, as configured.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The root exists but is a file.
     #[error("TFTP root {path} is not a directory; pass the directory holding the boot files")]
-    RootNotDirectory { path: PathBuf },
+    RootNotDirectory {
+        /// The root, as configured.
+        path: PathBuf,
+    },
+    /// The listening socket cannot be bound.
     #[error(
         "cannot listen for TFTP on UDP {addr}; is another TFTP server (dnsmasq, tftpd) running, or is the port privileged?"
     )]
-    Bind { addr: SocketAddr, source: io::Error },
+    Bind {
+        /// The address it was bound to.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// Receiving on the listening socket failed with an error that is not transient.
     #[error("TFTP socket failed: {0}")]
     Receive(io::Error),
 }
 
+/// A read-only TFTP server (RFC 1350 with blksize, tsize, timeout and windowsize) bound to its socket.
 pub struct Server {
     socket: UdpSocket,
     local_addr: SocketAddr,
@@ -119,6 +141,7 @@ impl Server {
         })
     }
 
+    /// The address the server listens on (with the port chosen when the configured one is 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }

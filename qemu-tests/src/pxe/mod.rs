@@ -69,7 +69,9 @@ pub enum Platform {
 /// How the provisioner knows a machine before it boots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Registration {
+    /// Registered by its SMBIOS serial.
     BySerial,
+    /// Registered by its MAC.
     ByMac,
     /// Not at all: it gets the default profile.
     None,
@@ -80,11 +82,15 @@ pub enum Registration {
 pub struct Machine {
     /// A, B, C: names the VM, its tap and its console log.
     pub name: &'static str,
+    /// BIOS or UEFI.
     pub platform: Platform,
+    /// The NIC's MAC, `52:54:00:...`.
     pub mac: &'static str,
     /// SMBIOS type 1 (`-smbios type=1,serial=...,uuid=...`).
     pub serial: &'static str,
+    /// SMBIOS type 1 UUID.
     pub uuid: &'static str,
+    /// How the provisioner knows it before it boots.
     pub registration: Registration,
 }
 
@@ -215,8 +221,11 @@ impl std::fmt::Display for Step {
 /// What happened to one machine, with times since its VM started.
 #[derive(Debug, Clone)]
 pub struct NodeReport {
+    /// The machine.
     pub machine: Machine,
+    /// Each step seen and when, since its VM started, in order.
     pub steps: Vec<(Step, Duration)>,
+    /// The VM's console log.
     pub console_log: PathBuf,
 }
 
@@ -243,6 +252,7 @@ impl NodeReport {
 /// The scenario's result.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// One report per machine.
     pub nodes: Vec<NodeReport>,
     /// From the namespace's creation to the last check.
     pub total: Duration,

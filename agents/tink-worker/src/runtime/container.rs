@@ -33,9 +33,12 @@ const OUTPUT_GRACE: Duration = Duration::from_secs(5);
 /// How long a killed task is given to be reaped.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
+/// Which output stream of the action a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputStream {
+    /// The action's stdout.
     Stdout,
+    /// The action's stderr.
     Stderr,
 }
 
@@ -59,13 +62,17 @@ pub struct ContainerRequest {
     pub image: String,
     /// `<worker_dir>/<workflow_id>` is mounted as `/workflow`.
     pub workflow_id: String,
+    /// Command and arguments, combined with the image's as [`ContainerRequest::args_mode`] says.
     pub command: Vec<String>,
+    /// Environment variables, over the image's.
     pub environment: Vec<(String, String)>,
     /// Docker syntax: `/host/path:/container/path[:ro|:rw]`.
     pub volumes: Vec<String>,
+    /// Run in the host's PID namespace (`pid: host`).
     pub host_pid: bool,
     /// A network namespace of its own instead of the host's network.
     pub network_namespace: bool,
+    /// How `command` combines with ENTRYPOINT and CMD.
     pub args_mode: ArgsMode,
     /// Killed with SIGKILL when this runs out.
     pub timeout: Option<Duration>,
@@ -73,9 +80,12 @@ pub struct ContainerRequest {
     pub keep: bool,
 }
 
+/// How a container run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionOutcome {
+    /// The task's exit status as containerd reports it (137 after the timeout's SIGKILL).
     pub exit_code: u32,
+    /// True when the timeout ran out and the task was killed.
     pub timed_out: bool,
     /// The last `TAIL_LINES` lines of stdout and stderr, in arrival order.
     pub last_lines: Vec<String>,

@@ -41,7 +41,9 @@ const WRITE_CHUNK: usize = 1 << 20;
 pub struct PulledImage {
     /// The image record's name (the reference as written, with Docker's defaults).
     pub name: String,
+    /// `sha256:<hex>` of the platform's image manifest.
     pub manifest_digest: String,
+    /// The image config (entrypoint, cmd, env, working dir).
     pub config: ImageConfig,
     /// The snapshot of the whole root filesystem: containers are prepared on top of it.
     pub top_chain_id: String,

@@ -15,6 +15,7 @@ pub struct ServerConnection {
 }
 
 impl ServerConnection {
+    /// A connection over `client` that sends `attributes` with every request.
     pub fn new(client: WorkflowClient, attributes: AgentAttributes) -> Self {
         Self { client, attributes }
     }
@@ -49,6 +50,8 @@ pub struct ContainerdRunner {
 }
 
 impl ContainerdRunner {
+    /// A runner over containerd (`runtime`) and the registry; `keep_containers` leaves them in
+    /// place for debugging.
     pub fn new(
         runtime: Runtime,
         registry: RegistryClient,

@@ -42,6 +42,7 @@ pub fn take_reboot_file(worker_dir: &Path) -> io::Result<Option<PowerAction>> {
 
 /// Carries out a power action; the worker's tests use a fake that records it.
 pub trait PowerControl {
+    /// Starts the reboot or power off.
     fn perform(&mut self, action: PowerAction) -> io::Result<()>;
 }
 
