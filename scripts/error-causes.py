@@ -27,6 +27,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from rust_source import blank_comments, raw_string_end, string_end
+
 SKIPPED_DIRS = {"target", ".git", ".cache", "out", "node_modules"}
 
 
@@ -41,69 +43,6 @@ class Violation:
         return f"{self.path}:{self.line}: {self.item} prints its source field `{self.field}`"
 
 
-def blank_comments(source: str) -> str:
-    """The source with comments replaced by spaces (newlines kept, so offsets and line numbers
-    stay); string and character literals are kept as they are."""
-    out = list(source)
-    i, n = 0, len(source)
-    while i < n:
-        c = source[i]
-        if source.startswith("//", i):
-            end = source.find("\n", i)
-            end = n if end < 0 else end
-            for k in range(i, end):
-                out[k] = " "
-            i = end
-        elif source.startswith("/*", i):
-            depth, k = 1, i + 2
-            while k < n and depth:
-                if source.startswith("/*", k):
-                    depth, k = depth + 1, k + 2
-                elif source.startswith("*/", k):
-                    depth, k = depth - 1, k + 2
-                else:
-                    k += 1
-            for m in range(i, k):
-                if out[m] != "\n":
-                    out[m] = " "
-            i = k
-        elif c == '"':
-            i = skip_string(source, i)
-        elif c == "r" and re.match(r'r#*"', source[i:i + 3]) and not is_ident(source, i - 1):
-            i = skip_raw_string(source, i)
-        elif c == "'":
-            # A char literal ('x', '\n', '\u{..}') or a lifetime ('a): skip the literal only.
-            m = re.match(r"'(\\u\{[0-9a-fA-F]+\}|\\.|[^\\'])'", source[i:])
-            i += len(m.group(0)) if m else 1
-        else:
-            i += 1
-    return "".join(out)
-
-
-def is_ident(source: str, i: int) -> bool:
-    return i >= 0 and (source[i].isalnum() or source[i] == "_")
-
-
-def skip_string(source: str, i: int) -> int:
-    """The index after the string literal opening at `i`."""
-    k = i + 1
-    while k < len(source):
-        if source[k] == "\\":
-            k += 2
-        elif source[k] == '"':
-            return k + 1
-        else:
-            k += 1
-    return k
-
-
-def skip_raw_string(source: str, i: int) -> int:
-    m = re.match(r'r(#*)"', source[i:])
-    assert m
-    end = source.find('"' + m.group(1), i + len(m.group(0)))
-    return len(source) if end < 0 else end + 1 + len(m.group(1))
-
-
 def matching(source: str, i: int) -> int:
     """The index of the bracket closing the one at `i` (strings skipped)."""
     pairs = {"(": ")", "[": "]", "{": "}", "<": ">"}
@@ -112,7 +51,7 @@ def matching(source: str, i: int) -> int:
     while k < len(source) and stack:
         c = source[k]
         if c == '"':
-            k = skip_string(source, k)
+            k = string_end(source, k)
             continue
         if c in "([{":
             stack.append(pairs[c])
@@ -132,7 +71,7 @@ def split_top(text: str) -> list[tuple[int, str]]:
     while k < len(text):
         c = text[k]
         if c == '"':
-            k = skip_string(text, k)
+            k = string_end(text, k)
             continue
         if c in "([{":
             depth += 1
@@ -203,7 +142,7 @@ def printed_fields(error_attr: str) -> set[str] | None:
     if not m:
         return set()
     start = m.end() - 1 - len(m.group(1) or "")
-    end = skip_raw_string(inner, start) if m.group(1) else skip_string(inner, start)
+    end = raw_string_end(inner, start) if m.group(1) else string_end(inner, start)
     template = inner[start:end].replace("{{", "").replace("}}", "")
     printed = {p.group(1) for p in PLACEHOLDER.finditer(template)}
     for _, arg in split_top(inner[end:].lstrip(",")):

@@ -29,19 +29,18 @@ edge that lies on one; the exit status is 1 if there is any. Run from anywhere:
 
 from __future__ import annotations
 
-import re
 import sys
 import tomllib
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# ---------------------------------------------------------------------------------------------
-# Lexing: identifiers, `::` and single punctuation, with line numbers; comments, strings and
-# character literals dropped (they never name modules, and their text must not look like code).
+from rust_source import IDENT, scan
 
-IDENT = re.compile(r"r#[A-Za-z_][A-Za-z0-9_]*|[A-Za-z_][A-Za-z0-9_]*|[0-9][A-Za-z0-9_.]*")
-RAW_STRING = re.compile(r'(?:b|c|br|cr)?r(#*)"')
+# ---------------------------------------------------------------------------------------------
+# Lexing: identifiers, `::` and single punctuation, with line numbers; comments dropped, strings
+# and character literals reduced to placeholders (they never name modules, and their text must
+# not look like code). The scanner is shared with error-causes.py (rust_source.py).
 
 
 @dataclass
@@ -52,64 +51,24 @@ class Token:
 
 def lex(source: str) -> list[Token]:
     tokens: list[Token] = []
-    i, line, n = 0, 1, len(source)
-    while i < n:
-        c = source[i]
-        if c == "\n":
-            line += 1
-            i += 1
-        elif c.isspace():
-            i += 1
-        elif source.startswith("//", i):
-            end = source.find("\n", i)
-            i = n if end < 0 else end
-        elif source.startswith("/*", i):
-            depth, i = 1, i + 2
-            while i < n and depth:
-                if source.startswith("/*", i):
-                    depth, i = depth + 1, i + 2
-                elif source.startswith("*/", i):
-                    depth, i = depth - 1, i + 2
-                else:
-                    line += source[i] == "\n"
-                    i += 1
-        elif raw := RAW_STRING.match(source, i):
-            end = source.find('"' + raw.group(1), raw.end())
-            end = n if end < 0 else end + 1 + len(raw.group(1))
-            line += source.count("\n", i, end)
-            tokens.append(Token('""', line))
-            i = end
-        elif c == '"' or (c in "bc" and source.startswith('"', i + 1)):
-            i = start = source.index('"', i) + 1
-            while i < n and source[i] != '"':
-                if source[i] == "\\":
-                    i += 1
-                line += source[i] == "\n"
-                i += 1
-            # The quotes stay: a string's text is never an identifier, but `#[path]` reads it.
-            tokens.append(Token('"' + source[start:i] + '"', line))
-            i += 1
-        elif c == "'" or (c == "b" and source.startswith("'", i + 1)):
-            start = i + (c == "b")
-            if source.startswith("\\", start + 1):  # '\n', '\u{..}'
-                i = source.index("'", start + 3) + 1
-                tokens.append(Token("''", line))
-            elif start + 2 < n and source[start + 2] == "'":  # 'a'
-                i = start + 3
-                tokens.append(Token("''", line))
-            else:  # a lifetime or label: 'a
-                word = IDENT.match(source, start + 1)
-                i = word.end() if word else start + 1
-                tokens.append(Token("'lifetime", line))
-        elif word := IDENT.match(source, i):
-            tokens.append(Token(word.group(), line))
-            i = word.end()
-        elif source.startswith("::", i):
-            tokens.append(Token("::", line))
-            i += 2
-        else:
-            tokens.append(Token(c, line))
-            i += 1
+    line, counted_to = 1, 0
+    for span in scan(source):
+        line += source.count("\n", counted_to, span.start)
+        counted_to = span.start
+        text = source[span.start:span.end]
+        if span.kind == "comment":
+            continue
+        if span.kind == "string":
+            # The quotes stay, the prefix goes: a string's text is never an identifier, but
+            # `#[path]` reads it.
+            text = text[text.index('"'):]
+        elif span.kind == "raw_string":
+            text = '""'
+        elif span.kind == "char":
+            text = "''"
+        elif span.kind == "lifetime":
+            text = "'lifetime"
+        tokens.append(Token(text, line))
     return tokens
 
 
