@@ -336,10 +336,13 @@ fn start_ready_jobs(
         let sender = sender.clone();
         let worker_name = name.clone();
         // Detached on purpose: a module whose init never returns must not block the boot.
-        let spawned = thread::Builder::new().spawn(move || {
-            let result = load(job.file, &job.params);
-            let _ = sender.send((worker_name, result));
-        });
+        // Named after its module, so the panic hook's log line says which load died.
+        let spawned = thread::Builder::new()
+            .name(format!("module {name}"))
+            .spawn(move || {
+                let result = load(job.file, &job.params);
+                let _ = sender.send((worker_name, result));
+            });
         match spawned {
             Ok(_) => {
                 running.insert(name);

@@ -495,7 +495,8 @@ restart = "never"
 }
 
 /// Two NICs, a DHCP server only behind the second: DHCP runs on both, the lease arrives on
-/// eth1, eth0 stays without an address, and `network-online` is reached.
+/// the second, the first stays without an address, and `network-online` is reached. The
+/// kernel's names are looked up by MAC (the probe order decides which NIC is eth0).
 #[test]
 #[ignore = "needs root (network namespace, bridge) and QEMU: boots machines"]
 fn two_nics_lease_on_the_second_only() -> Result<()> {
@@ -503,7 +504,7 @@ fn two_nics_lease_on_the_second_only() -> Result<()> {
     const MAC1: &str = "52:54:00:21:30:13";
     let ns = NetNs::create("twonics")?;
     let dir = scratch("twonics")?;
-    // eth0's network: a host side, but no DHCP server.
+    // The first NIC's network: a host side, but no DHCP server.
     ns.add_bridge("br0", "10.213.3.1/24")?;
     ns.add_tap("tap0", "br0")?;
     ns.add_bridge("br1", "10.213.13.1/24")?;
@@ -515,11 +516,12 @@ fn two_nics_lease_on_the_second_only() -> Result<()> {
         "10.213.13.50,10.213.13.99,255.255.255.0,10m",
         &[],
     )?;
+    // One line: `nics` and, per NIC, `<name> <mac> <number of IPv4 addresses>`.
     let addrs = service(
         "addrs",
         r#"
 command = "/bin/sh"
-args = ["-c", "echo eth0=$(ip -4 addr show dev eth0 | grep -c inet) eth1=$(ip -4 addr show dev eth1 | grep -c inet)"]
+args = ["-c", "echo nics $(for nic in eth0 eth1; do echo $nic $(cat /sys/class/net/$nic/address) $(ip -4 addr show dev $nic | grep -c inet); done)"]
 requires = ["network-online"]
 restart = "never"
 "#,
@@ -532,23 +534,35 @@ restart = "never"
         "",
         &[("tap0", MAC0), ("tap1", MAC1)],
     )?;
-    let lease = vm.wait_for("eth1: lease 10.213.13.", BOOT_TIMEOUT)?;
+    let lease = vm.wait_for("lease 10.213.13.", BOOT_TIMEOUT)?;
     vm.wait_for("target network-online reached", STEP_TIMEOUT)?;
-    vm.wait_for("addrs: eth0=0 eth1=1", STEP_TIMEOUT)?;
+    let nics = vm.wait_for("addrs: nics ", STEP_TIMEOUT)?;
+    let (name0, count0) = nic_by_mac(&nics, MAC0)?;
+    let (name1, count1) = nic_by_mac(&nics, MAC1)?;
     assert_eq!(
-        vm.count("eth0: lease"),
-        0,
-        "no lease on eth0:\n{}",
+        (count0, count1),
+        (0, 1),
+        "an address on the second NIC only:\n{}",
         vm.console()
     );
-    // DHCP did run on eth0 too, until eth1's lease won.
+    assert!(
+        lease.contains(&format!("{name1}: lease")),
+        "the lease is the second NIC's ({name1}): {lease}"
+    );
     assert_eq!(
-        vm.count("eth0: DHCP stopped, eth1 has the lease"),
+        vm.count(&format!("{name0}: lease")),
+        0,
+        "no lease on {name0}:\n{}",
+        vm.console()
+    );
+    // DHCP did run on the first NIC too, until the second's lease won.
+    assert_eq!(
+        vm.count(&format!("{name0}: DHCP stopped, {name1} has the lease")),
         1,
         "{}",
         vm.console()
     );
-    // The lease is eth1's MAC's on the server side too.
+    // The lease is the second MAC's on the server side too.
     let address = leased_address(&lease)?;
     let leases = dir.path().join("dnsmasq.leases");
     wait_file(&leases, Duration::from_secs(10), |text| {
@@ -556,10 +570,27 @@ restart = "never"
             .any(|l| l.contains(&address) && l.contains(MAC1))
     })?;
     let console = vm.console();
-    let lease_at = position(&console, "eth1: lease").context("lease line")?;
+    let lease_at = position(&console, "lease 10.213.13.").context("lease line")?;
     let online_at = position(&console, "target network-online reached").context("online line")?;
     assert!(lease_at < online_at, "online after the lease");
     Ok(())
+}
+
+/// The kernel's name and the IPv4 address count of the NIC with `mac`, from the `addrs`
+/// service's line `addrs: nics <name> <mac> <count> <name> <mac> <count>`.
+fn nic_by_mac(line: &str, mac: &str) -> Result<(String, usize)> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|word| *word == mac)
+        .with_context(|| format!("no {mac} in {line:?}"))?;
+    let (Some(name), Some(count)) = (at.checked_sub(1).map(|i| words[i]), words.get(at + 1)) else {
+        bail!("{line:?} does not have `<name> {mac} <count>`");
+    };
+    let count = count
+        .parse()
+        .with_context(|| format!("address count in {line:?}"))?;
+    Ok((name.to_string(), count))
 }
 
 /// A qemu-nbd in the namespace, serving `disk` as export `disk` on `10.213.5.1:10809`.
