@@ -99,15 +99,44 @@ fn the_driver_serial_wins_over_the_vpd_page_and_virtio_vendor_ids_are_dropped() 
 }
 
 #[test]
-fn a_virtio_scsi_disk_is_scsi() {
+fn the_transport_comes_from_the_device_tree_and_the_name() {
     let (_dir, fake) = tree();
-    fake.disk("sda").virtio_scsi().add();
-    fake.disk("vda").virtio().add();
+    fake.disk("sda").sata().add();
     fake.disk("sdb").usb().add();
+    fake.disk("sdc").scsi().add();
+    fake.disk("sdd").virtio_scsi().add();
+    fake.disk("nvme0n1").nvme().add();
+    fake.disk("vda").virtio().add();
+    for name in ["loop0", "zram0", "dm-0", "md127", "sr0", "mmcblk0"] {
+        fake.disk(name).add();
+    }
     let sysfs = fake.sysfs();
-    assert_eq!(sysfs.disk("sda").unwrap().transport, Transport::Scsi);
-    assert_eq!(sysfs.disk("vda").unwrap().transport, Transport::Virtio);
-    assert_eq!(sysfs.disk("sdb").unwrap().transport, Transport::Usb);
+    let found: Vec<(String, Transport)> = sysfs
+        .disk_names(DiskFilter::All)
+        .unwrap()
+        .into_iter()
+        .map(|name| {
+            let transport = sysfs.disk(&name).unwrap().transport;
+            (name, transport)
+        })
+        .collect();
+    let expected = [
+        ("dm-0", Transport::DeviceMapper),
+        ("loop0", Transport::Loop),
+        ("md127", Transport::Md),
+        ("mmcblk0", Transport::Mmc),
+        ("nvme0n1", Transport::Nvme),
+        ("sda", Transport::Sata),
+        ("sdb", Transport::Usb),
+        ("sdc", Transport::Scsi),
+        // virtio-scsi is SCSI to every user (the installer, hwinfo, the provisioner).
+        ("sdd", Transport::Scsi),
+        ("sr0", Transport::Optical),
+        ("vda", Transport::Virtio),
+        ("zram0", Transport::Zram),
+    ]
+    .map(|(name, transport)| (name.to_string(), transport));
+    assert_eq!(found, expected);
 }
 
 #[test]
