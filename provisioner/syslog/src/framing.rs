@@ -12,10 +12,14 @@ pub const MAX_FRAME: usize = 64 * 1024;
 /// Digits of an octet count; ten is past any frame a sender would mean.
 const MAX_COUNT_DIGITS: usize = 10;
 
+/// What [`read_frame`] found on the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Frame {
-    /// A frame is in the buffer; `truncated` when it was longer than [`MAX_FRAME`].
-    Read { truncated: bool },
+    /// A frame is in the buffer.
+    Read {
+        /// The frame was longer than [`MAX_FRAME`] and was cut there.
+        truncated: bool,
+    },
     /// The peer closed the connection between frames.
     End,
 }

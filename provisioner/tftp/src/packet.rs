@@ -86,6 +86,8 @@ pub fn parse_request(packet: &[u8]) -> Result<Request, MalformedPacket> {
     })
 }
 
+/// A client's reply during a transfer: an ACK (exactly four bytes) or an ERROR with its code
+/// and message (lossy UTF-8, up to the first NUL).
 pub fn parse_reply(packet: &[u8]) -> Result<Reply, MalformedPacket> {
     match opcode(packet)? {
         ACK => match packet {
@@ -105,6 +107,7 @@ pub fn parse_reply(packet: &[u8]) -> Result<Reply, MalformedPacket> {
     }
 }
 
+/// A DATA packet for `block` carrying `payload`.
 pub fn data(block: u16, payload: &[u8]) -> Vec<u8> {
     let mut packet = Vec::with_capacity(4 + payload.len());
     packet.extend_from_slice(&DATA.to_be_bytes());
@@ -113,6 +116,7 @@ pub fn data(block: u16, payload: &[u8]) -> Vec<u8> {
     packet
 }
 
+/// An ERROR packet with `code` and `message` (NUL-terminated).
 pub fn error(code: ErrorCode, message: &str) -> Vec<u8> {
     let mut packet = Vec::with_capacity(5 + message.len());
     packet.extend_from_slice(&ERROR.to_be_bytes());
@@ -122,6 +126,7 @@ pub fn error(code: ErrorCode, message: &str) -> Vec<u8> {
     packet
 }
 
+/// An OACK packet acknowledging `options` (name and value, each NUL-terminated), in order.
 pub fn oack(options: &[(&str, String)]) -> Vec<u8> {
     let mut packet = OACK.to_be_bytes().to_vec();
     for (name, value) in options {
