@@ -71,7 +71,7 @@ use crate::toml_parse::{self, TomlError};
 
 pub use values::{
     AuthorizedKey, Cidr, CryptHash, GPT_NAME_MAX_UNITS, Hostname, InterfaceName, NoProxy,
-    PartitionName, ProxyUrl, UserName,
+    PartitionName, PartitionType, ProxyUrl, UserName,
 };
 
 /// A problem a check that spans several keys found: the dotted key it is about and why.
@@ -159,6 +159,9 @@ impl InstallConfig {
     /// Checks that span several keys; single values are checked as they are parsed.
     fn validate(&self) -> Result<(), Problem> {
         self.image.validate()?;
+        self.layout
+            .check()
+            .map_err(|problem| (problem.key(), problem.to_string()))?;
         let mut seen = BTreeSet::new();
         for (index, user) in self.users.iter().enumerate() {
             if !seen.insert(user.name.as_str()) {
@@ -310,13 +313,101 @@ pub struct Layout {
 #[serde(deny_unknown_fields)]
 pub struct NewPartition {
     /// GPT partition name (PARTLABEL), e.g. `rootfs_b`.
-    pub name: String,
-    /// Size in MiB; absent: the rest of the disk.
+    pub name: PartitionName,
+    /// Size in MiB, never 0; absent: the rest of the disk.
     #[serde(default)]
     pub size_mib: Option<u64>,
     /// Partition type GUID; absent: Linux filesystem data.
     #[serde(default)]
-    pub type_guid: Option<String>,
+    pub type_guid: Option<PartitionType>,
+}
+
+impl NewPartition {
+    /// The partition's type: `type_guid`, or Linux filesystem data.
+    pub fn partition_type(&self) -> PartitionType {
+        self.type_guid
+            .unwrap_or_else(PartitionType::linux_filesystem)
+    }
+}
+
+/// A `[layout]` rule that holds whatever the disk: the installer checks the rules that need
+/// the written partition table (which partition can grow, what fits) on the disk itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    /// An added partition has size 0.
+    #[error("added partition `{name}` has size_mib = 0; give it a size or leave size_mib out")]
+    ZeroSize {
+        /// Its place in `add`.
+        index: usize,
+        /// The partition's name.
+        name: String,
+    },
+    /// An added partition other than the last has no size.
+    #[error(
+        "added partition `{name}` has no size_mib: only the last added partition may take the \
+         rest of the disk"
+    )]
+    SizeMissing {
+        /// Its place in `add`.
+        index: usize,
+        /// The partition's name.
+        name: String,
+    },
+    /// Both `grow` and an added partition without a size want the free space.
+    #[error(
+        "partition {grow} should grow and `{name}` should take the rest of the disk: only one \
+         can have the free space; give `{name}` a size_mib or drop `grow`"
+    )]
+    GrowAndRest {
+        /// The partition number `grow` names.
+        grow: u32,
+        /// The added partition without a size.
+        name: String,
+    },
+}
+
+impl LayoutError {
+    /// The dotted key the problem is about, for the config file's error.
+    pub fn key(&self) -> String {
+        match self {
+            LayoutError::ZeroSize { index, .. } | LayoutError::SizeMissing { index, .. } => {
+                format!("layout.add[{index}].size_mib")
+            }
+            LayoutError::GrowAndRest { .. } => "layout.grow".into(),
+        }
+    }
+}
+
+impl Layout {
+    /// Checks the rules between `grow` and `add` that hold on any disk: no size 0, only the
+    /// last added partition may omit its size, and then nothing may grow.
+    pub fn check(&self) -> Result<(), LayoutError> {
+        let count = self.add.len();
+        for (index, partition) in self.add.iter().enumerate() {
+            let name = || partition.name.as_str().to_string();
+            match partition.size_mib {
+                Some(0) => {
+                    return Err(LayoutError::ZeroSize {
+                        index,
+                        name: name(),
+                    });
+                }
+                None if index + 1 < count => {
+                    return Err(LayoutError::SizeMissing {
+                        index,
+                        name: name(),
+                    });
+                }
+                None => {
+                    if let Some(grow) = self.grow {
+                        return Err(LayoutError::GrowAndRest { grow, name: name() });
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[system]`: facts about the image that the installer cannot guess.

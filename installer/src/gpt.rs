@@ -11,15 +11,12 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bootkit_common::install_config::GPT_NAME_MAX_UNITS;
 use bootkit_common::size::human_size;
 use gptman::{GPT, GPTPartitionEntry};
 
 /// `[layout]` of the install config: the changes [`apply_layout`] makes.
-pub use bootkit_common::install_config::{Layout, NewPartition};
+pub use bootkit_common::install_config::{Layout, LayoutError, NewPartition};
 
-/// Linux filesystem data, the type of added partitions unless they say otherwise.
-pub const LINUX_FILESYSTEM_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
 /// The EFI System partition type.
 pub const EFI_SYSTEM_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 
@@ -94,47 +91,10 @@ pub enum GptError {
         /// The partition after it.
         last: u32,
     },
-    /// Both `grow` and an added partition without a size want the free space.
-    #[error(
-        "partition {grow} should grow and `{name}` should take the rest of the disk: only one \
-         can have the free space; give `{name}` a size_mib or drop `grow`"
-    )]
-    GrowAndRest {
-        /// The partition number `grow` names.
-        grow: u32,
-        /// The added partition without a size.
-        name: String,
-    },
-    /// An added partition other than the last has no size.
-    #[error(
-        "added partition `{name}` has no size_mib: only the last added partition may take the rest of the disk"
-    )]
-    SizeMissing {
-        /// The partition's name.
-        name: String,
-    },
-    /// An added partition has size 0.
-    #[error("added partition `{name}` has size_mib = 0")]
-    ZeroSize {
-        /// The partition's name.
-        name: String,
-    },
-    /// A partition name is over GPT's 36 UTF-16 units.
-    #[error(
-        "partition name `{name}` is longer than the {GPT_NAME_MAX_UNITS} UTF-16 units GPT allows"
-    )]
-    NameTooLong {
-        /// The name as given.
-        name: String,
-    },
-    /// A `type_guid` is not a GUID.
-    #[error("partition `{name}`: type_guid `{value}` is not a GUID (like {LINUX_FILESYSTEM_TYPE})")]
-    BadTypeGuid {
-        /// The partition's name.
-        name: String,
-        /// The `type_guid` as given.
-        value: String,
-    },
+    /// A `[layout]` rule that holds on any disk is broken (the config parser refuses these
+    /// first; a layout built in code meets them here).
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
     /// The added partitions do not fit the disk.
     #[error(
         "the layout needs {needed_mib} MiB after the image's partitions but the disk has only \
@@ -427,41 +387,16 @@ struct Addition<'a> {
 }
 
 fn validate_additions(layout: &Layout, mib_sectors: u64) -> Result<Vec<Addition<'_>>, GptError> {
-    let count = layout.add.len();
-    layout
+    layout.check()?;
+    Ok(layout
         .add
         .iter()
-        .enumerate()
-        .map(|(index, partition)| {
-            let name = partition.name.as_str();
-            if name.encode_utf16().count() > GPT_NAME_MAX_UNITS {
-                return Err(GptError::NameTooLong { name: name.into() });
-            }
-            let type_text = partition
-                .type_guid
-                .as_deref()
-                .unwrap_or(LINUX_FILESYSTEM_TYPE);
-            let type_guid = guid_bytes(type_text)
-                .filter(|guid| *guid != [0; 16])
-                .ok_or_else(|| GptError::BadTypeGuid {
-                    name: name.into(),
-                    value: type_text.into(),
-                })?;
-            let sectors = match partition.size_mib {
-                Some(0) => return Err(GptError::ZeroSize { name: name.into() }),
-                Some(mib) => Some(mib * mib_sectors),
-                None if index + 1 < count => {
-                    return Err(GptError::SizeMissing { name: name.into() });
-                }
-                None => None,
-            };
-            Ok(Addition {
-                name,
-                type_guid,
-                sectors,
-            })
+        .map(|partition| Addition {
+            name: partition.name.as_str(),
+            type_guid: partition.partition_type().gpt_bytes(),
+            sectors: partition.size_mib.map(|mib| mib * mib_sectors),
         })
-        .collect()
+        .collect())
 }
 
 /// The used partition that ends last: (number, entry).
@@ -473,7 +408,7 @@ fn last_partition(table: &GPT) -> Option<(u32, GPTPartitionEntry)> {
         .map(|(number, entry)| (number, entry.clone()))
 }
 
-fn check_grow(table: &GPT, grow: u32, additions: &[Addition<'_>]) -> Result<(), GptError> {
+fn check_grow(table: &GPT, grow: u32) -> Result<(), GptError> {
     let exists = table
         .iter()
         .any(|(number, entry)| number == grow && entry.is_used());
@@ -494,12 +429,6 @@ fn check_grow(table: &GPT, grow: u32, additions: &[Addition<'_>]) -> Result<(), 
     }
     if let Some((last, _)) = last_partition(table).filter(|(last, _)| *last != grow) {
         return Err(GptError::GrowNotLast { number: grow, last });
-    }
-    if let Some(rest) = additions.iter().find(|addition| addition.sectors.is_none()) {
-        return Err(GptError::GrowAndRest {
-            grow,
-            name: rest.name.into(),
-        });
     }
     Ok(())
 }
@@ -531,7 +460,7 @@ pub fn apply_layout(
         .update_from(disk, sector_size)
         .map_err(GptError::Write)?;
     if let Some(grow) = layout.grow {
-        check_grow(&table, grow, &additions)?;
+        check_grow(&table, grow)?;
     }
 
     let used_end = last_partition(&table).map_or(table.header.first_usable_lba, |(_, entry)| {
@@ -657,6 +586,7 @@ pub fn esp_partition(disk: &mut File, sector_size: u64) -> Result<PartitionInfo,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bootkit_common::install_config::{PartitionName, PartitionType};
 
     const SECTOR: u64 = 512;
 
@@ -669,8 +599,13 @@ mod tests {
         let mut table = GPT::new_from(&mut disk, SECTOR, [9; 16]).unwrap();
         let parts = [
             ("esp", EFI_SYSTEM_TYPE, 2048, 4095),
-            ("rootfs", LINUX_FILESYSTEM_TYPE, 4096, 8191),
-            ("edge_persistent", LINUX_FILESYSTEM_TYPE, 8192, 10239),
+            ("rootfs", PartitionType::LINUX_FILESYSTEM, 4096, 8191),
+            (
+                "edge_persistent",
+                PartitionType::LINUX_FILESYSTEM,
+                8192,
+                10239,
+            ),
         ];
         for (index, (name, type_guid, start, end)) in parts.into_iter().enumerate() {
             table[u32::try_from(index).unwrap() + 1] = GPTPartitionEntry {
@@ -694,7 +629,7 @@ mod tests {
 
     fn add(name: &str, size_mib: Option<u64>) -> NewPartition {
         NewPartition {
-            name: name.into(),
+            name: PartitionName::try_from(name.to_string()).unwrap(),
             size_mib,
             type_guid: None,
         }
@@ -743,7 +678,7 @@ mod tests {
         assert_eq!(table[5].size().unwrap(), 4 * 2048);
         assert_eq!(
             table[4].partition_type_guid,
-            guid_bytes(LINUX_FILESYSTEM_TYPE).unwrap()
+            guid_bytes(PartitionType::LINUX_FILESYSTEM).unwrap()
         );
         assert_ne!(
             table[4].unique_partition_guid,
@@ -767,9 +702,11 @@ mod tests {
             add: vec![
                 add("rootfs_b", Some(4)),
                 NewPartition {
-                    name: "data".into(),
-                    size_mib: None,
-                    type_guid: Some("e6d6d379-f507-44c2-a23c-238f2a3df928".into()),
+                    type_guid: Some(
+                        PartitionType::try_from("e6d6d379-f507-44c2-a23c-238f2a3df928".to_string())
+                            .unwrap(),
+                    ),
+                    ..add("data", None)
                 },
             ],
         };
@@ -843,24 +780,6 @@ mod tests {
                     add: vec![add("a", Some(0))],
                 },
                 "`a` has size_mib = 0",
-            ),
-            (
-                Layout {
-                    grow: None,
-                    add: vec![add(&"x".repeat(37), Some(1))],
-                },
-                "longer than the 36 UTF-16 units",
-            ),
-            (
-                Layout {
-                    grow: None,
-                    add: vec![NewPartition {
-                        name: "a".into(),
-                        size_mib: Some(1),
-                        type_guid: Some("linux".into()),
-                    }],
-                },
-                "type_guid `linux` is not a GUID",
             ),
             (
                 Layout {

@@ -122,3 +122,83 @@ fn user_data_needs_a_cloud_init_header() {
     let reason = check_user_data("runcmd: []\n").unwrap_err();
     assert!(reason.contains("#cloud-config"), "{reason}");
 }
+
+/// The `[layout]` rules that hold on any disk are refused at parse time (so `bootkit-build`
+/// refuses them too), each naming the key and line that breaks it.
+#[test]
+fn a_broken_layout_is_named_with_its_key_and_line() {
+    let cases = [
+        (
+            "[layout]\ngrow = 3\n[[layout.add]]\nname = \"data\"\n",
+            2,
+            "layout.grow",
+            "only one can have the free space; give `data` a size_mib",
+        ),
+        (
+            "[[layout.add]]\nname = \"a\"\n[[layout.add]]\nname = \"b\"\nsize_mib = 1\n",
+            0,
+            "layout.add[0].size_mib",
+            "`a` has no size_mib",
+        ),
+        (
+            "[[layout.add]]\nname = \"a\"\nsize_mib = 0\n",
+            3,
+            "layout.add[0].size_mib",
+            "`a` has size_mib = 0",
+        ),
+        (
+            &format!(
+                "[[layout.add]]\nname = \"{}\"\nsize_mib = 1\n",
+                "x".repeat(37)
+            ),
+            2,
+            "layout.add[0].name",
+            "must be 1 to 36 characters",
+        ),
+        (
+            "[[layout.add]]\nname = \"a\"\ntype_guid = \"linux\"\n",
+            3,
+            "layout.add[0].type_guid",
+            "\"linux\" is not a partition type GUID",
+        ),
+        (
+            "[[layout.add]]\nname = \"a\"\ntype_guid = \"00000000-0000-0000-0000-000000000000\"\n",
+            3,
+            "layout.add[0].type_guid",
+            "is not a partition type GUID",
+        ),
+    ];
+    for (text, line, key, message) in cases {
+        let error = problem(text);
+        assert_eq!(error.key.as_deref(), Some(key), "{text}\n{error}");
+        if line > 0 {
+            assert_eq!(error.line, Some(line), "{text}\n{error}");
+        }
+        assert!(
+            error.message.contains(message),
+            "{error}\n  lacks: {message}"
+        );
+    }
+}
+
+#[test]
+fn an_added_partition_without_a_type_is_linux_filesystem_data() {
+    let config = parse(
+        "[layout]\ngrow = 3\n[[layout.add]]\nname = \"rootfs_b\"\nsize_mib = 4\n\
+         [[layout.add]]\nname = \"esp_b\"\nsize_mib = 1\n\
+         type_guid = \"c12a7328-f81f-11d2-ba4b-00a0c93ec93b\"\n",
+    )
+    .unwrap();
+    let [rootfs_b, esp_b] = &config.layout.add[..] else {
+        panic!("two partitions expected: {:?}", config.layout.add);
+    };
+    assert_eq!(
+        rootfs_b.partition_type(),
+        PartitionType::try_from(PartitionType::LINUX_FILESYSTEM.to_string()).unwrap()
+    );
+    // GPT stores the first three fields little-endian.
+    assert_eq!(
+        esp_b.partition_type().gpt_bytes()[..4],
+        [0x28, 0x73, 0x2a, 0xc1]
+    );
+}

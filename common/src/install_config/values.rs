@@ -34,6 +34,48 @@ impl PartitionName {
     }
 }
 
+impl fmt::Display for PartitionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A GPT partition type GUID (`0FC63DAF-8483-4772-8E79-3D69D8477DE4`), never the nil GUID
+/// (which marks an unused entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PartitionType(uuid::Uuid);
+
+impl PartitionType {
+    /// Linux filesystem data, the type of an added partition that names none.
+    pub const LINUX_FILESYSTEM: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+
+    /// The type in the mixed-endian byte order a GPT entry stores.
+    pub fn gpt_bytes(self) -> [u8; 16] {
+        self.0.to_bytes_le()
+    }
+
+    /// [`Self::LINUX_FILESYSTEM`].
+    pub fn linux_filesystem() -> Self {
+        Self(uuid::Uuid::from_u128(
+            0x0FC63DAF_8483_4772_8E79_3D69D8477DE4,
+        ))
+    }
+}
+
+impl TryFrom<String> for PartitionType {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        match uuid::Uuid::parse_str(text.trim()) {
+            Ok(guid) if !guid.is_nil() => Ok(Self(guid)),
+            _ => Err(format!(
+                "type_guid {text:?} is not a partition type GUID (like {})",
+                Self::LINUX_FILESYSTEM
+            )),
+        }
+    }
+}
+
 /// Defines a string newtype that is checked by `$check` when parsed from the config.
 macro_rules! checked_string {
     ($(#[$doc:meta])* $name:ident, $check:path) => {
