@@ -586,7 +586,7 @@ pub fn esp_partition(disk: &mut File, sector_size: u64) -> Result<PartitionInfo,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bootkit_common::install_config::{PartitionName, PartitionType};
+    use bootkit_common::install_config::PartitionType;
 
     const SECTOR: u64 = 512;
 
@@ -629,7 +629,7 @@ mod tests {
 
     fn add(name: &str, size_mib: Option<u64>) -> NewPartition {
         NewPartition {
-            name: PartitionName::try_from(name.to_string()).unwrap(),
+            name: name.parse().unwrap(),
             size_mib,
             type_guid: None,
         }
@@ -702,10 +702,7 @@ mod tests {
             add: vec![
                 add("rootfs_b", Some(4)),
                 NewPartition {
-                    type_guid: Some(
-                        PartitionType::try_from("e6d6d379-f507-44c2-a23c-238f2a3df928".to_string())
-                            .unwrap(),
-                    ),
+                    type_guid: Some("e6d6d379-f507-44c2-a23c-238f2a3df928".parse().unwrap()),
                     ..add("data", None)
                 },
             ],

@@ -418,14 +418,14 @@ fn the_ab_layout_is_applied_and_sgdisk_agrees() {
         grow: Some(3),
         add: vec![
             NewPartition {
-                name: "rootfs_b".into(),
+                name: "rootfs_b".parse().unwrap(),
                 size_mib: Some(16),
                 type_guid: None,
             },
             NewPartition {
-                name: "hash_b".into(),
+                name: "hash_b".parse().unwrap(),
                 size_mib: Some(4),
-                type_guid: Some("8DA63339-0007-60C0-C436-083AC8230908".into()),
+                type_guid: Some("8DA63339-0007-60C0-C436-083AC8230908".parse().unwrap()),
             },
         ],
     };

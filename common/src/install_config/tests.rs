@@ -194,7 +194,7 @@ fn an_added_partition_without_a_type_is_linux_filesystem_data() {
     };
     assert_eq!(
         rootfs_b.partition_type(),
-        PartitionType::try_from(PartitionType::LINUX_FILESYSTEM.to_string()).unwrap()
+        PartitionType::LINUX_FILESYSTEM.parse().unwrap()
     );
     // GPT stores the first three fields little-endian.
     assert_eq!(

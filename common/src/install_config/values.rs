@@ -15,6 +15,13 @@ pub const GPT_NAME_MAX_UNITS: usize = 36;
 #[serde(try_from = "String")]
 pub struct PartitionName(String);
 
+impl FromStr for PartitionName {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::try_from(text.to_string())
+    }
+}
+
 impl TryFrom<String> for PartitionName {
     type Error = String;
     fn try_from(name: String) -> Result<Self, String> {
@@ -60,6 +67,13 @@ impl PartitionType {
         Self(uuid::Uuid::from_u128(
             0x0FC63DAF_8483_4772_8E79_3D69D8477DE4,
         ))
+    }
+}
+
+impl FromStr for PartitionType {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::try_from(text.to_string())
     }
 }
 
