@@ -7,45 +7,78 @@ fn problem(text: &str) -> TomlError {
     }
 }
 
+/// Each kind of problem is named with the line and the dotted key that hold it (a key that
+/// is absent: the line of its section).
 #[test]
-fn a_misspelt_key_is_named_with_its_line_at_the_top_level_and_in_a_table() {
-    let error = problem("hostname = \"edge\"\nafter = \"reboot\"\nhostnme = \"x\"\n");
-    assert_eq!(
-        (error.line, error.key.as_deref()),
-        (Some(3), Some("hostnme"))
-    );
-    assert!(error.message.contains("unknown field `hostnme`"), "{error}");
-
-    let error = problem("hostname = \"edge\"\ndisk = { devce = \"/dev/sda\" }\n");
-    assert_eq!(error.line, Some(2), "{error}");
-    assert_eq!(error.key.as_deref(), Some("disk.devce"));
-    assert!(error.message.contains("unknown field `devce`"), "{error}");
-
-    let error = problem("[disk]\nprefer = \"largest\"\nsize = 5\n");
-    assert_eq!(
-        (error.line, error.key.as_deref()),
-        (Some(3), Some("disk.size"))
-    );
-}
-
-#[test]
-fn a_wrong_type_or_value_is_named_with_its_line_and_key() {
-    let error = problem("[disk]\nmin_size_bytes = \"64G\"\n");
-    assert_eq!(
-        (error.line, error.key.as_deref()),
-        (Some(2), Some("disk.min_size_bytes"))
-    );
-    let error = problem("[disk]\ndevice = \"sda\"\n");
-    assert_eq!(
-        (error.line, error.key.as_deref()),
-        (Some(2), Some("disk.device"))
-    );
-    assert!(error.message.contains("absolute device path"), "{error}");
-    let error = problem("[[users]]\nname = \"edge\"\nsudo = \"yes\"\n");
-    assert_eq!(
-        (error.line, error.key.as_deref()),
-        (Some(3), Some("users[0].sudo"))
-    );
+fn a_problem_is_named_with_its_line_and_key() {
+    let sha256 = "a".repeat(64);
+    let sha256_and_file = format!("[image]\nsha256 = \"{sha256}\"\nsha256_file = \"x\"\n");
+    let cases = [
+        // A misspelt key, at the top level and in a table.
+        (
+            "hostname = \"edge\"\nafter = \"reboot\"\nhostnme = \"x\"\n",
+            3,
+            "hostnme",
+            "unknown field `hostnme`",
+        ),
+        (
+            "hostname = \"edge\"\ndisk = { devce = \"/dev/sda\" }\n",
+            2,
+            "disk.devce",
+            "unknown field `devce`",
+        ),
+        (
+            "[disk]\nprefer = \"largest\"\nsize = 5\n",
+            3,
+            "disk.size",
+            "unknown field `size`",
+        ),
+        // A wrong type or value.
+        (
+            "[disk]\nmin_size_bytes = \"64G\"\n",
+            2,
+            "disk.min_size_bytes",
+            "",
+        ),
+        (
+            "[disk]\ndevice = \"sda\"\n",
+            2,
+            "disk.device",
+            "absolute device path",
+        ),
+        (
+            "[[users]]\nname = \"edge\"\nsudo = \"yes\"\n",
+            3,
+            "users[0].sudo",
+            "",
+        ),
+        // Checks across keys point at the key, or at its section when it is absent.
+        (
+            "[[users]]\nname = \"a\"\n[[users]]\nname = \"a\"\n",
+            4,
+            "users[1].name",
+            "listed twice",
+        ),
+        (
+            "hostname = \"x\"\n\n[network]\naddress = \"10.0.0.5/24\"\n",
+            3,
+            "network.interface",
+            "",
+        ),
+        (sha256_and_file.as_str(), 2, "image.sha256", ""),
+    ];
+    for (text, line, key, message) in cases {
+        let error = problem(text);
+        assert_eq!(
+            (error.line, error.key.as_deref()),
+            (Some(line), Some(key)),
+            "{text}\n{error}"
+        );
+        assert!(
+            error.message.contains(message),
+            "{error}\n  lacks: {message}"
+        );
+    }
 }
 
 #[test]
@@ -61,30 +94,6 @@ fn a_bad_mac_is_named_with_its_line_and_a_good_one_is_kept_in_networkds_form() {
         parse("[network]\nmac = \"52-54-00-AB-cd-EF\"\naddress = \"10.0.0.5/24\"\n").unwrap();
     let mac = config.network.unwrap().mac.unwrap();
     assert_eq!(mac.to_string(), "52:54:00:ab:cd:ef");
-}
-
-#[test]
-fn checks_across_keys_point_at_the_key_or_its_section() {
-    let error = problem("[[users]]\nname = \"a\"\n[[users]]\nname = \"a\"\n");
-    assert_eq!(
-        (error.line, error.key.as_deref()),
-        (Some(4), Some("users[1].name"))
-    );
-    assert!(error.message.contains("listed twice"), "{error}");
-
-    let error = problem("hostname = \"x\"\n\n[network]\naddress = \"10.0.0.5/24\"\n");
-    assert_eq!(error.key.as_deref(), Some("network.interface"));
-    assert_eq!(error.line, Some(3), "the absent key's section: {error}");
-
-    let error = problem(
-        "[image]\nsha256 = \"{}\"\nsha256_file = \"x\"\n"
-            .replace("{}", &"a".repeat(64))
-            .as_str(),
-    );
-    assert_eq!(
-        (error.line, error.key.as_deref()),
-        (Some(2), Some("image.sha256"))
-    );
 }
 
 #[test]
@@ -136,7 +145,7 @@ fn a_broken_layout_is_named_with_its_key_and_line() {
         ),
         (
             "[[layout.add]]\nname = \"a\"\n[[layout.add]]\nname = \"b\"\nsize_mib = 1\n",
-            0,
+            1,
             "layout.add[0].size_mib",
             "`a` has no size_mib",
         ),
@@ -170,10 +179,11 @@ fn a_broken_layout_is_named_with_its_key_and_line() {
     ];
     for (text, line, key, message) in cases {
         let error = problem(text);
-        assert_eq!(error.key.as_deref(), Some(key), "{text}\n{error}");
-        if line > 0 {
-            assert_eq!(error.line, Some(line), "{text}\n{error}");
-        }
+        assert_eq!(
+            (error.line, error.key.as_deref()),
+            (Some(line), Some(key)),
+            "{text}\n{error}"
+        );
         assert!(
             error.message.contains(message),
             "{error}\n  lacks: {message}"
