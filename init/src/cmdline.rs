@@ -56,7 +56,8 @@ pub struct Cmdline {
     pub quiet: bool,
     pub loglevel: Option<u8>,
     pub consoles: Vec<String>,
-    /// `modules-load=` and `rd.modules-load=`, every occurrence, comma lists flattened.
+    /// `modules-load=`, `rd.modules-load=` and Alpine's `modules=`, every occurrence, comma
+    /// lists flattened (names as written; `-` and `_` are one to the module index).
     pub modules_load: Vec<String>,
     /// `init=`: exec this program of the rootfs instead of supervising it ourselves.
     pub init: Option<String>,
@@ -141,7 +142,9 @@ impl Cmdline {
                 Err(_) => self.warn(key, value, "a number from 0 to 15"),
             },
             "console" => self.consoles.push(value.to_string()),
-            "modules-load" | "rd.modules-load" | "modules_load" | "rd.modules_load" => {
+            // `modules=` is Alpine's mkinitfs key, which HookOS and smee's template use
+            // (`modules=loop,squashfs,sd-mod,usb-storage`): the same list, the same rules.
+            "modules-load" | "rd.modules-load" | "modules_load" | "rd.modules_load" | "modules" => {
                 self.modules_load.extend(
                     value
                         .split(',')
@@ -246,6 +249,28 @@ mod tests {
                 ("c".to_string(), "plain".to_string()),
             ]
         );
+    }
+
+    /// smee's iPXE template (its `TestDefaultScript` fixture, tinkerbell/smee) asks for
+    /// Alpine's `modules=`; `sd-mod` is `sd_mod` to the module index, so it loads.
+    #[test]
+    fn smees_modules_key_is_a_module_list() {
+        let cmdline = Cmdline::parse(
+            "vlan_id= facility=onprem syslog_host= grpc_authority=127.0.0.1:42113 \
+             modules=loop,squashfs,sd-mod,usb-storage intel_iommu=on iommu=pt \
+             initrd=initramfs-x86_64 console=tty0 console=ttyS1,115200",
+        );
+        assert_eq!(
+            cmdline.modules_load,
+            ["loop", "squashfs", "sd-mod", "usb-storage"]
+        );
+        assert!(cmdline.warnings.is_empty(), "{:?}", cmdline.warnings);
+        let names: Vec<String> = cmdline
+            .modules_load
+            .iter()
+            .map(|name| bootkit_common::kmod::module_name(name))
+            .collect();
+        assert_eq!(names, ["loop", "squashfs", "sd_mod", "usb_storage"]);
     }
 
     #[test]

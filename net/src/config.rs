@@ -276,6 +276,11 @@ impl Parser {
             "hostname" => values::hostname(value).map(|name| self.config.hostname = Some(name)),
             // Later occurrences of these single-valued keys replace earlier ones, as the
             // kernel and dracut treat repeated settings.
+            // An empty `vlan_id=` is how smee's template writes "no VLAN".
+            "vlan_id" if value.is_empty() => {
+                self.tinkerbell_vlan_id = None;
+                Ok(())
+            }
             "vlan_id" => values::vlan_id(value).map(|id| self.tinkerbell_vlan_id = Some(id)),
             "interface" => {
                 values::interface_name(value).map(|name| self.interface_name = Some(name))

@@ -508,7 +508,31 @@ fn tinkerbell_vlan_id_malformed_is_refused() {
     parse_refused("vlan_id", "4095");
     parse_refused("vlan_id", "65536");
     parse_refused("vlan_id", "-1");
-    parse_refused("vlan_id", "");
+}
+
+/// smee's iPXE template writes `vlan_id=` with nothing when the hardware has no VLAN (its
+/// `TestDefaultScript` fixture, tinkerbell/smee `internal/ipxe/script`): no VLAN, no warning.
+#[test]
+fn smees_empty_vlan_id_means_no_vlan_without_a_warning() {
+    let smee = "vlan_id= facility=onprem syslog_host= grpc_authority=127.0.0.1:42113 \
+                tinkerbell_tls=false tinkerbell_insecure_tls=false worker_id=00:01:02:03:04:05 \
+                hw_addr=00:01:02:03:04:05 modules=loop,squashfs,sd-mod,usb-storage \
+                intel_iommu=on iommu=pt initrd=initramfs-x86_64 console=tty0 \
+                console=ttyS1,115200";
+    let pairs: Vec<(&str, &str)> = smee
+        .split_whitespace()
+        .filter_map(|word| word.split_once('='))
+        .collect();
+    let config = parse_pairs(&pairs);
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    assert!(config.vlans.is_empty(), "{:?}", config.vlans);
+    assert_eq!(
+        config.selector,
+        InterfaceSelector::Mac(mac("00:01:02:03:04:05"))
+    );
+    // A later empty `vlan_id=` undoes an earlier VLAN, as later keys replace earlier ones.
+    let config = parse_pairs(&[("vlan_id", "42"), ("vlan_id", "")]);
+    assert!(config.vlans.is_empty() && config.warnings.is_empty());
 }
 
 // ---- HookOS ipam= -------------------------------------------------------------------------
