@@ -73,12 +73,18 @@ fn required<'a>(method: &str, field: &str, value: &'a str) -> Result<&'a str, St
     Ok(value)
 }
 
+/// A worker's timestamp in Unix milliseconds; none for a time at or before 1970: upstream's
+/// tink-agent sends Go's zero time (year 1, `seconds = -62135596800`) for a start it did not
+/// stamp, and proto's default is 0. The store then uses the time the report arrived.
 fn timestamp_ms(timestamp: &Option<prost_types::Timestamp>) -> Option<i64> {
-    timestamp.as_ref().map(|time| {
-        time.seconds
-            .saturating_mul(1000)
-            .saturating_add(i64::from(time.nanos) / 1_000_000)
-    })
+    timestamp
+        .as_ref()
+        .filter(|time| time.seconds > 0)
+        .map(|time| {
+            time.seconds
+                .saturating_mul(1000)
+                .saturating_add(i64::from(time.nanos) / 1_000_000)
+        })
 }
 
 #[tonic::async_trait]

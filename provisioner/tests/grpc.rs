@@ -63,6 +63,39 @@ fn status(
     }
 }
 
+/// Upstream's tink-agent sends Go's zero time (0001-01-01, `seconds = -62135596800`) as the
+/// start of an action it did not stamp; proto's default is 0. Neither is a start: the
+/// workflow and the action start when the server receives the report.
+#[tokio::test]
+async fn go_zero_time_and_the_epoch_are_no_start_time() {
+    const GO_ZERO_TIME: i64 = -62_135_596_800;
+    for start in [GO_ZERO_TIME, 0] {
+        let db = TestDb::new();
+        let workflow = seed(&db.open());
+        let server = TestServer::start(&db.path()).await;
+        let mut client = server.current().await;
+        let action = next_action(&mut client, MAC).await;
+        let before = std::time::SystemTime::now();
+        report(
+            &mut client,
+            status(&action, StateType::Running, start, None, ""),
+        )
+        .await;
+        let stored = server.store.get_workflow(&workflow.id).unwrap();
+        for (what, started_at) in [
+            ("workflow", stored.started_at.as_deref()),
+            ("action", stored.actions[0].started_at.as_deref()),
+        ] {
+            let started_at = started_at.unwrap_or_else(|| panic!("the {what} has a start"));
+            let started = humantime::parse_rfc3339(started_at).unwrap();
+            assert!(
+                started + std::time::Duration::from_secs(1) >= before,
+                "start {start}: the {what} started at {started_at}, before the report arrived"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_current_protocol_drives_three_actions_to_success() {
     let db = TestDb::new();
