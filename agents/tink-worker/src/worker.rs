@@ -111,6 +111,10 @@ pub struct Settings {
     pub unreachable: Delays,
     /// Between attempts of a status report.
     pub report: Delays,
+    /// Before asking again after the server refused an action's RUNNING report: it serves
+    /// the same action again at once, so without a pause the worker would hammer it
+    /// (tink-agent waits up to 5 s, tink v0.12's worker 3 s).
+    pub refused: Delays,
     /// Between attempts of an image pull (bounded overall by the action's timeout).
     pub pull: Delays,
     /// After a shutdown request, how long an unacknowledged report is still retried.
@@ -135,6 +139,7 @@ impl Default for Settings {
             idle: waits(Duration::from_secs(3), Duration::from_secs(15)),
             unreachable: waits(Duration::from_secs(1), Duration::from_secs(60)),
             report: waits(Duration::from_millis(500), Duration::from_secs(30)),
+            refused: waits(Duration::from_secs(1), Duration::from_secs(5)),
             pull: waits(Duration::from_secs(1), Duration::from_secs(60)),
             shutdown_report_grace: Duration::from_secs(20),
         }
@@ -302,13 +307,16 @@ impl<S: WorkflowServer, R: ActionRunner, P: PowerControl> Worker<S, R, P> {
         let started = SystemTime::now();
         let running = report_of(&action, ActionState::Running, started, None, String::new());
         match self.report_until_acknowledged(&running).await {
-            Acknowledgement::Acknowledged => {}
+            Acknowledgement::Acknowledged => self.settings.refused.reset(),
             Acknowledgement::Rejected(reason) => {
+                let delay = self.settings.refused.next_delay();
                 tracing::warn!(
                     "action {}: the workflow service no longer accepts it ({reason}); \
-                     dropping it",
-                    action.name
+                     dropping it and asking again in {:.1} s",
+                    action.name,
+                    delay.as_secs_f64()
                 );
+                self.pause(delay).await;
                 return;
             }
             Acknowledgement::Abandoned => return,

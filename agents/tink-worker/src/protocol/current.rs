@@ -28,8 +28,12 @@ pub(super) async fn next_action(
         .await
     {
         Ok(response) => Ok(Some(action(response.into_inner()))),
-        // The server's way of saying "no workflow for you right now".
-        Err(status) if status.code() == Code::NotFound => Ok(None),
+        // The server's ways of saying "no workflow for you right now": none (NotFound), or
+        // one that is not ready to run, e.g. just ended (FailedPrecondition, upstream's
+        // tink-server). Both mean: poll again at the normal interval.
+        Err(status) if matches!(status.code(), Code::NotFound | Code::FailedPrecondition) => {
+            Ok(None)
+        }
         Err(status) => Err(("GetAction", status)),
     }
 }

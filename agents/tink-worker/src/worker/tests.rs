@@ -120,6 +120,7 @@ fn fast_settings(worker_dir: &std::path::Path) -> Settings {
         idle: tiny.clone(),
         unreachable: tiny.clone(),
         report: tiny.clone(),
+        refused: tiny.clone(),
         pull: tiny,
         shutdown_report_grace: Duration::from_millis(50),
     }
@@ -152,6 +153,11 @@ impl Scenario {
 
     /// Runs the loop to its end; returns why it ended.
     async fn run(&mut self) -> Exit {
+        self.run_with(|_| {}).await
+    }
+
+    /// [`Scenario::run`] with the test's settings changed by `adjust`.
+    async fn run_with(&mut self, adjust: impl FnOnce(&mut Settings)) -> Exit {
         let acknowledged = std::rc::Rc::new(std::cell::Cell::new(0));
         let counter = CountingServer {
             inner: &mut self.server,
@@ -161,7 +167,8 @@ impl Scenario {
             power: &mut self.power,
             acknowledged,
         };
-        let settings = fast_settings(self.dir.path());
+        let mut settings = fast_settings(self.dir.path());
+        adjust(&mut settings);
         let mut worker = Worker::new(
             counter,
             &mut self.runner,
@@ -274,6 +281,34 @@ async fn an_action_the_server_rejects_when_it_starts_is_dropped_not_run() {
     assert_eq!(scenario.runner.pulls, 0);
     assert!(scenario.server.reports.is_empty());
 }
+
+/// A server that refuses the RUNNING report serves the same action again at once; the worker
+/// waits before asking again (doubling), instead of polling in a tight loop.
+#[tokio::test]
+async fn after_a_refused_running_report_the_worker_waits_before_asking_again() {
+    let mut scenario = Scenario::new(vec![
+        Ok(Some(action("wf-1", "stale"))),
+        Ok(Some(action("wf-1", "stale"))),
+        Ok(Some(action("wf-1", "stale"))),
+    ]);
+    let refused = || Err(StepError::Permanent("workflow is not running".to_string()));
+    scenario.server.report_answers = VecDeque::from([refused(), refused(), refused()]);
+    let started = std::time::Instant::now();
+    scenario
+        .run_with(|settings| settings.refused = waits(REFUSED_WAIT, REFUSED_WAIT * 4))
+        .await;
+    // Three refusals: at least the first wait and the doubled ones (jitter takes off up to a
+    // quarter of each); sleeps never end early, so this bound cannot flake.
+    let least = (REFUSED_WAIT + REFUSED_WAIT * 2 + REFUSED_WAIT * 4) * 3 / 4;
+    assert!(
+        started.elapsed() >= least,
+        "three refusals took {:?}, less than {least:?}",
+        started.elapsed()
+    );
+    assert!(scenario.runner.runs.is_empty());
+}
+
+const REFUSED_WAIT: Duration = Duration::from_millis(40);
 
 #[tokio::test]
 async fn a_failed_action_reports_its_output_tail_and_runs_its_on_failure_hook() {
