@@ -33,14 +33,18 @@ const LAYOUT_VERSION: &str = "1.0.0";
 /// A host file and where it goes in the image: `SRC:DEST` on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerFile {
+    /// The file on the build host; it must be a regular file.
     pub src: PathBuf,
+    /// Its path in the image (a leading `/` is optional; `..` is refused).
     pub dest: String,
 }
 
 /// A symlink in the image: `PATH:TARGET` on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerLink {
+    /// The symlink's path in the image.
     pub path: String,
+    /// What it points to, stored as written (relative or absolute).
     pub target: String,
 }
 
@@ -75,9 +79,13 @@ impl FromStr for LayerLink {
 /// What an action image holds and how it runs.
 #[derive(Debug, Clone, Default)]
 pub struct ActionImageSpec {
+    /// The files of the layer, with their modes from the host.
     pub files: Vec<LayerFile>,
+    /// The symlinks of the layer.
     pub links: Vec<LayerLink>,
+    /// The image's `Entrypoint`: the program and its first arguments.
     pub entrypoint: Vec<String>,
+    /// The image's `Cmd`: the default arguments. This or `entrypoint` must be given.
     pub cmd: Vec<String>,
     /// `KEY=VALUE` entries.
     pub env: Vec<String>,

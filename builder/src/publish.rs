@@ -17,12 +17,16 @@ use crate::progress::Progress;
 /// A compression an image is published in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Published {
+    /// gzip, `.gz`.
     Gzip,
+    /// zstd, `.zst`.
     Zstd,
+    /// xz at its default preset, `.xz`.
     Xz,
 }
 
 impl Published {
+    /// Every compression, in the order the files are published.
     pub const ALL: [Published; 3] = [Published::Gzip, Published::Zstd, Published::Xz];
 
     /// The suffix added to the image's file name.

@@ -107,6 +107,7 @@ pub fn added_tree(config: &ImageConfig) -> Result<Tree> {
     Ok(tree)
 }
 
+/// The error for a missing init binary (no file at `path`), with the command that builds it.
 pub fn missing_init(path: &Path) -> BuildError {
     BuildError::Missing {
         what: "init binary",

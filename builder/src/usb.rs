@@ -41,11 +41,14 @@ const ESP_HEADROOM: u64 = 2 << 20;
 pub struct UsbInputs<'a> {
     /// The bootkit as a UKI.
     pub efi: &'a Path,
+    /// The OS image as published (`.raw.gz`, `.raw.zst`, `.raw.xz` or `.raw`).
     pub os_image: &'a Path,
     /// The OS image's `sha256sum` file; `None` takes `<os_image>.sha256sum` when it
     /// exists, else one is written from the image.
     pub sha256_file: Option<&'a Path>,
+    /// The bmap of the uncompressed image, checked and copied when given.
     pub bmap: Option<&'a Path>,
+    /// The installer's config, checked and copied as `install.toml`.
     pub install_config: &'a Path,
 }
 

@@ -44,7 +44,9 @@ pub struct RegistryConfig {
     pub insecure_registries: Vec<String>,
     /// PEM CA bundle for registry certificates; the system bundle when not given.
     pub ca_bundle: Option<PathBuf>,
+    /// Sent for basic challenges and to token endpoints; `None`: anonymous.
     pub credentials: Option<Credentials>,
+    /// How each registry request is retried.
     pub retry: RetryPolicy,
 }
 
@@ -55,7 +57,9 @@ pub struct ResolvedImage {
     pub source: Reference,
     /// The image manifest's descriptor (an index is resolved to its linux/amd64 entry).
     pub descriptor: Descriptor,
+    /// The image manifest, parsed.
     pub manifest: ImageManifest,
+    /// The image manifest as the registry sent it, the bytes `descriptor`'s digest is of.
     pub manifest_bytes: Bytes,
 }
 
@@ -66,6 +70,8 @@ enum Scheme {
     Http,
 }
 
+/// A client of the registry v2 API, for any number of pulls and pushes: it keeps their
+/// connections, their authorizations and the scheme each insecure registry answered on.
 pub struct RegistryClient {
     config: RegistryConfig,
     verified: reqwest::Client,
@@ -94,6 +100,8 @@ fn trusted_roots(ca_bundle: Option<&Path>) -> Result<RootCertStore, RegistryErro
 const MAX_DOCUMENT_BYTES: usize = 8 << 20;
 
 impl RegistryClient {
+    /// A client with `config`; fails when the CA bundle cannot be read or TLS cannot be set
+    /// up. Connects to nothing yet.
     pub fn new(config: RegistryConfig) -> Result<Self, RegistryError> {
         let build = |tls: rustls::ClientConfig| {
             reqwest::Client::builder()
@@ -114,6 +122,7 @@ impl RegistryClient {
         })
     }
 
+    /// The retry policy of the configuration, for callers retrying more than one request.
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.config.retry
     }
@@ -437,6 +446,9 @@ pub struct BlobReader {
 }
 
 impl BlobReader {
+    /// The next piece of the blob; `None` at its end, once its size and digest are checked.
+    /// An error when the transfer breaks, or the blob is longer or shorter than announced or
+    /// does not match its digest.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, RegistryError> {
         let what = || format!("blob {}", self.expected.digest);
         let chunk = self

@@ -91,39 +91,64 @@ pub use agent_channel::ServerTls;
 /// Identity values given by the operator instead of detected ones.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IdentityOverrides {
+    /// `--mac`, else the kernel command line's `worker_id`: the boot MAC, checked and written
+    /// `aa:bb:cc:dd:ee:ff` (lowercase, `-` turned into `:`).
     pub mac: Option<String>,
+    /// `--serial`, as given.
     pub serial: Option<String>,
+    /// `--uuid`, lowercased.
     pub uuid: Option<String>,
+    /// `--ip`, as given; with it the boot interface is looked up once, without waiting for an
+    /// address.
     pub ip: Option<String>,
 }
 
+/// Everything one run needs, from [`Config::load`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// The onboarding stream service, `host:port`.
     pub server: String,
+    /// `--tls`, `--insecure-tls` and `--ca-cert` (or their kernel command line keys): TLS is on
+    /// and verified unless they say otherwise.
     pub tls: ServerTls,
+    /// The identity values the operator gave.
     pub overrides: IdentityOverrides,
+    /// [`Flags::root`].
     pub root: PathBuf,
+    /// [`Flags::timeout`]: the bound of the whole run.
     pub timeout: Duration,
+    /// The first retry delay ([`Flags::backoff_base_ms`]).
     pub backoff_base: Duration,
+    /// [`Flags::ip_tries`], at least 1.
     pub ip_tries: u32,
+    /// The wait between those tries ([`Flags::ip_interval_ms`]).
     pub ip_interval: Duration,
+    /// [`Flags::output`].
     pub output: PathBuf,
+    /// [`Flags::credentials_dir`].
     pub credentials_dir: PathBuf,
 }
 
+/// Why the configuration cannot be loaded (exit code 2).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// No layer names the onboarding service.
     #[error(
         "the onboarding server is not set: pass --obs-svc HOST:PORT, set onboarding_stream_svc in {env_file}, or boot with grpc_authority=HOST:PORT on the kernel command line and --use-kernel-args"
     )]
-    MissingServer { env_file: String },
+    MissingServer {
+        /// The env file (`--env-file`), named so the operator knows where to set it.
+        env_file: String,
+    },
     /// A value that means nothing for its setting, named with where it came from.
     #[error(transparent)]
     Invalid(#[from] InvalidSetting),
+    /// The env file or the kernel command line file exists but cannot be read.
     #[error("cannot read {path}; fix its permissions or pass another file")]
     Unreadable {
+        /// The file.
         path: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },

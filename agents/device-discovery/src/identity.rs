@@ -12,26 +12,35 @@ use bootkit_hwinfo::{AgentAttributes, NetworkInterface};
 use crate::config::IdentityOverrides;
 use crate::hardware;
 
+/// What the machine reports of itself when it asks to be onboarded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
     /// Absent when DMI has none or only a firmware placeholder.
     pub serial: Option<String>,
+    /// `--uuid`, else DMI's system UUID; absent when neither gives one.
     pub uuid: Option<String>,
     /// [`MacAddr`]'s form, `aa:bb:cc:dd:ee:ff`: the node's worker id.
     pub boot_mac: String,
     /// Every physical NIC's MAC, the boot MAC first.
     pub macs: Vec<String>,
+    /// `--ip`, else the boot interface's first IPv4 address; absent when it had none by the end
+    /// of the wait.
     pub ip: Option<String>,
     /// bootkit-hwinfo's attributes as JSON.
     pub hardware: serde_json::Value,
 }
 
+/// Why the machine's identity cannot be found.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
+    /// No physical NIC has a usable MAC and none was given.
     #[error(
         "no network interface with a MAC address was found under {sys}: check that the NIC's driver is loaded, or pass --mac"
     )]
-    NoNetworkInterface { sys: String },
+    NoNetworkInterface {
+        /// The directory of network interfaces that was searched (`…/sys/class/net`).
+        sys: String,
+    },
 }
 
 /// Where IPv4 addresses are looked up: the live system, or a fixed table in tests.
@@ -59,7 +68,9 @@ impl AddressSource for LiveAddresses {
 /// How long to wait for the boot interface's address (DHCP may still be running).
 #[derive(Debug, Clone, Copy)]
 pub struct IpWait {
+    /// How many times to look; 0 does not look at all (the config's value is at least 1).
     pub tries: u32,
+    /// The pause between two looks.
     pub interval: Duration,
 }
 

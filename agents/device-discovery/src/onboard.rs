@@ -20,8 +20,11 @@ use crate::identity::Identity;
 /// What the provisioner hands an onboarded node. Debug never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// The node's client id (also its node id).
     pub client_id: String,
+    /// The secret that goes with `client_id`.
     pub client_secret: String,
+    /// The project the node belongs to.
     pub project_id: String,
 }
 
@@ -46,7 +49,9 @@ pub fn retry_backoff(base: Duration) -> Backoff {
 /// shown when the run gives up.
 #[derive(Debug, Clone, Default)]
 pub struct Progress {
+    /// The last answer or failure, in words; empty before the first one.
     pub last: String,
+    /// How many identity requests were sent, over all streams.
     pub attempts: u32,
 }
 

@@ -42,10 +42,15 @@ impl Default for Flags {
     }
 }
 
+/// The workflow protocol `--protocol` asks for (see [`crate::protocol`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProtocolChoice {
+    /// The current protocol, switching to the legacy one for good when the server answers
+    /// UNIMPLEMENTED.
     Auto,
+    /// Only Tinkerbell's current protocol (`GetAction`).
     Current,
+    /// Only the legacy protocol of tink v0.9–v0.12 (`GetWorkflowContexts`).
     Legacy,
 }
 
@@ -57,6 +62,7 @@ pub use agent_channel::ServerTls;
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps `value`.
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }
@@ -73,21 +79,28 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Where and how action images are pulled.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegistryConfig {
-    /// `docker_registry`: the registry images are pulled through (host[:port]).
+    /// `docker_registry`: the registry images are pulled through (`host[:port]`).
     pub mirror: Option<String>,
+    /// `registry_username`: the registry user; only used together with `password`.
     pub username: Option<String>,
+    /// `registry_password`: the registry user's password; only used together with `username`.
     pub password: Option<Secret>,
-    /// Registries (host[:port]) reached without certificate checks, or over plain HTTP.
+    /// Registries (`host[:port]`) reached without certificate checks, or over plain HTTP.
     pub insecure: Vec<String>,
 }
 
 /// Proxy URLs may carry `user:password@`; Debug shows them without it.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct ProxyConfig {
+    /// `HTTP_PROXY` (or `http_proxy`): the proxy URL for plain HTTP.
     pub http: Option<String>,
+    /// `HTTPS_PROXY` (or `https_proxy`): the proxy URL for HTTPS.
     pub https: Option<String>,
+    /// `NO_PROXY` (or `no_proxy`): the hosts reached without a proxy, as the variable writes
+    /// them (comma-separated, not parsed).
     pub no_proxy: Option<String>,
 }
 
@@ -114,29 +127,46 @@ fn without_credentials(url: &str) -> String {
     }
 }
 
+/// The worker's whole configuration, from [`Config::load`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// The workflow service, `host:port`.
     pub grpc_authority: String,
+    /// The id the worker asks for work under (`worker_id`, `WORKER_ID` or `ID`); without one,
+    /// the MAC address of the first network interface that has a real one.
     pub worker_id: String,
+    /// `tinkerbell_tls`, `tinkerbell_insecure_tls` and `tinkerbell_ca`: TLS is on and verified
+    /// unless they say otherwise.
     pub tls: ServerTls,
+    /// The registry settings for action images.
     pub registry: RegistryConfig,
+    /// The HTTP proxy settings.
     pub proxy: ProxyConfig,
+    /// [`Flags::protocol`].
     pub protocol: ProtocolChoice,
+    /// [`Flags::containerd_socket`].
     pub containerd_socket: PathBuf,
+    /// [`Flags::namespace`].
     pub namespace: String,
+    /// [`Flags::keep_containers`].
     pub keep_containers: bool,
+    /// [`Flags::emt_args`].
     pub emt_args: bool,
 }
 
+/// Why the worker's configuration cannot be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// A required setting is in neither the environment nor the kernel command line.
     #[error(
         "{what} is not set: pass {cmdline}=… on the kernel command line or set {env} in the environment"
     )]
     Missing {
+        /// What the setting is, in words.
         what: &'static str,
+        /// Its kernel command line key.
         cmdline: &'static str,
+        /// Its (first) environment variable.
         env: &'static str,
     },
     /// A value that means nothing for its setting, named with where it came from.

@@ -10,7 +10,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 /// A username and password for a registry. The password never shows in Debug output.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// The registry user.
     pub username: String,
+    /// The user's password (or token).
     pub password: String,
 }
 
@@ -24,6 +26,8 @@ impl fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// The `Authorization` header value for HTTP basic authentication: `Basic` and the
+    /// base64 of `username:password`.
     pub fn basic_header(&self) -> String {
         let pair = format!("{}:{}", self.username, self.password);
         format!("Basic {}", BASE64.encode(pair))
@@ -33,10 +37,16 @@ impl Credentials {
 /// What a registry asked for in its 401 answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
+    /// HTTP basic authentication with the client's credentials.
     Basic,
+    /// Docker's token protocol: get a token from `realm` and send it as a bearer token.
     Bearer {
+        /// The token endpoint's URL.
         realm: String,
+        /// The `service` to ask the token for, when the registry named one.
         service: Option<String>,
+        /// The `scope` the registry wants the token to cover; when `None`, the client asks
+        /// for the repository scope of its request.
         scope: Option<String>,
     },
 }
@@ -94,6 +104,7 @@ pub struct TokenResponse {
 }
 
 impl TokenResponse {
+    /// The token, from `token` else `access_token`; `None` when both are absent or empty.
     pub fn into_token(self) -> Option<String> {
         self.token.or(self.access_token).filter(|t| !t.is_empty())
     }

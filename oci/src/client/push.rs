@@ -21,6 +21,7 @@ const PUSH_ACTIONS: &str = "pull,push";
 pub struct PushReport {
     /// The manifest's digest: `REPOSITORY@DIGEST` names exactly what was pushed.
     pub manifest_digest: String,
+    /// Blobs uploaded (config and layers).
     pub uploaded_blobs: usize,
     /// Blobs the registry had already.
     pub skipped_blobs: usize,
