@@ -13,10 +13,14 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Mutex, OnceLock};
 
+/// How serious a line is; the console line of an error or a warning says so before the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
+    /// Something failed; printed with `error: `.
     Error,
+    /// Something is wrong but the boot goes on; printed with `warning: `.
     Warn,
+    /// Progress; printed without a tag.
     Info,
 }
 

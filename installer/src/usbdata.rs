@@ -19,34 +19,62 @@ const SIDECAR_SUFFIXES: [&str; 4] = [".sha256sum", ".sha256", ".bmap", ".log"];
 /// Compression endings stripped to find the block map of the uncompressed image.
 const COMPRESSION_SUFFIXES: [&str; 3] = [".gz", ".zst", ".xz"];
 
+/// Why the data partition or what it holds cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum UsbDataError {
+    /// Reading the partitions from sysfs failed.
     #[error(transparent)]
     Sysfs(#[from] bootkit_common::blockdev::BlockDevError),
+    /// More than one partition is named or labelled `BOOTKIT-DATA`: several installer sticks.
     #[error(
         "more than one {USB_DATA_LABEL} partition: {}; unplug all installer sticks but one",
         .devices.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
     )]
-    SeveralDataPartitions { devices: Vec<PathBuf> },
+    SeveralDataPartitions {
+        /// The device nodes of those partitions.
+        devices: Vec<PathBuf>,
+    },
+    /// Mounting or unmounting the data partition failed.
     #[error(transparent)]
     Mount(#[from] MountError),
+    /// The directory to search for the image cannot be listed.
     #[error("cannot read {path} on the data partition")]
-    Read { path: PathBuf, source: io::Error },
+    Read {
+        /// The directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// No file in the directory has an OS image's name.
     #[error(
         "no OS image on the data partition ({dir}): expected one file named *.raw.gz, \
          *.raw.zst, *.raw.xz, *.raw or *.img*; copy the image there"
     )]
-    NoImage { dir: PathBuf },
+    NoImage {
+        /// The directory searched.
+        dir: PathBuf,
+    },
+    /// More than one file in the directory has an OS image's name.
     #[error(
         "more than one OS image on the data partition: {}; keep one, or name it in \
          install.toml ([image] file)",
         .names.join(", ")
     )]
-    SeveralImages { names: Vec<String> },
+    SeveralImages {
+        /// Their file names, sorted.
+        names: Vec<String>,
+    },
+    /// The image's `.sha256sum` file cannot be read or has no checksum line for the image.
     #[error(transparent)]
     Checksum(#[from] ChecksumError),
+    /// The installer log cannot be created, flushed or copied to the data partition.
     #[error("cannot write the installer log {path}")]
-    Log { path: PathBuf, source: io::Error },
+    Log {
+        /// The log file that cannot be written.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
 }
 
 /// Finds the data partition: by GPT partition name (uevent `PARTNAME`) among the partitions of
@@ -93,9 +121,11 @@ pub fn find_data_partitions(
 /// What the data partition holds for the installer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstallMedia {
+    /// The OS image: `*.raw.gz`, `*.raw.zst`, `*.raw.xz`, `*.raw` or `*.img*`.
     pub image: PathBuf,
     /// From `<image>.sha256sum`, when present: 64 lowercase hex digits.
     pub sha256: Option<String>,
+    /// The `<image>.sha256sum` file `sha256` was read from, when present.
     pub sha256_file: Option<PathBuf>,
     /// `<image without compression suffix>.bmap` (or `<image>.bmap`), when present.
     pub bmap: Option<PathBuf>,
@@ -118,10 +148,12 @@ impl DataPartition {
         })
     }
 
+    /// Where the partition is mounted (a temporary directory).
     pub fn path(&self) -> &Path {
         self.mounted.path()
     }
 
+    /// The partition's device node.
     pub fn device(&self) -> &Path {
         self.mounted.device()
     }
@@ -257,6 +289,7 @@ impl InstallLog {
         })
     }
 
+    /// The log file, as given to [`InstallLog::create`].
     pub fn path(&self) -> &Path {
         &self.path
     }

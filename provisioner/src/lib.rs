@@ -10,8 +10,6 @@
 //!   authentication; [`metrics`]: Prometheus; [`https`]: TLS for axum routers.
 //! - [`server`]: every listener together (`provisioner serve`).
 
-#![warn(missing_docs)]
-
 pub mod admin;
 pub mod boot;
 pub mod grpc;

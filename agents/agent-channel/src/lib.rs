@@ -8,8 +8,6 @@
 //! Errors say what failed and why; each agent adds what its operator should do, since the
 //! settings have different names in each (`tinkerbell_ca`, `--ca-cert`, …).
 
-#![warn(missing_docs)]
-
 mod channel;
 mod connector;
 mod status;

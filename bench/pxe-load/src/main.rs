@@ -7,8 +7,6 @@
 //! Each node uses its own source address (`--first-ip` + index), which the caller adds to
 //! `--interface` beforehand; run it inside a network namespace.
 
-#![warn(missing_docs)]
-
 mod dhcp;
 mod node;
 mod stats;

@@ -33,6 +33,7 @@ pub use error::RootfsError;
 /// What the unpack did, for the boot log.
 #[derive(Debug, Clone)]
 pub struct UnpackStats {
+    /// The archive's compression, detected from its magic bytes.
     pub format: Compression,
     /// Entries created (directories, files, links, nodes).
     pub entries: u64,

@@ -1,5 +1,5 @@
 //! Kernel modules for the new root: the builder puts them in the initramfs at
-//! /lib/modules/<version>/, which is about to be deleted; a rootfs without modules for the
+//! `/lib/modules/<version>/`, which is about to be deleted; a rootfs without modules for the
 //! running kernel gets a copy so that later services can still modprobe.
 
 use std::ffi::OsStr;

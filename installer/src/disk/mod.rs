@@ -77,62 +77,121 @@ impl fmt::Display for Disk {
     }
 }
 
+/// Why a disk cannot be found, chosen or written. Each message says what to give instead.
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
+    /// Reading the disks and partitions from sysfs failed.
     #[error(transparent)]
     Sysfs(#[from] BlockDevError),
+    /// A file needed to find or check the disk (the given path, a `/proc` table, a file on
+    /// the boot medium) cannot be read.
     #[error("cannot read {}", path.display())]
-    Read { path: PathBuf, source: io::Error },
+    Read {
+        /// The file that cannot be read.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The disk was named by a path that does not exist.
     #[error(
         "{} does not exist{hint}; disks seen: {known}",
         path.display()
     )]
     NoSuchPath {
+        /// The path as given.
         path: PathBuf,
+        /// More on why, starting with ` and …`, or empty.
         hint: &'static str,
+        /// Every disk seen, with size and serial, or `none`.
         known: String,
     },
+    /// The disk was named by a path that is not a block device.
     #[error("{} is not a block device: give a disk such as /dev/sda or /dev/nvme0n1", path.display())]
-    NotBlockDevice { path: PathBuf },
+    NotBlockDevice {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// The disk was named by a partition, not a whole disk.
     #[error(
         "{} is a partition of {}: give the whole disk (--disk {}), the image brings its own partition table",
         given.display(), disk.display(), disk.display()
     )]
-    IsPartition { given: PathBuf, disk: PathBuf },
+    IsPartition {
+        /// The path as given.
+        given: PathBuf,
+        /// The device node of the disk holding the partition.
+        disk: PathBuf,
+    },
+    /// The disk was named by a block device that is neither a disk in `/sys/block` nor one of
+    /// their partitions.
     #[error("{} (device {major}:{minor}) is not a disk listed in /sys/block; disks seen: {known}", path.display())]
     NotADisk {
+        /// The path as given.
         path: PathBuf,
+        /// The device's major number.
         major: u32,
+        /// The device's minor number.
         minor: u32,
+        /// Every disk seen, with size and serial, or `none`.
         known: String,
     },
+    /// No disk has the kernel name, serial number or WWN the disk was named by.
     #[error(
         "no disk has the name, serial number or WWN `{spec}`; disks seen: {known}; name the disk by its /dev path instead"
     )]
-    NoSuchIdentity { spec: String, known: String },
+    NoSuchIdentity {
+        /// The name as given.
+        spec: String,
+        /// Every disk seen, with size and serial, or `none`.
+        known: String,
+    },
+    /// The name, serial number or WWN matches more than one disk.
     #[error(
         "`{spec}` matches several disks ({matches}), e.g. the paths of a multipath disk: name one by its /dev path"
     )]
-    Ambiguous { spec: String, matches: String },
+    Ambiguous {
+        /// The name as given.
+        spec: String,
+        /// The device nodes of the disks it matches, comma-separated.
+        matches: String,
+    },
+    /// The automatic choice found no disk that passes its rule.
     #[error("{}", no_eligible_message(*image_size, *min_size, seen))]
     NoEligibleDisk {
+        /// The size of the image, in bytes.
         image_size: u64,
+        /// The smallest disk size accepted, in bytes: the image's size or the policy's
+        /// minimum, whichever is larger.
         min_size: u64,
         /// Every disk seen and why it was not chosen.
         seen: Vec<(Disk, Vec<Rejection>)>,
     },
+    /// The disk failed the checks made before writing ([`SystemRoot::check_safe`]).
     #[error("refusing to write to {}: {}", disk.display(), join(reasons))]
     Unsafe {
+        /// The disk's device node.
         disk: PathBuf,
+        /// Every reason found, at least one.
         reasons: Vec<UnsafeReason>,
     },
+    /// Opening the disk with `O_EXCL` failed with `EBUSY`: something else holds it.
     #[error(
         "{} is in use (the kernel or another program holds it: a mount, swap, LVM, RAID or a running installer): release it, then retry",
         disk.display()
     )]
-    Busy { disk: PathBuf },
+    Busy {
+        /// The disk's device node.
+        disk: PathBuf,
+    },
+    /// Opening the disk for writing failed for another reason.
     #[error("cannot open {} for writing", disk.display())]
-    Open { disk: PathBuf, source: io::Error },
+    Open {
+        /// The disk's device node.
+        disk: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The EFI variable naming the boot partition (`LoaderDevicePartUUID`) cannot be read.
     #[error("cannot tell which disk the bootkit booted from")]
     BootVariable(#[from] crate::efi::EfiError),
 }
@@ -166,12 +225,16 @@ fn no_eligible_message(image_size: u64, min_size: u64, seen: &[(Disk, Vec<Reject
 /// fake tree in tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SystemRoot {
+    /// The sysfs tree: `/sys`.
     pub sys: PathBuf,
+    /// The device nodes: `/dev`.
     pub dev: PathBuf,
+    /// The proc tree, for the mounts and swaps of the disk checks: `/proc`.
     pub proc: PathBuf,
 }
 
 impl SystemRoot {
+    /// The live machine: `/sys`, `/dev` and `/proc`.
     pub fn live() -> SystemRoot {
         SystemRoot {
             sys: PathBuf::from("/sys"),

@@ -12,11 +12,41 @@ use super::{Disk, DiskError, SystemRoot};
 /// Why writing to a disk now would be unsafe or useless.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UnsafeReason {
-    Mounted { device: String, mount_point: String },
-    Swap { device: String },
-    Held { device: String, holder: String },
-    TooSmall { disk_size: u64, image_size: u64 },
-    SectorSize { image: u32, disk: u32 },
+    /// The disk or one of its partitions is mounted (`/proc/self/mountinfo`).
+    Mounted {
+        /// The kernel name of the disk or partition: `sda2`.
+        device: String,
+        /// Where it is mounted, octal escapes undone.
+        mount_point: String,
+    },
+    /// The disk or one of its partitions is in use as swap (`/proc/swaps`).
+    Swap {
+        /// The kernel name of the disk or partition: `sda3`.
+        device: String,
+    },
+    /// Another block device is built on the disk or one of its partitions (its sysfs
+    /// `holders`): LVM, device-mapper or md RAID.
+    Held {
+        /// The kernel name of the disk or partition: `nvme0n1p3`.
+        device: String,
+        /// The kernel name of the device holding it: `dm-0`, `md127`.
+        holder: String,
+    },
+    /// The disk is smaller than the image.
+    TooSmall {
+        /// The disk's size, in bytes.
+        disk_size: u64,
+        /// The image's size, in bytes.
+        image_size: u64,
+    },
+    /// The image's GPT is laid out for another logical sector size than the disk's.
+    SectorSize {
+        /// The sector size the image was laid out for, in bytes.
+        image: u32,
+        /// The disk's logical sector size, in bytes.
+        disk: u32,
+    },
+    /// The kernel marks the disk read-only (`ro` is 1 in sysfs).
     ReadOnly,
 }
 

@@ -11,15 +11,22 @@ use super::{Disk, DiskError, SelectPolicy, SizePreference, Transport};
 pub enum Rejection {
     /// The bootkit runs from it (the USB stick, the disk holding the image).
     BootMedium,
+    /// A USB disk: an installer stick or an external drive.
     Usb,
     /// Loop, ram, zram, device-mapper, md, optical, NBD, eMMC or unknown.
     Transport(Transport),
+    /// The kernel marks it removable (`removable` is 1 in sysfs).
     Removable,
+    /// The kernel marks it read-only (`ro` is 1 in sysfs).
     ReadOnly,
     /// Empty: a card reader without a card.
     NoMedium,
+    /// Smaller than the image or the policy's minimum.
     TooSmall {
+        /// The disk's size, in bytes.
         size: u64,
+        /// The smallest size accepted, in bytes: the image's size or the policy's minimum,
+        /// whichever is larger.
         needed: u64,
     },
 }

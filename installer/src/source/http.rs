@@ -73,125 +73,251 @@ impl Default for HttpOptions {
 /// Why a download failed. Each message says what failed, why, and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
+    /// The image URL cannot be parsed, is not `http`/`https`, carries credentials, or names a
+    /// host that cannot be a TLS server name.
     #[error("invalid image URL {url}: {reason}; give an http:// or https:// URL")]
-    InvalidUrl { url: String, reason: String },
+    InvalidUrl {
+        /// The URL as given (without credentials, when it had some).
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A proxy environment variable that applies to this URL holds a value the downloader
+    /// cannot use (only `http://` proxies are).
     #[error(
         "{variable} is not usable as a proxy: {reason}; set it to http://[user:password@]host:port"
     )]
     UnusableProxy {
+        /// The environment variable, such as `HTTPS_PROXY`.
         variable: String,
+        /// What is wrong with its value.
         reason: &'static str,
     },
+    /// The CA file given with `--ca` cannot be read.
     #[error("cannot read the CA file {}; give a readable PEM file with --ca", path.display())]
-    CaFileUnreadable { path: PathBuf, source: io::Error },
+    CaFileUnreadable {
+        /// The CA file as given.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The CA file or the inline CA certificates are not usable PEM certificates.
     #[error(
         "cannot use the {source_name}: {reason}; give PEM CA certificates (-----BEGIN CERTIFICATE-----)"
     )]
-    CaInvalid { source_name: String, reason: String },
+    CaInvalid {
+        /// Where the certificates came from, such as `CA file /etc/ca.pem`.
+        source_name: String,
+        /// What is wrong with them.
+        reason: String,
+    },
+    /// An https URL, but no CA certificates to check the server against: no `--ca`, no
+    /// `TLS_CA_CERT` and no system bundle.
     #[error(
         "cannot check the certificate of {server}: no CA certificates (no system bundle such as \
          /etc/ssl/certs/ca-certificates.crt); give the CA with --ca / TLS_CA_CERT"
     )]
-    NoTrustedCertificates { server: String },
+    NoTrustedCertificates {
+        /// The host name or address of the server.
+        server: String,
+    },
+    /// rustls refused the TLS client configuration.
     #[error("cannot set up TLS: {0}")]
     TlsSetup(rustls::Error),
+    /// The server's certificate is not signed by any trusted CA.
     #[error(
         "TLS with {server} failed: certificate not trusted by {trust} ({detail}): check --ca / TLS_CA_CERT"
     )]
     CertificateNotTrusted {
+        /// The host name or address of the server.
         server: String,
+        /// Which CA certificates were trusted, such as `the CA file /etc/ca.pem`.
         trust: String,
+        /// Why rustls rejected the certificate.
         detail: String,
     },
+    /// The TLS handshake failed for another reason: an expired certificate, a certificate for
+    /// another name, a protocol mismatch or a broken connection.
     #[error("TLS with {server} failed: {detail}; {hint}")]
     Tls {
+        /// The host name or address of the server.
         server: String,
+        /// The TLS or I/O error.
         detail: String,
+        /// What to check, for this kind of failure.
         hint: &'static str,
     },
+    /// DNS lookup of the server (or the proxy) failed.
     #[error(
         "cannot resolve the host name {host}; check the name and the DNS server (/etc/resolv.conf)"
     )]
-    Resolve { host: String, source: io::Error },
+    Resolve {
+        /// The host name looked up.
+        host: String,
+        /// The resolver's error.
+        source: io::Error,
+    },
+    /// No resolved address of the server (or the proxy) accepted a TCP connection.
     #[error("cannot connect to {address}; check the network, the address and the proxy settings")]
-    Connect { address: String, source: io::Error },
+    Connect {
+        /// `host:port`, or the address that failed.
+        address: String,
+        /// The operating system's error for the last address tried.
+        source: io::Error,
+    },
+    /// DNS, TCP, the proxy tunnel and the TLS handshake together took longer than
+    /// [`HttpOptions::connect_timeout`].
     #[error("connecting to {target} timed out after {} s; check the network and the proxy settings", timeout.as_secs())]
-    ConnectTimeout { target: String, timeout: Duration },
+    ConnectTimeout {
+        /// `host[:port]`, with `through proxy …` when a proxy was used.
+        target: String,
+        /// The limit that ran out.
+        timeout: Duration,
+    },
+    /// The connection to the proxy failed while asking it for a tunnel (`CONNECT`).
     #[error("the proxy {proxy} failed while opening a tunnel to {target}; check the proxy")]
     Proxy {
+        /// The proxy's `host:port`.
         proxy: String,
+        /// The `host:port` the tunnel was for.
         target: String,
+        /// hyper's error.
         source: hyper::Error,
     },
+    /// The proxy answered `CONNECT` with a status other than success.
     #[error(
         "the proxy {proxy} refused the tunnel to {target} with HTTP {status}; check the proxy's \
          rules and the credentials in HTTPS_PROXY (http://user:password@host:port)"
     )]
     ProxyRefused {
+        /// The proxy's `host:port`.
         proxy: String,
+        /// The `host:port` the tunnel was for.
         target: String,
+        /// The HTTP status code the proxy answered.
         status: u16,
     },
+    /// The HTTP handshake or the request failed before a response arrived.
     #[error("the HTTP request for {url} failed; check the server and the network")]
-    Exchange { url: String, source: hyper::Error },
-    #[error("{url} sent no response within {} s; check the server", timeout.as_secs())]
-    NoResponse { url: String, timeout: Duration },
-    #[error("{url} answered HTTP {status} {reason}; {hint}")]
-    Status {
+    Exchange {
+        /// The URL requested.
         url: String,
-        status: u16,
-        reason: String,
-        hint: &'static str,
-    },
-    #[error("cannot follow the redirect from {url}: {reason}")]
-    Redirect { url: String, reason: String },
-    #[error("the download of {url} stalled at byte {offset}: no data for {} s", timeout.as_secs())]
-    Stalled {
-        url: String,
-        offset: u64,
-        timeout: Duration,
-    },
-    #[error("the connection broke while downloading {url} at byte {offset}")]
-    Body {
-        url: String,
-        offset: u64,
+        /// hyper's error.
         source: hyper::Error,
     },
+    /// The server sent no response head within [`HttpOptions::stall_timeout`].
+    #[error("{url} sent no response within {} s; check the server", timeout.as_secs())]
+    NoResponse {
+        /// The URL requested.
+        url: String,
+        /// The limit that ran out.
+        timeout: Duration,
+    },
+    /// The server answered with an error status (or one the download cannot use).
+    #[error("{url} answered HTTP {status} {reason}; {hint}")]
+    Status {
+        /// The URL requested.
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The status code's standard reason phrase, empty when it has none.
+        reason: String,
+        /// What to check, for this status.
+        hint: &'static str,
+    },
+    /// A redirect has no usable `Location`, points to a scheme other than http(s), or there
+    /// were too many redirects.
+    #[error("cannot follow the redirect from {url}: {reason}")]
+    Redirect {
+        /// The URL that answered with the redirect.
+        url: String,
+        /// What is wrong with the redirect.
+        reason: String,
+    },
+    /// No body bytes arrived for [`HttpOptions::stall_timeout`]; the download resumes, if it may.
+    #[error("the download of {url} stalled at byte {offset}: no data for {} s", timeout.as_secs())]
+    Stalled {
+        /// The URL being downloaded.
+        url: String,
+        /// How many bytes of the file had arrived.
+        offset: u64,
+        /// The limit that ran out.
+        timeout: Duration,
+    },
+    /// The connection broke while the body was arriving; the download resumes, if it may.
+    #[error("the connection broke while downloading {url} at byte {offset}")]
+    Body {
+        /// The URL being downloaded.
+        url: String,
+        /// How many bytes of the file had arrived.
+        offset: u64,
+        /// hyper's error.
+        source: hyper::Error,
+    },
+    /// The body ended before the length the server announced; the download resumes, if it may.
     #[error("the download of {url} ended at byte {offset} of {expected}")]
     Truncated {
+        /// The URL being downloaded.
         url: String,
+        /// How many bytes of the file had arrived.
         offset: u64,
+        /// The file's length as the server announced it, in bytes.
         expected: u64,
     },
+    /// A resume was answered with `200` and the whole file instead of the requested range.
     #[error(
         "the download of {url} broke at byte {offset} and cannot resume: the server ignores \
          Range requests (it sent the whole file again); use a server that supports Range or a \
          steadier network"
     )]
-    RangeNotSupported { url: String, offset: u64 },
+    RangeNotSupported {
+        /// The URL being downloaded.
+        url: String,
+        /// The byte the download was to resume at.
+        offset: u64,
+    },
+    /// A resume was answered with a `Content-Range` that is unreadable or does not start at
+    /// the requested byte.
     #[error(
         "the download of {url} cannot resume at byte {offset}: the server sent the range \
          \"{content_range}\"; use a server that answers Range requests correctly"
     )]
     RangeMismatch {
+        /// The URL being downloaded.
         url: String,
+        /// The byte the download was to resume at.
         offset: u64,
+        /// The `Content-Range` header as received, empty when missing.
         content_range: String,
     },
+    /// On a resume the file on the server turned out to differ from the one being downloaded:
+    /// another `ETag` or `Last-Modified`, another length, or now shorter than what arrived.
     #[error("{url} changed on the server during the download ({what}); start the install again")]
-    BodyChanged { url: String, what: String },
+    BodyChanged {
+        /// The URL being downloaded.
+        url: String,
+        /// What changed, as a sentence.
+        what: String,
+    },
+    /// The download broke again after [`HttpOptions::max_resumes`] resumes.
     #[error(
         "the download of {url} failed at byte {offset} after {resumes} resumes: {last}; check \
          the network, or allow more resumes"
     )]
     TooManyResumes {
+        /// The URL being downloaded.
         url: String,
+        /// How many bytes of the file had arrived.
         offset: u64,
+        /// How many times the download resumed.
         resumes: u32,
+        /// The failure that would have needed one more resume.
         last: Box<HttpError>,
     },
+    /// The download thread or its tokio runtime could not be started.
     #[error("cannot start the download thread: {0}")]
     Worker(io::Error),
+    /// The download thread ended without reporting a result: it panicked.
     #[error(
         "the download thread stopped without a result (it panicked); this is a bug, please report it"
     )]

@@ -63,8 +63,11 @@ pub const NBD_SET_FLAGS: u32 = io(0xab, 10);
 /// `linux/fs.h`: `_IO(0x12, 93)`: arg = a pointer to an int, nonzero for read-only.
 pub const BLKROSET: u32 = io(0x12, 93);
 
-/// The logical block sizes the kernel's nbd driver accepts through NBD_SET_BLKSIZE.
+/// The smallest logical block size the kernel's nbd driver accepts through NBD_SET_BLKSIZE,
+/// in bytes.
 pub const KERNEL_MIN_BLOCK: u32 = 512;
+/// The largest logical block size the kernel's nbd driver accepts through NBD_SET_BLKSIZE, in
+/// bytes (a page on most machines).
 pub const KERNEL_MAX_BLOCK: u32 = 4096;
 
 /// How the supervisor connects and how long it waits.
@@ -100,41 +103,93 @@ impl Default for AttachOptions {
 /// Why one attempt to attach failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
+    /// The device node does not exist: the nbd module is not loaded, or has fewer devices.
     #[error("{device} does not exist: is the nbd module loaded (modules-load=nbd)?")]
-    NoDevice { device: String },
+    NoDevice {
+        /// The device node, `/dev/nbdN`.
+        device: String,
+    },
+    /// The device node exists but could not be opened read-write.
     #[error("opening {device}")]
-    OpenDevice { device: String, source: io::Error },
-    #[error("resolving NBD server {host}")]
-    Resolve { host: String, source: io::Error },
-    #[error("NBD server {host} resolves to no address")]
-    NoAddress { host: String },
-    #[error("connecting to NBD server {addr}")]
-    Connect { addr: SocketAddr, source: io::Error },
-    #[error("setting up the socket to {addr}: {what}")]
-    Socket {
-        addr: SocketAddr,
-        what: &'static str,
+    OpenDevice {
+        /// The device node, `/dev/nbdN`.
+        device: String,
+        /// The operating system's error.
         source: io::Error,
     },
+    /// The server's host name could not be resolved.
+    #[error("resolving NBD server {host}")]
+    Resolve {
+        /// The host as given in `bootkit.nbd=`.
+        host: String,
+        /// The resolver's error.
+        source: io::Error,
+    },
+    /// The server's host name resolved, but to no address.
+    #[error("NBD server {host} resolves to no address")]
+    NoAddress {
+        /// The host as given in `bootkit.nbd=`.
+        host: String,
+    },
+    /// No address of the server accepted a TCP connection; this is the last one tried.
+    #[error("connecting to NBD server {addr}")]
+    Connect {
+        /// The last address tried.
+        addr: SocketAddr,
+        /// The error connecting to it (a timeout after `connect_timeout`, a refusal, ...).
+        source: io::Error,
+    },
+    /// A socket option could not be set or cleared on the connection.
+    #[error("setting up the socket to {addr}: {what}")]
+    Socket {
+        /// The server's address.
+        addr: SocketAddr,
+        /// The option, e.g. `TCP_NODELAY` or `keepalive`.
+        what: &'static str,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The NBD handshake with the server failed.
     #[error("{addr}")]
     Handshake {
+        /// The server's address.
         addr: SocketAddr,
+        /// What went wrong in the handshake.
         source: HandshakeError,
     },
+    /// The server needs blocks larger than [`KERNEL_MAX_BLOCK`].
     #[error(
         "the export needs blocks of at least {minimum} bytes; the kernel's nbd driver takes at most {KERNEL_MAX_BLOCK}"
     )]
-    BlockSize { minimum: u32 },
+    BlockSize {
+        /// The server's minimum block size, in bytes.
+        minimum: u32,
+    },
+    /// The export's size in blocks does not fit the kernel's `unsigned long` argument (on a
+    /// 32-bit kernel).
     #[error("the export's {size} bytes do not fit this kernel's size argument")]
-    TooLarge { size: u64 },
+    TooLarge {
+        /// The export's usable size, in bytes.
+        size: u64,
+    },
+    /// An ioctl on the device failed, e.g. `NBD_DO_IT` with `EBUSY` when the device is in use.
     #[error("{device}: {ioctl}")]
     Ioctl {
+        /// The device node, `/dev/nbdN`.
         device: String,
+        /// The ioctl's name, e.g. `NBD_SET_SOCK`.
         ioctl: &'static str,
+        /// The operating system's error.
         source: io::Error,
     },
+    /// The thread that runs `NBD_DO_IT` could not be started.
     #[error("starting the NBD_DO_IT thread for {device}")]
-    Thread { device: String, source: io::Error },
+    Thread {
+        /// The device node, `/dev/nbdN`.
+        device: String,
+        /// The operating system's error.
+        source: io::Error,
+    },
 }
 
 /// What the supervisor reports; the caller logs it (`Display` gives a log line).
@@ -142,27 +197,46 @@ pub enum AttachError {
 pub enum NbdEvent {
     /// The kernel runs the device: it can be opened and read.
     Attached {
+        /// The device node, `/dev/nbdN`.
         device: String,
+        /// The server's address that was connected to.
         server: SocketAddr,
+        /// The export name; empty for the server's default export.
         export: String,
+        /// The size the kernel was given, in bytes: whole blocks only.
         size: u64,
+        /// Whether the device is read-only (`:ro`, or the server allows no writes).
         read_only: bool,
     },
     /// An attempt failed before the device was running.
-    Failed { device: String, error: AttachError },
+    Failed {
+        /// The device node, `/dev/nbdN`.
+        device: String,
+        /// Why the attempt failed.
+        error: AttachError,
+    },
     /// The running device lost its connection (`error` from NBD_DO_IT, if it gave one).
     Disconnected {
+        /// The device node, `/dev/nbdN`.
         device: String,
+        /// NBD_DO_IT's error; `None` when it returned without one.
         error: Option<io::Error>,
     },
     /// The next attempt starts after `after`.
     Retrying {
+        /// The device node, `/dev/nbdN`.
         device: String,
+        /// The backoff delay before the next attempt.
         after: Duration,
+        /// Which retry this is: 1 after a failure or a disconnect, counting up while attempts
+        /// keep failing.
         attempt: u32,
     },
     /// [`Attachment::stop`] was called; the supervisor has ended.
-    Stopped { device: String },
+    Stopped {
+        /// The device node, `/dev/nbdN`.
+        device: String,
+    },
 }
 
 impl fmt::Display for NbdEvent {
@@ -224,6 +298,8 @@ pub struct KernelPlan {
     pub size_blocks: u64,
     /// The transmission flags for NBD_SET_FLAGS, with READ_ONLY added for `:ro`.
     pub flags: u16,
+    /// Whether the device is set read-only (BLKROSET): the spec's `:ro`, or the server allows
+    /// no writes.
     pub read_only: bool,
 }
 
@@ -259,6 +335,7 @@ pub struct Attachment {
 }
 
 impl Attachment {
+    /// The device node this supervisor attaches, `/dev/nbdN`.
     pub fn device(&self) -> &str {
         &self.device
     }

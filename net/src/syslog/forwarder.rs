@@ -85,11 +85,14 @@ pub const RECONNECT_BACKOFF: Backoff =
 pub struct ForwarderConfig {
     /// An IP address (IPv6 with or without brackets) or a host name (see [`super`] on names).
     pub host: String,
+    /// The log host's port: `syslog_port=`, or the transport's [`Transport::default_port`].
     pub port: u16,
+    /// UDP, TCP or TLS.
     pub transport: Transport,
     /// HOSTNAME of every line: the worker id or MAC. Can be changed later with
     /// [`Forwarder::set_hostname`]; lines take the value current when they are sent.
     pub hostname: String,
+    /// The facility of every line ([`Facility::Daemon`] by default).
     pub facility: Facility,
     /// Lines buffered while the log host is unreachable; further lines are dropped and counted.
     pub capacity: usize,
@@ -139,17 +142,24 @@ impl ForwarderConfig {
 pub enum Event {
     /// Sending to `peer`. For UDP this only proves a route, not that anyone listens.
     Connected {
+        /// The log host's address connected to.
         peer: SocketAddr,
+        /// The transport in use.
         transport: Transport,
     },
     /// The log host cannot be reached; lines stay buffered and it is retried every `retry_in`
     /// or so, growing. Reported once per outage, not on every retry.
     Unreachable {
+        /// Why the latest attempt failed.
         error: ForwardError,
+        /// The backoff delay before the next attempt.
         retry_in: Duration,
     },
     /// The buffer was full and `count` lines were dropped; a line saying so was just sent.
-    Dropped { count: u64 },
+    Dropped {
+        /// The number of lines dropped since the last such report.
+        count: u64,
+    },
 }
 
 impl fmt::Display for Event {
@@ -176,43 +186,89 @@ fn dropped_message(count: u64) -> String {
 /// Why a line could not be sent.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
+    /// The log host's name could not be resolved.
     #[error("cannot resolve {host}")]
-    Resolve { host: String, source: io::Error },
-    #[error("{host} resolves to no address")]
-    NoAddress { host: String },
-    #[error("cannot connect to {peer} over {transport}")]
-    Connect {
-        peer: SocketAddr,
-        transport: Transport,
+    Resolve {
+        /// The host as configured.
+        host: String,
+        /// The resolver's error.
         source: io::Error,
     },
+    /// The log host's name resolved, but to no address.
+    #[error("{host} resolves to no address")]
+    NoAddress {
+        /// The host as configured.
+        host: String,
+    },
+    /// No address of the log host could be connected to (for UDP: no route to it yet); this
+    /// is the last one tried.
+    #[error("cannot connect to {peer} over {transport}")]
+    Connect {
+        /// The last address tried.
+        peer: SocketAddr,
+        /// The transport; [`Transport::Tls`] for the TCP connection under TLS.
+        transport: Transport,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// Writing a line failed, or, for TCP and TLS, reading from the idle connection did.
     #[error("cannot send to {peer}")]
-    Send { peer: SocketAddr, source: io::Error },
+    Send {
+        /// The log host's address.
+        peer: SocketAddr,
+        /// The operating system's (or TLS) error.
+        source: io::Error,
+    },
+    /// The log host closed the TCP or TLS connection.
     #[error("{peer} closed the connection")]
-    Closed { peer: SocketAddr },
+    Closed {
+        /// The log host's address.
+        peer: SocketAddr,
+    },
+    /// Resolving, connecting (with the TLS handshake) or sending one line took longer than
+    /// [`ForwarderConfig::io_timeout`].
     #[error("{what} took longer than {timeout:?}")]
-    Timeout { what: String, timeout: Duration },
+    Timeout {
+        /// The step that timed out, e.g. `connecting to 192.0.2.1:514`.
+        what: String,
+        /// The limit it exceeded.
+        timeout: Duration,
+    },
     /// The CA bundle for TLS is missing, unreadable, or holds no usable certificate. Retrying
     /// does not help until the file is fixed.
     #[error("cannot use CA file {path} for TLS: {reason}")]
-    CaFile { path: PathBuf, reason: String },
+    CaFile {
+        /// The CA bundle's path.
+        path: PathBuf,
+        /// What is wrong with it, e.g. `the file is empty`.
+        reason: String,
+    },
     /// The host is not something a certificate can be checked against.
     #[error("{host} is not a valid TLS server name")]
-    ServerName { host: String },
+    ServerName {
+        /// The host, without the brackets of an IPv6 literal.
+        host: String,
+    },
     /// The log host's certificate does not verify: an unknown issuer, not valid for the host,
     /// expired, ...
     #[error("the TLS certificate of {host} ({peer}) does not verify: {reason}")]
     Certificate {
+        /// The host the certificate was checked for, without IPv6 brackets.
         host: String,
+        /// The log host's address.
         peer: SocketAddr,
+        /// rustls's verification error.
         reason: rustls::Error,
     },
     /// The TLS handshake failed for another reason (no common protocol version or cipher suite,
     /// an alert from the host, the connection cut).
     #[error("TLS handshake with {host} ({peer}) failed")]
     Handshake {
+        /// The host, without the brackets of an IPv6 literal.
         host: String,
+        /// The log host's address.
         peer: SocketAddr,
+        /// The handshake's error.
         source: io::Error,
     },
 }

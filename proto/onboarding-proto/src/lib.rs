@@ -5,8 +5,6 @@
 //! and IP; the server answers `REGISTERED` (known, not yet onboarded: resend after a backoff)
 //! or `ONBOARDED` with the node's credentials, or a non-OK `status` (NotFound: unknown node).
 
-#![warn(missing_docs)]
-
 /// Google's shared API types, as the onboarding messages use them.
 pub mod google {
     /// `google.rpc`: the `Status` an onboarding response carries on failure.

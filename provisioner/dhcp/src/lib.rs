@@ -48,8 +48,6 @@
 //! without a default route or with several interfaces. Malformed packets are counted in
 //! [`Counters::errors`] and dropped.
 
-#![warn(missing_docs)]
-
 mod boot;
 mod client;
 mod leasefile;

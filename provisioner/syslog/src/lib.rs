@@ -14,8 +14,6 @@
 //! - The sink is called on the receiving task: it must return quickly (the provisioner's store
 //!   queues the message for a batched write).
 
-#![warn(missing_docs)]
-
 mod framing;
 mod parse;
 mod tcp;

@@ -16,8 +16,6 @@
 //! - Unanswered packets are resent after the client's `timeout`, or 1 s doubling, up to
 //!   [`transfer::MAX_SENDS`] sends; then the transfer is given up and counted as failed.
 
-#![warn(missing_docs)]
-
 mod options;
 mod packet;
 mod root;
