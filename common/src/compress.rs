@@ -4,6 +4,8 @@
 use std::fmt;
 use std::io::{self, BufRead, Read};
 
+mod gzip;
+
 /// A stream compression format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Compression {
@@ -69,8 +71,9 @@ pub fn decoder<'a, R: BufRead + 'a>(
     let format = Compression::sniff(&mut reader)?;
     let decoded: Box<dyn Read + 'a> = match format {
         Compression::None => Box::new(reader),
-        // MultiGzDecoder: `cat a.gz b.gz` is a valid gzip stream and tools produce it.
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        // Every member (`cat a.gz b.gz` is a valid gzip stream and tools produce it), then
+        // nothing or zero padding, as GNU gzip reads it.
+        Compression::Gzip => Box::new(gzip::GzipMembers::new(reader)),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
         Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(reader)),
     };
@@ -148,6 +151,39 @@ mod tests {
             data.extend(enc.finish().unwrap());
         }
         roundtrip(data, Compression::Gzip);
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    /// GNU gzip's rule for what follows the last member: zero padding is fine, anything else
+    /// is "trailing garbage" (the init's unpack tests hold it against `gzip -t` itself).
+    #[test]
+    fn gzip_zero_padding_is_accepted_and_trailing_garbage_refused() {
+        let mut padded = gzip(TEXT);
+        padded.extend_from_slice(&[0; 10_000]);
+        roundtrip(padded, Compression::Gzip);
+        for tail in [&b"garbage"[..], &[0, 0, 0, 7]] {
+            let mut spoilt = gzip(TEXT);
+            spoilt.extend_from_slice(tail);
+            let error = decode_all(&spoilt).unwrap_err();
+            assert_eq!(
+                error.kind(),
+                io::ErrorKind::InvalidData,
+                "{tail:?}: {error}"
+            );
+            assert!(error.to_string().contains("trailing garbage"), "{error}");
+        }
+        // The start of a second member that breaks off is a cut stream.
+        let mut broken_member = gzip(TEXT);
+        broken_member.extend_from_slice(&[0x1f, 0x8b, 8]);
+        assert!(decode_all(&broken_member).is_err());
+        let mut cut = gzip(TEXT);
+        cut.truncate(cut.len() - 1);
+        assert!(decode_all(&cut).is_err(), "a cut size trailer is an error");
     }
 
     #[test]

@@ -83,6 +83,19 @@ pub enum RootfsError {
         source: io::Error,
     },
 
+    /// The archive holds no entries (an empty file, or only tar's end blocks): the machine
+    /// would sit in an empty root.
+    #[error(
+        "the rootfs archive {archive} ({format}) has no entries: the image was built without a \
+         rootfs; rebuild it"
+    )]
+    EmptyArchive {
+        /// The archive file.
+        archive: PathBuf,
+        /// The compression detected from its magic bytes.
+        format: Compression,
+    },
+
     /// The directory to unpack into could not be opened.
     #[error("cannot open the new root {path}")]
     OpenTarget {

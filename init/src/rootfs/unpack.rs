@@ -198,6 +198,25 @@ impl Unpacker {
             previous = display_name(&entry.path_bytes());
             self.unpack_entry(&mut entry, &previous)?;
         }
+        if self.entries == 0 {
+            return Err(RootfsError::EmptyArchive {
+                archive: self.context.archive.clone(),
+                format: self.context.format,
+            });
+        }
+        // tar stops at its end blocks; the compressed stream goes on to its checksum (gzip's
+        // CRC32 and size, zstd's content checksum, xz's check) and maybe more. Reading it to
+        // its end makes the decoder check all of it, so a corrupt or padded-with-garbage
+        // archive fails the boot as `gzip -t` / `zstd -t` / `xz -t` would refuse it.
+        io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(|e| {
+            self.context.read_error(
+                format!(
+                    "after its last entry '{previous}', checking the {} stream to its end",
+                    self.context.format
+                ),
+                e,
+            )
+        })?;
         Ok(())
     }
 

@@ -358,3 +358,118 @@ fn an_unknown_entry_type_is_named() {
         "{message}"
     );
 }
+
+/// The compressors' own test mode is the oracle: for each format, an archive compressed by
+/// the real tool (GNU gzip, zstd, xz), intact and spoilt four ways, is unpacked exactly when
+/// `gzip -t` / `zstd -t` / `xz -t` passes it (exit 0). Needs the three tools (scripts/setup.sh).
+#[test]
+fn an_archive_unpacks_exactly_when_its_compressors_test_mode_passes_it() {
+    // Text-like data that compresses but not to nothing, so a flipped bit lands in data.
+    let mut state = 0x2545_f491_u32;
+    let data: Vec<u8> = (0..300_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            b"etc/usr/bin/lib64 \n"[(state % 19) as usize]
+        })
+        .collect();
+    let tar = ArchiveBuilder::new()
+        .dir("etc", 0o755)
+        .file("etc/data", &data, 0o644)
+        .finish();
+    let garbage: Vec<u8> = data.iter().take(4096).map(|byte| byte ^ 0x5a).collect();
+    let spoilt: [(&str, Box<Spoil<'_>>); 5] = [
+        ("intact", Box::new(|_| {})),
+        (
+            "one bit flipped in the middle",
+            Box::new(|bytes| {
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0x10;
+            }),
+        ),
+        (
+            "its last 4 bytes cut",
+            Box::new(|bytes| bytes.truncate(bytes.len() - 4)),
+        ),
+        (
+            "4 KiB of garbage after it",
+            Box::new(|bytes| bytes.extend_from_slice(&garbage)),
+        ),
+        (
+            "512 zero bytes after it",
+            Box::new(|bytes| bytes.extend_from_slice(&[0; 512])),
+        ),
+    ];
+    let mut verdicts = Vec::new();
+    for (tool, extension) in [("gzip", "gz"), ("zstd", "zst"), ("xz", "xz")] {
+        let compressed = run_tool(tool, &["-c"], &tar);
+        for (how, spoil) in &spoilt {
+            let mut bytes = compressed.clone();
+            spoil(&mut bytes);
+            let scratch = Scratch::new(&bytes);
+            let tested = scratch.dir.path().join(format!("tested.tar.{extension}"));
+            std::fs::write(&tested, &bytes).unwrap();
+            let tool_passes = std::process::Command::new(tool)
+                .args(["-q", "-t"])
+                .arg(&tested)
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run {tool} (scripts/setup.sh installs it): {e}"))
+                .success();
+            let ours = unpack(&scratch.archive, &scratch.target);
+            if let Err(error) = &ours {
+                let message = error.to_string();
+                assert!(message.contains("rebuild"), "{tool}, {how}: {message}");
+            }
+            verdicts.push(format!(
+                "{tool}, {how}: {tool} -t {}, unpack {}",
+                if tool_passes { "passes" } else { "refuses" },
+                match &ours {
+                    Ok(_) => "passes".to_string(),
+                    Err(error) => format!("refuses ({error})"),
+                }
+            ));
+            assert_eq!(
+                ours.is_ok(),
+                tool_passes,
+                "{tool}, {how}: our verdict differs from `{tool} -t`:\n{}",
+                verdicts.join("\n")
+            );
+        }
+    }
+}
+
+/// A way to spoil a compressed archive in place.
+type Spoil<'a> = dyn Fn(&mut Vec<u8>) + 'a;
+
+/// `tool ARGS` with `input` on stdin; its stdout.
+fn run_tool(tool: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(tool)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {tool} (scripts/setup.sh installs it): {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(output.status.success(), "{tool} {args:?} failed");
+    output.stdout
+}
+
+#[test]
+fn an_archive_without_entries_is_refused() {
+    for bytes in [Vec::new(), ArchiveBuilder::new().finish()] {
+        for format in FORMATS {
+            let scratch = Scratch::new(&compress(&bytes, format));
+            let message = unpack(&scratch.archive, &scratch.target)
+                .unwrap_err()
+                .to_string();
+            assert!(message.contains("has no entries"), "{format}: {message}");
+        }
+    }
+}
