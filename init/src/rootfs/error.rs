@@ -229,6 +229,20 @@ pub fn display_name(raw: &[u8]) -> String {
     String::from_utf8_lossy(raw).escape_debug().to_string()
 }
 
+/// `text` with its control characters escaped (`\u{1b}`, `\n`), everything else as it is:
+/// for messages that quote what an archive holds.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,5 +251,13 @@ mod tests {
     fn odd_names_are_printable() {
         assert_eq!(display_name(b"a\nb"), "a\\nb");
         assert_eq!(display_name(b"\xff"), "\u{fffd}");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(
+            printable("field 'a\u{1b}[2J\u{7}' isn't a number\r\n"),
+            "field 'a\\u{1b}[2J\\u{7}' isn't a number\\r\\n"
+        );
     }
 }

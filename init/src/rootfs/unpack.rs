@@ -19,7 +19,7 @@ use super::archive;
 use super::beneath::{BeneathError, open_dir_beneath};
 use super::create;
 use super::entry_name::{EntryName, join};
-use super::error::display_name;
+use super::error::{display_name, printable};
 use super::metadata::{Metadata, XattrOutcome};
 use super::{RootfsError, UnpackStats};
 
@@ -84,12 +84,16 @@ impl Context {
         }
     }
 
+    /// A failed read. The tar reader's messages quote the archive's own bytes (a broken
+    /// numeric field, a name): the whole chain is made printable here, so no control byte of
+    /// the archive reaches the console.
     fn read_error(&self, position: String, source: io::Error) -> RootfsError {
+        let text = printable(&bootkit_common::error_chain(&source));
         RootfsError::ReadArchive {
             archive: self.archive.clone(),
             format: self.format,
             position,
-            source,
+            source: io::Error::new(source.kind(), text),
         }
     }
 

@@ -473,3 +473,25 @@ fn an_archive_without_entries_is_refused() {
         }
     }
 }
+
+/// The tar reader quotes a broken header field's bytes in its error; none of them reaches
+/// the console raw (an escape sequence in an archive must not clear the screen or ring).
+#[test]
+fn archive_bytes_in_a_read_error_are_escaped() {
+    let mut tar = ArchiveBuilder::new().file("etc/x", b"x", 0o644).finish();
+    // The size field (12 octal digits at offset 124) holds ESC [2J BEL instead.
+    tar[124..136].copy_from_slice(b"\x1b[2J\x07\x1b[31m12");
+    // A correct header checksum, so the reader gets as far as the size field: the sum of the
+    // header's bytes with the checksum field as spaces, six octal digits, NUL, space.
+    tar[148..156].fill(b' ');
+    let sum: u32 = tar[..512].iter().map(|&byte| u32::from(byte)).sum();
+    tar[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let scratch = Scratch::new(&tar);
+    let message =
+        bootkit_common::error_chain(&unpack(&scratch.archive, &scratch.target).unwrap_err());
+    assert!(
+        !message.chars().any(char::is_control),
+        "a control character reached the message: {message:?}"
+    );
+    assert!(message.contains("\\u{1b}"), "{message}");
+}
