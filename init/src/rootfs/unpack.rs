@@ -144,6 +144,26 @@ struct DeferredDir {
     components: Vec<Vec<u8>>,
     entry: String,
     metadata: Metadata,
+    /// The directory this entry made or kept, so that its metadata goes to it and not to
+    /// whatever a later entry put at the same path (tar's "later entry wins"). `None` for
+    /// the new root itself, which no entry can replace.
+    made: Option<Inode>,
+}
+
+/// A filesystem object's identity.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Inode {
+    device: u64,
+    number: u64,
+}
+
+impl Inode {
+    fn of(stat: &rustix::fs::Stat) -> Inode {
+        Inode {
+            device: stat.st_dev,
+            number: stat.st_ino,
+        }
+    }
 }
 
 /// The directory fd of the previous entry's parent: archives list a directory's files
@@ -284,6 +304,7 @@ impl Unpacker {
             components: Vec::new(),
             entry: shown.to_string(),
             metadata,
+            made: None,
         });
         Ok(())
     }
@@ -337,10 +358,13 @@ impl Unpacker {
     ) -> Result<(), RootfsError> {
         create::dir(parent, file_name)
             .map_err(|e| self.write_error(shown, "create the directory", e))?;
+        let made = rustix::fs::statat(parent, file_name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| self.write_error(shown, "look at the directory it created", e.into()))?;
         self.deferred_dirs.push(DeferredDir {
             components: name.components.iter().map(|c| c.to_vec()).collect(),
             entry: shown.to_string(),
             metadata,
+            made: Some(Inode::of(&made)),
         });
         Ok(())
     }
@@ -514,16 +538,17 @@ impl Unpacker {
     }
 
     /// Modes, owners and times of directories, deepest first, once nothing more is created
-    /// inside them; later entries for the same directory win.
+    /// inside them; later entries for the same directory win. A directory a later entry
+    /// replaced (a file, a symlink, or a new directory after one of those) is no longer at
+    /// its path: its entry's metadata has nothing left to apply to, as with GNU tar.
     fn finish_directories(&mut self) -> Result<(), RootfsError> {
         self.cached_parent = None;
         let mut deferred = std::mem::take(&mut self.deferred_dirs);
         deferred.sort_by_key(|dir| std::cmp::Reverse(dir.components.len()));
         for dir in &deferred {
-            let components: Vec<&[u8]> = dir.components.iter().map(Vec::as_slice).collect();
-            let fd = open_dir_beneath(self.root.as_fd(), &components, false).map_err(|e| {
-                self.beneath_error(e, &dir.entry, "open the directory to set its mode")
-            })?;
+            let Some(fd) = self.still_there(dir)? else {
+                continue;
+            };
             dir.metadata
                 .apply_to_fd(fd.as_fd(), &mut self.xattrs)
                 .map_err(|e| {
@@ -531,6 +556,39 @@ impl Unpacker {
                 })?;
         }
         Ok(())
+    }
+
+    /// The directory `dir`'s entry made, opened, if it is still at its path.
+    fn still_there(&self, dir: &DeferredDir) -> Result<Option<OwnedFd>, RootfsError> {
+        let components: Vec<&[u8]> = dir.components.iter().map(Vec::as_slice).collect();
+        let Some(made) = dir.made else {
+            let fd = open_dir_beneath(self.root.as_fd(), &components, false)
+                .map_err(|e| self.beneath_error(e, &dir.entry, "open the new root"))?;
+            return Ok(Some(fd));
+        };
+        let fd = match open_dir_beneath(self.root.as_fd(), &components, false) {
+            Ok(fd) => fd,
+            // A symlink or a non-directory at the path (or above it) now: a later entry
+            // replaced the directory, and everything is beneath the root by construction.
+            Err(BeneathError::ThroughSymlink(_) | BeneathError::NotADirectory(_)) => {
+                return Ok(None);
+            }
+            Err(BeneathError::Io(error))
+                if error.raw_os_error() == Some(Errno::NOENT.raw_os_error()) =>
+            {
+                return Ok(None);
+            }
+            Err(error) => {
+                return Err(self.beneath_error(
+                    error,
+                    &dir.entry,
+                    "open the directory to set its mode",
+                ));
+            }
+        };
+        let now = rustix::fs::fstat(&fd)
+            .map_err(|e| self.write_error(&dir.entry, "look at the directory", e.into()))?;
+        Ok((Inode::of(&now) == made).then_some(fd))
     }
 
     fn report_skipped_xattrs(&self) {

@@ -495,3 +495,70 @@ fn archive_bytes_in_a_read_error_are_escaped() {
     );
     assert!(message.contains("\\u{1b}"), "{message}");
 }
+
+/// GNU tar is the oracle for an archive that names one path several times: the later entry
+/// wins, and a directory's deferred mode goes to the directory its entry made, never to what
+/// a later entry put at that path. Both extract the same archive; every path compares.
+#[test]
+#[ignore = "needs root: sets the entries' owners (chown), as `tar -xp --same-owner` does"]
+fn a_path_named_twice_ends_as_gnu_tar_leaves_it() {
+    let tar = ArchiveBuilder::new()
+        // A directory, then a file of that name.
+        .dir("d", 0o755)
+        .file("d", b"now a file", 0o640)
+        // A directory, then a symlink of that name.
+        .dir("s", 0o750)
+        .symlink("s", "d")
+        // A directory, a file, then a directory again.
+        .dir("back", 0o700)
+        .file("back", b"x", 0o600)
+        .dir("back", 0o751)
+        // A directory listed twice with files inside: the later mode wins.
+        .dir("twice", 0o700)
+        .file("twice/inside", b"kept", 0o644)
+        .dir("twice", 0o755)
+        .finish();
+    let scratch = Scratch::new(&tar);
+    unpack(&scratch.archive, &scratch.target).unwrap();
+    let gnu = scratch.dir.path().join("gnu");
+    std::fs::create_dir(&gnu).unwrap();
+    let status = std::process::Command::new("tar")
+        .args(["-x", "-p", "--same-owner", "-f"])
+        .arg(&scratch.archive)
+        .arg("-C")
+        .arg(&gnu)
+        .status()
+        .unwrap();
+    assert!(status.success(), "GNU tar could not extract the archive");
+    let describe = |root: &Path| -> Vec<String> {
+        ["d", "s", "back", "twice", "twice/inside"]
+            .iter()
+            .map(|name| {
+                let path = root.join(name);
+                let meta = std::fs::symlink_metadata(&path).unwrap();
+                let kind = if meta.file_type().is_symlink() {
+                    format!(
+                        "symlink to {}",
+                        std::fs::read_link(&path).unwrap().display()
+                    )
+                } else if meta.is_dir() {
+                    format!("directory {:o}", meta.mode() & 0o7777)
+                } else {
+                    format!("file {:o}", meta.mode() & 0o7777)
+                };
+                format!("{name}: {kind}")
+            })
+            .collect()
+    };
+    assert_eq!(describe(&scratch.target), describe(&gnu));
+    assert_eq!(
+        describe(&scratch.target),
+        [
+            "d: file 640",
+            "s: symlink to d",
+            "back: directory 751",
+            "twice: directory 755",
+            "twice/inside: file 644",
+        ]
+    );
+}
