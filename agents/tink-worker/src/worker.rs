@@ -11,7 +11,7 @@ pub mod adapters;
 pub mod power;
 
 use std::future::Future;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use bootkit_common::backoff::{Backoff, Delays};
@@ -19,6 +19,7 @@ use bootkit_common::error_chain;
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{Action, ActionReport, ActionState};
+use crate::worker_dir;
 use power::{PowerAction, PowerControl};
 
 /// How many output lines of a failed action go into its status message.
@@ -298,7 +299,9 @@ impl<S: WorkflowServer, R: ActionRunner, P: PowerControl> Worker<S, R, P> {
             action.workflow_id,
             action.image
         );
-        if let Err(err) = create_workflow_dir(&self.settings.worker_dir, &action.workflow_id) {
+        if let Err(err) =
+            worker_dir::create_workflow_dir(&self.settings.worker_dir, &action.workflow_id)
+        {
             tracing::error!("not running action {}: {err}", action.name);
             let delay = self.settings.unreachable.next_delay();
             self.pause(delay).await;
@@ -499,32 +502,6 @@ impl<S: WorkflowServer, R: ActionRunner, P: PowerControl> Worker<S, R, P> {
             tokio::time::sleep(delay).await;
         }
     }
-}
-
-/// `<worker_dir>/<workflow_id>`, the actions' `/workflow`. The id comes from the server
-/// and becomes a host path mounted into privileged containers: only plain relative names
-/// (Tinkerbell's `namespace/name` included) are accepted.
-fn create_workflow_dir(worker_dir: &Path, workflow_id: &str) -> Result<PathBuf, String> {
-    let relative = Path::new(workflow_id);
-    let plain = relative
-        .components()
-        .all(|component| matches!(component, Component::Normal(_)));
-    if workflow_id.is_empty() || !plain {
-        return Err(format!(
-            "the workflow id {workflow_id:?} is not a plain relative name, so it cannot name \
-             a directory under {}; check the workflow service",
-            worker_dir.display()
-        ));
-    }
-    let dir = worker_dir.join(relative);
-    std::fs::create_dir_all(&dir).map_err(|err| {
-        format!(
-            "cannot create the workflow directory {}: {err}; is {} writable?",
-            dir.display(),
-            worker_dir.display()
-        )
-    })?;
-    Ok(dir)
 }
 
 fn report_of(

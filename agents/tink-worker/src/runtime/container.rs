@@ -60,7 +60,7 @@ pub struct ContainerRequest {
     pub name: String,
     /// The image as the template writes it (pulled beforehand).
     pub image: String,
-    /// `<worker_dir>/<workflow_id>` is mounted as `/workflow`.
+    /// `<worker_dir>/<worker_dir::workflow_dir_name(workflow_id)>` is mounted as `/workflow`.
     pub workflow_id: String,
     /// Command and arguments, combined with the image's as [`ContainerRequest::args_mode`] says.
     pub command: Vec<String>,
@@ -345,17 +345,10 @@ impl Runtime {
             }
         }
         let worker_dir = &self.config.worker_dir;
-        let workflow_dir = worker_dir.join(&action.workflow_id);
-        if action.workflow_id.is_empty()
-            || action.workflow_id.contains('/')
-            || action.workflow_id.starts_with('.')
-        {
-            return Err(RuntimeError::InvalidAction(format!(
-                "workflow ID {:?} cannot name a directory under {}",
-                action.workflow_id,
-                worker_dir.display()
-            )));
-        }
+        let workflow_dir = worker_dir.join(
+            crate::worker_dir::workflow_dir_name(&action.workflow_id)
+                .map_err(RuntimeError::InvalidAction)?,
+        );
         std::fs::create_dir_all(&workflow_dir)
             .map_err(|e| RuntimeError::io(format!("creating {}", workflow_dir.display()), e))?;
         binds.push(BindMount {

@@ -14,8 +14,7 @@ pub use bootkit_common::power::PowerAction;
 
 /// The action environment key that asks for a power action at the end of the workflow.
 pub const AFTER_ENV_KEY: &str = "TINK_WORKER_AFTER";
-/// The file, relative to the worker directory, whose presence asks for a reboot.
-pub const REBOOT_FILE: &str = "reboot";
+use crate::worker_dir::REBOOT_FILE;
 
 /// The request an action's environment (`K=V` entries) makes, if any.
 pub fn requested_by_environment(environment: &[String]) -> Option<PowerAction> {
