@@ -173,6 +173,11 @@ fn record_attributes(
 
 fn action_response(workflow_id: String, agent_id: &str, action: ActionRecord) -> ActionResponse {
     let pid = (!action.pid.is_empty()).then_some(action.pid);
+    let network = (!action.network.is_empty()).then_some(action.network);
+    let namespaces = (pid.is_some() || network.is_some()).then(|| Namespaces {
+        network,
+        pid: pid.clone(),
+    });
     ActionResponse {
         workflow_id: Some(workflow_id),
         task_id: Some(action.task_id),
@@ -184,10 +189,7 @@ fn action_response(workflow_id: String, agent_id: &str, action: ActionRecord) ->
         command: action.command,
         volumes: action.volumes,
         environment: action.environment,
-        namespaces: pid.clone().map(|pid| Namespaces {
-            network: None,
-            pid: Some(pid),
-        }),
+        namespaces,
         pid,
     }
 }

@@ -31,6 +31,9 @@ impl FieldError {
 pub struct Template {
     /// Template format version (Tinkerbell's `"0.1"`); required.
     pub version: Option<String>,
+    /// Upstream's template id (tink v0.12 and Tinkerbell write it); kept as written, the
+    /// provisioner's own template id is the stored record's.
+    pub id: Option<String>,
     /// The template's name; required.
     pub name: Option<String>,
     /// Seconds the whole workflow may take.
@@ -85,8 +88,39 @@ pub struct Action {
     /// Environment, overlaid on the task's.
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
-    /// PID namespace: `host` shares the host's; absent: the container's own.
+    /// PID namespace: `host` shares the host's; absent: the container's own (tink v0.12's
+    /// key; current Tinkerbell writes `namespaces.pid`).
     pub pid: Option<String>,
+    /// The Linux namespaces the action's container runs in (current Tinkerbell).
+    pub namespaces: Option<ActionNamespaces>,
+}
+
+/// `namespaces:` of an action, as current Tinkerbell writes it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionNamespaces {
+    /// `host`: the host's network; another value names the network the worker puts the
+    /// container in; absent: the worker's default.
+    pub network: Option<String>,
+    /// `host`: the host's PID namespace; absent: the container's own.
+    pub pid: Option<String>,
+}
+
+impl Action {
+    /// The PID namespace asked for, by either key; `None`: the container's own.
+    pub fn pid_namespace(&self) -> Option<&str> {
+        self.namespaces
+            .as_ref()
+            .and_then(|namespaces| namespaces.pid.as_deref())
+            .or(self.pid.as_deref())
+    }
+
+    /// The network namespace asked for (`namespaces.network`); `None`: the worker's default.
+    pub fn network_namespace(&self) -> Option<&str> {
+        self.namespaces
+            .as_ref()
+            .and_then(|namespaces| namespaces.network.as_deref())
+    }
 }
 
 impl Template {
@@ -112,6 +146,22 @@ impl Template {
                 let at = format!("{actions}[{action_index}]");
                 required(&format!("{at}.image"), &action.image)?;
                 non_negative(&format!("{at}.timeout"), action.timeout)?;
+                let both_pids = action
+                    .namespaces
+                    .as_ref()
+                    .and_then(|namespaces| namespaces.pid.as_ref())
+                    .zip(action.pid.as_ref());
+                if let Some((namespaced, legacy)) = both_pids
+                    && namespaced != legacy
+                {
+                    return Err(FieldError::new(
+                        format!("{at}.namespaces.pid"),
+                        format!(
+                            "{namespaced:?} contradicts the action's `pid: {legacy}`; keep one of \
+                             the two keys"
+                        ),
+                    ));
+                }
             }
         }
         Ok(())
@@ -279,6 +329,42 @@ tasks:
         let error = Template::parse(&yaml).unwrap_err();
         assert_eq!(error.field, "tasks[0].actions[0]", "{error}");
         assert!(error.reason.contains("pidd"), "{error}");
+    }
+
+    /// Current Tinkerbell's keys: a top-level `id` and `namespaces: {network, pid}`.
+    #[test]
+    fn upstreams_id_and_namespaces_are_accepted_and_honoured() {
+        let yaml = VALID
+            .replace("version: \"0.1\"", "version: \"0.1\"\nid: 5f1e-template")
+            .replace(
+                "        pid: host\n",
+                "        namespaces:\n          network: host\n          pid: host\n",
+            );
+        let template = Template::parse(&yaml).unwrap();
+        assert_eq!(template.id.as_deref(), Some("5f1e-template"));
+        let action = &template.tasks[0].actions[0];
+        assert_eq!(action.network_namespace(), Some("host"));
+        assert_eq!(action.pid_namespace(), Some("host"));
+        // tink v0.12's `pid:` alone means the same PID namespace.
+        let legacy = Template::parse(VALID).unwrap();
+        assert_eq!(legacy.tasks[0].actions[0].pid_namespace(), Some("host"));
+        assert_eq!(legacy.tasks[0].actions[0].network_namespace(), None);
+    }
+
+    #[test]
+    fn a_misspelt_or_contradicting_namespace_is_named() {
+        let misspelt = VALID.replace(
+            "        pid: host\n",
+            "        namespaces:\n          netwrok: host\n",
+        );
+        let error = Template::parse(&misspelt).unwrap_err();
+        assert!(error.to_string().contains("netwrok"), "{error}");
+        let contradicting = VALID.replace(
+            "        pid: host\n",
+            "        pid: host\n        namespaces:\n          pid: container\n",
+        );
+        let error = Template::parse(&contradicting).unwrap_err();
+        assert_eq!(error.field, "tasks[0].actions[0].namespaces.pid", "{error}");
     }
 
     #[test]

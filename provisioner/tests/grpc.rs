@@ -63,6 +63,65 @@ fn status(
     }
 }
 
+/// A template as current Tinkerbell writes it: a top-level `id` and an action's
+/// `namespaces: {network, pid}`. Both are accepted, and the namespaces reach the worker in
+/// `ActionResponse.namespaces` (the deprecated `pid` field too).
+#[tokio::test]
+async fn a_template_with_upstreams_keys_serves_the_actions_namespaces() {
+    const UPSTREAM: &str = r#"
+version: "0.1"
+name: upstream-shaped
+id: 0b5d3c4e-8a52-4f2c-9c0e-5d6b2f1a7e90
+global_timeout: 1800
+tasks:
+  - name: os
+    worker: "{{.device_1}}"
+    actions:
+      - name: host-namespaces
+        image: 127.0.0.1:5000/write:1
+        timeout: 60
+        namespaces:
+          network: host
+          pid: host
+      - name: own-namespaces
+        image: 127.0.0.1:5000/write:1
+        timeout: 60
+"#;
+    let db = TestDb::new();
+    let store = db.open();
+    store.create_hardware(&common::hardware_spec()).unwrap();
+    let template = store.create_template(UPSTREAM, None).unwrap();
+    let map = std::collections::BTreeMap::from([("device_1".to_string(), MAC.to_string())]);
+    store.create_workflow(&template.id, &map).unwrap();
+    drop(store);
+    let server = TestServer::start(&db.path()).await;
+    let mut client = server.current().await;
+
+    let first = next_action(&mut client, MAC).await;
+    let namespaces = first.namespaces.clone().expect("namespaces are served");
+    assert_eq!(namespaces.network.as_deref(), Some("host"));
+    assert_eq!(namespaces.pid.as_deref(), Some("host"));
+    assert_eq!(
+        first.pid.as_deref(),
+        Some("host"),
+        "the deprecated field too"
+    );
+    report(
+        &mut client,
+        status(&first, StateType::Running, 100, None, ""),
+    )
+    .await;
+    report(
+        &mut client,
+        status(&first, StateType::Success, 100, Some(101), "ok"),
+    )
+    .await;
+    let second = next_action(&mut client, MAC).await;
+    assert_eq!(second.name(), "own-namespaces");
+    assert_eq!(second.namespaces, None);
+    assert_eq!(second.pid, None);
+}
+
 /// Upstream's tink-agent sends Go's zero time (0001-01-01, `seconds = -62135596800`) as the
 /// start of an action it did not stamp; proto's default is 0. Neither is a start: the
 /// workflow and the action start when the server receives the report.

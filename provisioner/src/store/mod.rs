@@ -125,6 +125,7 @@ CREATE TABLE IF NOT EXISTS actions (
     volumes TEXT NOT NULL,
     environment TEXT NOT NULL,
     pid TEXT NOT NULL,
+    network TEXT NOT NULL DEFAULT '',
     state TEXT NOT NULL,
     started_ms INTEGER,
     stopped_ms INTEGER,
@@ -209,6 +210,7 @@ impl Store {
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
         connection.execute_batch(SCHEMA)?;
+        add_missing_columns(&connection)?;
         Ok(Self {
             connection: Mutex::new(connection),
         })
@@ -223,6 +225,26 @@ impl Store {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Columns added after a table was first created: a database made by an older provisioner
+/// gets them (`CREATE TABLE IF NOT EXISTS` leaves an existing table as it is).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("actions", "network", "TEXT NOT NULL DEFAULT ''")];
+
+fn add_missing_columns(connection: &Connection) -> Result<()> {
+    for (table, column, definition) in ADDED_COLUMNS {
+        let present: bool = connection.query_row(
+            &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+            [column],
+            |row| row.get(0),
+        )?;
+        if !present {
+            connection.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+            ))?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -248,4 +270,38 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T>
 
 pub(crate) fn parse_state(text: &str) -> Result<crate::state::State> {
     text.parse().map_err(StoreError::Corrupt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database an older provisioner made has `actions` without `network`: opening it adds
+    /// the column (empty for the actions already there), and opening again changes nothing.
+    #[test]
+    fn an_older_database_gets_the_columns_added_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old_schema = SCHEMA.replace("    network TEXT NOT NULL DEFAULT '',\n", "");
+        assert_ne!(old_schema, SCHEMA, "the old schema lacks the column");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(&old_schema).unwrap();
+        drop(old);
+        for _ in 0..2 {
+            drop(Store::open(&path).unwrap());
+        }
+        let connection = Connection::open(&path).unwrap();
+        let columns: Vec<String> = connection
+            .prepare("SELECT name FROM pragma_table_info('actions')")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            columns.iter().filter(|name| *name == "network").count(),
+            1,
+            "{columns:?}"
+        );
+    }
 }

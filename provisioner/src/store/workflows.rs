@@ -63,6 +63,8 @@ pub struct ActionRecord {
     pub environment: Vec<String>,
     /// PID namespace: `host` shares the host's; empty: the container's own.
     pub pid: String,
+    /// Network namespace: `host`, another network's name, or empty for the worker's default.
+    pub network: String,
     /// PENDING until reported, then the reported state.
     pub state: State,
     /// When the worker says it started (RFC 3339, ms).
@@ -194,8 +196,10 @@ fn insert_actions(
             let volumes: Vec<&String> = task.volumes.iter().chain(&action.volumes).collect();
             transaction.execute(
                 "INSERT INTO actions (workflow_id, position, task_id, task_name, worker, action_id, name,
-                    image, timeout, command, on_timeout, on_failure, volumes, environment, pid, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'PENDING')",
+                    image, timeout, command, on_timeout, on_failure, volumes, environment, pid,
+                    network, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                    'PENDING')",
                 params![
                     workflow_id,
                     position,
@@ -211,7 +215,8 @@ fn insert_actions(
                     to_json(&action.on_failure)?,
                     to_json(&volumes)?,
                     to_json(&environment)?,
-                    action.pid.clone().unwrap_or_default(),
+                    action.pid_namespace().unwrap_or_default(),
+                    action.network_namespace().unwrap_or_default(),
                 ],
             )?;
             position += 1;
@@ -256,7 +261,8 @@ pub(crate) fn load_workflow(connection: &Connection, id: &str) -> Result<Workflo
 }
 
 const ACTION_COLUMNS: &str = "task_id, task_name, worker, action_id, name, image, timeout, command,
-    on_timeout, on_failure, volumes, environment, pid, state, started_ms, stopped_ms, duration_ms, message";
+    on_timeout, on_failure, volumes, environment, pid, state, started_ms, stopped_ms, duration_ms, message,
+    network";
 
 pub(crate) fn load_actions(
     connection: &Connection,
@@ -298,5 +304,6 @@ fn action_record(row: &Row<'_>) -> Result<ActionRecord> {
         stopped_at: time(15)?,
         duration_ms: row.get(16)?,
         message: row.get(17)?,
+        network: row.get(18)?,
     })
 }
