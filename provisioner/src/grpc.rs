@@ -281,6 +281,9 @@ fn legacy_state(state: State) -> LegacyState {
 }
 
 fn workflow_action(action: ActionRecord) -> WorkflowAction {
+    // tink v0.12 sends the task's rendered `worker` (normally the MAC), and its worker runs
+    // only the actions whose worker_id is its own id.
+    let worker_id = action.rendered_worker().to_string();
     WorkflowAction {
         task_name: action.task_name,
         name: action.name,
@@ -289,7 +292,7 @@ fn workflow_action(action: ActionRecord) -> WorkflowAction {
         command: action.command,
         on_timeout: action.on_timeout,
         on_failure: action.on_failure,
-        worker_id: action.worker,
+        worker_id,
         volumes: action.volumes,
         environment: action.environment,
         pid: action.pid,

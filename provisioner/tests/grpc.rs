@@ -278,7 +278,8 @@ async fn the_legacy_protocol_drives_three_actions_to_success() {
     assert_eq!(first[0].workflow_id, workflow.id);
     assert_eq!(first[0].current_action_index, 0);
     assert_eq!(first[0].current_action_state(), LegacyState::Pending);
-    assert_eq!(first[0].current_worker, HARDWARE_ID);
+    // tink v0.12 names the worker as the template rendered it: here the hardware map's MAC.
+    assert_eq!(first[0].current_worker, MAC);
     assert_eq!(first[0].total_number_of_actions, 3);
 
     let request = WorkflowActionsRequest {
@@ -295,7 +296,7 @@ async fn the_legacy_protocol_drives_three_actions_to_success() {
         .map(|a| (a.task_name.as_str(), a.name.as_str()))
         .collect();
     assert_eq!(names, TEMPLATE_ACTIONS);
-    assert!(actions.iter().all(|action| action.worker_id == HARDWARE_ID));
+    assert!(actions.iter().all(|action| action.worker_id == MAC));
     assert_eq!(actions[2].on_failure, ["echo", "failed"]);
     assert_eq!(actions[1].pid, "host");
 

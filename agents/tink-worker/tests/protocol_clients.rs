@@ -540,3 +540,57 @@ fn an_unreadable_ca_bundle_is_a_clear_setup_error() {
         "{text}"
     );
 }
+
+/// tink v0.12's rule, as the provisioner serves it: an action's `worker_id` is the task's
+/// rendered `worker` (the MAC of the hardware map), and the legacy worker runs only actions
+/// whose `worker_id` is its own id. A worker whose id is its MAC, for hardware named
+/// `machine-1`, gets the action.
+#[tokio::test]
+async fn a_legacy_worker_named_by_its_mac_gets_the_action_for_named_hardware() {
+    use provisioner::server::{Protocols, RunningServer, ServeOptions};
+    use provisioner::store::{HardwareSpec, Store};
+
+    const MAC: &str = "52:54:00:e2:e0:07";
+    within_limit(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("provisioner.db")).unwrap());
+        let hardware =
+            HardwareSpec::parse(&format!(r#"{{"id": "machine-1", "macs": ["{MAC}"]}}"#)).unwrap();
+        store.create_hardware(&hardware).unwrap();
+        let template = store
+            .create_template(
+                "version: \"0.1\"\nname: one\ntasks:\n  - name: os\n    worker: \"{{.device_1}}\"\n    \
+                 actions:\n      - name: write\n        image: busybox\n        timeout: 60\n",
+                None,
+            )
+            .unwrap();
+        let map = std::collections::BTreeMap::from([("device_1".to_string(), MAC.to_string())]);
+        let workflow = store.create_workflow(&template.id, &map).unwrap();
+        let options = ServeOptions {
+            grpc: "127.0.0.1:0".parse().unwrap(),
+            http: None,
+            tls: None,
+            protocols: Protocols::Legacy,
+            admin: Default::default(),
+            boot: None,
+        };
+        let server = RunningServer::start(Arc::clone(&store), &options)
+            .await
+            .unwrap();
+        let mut client = WorkflowClient::new(
+            &server.grpc_addr.to_string(),
+            &ServerTls::Plaintext,
+            MAC,
+            ProtocolChoice::Legacy,
+        )
+        .unwrap();
+        let action = client
+            .next_action(&attributes())
+            .await
+            .unwrap()
+            .expect("the worker named by its MAC gets the action");
+        assert_eq!(action.workflow_id, workflow.id);
+        assert_eq!(action.name, "write");
+    })
+    .await;
+}

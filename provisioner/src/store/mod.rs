@@ -126,6 +126,7 @@ CREATE TABLE IF NOT EXISTS actions (
     environment TEXT NOT NULL,
     pid TEXT NOT NULL,
     network TEXT NOT NULL DEFAULT '',
+    worker_address TEXT NOT NULL DEFAULT '',
     state TEXT NOT NULL,
     started_ms INTEGER,
     stopped_ms INTEGER,
@@ -229,7 +230,10 @@ impl Store {
 
 /// Columns added after a table was first created: a database made by an older provisioner
 /// gets them (`CREATE TABLE IF NOT EXISTS` leaves an existing table as it is).
-const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("actions", "network", "TEXT NOT NULL DEFAULT ''")];
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("actions", "network", "TEXT NOT NULL DEFAULT ''"),
+    ("actions", "worker_address", "TEXT NOT NULL DEFAULT ''"),
+];
 
 fn add_missing_columns(connection: &Connection) -> Result<()> {
     for (table, column, definition) in ADDED_COLUMNS {
@@ -282,7 +286,9 @@ mod tests {
     fn an_older_database_gets_the_columns_added_since() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
-        let old_schema = SCHEMA.replace("    network TEXT NOT NULL DEFAULT '',\n", "");
+        let old_schema = SCHEMA
+            .replace("    network TEXT NOT NULL DEFAULT '',\n", "")
+            .replace("    worker_address TEXT NOT NULL DEFAULT '',\n", "");
         assert_ne!(old_schema, SCHEMA, "the old schema lacks the column");
         let old = Connection::open(&path).unwrap();
         old.execute_batch(&old_schema).unwrap();
@@ -298,10 +304,12 @@ mod tests {
             .unwrap()
             .collect::<std::result::Result<_, _>>()
             .unwrap();
-        assert_eq!(
-            columns.iter().filter(|name| *name == "network").count(),
-            1,
-            "{columns:?}"
-        );
+        for added in ["network", "worker_address"] {
+            assert_eq!(
+                columns.iter().filter(|name| *name == added).count(),
+                1,
+                "{added}: {columns:?}"
+            );
+        }
     }
 }

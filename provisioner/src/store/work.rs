@@ -58,7 +58,8 @@ pub struct ActionReport<'a> {
 pub struct WorkflowContext {
     /// The workflow.
     pub workflow_id: String,
-    /// The hardware id of the worker of the current action.
+    /// The current action's worker as the template rendered it (normally a MAC), as tink
+    /// v0.12 reports it.
     pub current_worker: String,
     /// The current action's task name.
     pub current_task: String,
@@ -144,7 +145,7 @@ impl Store {
                 .unwrap_or(0);
             let current = &actions[index];
             contexts.push(WorkflowContext {
-                current_worker: current.worker.clone(),
+                current_worker: current.rendered_worker().to_string(),
                 current_task: current.task_name.clone(),
                 current_action: current.name.clone(),
                 current_action_index: index,

@@ -43,6 +43,9 @@ pub struct ActionRecord {
     pub task_name: String,
     /// The hardware id of the worker that runs this action.
     pub worker: String,
+    /// The task's `worker` as the template rendered it (normally a MAC): what tink v0.12
+    /// sends as the action's `worker_id`. Empty for actions stored before it was kept.
+    pub worker_address: String,
     /// Unique; generated.
     pub action_id: String,
     /// The action's name in the template.
@@ -75,6 +78,18 @@ pub struct ActionRecord {
     pub duration_ms: Option<i64>,
     /// The worker's last message (an error, for a failure).
     pub message: String,
+}
+
+impl ActionRecord {
+    /// The worker as the template named it: the rendered address, or the hardware id for
+    /// actions stored before the address was kept.
+    pub fn rendered_worker(&self) -> &str {
+        if self.worker_address.is_empty() {
+            &self.worker
+        } else {
+            &self.worker_address
+        }
+    }
 }
 
 impl Store {
@@ -197,9 +212,9 @@ fn insert_actions(
             transaction.execute(
                 "INSERT INTO actions (workflow_id, position, task_id, task_name, worker, action_id, name,
                     image, timeout, command, on_timeout, on_failure, volumes, environment, pid,
-                    network, state)
+                    network, worker_address, state)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                    'PENDING')",
+                    ?17, 'PENDING')",
                 params![
                     workflow_id,
                     position,
@@ -217,6 +232,7 @@ fn insert_actions(
                     to_json(&environment)?,
                     action.pid_namespace().unwrap_or_default(),
                     action.network_namespace().unwrap_or_default(),
+                    worker_text,
                 ],
             )?;
             position += 1;
@@ -262,7 +278,7 @@ pub(crate) fn load_workflow(connection: &Connection, id: &str) -> Result<Workflo
 
 const ACTION_COLUMNS: &str = "task_id, task_name, worker, action_id, name, image, timeout, command,
     on_timeout, on_failure, volumes, environment, pid, state, started_ms, stopped_ms, duration_ms, message,
-    network";
+    network, worker_address";
 
 pub(crate) fn load_actions(
     connection: &Connection,
@@ -305,5 +321,6 @@ fn action_record(row: &Row<'_>) -> Result<ActionRecord> {
         duration_ms: row.get(16)?,
         message: row.get(17)?,
         network: row.get(18)?,
+        worker_address: row.get(19)?,
     })
 }
