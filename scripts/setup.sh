@@ -32,10 +32,13 @@ kernel_link="$kernel_dir/linux-image-amd64.deb"
 #   ipxe             ipxe.efi, undionly.kpxe: what the provisioner's TFTP serves (/usr/lib/ipxe)
 #   ipxe-qemu, seabios  the NIC's iPXE option ROM and the BIOS of the PXE tests' BIOS machine
 #   chromium         headless, for the provisioner status page's test
+#   python3-grpcio, python3-protobuf, protobuf-compiler-grpc
+#                    the independent gRPC peers of the Tinkerbell protocol tests (Python,
+#                    generated from proto/ with protoc and grpc_python_plugin)
 packages=(qemu-system-x86 qemu-utils zstd busybox-static cpio xz-utils liblzma-dev ovmf e2fsprogs iproute2 dnsmasq-base
     gdisk fdisk dosfstools mtools systemd-boot-efi binutils bmap-tools
     protobuf-compiler libprotobuf-dev containerd runc docker-registry curl
-    ipxe ipxe-qemu seabios chromium)
+    ipxe ipxe-qemu seabios chromium python3-grpcio python3-protobuf protobuf-compiler-grpc)
 
 log() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }

@@ -27,6 +27,8 @@ pub mod legacy {
 }
 
 pub mod dual;
+#[cfg(feature = "python-peer")]
+pub mod python_peer;
 pub mod report;
 
 /// The gRPC service name both protocols use.
