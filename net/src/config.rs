@@ -262,8 +262,23 @@ struct Parser {
     interface_name: Option<String>,
     hw_addr: Option<MacAddr>,
     worker_mac: Option<MacAddr>,
+    /// pxelinux's `BOOTIF=01-<mac>`: the NIC the firmware booted from.
+    boot_nic: Option<MacAddr>,
     tinkerbell_vlan_id: Option<u16>,
 }
+
+/// dracut network keys (dracut.cmdline(7)) this stack does not apply yet: each is named in a
+/// warning rather than passed over in silence, so nobody is left wondering why a bond or a
+/// rename did not happen.
+const UNSUPPORTED_DRACUT_KEYS: &[&str] = &[
+    "ifname",
+    "bond",
+    "team",
+    "bridge",
+    "bootdev",
+    "rd.peerdns",
+    "rd.bootif",
+];
 
 impl Parser {
     fn apply(&mut self, key: &str, value: &str) {
@@ -286,6 +301,11 @@ impl Parser {
                 values::interface_name(value).map(|name| self.interface_name = Some(name))
             }
             "hw_addr" => values::mac(value).map(|mac| self.hw_addr = Some(mac)),
+            "BOOTIF" => boot_nic(value).map(|mac| self.boot_nic = Some(mac)),
+            _ if UNSUPPORTED_DRACUT_KEYS.contains(&key) => Err(format!(
+                "dracut's {key}= is not supported by the bootkit's network stack yet and is \
+                 ignored; expected the interface to be configured with ip= instead"
+            )),
             // A worker id that is not a MAC is an agent id: valid, just not about interfaces.
             "worker_id" => {
                 self.worker_mac = values::mac(value).ok();
@@ -329,11 +349,13 @@ impl Parser {
     }
 
     fn finish(mut self) -> NetConfig {
-        // An operator's explicit interface= beats the MACs that smee writes for every machine.
-        self.config.selector = match (self.interface_name, self.hw_addr, self.worker_mac) {
-            (Some(name), _, _) => InterfaceSelector::Name(name),
-            (None, Some(mac), _) | (None, None, Some(mac)) => InterfaceSelector::Mac(mac),
-            (None, None, None) => InterfaceSelector::AllPhysical,
+        // An operator's explicit interface= beats the MACs that smee writes for every machine;
+        // the NIC the firmware booted from (BOOTIF=) beats the worker id's MAC.
+        let mac = self.hw_addr.or(self.boot_nic).or(self.worker_mac);
+        self.config.selector = match (self.interface_name, mac) {
+            (Some(name), _) => InterfaceSelector::Name(name),
+            (None, Some(mac)) => InterfaceSelector::Mac(mac),
+            (None, None) => InterfaceSelector::AllPhysical,
         };
         if let Some(id) = self.tinkerbell_vlan_id {
             // Tinkerbell puts the VLAN on the interface with the hw_addr= MAC; without one
@@ -368,4 +390,13 @@ fn carrier_timeout(value: &str) -> Result<Duration, String> {
         Ok(seconds) if seconds <= MAX_CARRIER_TIMEOUT.as_secs() => Ok(Duration::from_secs(seconds)),
         _ => Err(format!("{value:?} seconds is too long: {expected}")),
     }
+}
+
+/// pxelinux's `BOOTIF=01-52-54-00-12-34-56`: the ARP hardware type (01, Ethernet) and the
+/// MAC in dashes.
+fn boot_nic(value: &str) -> Result<MacAddr, String> {
+    let mac = value.strip_prefix("01-").ok_or_else(|| {
+        "expected 01-<mac in dashes> (pxelinux's form, e.g. 01-52-54-00-12-34-56)".to_string()
+    })?;
+    values::mac(mac)
 }

@@ -1011,3 +1011,52 @@ fn every_valid_example_is_accepted_by_its_key() {
         parse_clean(key, value);
     }
 }
+
+/// pxelinux's `BOOTIF=01-<mac>` names the NIC the firmware booted from: DHCP goes there
+/// (dracut's rd.bootif), unless hw_addr= or interface= say otherwise; it beats worker_id.
+#[test]
+fn bootif_selects_the_boot_nic() {
+    let config = parse_clean("BOOTIF", "01-52-54-00-12-34-56");
+    assert_eq!(
+        config.selector,
+        InterfaceSelector::Mac(mac("52:54:00:12:34:56"))
+    );
+    let config = parse_pairs(&[
+        ("worker_id", "52:54:00:00:00:01"),
+        ("BOOTIF", "01-52-54-00-12-34-56"),
+    ]);
+    assert_eq!(
+        config.selector,
+        InterfaceSelector::Mac(mac("52:54:00:12:34:56"))
+    );
+    let config = parse_pairs(&[
+        ("BOOTIF", "01-52-54-00-12-34-56"),
+        ("hw_addr", "52:54:00:00:00:02"),
+    ]);
+    assert_eq!(
+        config.selector,
+        InterfaceSelector::Mac(mac("52:54:00:00:00:02"))
+    );
+    let warning = parse_refused("BOOTIF", "52-54-00-12-34-56");
+    assert!(warning.problem.contains("01-"), "{warning}");
+}
+
+/// dracut's network keys this stack does not apply are named in a warning, never skipped in
+/// silence (dracut.cmdline(7) forms).
+#[test]
+fn dracut_network_keys_not_applied_yet_are_named() {
+    for (key, value) in [
+        ("ifname", "lan0:52:54:00:12:34:56"),
+        ("bond", "bond0:eth0,eth1:mode=active-backup"),
+        ("team", "team0:eth0,eth1"),
+        ("bridge", "br0:eth0"),
+        ("bootdev", "eth0"),
+        ("rd.peerdns", "0"),
+    ] {
+        let warning = parse_refused(key, value);
+        assert!(
+            warning.problem.contains("not supported") && warning.to_string().contains(key),
+            "{warning}"
+        );
+    }
+}
