@@ -13,6 +13,7 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
+use bootkit_common::archive_name::{EntryKind, PathWalk};
 use bootkit_common::compress;
 use bootkit_common::layout::{APPLETS_DIR, INIT_IN_ROOTFS, SERVICES_DIR};
 use bootkit_common::service_def;
@@ -195,13 +196,37 @@ fn tar_error(archive: &Path) -> impl Fn(io::Error) -> BuildError + '_ {
     }
 }
 
+/// Reads the base rootfs archive's directories and symlinks, and refuses, naming the entry,
+/// every entry the init would refuse at boot (the shared rules of
+/// `bootkit_common::archive_name`), and an archive without entries.
 fn scan_base(archive: &Path) -> Result<BaseIndex> {
     let mut index = BaseIndex::default();
     let mut tar = open_tar(archive)?;
+    let mut walk = PathWalk::default();
+    let mut entries = 0_u64;
     for entry in tar.entries().map_err(tar_error(archive))? {
         let entry = entry.map_err(tar_error(archive))?;
-        let path = entry_path(&entry, archive)?;
         let kind = entry.header().entry_type();
+        if kind == tar::EntryType::XGlobalHeader {
+            continue;
+        }
+        entries += 1;
+        let raw_name = entry.path_bytes().into_owned();
+        let raw_link = entry.link_name_bytes().map(|link| link.into_owned());
+        let walked = match (kind, &raw_link) {
+            (tar::EntryType::Symlink, _) => EntryKind::Symlink,
+            (tar::EntryType::Link, Some(target)) => EntryKind::HardLink(target),
+            _ => EntryKind::Other,
+        };
+        walk.check(&raw_name, walked)
+            .map_err(|reason| BuildError::Archive {
+                archive: archive.to_path_buf(),
+                reason: format!(
+                    "entry '{}' would be refused at boot: {reason}; fix the archive",
+                    String::from_utf8_lossy(&raw_name).escape_debug()
+                ),
+            })?;
+        let path = entry_path(&entry, archive)?;
         if kind.is_dir() {
             index.dirs.insert(path);
         } else if kind.is_symlink() {
@@ -212,6 +237,14 @@ fn scan_base(archive: &Path) -> Result<BaseIndex> {
                 .unwrap_or_default();
             index.symlinks.insert(path, target);
         }
+    }
+    if entries == 0 {
+        return Err(BuildError::Archive {
+            archive: archive.to_path_buf(),
+            reason: "it has no entries, and the init refuses an empty rootfs; give [rootfs] \
+                     archive a rootfs tarball"
+                .into(),
+        });
     }
     Ok(index)
 }

@@ -21,10 +21,13 @@
 //! - [`layered_config`]: settings from flags, the environment, env files and the kernel
 //!   command line, each with its origin, and the one boolean spelling rule.
 //! - [`net_errors`]: which socket errors a server's receive loop steps over.
+//! - [`archive_name`]: the rules a rootfs archive's entry names follow, for the init and
+//!   the builder alike.
 //! - [`backoff`]: exponential backoff with jitter, the one rule of every retry loop.
 //! - [`checksum`]: sha256 digests and `sha256sum` files, read with one rule.
 //! - [`dhcp_options`]: a DHCP message's options read from its bytes, before dhcproto sees them.
 
+pub mod archive_name;
 pub mod backoff;
 pub mod blockdev;
 pub mod bmap;

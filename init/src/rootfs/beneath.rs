@@ -7,8 +7,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, mkdirat, openat, openat2, statat};
 use rustix::io::Errno;
 
-use super::entry_name::join;
 use super::error::display_name;
+use bootkit_common::archive_name::join;
 
 /// Why a directory below the root could not be opened.
 #[derive(Debug)]

@@ -1,7 +1,7 @@
 //! Root filesystem in RAM: a tmpfs, the rootfs archive unpacked into it, switch_root.
 //!
 //! Modules, one job each: `tmpfs` mounts the new root; `archive` finds the archive and opens
-//! it as a decompressed stream; `unpack` writes its entries, with `entry_name` (lexical name
+//! it as a decompressed stream; `unpack` writes its entries, with `bootkit_common::archive_name` (lexical name
 //! checks), `beneath` (fd-relative directory lookups that cannot leave the root), `create`
 //! (one object by name in an open directory) and `metadata` (owners, modes, times, xattrs); `switch_root` moves the mounts and changes
 //! root, with `modules_copy` (kernel modules into the new root) and `free_initramfs`
@@ -10,7 +10,6 @@
 mod archive;
 mod beneath;
 mod create;
-mod entry_name;
 mod error;
 mod free_initramfs;
 mod metadata;

@@ -1,6 +1,6 @@
 //! Streaming the rootfs archive into the new root: the tar crate parses the entries, every
 //! filesystem write is ours and relative to a directory fd opened below the root, so that no
-//! entry can write outside it (see `entry_name` and `beneath` for the two checks).
+//! entry can write outside it (see `bootkit_common::archive_name` and `beneath` for the two checks).
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -18,10 +18,10 @@ use tar::EntryType;
 use super::archive;
 use super::beneath::{BeneathError, open_dir_beneath};
 use super::create;
-use super::entry_name::{EntryName, join};
 use super::error::{display_name, printable};
 use super::metadata::{Metadata, XattrOutcome};
 use super::{RootfsError, UnpackStats};
+use bootkit_common::archive_name::{EntryName, join};
 
 /// Large writes: fewer syscalls for the big files (firmware, libraries) of a rootfs.
 const COPY_BUFFER: usize = 256 * 1024;
