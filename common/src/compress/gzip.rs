@@ -19,7 +19,8 @@ pub(super) struct GzipMembers<R: BufRead> {
 }
 
 enum State<R: BufRead> {
-    Member(GzDecoder<R>),
+    /// Boxed: the decoder's state is large, the other states are empty.
+    Member(Box<GzDecoder<R>>),
     /// Transient, while a finished member's reader moves to the next one.
     Between,
     Done,
@@ -28,7 +29,7 @@ enum State<R: BufRead> {
 impl<R: BufRead> GzipMembers<R> {
     pub(super) fn new(reader: R) -> Self {
         Self {
-            state: State::Member(GzDecoder::new(reader)),
+            state: State::Member(Box::new(GzDecoder::new(reader))),
         }
     }
 }
@@ -53,7 +54,9 @@ impl<R: BufRead> Read for GzipMembers<R> {
             let mut reader = finished.into_inner();
             match reader.fill_buf()?.first() {
                 None => self.state = State::Done,
-                Some(&GZIP_FIRST_BYTE) => self.state = State::Member(GzDecoder::new(reader)),
+                Some(&GZIP_FIRST_BYTE) => {
+                    self.state = State::Member(Box::new(GzDecoder::new(reader)));
+                }
                 Some(0) => {
                     only_zeros_follow(&mut reader)?;
                     self.state = State::Done;
