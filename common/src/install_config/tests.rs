@@ -9,6 +9,23 @@ fn problem(text: &str) -> TomlError {
 
 /// Each kind of problem is named with the line and the dotted key that hold it (a key that
 /// is absent: the line of its section).
+/// Each `(text, line, key, message fragment)`: the config is refused, naming that line and
+/// key, with a message that contains the fragment.
+fn assert_each_named(cases: &[(&str, usize, &str, &str)]) {
+    for &(text, line, key, message) in cases {
+        let error = problem(text);
+        assert_eq!(
+            (error.line, error.key.as_deref()),
+            (Some(line), Some(key)),
+            "{text}\n{error}"
+        );
+        assert!(
+            error.message.contains(message),
+            "{error}\n  lacks: {message}"
+        );
+    }
+}
+
 #[test]
 fn a_problem_is_named_with_its_line_and_key() {
     let sha256 = "a".repeat(64);
@@ -67,18 +84,7 @@ fn a_problem_is_named_with_its_line_and_key() {
         ),
         (sha256_and_file.as_str(), 2, "image.sha256", ""),
     ];
-    for (text, line, key, message) in cases {
-        let error = problem(text);
-        assert_eq!(
-            (error.line, error.key.as_deref()),
-            (Some(line), Some(key)),
-            "{text}\n{error}"
-        );
-        assert!(
-            error.message.contains(message),
-            "{error}\n  lacks: {message}"
-        );
-    }
+    assert_each_named(&cases);
 }
 
 #[test]
@@ -177,18 +183,7 @@ fn a_broken_layout_is_named_with_its_key_and_line() {
             "is not a partition type GUID",
         ),
     ];
-    for (text, line, key, message) in cases {
-        let error = problem(text);
-        assert_eq!(
-            (error.line, error.key.as_deref()),
-            (Some(line), Some(key)),
-            "{text}\n{error}"
-        );
-        assert!(
-            error.message.contains(message),
-            "{error}\n  lacks: {message}"
-        );
-    }
+    assert_each_named(&cases);
 }
 
 #[test]
