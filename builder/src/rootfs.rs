@@ -13,7 +13,7 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use bootkit_common::archive_name::{EntryKind, PathWalk};
+use bootkit_common::archive_name::{EntryKind, PathWalk, display_name};
 use bootkit_common::compress;
 use bootkit_common::layout::{APPLETS_DIR, INIT_IN_ROOTFS, SERVICES_DIR};
 use bootkit_common::service_def;
@@ -223,7 +223,7 @@ fn scan_base(archive: &Path) -> Result<BaseIndex> {
                 archive: archive.to_path_buf(),
                 reason: format!(
                     "entry '{}' would be refused at boot: {reason}; fix the archive",
-                    String::from_utf8_lossy(&raw_name).escape_debug()
+                    display_name(&raw_name)
                 ),
             })?;
         let path = entry_path(&entry, archive)?;

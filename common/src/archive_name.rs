@@ -56,6 +56,17 @@ pub fn join(components: &[&[u8]]) -> Vec<u8> {
     components.join(&b'/')
 }
 
+/// An archive name as bytes, printable in a message whatever it contains.
+pub fn display_name(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw).escape_debug().to_string()
+}
+
+/// Why an entry is refused when `what` (its path, its hard link target) goes through the
+/// symbolic link `link`: the reason the init gives at boot and the builder at build time.
+pub fn through_symlink_reason(what: &str, link: &str) -> String {
+    format!("{what} goes through the symbolic link '{link}', which could lead outside the new root")
+}
+
 /// What an entry makes at its path, as far as [`PathWalk`] cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind<'a> {
@@ -78,11 +89,15 @@ impl PathWalk {
     /// Checks the next entry, `raw` as stored in the archive; Err names the rule broken.
     pub fn check(&mut self, raw: &[u8], kind: EntryKind<'_>) -> Result<(), String> {
         let name = EntryName::parse(raw).map_err(str::to_string)?;
-        self.through_symlink(name.parent())?;
-        if let EntryKind::HardLink(target) = kind {
-            let target = EntryName::parse(target)
-                .map_err(|reason| format!("its link target is refused: {reason}"))?;
-            self.through_symlink(target.parent())?;
+        self.through_symlink(name.parent(), || "its path".to_string())?;
+        if let EntryKind::HardLink(raw_target) = kind {
+            let shown = || format!("its hard link target '{}'", display_name(raw_target));
+            let target = EntryName::parse(raw_target)
+                .map_err(|reason| format!("{} is refused: {reason}", shown()))?;
+            if target.components.is_empty() {
+                return Err("its hard link target is the archive's root".to_string());
+            }
+            self.through_symlink(target.parent(), shown)?;
         }
         let path = join(&name.components);
         if kind == EntryKind::Symlink {
@@ -94,15 +109,11 @@ impl PathWalk {
         Ok(())
     }
 
-    fn through_symlink(&self, parent: &[&[u8]]) -> Result<(), String> {
+    fn through_symlink(&self, parent: &[&[u8]], what: impl Fn() -> String) -> Result<(), String> {
         for depth in 1..=parent.len() {
             let prefix = join(&parent[..depth]);
             if self.symlinks.contains(&prefix) {
-                return Err(format!(
-                    "its path goes through the symbolic link '{}', which could lead outside \
-                     the new root",
-                    String::from_utf8_lossy(&prefix).escape_debug()
-                ));
+                return Err(through_symlink_reason(&what(), &display_name(&prefix)));
             }
         }
         Ok(())
@@ -166,13 +177,23 @@ mod tests {
         let refused = walk
             .check(b"hard", EntryKind::HardLink(b"a/etc/passwd"))
             .unwrap_err();
-        assert!(refused.contains("symbolic link 'a'"), "{refused}");
+        assert!(
+            refused.contains("hard link target 'a/etc/passwd' goes through the symbolic link 'a'"),
+            "{refused}"
+        );
+        assert!(walk.check(b"root", EntryKind::HardLink(b"./")).is_err());
         // A link to the symlink itself is fine: it links the symlink.
         walk.check(b"copy", EntryKind::HardLink(b"a")).unwrap();
         // A directory replaces the symlink: below it is fine again.
         walk.check(b"a/", EntryKind::Other).unwrap();
         walk.check(b"a/etc/x", EntryKind::Other).unwrap();
         assert!(walk.check(b"/abs", EntryKind::Other).is_err());
+    }
+
+    #[test]
+    fn odd_names_are_printable() {
+        assert_eq!(display_name(b"a\nb"), "a\\nb");
+        assert_eq!(display_name(b"\xff"), "\u{fffd}");
     }
 
     #[test]

@@ -7,8 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, mkdirat, openat, openat2, statat};
 use rustix::io::Errno;
 
-use super::error::display_name;
-use bootkit_common::archive_name::join;
+use bootkit_common::archive_name::{display_name, join};
 
 /// Why a directory below the root could not be opened.
 #[derive(Debug)]

@@ -224,11 +224,6 @@ fn join_paths(paths: &[PathBuf]) -> String {
     names.join(", ")
 }
 
-/// An archive name as bytes, printable in a message whatever it contains.
-pub fn display_name(raw: &[u8]) -> String {
-    String::from_utf8_lossy(raw).escape_debug().to_string()
-}
-
 /// `text` with its control characters escaped (`\u{1b}`, `\n`), everything else as it is:
 /// for messages that quote what an archive holds.
 pub fn printable(text: &str) -> String {
@@ -246,12 +241,6 @@ pub fn printable(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn odd_names_are_printable() {
-        assert_eq!(display_name(b"a\nb"), "a\\nb");
-        assert_eq!(display_name(b"\xff"), "\u{fffd}");
-    }
 
     #[test]
     fn control_characters_are_escaped_and_the_rest_kept() {

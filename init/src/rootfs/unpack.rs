@@ -9,6 +9,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use bootkit_common::archive_name::{EntryName, display_name, join, through_symlink_reason};
 use bootkit_common::compress::Compression;
 use bootkit_common::size::human_size_exact;
 use rustix::fs::{FileType, Mode, OFlags, makedev, openat};
@@ -18,10 +19,9 @@ use tar::EntryType;
 use super::archive;
 use super::beneath::{BeneathError, open_dir_beneath};
 use super::create;
-use super::error::{display_name, printable};
+use super::error::printable;
 use super::metadata::{Metadata, XattrOutcome};
 use super::{RootfsError, UnpackStats};
-use bootkit_common::archive_name::{EntryName, join};
 
 /// Large writes: fewer syscalls for the big files (firmware, libraries) of a rootfs.
 const COPY_BUFFER: usize = 256 * 1024;
@@ -330,10 +330,9 @@ impl Unpacker {
 
     fn beneath_error(&self, error: BeneathError, shown: &str, action: &str) -> RootfsError {
         match error {
-            BeneathError::ThroughSymlink(link) => self.context.refuse(
-                shown,
-                format!("its path goes through the symbolic link '{link}', which could lead outside the new root"),
-            ),
+            BeneathError::ThroughSymlink(link) => self
+                .context
+                .refuse(shown, through_symlink_reason("its path", &link)),
             BeneathError::NotADirectory(path) => self.write_error(
                 shown,
                 action,
@@ -473,13 +472,21 @@ impl Unpacker {
         if link.components == name.components {
             return Ok(()); // A link to itself: already there.
         }
-        let link_parent = open_dir_beneath(self.root.as_fd(), link.parent(), false).map_err(|e| match e {
-            BeneathError::ThroughSymlink(through) => self.context.refuse(
-                shown,
-                format!("its hard link target '{shown_link}' goes through the symbolic link '{through}', which could lead outside the new root"),
-            ),
-            other => self.beneath_error(other, shown, &format!("find its hard link target '{shown_link}'")),
-        })?;
+        let link_parent =
+            open_dir_beneath(self.root.as_fd(), link.parent(), false).map_err(|e| match e {
+                BeneathError::ThroughSymlink(through) => self.context.refuse(
+                    shown,
+                    through_symlink_reason(
+                        &format!("its hard link target '{shown_link}'"),
+                        &through,
+                    ),
+                ),
+                other => self.beneath_error(
+                    other,
+                    shown,
+                    &format!("find its hard link target '{shown_link}'"),
+                ),
+            })?;
         create::hard_link(parent, file_name, link_parent.as_fd(), link_file_name).map_err(|e| {
             let action =
                 format!("link it to '{shown_link}' (the target must come earlier in the archive)");
@@ -561,30 +568,29 @@ impl Unpacker {
     /// The directory `dir`'s entry made, opened, if it is still at its path.
     fn still_there(&self, dir: &DeferredDir) -> Result<Option<OwnedFd>, RootfsError> {
         let components: Vec<&[u8]> = dir.components.iter().map(Vec::as_slice).collect();
-        let Some(made) = dir.made else {
-            let fd = open_dir_beneath(self.root.as_fd(), &components, false)
-                .map_err(|e| self.beneath_error(e, &dir.entry, "open the new root"))?;
-            return Ok(Some(fd));
-        };
-        let fd = match open_dir_beneath(self.root.as_fd(), &components, false) {
-            Ok(fd) => fd,
-            // A symlink or a non-directory at the path (or above it) now: a later entry
-            // replaced the directory, and everything is beneath the root by construction.
-            Err(BeneathError::ThroughSymlink(_) | BeneathError::NotADirectory(_)) => {
+        let opened = open_dir_beneath(self.root.as_fd(), &components, false);
+        let fd = match (opened, dir.made) {
+            (Ok(fd), _) => fd,
+            // A symlink, a non-directory or nothing at the path (or above it) now: a later
+            // entry replaced the directory. (The new root itself cannot be replaced.)
+            (Err(BeneathError::ThroughSymlink(_) | BeneathError::NotADirectory(_)), Some(_)) => {
                 return Ok(None);
             }
-            Err(BeneathError::Io(error))
+            (Err(BeneathError::Io(error)), Some(_))
                 if error.raw_os_error() == Some(Errno::NOENT.raw_os_error()) =>
             {
                 return Ok(None);
             }
-            Err(error) => {
+            (Err(error), _) => {
                 return Err(self.beneath_error(
                     error,
                     &dir.entry,
                     "open the directory to set its mode",
                 ));
             }
+        };
+        let Some(made) = dir.made else {
+            return Ok(Some(fd));
         };
         let now = rustix::fs::fstat(&fd)
             .map_err(|e| self.write_error(&dir.entry, "look at the directory", e.into()))?;
