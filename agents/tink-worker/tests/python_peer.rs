@@ -56,10 +56,16 @@ fn client(authority: &str) -> WorkflowClient {
     .unwrap()
 }
 
-fn records(peer: &PythonPeer) -> Vec<Value> {
-    peer.lines_so_far()
-        .iter()
-        .map(|line| serde_json::from_str(line).unwrap())
+/// The next `count` requests the peer logged (each line arrives through a reader thread, so
+/// they are waited for, not taken as they stand).
+fn records(peer: &PythonPeer, count: usize) -> Vec<Value> {
+    (0..count)
+        .map(|_| {
+            let line = peer
+                .next_line(LINE_WAIT)
+                .expect("the peer logs each request");
+            serde_json::from_str(&line).unwrap()
+        })
         .collect()
 }
 
@@ -88,9 +94,17 @@ async fn a_namespaced_workflow_id_is_taken_and_failed_precondition_means_nothing
         matches!(next, Ok(None)),
         "upstream's FailedPrecondition is 'nothing to do now': {next:?}"
     );
-    let seen = records(&peer);
-    assert_eq!(seen.len(), 2, "{seen:?}");
+    let seen = records(&peer, 2);
+    assert!(
+        seen.iter().all(|record| record["rpc"] == "GetAction"),
+        "{seen:?}"
+    );
     assert!(seen.iter().all(|record| record["agent_id"] == WORKER_ID));
+    assert_eq!(
+        peer.next_line(Duration::from_millis(200)),
+        None,
+        "no other request"
+    );
 }
 
 /// Runs nothing: the test is about the loop's pauses, not about containers.
@@ -142,16 +156,9 @@ async fn after_a_refused_running_report_the_worker_waits_as_the_server_sees_it()
     let running = tokio::spawn(async move { worker.run().await });
 
     // Three refusals and the GetAction after each: seven requests, then the idle wait.
-    let lines = tokio::task::spawn_blocking(move || {
-        let mut lines = Vec::new();
-        while lines.len() < 7 {
-            let line = peer.next_line(LINE_WAIT).expect("the worker keeps asking");
-            lines.push(serde_json::from_str::<Value>(&line).unwrap());
-        }
-        lines
-    })
-    .await
-    .unwrap();
+    let lines = tokio::task::spawn_blocking(move || records(&peer, 7))
+        .await
+        .unwrap();
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(20), running)
         .await

@@ -6,7 +6,7 @@
 //! Needs Debian's `python3-grpcio`, `python3-protobuf` and `protobuf-compiler-grpc`
 //! (scripts/setup.sh installs them).
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -39,7 +39,8 @@ impl Protocol {
 /// A running Python peer; killed when dropped.
 pub struct PythonPeer {
     child: Child,
-    stdin: Option<ChildStdin>,
+    /// Held open: a server peer runs until its stdin closes (or it is killed on drop).
+    _stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     _generated: tempfile::TempDir,
 }
@@ -71,7 +72,7 @@ impl PythonPeer {
             }
         });
         Ok(PythonPeer {
-            stdin: child.stdin.take(),
+            _stdin: child.stdin.take(),
             child,
             lines,
             _generated: generated,
@@ -82,19 +83,6 @@ impl PythonPeer {
     /// the peer ended).
     pub fn next_line(&self, timeout: Duration) -> Option<String> {
         self.lines.recv_timeout(timeout).ok()
-    }
-
-    /// Every line printed so far, without waiting.
-    pub fn lines_so_far(&self) -> Vec<String> {
-        self.lines.try_iter().collect()
-    }
-
-    /// Closes the peer's stdin (servers stop on it) and waits for it to exit.
-    pub fn finish(mut self) -> io::Result<std::process::ExitStatus> {
-        if let Some(mut stdin) = self.stdin.take() {
-            let _ = stdin.flush();
-        }
-        self.child.wait()
     }
 }
 
