@@ -512,6 +512,17 @@ impl Vm {
         self.wait_inner(patterns, false, timeout)
     }
 
+    /// Waits until a console line anywhere in the transcript (before or after
+    /// the `wait_for` cursor) contains `pattern`; the cursor does not move.
+    /// For lines whose order against the ones already waited for is a race.
+    pub fn wait_for_anywhere(&mut self, pattern: &str, timeout: Duration) -> Result<String> {
+        let cursor = self.cursor;
+        self.cursor = 0;
+        let found = self.wait_for(pattern, timeout);
+        self.cursor = cursor;
+        found
+    }
+
     /// Like [`Vm::wait_for`], but also matches the unfinished last line, for
     /// prompts printed without a newline (`login: `, `# `). Returns the text
     /// of that line so far; the next wait starts after it.
