@@ -4,6 +4,7 @@
 //! directly would tie the callers (the installer, the worker) to one init's convention.
 
 use std::io;
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 /// What to ask the system for.
@@ -24,9 +25,12 @@ impl PowerAction {
         }
     }
 
-    /// Runs the command; an error when it cannot start or exits unsuccessfully.
+    /// Runs the command; an error when it cannot start or exits unsuccessfully. The command
+    /// gets a process group of its own: the init stops the caller's service (its whole
+    /// group) as part of the very reboot the command asked for, and must not kill the
+    /// command with it (it then reported "exited with signal 15" for a reboot that happened).
     pub fn request(self) -> io::Result<()> {
-        let status = Command::new(self.command()).status()?;
+        let status = Command::new(self.command()).process_group(0).status()?;
         if status.success() {
             Ok(())
         } else {

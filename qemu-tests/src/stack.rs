@@ -201,7 +201,39 @@ pub struct Stack {
     db: PathBuf,
     // Dropped in reverse order of declaration: the provisioner first, then the registry.
     provisioner: Server,
-    registry: Server,
+    registry: ActionRegistry,
+}
+
+/// Debian's docker-registry with the bootkit's two action images pushed into it, on its own:
+/// for tests whose control plane is not our provisioner.
+#[derive(Debug)]
+pub struct ActionRegistry {
+    server: Server,
+    work_dir: PathBuf,
+}
+
+impl ActionRegistry {
+    /// Starts the registry on `addr` (inside `netns`, if any) with its storage and log in a
+    /// fresh work directory, and pushes the action images.
+    pub fn start(addr: SocketAddr, netns: Option<&NetNs>) -> Result<ActionRegistry> {
+        let place = Place {
+            exec_prefix: netns.map(NetNs::exec_prefix).unwrap_or_default(),
+            netns,
+        };
+        ActionRegistry::start_in(addr, fresh_work_dir()?, &place)
+    }
+
+    fn start_in(addr: SocketAddr, work_dir: PathBuf, place: &Place<'_>) -> Result<ActionRegistry> {
+        let mut server = start_registry(addr, &work_dir, place)?;
+        place.wait_until_listening(addr, &mut server)?;
+        push_action_images(addr, place)?;
+        Ok(ActionRegistry { server, work_dir })
+    }
+
+    /// The registry's storage, config and log (`registry.log`).
+    pub fn work_dir(&self) -> &Path {
+        &self.work_dir
+    }
 }
 
 impl Stack {
@@ -215,9 +247,8 @@ impl Stack {
         };
         let provisioner_program =
             require("the release provisioner", provisioner_binary(), BUILD_CMD)?;
-        let mut registry = start_registry(&options, &place)?;
-        place.wait_until_listening(options.registry_addr, &mut registry)?;
-        push_action_images(&options, &place)?;
+        let registry =
+            ActionRegistry::start_in(options.registry_addr, options.work_dir.clone(), &place)?;
 
         let db = options.work_dir.join("provisioner.db");
         let mut args = vec!["--db".to_string(), db.display().to_string(), "serve".into()];
@@ -260,7 +291,7 @@ impl Stack {
 
     /// `Err` naming the server and its log when one has exited.
     pub fn check_running(&mut self) -> Result<()> {
-        self.registry.check_running()?;
+        self.registry.server.check_running()?;
         self.provisioner.check_running()
     }
 
@@ -483,20 +514,20 @@ pub fn sha256_from_file_beside(image: &Path) -> Result<String> {
         .map_err(|error| Error::Other(error.to_string()))
 }
 
-fn start_registry(options: &StackOptions, place: &Place<'_>) -> Result<Server> {
+fn start_registry(addr: SocketAddr, work_dir: &Path, place: &Place<'_>) -> Result<Server> {
     let program = require(
         "Debian's docker-registry",
         PathBuf::from(REGISTRY_PROGRAM),
         crate::paths::SETUP_CMD,
     )?;
-    let storage = options.work_dir.join("registry");
-    let config = options.work_dir.join("registry.yml");
+    let storage = work_dir.join("registry");
+    let config = work_dir.join("registry.yml");
     std::fs::write(
         &config,
         format!(
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {}\n",
             storage.display(),
-            options.registry_addr
+            addr
         ),
     )
     .map_err(Error::io(format!("writing {}", config.display())))?;
@@ -505,7 +536,7 @@ fn start_registry(options: &StackOptions, place: &Place<'_>) -> Result<Server> {
         &place.exec_prefix,
         &program,
         &["serve".to_string(), config.display().to_string()],
-        options.work_dir.join("registry.log"),
+        work_dir.join("registry.log"),
     )
 }
 
@@ -547,10 +578,9 @@ impl Place<'_> {
 }
 
 /// Builds and pushes the two action images with `bootkit-build action-image`.
-fn push_action_images(options: &StackOptions, place: &Place<'_>) -> Result<()> {
+fn push_action_images(registry: SocketAddr, place: &Place<'_>) -> Result<()> {
     let builder = require("bootkit-build", builder_binary(), BUILD_CMD)?;
     let installer = require("the static bootkit-install", installer_binary(), BUILD_CMD)?;
-    let registry = options.registry_addr;
     let image2disk = [
         "--file".to_string(),
         format!("{}:/usr/bin/image2disk", installer.display()),

@@ -79,6 +79,9 @@ pub struct VmConfig {
     /// Let a guest reboot restart the machine (firmware again, same console); otherwise
     /// (`-no-reboot`, the default) a reboot ends QEMU like a poweroff.
     pub reboot: bool,
+    /// Which serial port (ttyS<n>) is the console pipe; the ones before it go nowhere. 0 unless
+    /// a test boots with a command line made for another port (smee's `console=ttyS1`).
+    pub console_serial_port: u8,
 }
 
 /// What starts the guest.
@@ -118,6 +121,7 @@ impl VmConfig {
             wrapper: Vec::new(),
             firmware: Firmware::DirectKernel,
             reboot: false,
+            console_serial_port: 0,
         }
     }
 
@@ -232,6 +236,12 @@ impl VmConfig {
         self
     }
 
+    /// The console pipe on ttyS`port` instead of ttyS0.
+    pub fn console_on_serial_port(mut self, port: u8) -> Self {
+        self.console_serial_port = port;
+        self
+    }
+
     /// Adds words to the end of the kernel command line.
     pub fn append_more(mut self, words: &str) -> Self {
         if !self.append.is_empty() {
@@ -317,8 +327,11 @@ impl VmConfig {
 
     /// The full QEMU argument list (without the program).
     pub fn qemu_args(&self) -> Vec<String> {
-        let mut args: Vec<String> = vec![
-            "-nographic".into(),
+        let mut args: Vec<String> = vec!["-nographic".into()];
+        for _ in 0..self.console_serial_port {
+            args.extend(["-serial".into(), "null".into()]);
+        }
+        args.extend([
             // The serial port is the console; the monitor stays off so nothing
             // the test types can reach QEMU itself.
             "-serial".into(),
@@ -332,7 +345,7 @@ impl VmConfig {
             self.memory_mib.to_string(),
             "-smp".into(),
             self.cpus.to_string(),
-        ];
+        ]);
         if !self.reboot {
             args.push("-no-reboot".into());
         }

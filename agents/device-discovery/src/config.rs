@@ -2,8 +2,8 @@
 //! command-line flags win over the env file (`/etc/hook/env_config`: `onboarding_stream_svc`,
 //! `onboarding_manager_svc`, `OBM_PORT`), which wins over the kernel command line
 //! (`grpc_authority=`, `worker_id=`, `tinkerbell_tls=`, `tinkerbell_insecure_tls=`,
-//! `tinkerbell_ca=`; read only with `--use-kernel-args`, as EMT does). The layers, their value
-//! rules and the one boolean parser are `bootkit_common::layered_config`.
+//! `tinkerbell_ca=`, `bootkit.onboarding=`; read only with `--use-kernel-args`, as EMT does).
+//! The layers, their value rules and the one boolean parser are `bootkit_common::layered_config`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,10 +19,16 @@ pub const DEFAULT_PORT: u16 = 42113;
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "device-discovery",
-    about = "Reports this machine to the provisioner (onboardingmgr.v1) and waits until it is onboarded",
-    after_help = "Settings come from the flags, then /etc/hook/env_config, then (with --use-kernel-args) the kernel command line.\nExit codes: 0 onboarded, 1 gave up (timeout or no usable network), 2 bad configuration, 143 terminated."
+    about = "Reports this machine to the provisioner (onboardingmgr.v1) and waits until it is onboarded, or (per --onboarding) lets the tink-worker start without",
+    after_help = "Settings come from the flags, then /etc/hook/env_config, then (with --use-kernel-args) the kernel command line.\nExit codes: 0 onboarded (or started without onboarding, as --onboarding allows), 1 gave up (timeout or no usable network), 2 bad configuration, 143 terminated."
 )]
 pub struct Flags {
+    /// Whether the tink-worker waits for OEP onboarding: `required` (EMT), `if-served`
+    /// (onboard when the server serves onboardingmgr.v1, else start without: the default) or
+    /// `off` (never ask, as HookOS). Also `onboarding=` in the env file and
+    /// `bootkit.onboarding=` on the kernel command line.
+    #[arg(long, value_name = "MODE", value_parser = parse_onboarding_arg)]
+    pub onboarding: Option<Onboarding>,
     /// The onboarding manager, host[:port] (EMT's -obm-svc).
     #[arg(long = "obm-svc", value_name = "HOST:PORT")]
     pub obm_svc: Option<String>,
@@ -88,6 +94,49 @@ pub struct Flags {
 /// How the client reaches the onboarding service.
 pub use agent_channel::ServerTls;
 
+/// Whether the node waits for OEP onboarding (`onboardingmgr.v1`) before the tink-worker
+/// starts. A plain Tinkerbell stack (smee + tink-server) has no onboarding service: HookOS
+/// starts its worker without one, EMT's bootkit never does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Onboarding {
+    /// Wait until onboarded, whatever the server answers (EMT's device-discovery).
+    Required,
+    /// Onboard if the server serves `onboardingmgr.v1`; when it answers UNIMPLEMENTED, say so
+    /// and let the worker start without credentials. Unreachable servers are still waited for:
+    /// silence does not tell which kind of server it is.
+    #[default]
+    IfServed,
+    /// Never ask: report the identity and let the worker start (HookOS's boot).
+    Off,
+}
+
+impl Onboarding {
+    /// The spelling in flags, the env file and on the kernel command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Onboarding::Required => "required",
+            Onboarding::IfServed => "if-served",
+            Onboarding::Off => "off",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Onboarding> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "required" => Some(Onboarding::Required),
+            "if-served" | "if_served" => Some(Onboarding::IfServed),
+            "off" => Some(Onboarding::Off),
+            _ => None,
+        }
+    }
+}
+
+const ONBOARDING_VALUES: &str = "expected required, if-served or off";
+
+/// `--onboarding`'s parser, with the words of the other layers.
+pub fn parse_onboarding_arg(text: &str) -> Result<Onboarding, String> {
+    Onboarding::parse(text).ok_or_else(|| format!("{text:?}: {ONBOARDING_VALUES}"))
+}
+
 /// Identity values given by the operator instead of detected ones.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IdentityOverrides {
@@ -106,7 +155,10 @@ pub struct IdentityOverrides {
 /// Everything one run needs, from [`Config::load`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// The onboarding stream service, `host:port`.
+    /// Whether and how the node waits for onboarding.
+    pub onboarding: Onboarding,
+    /// The onboarding stream service, `host:port`; empty when onboarding is off and no layer
+    /// names one (nothing is asked then).
     pub server: String,
     /// `--tls`, `--insecure-tls` and `--ca-cert` (or their kernel command line keys): TLS is on
     /// and verified unless they say otherwise.
@@ -202,13 +254,20 @@ impl Config {
     }
 
     fn from_layers(flags: Flags, env_file: &Layer, cmdline: &Layer) -> Result<Config, ConfigError> {
-        let server = server(&flags, env_file, cmdline)?;
+        let onboarding = onboarding(&flags, env_file, cmdline)?;
+        let server = match server(&flags, env_file, cmdline) {
+            Err(ConfigError::MissingServer { .. }) if onboarding == Onboarding::Off => {
+                String::new()
+            }
+            other => other?,
+        };
         let tls = server_tls(&flags, cmdline)?;
         let mac = Setting::from_flag("--mac", flags.mac.clone())
             .or_else(|| cmdline.get("worker_id"))
             .map(mac_address)
             .transpose()?;
         Ok(Config {
+            onboarding,
             server,
             tls,
             overrides: IdentityOverrides {
@@ -235,6 +294,24 @@ fn read_layer(path: &Path, parse: fn(&Path, &str) -> Layer) -> Result<Layer, Con
         path: path.display().to_string(),
         source,
     })
+}
+
+/// The flag, else the image's env file (`onboarding=`), else the kernel command line
+/// (`bootkit.onboarding=`), else [`Onboarding::IfServed`].
+fn onboarding(flags: &Flags, env_file: &Layer, cmdline: &Layer) -> Result<Onboarding, ConfigError> {
+    if let Some(mode) = flags.onboarding {
+        return Ok(mode);
+    }
+    match env_file
+        .get("onboarding")
+        .or_else(|| cmdline.get("bootkit.onboarding"))
+    {
+        Some(found) => match Onboarding::parse(&found.value) {
+            Some(mode) => Ok(mode),
+            None => Err(found.invalid(ONBOARDING_VALUES).into()),
+        },
+        None => Ok(Onboarding::default()),
+    }
 }
 
 /// The stream service wins over the manager in each layer: onboarding here is the stream only.
@@ -408,5 +485,72 @@ mod tests {
             let error = with_port(found(bad), DEFAULT_PORT).unwrap_err().to_string();
             assert!(error.contains("grpc_authority"), "{error}");
         }
+    }
+
+    fn load(args: &[&str], env_file: &str, cmdline: &str) -> Result<Config, ConfigError> {
+        use clap::Parser;
+        let mut all = vec!["device-discovery"];
+        all.extend(args);
+        let flags = Flags::try_parse_from(all).unwrap();
+        let env_file = Layer::from_env_file(Path::new("/etc/hook/env_config"), env_file);
+        let cmdline = Layer::from_cmdline(Path::new("/proc/cmdline"), cmdline);
+        Config::from_layers(flags, &env_file, &cmdline)
+    }
+
+    #[test]
+    fn onboarding_mode_from_flag_then_env_file_then_kernel_command_line() {
+        let server = "grpc_authority=10.0.0.1:42113";
+        let mode = |args: &[&str], env: &str, cmdline: &str| {
+            load(args, env, &format!("{server} {cmdline}"))
+                .unwrap()
+                .onboarding
+        };
+        assert_eq!(mode(&[], "", ""), Onboarding::IfServed, "the default");
+        assert_eq!(
+            mode(&[], "", "bootkit.onboarding=required"),
+            Onboarding::Required
+        );
+        assert_eq!(
+            mode(&[], "onboarding=off", "bootkit.onboarding=required"),
+            Onboarding::Off,
+            "the image's env file wins over the command line"
+        );
+        assert_eq!(
+            mode(&["--onboarding", "required"], "onboarding=off", ""),
+            Onboarding::Required,
+            "the flag wins"
+        );
+    }
+
+    #[test]
+    fn a_bad_onboarding_mode_is_named_with_its_origin() {
+        let error = load(&[], "", "grpc_authority=h bootkit.onboarding=sometimes")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("bootkit.onboarding") && error.contains("if-served"),
+            "{error}"
+        );
+        use clap::Parser;
+        let error = Flags::try_parse_from(["device-discovery", "--onboarding", "maybe"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("required, if-served or off"), "{error}");
+    }
+
+    #[test]
+    fn onboarding_off_needs_no_server_but_the_other_modes_do() {
+        let config = load(
+            &[],
+            "",
+            "bootkit.onboarding=off worker_id=52:54:00:12:34:56",
+        )
+        .unwrap();
+        assert_eq!(config.server, "");
+        assert!(matches!(
+            load(&[], "", "bootkit.onboarding=if-served"),
+            Err(ConfigError::MissingServer { .. })
+        ));
     }
 }

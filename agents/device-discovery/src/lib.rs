@@ -1,6 +1,8 @@
 //! Device discovery: works out who this machine is, reports it to the provisioner with OEP's
 //! onboarding protocol (`onboardingmgr.v1` OnboardNodeStream), waits until it is onboarded and
 //! writes what the tink-worker needs. EMT's device-discovery, rewritten on bootkit-hwinfo.
+//! Onboarding is a mode ([`config::Onboarding`]): against a plain Tinkerbell stack, which has
+//! no onboarding service, the worker starts without it as under HookOS.
 
 pub mod config;
 pub mod console;
@@ -12,10 +14,10 @@ pub mod output;
 use std::time::{Duration, Instant};
 
 use agent_channel::{ChannelError, Liveness};
-use config::{Config, ServerTls};
+use config::{Config, Onboarding, ServerTls};
 
 use identity::{AddressSource, Identity, IpWait};
-use onboard::{Credentials, Progress};
+use onboard::{Credentials, NotServed, Progress};
 
 /// Why a device discovery run ended without the node onboarded.
 #[derive(Debug, thiserror::Error)]
@@ -65,42 +67,84 @@ fn channel_hint(error: &ChannelError) -> &'static str {
     }
 }
 
-/// What an onboarded run found and received.
+/// How a successful run let the worker start.
 #[derive(Debug)]
-pub struct Onboarded {
+pub enum Admission {
+    /// The provisioner onboarded the node and sent these.
+    Onboarded(Credentials),
+    /// The server does not serve onboarding and the mode allows starting without it.
+    NotServed(NotServed),
+    /// Onboarding is off: nothing was asked.
+    Off,
+}
+
+impl Admission {
+    /// The env file's `ONBOARDING` value.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Admission::Onboarded(_) => "onboarded",
+            Admission::NotServed(_) => "not-served",
+            Admission::Off => "off",
+        }
+    }
+
+    /// The credentials, when onboarded.
+    pub fn credentials(&self) -> Option<&Credentials> {
+        match self {
+            Admission::Onboarded(credentials) => Some(credentials),
+            Admission::NotServed(_) | Admission::Off => None,
+        }
+    }
+}
+
+/// What a successful run found, and how the worker was let start.
+#[derive(Debug)]
+pub struct Discovered {
     /// Who the node said it is.
     pub identity: Identity,
-    /// What the provisioner sent back.
-    pub credentials: Credentials,
-    /// The onboarding service, `host:port`.
+    /// Onboarded, or why not.
+    pub admission: Admission,
+    /// The onboarding service, `host:port` (empty when onboarding is off and none is set).
     pub server: String,
     /// How long the run took.
     pub elapsed: Duration,
-    /// Onboarding requests sent, the successful one included.
+    /// Onboarding requests sent, the last one included.
     pub requests: u32,
 }
 
-impl Onboarded {
+impl Discovered {
     /// The one line the init forwards to the console and syslog.
     pub fn summary(&self) -> String {
         let shown = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_string());
-        format!(
-            "onboarded serial={} uuid={} mac={} ip={} node={} server={} after {:.1}s ({} requests)",
+        let who = format!(
+            "serial={} uuid={} mac={} ip={}",
             shown(&self.identity.serial),
             shown(&self.identity.uuid),
             self.identity.boot_mac,
             shown(&self.identity.ip),
-            self.credentials.client_id,
-            self.server,
-            self.elapsed.as_secs_f64(),
-            self.requests,
-        )
+        );
+        match &self.admission {
+            Admission::Onboarded(credentials) => format!(
+                "onboarded {who} node={} server={} after {:.1}s ({} requests)",
+                credentials.client_id,
+                self.server,
+                self.elapsed.as_secs_f64(),
+                self.requests,
+            ),
+            Admission::NotServed(answer) => format!(
+                "not onboarded: {} does not serve OEP onboarding (onboardingmgr.v1: {}); the tink-worker starts without it, as under HookOS ({who}; bootkit.onboarding=required would wait instead)",
+                self.server, answer.0
+            ),
+            Admission::Off => format!(
+                "onboarding is off (bootkit.onboarding=off): the tink-worker starts without it ({who})"
+            ),
+        }
     }
 }
 
-/// The whole run, bounded by `config.timeout`: identity, onboarding, then the outputs (the
-/// readiness file last).
-pub async fn run(config: &Config, addresses: &dyn AddressSource) -> Result<Onboarded, RunError> {
+/// The whole run, bounded by `config.timeout`: identity, onboarding as the mode says, then the
+/// outputs (the readiness file last).
+pub async fn run(config: &Config, addresses: &dyn AddressSource) -> Result<Discovered, RunError> {
     let started = Instant::now();
     let gave_up = |last: String| RunError::GaveUp {
         server: config.server.clone(),
@@ -122,6 +166,41 @@ pub async fn run(config: &Config, addresses: &dyn AddressSource) -> Result<Onboa
             "this machine has no usable serial number (DMI is empty or a placeholder); the provisioner will match it by UUID or MAC",
         );
     }
+    let mut progress = Progress::default();
+    let admission = if config.onboarding == Onboarding::Off {
+        Admission::Off
+    } else {
+        let remaining = config.timeout.saturating_sub(started.elapsed());
+        let onboarded = tokio::time::timeout(remaining, onboard(config, &identity, &mut progress))
+            .await
+            .map_err(|_| gave_up(progress.last.clone()))??;
+        match onboarded {
+            Ok(credentials) => Admission::Onboarded(credentials),
+            Err(answer) => Admission::NotServed(answer),
+        }
+    };
+    if let Some(credentials) = admission.credentials() {
+        output::write_credentials(&config.credentials_dir, credentials)?;
+    }
+    output::write_env_file(
+        &config.output,
+        &output::env_file_text(&identity, &admission),
+    )?;
+    Ok(Discovered {
+        identity,
+        admission,
+        server: config.server.clone(),
+        elapsed: started.elapsed(),
+        requests: progress.attempts,
+    })
+}
+
+/// The onboarding conversation: credentials, or the server's word that it serves none.
+async fn onboard(
+    config: &Config,
+    identity: &Identity,
+    progress: &mut Progress,
+) -> Result<Result<Credentials, NotServed>, RunError> {
     if config.tls == ServerTls::InsecureSkipVerify {
         console::note(format_args!(
             "insecure TLS is set: the certificate of {} is NOT checked; anyone on the network path can impersonate the provisioner",
@@ -130,24 +209,8 @@ pub async fn run(config: &Config, addresses: &dyn AddressSource) -> Result<Onboa
     }
     let channel = agent_channel::connect_lazy(&config.server, &config.tls, LIVENESS)?;
     let mut backoff = onboard::retry_backoff(config.backoff_base).delays();
-    let mut progress = Progress::default();
-    let remaining = config.timeout.saturating_sub(started.elapsed());
-    let credentials = tokio::time::timeout(
-        remaining,
-        onboard::until_onboarded(channel, &identity, &mut backoff, &mut progress),
+    Ok(
+        onboard::until_onboarded(channel, identity, config.onboarding, &mut backoff, progress)
+            .await,
     )
-    .await;
-    let credentials = credentials.map_err(|_| gave_up(progress.last.clone()))?;
-    output::write_credentials(&config.credentials_dir, &credentials)?;
-    output::write_env_file(
-        &config.output,
-        &output::env_file_text(&identity, &credentials),
-    )?;
-    Ok(Onboarded {
-        identity,
-        credentials,
-        server: config.server.clone(),
-        elapsed: started.elapsed(),
-        requests: progress.attempts,
-    })
 }

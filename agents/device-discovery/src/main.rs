@@ -47,8 +47,8 @@ async fn run_until_terminated(config: &Config) -> ExitCode {
     };
     tokio::select! {
         result = run(config, &LiveAddresses) => match result {
-            Ok(onboarded) => {
-                console::summary(onboarded.summary());
+            Ok(discovered) => {
+                console::summary(discovered.summary());
                 ExitCode::SUCCESS
             }
             Err(error @ RunError::Channel(_)) => {

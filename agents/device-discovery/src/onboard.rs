@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic::transport::Channel;
 
+use crate::config::Onboarding;
 use crate::console;
 use crate::identity::Identity;
 
@@ -121,62 +122,76 @@ fn describe(status: &tonic::Status) -> String {
     format!("{:?}: {}", status.code(), agent_channel::describe(status))
 }
 
-/// Talks to the server until the node is onboarded; never returns otherwise (the caller's
+/// The server does not serve `onboardingmgr.v1` (it answered UNIMPLEMENTED): a plain
+/// Tinkerbell stack. The text is the server's answer, for the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotServed(pub String);
+
+/// How one stream ended.
+enum StreamEnd {
+    Onboarded(Credentials),
+    /// It could not be opened or it broke: try a new one after a pause.
+    Broken,
+    NotServed(NotServed),
+}
+
+/// Talks to the server until the node is onboarded, or, with [`Onboarding::IfServed`], until
+/// the server says it does not serve onboarding; never returns otherwise (the caller's
 /// timeout and SIGTERM end it). `progress` keeps the last reason for the give-up message.
 pub async fn until_onboarded(
     channel: Channel,
     identity: &Identity,
+    onboarding: Onboarding,
     backoff: &mut Delays,
     progress: &mut Progress,
-) -> Credentials {
+) -> Result<Credentials, NotServed> {
     let mut client = NonInteractiveOnboardingServiceClient::new(channel);
     let request = request(identity);
     loop {
-        if let Some(credentials) =
-            one_stream(&mut client, &request, identity, backoff, progress).await
-        {
-            return credentials;
+        match one_stream(&mut client, &request, identity, backoff, progress).await {
+            StreamEnd::Onboarded(credentials) => return Ok(credentials),
+            StreamEnd::NotServed(answer) if onboarding == Onboarding::IfServed => {
+                return Err(answer);
+            }
+            StreamEnd::NotServed(answer) => console::note(required_but_not_served(&answer)),
+            StreamEnd::Broken => {}
         }
         tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 
-/// One stream: `Some` once onboarded, `None` when the stream could not be opened or broke.
+/// One stream, until it onboards the node, breaks or turns out to be unserved.
 async fn one_stream(
     client: &mut NonInteractiveOnboardingServiceClient<Channel>,
     request: &OnboardNodeStreamRequest,
     identity: &Identity,
     backoff: &mut Delays,
     progress: &mut Progress,
-) -> Option<Credentials> {
+) -> StreamEnd {
     // One request in flight at a time: the server answers each before the next is sent.
     let (sender, receiver) = mpsc::channel(1);
-    sender.send(request.clone()).await.ok()?;
+    if sender.send(request.clone()).await.is_err() {
+        return StreamEnd::Broken;
+    }
     progress.attempts += 1;
     let mut answers = match client
         .onboard_node_stream(ReceiverStream::new(receiver))
         .await
     {
         Ok(response) => response.into_inner(),
-        Err(status) => {
-            note_failure(&status, identity, progress);
-            return None;
-        }
+        Err(status) => return failed(&status, identity, progress),
     };
     loop {
         let answer = match answers.message().await {
             Ok(Some(response)) => classify(response),
             Ok(None) => {
                 progress.last = "the provisioner closed the stream".to_string();
-                return None;
+                return StreamEnd::Broken;
             }
-            Err(status) => {
-                note_failure(&status, identity, progress);
-                return None;
-            }
+            Err(status) => return failed(&status, identity, progress),
         };
         match answer {
-            Answer::Onboarded(credentials) => return Some(credentials),
+            Answer::Onboarded(credentials) => return StreamEnd::Onboarded(credentials),
             Answer::Retry(why) => progress.last = why,
             Answer::NotRegistered(why) => {
                 console::note(registration_hint(identity, &why));
@@ -184,21 +199,32 @@ async fn one_stream(
             }
         }
         tokio::time::sleep(backoff.next_delay()).await;
-        sender.send(request.clone()).await.ok()?;
+        if sender.send(request.clone()).await.is_err() {
+            return StreamEnd::Broken;
+        }
         progress.attempts += 1;
     }
 }
 
-fn note_failure(status: &tonic::Status, identity: &Identity, progress: &mut Progress) {
+/// Notes a failed call; UNIMPLEMENTED is the caller's to judge (the mode decides), so it is
+/// returned rather than noted.
+fn failed(status: &tonic::Status, identity: &Identity, progress: &mut Progress) -> StreamEnd {
     let why = describe(status);
+    progress.last.clone_from(&why);
     match status.code() {
+        Code::Unimplemented => return StreamEnd::NotServed(NotServed(why)),
         Code::NotFound => console::note(registration_hint(identity, status.message())),
-        Code::Unimplemented => console::note(format_args!(
-            "the server does not serve onboardingmgr.v1 ({why}); check --obs-svc / grpc_authority points at the provisioner's gRPC port; retrying"
-        )),
         _ => console::note(format_args!("onboarding failed ({why}); retrying")),
     }
-    progress.last = why;
+    StreamEnd::Broken
+}
+
+/// The console note for a server without onboarding when onboarding is required.
+fn required_but_not_served(answer: &NotServed) -> String {
+    format!(
+        "the server does not serve OEP onboarding (onboardingmgr.v1: {}), and onboarding is required (bootkit.onboarding=required or --onboarding required); point grpc_authority / --obs-svc at the provisioner's gRPC port, or boot with bootkit.onboarding=if-served to start the tink-worker without it; retrying",
+        answer.0
+    )
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::Admission;
 use crate::identity::Identity;
 use crate::onboard::Credentials;
 
@@ -60,17 +61,29 @@ pub fn write_credentials(directory: &Path, credentials: &Credentials) -> Result<
     Ok(())
 }
 
-/// The env file's text; values are quoted only when the shell would need it.
-pub fn env_file_text(identity: &Identity, credentials: &Credentials) -> String {
+/// The env file's text; values are quoted only when the shell would need it. `NODE_ID` and
+/// `PROJECT_ID` are empty unless onboarded; `ONBOARDING` says how the worker was let start
+/// (`onboarded`, `not-served` or `off`).
+pub fn env_file_text(identity: &Identity, admission: &Admission) -> String {
     let optional = |value: &Option<String>| value.clone().unwrap_or_default();
+    let credential = |pick: fn(&Credentials) -> &String| {
+        admission
+            .credentials()
+            .map(|credentials| pick(credentials).clone())
+            .unwrap_or_default()
+    };
     [
         ("WORKER_ID", identity.boot_mac.clone()),
         ("HW_ADDR", identity.boot_mac.clone()),
-        ("NODE_ID", credentials.client_id.clone()),
+        ("NODE_ID", credential(|credentials| &credentials.client_id)),
         ("SERIAL", optional(&identity.serial)),
         ("UUID", optional(&identity.uuid)),
         ("IP", optional(&identity.ip)),
-        ("PROJECT_ID", credentials.project_id.clone()),
+        (
+            "PROJECT_ID",
+            credential(|credentials| &credentials.project_id),
+        ),
+        ("ONBOARDING", admission.name().to_string()),
     ]
     .iter()
     .map(|(key, value)| format!("{key}={}\n", shell_value(value)))

@@ -79,7 +79,10 @@ async fn an_unknown_node_keeps_asking_until_it_is_registered() {
     let onboarded = run(&config, &Addresses::none()).await.unwrap();
 
     assert_eq!(server.requests().len(), 3);
-    assert_eq!(onboarded.credentials.client_id, CLIENT_ID);
+    assert_eq!(
+        onboarded.admission.credentials().unwrap().client_id,
+        CLIENT_ID
+    );
     assert!(config.output.exists());
 }
 
@@ -116,7 +119,10 @@ async fn a_server_that_comes_up_late_is_reached() {
         .unwrap()
         .unwrap();
 
-    assert_eq!(onboarded.credentials.client_id, CLIENT_ID);
+    assert_eq!(
+        onboarded.admission.credentials().unwrap().client_id,
+        CLIENT_ID
+    );
     assert_eq!(server.requests().len(), 1);
 }
 

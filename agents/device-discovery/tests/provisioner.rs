@@ -88,7 +88,10 @@ async fn a_registered_node_is_onboarded_and_recorded() {
     let onboarded = run(&config, &addresses).await.unwrap();
 
     let node = store.get_node(BOOT_MAC).unwrap();
-    assert_eq!(onboarded.credentials.client_id, node.id);
+    assert_eq!(
+        onboarded.admission.credentials().unwrap().client_id,
+        node.id
+    );
     assert_eq!(node.state, NodeState::Discovered);
     assert_eq!(node.uuid.as_deref(), Some(SYSTEM_UUID));
     assert_eq!(node.serial, None, "the placeholder serial was not reported");
@@ -123,7 +126,7 @@ async fn an_unknown_node_is_refused_until_registered() {
     config.timeout = Duration::from_secs(30);
     let onboarded = run(&config, &Addresses::none()).await.unwrap();
     assert_eq!(
-        onboarded.credentials.client_id,
+        onboarded.admission.credentials().unwrap().client_id,
         store.get_node(BOOT_MAC).unwrap().id
     );
     assert!(config.output.exists());

@@ -5,7 +5,8 @@ grpc_python_plugin (the Rust side is tonic/prost).
 
     current_server.py GENERATED_DIR SCENARIO_JSON
 
-SCENARIO_JSON: {"get_action": [ANSWER, ...], "report": [ANSWER, ...]}, each ANSWER either
+SCENARIO_JSON: {"get_action": [ANSWER, ...], "report": [ANSWER, ...], "listen": "HOST:PORT"},
+"listen" optional (default 127.0.0.1 on a free port), each ANSWER either
 {"action": {ActionResponse fields}} or {"code": "NOT_FOUND" | "FAILED_PRECONDITION" | ...}
 or "ok" (reports). When a list runs out: NOT_FOUND for GetAction, "ok" for reports.
 
@@ -69,7 +70,7 @@ class Server(current_pb2_grpc.WorkflowServiceServicer):
 def main():
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     current_pb2_grpc.add_WorkflowServiceServicer_to_server(Server(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_insecure_port(SCENARIO.get("listen", "127.0.0.1:0"))
     server.start()
     print(f"port {port}", flush=True)
     # Until the test closes stdin (or kills it).

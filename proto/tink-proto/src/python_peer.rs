@@ -49,9 +49,28 @@ impl PythonPeer {
     /// Generates `protocol`'s Python code and starts `peers/<script>` with the generated
     /// directory as its first argument and `args` after it.
     pub fn start(script: &str, protocol: Protocol, args: &[&str]) -> io::Result<PythonPeer> {
+        PythonPeer::start_wrapped(&[], script, protocol, args)
+    }
+
+    /// Like [`PythonPeer::start`], with the Python process run by `wrapper` (for example
+    /// `ip netns exec NAME`, so a QEMU guest in that namespace reaches it).
+    pub fn start_wrapped(
+        wrapper: &[String],
+        script: &str,
+        protocol: Protocol,
+        args: &[&str],
+    ) -> io::Result<PythonPeer> {
         let generated = tempfile::tempdir()?;
         generate(protocol, generated.path())?;
-        let mut child = Command::new(PYTHON)
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(PYTHON);
+                command
+            }
+            None => Command::new(PYTHON),
+        };
+        let mut child = command
             .arg(crate_dir().join("peers").join(script))
             .arg(generated.path())
             .args(args)

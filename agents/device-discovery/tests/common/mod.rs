@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use agent_channel::test_ca::TestCa;
-use device_discovery::config::{Config, IdentityOverrides, ServerTls};
+use device_discovery::config::{Config, IdentityOverrides, Onboarding, ServerTls};
 use device_discovery::identity::AddressSource;
 use onboarding_proto::NodeState;
 use onboarding_proto::google::rpc::Status as RpcStatus;
@@ -277,6 +277,7 @@ impl AddressSource for Addresses {
 /// A configuration for `root` (a fake machine) talking to `server`; outputs under `root/run`.
 pub fn config(root: &Path, server: SocketAddr, tls: ServerTls) -> Config {
     Config {
+        onboarding: Onboarding::IfServed,
         server: server.to_string(),
         tls,
         overrides: IdentityOverrides::default(),
