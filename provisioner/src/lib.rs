@@ -9,6 +9,8 @@
 //! - [`admin`]: the admin REST/JSON API, its OpenAPI document, the status page and their
 //!   authentication; [`metrics`]: Prometheus; [`https`]: TLS for axum routers.
 //! - [`server`]: every listener together (`provisioner serve`).
+//! - [`tinkerbell`]: Tinkerbell's `Hardware`, `Template` and `Workflow` objects in and out
+//!   (`provisioner apply`, `provisioner get`).
 
 pub mod admin;
 pub mod boot;
@@ -20,3 +22,4 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod template;
+pub mod tinkerbell;

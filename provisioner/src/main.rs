@@ -11,6 +11,7 @@ use provisioner::store::Store;
 
 use cli::admin::InitArgs;
 use cli::nodes::{NodeCommand, ProfileCommand};
+use cli::objects::{ApplyArgs, GetArgs};
 use cli::output::Output;
 use cli::records::{HardwareCommand, TemplateCommand, WorkflowCommand};
 use cli::serve::ServeArgs;
@@ -48,6 +49,11 @@ enum Command {
         #[command(subcommand)]
         action: WorkflowCommand,
     },
+    /// Create or update Tinkerbell Hardware, Template and Workflow objects from YAML, as
+    /// `kubectl apply -f` does.
+    Apply(ApplyArgs),
+    /// Write Tinkerbell objects back (`-o yaml|json`), as `kubectl get` does.
+    Get(GetArgs),
     /// Nodes: registration, status, timeline, logs, re-arming.
     Node {
         #[command(subcommand)]
@@ -89,6 +95,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Template { action } => cli::records::template(&open()?, &out, action),
         Command::Hardware { action } => cli::records::hardware(&open()?, &out, action),
         Command::Workflow { action } => cli::records::workflow(&open()?, &out, action),
+        Command::Apply(args) => cli::objects::apply(&open()?, &out, &args),
+        Command::Get(args) => cli::objects::get(&open()?, &out, &args),
         Command::Node { action } => cli::nodes::node(&open()?, &out, action),
         Command::Profile { action } => cli::nodes::profile(&open()?, &out, action),
         Command::Serve(args) => cli::serve::serve(open()?, *args),

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod nodes;
+pub mod objects;
 pub mod output;
 pub mod records;
 pub mod serve;

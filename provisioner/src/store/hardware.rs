@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Result, Store, StoreError, from_json, now_ms, rfc3339, to_json};
 use crate::template::FieldError;
+use crate::tinkerbell::Outcome;
 
 /// Hardware as a user submits it (JSON).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -42,6 +43,10 @@ pub struct Hardware {
     pub agent_seen_at: Option<String>,
     /// RFC 3339 with milliseconds, UTC.
     pub created_at: String,
+    /// The Tinkerbell `Hardware` object this record was applied from (`provisioner apply`),
+    /// as stored: written back by `provisioner get`. None for hardware made otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<serde_json::Value>,
 }
 
 impl HardwareSpec {
@@ -134,6 +139,70 @@ impl Store {
         let hardware = load_hardware(&transaction, &id)?;
         transaction.commit()?;
         Ok(hardware)
+    }
+
+    /// Creates or updates hardware `spec.id` from a Tinkerbell object: its MACs and IPs are
+    /// replaced by the spec's, `object` is kept to be written back. MACs of other hardware
+    /// are a conflict. Attributes and what the agent reported stay as they are.
+    pub fn apply_hardware(
+        &self,
+        spec: &HardwareSpec,
+        object: &serde_json::Value,
+    ) -> Result<(Outcome, Hardware)> {
+        let (id, macs) = spec.validate()?;
+        let mut connection = self.connection();
+        let transaction = connection.transaction()?;
+        for (index, mac) in macs.iter().enumerate() {
+            if let Some(owner) = hardware_id_by_mac(&transaction, mac)?
+                && owner != id
+            {
+                return Err(FieldError::new(
+                    format!("macs[{index}]"),
+                    format!(
+                        "{mac} already belongs to hardware {owner:?}; delete that hardware or \
+                         remove the MAC from it first"
+                    ),
+                )
+                .into());
+            }
+        }
+        let outcome = if hardware_exists(&transaction, &id)? {
+            let stored = load_hardware(&transaction, &id)?;
+            if stored.macs == macs
+                && stored.ips == spec.ips
+                && stored.object.as_ref() == Some(object)
+            {
+                return Ok((Outcome::Unchanged, stored));
+            }
+            transaction.execute("DELETE FROM hardware_macs WHERE hardware_id = ?1", [&id])?;
+            transaction.execute(
+                "UPDATE hardware SET ips = ?2, object = ?3 WHERE id = ?1",
+                params![id, to_json(&spec.ips)?, to_json(object)?],
+            )?;
+            Outcome::Configured
+        } else {
+            transaction.execute(
+                "INSERT INTO hardware (id, ips, attributes, created_ms, object)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    id,
+                    to_json(&spec.ips)?,
+                    to_json(&spec.attributes)?,
+                    now_ms(),
+                    to_json(object)?
+                ],
+            )?;
+            Outcome::Created
+        };
+        for (position, mac) in macs.iter().enumerate() {
+            transaction.execute(
+                "INSERT INTO hardware_macs (mac, hardware_id, position) VALUES (?1, ?2, ?3)",
+                params![mac, id, position as i64],
+            )?;
+        }
+        let hardware = load_hardware(&transaction, &id)?;
+        transaction.commit()?;
+        Ok((outcome, hardware))
     }
 
     /// Hardware by id or by one of its MACs.
@@ -234,7 +303,8 @@ fn load_hardware(connection: &Connection, id: &str) -> Result<Hardware> {
         .query_map([id], |row| row.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
     let raw = connection.query_row(
-        "SELECT ips, attributes, agent_attributes, agent_seen_ms, created_ms FROM hardware WHERE id = ?1",
+        "SELECT ips, attributes, agent_attributes, agent_seen_ms, created_ms, object FROM hardware
+         WHERE id = ?1",
         [id],
         raw_hardware,
     )?;
@@ -246,6 +316,7 @@ fn load_hardware(connection: &Connection, id: &str) -> Result<Hardware> {
         agent_attributes: raw.agent_attributes.as_deref().map(from_json).transpose()?,
         agent_seen_at: raw.agent_seen_ms.map(rfc3339),
         created_at: rfc3339(raw.created_ms),
+        object: raw.object.as_deref().map(from_json).transpose()?,
     })
 }
 
@@ -255,6 +326,7 @@ struct RawHardware {
     agent_attributes: Option<String>,
     agent_seen_ms: Option<i64>,
     created_ms: i64,
+    object: Option<String>,
 }
 
 fn raw_hardware(row: &Row<'_>) -> rusqlite::Result<RawHardware> {
@@ -264,6 +336,7 @@ fn raw_hardware(row: &Row<'_>) -> rusqlite::Result<RawHardware> {
         agent_attributes: row.get(2)?,
         agent_seen_ms: row.get(3)?,
         created_ms: row.get(4)?,
+        object: row.get(5)?,
     })
 }
 

@@ -232,6 +232,10 @@ impl Store {
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("actions", "network", "TEXT NOT NULL DEFAULT ''"),
     ("actions", "worker_address", "TEXT NOT NULL DEFAULT ''"),
+    // The Tinkerbell objects records were applied from (`provisioner apply`), as JSON.
+    ("hardware", "object", "TEXT"),
+    ("templates", "object", "TEXT"),
+    ("workflows", "object", "TEXT"),
 ];
 
 fn add_missing_columns(connection: &Connection) -> Result<()> {

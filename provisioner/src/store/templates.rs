@@ -3,8 +3,9 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
-use super::{Result, Store, StoreError, now_ms, rfc3339};
+use super::{Result, Store, StoreError, now_ms, rfc3339, to_json};
 use crate::template::Template;
+use crate::tinkerbell::Outcome;
 
 /// A stored workflow template.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,6 +18,10 @@ pub struct TemplateRecord {
     pub data: String,
     /// RFC 3339 with milliseconds, UTC.
     pub created_at: String,
+    /// The Tinkerbell `Template` object this template was applied from (`provisioner apply`),
+    /// as stored: written back by `provisioner get`. None for templates made otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<serde_json::Value>,
 }
 
 impl Store {
@@ -35,6 +40,52 @@ impl Store {
         self.get_template(&id)
     }
 
+    /// Creates or updates template `id` from a Tinkerbell object. `data` is the template's
+    /// YAML; it is checked by [`Template::parse`] unless `checked` is false (text with Go
+    /// template expressions beyond `{{.key}}` that only parses once a workflow renders it).
+    /// Workflows made earlier keep the actions they were rendered with.
+    pub fn apply_template(
+        &self,
+        id: &str,
+        name: &str,
+        data: &str,
+        checked: bool,
+        object: &serde_json::Value,
+    ) -> Result<(Outcome, TemplateRecord)> {
+        if checked {
+            Template::parse(data)?;
+        }
+        let mut connection = self.connection();
+        let transaction = connection.transaction()?;
+        let outcome = match load_template(&transaction, id) {
+            Ok(stored) => {
+                if stored.name == name
+                    && stored.data == data
+                    && stored.object.as_ref() == Some(object)
+                {
+                    return Ok((Outcome::Unchanged, stored));
+                }
+                transaction.execute(
+                    "UPDATE templates SET name = ?2, data = ?3, object = ?4 WHERE id = ?1",
+                    params![id, name, data, to_json(object)?],
+                )?;
+                Outcome::Configured
+            }
+            Err(StoreError::NotFound { .. }) => {
+                transaction.execute(
+                    "INSERT INTO templates (id, name, data, created_ms, object)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id, name, data, now_ms(), to_json(object)?],
+                )?;
+                Outcome::Created
+            }
+            Err(other) => return Err(other),
+        };
+        let template = load_template(&transaction, id)?;
+        transaction.commit()?;
+        Ok((outcome, template))
+    }
+
     /// The template with this id; [`StoreError::NotFound`] if none.
     pub fn get_template(&self, id: &str) -> Result<TemplateRecord> {
         load_template(&self.connection(), id)
@@ -43,8 +94,9 @@ impl Store {
     /// Every template, oldest first.
     pub fn list_templates(&self) -> Result<Vec<TemplateRecord>> {
         let connection = self.connection();
-        let mut statement = connection
-            .prepare("SELECT id, name, data, created_ms FROM templates ORDER BY created_ms, id")?;
+        let mut statement = connection.prepare(
+            "SELECT id, name, data, created_ms, object FROM templates ORDER BY created_ms, id",
+        )?;
         let templates = statement
             .query_map([], template_row)?
             .collect::<Result<Vec<_>, _>>()?;
@@ -67,18 +119,30 @@ impl Store {
 }
 
 fn template_row(row: &Row<'_>) -> rusqlite::Result<TemplateRecord> {
+    let object = row
+        .get::<_, Option<String>>(4)?
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|error| {
+            rusqlite::Error::FromSqlConversionFailure(
+                4,
+                rusqlite::types::Type::Text,
+                Box::new(error),
+            )
+        })?;
     Ok(TemplateRecord {
         id: row.get(0)?,
         name: row.get(1)?,
         data: row.get(2)?,
         created_at: rfc3339(row.get(3)?),
+        object,
     })
 }
 
 pub(crate) fn load_template(connection: &Connection, id: &str) -> Result<TemplateRecord> {
     connection
         .query_row(
-            "SELECT id, name, data, created_ms FROM templates WHERE id = ?1",
+            "SELECT id, name, data, created_ms, object FROM templates WHERE id = ?1",
             [id],
             template_row,
         )

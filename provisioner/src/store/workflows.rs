@@ -10,6 +10,7 @@ use super::templates::load_template;
 use super::{Result, Store, StoreError, from_json, now_ms, parse_state, rfc3339, to_json};
 use crate::state::State;
 use crate::template::{self, FieldError, Template};
+use crate::tinkerbell::Outcome;
 
 /// A workflow: a template rendered for some hardware, and its progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +33,10 @@ pub struct Workflow {
     pub stopped_at: Option<String>,
     /// Every action of every task, in run order.
     pub actions: Vec<ActionRecord>,
+    /// The Tinkerbell `Workflow` object this workflow was applied from (`provisioner apply`),
+    /// without status: written back by `provisioner get`. None for workflows made otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<serde_json::Value>,
 }
 
 /// One action of a workflow, as rendered at creation, and its progress.
@@ -102,19 +107,76 @@ impl Store {
     ) -> Result<Workflow> {
         let mut connection = self.connection();
         let transaction = connection.transaction()?;
-        for (key, value) in hardware {
-            if resolve_hardware(&transaction, value)?.is_none() {
-                return Err(FieldError::new(
-                    format!("hardware.{key}"),
-                    format!("no hardware with id or MAC {value:?}; create it first"),
-                )
-                .into());
-            }
-        }
+        check_hardware_map(&transaction, hardware)?;
         let id = insert_workflow(&transaction, template_id, hardware)?;
         let workflow = load_workflow(&transaction, &id)?;
         transaction.commit()?;
         Ok(workflow)
+    }
+
+    /// Creates or updates workflow `id` from a Tinkerbell object: template `template_id`
+    /// rendered with `hardware` (each task's rendered worker must name known hardware). An
+    /// existing workflow whose spec (the rendering's inputs) is unchanged only gets the new
+    /// `object`; one whose spec changed is rendered again while nothing of it has run, and
+    /// refused once it has.
+    pub fn apply_workflow(
+        &self,
+        id: &str,
+        template_id: &str,
+        hardware: &BTreeMap<String, String>,
+        object: &serde_json::Value,
+    ) -> Result<(Outcome, Workflow)> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction()?;
+        // Unlike `create_workflow`, the map's values need not be hardware: upstream's
+        // hardwareMap holds template values; the tasks' workers must resolve (when rendered).
+        let stored = match load_workflow(&transaction, id) {
+            Ok(stored) => Some(stored),
+            Err(StoreError::NotFound { .. }) => None,
+            Err(other) => return Err(other),
+        };
+        let outcome = match stored {
+            None => {
+                insert_workflow_as(&transaction, id, template_id, hardware)?;
+                transaction.execute(
+                    "UPDATE workflows SET object = ?2 WHERE id = ?1",
+                    params![id, to_json(object)?],
+                )?;
+                Outcome::Created
+            }
+            Some(stored) if stored.object.as_ref() == Some(object) => {
+                return Ok((Outcome::Unchanged, stored));
+            }
+            Some(stored) => {
+                let same_inputs = stored.template_id == template_id
+                    && &stored.hardware == hardware
+                    && stored.object.as_ref().and_then(|old| old.get("spec")) == object.get("spec");
+                if !same_inputs {
+                    let untouched = stored.state == State::Pending
+                        && stored
+                            .actions
+                            .iter()
+                            .all(|action| action.state == State::Pending);
+                    if !untouched {
+                        return Err(StoreError::Conflict(format!(
+                            "workflow {id:?} has started (state {}); its spec cannot change \
+                             now: delete it (`provisioner workflow delete {id}`) and apply again",
+                            stored.state
+                        )));
+                    }
+                    transaction.execute("DELETE FROM workflows WHERE id = ?1", [id])?;
+                    insert_workflow_as(&transaction, id, template_id, hardware)?;
+                }
+                transaction.execute(
+                    "UPDATE workflows SET object = ?2 WHERE id = ?1",
+                    params![id, to_json(object)?],
+                )?;
+                Outcome::Configured
+            }
+        };
+        let workflow = load_workflow(&transaction, id)?;
+        transaction.commit()?;
+        Ok((outcome, workflow))
     }
 
     /// The workflow with this id; [`StoreError::NotFound`] if none.
@@ -146,6 +208,20 @@ impl Store {
     }
 }
 
+/// Every value of a hardware map must name known hardware (by id or MAC).
+fn check_hardware_map(connection: &Connection, hardware: &BTreeMap<String, String>) -> Result<()> {
+    for (key, value) in hardware {
+        if resolve_hardware(connection, value)?.is_none() {
+            return Err(FieldError::new(
+                format!("hardware.{key}"),
+                format!("no hardware with id or MAC {value:?}; create it first"),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// Renders the template with `values` (its `{{.key}}` substitutions) and stores the workflow,
 /// PENDING; returns its id. Task workers must resolve to known hardware.
 pub(crate) fn insert_workflow(
@@ -153,6 +229,18 @@ pub(crate) fn insert_workflow(
     template_id: &str,
     values: &BTreeMap<String, String>,
 ) -> Result<String> {
+    let id = uuid::Uuid::new_v4().to_string();
+    insert_workflow_as(transaction, &id, template_id, values)?;
+    Ok(id)
+}
+
+/// [`insert_workflow`] with the workflow's id given (`namespace/name` for applied objects).
+fn insert_workflow_as(
+    transaction: &Transaction<'_>,
+    id: &str,
+    template_id: &str,
+    values: &BTreeMap<String, String>,
+) -> Result<()> {
     let template_record = load_template(transaction, template_id).map_err(|error| match error {
         StoreError::NotFound { .. } => {
             FieldError::new("template", format!("no template with id {template_id:?}")).into()
@@ -161,7 +249,6 @@ pub(crate) fn insert_workflow(
     })?;
     let rendered = template::substitute(&template_record.data, values)?;
     let template = Template::parse(&rendered)?;
-    let id = uuid::Uuid::new_v4().to_string();
     transaction.execute(
         "INSERT INTO workflows (id, template_id, hardware_map, global_timeout, state, created_ms)
          VALUES (?1, ?2, ?3, ?4, 'PENDING', ?5)",
@@ -173,8 +260,8 @@ pub(crate) fn insert_workflow(
             now_ms()
         ],
     )?;
-    insert_actions(transaction, &id, &template)?;
-    Ok(id)
+    insert_actions(transaction, id, &template)?;
+    Ok(())
 }
 
 pub(crate) fn workflow_not_found(id: &str) -> StoreError {
@@ -244,7 +331,8 @@ fn insert_actions(
 pub(crate) fn load_workflow(connection: &Connection, id: &str) -> Result<Workflow> {
     let raw = connection
         .query_row(
-            "SELECT template_id, hardware_map, global_timeout, state, created_ms, started_ms, stopped_ms
+            "SELECT template_id, hardware_map, global_timeout, state, created_ms, started_ms, stopped_ms,
+                object
              FROM workflows WHERE id = ?1",
             [id],
             |row| {
@@ -256,13 +344,22 @@ pub(crate) fn load_workflow(connection: &Connection, id: &str) -> Result<Workflo
                     row.get::<_, i64>(4)?,
                     row.get::<_, Option<i64>>(5)?,
                     row.get::<_, Option<i64>>(6)?,
+                    row.get::<_, Option<String>>(7)?,
                 ))
             },
         )
         .optional()?
         .ok_or_else(|| workflow_not_found(id))?;
-    let (template_id, hardware_map, global_timeout, state, created_ms, started_ms, stopped_ms) =
-        raw;
+    let (
+        template_id,
+        hardware_map,
+        global_timeout,
+        state,
+        created_ms,
+        started_ms,
+        stopped_ms,
+        object,
+    ) = raw;
     Ok(Workflow {
         id: id.to_string(),
         template_id,
@@ -273,6 +370,7 @@ pub(crate) fn load_workflow(connection: &Connection, id: &str) -> Result<Workflo
         started_at: started_ms.map(rfc3339),
         stopped_at: stopped_ms.map(rfc3339),
         actions: load_actions(connection, id)?,
+        object: object.as_deref().map(from_json).transpose()?,
     })
 }
 
