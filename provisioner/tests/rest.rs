@@ -135,3 +135,27 @@ async fn bad_input_is_a_400_naming_the_field_and_stores_nothing() {
         assert_eq!(api.get(path).await.1, json!([]), "{path} stored nothing");
     }
 }
+
+/// Records applied from Tinkerbell objects have `namespace/name` ids; in a path the `/` is
+/// written `%2F`, and the record is found by its whole id.
+#[tokio::test]
+async fn a_namespace_slash_name_id_is_reached_percent_encoded() {
+    let db = TestDb::new();
+    let server = TestServer::start(&db.path()).await;
+    let api = AdminClient::new(server.http_url(), Some(ADMIN_TOKEN));
+    let (status, created) = api
+        .post(
+            "/api/v1/hardware",
+            json!({"id": "default/machine-1", "macs": [MAC]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+
+    let (status, fetched) = api.get("/api/v1/hardware/default%2Fmachine-1").await;
+    assert_eq!(status, StatusCode::OK, "{fetched}");
+    assert_eq!(fetched["id"], "default/machine-1");
+    assert_eq!(
+        api.delete("/api/v1/hardware/default%2Fmachine-1").await.0,
+        StatusCode::NO_CONTENT
+    );
+}
