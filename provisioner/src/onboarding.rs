@@ -131,9 +131,7 @@ fn discovery(
         .collect();
     let attributes = match request.hardware_json.trim() {
         "" => None,
-        json => Some(serde_json::from_str(json).map_err(|error| {
-            crate::template::FieldError::new("hardware_json", format!("not valid JSON: {error}"))
-        })?),
+        json => Some(hardware_json(json)?),
     };
     Ok(Discovery {
         identity: Identity::new(Some(&request.serialnum), Some(&request.uuid), &macs),
@@ -143,6 +141,31 @@ fn discovery(
         attributes,
         artifact_base,
     })
+}
+
+/// Device discovery's `hardware_json`: a JSON object whose `inBand`, when present, is an
+/// object too (Tinkerbell's `status.attributes.inBand`, stored as the node's inventory).
+fn hardware_json(json: &str) -> Result<serde_json::Value, crate::template::FieldError> {
+    use crate::template::FieldError;
+    let value: serde_json::Value = serde_json::from_str(json)
+        .map_err(|error| FieldError::new("hardware_json", format!("not valid JSON: {error}")))?;
+    let object = value.as_object().ok_or_else(|| {
+        FieldError::new(
+            "hardware_json",
+            "must be a JSON object (device discovery's hardware attributes)",
+        )
+    })?;
+    if let Some(in_band) = object.get("inBand")
+        && !in_band.is_object()
+    {
+        return Err(FieldError::new(
+            "hardware_json.inBand",
+            format!(
+                "must be an object in the shape of Tinkerbell's status.attributes.inBand, not {in_band}"
+            ),
+        ));
+    }
+    Ok(value)
 }
 
 type ResponseStream =

@@ -1,6 +1,6 @@
 //! Tinkerbell's workflow templates: parsing, validation and `{{.key}}` substitution.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -223,9 +223,12 @@ fn yaml_error(error: serde_yaml_ng::Error) -> FieldError {
 
 /// Replaces each `{{.key}}` (spaces inside the braces allowed) with `values[key]`.
 ///
-/// Only this form of Go's template language is supported: Tinkerbell templates use it to
-/// name the workflow's hardware. Anything else between `{{` and `}}` is an error, as is a
-/// key the map does not have.
+/// Only these forms of Go's template language are supported: `{{.key}}`, a field chain
+/// `{{.hardware.status.attributes.inBand.memory.totalBytes}}` (the whole chain is the key), and
+/// a list item by position, `{{ (index .hardware.status.attributes.inBand.blockDevices 0).name }}`
+/// (the key `hardware.status.attributes.inBand.blockDevices.0.name`). Tinkerbell templates use
+/// them to name the workflow's hardware. Anything else between `{{` and `}}` is an error, as is
+/// a key the map does not have.
 pub fn substitute(text: &str, values: &BTreeMap<String, String>) -> Result<String, FieldError> {
     let mut rendered = String::with_capacity(text.len());
     let mut rest = text;
@@ -239,16 +242,21 @@ pub fn substitute(text: &str, values: &BTreeMap<String, String>) -> Result<Strin
             )
         })?;
         let expression = after_open[..close].trim();
-        let key = expression.strip_prefix('.').filter(|key| is_identifier(key)).ok_or_else(|| {
+        let key = value_key(expression).ok_or_else(|| {
             FieldError::new(
                 "template",
-                format!("unsupported expression {{{{{expression}}}}}: only {{{{.key}}}} is supported"),
+                format!(
+                    "unsupported expression {{{{{expression}}}}}: only {{{{.key}}}}, {{{{.a.b.c}}}} \
+                     and {{{{(index .a.list N).field}}}} are supported"
+                ),
             )
         })?;
-        let value = values.get(key).ok_or_else(|| {
+        let value = values.get(&key).ok_or_else(|| {
             FieldError::new(
                 "hardware",
-                format!("the template uses {{{{.{key}}}}} but the hardware map has no key {key:?}"),
+                format!(
+                    "the template uses {{{{{expression}}}}} but the hardware map has no key {key:?}"
+                ),
             )
         })?;
         rendered.push_str(value);
@@ -256,6 +264,56 @@ pub fn substitute(text: &str, values: &BTreeMap<String, String>) -> Result<Strin
     }
     rendered.push_str(rest);
     Ok(rendered)
+}
+
+/// The keys of `text`'s supported expressions (what [`substitute`] would look up), so that a
+/// caller with many optional values (a node's whole inventory) can keep only those used.
+pub fn used_keys(text: &str) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        let after_open = &rest[open + 2..];
+        let Some(close) = after_open.find("}}") else {
+            break;
+        };
+        keys.extend(value_key(after_open[..close].trim()));
+        rest = &after_open[close + 2..];
+    }
+    keys
+}
+
+/// The values key an expression names: `.a.b` is `a.b`; `(index .a.list 2).name` is
+/// `a.list.2.name` (Go's `index` of a list by position, then an optional field chain).
+fn value_key(expression: &str) -> Option<String> {
+    if let Some(chain) = expression.strip_prefix('.') {
+        return is_field_chain(chain).then(|| chain.to_string());
+    }
+    let inner = expression.strip_prefix('(')?;
+    let (call, after) = inner.split_once(')')?;
+    let mut words = call.split_whitespace();
+    let (Some("index"), Some(list), Some(position), None) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return None;
+    };
+    let list = list
+        .strip_prefix('.')
+        .filter(|chain| is_field_chain(chain))?;
+    let position: usize = position.parse().ok()?;
+    let mut key = format!("{list}.{position}");
+    if !after.is_empty() {
+        let field = after
+            .strip_prefix('.')
+            .filter(|chain| is_field_chain(chain))?;
+        key.push('.');
+        key.push_str(field);
+    }
+    Some(key)
+}
+
+/// `a`, `a.b_c.D1`: names of letters, digits and `_`, joined by dots.
+fn is_field_chain(chain: &str) -> bool {
+    chain.split('.').all(is_identifier)
 }
 
 fn is_identifier(key: &str) -> bool {
@@ -378,5 +436,59 @@ tasks:
         assert!(error.reason.contains("\"device_2\""), "{error}");
         assert!(substitute("{{ if .x }}", &values).is_err());
         assert!(substitute("{{.device_1", &values).is_err());
+    }
+
+    /// Go's field chains and `index` by position, as Tinkerbell templates reach into the
+    /// hardware object (`{{ .hardware.status.attributes... }}`).
+    #[test]
+    fn field_chains_and_index_name_dotted_keys() {
+        let values = BTreeMap::from([
+            (
+                "hardware.memory.totalBytes".to_string(),
+                "8589934592".to_string(),
+            ),
+            ("hardware.disks.1.name".to_string(), "nvme0n1".to_string()),
+            ("hardware.disks.1".to_string(), "second".to_string()),
+        ]);
+        assert_eq!(
+            substitute(
+                "m={{ .hardware.memory.totalBytes }} d={{ (index .hardware.disks 1).name }} \
+                 i={{(index .hardware.disks 1)}}",
+                &values
+            )
+            .unwrap(),
+            "m=8589934592 d=nvme0n1 i=second"
+        );
+        let missing = substitute("{{ (index .hardware.disks 0).name }}", &values).unwrap_err();
+        assert!(
+            missing.reason.contains("\"hardware.disks.0.name\""),
+            "{missing}"
+        );
+        for unsupported in [
+            "{{ .hardware..memory }}",
+            "{{ .hardware.memory. }}",
+            "{{ (index .hardware.disks x).name }}",
+            "{{ (index .hardware.disks 0 1) }}",
+            "{{ (len .hardware.disks) }}",
+            "{{ (index .hardware.disks 0)name }}",
+        ] {
+            let error = substitute(unsupported, &values).unwrap_err();
+            assert!(
+                error.reason.contains("unsupported"),
+                "{unsupported}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn used_keys_are_what_substitution_looks_up() {
+        let keys = used_keys(
+            "a: {{.device_1}}\nb: {{ (index .hardware.list 1).name }} {{.x.y}} {{ unsupported }}",
+        );
+        let expected: BTreeSet<String> = ["device_1", "hardware.list.1.name", "x.y"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(keys, expected);
     }
 }

@@ -1,6 +1,8 @@
 //! What a machine is made of, read from /sys and /proc (no dmidecode, no udev database): the
 //! agent attributes of Tinkerbell's current protocol, kept as plain typed values (byte counts,
 //! Mbit/s) so each consumer formats them its own way. Device discovery shares this crate.
+//! [`in_band`] gives the same facts as Tinkerbell's Hardware `status.attributes.inBand`
+//! document ([`inband`]: upstream's JSON names, exact bytes and Mbit/s).
 //!
 //! Collection is best effort by design: a file the kernel does not offer (no DMI on ARM, no
 //! `speed` on a link that is down, serials that need root) leaves that value absent instead of
@@ -9,21 +11,26 @@
 mod block;
 mod cpu;
 mod dmi;
+pub mod inband;
 mod memory;
 mod network;
 mod pci;
 mod sysfs;
+mod tpm;
 
 use std::path::Path;
 
 pub use block::{BlockDevice, ControllerType, DriveType};
 pub use cpu::{Cpu, Processor};
 pub use dmi::{Baseboard, Bios, Chassis, Product};
+pub use inband::in_band;
 pub use memory::Memory;
 pub use network::{NetworkInterface, network_interfaces};
 pub use pci::PciDevice;
+pub use tpm::Tpm;
 
-/// Everything the current protocol's `AgentAttributes` carries, plus the SMBIOS system UUID.
+/// Everything the current protocol's `AgentAttributes` carries, plus the SMBIOS system UUID and
+/// the TPMs (which the in-band document reports and the protocol has no field for).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AgentAttributes {
     /// Processors and their core and thread counts.
@@ -48,6 +55,8 @@ pub struct AgentAttributes {
     pub product: Product,
     /// SMBIOS system UUID (`product_uuid`, readable by root only), placeholder values dropped.
     pub system_uuid: Option<String>,
+    /// The TPMs under /sys/class/tpm.
+    pub tpms: Vec<Tpm>,
 }
 
 /// The attributes of the machine this runs on.
@@ -79,5 +88,6 @@ pub fn collect_from(root: &Path) -> AgentAttributes {
         baseboard: dmi::baseboard(&dmi_dir),
         product: dmi::product(&dmi_dir),
         system_uuid: dmi::system_uuid(&dmi_dir),
+        tpms: tpm::devices(&sys),
     }
 }

@@ -14,6 +14,11 @@ pub struct NetworkInterface {
     pub mac: Option<String>,
     /// Link speed in Mbit/s; absent while the link is down (the kernel refuses to read it).
     pub speed_mbps: Option<u32>,
+    /// The interface's MTU in bytes (`mtu`).
+    pub mtu: Option<u32>,
+    /// The kernel's RFC 2863 operational state (`operstate`: `up`, `down`, `dormant`, ...);
+    /// absent when the driver does not track it (`unknown`).
+    pub link_status: Option<String>,
 }
 
 /// The hardware network interfaces under `sys`, in the order the kernel created them (ifindex),
@@ -28,6 +33,9 @@ pub fn network_interfaces(sys: &Path) -> Vec<NetworkInterface> {
                 mac: sysfs::text(&path.join("address")).map(|mac| mac.to_ascii_lowercase()),
                 // `speed` is -1 when unknown, which does not parse as u32.
                 speed_mbps: sysfs::text(&path.join("speed")).and_then(|speed| speed.parse().ok()),
+                mtu: sysfs::number(&path.join("mtu")).and_then(|mtu| u32::try_from(mtu).ok()),
+                link_status: sysfs::text(&path.join("operstate"))
+                    .filter(|state| state != "unknown"),
                 name,
             };
             (index, interface)

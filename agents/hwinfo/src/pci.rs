@@ -22,6 +22,8 @@ pub struct PciDevice {
 
 /// The PCI base class of display controllers (VGA, 3D, other display).
 const DISPLAY_CLASS_PREFIX: &str = "03";
+/// The PCI base class of mass storage controllers (SATA, NVMe, RAID, SAS, ...).
+const STORAGE_CLASS_PREFIX: &str = "01";
 
 impl PciDevice {
     /// True for a display controller (base class 0x03: VGA, 3D, other); what counts as a GPU.
@@ -29,6 +31,13 @@ impl PciDevice {
         self.class
             .as_deref()
             .is_some_and(|class| class.starts_with(DISPLAY_CLASS_PREFIX))
+    }
+
+    /// True for a mass storage controller (base class 0x01: SATA, NVMe, RAID, SAS, ...).
+    pub fn is_storage_controller(&self) -> bool {
+        self.class
+            .as_deref()
+            .is_some_and(|class| class.starts_with(STORAGE_CLASS_PREFIX))
     }
 }
 

@@ -55,13 +55,25 @@ pub fn progress_text(node: &Node) -> Option<String> {
     Some(text)
 }
 
-/// The API's shape of a node's detail: the node's view with its workflow and `timeline`.
+/// The API's shape of a node's detail: the node's view with its workflow, `timeline` and
+/// hardware `attributes`.
 #[derive(Serialize)]
 struct NodeDetailView {
     #[serde(flatten)]
     view: NodeView,
     workflow: Option<Workflow>,
     timeline: Vec<Event>,
+    /// As Tinkerbell's Hardware `status.attributes`: `{"inBand": {...}}`, absent until device
+    /// discovery has reported an inventory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attributes: Option<HardwareAttributes>,
+}
+
+/// Tinkerbell's `HardwareAttributes`: one subtree per collection path (only in-band here).
+#[derive(Serialize)]
+struct HardwareAttributes {
+    #[serde(rename = "inBand")]
+    in_band: serde_json::Value,
 }
 
 async fn list_nodes(State(store): Shared) -> ApiResult {
@@ -75,10 +87,14 @@ async fn list_nodes(State(store): Shared) -> ApiResult {
 
 async fn get_node(State(store): Shared, Path(key): Path<String>) -> ApiResult {
     let detail = store.node_detail(&key)?;
+    let attributes = store
+        .node_in_band(&detail.node.id)?
+        .map(|in_band| HardwareAttributes { in_band });
     found(NodeDetailView {
         view: detail.node.into(),
         workflow: detail.workflow,
         timeline: detail.events,
+        attributes,
     })
 }
 

@@ -191,6 +191,13 @@ CREATE TABLE IF NOT EXISTS node_logs (
     sent_at TEXT,
     text TEXT NOT NULL
 );
+-- The node's latest in-band hardware inventory (Tinkerbell's status.attributes.inBand), from
+-- device discovery; a report without one keeps the last.
+CREATE TABLE IF NOT EXISTS node_inventory (
+    node_id TEXT PRIMARY KEY REFERENCES nodes(id) ON DELETE CASCADE,
+    in_band TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS node_logs_by_node ON node_logs(node_id, seq);
 ";
 

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use super::hardware::record_discovered_hardware;
 use super::identity::Identity;
 use super::registrations::match_identity;
+use super::templates::load_template;
 use super::workflows::insert_workflow;
 use super::{Result, Store, StoreError, now_ms, rfc3339};
 use crate::template::FieldError;
@@ -275,7 +276,11 @@ impl Store {
                 workflow_created: false,
             }
         } else {
-            let values = workflow_values(boot_mac, &node, &matched, discovery)?;
+            // A template that cannot be loaded is reported by insert_workflow, by field.
+            let template_text = load_template(&transaction, &matched.profile.template_id)
+                .map(|template| template.data)
+                .unwrap_or_default();
+            let values = workflow_values(boot_mac, &node, &matched, discovery, &template_text)?;
             let workflow_id = insert_workflow(&transaction, &matched.profile.template_id, &values)?;
             transaction.execute(
                 "UPDATE nodes SET workflow_id = ?2, state = 'discovered', failure = NULL WHERE id = ?1",
