@@ -24,6 +24,54 @@ pub enum RegistryError {
         /// What is wrong with it (unreadable, not PEM, no certificate).
         why: String,
     },
+    /// A registry hosts file (containerd's `hosts.toml`) is not usable.
+    #[error(
+        "registry hosts file {}: {}{why}; fix the file (containerd's docs/hosts.md describes its keys) or remove it",
+        file.display(),
+        if key.is_empty() { String::new() } else { format!("key {key} ") }
+    )]
+    HostsFile {
+        /// The file.
+        file: PathBuf,
+        /// The key at fault (`host."https://mirror".ca`), empty for the whole file.
+        key: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A registry hosts directory (or a file in it) cannot be read.
+    #[error("cannot read the registry hosts configuration {}: {why}", path.display())]
+    HostsDir {
+        /// The directory or file.
+        path: PathBuf,
+        /// The system's reason.
+        why: String,
+    },
+    /// A client certificate or key named in a hosts file cannot be used.
+    #[error(
+        "the client certificate {} for registry host {host} {why}; give PEM files with the certificate and its private key",
+        path.display()
+    )]
+    ClientCertificate {
+        /// The registry host it is for.
+        host: String,
+        /// The certificate or key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// No configured host may do what is asked (for example every host is pull-only and a tag
+    /// must be resolved).
+    #[error(
+        "no registry host for {registry} may {operation}: {why}; give one of the hosts in its hosts.toml the capability (capabilities = [\"pull\", \"resolve\"])"
+    )]
+    NoHost {
+        /// The registry namespace.
+        registry: String,
+        /// `resolve a tag` or `pull`.
+        operation: &'static str,
+        /// The hosts configured, for the reader.
+        why: String,
+    },
     /// rustls refuses the TLS client configuration.
     #[error("cannot set up TLS")]
     Tls(#[source] rustls::Error),

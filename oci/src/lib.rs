@@ -7,8 +7,10 @@
 //!   config) and their media types.
 //! - [`reference`](mod@reference): image references as Docker writes them.
 //! - [`image`]: an image as content-addressed blobs in memory.
+//! - [`hosts`]: containerd's registry host configuration (`certs.d/<registry>/hosts.toml`):
+//!   mirrors, CAs, client certificates, headers per registry.
 //! - [`client`]: the registry client (async, reqwest with rustls and ring): pull, push,
-//!   authentication, mirrors, insecure registries, retries.
+//!   authentication, mirrors (tried in order), insecure registries, retries.
 //!
 //! Why not the `oci-client` crate: it has no registry mirror, no Docker-style insecure
 //! registries (HTTPS without checks, then plain HTTP), no way to hand it our rustls
@@ -18,6 +20,7 @@
 pub mod client;
 pub mod digest;
 pub mod error;
+pub mod hosts;
 pub mod image;
 pub mod manifest;
 pub mod reference;
@@ -27,6 +30,7 @@ pub use client::{
 };
 pub use digest::sha256_digest;
 pub use error::RegistryError;
+pub use hosts::{HostsDir, RegistryHost};
 pub use image::{Blob, OciImage};
 pub use manifest::{Descriptor, ImageConfig, ImageManifest};
 pub use reference::Reference;

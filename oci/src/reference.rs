@@ -34,20 +34,17 @@ impl Reference {
 
     /// The host the v2 API is reached on (Docker Hub's API is not on docker.io itself).
     pub fn api_host(&self) -> &str {
-        if self.registry == DOCKER_HUB {
-            DOCKER_HUB_API_HOST
-        } else {
-            &self.registry
-        }
+        api_host_of(&self.registry)
     }
+}
 
-    /// The same repository served by `mirror` (Docker's registry-mirror semantics: the
-    /// registry host is replaced, the repository path is kept).
-    pub fn with_registry(&self, mirror: &str) -> Reference {
-        Reference {
-            registry: mirror.trim_end_matches('/').to_string(),
-            ..self.clone()
-        }
+/// The host the v2 API of `registry` is on: Docker Hub's is `registry-1.docker.io`, any other
+/// registry's is the registry itself.
+pub fn api_host_of(registry: &str) -> &str {
+    if registry == DOCKER_HUB {
+        DOCKER_HUB_API_HOST
+    } else {
+        registry
     }
 }
 
@@ -206,13 +203,6 @@ mod tests {
         let reference = parse(&format!("user/app:1@{digest}"));
         assert_eq!(reference.repository, "user/app");
         assert_eq!(reference.manifest_selector(), digest);
-    }
-
-    #[test]
-    fn a_mirror_replaces_the_registry_and_keeps_the_path() {
-        let mirrored = parse("alpine:3.20").with_registry("10.0.0.1:5000/");
-        assert_eq!(mirrored.to_string(), "10.0.0.1:5000/library/alpine:3.20");
-        assert_eq!(mirrored.api_host(), "10.0.0.1:5000");
     }
 
     #[test]

@@ -82,6 +82,11 @@ impl fmt::Debug for Secret {
 /// Where and how action images are pulled.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegistryConfig {
+    /// `containerd_registry_config_path` (tink-agent's `--containerd-registry-config-path`):
+    /// containerd's certs.d directory of `hosts.toml` files (mirrors, CA, client certificates
+    /// and headers per registry); [`bootkit_oci::hosts::DEFAULT_HOSTS_DIR`] by default. A
+    /// directory that does not exist configures nothing.
+    pub hosts_dir: PathBuf,
     /// `docker_registry`: the registry images are pulled through (`host[:port]`).
     pub mirror: Option<String>,
     /// `registry_username`: the registry user; only used together with `password`.
@@ -90,6 +95,27 @@ pub struct RegistryConfig {
     pub password: Option<Secret>,
     /// Registries (`host[:port]`) reached without certificate checks, or over plain HTTP.
     pub insecure: Vec<String>,
+}
+
+impl RegistryConfig {
+    /// The registry client's configuration: the mirror, the insecure registries, the
+    /// credentials (when both user and password are given) and the hosts directory.
+    pub fn client_config(&self) -> bootkit_oci::RegistryConfig {
+        let credentials = match (&self.username, &self.password) {
+            (Some(username), Some(password)) => Some(bootkit_oci::Credentials {
+                username: username.clone(),
+                password: password.expose().to_string(),
+            }),
+            _ => None,
+        };
+        bootkit_oci::RegistryConfig {
+            mirror: self.mirror.clone(),
+            insecure_registries: self.insecure.clone(),
+            credentials,
+            hosts_dir: Some(self.hosts_dir.clone()),
+            ..bootkit_oci::RegistryConfig::default()
+        }
+    }
 }
 
 /// Proxy URLs may carry `user:password@`; Debug shows them without it.
@@ -216,6 +242,13 @@ const INSECURE_REGISTRIES: Key = Key {
     cmdline: "insecure_registries",
     env: &["INSECURE_REGISTRIES"],
 };
+const REGISTRY_CONFIG_PATH: Key = Key {
+    cmdline: "containerd_registry_config_path",
+    env: &[
+        "CONTAINERD_REGISTRY_CONFIG_PATH",
+        "AGENT_CONTAINERD_REGISTRY_CONFIG_PATH",
+    ],
+};
 const HTTP_PROXY: Key = Key {
     cmdline: "HTTP_PROXY",
     env: &["HTTP_PROXY", "http_proxy"],
@@ -296,6 +329,10 @@ impl Config {
             worker_id: worker_id(sources, sys)?,
             tls: server_tls(sources)?,
             registry: RegistryConfig {
+                hosts_dir: sources.text(&REGISTRY_CONFIG_PATH).map_or_else(
+                    || PathBuf::from(bootkit_oci::hosts::DEFAULT_HOSTS_DIR),
+                    PathBuf::from,
+                ),
                 mirror: sources.text(&DOCKER_REGISTRY),
                 username: sources.text(&REGISTRY_USERNAME),
                 password: sources.text(&REGISTRY_PASSWORD).map(Secret),
@@ -414,6 +451,11 @@ mod tests {
         assert_eq!(config.registry.insecure, ["a:5000", "b"]);
         assert_eq!(config.registry.username.as_deref(), Some("u"));
         assert_eq!(config.registry.password, None);
+        assert_eq!(
+            config.registry.hosts_dir,
+            Path::new("/etc/containerd/certs.d"),
+            "containerd's and tink-agent's default"
+        );
         assert_eq!(config.protocol, ProtocolChoice::Auto);
         assert_eq!(config.namespace, "tinkerbell");
         assert_eq!(
@@ -450,6 +492,35 @@ mod tests {
             config.worker_id, "from-id",
             "an empty WORKER_ID counts as unset"
         );
+    }
+
+    #[test]
+    fn the_registry_hosts_directory_is_set_as_tink_agent_sets_it() {
+        let config = load(
+            "grpc_authority=a:1 worker_id=w containerd_registry_config_path=/run/certs.d docker_registry=m:5000 insecure_registries=m:5000 registry_username=u registry_password=p",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.registry.hosts_dir, Path::new("/run/certs.d"));
+        let client = config.registry.client_config();
+        assert_eq!(client.hosts_dir.as_deref(), Some(Path::new("/run/certs.d")));
+        assert_eq!(client.mirror.as_deref(), Some("m:5000"));
+        assert_eq!(client.insecure_registries, ["m:5000"]);
+        assert_eq!(
+            client.credentials.map(|c| (c.username, c.password)),
+            Some(("u".to_string(), "p".to_string()))
+        );
+        // tink-agent's own variable (ff's AGENT_ prefix on its flag) works too.
+        let config = load(
+            "grpc_authority=a:1 worker_id=w",
+            &[(
+                "AGENT_CONTAINERD_REGISTRY_CONFIG_PATH",
+                "/etc/agent/certs.d",
+            )],
+        )
+        .unwrap();
+        assert_eq!(config.registry.hosts_dir, Path::new("/etc/agent/certs.d"));
+        assert_eq!(config.registry.client_config().credentials, None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use bootkit_oci::{Credentials, RegistryClient, RegistryConfig};
+use bootkit_oci::RegistryClient;
 use tink_worker::config::{Config, Flags};
 use tink_worker::protocol::{Action, WorkflowClient};
 use tink_worker::runtime::{ArgsMode, Runtime, RuntimeConfig};
@@ -102,20 +102,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn containerd_runner(cli: &Cli, config: &Config) -> Result<ContainerdRunner> {
-    let credentials = match (&config.registry.username, &config.registry.password) {
-        (Some(username), Some(password)) => Some(Credentials {
-            username: username.clone(),
-            password: password.expose().to_string(),
-        }),
-        _ => None,
-    };
-    let registry = RegistryClient::new(RegistryConfig {
-        mirror: config.registry.mirror.clone(),
-        insecure_registries: config.registry.insecure.clone(),
-        credentials,
-        ..RegistryConfig::default()
-    })
-    .context("cannot set up the registry client")?;
+    let registry = RegistryClient::new(config.registry.client_config())
+        .context("cannot set up the registry client")?;
     let runtime = Runtime::new(RuntimeConfig {
         socket: config.containerd_socket.clone(),
         namespace: config.namespace.clone(),

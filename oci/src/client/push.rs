@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 
-use super::RegistryClient;
+use super::{Endpoint, RegistryClient};
 use crate::digest::sha256_digest;
 use crate::error::RegistryError;
 use crate::image::OciImage;
@@ -88,10 +88,21 @@ impl RegistryClient {
     ) -> Result<bool, RegistryError> {
         let what = format!("blob {digest}");
         let repository = &target.repository;
+        let host = self.push_host(target);
+        let endpoint = Endpoint {
+            host: &host,
+            namespace: None,
+        };
+        let retry = self.config.retry.clone();
         let exists = self
-            .send(target, PUSH_ACTIONS, &what, |client, base| {
-                client.head(format!("{base}/v2/{repository}/blobs/{digest}"))
-            })
+            .send(
+                &endpoint,
+                repository,
+                PUSH_ACTIONS,
+                &what,
+                &retry,
+                |client, base| client.head(format!("{}/{repository}/blobs/{digest}", base.api)),
+            )
             .await;
         match exists {
             Ok(_) => return Ok(false),
@@ -99,26 +110,38 @@ impl RegistryClient {
             Err(error) => return Err(error),
         }
         let started = self
-            .send(target, PUSH_ACTIONS, "blob upload", |client, base| {
-                client.post(format!("{base}/v2/{repository}/blobs/uploads/"))
-            })
+            .send(
+                &endpoint,
+                repository,
+                PUSH_ACTIONS,
+                "blob upload",
+                &retry,
+                |client, base| client.post(format!("{}/{repository}/blobs/uploads/", base.api)),
+            )
             .await?;
         let location = started
             .headers()
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| RegistryError::Transfer {
-                host: target.api_host().to_string(),
+                host: host.host.clone(),
                 what: what.clone(),
                 detail: "the upload was started without a Location header".to_string(),
             })?
             .to_string();
-        self.send(target, PUSH_ACTIONS, &what, |client, base| {
-            client
-                .put(upload_url(base, &location, digest))
-                .header(CONTENT_TYPE, "application/octet-stream")
-                .body(data.clone())
-        })
+        self.send(
+            &endpoint,
+            repository,
+            PUSH_ACTIONS,
+            &what,
+            &retry,
+            |client, base| {
+                client
+                    .put(upload_url(&base.origin, &location, digest))
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .body(data.clone())
+            },
+        )
         .await?;
         Ok(true)
     }
@@ -131,14 +154,21 @@ impl RegistryClient {
         body: Bytes,
     ) -> Result<String, RegistryError> {
         let selector = target.manifest_selector().to_string();
-        let path = format!("/v2/{}/manifests/{selector}", target.repository);
+        let path = format!("/{}/manifests/{selector}", target.repository);
+        let host = self.push_host(target);
+        let endpoint = Endpoint {
+            host: &host,
+            namespace: None,
+        };
         self.send(
-            target,
+            &endpoint,
+            &target.repository,
             PUSH_ACTIONS,
             &format!("manifest {selector}"),
+            &self.config.retry.clone(),
             |client, base| {
                 client
-                    .put(format!("{base}{path}"))
+                    .put(format!("{}{path}", base.api))
                     .header(CONTENT_TYPE, media_type)
                     .body(body.clone())
             },

@@ -28,7 +28,9 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::{Runtime, RuntimeError};
 use bootkit_oci::manifest::{ImageConfig, ImageManifest};
-use bootkit_oci::{BlobReader, Descriptor, Reference, RegistryClient, RegistryError};
+use bootkit_oci::{
+    BlobReader, Descriptor, Reference, RegistryClient, RegistryError, ResolvedImage,
+};
 
 /// Layers downloaded at once (as containerd's own client does by default).
 const PARALLEL_DOWNLOADS: usize = 3;
@@ -72,9 +74,11 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
 }
 
 impl Runtime {
-    /// Pulls `image` from its registry (or the configured mirror) into containerd and unpacks
-    /// it. Blobs and snapshots already present are skipped. Registry requests are retried by
-    /// the registry client's policy; a transfer cut mid-blob restarts that blob.
+    /// Pulls `image` from its registry's hosts (containerd's `hosts.toml` mirrors, the
+    /// `docker_registry` mirror, or the registry itself; see [`RegistryClient::hosts_for`])
+    /// into containerd and unpacks it. A host that fails is logged and the next one is tried.
+    /// Blobs and snapshots already present are skipped. Registry requests are retried by the
+    /// registry client's policy; a transfer cut mid-blob restarts that blob.
     pub async fn pull(
         &self,
         registry: &RegistryClient,
@@ -83,7 +87,7 @@ impl Runtime {
         let reference: Reference = image.parse()?;
         let resolved = registry.resolve(&reference).await?;
         let config_bytes = registry
-            .fetch_document(&resolved.source, &resolved.manifest.config)
+            .fetch_document(&resolved, &resolved.manifest.config)
             .await?;
         let config = parse_config(image, &config_bytes, &resolved.manifest)?;
         let chain = chain_ids(&config.rootfs.diff_ids);
@@ -102,7 +106,7 @@ impl Runtime {
             self.store_and_unpack_layers(
                 &lease,
                 registry,
-                &resolved.source,
+                &resolved,
                 &resolved.manifest,
                 &pulled.config.rootfs.diff_ids,
             )
@@ -247,7 +251,7 @@ impl Runtime {
         &self,
         lease: &str,
         registry: &RegistryClient,
-        source: &Reference,
+        source: &ResolvedImage,
         manifest: &ImageManifest,
         diff_ids: &[String],
     ) -> Result<(), RuntimeError> {
@@ -298,7 +302,7 @@ impl Runtime {
         &self,
         lease: &str,
         registry: &RegistryClient,
-        source: &Reference,
+        source: &ResolvedImage,
         layer: &Descriptor,
     ) -> Result<(), RuntimeError> {
         if self.content_labels(&layer.digest).await?.is_some() {
