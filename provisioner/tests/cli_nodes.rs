@@ -269,3 +269,36 @@ fn node_logs_print_time_source_and_text_and_follow_new_lines() {
             .ends_with("kernel: third")
     );
 }
+
+#[test]
+fn node_show_gives_the_hardware_inventory_discovery_reported() {
+    let db = TestDb::new();
+    profile(&db);
+    let store = db.open();
+    let in_band = serde_json::json!({
+        "cpu": {"totalThreads": 4},
+        "memory": {"totalBytes": 2_147_483_648_u64},
+        "blockDevices": [{"name": "vda", "sizeBytes": 8_589_934_592_u64, "model": "QEMU"}],
+        "networkInterfaces": [{"name": "eth0", "ports": [{"mac": MAC, "speedMbps": 1000}]}],
+    });
+    store
+        .discover(&Discovery {
+            identity: Identity::new(Some("SN-HW"), None, &[MAC]),
+            attributes: Some(serde_json::json!({"inBand": in_band})),
+            ..Default::default()
+        })
+        .unwrap();
+    let shown = ok(&db, &["node", "show", MAC]);
+    assert!(shown.contains("  CPU threads 4"), "{shown}");
+    assert!(shown.contains("  memory 2147483648 bytes"), "{shown}");
+    assert!(
+        shown.contains("  disk vda 8589934592 bytes QEMU"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("  NIC eth0 {MAC} 1000 Mbit/s")),
+        "{shown}"
+    );
+    let detail = json(&db, &["node", "show", MAC]);
+    assert_eq!(detail["inBand"]["memory"]["totalBytes"], 2_147_483_648_u64);
+}

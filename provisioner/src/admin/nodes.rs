@@ -87,9 +87,7 @@ async fn list_nodes(State(store): Shared) -> ApiResult {
 
 async fn get_node(State(store): Shared, Path(key): Path<String>) -> ApiResult {
     let detail = store.node_detail(&key)?;
-    let attributes = store
-        .node_in_band(&detail.node.id)?
-        .map(|in_band| HardwareAttributes { in_band });
+    let attributes = detail.in_band.map(|in_band| HardwareAttributes { in_band });
     found(NodeDetailView {
         view: detail.node.into(),
         workflow: detail.workflow,

@@ -235,6 +235,41 @@ fn log_text(line: &LogLine) -> String {
     format!("{time} {}: {}", line.source, line.text)
 }
 
+/// The inventory's headline figures (`-o json` and the API have all of it): threads, memory,
+/// each disk and NIC, in the units upstream's document uses.
+fn hardware_text(in_band: &serde_json::Value) -> String {
+    let number = |value: &serde_json::Value| value.as_u64().map(|n| n.to_string());
+    let text = |value: &serde_json::Value| value.as_str().map(str::to_string);
+    let mut lines = format!(
+        "hardware (inBand, {})\n  CPU threads {}\n  memory {} bytes\n",
+        text(&in_band["lastUpdated"]).unwrap_or_else(|| "-".to_string()),
+        number(&in_band["cpu"]["totalThreads"]).unwrap_or_else(|| "-".to_string()),
+        number(&in_band["memory"]["totalBytes"]).unwrap_or_else(|| "-".to_string()),
+    );
+    for disk in in_band["blockDevices"].as_array().into_iter().flatten() {
+        lines.push_str(&format!(
+            "  disk {} {} bytes {}\n",
+            text(&disk["name"]).unwrap_or_default(),
+            number(&disk["sizeBytes"]).unwrap_or_else(|| "-".to_string()),
+            text(&disk["model"]).unwrap_or_default(),
+        ));
+    }
+    for nic in in_band["networkInterfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let port = &nic["ports"][0];
+        lines.push_str(&format!(
+            "  NIC {} {} {} Mbit/s\n",
+            text(&nic["name"]).unwrap_or_default(),
+            text(&port["mac"]).unwrap_or_default(),
+            number(&port["speedMbps"]).unwrap_or_else(|| "-".to_string()),
+        ));
+    }
+    lines
+}
+
 fn or_dash(value: Option<&str>) -> &str {
     value.filter(|value| !value.is_empty()).unwrap_or("-")
 }
@@ -286,6 +321,9 @@ fn node_detail_text(detail: &NodeDetail) -> String {
                 action.state
             ));
         }
+    }
+    if let Some(in_band) = &detail.in_band {
+        text.push_str(&hardware_text(in_band));
     }
     text.push_str("timeline\n");
     for event in &detail.events {

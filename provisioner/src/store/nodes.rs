@@ -180,6 +180,10 @@ pub struct NodeDetail {
     pub workflow: Option<super::Workflow>,
     /// Its timeline, oldest first.
     pub events: Vec<Event>,
+    /// Its latest hardware inventory (Tinkerbell's `status.attributes.inBand` shape), once
+    /// device discovery has sent one.
+    #[serde(default, rename = "inBand", skip_serializing_if = "Option::is_none")]
+    pub in_band: Option<serde_json::Value>,
 }
 
 /// The outcome of a discovery report.
@@ -334,10 +338,12 @@ impl Store {
             .map(|id| self.get_workflow(id))
             .transpose()?;
         let events = self.node_events(&node.id)?;
+        let in_band = self.node_in_band(&node.id)?;
         Ok(NodeDetail {
             node,
             workflow,
             events,
+            in_band,
         })
     }
 
