@@ -1,7 +1,8 @@
 //! The network as a built-in service of PID 1: no dhclient, ip or ntpd in the image.
 //!
-//! After switch_root a thread runs a small tokio runtime that creates the VLANs the command
-//! line asks for, applies static addresses, runs DHCP on the chosen interfaces (the first lease
+//! After switch_root a thread runs a small tokio runtime that applies the command line in
+//! dracut's order ([`bootkit_net::setup`]: renames, bonds, VLANs, then each `ip=` with its MAC
+//! and MTU, static IPv4/IPv6 or SLAAC), runs DHCP on the chosen interfaces (the first lease
 //! wins unless `bootkit.net.all=1`), writes /etc/resolv.conf, and then reaches the built-in
 //! targets: `network-online` with the first address, `time-sync` once SNTP has set the clock,
 //! `nbd` once the network block devices are attached. Log lines are forwarded to
@@ -18,11 +19,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use bootkit_net::config::{self, AddressMethod, InterfaceConfig, NetConfig, StaticRoute};
+use bootkit_net::config::{self, NetConfig, StaticRoute};
 use bootkit_net::dhcp::{self, LeaseEvent};
 use bootkit_net::lease::Lease;
 use bootkit_net::link::{LinkInfo, Links, format_mac};
 use bootkit_net::online::{AddressSource, OnlineEvent, Policy, choose};
+use bootkit_net::setup::{self, Applied};
 use bootkit_net::syslog::{Forwarder, ForwarderConfig, ForwarderTask, Severity, Transport};
 use bootkit_net::{nbd, resolv, sntp};
 use tokio::sync::{mpsc, watch};
@@ -155,6 +157,8 @@ struct Network {
     policy: Policy,
     /// The running DHCP clients, by interface.
     clients: BTreeMap<String, JoinHandle<()>>,
+    /// The MTU an `ip=<iface>:dhcp:<mtu>` asked for, by interface: it wins over the lease's.
+    dhcp_mtu: BTreeMap<String, u16>,
     worker_id: Option<String>,
     syslog_up: watch::Sender<bool>,
     nbd_specs: Vec<nbd::NbdSpec>,
@@ -197,6 +201,7 @@ async fn run(
         policy: Policy::new(config.keep_all_leases),
         config,
         clients: BTreeMap::new(),
+        dhcp_mtu: BTreeMap::new(),
         worker_id,
         syslog_up,
         nbd_specs,
@@ -219,34 +224,53 @@ fn reported(step: impl FnOnce(&mut dyn FnMut(OnlineEvent))) -> Vec<OnlineEvent> 
 }
 
 impl Network {
-    /// Create VLANs and apply static addresses; returns the interfaces to run DHCP on.
+    /// Renames, bonds and VLANs, then each `ip=`/`ipam=` (MAC, MTU, static IPv4 or IPv6,
+    /// SLAAC); returns the interfaces to run DHCP on.
     async fn configure_interfaces(&mut self) -> Result<Vec<LinkInfo>, String> {
-        let all =
-            self.links.list().await.map_err(|err| {
-                format!("cannot list the interfaces: {err}", err = error_chain(&err))
-            })?;
-        let mut dhcp_on = Vec::new();
-        let mut vlan_replaces: BTreeMap<u32, LinkInfo> = BTreeMap::new();
-        for vlan in self.config.vlans.clone() {
-            let Some(parent) = choose::resolve(&all, &vlan.parent, &self.config.selector) else {
-                crate::warn!("network", "no interface for VLAN {}: skipping it", vlan.id);
-                continue;
-            };
-            match make_vlan(&self.links, &parent, vlan.id, vlan.name.as_deref()).await {
-                Ok(created) if vlan.dhcp_instead_of_parent => {
-                    vlan_replaces.insert(parent.index, created);
-                }
-                Ok(_) => {}
-                Err(err) => crate::warn!("network", "{err}"),
-            }
+        let prepared = setup::prepare_links(&self.links, &self.config)
+            .await
+            .map_err(|err| format!("cannot list the interfaces: {err}", err = error_chain(&err)))?;
+        for line in &prepared.done {
+            crate::info!("network", "{line}");
         }
+        for problem in &prepared.problems {
+            crate::warn!("network", "{problem}");
+        }
+        let mut dhcp_on = Vec::new();
         for interface in self.config.interfaces.clone() {
-            match self.configure_one(&all, &interface).await {
-                Ok(Some(dhcp)) => {
+            let applied =
+                setup::apply_interface(&self.links, &prepared.links, &interface, &self.config)
+                    .await;
+            match applied {
+                Ok(Applied::Dhcp(link)) => {
                     self.policy.explicit_dhcp();
-                    dhcp_on.push(dhcp);
+                    if let Some(mtu) = interface.mtu {
+                        self.dhcp_mtu.insert(link.name.clone(), mtu);
+                    }
+                    dhcp_on.push(link);
                 }
-                Ok(None) => {}
+                Ok(Applied::Static(lease)) => {
+                    let policy = &mut self.policy;
+                    let events =
+                        reported(|emit| policy.static_applied(&lease, interface.source_key, emit));
+                    self.act(events).await;
+                }
+                Ok(Applied::Ipv6 {
+                    interface: name,
+                    address,
+                }) => {
+                    let policy = &mut self.policy;
+                    let hostname = interface.hostname.clone();
+                    let events = reported(|emit| {
+                        policy.ipv6_applied(
+                            &name,
+                            (address.address, address.prefix_len),
+                            hostname,
+                            emit,
+                        )
+                    });
+                    self.act(events).await;
+                }
                 Err(err) => {
                     self.policy.explicit_failed();
                     crate::warn!("network", "{}=: {err}; using DHCP", interface.source_key);
@@ -254,43 +278,15 @@ impl Network {
             }
         }
         if self.policy.falls_back_to_dhcp() {
-            dhcp_on = choose::select(&all, &self.config.selector);
+            dhcp_on = setup::default_dhcp_links(&prepared, &self.config.selector);
+        } else {
+            dhcp_on = choose::with_vlans_instead_of_parents(dhcp_on, &prepared.vlan_of_parent);
         }
-        let dhcp_on = choose::with_vlans_instead_of_parents(dhcp_on, &vlan_replaces);
         let names: Vec<String> = dhcp_on.iter().map(|link| link.name.clone()).collect();
         let policy = &self.policy;
         self.act(reported(|emit| policy.dhcp_planned(&names, emit)))
             .await;
         Ok(dhcp_on)
-    }
-
-    /// One `ip=`/`ipam=`: static addresses are applied now; DHCP ones are returned.
-    async fn configure_one(
-        &mut self,
-        all: &[LinkInfo],
-        interface: &InterfaceConfig,
-    ) -> Result<Option<LinkInfo>, String> {
-        let Some(mut link) = choose::resolve(all, &interface.target, &self.config.selector) else {
-            return Err(format!("no interface matches {:?}", interface.target));
-        };
-        if let Some(id) = interface.vlan_id {
-            link = make_vlan(&self.links, &link, id, None).await?;
-        }
-        let AddressMethod::Static(address) = &interface.method else {
-            return Ok(Some(link));
-        };
-        let lease = choose::static_lease(&link.name, interface, address);
-        self.links.apply(&lease).await.map_err(|err| {
-            format!(
-                "cannot configure {}: {err}",
-                link.name,
-                err = error_chain(&err)
-            )
-        })?;
-        let policy = &mut self.policy;
-        let events = reported(|emit| policy.static_applied(&lease, interface.source_key, emit));
-        self.act(events).await;
-        Ok(None)
     }
 
     /// DHCP on every chosen interface at once; the policy says which leases are applied.
@@ -316,6 +312,8 @@ impl Network {
         while let Some(event) = received.recv().await {
             match event {
                 LeaseEvent::Acquired(lease) | LeaseEvent::Renewed(lease) => {
+                    let configured_mtu = self.dhcp_mtu.get(&lease.interface).copied();
+                    let lease = choose::dhcp_lease_with_overrides(lease, configured_mtu);
                     if !self.policy.should_apply(&lease) {
                         continue;
                     }
@@ -380,7 +378,22 @@ impl Network {
                         "{interface}: DHCP stopped, {winner} has the lease (bootkit.net.all=1 keeps all)"
                     );
                 }
-                OnlineEvent::Online { lease } => self.go_online(&lease).await,
+                OnlineEvent::Online { lease } => {
+                    self.go_online(&lease.interface, lease.hostname.as_ref(), &lease.ntp)
+                        .await;
+                }
+                OnlineEvent::Ipv6Configured {
+                    interface,
+                    address,
+                    prefix_len,
+                } => crate::info!(
+                    "network",
+                    "{interface}: IPv6 address {address}/{prefix_len}"
+                ),
+                OnlineEvent::OnlineIpv6 {
+                    interface,
+                    hostname,
+                } => self.go_online(&interface, hostname.as_ref(), &[]).await,
                 OnlineEvent::LeaseLost { lease, reason } => {
                     crate::warn!(
                         "network",
@@ -406,27 +419,29 @@ impl Network {
         }
     }
 
-    /// DNS from `nameserver=`, or else from the address just applied.
+    /// DNS from `nameserver=`, or else from the address just applied; with `rd.peerdns=0`
+    /// nothing a DHCP server offers (servers, domain, search list) is written.
     fn write_resolv_conf(&self, lease: &Lease) {
-        let dns: Vec<Ipv4Addr> = if self.config.nameservers.is_empty() {
-            lease.dns.clone()
-        } else {
-            self.config.nameservers.clone()
+        let Some(resolver) =
+            choose::resolver_for(lease, &self.config.nameservers, self.config.peer_dns)
+        else {
+            return;
         };
         if let Err(err) = resolv::write(
             Path::new(RESOLV_CONF),
-            &dns,
-            lease.domain.as_deref(),
-            &lease.search,
+            &resolver.nameservers,
+            resolver.domain.as_deref(),
+            &resolver.search,
         ) {
             crate::warn!("network", "{err}", err = error_chain(&err));
         }
     }
 
-    /// The first address is up: host name, routes, and everything that waited for it.
-    async fn go_online(&mut self, lease: &Lease) {
+    /// The first address is up on `interface`: host name, routes, and everything that
+    /// waited for it. `hostname` and `ntp` are what came with the address.
+    async fn go_online(&mut self, interface: &str, hostname: Option<&String>, ntp: &[Ipv4Addr]) {
         let config = &self.config;
-        if let Some(name) = config.hostname.as_ref().or(lease.hostname.as_ref()) {
+        if let Some(name) = config.hostname.as_ref().or(hostname) {
             match resolv::set_hostname_if_unset(name) {
                 Ok(true) => crate::info!("network", "host name {name}"),
                 Ok(false) => {}
@@ -438,7 +453,7 @@ impl Network {
         }
         if let Some(forwarder) = FORWARDER.get()
             && self.worker_id.is_none()
-            && let Ok(Some(link)) = self.links.find_by_name(&lease.interface).await
+            && let Ok(Some(link)) = self.links.find_by_name(interface).await
             && let Some(mac) = link.mac
         {
             forwarder.set_hostname(&format_mac(&mac));
@@ -446,37 +461,13 @@ impl Network {
         let _ = self.syslog_up.send(true);
         targets::reach(targets::NETWORK_ONLINE);
         let servers: Vec<String> = if config.ntp_servers.is_empty() {
-            lease.ntp.iter().map(Ipv4Addr::to_string).collect()
+            ntp.iter().map(Ipv4Addr::to_string).collect()
         } else {
             config.ntp_servers.clone()
         };
         tokio::spawn(sync_time(servers));
         attach_nbd(std::mem::take(&mut self.nbd_specs));
     }
-}
-
-async fn make_vlan(
-    links: &Links,
-    parent: &LinkInfo,
-    id: u16,
-    name: Option<&str>,
-) -> Result<LinkInfo, String> {
-    let name = name.map_or_else(|| format!("{}.{id}", parent.name), str::to_string);
-    let index = links
-        .add_vlan(parent.index, id, &name)
-        .await
-        .map_err(|err| {
-            format!(
-                "cannot create VLAN {id} on {}: {err}",
-                parent.name,
-                err = error_chain(&err)
-            )
-        })?;
-    crate::info!("network", "VLAN {id} on {} is {name}", parent.name);
-    links
-        .get(index)
-        .await
-        .map_err(|err| format!("VLAN {name}: {err}", err = error_chain(&err)))
 }
 
 /// Wait for carrier, then run the DHCP client until the lease loop stops listening.

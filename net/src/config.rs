@@ -3,8 +3,10 @@
 //! The init splits /proc/cmdline into words and hands every `key=value` that is not its own,
 //! in order, to [`parse`]. The keys understood here come from three places:
 //!
-//! - dracut (`man 7 dracut.cmdline`, section "Network"): `ip=` in its three forms,
-//!   `nameserver=`, `rd.route=`, `vlan=`, `rd.net.timeout.carrier=`; plus `hostname=`.
+//! - dracut (`man 7 dracut.cmdline`, section "Network"): `ip=` in its three forms (IPv4,
+//!   bracketed IPv6, `auto6`), `nameserver=`, `rd.route=`, `vlan=`, `ifname=`, `bond=`,
+//!   `bootdev=`, `BOOTIF=` with `rd.bootif=`, `rd.peerdns=`, `rd.net.timeout.carrier=`; plus
+//!   `hostname=`.
 //! - Tinkerbell's HookOS and smee: `ipam=` (static addressing), `vlan_id=` with `hw_addr=`,
 //!   `interface=`, `worker_id=`, and the proxy variables.
 //! - the bootkit itself: `bootkit.net.all=`, `bootkit.net.carrier_timeout=`, `ntp=` and
@@ -20,17 +22,26 @@ mod dracut;
 mod hookos;
 #[cfg(test)]
 mod tests;
-mod values;
+pub(crate) mod values;
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+pub use crate::link::BondOption;
 pub use values::MacAddr;
 
 /// How long to wait for carrier on an interface before giving up on it, unless
 /// `bootkit.net.carrier_timeout=` says otherwise (dracut's `rd.net.timeout.carrier` default).
 pub const DEFAULT_CARRIER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long `auto6` waits for a global address unless `rd.net.timeout.ipv6auto=` says
+/// otherwise (dracut's default).
+pub const DEFAULT_IPV6_AUTO_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// How long a static IPv6 address may take to pass duplicate address detection unless
+/// `rd.net.timeout.ipv6dad=` says otherwise (dracut's default).
+pub const DEFAULT_IPV6_DAD_TIMEOUT: Duration = Duration::from_secs(50);
 
 /// Longest carrier timeout accepted: a day. Anything longer is a typo, and an unbounded
 /// value would overflow `Instant` arithmetic in the code that waits.
@@ -57,11 +68,20 @@ pub struct NetConfig {
     /// VLAN interfaces to create, from `vlan_id=` (with `hw_addr=`) and dracut's `vlan=`.
     /// VLANs asked for inside `ipam=` are in [`InterfaceConfig::vlan_id`] instead.
     pub vlans: Vec<VlanConfig>,
+    /// Interfaces to rename, from dracut's `ifname=<name>:<mac>`, in command-line order.
+    /// Renames happen before anything else looks interfaces up by name.
+    pub renames: Vec<Rename>,
+    /// Bonds to create, from dracut's `bond=`, before VLANs (a VLAN may sit on a bond).
+    pub bonds: Vec<BondConfig>,
     /// Static routes from `rd.route=`, added once their interface is configured.
     pub routes: Vec<StaticRoute>,
     /// `nameserver=` (repeatable), in order. When any is given they replace the DNS servers
     /// DHCP offers, as in dracut (its ifup writes DHCP's only when nameserver= is absent).
     pub nameservers: Vec<Ipv4Addr>,
+    /// dracut's `rd.peerdns=` (default on): whether the DNS servers, domain and search list
+    /// a DHCP server offers are written to resolv.conf. Off, only `nameserver=` and the
+    /// `ip=` line's own `<dns1>`/`<dns2>` are.
+    pub peer_dns: bool,
     /// `hostname=`. Takes precedence over the host name field of `ip=`/`ipam=` and over DHCP;
     /// in any case the image's own host name wins if it has one.
     pub hostname: Option<String>,
@@ -73,6 +93,12 @@ pub struct NetConfig {
     /// `rd.net.timeout.carrier=` (whole seconds), default [`DEFAULT_CARRIER_TIMEOUT`]. Zero
     /// means only interfaces that already have carrier are used.
     pub carrier_timeout: Duration,
+    /// dracut's `rd.net.timeout.ipv6auto=`: how long `auto6` waits for a global address,
+    /// default [`DEFAULT_IPV6_AUTO_TIMEOUT`].
+    pub ipv6_auto_timeout: Duration,
+    /// dracut's `rd.net.timeout.ipv6dad=`: how long a static IPv6 address may take to pass
+    /// duplicate address detection, default [`DEFAULT_IPV6_DAD_TIMEOUT`].
+    pub ipv6_dad_timeout: Duration,
     /// `ntp=` and `ntp_servers=` (comma lists, repeatable): IPv4 addresses or host names, in
     /// order. When any is given they replace the servers of DHCP option 42, like
     /// `nameservers`: what the operator wrote wins over what the network offers.
@@ -89,12 +115,17 @@ impl Default for NetConfig {
         NetConfig {
             interfaces: Vec::new(),
             vlans: Vec::new(),
+            renames: Vec::new(),
+            bonds: Vec::new(),
             routes: Vec::new(),
             nameservers: Vec::new(),
+            peer_dns: true,
             hostname: None,
             selector: InterfaceSelector::AllPhysical,
             keep_all_leases: false,
             carrier_timeout: DEFAULT_CARRIER_TIMEOUT,
+            ipv6_auto_timeout: DEFAULT_IPV6_AUTO_TIMEOUT,
+            ipv6_dad_timeout: DEFAULT_IPV6_DAD_TIMEOUT,
             ntp_servers: Vec::new(),
             proxy_env: Vec::new(),
             warnings: Vec::new(),
@@ -107,10 +138,11 @@ impl Default for NetConfig {
 pub enum InterfaceSelector {
     /// Every physical Ethernet interface (not lo, virtual or wireless).
     AllPhysical,
-    /// Only this one, from `interface=`.
+    /// Only this one, from `interface=` or dracut's `bootdev=<name>`.
     Name(String),
-    /// Only the one with this MAC, from `hw_addr=`, or else from `worker_id=` when the worker
-    /// id is a MAC (smee sets it to the MAC unless the machine has an agent id).
+    /// Only the one with this MAC, from `hw_addr=`, pxelinux's `BOOTIF=`, `bootdev=<mac>`,
+    /// or else from `worker_id=` when the worker id is a MAC (smee sets it to the MAC unless
+    /// the machine has an agent id).
     Mac(MacAddr),
 }
 
@@ -177,6 +209,44 @@ pub enum AddressMethod {
     Dhcp,
     /// A fixed address: `ip=...:none|off` or `ipam=`.
     Static(StaticAddress),
+    /// A fixed IPv6 address: `ip=[<v6>]::[<v6 gateway>]:<prefix>:<hostname>:<iface>:none`.
+    Static6(StaticAddress6),
+    /// dracut's `auto6`: IPv6 stateless autoconfiguration (SLAAC) from router
+    /// advertisements; the interface counts as configured once it has a global address.
+    Auto6,
+}
+
+/// A statically assigned IPv6 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticAddress6 {
+    /// The address.
+    pub address: Ipv6Addr,
+    /// The prefix length, 0-128 (dracut's `<netmask>` field for IPv6).
+    pub prefix_len: u8,
+    /// Default gateway, if any.
+    pub gateway: Option<Ipv6Addr>,
+}
+
+/// dracut's `ifname=<name>:<mac>`: the interface with this MAC gets this name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rename {
+    /// The new name.
+    pub name: String,
+    /// The MAC (current or permanent) of the interface to rename.
+    pub mac: MacAddr,
+}
+
+/// dracut's `bond=<bondname>[:<bondslaves>[:<options>[:<mtu>]]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BondConfig {
+    /// The bond's name (`bond0` when `bond=` has no value).
+    pub name: String,
+    /// The interfaces to enslave, in order (`eth0,eth1` by default, as in dracut).
+    pub slaves: Vec<String>,
+    /// The bonding options (`mode=active-backup,miimon=100`), in order.
+    pub options: Vec<BondOption>,
+    /// MTU to set on the bond once its slaves are enslaved.
+    pub mtu: Option<u16>,
 }
 
 /// A statically assigned IPv4 address.
@@ -188,8 +258,12 @@ pub struct StaticAddress {
     pub prefix_len: u8,
     /// Default gateway, if any (an empty field or 0.0.0.0 means none).
     pub gateway: Option<Ipv4Addr>,
-    /// dracut's `<peer>`: the other end of a point-to-point link.
+    /// dracut's `<peer>`: the other end of a point-to-point link (`ip addr add <client>
+    /// peer <peer>`).
     pub peer: Option<Ipv4Addr>,
+    /// The peer's own prefix length when written `<peer>/<len>`; a bare peer is a /32, as
+    /// iproute2 makes it.
+    pub peer_prefix_len: Option<u8>,
 }
 
 /// A VLAN interface to create.
@@ -264,21 +338,17 @@ struct Parser {
     worker_mac: Option<MacAddr>,
     /// pxelinux's `BOOTIF=01-<mac>`: the NIC the firmware booted from.
     boot_nic: Option<MacAddr>,
+    /// dracut's `rd.bootif=` (default on): whether `BOOTIF=` is used.
+    use_boot_nic: Option<bool>,
+    /// dracut's `bootdev=`: the primary interface, by name or MAC.
+    boot_dev: Option<InterfaceSelector>,
     tinkerbell_vlan_id: Option<u16>,
 }
 
 /// dracut network keys (dracut.cmdline(7)) this stack does not apply yet: each is named in a
 /// warning rather than passed over in silence, so nobody is left wondering why a bond or a
 /// rename did not happen.
-const UNSUPPORTED_DRACUT_KEYS: &[&str] = &[
-    "ifname",
-    "bond",
-    "team",
-    "bridge",
-    "bootdev",
-    "rd.peerdns",
-    "rd.bootif",
-];
+const UNSUPPORTED_DRACUT_KEYS: &[&str] = &["team", "bridge"];
 
 impl Parser {
     fn apply(&mut self, key: &str, value: &str) {
@@ -302,9 +372,14 @@ impl Parser {
             }
             "hw_addr" => values::mac(value).map(|mac| self.hw_addr = Some(mac)),
             "BOOTIF" => boot_nic(value).map(|mac| self.boot_nic = Some(mac)),
+            "rd.bootif" => values::boolean(value).map(|on| self.use_boot_nic = Some(on)),
+            "bootdev" => boot_dev(value).map(|dev| self.boot_dev = Some(dev)),
+            "rd.peerdns" => values::boolean(value).map(|on| self.config.peer_dns = on),
+            "ifname" => dracut::ifname(value).map(|rename| self.config.renames.push(rename)),
+            "bond" => dracut::bond(value).map(|bond| self.config.bonds.push(bond)),
             _ if UNSUPPORTED_DRACUT_KEYS.contains(&key) => Err(format!(
-                "dracut's {key}= is not supported by the bootkit's network stack yet and is \
-                 ignored; expected the interface to be configured with ip= instead"
+                "dracut's {key}= is not supported by the bootkit's network stack and is \
+                 ignored; expected ip=, vlan=, bond= or ifname= instead"
             )),
             // A worker id that is not a MAC is an agent id: valid, just not about interfaces.
             "worker_id" => {
@@ -317,6 +392,12 @@ impl Parser {
             "bootkit.net.carrier_timeout" | "rd.net.timeout.carrier" => {
                 carrier_timeout(value).map(|timeout| self.config.carrier_timeout = timeout)
             }
+            "rd.net.timeout.ipv6auto" => {
+                carrier_timeout(value).map(|timeout| self.config.ipv6_auto_timeout = timeout)
+            }
+            "rd.net.timeout.ipv6dad" => {
+                carrier_timeout(value).map(|timeout| self.config.ipv6_dad_timeout = timeout)
+            }
             "ntp" | "ntp_servers" => values::comma_list(value, values::ntp_server)
                 .map(|servers| self.config.ntp_servers.extend(servers)),
             _ if PROXY_KEYS.contains(&key) => {
@@ -325,6 +406,13 @@ impl Parser {
                     .push((key.to_string(), value.to_string()));
                 Ok(())
             }
+            // dracut's other rd.net.* tuning keys (rd.net.timeout.dhcp, rd.net.dhcp.retry...):
+            // named, so that nobody wonders why they changed nothing.
+            _ if key.starts_with("rd.net.") => Err(format!(
+                "dracut's {key}= is not supported by the bootkit's network stack and is \
+                 ignored; expected rd.net.timeout.carrier=, rd.net.timeout.ipv6auto= or \
+                 rd.net.timeout.ipv6dad= (the tuning keys supported)"
+            )),
             // rd.neednet and the rest: the network always comes up here, nothing to record.
             _ => Ok(()),
         };
@@ -350,12 +438,18 @@ impl Parser {
 
     fn finish(mut self) -> NetConfig {
         // An operator's explicit interface= beats the MACs that smee writes for every machine;
-        // the NIC the firmware booted from (BOOTIF=) beats the worker id's MAC.
-        let mac = self.hw_addr.or(self.boot_nic).or(self.worker_mac);
-        self.config.selector = match (self.interface_name, mac) {
+        // the NIC the firmware booted from (BOOTIF=, unless rd.bootif=0) beats dracut's
+        // bootdev= (dracut's parse-ip-opts.sh sets BOOTDEV from BOOTIF when both are given),
+        // which beats the worker id's MAC.
+        let boot_nic = self.boot_nic.filter(|_| self.use_boot_nic.unwrap_or(true));
+        self.config.selector = match (self.interface_name, self.hw_addr.or(boot_nic)) {
             (Some(name), _) => InterfaceSelector::Name(name),
             (None, Some(mac)) => InterfaceSelector::Mac(mac),
-            (None, None) => InterfaceSelector::AllPhysical,
+            (None, None) => match (self.boot_dev, self.worker_mac) {
+                (Some(dev), _) => dev,
+                (None, Some(mac)) => InterfaceSelector::Mac(mac),
+                (None, None) => InterfaceSelector::AllPhysical,
+            },
         };
         if let Some(id) = self.tinkerbell_vlan_id {
             // Tinkerbell puts the VLAN on the interface with the hw_addr= MAC; without one
@@ -378,6 +472,7 @@ impl Parser {
     }
 }
 
+/// A timeout in whole seconds (`rd.net.timeout.*=`, `bootkit.net.carrier_timeout=`).
 fn carrier_timeout(value: &str) -> Result<Duration, String> {
     let expected = format!(
         "expected a whole number of seconds from 0 to {}",
@@ -390,6 +485,14 @@ fn carrier_timeout(value: &str) -> Result<Duration, String> {
         Ok(seconds) if seconds <= MAX_CARRIER_TIMEOUT.as_secs() => Ok(Duration::from_secs(seconds)),
         _ => Err(format!("{value:?} seconds is too long: {expected}")),
     }
+}
+
+/// dracut's `bootdev=<interface>`: a name, or a MAC (dracut's ifup compares it with both).
+fn boot_dev(value: &str) -> Result<InterfaceSelector, String> {
+    if let Ok(mac) = values::mac(value) {
+        return Ok(InterfaceSelector::Mac(mac));
+    }
+    values::interface_name(value).map(InterfaceSelector::Name)
 }
 
 /// pxelinux's `BOOTIF=01-52-54-00-12-34-56`: the ARP hardware type (01, Ethernet) and the

@@ -11,8 +11,11 @@ pub struct Lease {
     pub interface: String,
     /// The address to configure.
     pub address: Ipv4Addr,
-    /// The subnet's prefix length (255.255.255.0 = 24).
+    /// The subnet's prefix length (255.255.255.0 = 24); with a `peer`, the peer's.
     pub prefix_len: u8,
+    /// Static configuration only: the other end of a point-to-point link (dracut's
+    /// `<peer>`), configured as `ip addr add <address> peer <peer>/<prefix_len>`.
+    pub peer: Option<Ipv4Addr>,
     /// Default routers, most preferred first.
     pub routers: Vec<Ipv4Addr>,
     /// DNS servers, most preferred first.
@@ -45,6 +48,7 @@ impl Lease {
             interface: interface.to_string(),
             address,
             prefix_len,
+            peer: None,
             routers: Vec::new(),
             dns: Vec::new(),
             domain: None,

@@ -8,6 +8,8 @@
 //! - [`lease`]: what an interface is configured with, from DHCP or static configuration.
 //! - [`resolv`]: writing /etc/resolv.conf and the host name.
 //! - [`sntp`]: setting the clock from NTP servers before TLS is used.
+//! - [`setup`]: applying the command line to the links in dracut's order: renames, bonds,
+//!   VLANs, then each `ip=` (MAC, MTU, static IPv4/IPv6, SLAAC, or DHCP).
 //! - [`online`]: the init's network policy (which lease wins, when the network is online)
 //!   as a state machine that reports events.
 //! - [`nbd`]: attaching network block devices to /dev/nbdN.
@@ -20,5 +22,6 @@ pub mod link;
 pub mod nbd;
 pub mod online;
 pub mod resolv;
+pub mod setup;
 pub mod sntp;
 pub mod syslog;

@@ -5,6 +5,8 @@
 //! Nothing here prints: every failure is a [`LinkError`] that names the operation, the
 //! interface and the kernel's reason, for the caller to log.
 
+mod bond;
+mod ipv6;
 mod kind;
 mod parse;
 
@@ -23,6 +25,8 @@ use rtnetlink::{
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+pub use bond::BondOption;
+pub use ipv6::Ipv6Address;
 pub use kind::LinkKind;
 pub use parse::{LinkInfo, VlanInfo, format_mac};
 
@@ -36,6 +40,8 @@ const ENOENT: i32 = libc::ENOENT;
 const EADDRNOTAVAIL: i32 = libc::EADDRNOTAVAIL;
 /// What RTM_NEWLINK answers for a link type the kernel was built without.
 const EOPNOTSUPP: i32 = libc::EOPNOTSUPP;
+/// What some drivers answer to a MAC change while the interface is up.
+const EBUSY: i32 = libc::EBUSY;
 
 /// The base of the per-interface route metric: `100 + index`, so that with
 /// `bootkit.net.all` every interface gets its own default route and none replaces another;
@@ -88,6 +94,15 @@ pub enum LinkError {
     Unsupported {
         /// The feature (`VLAN`, ...).
         what: &'static str,
+    },
+    /// A per-interface kernel setting under /proc/sys cannot be written.
+    #[error("cannot write {}", .path.display())]
+    Sysctl {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
     },
     /// An interface of the VLAN's name exists but is another VLAN or on another parent.
     #[error("{name:?} exists but is not VLAN {id} on interface index {parent}")]
@@ -273,6 +288,75 @@ impl Links {
             .map_err(|e| self.index_error(index, &format!("setting MTU {mtu}"), e))
     }
 
+    /// Sets the interface's MAC (dracut's `<macaddr>` of `ip=`). Drivers that refuse a change
+    /// while up (EBUSY) get it while down, and are left down: the caller brings it up.
+    pub async fn set_mac(&self, index: u32, mac: [u8; 6]) -> Result<(), LinkError> {
+        let op = format!("setting MAC {}", format_mac(&mac));
+        let set = |handle: &Handle| {
+            let msg = LinkUnspec::new_with_index(index)
+                .address(mac.to_vec())
+                .build();
+            handle.link().set(msg).execute()
+        };
+        match set(&self.handle).await {
+            Err(e) if errno_of(&e) == Some(EBUSY) => {
+                self.set_down(index).await?;
+                set(&self.handle)
+                    .await
+                    .map_err(|e| self.index_error(index, &op, e))
+            }
+            other => other.map_err(|e| self.index_error(index, &op, e)),
+        }
+    }
+
+    /// Sets the interface administratively down (idempotent).
+    pub async fn set_down(&self, index: u32) -> Result<(), LinkError> {
+        let msg = LinkUnspec::new_with_index(index).down().build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| self.index_error(index, "setting interface down", e))
+    }
+
+    /// Renames the interface (dracut's `ifname=`). The kernel renames only interfaces that
+    /// are down, so it is taken down first and left down.
+    pub async fn rename(&self, index: u32, name: &str) -> Result<(), LinkError> {
+        validate_name(name)?;
+        self.set_down(index).await?;
+        let msg = LinkUnspec::new_with_index(index).name(name).build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| self.index_error(index, &format!("renaming to {name:?}"), e))
+    }
+
+    /// What dracut's ifup does before an interface is used: the MAC and MTU that `ip=`
+    /// asks for (when given), then the link up.
+    pub async fn prepare(
+        &self,
+        index: u32,
+        mac: Option<[u8; 6]>,
+        mtu: Option<u32>,
+    ) -> Result<LinkInfo, LinkError> {
+        let current = self.get(index).await?;
+        if let Some(mac) = mac
+            && current.mac != Some(mac)
+        {
+            self.set_mac(index, mac).await?;
+        }
+        if let Some(mtu) = mtu
+            && current.mtu != mtu
+        {
+            self.set_mtu(index, mtu).await?;
+        }
+        self.set_up(index).await?;
+        self.get(index).await
+    }
+
     fn index_error(&self, index: u32, what: &str, e: rtnetlink::Error) -> LinkError {
         if errno_of(&e) == Some(ENODEV) {
             LinkError::NoSuchIndex(index)
@@ -383,6 +467,15 @@ impl Links {
             .address()
             .add(index, IpAddr::V4(lease.address), lease.prefix_len)
             .replace();
+        if let Some(peer) = lease.peer {
+            // What `ip addr add <address> peer <peer>` sends: IFA_LOCAL is ours, IFA_ADDRESS
+            // the other end.
+            for attribute in &mut request.message_mut().attributes {
+                if let AddressAttribute::Address(address) = attribute {
+                    *address = IpAddr::V4(peer);
+                }
+            }
+        }
         // The subnet route gets the same metric as the default route, so that two
         // interfaces on one subnet (bootkit.net.all) prefer the same one for both.
         request
@@ -640,6 +733,10 @@ fn validate_vlan(vlan_id: u16, name: &str) -> Result<(), LinkError> {
             why: format!("{vlan_id} is not in 1..=4094"),
         });
     }
+    validate_name(name)
+}
+
+fn validate_name(name: &str) -> Result<(), LinkError> {
     let bad_char = name
         .chars()
         .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control());

@@ -688,20 +688,13 @@ fn untag(frame: &[u8], aux_vlan: Option<u16>) -> Option<(u16, Vec<u8>)> {
     aux_vlan.map(|vlan| (vlan, frame.to_vec()))
 }
 
-/// A host that exists only on VLAN `vlan` behind `tap`: the host kernel here has neither the
-/// 8021q module nor bridge VLAN filtering, so a packet socket on the tap plays the host. It
-/// answers ARP for `ip` only when the request is tagged `vlan` (so the guest can reach it
-/// only through its VLAN interface), and reports every IPv4 packet sent to `ip`.
-fn vlan_host(
-    ns: &NetNs,
-    tap: &str,
-    vlan: u16,
-    ip: [u8; 4],
-) -> Result<(Worker, mpsc::Receiver<TaggedPacket>, FrameLog)> {
+/// A raw packet socket bound to `ifname` in `ns` (every ethertype, with the kernel's
+/// auxiliary data so that a tag moved out of the frame is still seen), with a receive
+/// timeout of [`POLL`] so that its reader can watch a stop flag.
+fn packet_socket(ns: &NetNs, ifname: &str) -> Result<std::os::fd::OwnedFd> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x99, 0x00, 0x42];
-    let tap = std::ffi::CString::new(tap)?;
-    let socket = ns.within(move || -> std::io::Result<(OwnedFd, libc::c_int)> {
+    let ifname = std::ffi::CString::new(ifname)?;
+    let socket = ns.within(move || -> std::io::Result<OwnedFd> {
         // SAFETY: plain syscalls; the descriptor is owned at once.
         unsafe {
             let fd = libc::socket(
@@ -713,7 +706,7 @@ fn vlan_host(
                 return Err(std::io::Error::last_os_error());
             }
             let fd = OwnedFd::from_raw_fd(fd);
-            let index = libc::if_nametoindex(tap.as_ptr());
+            let index = libc::if_nametoindex(ifname.as_ptr());
             if index == 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -751,67 +744,110 @@ fn vlan_host(
             {
                 return Err(std::io::Error::last_os_error());
             }
-            Ok((fd, index as libc::c_int))
+            Ok(fd)
         }
     })??;
+    Ok(socket)
+}
+
+/// One received frame: its length in `frame`, the VLAN the kernel's auxiliary data reports,
+/// and whether it is one the interface sent (a packet socket sees those too).
+struct Received {
+    len: usize,
+    aux_vlan: Option<u16>,
+    outgoing: bool,
+}
+
+/// Receives one frame from a [`packet_socket`]; `Ok(None)` when the receive timeout passed.
+fn receive_frame(fd: &std::os::fd::OwnedFd, frame: &mut [u8]) -> std::io::Result<Option<Received>> {
+    use std::os::fd::AsRawFd;
+    let mut control = [0u64; 64];
+    // SAFETY: recvmsg into buffers that outlive the call; the control data is read with the
+    // CMSG macros within the length the kernel reports.
+    unsafe {
+        let mut from: libc::sockaddr_ll = std::mem::zeroed();
+        let mut iov = libc::iovec {
+            iov_base: frame.as_mut_ptr().cast(),
+            iov_len: frame.len(),
+        };
+        let mut message: libc::msghdr = std::mem::zeroed();
+        message.msg_name = (&raw mut from).cast();
+        message.msg_namelen = u32::try_from(std::mem::size_of::<libc::sockaddr_ll>()).unwrap();
+        message.msg_iov = &raw mut iov;
+        message.msg_iovlen = 1;
+        message.msg_control = control.as_mut_ptr().cast();
+        message.msg_controllen = std::mem::size_of_val(&control);
+        let len = libc::recvmsg(fd.as_raw_fd(), &raw mut message, 0);
+        if len < 0 {
+            let err = std::io::Error::last_os_error();
+            if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
+                return Ok(None);
+            }
+            return Err(err);
+        }
+        let mut aux_vlan = None;
+        let mut header = libc::CMSG_FIRSTHDR(&raw const message);
+        while !header.is_null() {
+            if (*header).cmsg_level == libc::SOL_PACKET
+                && (*header).cmsg_type == libc::PACKET_AUXDATA
+            {
+                let aux: libc::tpacket_auxdata =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(header).cast());
+                if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
+                    aux_vlan = Some(aux.tp_vlan_tci & 0x0fff);
+                }
+            }
+            header = libc::CMSG_NXTHDR(&raw const message, header);
+        }
+        Ok(Some(Received {
+            len: len as usize,
+            aux_vlan,
+            outgoing: from.sll_pkttype == libc::PACKET_OUTGOING,
+        }))
+    }
+}
+
+fn send_frame(fd: &std::os::fd::OwnedFd, frame: &[u8]) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: send on the bound socket from a live buffer.
+    unsafe {
+        libc::send(fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0);
+    }
+}
+
+/// A host that exists only on VLAN `vlan` behind `tap`: the host kernel here has neither the
+/// 8021q module nor bridge VLAN filtering, so a packet socket on the tap plays the host. It
+/// answers ARP for `ip` only when the request is tagged `vlan` (so the guest can reach it
+/// only through its VLAN interface), and reports every IPv4 packet sent to `ip`.
+fn vlan_host(
+    ns: &NetNs,
+    tap: &str,
+    vlan: u16,
+    ip: [u8; 4],
+) -> Result<(Worker, mpsc::Receiver<TaggedPacket>, FrameLog)> {
+    const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x99, 0x00, 0x42];
+    let fd = packet_socket(ns, tap)?;
     let (sender, packets) = mpsc::channel();
     let frames = FrameLog::default();
     let log = frames.clone();
     let worker = Worker::spawn("vlan-host", move |stop| {
-        let (fd, _index) = socket;
         let mut frame = [0u8; 2048];
-        let mut control = [0u64; 64];
         while !stop.load(Ordering::Relaxed) {
-            // SAFETY: recvmsg into buffers that outlive the call; the control data is read
-            // with the CMSG macros within the length the kernel reports.
-            let (len, aux_vlan, outgoing) = unsafe {
-                let mut from: libc::sockaddr_ll = std::mem::zeroed();
-                let mut iov = libc::iovec {
-                    iov_base: frame.as_mut_ptr().cast(),
-                    iov_len: frame.len(),
-                };
-                let mut message: libc::msghdr = std::mem::zeroed();
-                message.msg_name = (&raw mut from).cast();
-                message.msg_namelen =
-                    u32::try_from(std::mem::size_of::<libc::sockaddr_ll>()).unwrap();
-                message.msg_iov = &raw mut iov;
-                message.msg_iovlen = 1;
-                message.msg_control = control.as_mut_ptr().cast();
-                message.msg_controllen = std::mem::size_of_val(&control);
-                let len = libc::recvmsg(fd.as_raw_fd(), &raw mut message, 0);
-                if len < 0 {
-                    let err = std::io::Error::last_os_error();
-                    if !matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
-                        // E.g. ENETDOWN while QEMU attaches the tap: keep listening.
-                        log.note(format!("receive error: {err}"));
-                        std::thread::sleep(POLL);
-                    }
+            let received = match receive_frame(&fd, &mut frame) {
+                Ok(Some(received)) => received,
+                Ok(None) => continue,
+                Err(err) => {
+                    // E.g. ENETDOWN while QEMU attaches the tap: keep listening.
+                    log.note(format!("receive error: {err}"));
+                    std::thread::sleep(POLL);
                     continue;
                 }
-                let mut aux_vlan = None;
-                let mut header = libc::CMSG_FIRSTHDR(&raw const message);
-                while !header.is_null() {
-                    if (*header).cmsg_level == libc::SOL_PACKET
-                        && (*header).cmsg_type == libc::PACKET_AUXDATA
-                    {
-                        let aux: libc::tpacket_auxdata =
-                            std::ptr::read_unaligned(libc::CMSG_DATA(header).cast());
-                        if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
-                            aux_vlan = Some(aux.tp_vlan_tci & 0x0fff);
-                        }
-                    }
-                    header = libc::CMSG_NXTHDR(&raw const message, header);
-                }
-                (
-                    len as usize,
-                    aux_vlan,
-                    from.sll_pkttype == libc::PACKET_OUTGOING,
-                )
             };
-            if outgoing {
+            if received.outgoing {
                 continue;
             }
-            let Some((tag, frame)) = untag(&frame[..len], aux_vlan) else {
+            let len = received.len;
+            let Some((tag, frame)) = untag(&frame[..len], received.aux_vlan) else {
                 if len >= 14 {
                     log.note(format!(
                         "untagged frame, ethertype {:02x}{:02x}",
@@ -842,10 +878,7 @@ fn vlan_host(
                 reply.extend_from_slice(&MAC);
                 reply.extend_from_slice(&ip);
                 reply.extend_from_slice(&body[8..18]);
-                // SAFETY: send on the bound socket from a live buffer.
-                unsafe {
-                    libc::send(fd.as_raw_fd(), reply.as_ptr().cast(), reply.len(), 0);
-                }
+                send_frame(&fd, &reply);
             } else if ethertype == [0x08, 0x00] && body.len() >= 24 && body[16..20] == ip {
                 let header_len = usize::from(body[0] & 0x0f) * 4;
                 let Some(ports) = body.get(header_len..header_len + 4) else {
@@ -863,6 +896,88 @@ fn vlan_host(
         }
     })?;
     Ok((worker, packets, frames))
+}
+
+/// The guest's virtio NIC and the server's veth offload checksums, so a UDP datagram read
+/// from either carries a checksum still to be filled in; sent on as it is, the receiving
+/// kernel would drop it. Zero
+/// means "no checksum" for UDP over IPv4 (RFC 768), which every receiver accepts.
+fn clear_udp_checksum(frame: &mut [u8]) {
+    if frame.len() < 34 || frame[12..14] != [0x08, 0x00] || frame[23] != 17 {
+        return;
+    }
+    let udp = 14 + usize::from(frame[14] & 0x0f) * 4;
+    if let Some(checksum) = frame.get_mut(udp + 6..udp + 8) {
+        checksum.copy_from_slice(&[0, 0]);
+    }
+}
+
+/// An 802.1Q switch port in user space (the host kernel here has no 8021q): frames from
+/// `trunk` (the guest's tap) tagged `vlan` go out untagged on `access`, frames from `access`
+/// go out on `trunk` tagged `vlan`; untagged and otherwise tagged frames from the trunk are
+/// dropped and counted in the log. A server on `access`'s peer is thus reachable only over
+/// the guest's VLAN interface.
+fn vlan_switch(
+    ns: &NetNs,
+    trunk: &str,
+    access: &str,
+    vlan: u16,
+) -> Result<(Vec<Worker>, FrameLog)> {
+    let trunk_fd = Arc::new(packet_socket(ns, trunk)?);
+    let access_fd = Arc::new(packet_socket(ns, access)?);
+    let frames = FrameLog::default();
+    let (log, to_access, from_trunk) = (
+        frames.clone(),
+        Arc::clone(&access_fd),
+        Arc::clone(&trunk_fd),
+    );
+    let upstream = Worker::spawn("vlan-switch-up", move |stop| {
+        let mut frame = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            match receive_frame(&from_trunk, &mut frame) {
+                Ok(Some(received)) if !received.outgoing => {
+                    match untag(&frame[..received.len], received.aux_vlan) {
+                        Some((tag, mut untagged)) if tag == vlan => {
+                            clear_udp_checksum(&mut untagged);
+                            log.note(format!(
+                                "VLAN {tag} frame to the access port, ethertype {:02x}{:02x}",
+                                untagged[12], untagged[13]
+                            ));
+                            send_frame(&to_access, &untagged);
+                        }
+                        Some((tag, _)) => log.note(format!("dropped a frame of VLAN {tag}")),
+                        None => log.note("dropped an untagged frame".to_string()),
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(POLL),
+            }
+        }
+    })?;
+    let (to_trunk, from_access, log) = (trunk_fd, access_fd, frames.clone());
+    let downstream = Worker::spawn("vlan-switch-down", move |stop| {
+        let mut frame = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            match receive_frame(&from_access, &mut frame) {
+                Ok(Some(received)) if !received.outgoing && received.len >= 14 => {
+                    clear_udp_checksum(&mut frame[..received.len]);
+                    let mut tagged = Vec::with_capacity(received.len + 4);
+                    tagged.extend_from_slice(&frame[..12]);
+                    tagged.extend_from_slice(&[0x81, 0x00]);
+                    tagged.extend_from_slice(&vlan.to_be_bytes());
+                    tagged.extend_from_slice(&frame[12..received.len]);
+                    log.note(format!(
+                        "frame to the trunk tagged {vlan}, ethertype {:02x}{:02x}",
+                        frame[12], frame[13]
+                    ));
+                    send_frame(&to_trunk, &tagged);
+                }
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(POLL),
+            }
+        }
+    })?;
+    Ok((vec![upstream, downstream], frames))
 }
 
 /// The first frames the VLAN host saw, to show in a failure.
@@ -888,6 +1003,31 @@ impl FrameLog {
 #[test]
 #[ignore = "needs root (network namespace, bridge) and QEMU: boots machines"]
 fn ipam_with_a_vlan_reaches_a_host_on_that_vlan() -> Result<()> {
+    static_vlan_reaches_the_host(
+        "netns_vlan",
+        "ipam=52-54-00-21-30-06:42:10.213.6.10:255.255.255.0:10.213.6.1:vlan-node:10.213.6.1::",
+        "eth0.42",
+        "ipam",
+    )
+}
+
+/// dracut's `vlan=<name>:<phys>` with a static `ip=` on that VLAN, in dracut's
+/// VLAN_PLUS_VID naming (vlan0042): the VLAN exists before `ip=` looks for it, and the
+/// address is on the VLAN (the host answers only tagged 42).
+#[test]
+#[ignore = "needs root (network namespace, bridge) and QEMU: boots machines"]
+fn dracut_vlan_with_static_ip_on_it_reaches_a_host_on_that_vlan() -> Result<()> {
+    static_vlan_reaches_the_host(
+        "netns_dracut_vlan",
+        "vlan=vlan0042:eth0 ip=10.213.6.10::10.213.6.1:255.255.255.0:vlan-node:vlan0042:none",
+        "vlan0042",
+        "ip",
+    )
+}
+
+/// Boots with `cmdline`, which puts 10.213.6.10/24 on VLAN 42 of eth0 as `vlan_if`, and
+/// checks that a service's TCP connection attempt to a host only on VLAN 42 arrives tagged.
+fn static_vlan_reaches_the_host(name: &str, cmdline: &str, vlan_if: &str, key: &str) -> Result<()> {
     let ns = NetNs::create("vlan")?;
     // No bridge: the tap's other end is the VLAN host itself.
     ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
@@ -897,28 +1037,27 @@ fn ipam_with_a_vlan_reaches_a_host_on_that_vlan() -> Result<()> {
     // counts is that its SYN reaches the host, tagged.
     let knock = service(
         "knock",
-        r#"
+        &format!(
+            r#"
 command = "/bin/sh"
-args = ["-c", "ip -4 addr show dev eth0.42; nc -w 5 10.213.6.1 7042 </dev/null; echo knocked"]
+args = ["-c", "ip -4 addr show dev {vlan_if}; nc -w 5 10.213.6.1 7042 </dev/null; echo knocked"]
 requires = ["network-online"]
 restart = "never"
-"#,
+"#
+        ),
     );
-    let image = image_with_services("netns_vlan", &[knock])?;
-    let mut vm = boot_on(
-        &ns,
-        "netns_vlan",
-        &image,
-        "ipam=52-54-00-21-30-06:42:10.213.6.10:255.255.255.0:10.213.6.1:vlan-node:10.213.6.1::",
-        &[("tap0", "52:54:00:21:30:06")],
-    )?;
+    let image = image_with_services(name, &[knock])?;
+    let mut vm = boot_on(&ns, name, &image, cmdline, &[("tap0", "52:54:00:21:30:06")])?;
     let (index, line) = vm.wait_for_any(
-        &["VLAN 42 on eth0 is eth0.42", "cannot create VLAN 42"],
+        &[
+            &format!("VLAN 42 on eth0 is {vlan_if}"),
+            "cannot create VLAN 42",
+        ],
         BOOT_TIMEOUT,
     )?;
     assert_eq!(index, 0, "the VLAN interface is created: {line}");
     vm.wait_for(
-        "eth0.42: static address 10.213.6.10/24 from ipam=",
+        &format!("{vlan_if}: static address 10.213.6.10/24 from {key}="),
         STEP_TIMEOUT,
     )?;
     vm.wait_for("target network-online reached", STEP_TIMEOUT)?;
@@ -941,5 +1080,285 @@ restart = "never"
         seen.push(packet);
     };
     assert_eq!(syn.vlan, 42, "{syn:?}");
+    Ok(())
+}
+
+/// dracut's `vlan=` with `ip=<vlan>:dhcp`, in both naming styles (eth0.42 and vlan0042):
+/// DHCP runs tagged on the VLAN, against dnsmasq behind an 802.1Q switch port that passes
+/// only VLAN 42, and the lease lands on the VLAN interface, not on its parent.
+#[test]
+#[ignore = "needs root (network namespace, bridge) and QEMU: boots machines"]
+fn dracut_vlan_with_dhcp_on_it_gets_the_lease_over_the_vlan() -> Result<()> {
+    for (name, vlan_if) in [
+        ("netns_vlan_dhcp_dev", "eth0.42"),
+        ("netns_vlan_dhcp_vid", "vlan0042"),
+    ] {
+        let ns = NetNs::create("vlandhcp")?;
+        let dir = scratch(name)?;
+        ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
+        ns.ip(&["link", "set", "tap0", "up"])?;
+        ns.ip(&[
+            "link", "add", "vsw0", "type", "veth", "peer", "name", "vsrv0",
+        ])?;
+        ns.ip(&["addr", "add", "10.213.7.1/24", "dev", "vsrv0"])?;
+        ns.ip(&["link", "set", "vsw0", "up"])?;
+        ns.ip(&["link", "set", "vsrv0", "up"])?;
+        let (_switch, frames) = vlan_switch(&ns, "tap0", "vsw0", 42)?;
+        let _dnsmasq = dnsmasq(
+            &ns,
+            dir.path(),
+            "vsrv0",
+            "10.213.7.100,10.213.7.150,255.255.255.0,2m",
+            &["--dhcp-option=option:router,10.213.7.1"],
+        )?;
+        let image = image_with_services(name, &[])?;
+        let mut vm = boot_on(
+            &ns,
+            name,
+            &image,
+            &format!("vlan={vlan_if}:eth0 ip={vlan_if}:dhcp"),
+            &[("tap0", "52:54:00:21:30:07")],
+        )?;
+        let (index, line) = vm.wait_for_any(
+            &[
+                &format!("VLAN 42 on eth0 is {vlan_if}"),
+                "cannot create VLAN 42",
+            ],
+            BOOT_TIMEOUT,
+        )?;
+        assert_eq!(index, 0, "the VLAN interface is created: {line}");
+        let lease = vm
+            .wait_for(&format!("{vlan_if}: lease 10.213.7."), STEP_TIMEOUT)
+            .with_context(|| {
+                format!(
+                    "frames at the switch:\n{}\ndnsmasq:\n{}",
+                    frames.show(),
+                    std::fs::read_to_string(dir.path().join("dnsmasq.log")).unwrap_or_default()
+                )
+            })?;
+        let address = leased_address(&lease)?;
+        vm.wait_for("target network-online reached", STEP_TIMEOUT)?;
+        let leases = wait_file(&dir.path().join("dnsmasq.leases"), STEP_TIMEOUT, |text| {
+            text.contains("52:54:00:21:30:07")
+        })?;
+        assert!(leases.contains(&address), "{leases}");
+        assert_eq!(
+            vm.count("eth0: DHCP"),
+            0,
+            "no DHCP on the untagged parent:\n{}",
+            vm.console()
+        );
+    }
+    Ok(())
+}
+
+/// dracut's `bond=` with options, and `ip=<bond>:dhcp`: the image ships the bonding module
+/// (loading it makes a `bond0` of its own, which gets the options), the bond enslaves both
+/// NICs in active-backup mode with miimon 100 as the kernel's sysfs reports them, and the
+/// DHCP lease (from dnsmasq, for the first slave's MAC, which the bond takes) is on the bond.
+#[test]
+#[ignore = "needs root (network namespace, bridge) and QEMU: boots machines"]
+fn dracut_bond_with_options_gets_the_lease_on_the_bond() -> Result<()> {
+    const MAC0: &str = "52:54:00:21:30:08";
+    const MAC1: &str = "52:54:00:21:30:18";
+    let ns = NetNs::create("bond")?;
+    let dir = scratch("bond")?;
+    ns.add_bridge("br0", "10.213.8.1/24")?;
+    ns.add_tap("tap0", "br0")?;
+    ns.add_tap("tap1", "br0")?;
+    let _dnsmasq = dnsmasq(
+        &ns,
+        dir.path(),
+        "br0",
+        "10.213.8.50,10.213.8.99,255.255.255.0,10m",
+        &[],
+    )?;
+    let show = service(
+        "bondinfo",
+        r#"
+command = "/bin/sh"
+args = ["-c", "cd /sys/class/net/bond0/bonding && echo bond mode=$(cat mode) miimon=$(cat miimon) slaves=$(cat slaves) mtu=$(cat ../mtu) inet=$(ip -4 addr show dev bond0 | grep -c inet)"]
+requires = ["network-online"]
+restart = "never"
+"#,
+    );
+    let mut config = common::base_config()?;
+    config.kernel.modules.push("bonding".to_string());
+    config.overlay.push(show);
+    let image = common::build("netns_bond", &config)?;
+    let mut vm = boot_on(
+        &ns,
+        "netns_bond",
+        &image,
+        "bond=bond0:eth0,eth1:mode=active-backup,miimon=100:1400 ip=bond0:dhcp",
+        &[("tap0", MAC0), ("tap1", MAC1)],
+    )?;
+    let (index, line) = vm.wait_for_any(
+        &[
+            "bond bond0 with slaves eth0,eth1",
+            "cannot create bond bond0",
+        ],
+        BOOT_TIMEOUT,
+    )?;
+    assert_eq!(index, 0, "the bond is made: {line}\n{}", vm.console());
+    let lease = vm.wait_for("bond0: lease 10.213.8.", STEP_TIMEOUT)?;
+    let address = leased_address(&lease)?;
+    vm.wait_for("target network-online reached", STEP_TIMEOUT)?;
+    let info = vm.wait_for("bondinfo: bond ", STEP_TIMEOUT)?;
+    assert!(
+        info.contains("mode=active-backup 1")
+            && info.contains("miimon=100")
+            && info.contains("slaves=eth0 eth1")
+            && info.contains("mtu=1400")
+            && info.contains("inet=1"),
+        "{info}"
+    );
+    let leases = wait_file(&dir.path().join("dnsmasq.leases"), STEP_TIMEOUT, |text| {
+        text.contains(MAC0)
+    })?;
+    assert!(leases.contains(&address), "{leases}");
+    for slave in ["eth0", "eth1"] {
+        assert_eq!(vm.count(&format!("{slave}: DHCP")), 0, "no DHCP on {slave}");
+    }
+    Ok(())
+}
+
+/// `ip=<iface>:dhcp:<mtu>:<macaddr>`: the MAC is set before DHCP (dnsmasq leases to the new
+/// MAC), and the `ip=` MTU wins over the lease's option 26 (9000 here), as in dracut.
+#[test]
+#[ignore = "needs root (network namespace, bridge) and QEMU: boots machines"]
+fn dracut_ip_dhcp_sets_the_mac_and_keeps_its_mtu() -> Result<()> {
+    const NIC_MAC: &str = "52:54:00:21:30:09";
+    const SET_MAC: &str = "52:54:00:aa:bb:09";
+    let ns = NetNs::create("mtumac")?;
+    let dir = scratch("mtumac")?;
+    ns.add_bridge("br0", "10.213.9.1/24")?;
+    ns.add_tap("tap0", "br0")?;
+    let _dnsmasq = dnsmasq(
+        &ns,
+        dir.path(),
+        "br0",
+        "10.213.9.50,10.213.9.99,255.255.255.0,10m",
+        &["--dhcp-option=option:mtu,9000"],
+    )?;
+    let show = service(
+        "linkinfo",
+        r#"
+command = "/bin/sh"
+args = ["-c", "echo link mtu=$(cat /sys/class/net/eth0/mtu) mac=$(cat /sys/class/net/eth0/address)"]
+requires = ["network-online"]
+restart = "never"
+"#,
+    );
+    let image = image_with_services("netns_mtu_mac", &[show])?;
+    let mut vm = boot_on(
+        &ns,
+        "netns_mtu_mac",
+        &image,
+        &format!("ip=eth0:dhcp:1400:{SET_MAC}"),
+        &[("tap0", NIC_MAC)],
+    )?;
+    let lease = vm.wait_for("eth0: lease 10.213.9.", BOOT_TIMEOUT)?;
+    let address = leased_address(&lease)?;
+    let info = vm.wait_for("linkinfo: link ", STEP_TIMEOUT)?;
+    assert!(info.contains(&format!("mtu=1400 mac={SET_MAC}")), "{info}");
+    let leases = wait_file(&dir.path().join("dnsmasq.leases"), STEP_TIMEOUT, |text| {
+        text.contains(SET_MAC)
+    })?;
+    assert!(leases.contains(&address), "{leases}");
+    Ok(())
+}
+
+/// `ip=<iface>:auto6`: with only dnsmasq's router advertisements on the network (no DHCPv4
+/// server), the bootkit makes its SLAAC address from the advertised prefix and the NIC's
+/// EUI-64, and that is what brings the network online.
+#[test]
+#[ignore = "needs root (network namespace, bridge) and QEMU: boots machines"]
+fn dracut_ip_auto6_goes_online_with_a_slaac_address() -> Result<()> {
+    let ns = NetNs::create("auto6")?;
+    let dir = scratch("auto6")?;
+    ns.add_bridge("br0", "10.213.10.1/24")?;
+    ns.ip(&["addr", "add", "2001:db8:10::1/64", "dev", "br0", "nodad"])?;
+    ns.add_tap("tap0", "br0")?;
+    let _dnsmasq = dnsmasq(
+        &ns,
+        dir.path(),
+        "br0",
+        "2001:db8:10::,ra-only,64,1h",
+        &["--enable-ra", "--ra-param=br0,5"],
+    )?;
+    let show = service(
+        "v6",
+        r#"
+command = "/bin/sh"
+args = ["-c", "echo v6 $(ip -6 addr show dev eth0 scope global | grep inet6)"]
+requires = ["network-online"]
+restart = "never"
+"#,
+    );
+    let image = image_with_services("netns_auto6", &[show])?;
+    let mut vm = boot_on(
+        &ns,
+        "netns_auto6",
+        &image,
+        "ip=eth0:auto6",
+        &[("tap0", "52:54:00:21:30:0a")],
+    )?;
+    vm.wait_for(
+        "eth0: IPv6 address 2001:db8:10:0:5054:ff:fe21:300a/64",
+        BOOT_TIMEOUT,
+    )?;
+    vm.wait_for("target network-online reached", STEP_TIMEOUT)?;
+    let shown = vm.wait_for("v6: v6 ", STEP_TIMEOUT)?;
+    assert!(
+        shown.contains("2001:db8:10:0:5054:ff:fe21:300a/64"),
+        "{shown}"
+    );
+    Ok(())
+}
+
+/// `rd.peerdns=0`: "Disable DNS setting of DHCP parameters." dnsmasq offers a DNS server and
+/// a domain; resolv.conf has neither, only the `nameserver=` of the command line.
+#[test]
+#[ignore = "needs root (network namespace, bridge) and QEMU: boots machines"]
+fn dracut_rd_peerdns_0_keeps_dhcp_dns_out_of_resolv_conf() -> Result<()> {
+    let ns = NetNs::create("peerdns")?;
+    let dir = scratch("peerdns")?;
+    ns.add_bridge("br0", "10.213.11.1/24")?;
+    ns.add_tap("tap0", "br0")?;
+    let _dnsmasq = dnsmasq(
+        &ns,
+        dir.path(),
+        "br0",
+        "10.213.11.50,10.213.11.99,255.255.255.0,10m",
+        &[
+            "--dhcp-option=option:dns-server,10.213.11.53",
+            "--domain=lab.example",
+        ],
+    )?;
+    let show = service(
+        "resolv",
+        r#"
+command = "/bin/sh"
+args = ["-c", "echo resolv.conf: $(cat /etc/resolv.conf)"]
+requires = ["network-online"]
+restart = "never"
+"#,
+    );
+    let image = image_with_services("netns_peerdns", &[show])?;
+    let mut vm = boot_on(
+        &ns,
+        "netns_peerdns",
+        &image,
+        "rd.peerdns=0 nameserver=10.213.11.77",
+        &[("tap0", "52:54:00:21:30:0b")],
+    )?;
+    vm.wait_for("eth0: lease 10.213.11.", BOOT_TIMEOUT)?;
+    let shown = vm.wait_for("resolv: resolv.conf:", STEP_TIMEOUT)?;
+    assert!(shown.contains("nameserver 10.213.11.77"), "{shown}");
+    assert!(
+        !shown.contains("10.213.11.53") && !shown.contains("lab.example"),
+        "{shown}"
+    );
     Ok(())
 }

@@ -72,6 +72,7 @@ pub fn ipam(value: &str) -> Result<InterfaceConfig, String> {
         prefix_len,
         gateway,
         peer: None,
+        peer_prefix_len: None,
     });
     let mut config = InterfaceConfig::new("ipam", InterfaceTarget::Mac(mac), method);
     config.vlan_id = vlan_id;

@@ -63,7 +63,7 @@ fn only_interface(config: &NetConfig) -> &InterfaceConfig {
 fn static_address(config: &InterfaceConfig) -> StaticAddress {
     match config.method {
         AddressMethod::Static(address) => address,
-        AddressMethod::Dhcp => panic!("expected a static address in {config:?}"),
+        _ => panic!("expected a static address in {config:?}"),
     }
 }
 
@@ -159,6 +159,7 @@ fn ip_explicit_static_configuration() {
             prefix_len: 24,
             gateway: Some(ip("192.168.1.1")),
             peer: None,
+            peer_prefix_len: None,
         }
     );
     assert_eq!(interface.vlan_id, None);
@@ -340,14 +341,250 @@ fn ip_bad_mtu_method_or_interface_is_refused() {
 }
 
 #[test]
-fn ip_ipv6_and_ibft_are_refused_not_misread() {
-    let warning = parse_refused("ip", "[2001:DB8::1]::[2001:DB8::ff]:64:h:eth0:none");
-    assert!(warning.problem.contains("IPv6"), "{warning}");
-    for word in ["dhcp6", "auto6", "either6", "link6"] {
-        parse_refused("ip", word);
-        parse_refused("ip", &format!("eth0:{word}"));
+fn ip_dhcp6_link6_and_ibft_are_refused_not_misread() {
+    for word in ["dhcp6", "either6"] {
+        for value in [word.to_string(), format!("eth0:{word}")] {
+            let warning = parse_refused("ip", &value);
+            // The warning names the method and what does work instead.
+            assert!(
+                warning.problem.contains(word)
+                    && warning.problem.contains("auto6")
+                    && warning.problem.contains("static"),
+                "{warning}"
+            );
+        }
     }
+    parse_refused("ip", "link6");
+    parse_refused("ip", "eth0:link6");
     parse_refused("ip", ":::::eth0:ibft");
+}
+
+/// dracut.cmdline(7): "If you want do define a IPv6 address, put it in brackets (e.g.
+/// [2001:DB8::1])"; the netmask field is then the prefix length.
+#[test]
+fn ip_static_ipv6_in_brackets() {
+    let config = parse_clean("ip", "[2001:DB8::1]::[2001:DB8::ff]:64:h:eth0:none");
+    let interface = only_interface(&config);
+    assert_eq!(interface.target, name("eth0"));
+    assert_eq!(interface.hostname.as_deref(), Some("h"));
+    assert_eq!(
+        interface.method,
+        AddressMethod::Static6(StaticAddress6 {
+            address: "2001:db8::1".parse().expect("v6"),
+            prefix_len: 64,
+            gateway: Some("2001:db8::ff".parse().expect("v6")),
+        })
+    );
+    // No gateway, the prefix on the address, an MTU and a MAC after the method.
+    let config = parse_clean("ip", "[fd00:1::10/56]:::::eth1:none:1280:52:54:00:12:34:56");
+    let interface = only_interface(&config);
+    assert_eq!(
+        interface.method,
+        AddressMethod::Static6(StaticAddress6 {
+            address: "fd00:1::10".parse().expect("v6"),
+            prefix_len: 56,
+            gateway: None,
+        })
+    );
+    assert_eq!(interface.mtu, Some(1280));
+    assert_eq!(interface.set_mac, Some(mac("52:54:00:12:34:56")));
+}
+
+#[test]
+fn ip_static_ipv6_malformed_is_refused() {
+    for value in [
+        // No prefix length.
+        "[2001:db8::1]:::::eth0:none",
+        "[2001:db8::1]:::129::eth0:none",
+        "[2001:db8::zz]:::64::eth0:none",
+        // A point-to-point peer is IPv4 only.
+        "[2001:db8::1]:[2001:db8::2]::64::eth0:none",
+        "[2001:db8::1]::[10.0.0.1]:64::eth0:none",
+        // IPv6 DNS servers in ip= are not taken.
+        "[2001:db8::1]:::64::eth0:none:[2001:db8::53]",
+    ] {
+        parse_refused("ip", value);
+    }
+}
+
+/// `auto6`: IPv6 autoconfiguration, on all interfaces or one.
+#[test]
+fn ip_auto6_is_slaac() {
+    let config = parse_clean("ip", "auto6");
+    assert_eq!(only_interface(&config).method, AddressMethod::Auto6);
+    assert_eq!(only_interface(&config).target, InterfaceTarget::Any);
+    let config = parse_clean("ip", "eth0:auto6:1400");
+    let interface = only_interface(&config);
+    assert_eq!(interface.method, AddressMethod::Auto6);
+    assert_eq!(interface.target, name("eth0"));
+    assert_eq!(interface.mtu, Some(1400));
+}
+
+/// "<peer> ... may be followed by a slash and a decimal number, encoding the network prefix
+/// length."
+#[test]
+fn ip_peer_with_a_prefix_length() {
+    let config = parse_clean("ip", "10.0.0.1:10.0.0.2/30::255.255.255.0::ppp0:none");
+    let address = static_address(only_interface(&config));
+    assert_eq!(address.peer, Some(ip("10.0.0.2")));
+    assert_eq!(address.peer_prefix_len, Some(30));
+    let config = parse_clean("ip", "10.0.0.1:10.0.0.2::255.255.255.0::ppp0:none");
+    assert_eq!(
+        static_address(only_interface(&config)).peer_prefix_len,
+        None
+    );
+}
+
+/// `ifname=<interface>:<MAC>`, the man page's "bootnet" example; upper-case MACs are the
+/// same MAC (dracut lower-cases them for udev).
+#[test]
+fn ifname_names_the_nic_with_that_mac() {
+    let config = parse_clean("ifname", "bootnet:4a:3f:4c:04:f8:d7");
+    assert_eq!(
+        config.renames,
+        [Rename {
+            name: "bootnet".into(),
+            mac: mac("4a:3f:4c:04:f8:d7"),
+        }]
+    );
+    let config = parse_clean("ifname", "bootnet:4A:3F:4C:04:F8:D7");
+    assert_eq!(config.renames[0].mac, mac("4a:3f:4c:04:f8:d7"));
+    for value in [
+        "bootnet",
+        "bootnet:4a:3f:4c:04:f8",
+        "bootnet:4a:3f:4c:04:f8:d7:00",
+        "boot/net:4a:3f:4c:04:f8:d7",
+        ":4a:3f:4c:04:f8:d7",
+    ] {
+        parse_refused("ifname", value);
+    }
+}
+
+/// `bond=<bondname>[:<bondslaves>:[:<options>[:<mtu>]]]`, "Bond without parameters assumes
+/// bond=bond0:eth0,eth1:mode=balance-rr".
+#[test]
+fn bond_forms_of_the_man_page() {
+    use crate::link::BondOption;
+    use netlink_packet_route::link::{BondMode, InfoBond};
+    let config = parse_clean("bond", "bond0:eth0,eth1:mode=balance-rr");
+    assert_eq!(
+        config.bonds,
+        [BondConfig {
+            name: "bond0".into(),
+            slaves: vec!["eth0".into(), "eth1".into()],
+            options: vec![BondOption::Setting(InfoBond::Mode(BondMode::BalanceRr))],
+            mtu: None,
+        }]
+    );
+    let default = parse_clean("bond", "");
+    assert_eq!(default.bonds[0].name, "bond0");
+    assert_eq!(default.bonds[0].slaves, ["eth0", "eth1"]);
+    assert!(default.bonds[0].options.is_empty());
+    let named = parse_clean("bond", "bond1");
+    assert_eq!(named.bonds[0].name, "bond1");
+    assert_eq!(named.bonds[0].slaves, ["eth0", "eth1"]);
+
+    let full = parse_clean(
+        "bond",
+        "bond0:ens3,ens4:mode=active-backup,miimon=100,primary=ens4,arp_ip_target=10.0.0.1;10.0.0.2:9000",
+    );
+    let bond = &full.bonds[0];
+    assert_eq!(bond.slaves, ["ens3", "ens4"]);
+    assert_eq!(
+        bond.options,
+        [
+            BondOption::Setting(InfoBond::Mode(BondMode::ActiveBackup)),
+            BondOption::Setting(InfoBond::MiiMon(100)),
+            BondOption::Primary("ens4".into()),
+            BondOption::Setting(InfoBond::ArpIpTarget(vec![ip("10.0.0.1"), ip("10.0.0.2")])),
+        ]
+    );
+    assert_eq!(bond.mtu, Some(9000));
+    // Modes by number, as initscripts' BONDING_OPTS allow.
+    let numbered = parse_clean(
+        "bond",
+        "bond0:eth0:mode=4,lacp_rate=fast,xmit_hash_policy=layer3+4",
+    );
+    assert_eq!(
+        numbered.bonds[0].options[0],
+        BondOption::Setting(InfoBond::Mode(BondMode::Ieee8023Ad))
+    );
+}
+
+#[test]
+fn bond_malformed_is_refused_naming_what_is_wrong() {
+    for (value, named) in [
+        ("bond0:eth0,eth1:mode=fastest", "mode"),
+        ("bond0:eth0,eth1:miimon=often", "miimon"),
+        ("bond0:eth0,eth1:frobnicate=1", "frobnicate"),
+        ("bond0:eth0,eth1:miimon", "miimon"),
+        ("bond0:eth0,eth1::60", "MTU"),
+        ("bond0:eth0,bond0", "own slave"),
+        ("bond0:eth0:mode=1:1500:extra", "too many"),
+    ] {
+        let warning = parse_refused("bond", value);
+        assert!(warning.problem.contains(named), "{value}: {warning}");
+    }
+}
+
+/// `bootdev=<interface>` is the primary interface: DHCP runs there when no ip= names one,
+/// by name or (as dracut's ifup compares it) by MAC; `BOOTIF=` wins unless `rd.bootif=0`.
+#[test]
+fn bootdev_and_rd_bootif_choose_the_dhcp_interface() {
+    assert_eq!(
+        parse_clean("bootdev", "eth1").selector,
+        InterfaceSelector::Name("eth1".into())
+    );
+    assert_eq!(
+        parse_clean("bootdev", "52:54:00:12:34:56").selector,
+        InterfaceSelector::Mac(mac("52:54:00:12:34:56"))
+    );
+    let both = parse_pairs(&[("bootdev", "eth1"), ("BOOTIF", "01-52-54-00-12-34-56")]);
+    assert!(both.warnings.is_empty());
+    assert_eq!(
+        both.selector,
+        InterfaceSelector::Mac(mac("52:54:00:12:34:56"))
+    );
+    let no_bootif = parse_pairs(&[
+        ("bootdev", "eth1"),
+        ("BOOTIF", "01-52-54-00-12-34-56"),
+        ("rd.bootif", "0"),
+    ]);
+    assert!(no_bootif.warnings.is_empty());
+    assert_eq!(no_bootif.selector, InterfaceSelector::Name("eth1".into()));
+    // bootdev= beats a worker id's MAC, interface= beats bootdev=.
+    let config = parse_pairs(&[("worker_id", "52:54:00:00:00:01"), ("bootdev", "eth1")]);
+    assert_eq!(config.selector, InterfaceSelector::Name("eth1".into()));
+    let config = parse_pairs(&[("interface", "eth2"), ("bootdev", "eth1")]);
+    assert_eq!(config.selector, InterfaceSelector::Name("eth2".into()));
+    parse_refused("bootdev", "eth 1");
+    parse_refused("rd.bootif", "maybe");
+}
+
+/// `rd.peerdns=0`: "Disable DNS setting of DHCP parameters."
+#[test]
+fn rd_peerdns() {
+    assert!(NetConfig::default().peer_dns);
+    assert!(!parse_clean("rd.peerdns", "0").peer_dns);
+    assert!(parse_clean("rd.peerdns", "1").peer_dns);
+    parse_refused("rd.peerdns", "sometimes");
+}
+
+/// dracut's IPv6 waits: `rd.net.timeout.ipv6auto=` (default 40 s) and
+/// `rd.net.timeout.ipv6dad=` (default 50 s).
+#[test]
+fn rd_net_timeout_ipv6() {
+    let defaults = NetConfig::default();
+    assert_eq!(defaults.ipv6_auto_timeout, Duration::from_secs(40));
+    assert_eq!(defaults.ipv6_dad_timeout, Duration::from_secs(50));
+    let config = parse_pairs(&[
+        ("rd.net.timeout.ipv6auto", "5"),
+        ("rd.net.timeout.ipv6dad", "7"),
+    ]);
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    assert_eq!(config.ipv6_auto_timeout, Duration::from_secs(5));
+    assert_eq!(config.ipv6_dad_timeout, Duration::from_secs(7));
+    parse_refused("rd.net.timeout.ipv6auto", "soon");
 }
 
 // ---- nameserver=, hostname=, rd.route= ------------------------------------------------------
@@ -557,6 +794,7 @@ fn ipam_example_from_the_brief() {
             prefix_len: 24,
             gateway: Some(ip("10.0.0.1")),
             peer: None,
+            peer_prefix_len: None,
         }
     );
     assert_eq!(interface.hostname.as_deref(), Some("node1"));
@@ -1044,14 +1282,12 @@ fn bootif_selects_the_boot_nic() {
 /// dracut's network keys this stack does not apply are named in a warning, never skipped in
 /// silence (dracut.cmdline(7) forms).
 #[test]
-fn dracut_network_keys_not_applied_yet_are_named() {
+fn dracut_network_keys_not_applied_are_named() {
     for (key, value) in [
-        ("ifname", "lan0:52:54:00:12:34:56"),
-        ("bond", "bond0:eth0,eth1:mode=active-backup"),
         ("team", "team0:eth0,eth1"),
         ("bridge", "br0:eth0"),
-        ("bootdev", "eth0"),
-        ("rd.peerdns", "0"),
+        ("rd.net.timeout.dhcp", "10"),
+        ("rd.net.dhcp.retry", "3"),
     ] {
         let warning = parse_refused(key, value);
         assert!(

@@ -521,6 +521,7 @@ fn ack_maps_to_lease() {
             interface: "eth0".into(),
             address: OFFERED,
             prefix_len: 22,
+            peer: None,
             routers: vec![SERVER, Ipv4Addr::new(192, 0, 2, 2)],
             dns,
             domain: Some("lab.example".into()),

@@ -32,6 +32,8 @@ pub struct LinkInfo {
     pub driver_kind: Option<String>,
     /// For VLAN interfaces: the 802.1Q id and the parent's index.
     pub vlan: Option<VlanInfo>,
+    /// The index of the bond (or bridge) this interface is enslaved to (IFLA_MASTER).
+    pub controller: Option<u32>,
 }
 
 /// A VLAN interface's 802.1Q id and parent.
@@ -56,6 +58,7 @@ pub fn link_info(msg: &LinkMessage, sysfs_root: &Path) -> LinkInfo {
         kind: LinkKind::Virtual,
         driver_kind: None,
         vlan: None,
+        controller: None,
     };
     let mut vlan_id = None;
     let mut parent = None;
@@ -66,6 +69,7 @@ pub fn link_info(msg: &LinkMessage, sysfs_root: &Path) -> LinkInfo {
             LinkAttribute::PermAddress(bytes) => info.permanent_mac = mac(bytes),
             LinkAttribute::Mtu(mtu) => info.mtu = *mtu,
             LinkAttribute::Link(index) => parent = Some(*index),
+            LinkAttribute::Controller(index) => info.controller = Some(*index),
             LinkAttribute::LinkInfo(infos) => {
                 for nested in infos {
                     match nested {

@@ -1,6 +1,7 @@
 //! Which interfaces the command line's configuration applies to, from the kernel's list.
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 
 use crate::config::{InterfaceConfig, InterfaceSelector, InterfaceTarget, StaticAddress};
 use crate::lease::Lease;
@@ -36,6 +37,12 @@ pub fn resolve(
 /// out (host names are resolved by `ntp=` only).
 pub fn static_lease(name: &str, interface: &InterfaceConfig, address: &StaticAddress) -> Lease {
     let mut lease = Lease::new(name, address.address, address.prefix_len);
+    if let Some(peer) = address.peer {
+        // `ip addr add <client>/<mask> peer <peer>` as dracut runs it: the prefix is the
+        // peer's (a /32 unless the peer was written with one), the netmask is not used.
+        lease.peer = Some(peer);
+        lease.prefix_len = address.peer_prefix_len.unwrap_or(32);
+    }
     lease.routers = address.gateway.into_iter().collect();
     lease.dns = interface.dns.clone();
     lease.search = interface.search.clone();
@@ -59,4 +66,57 @@ pub fn with_vlans_instead_of_parents(
         .into_iter()
         .map(|link| vlan_of_parent.get(&link.index).cloned().unwrap_or(link))
         .collect()
+}
+
+/// DHCP's MTU floor, as dracut's dhclient-script keeps it: 576 and below is ignored ("only
+/// used for X.25 and dialup connections", and it breaks UDP).
+pub const DHCP_MTU_FLOOR: u16 = 576;
+
+/// A DHCP lease as dracut applies it on an interface whose `ip=` set an MTU: the `ip=` MTU
+/// wins over the lease's option 26 (dracut's override file is read after the lease), and a
+/// lease MTU of [`DHCP_MTU_FLOOR`] or less is not applied.
+pub fn dhcp_lease_with_overrides(mut lease: Lease, configured_mtu: Option<u16>) -> Lease {
+    lease.mtu = configured_mtu.or(lease.mtu.filter(|mtu| *mtu > DHCP_MTU_FLOOR));
+    lease
+}
+
+/// What /etc/resolv.conf is to say once `lease` is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolver {
+    /// The DNS servers, in order.
+    pub nameservers: Vec<Ipv4Addr>,
+    /// The DNS domain.
+    pub domain: Option<String>,
+    /// The search list.
+    pub search: Vec<String>,
+}
+
+/// The resolver for `lease`, as dracut decides it: `nameserver=` (the operator's) replaces the
+/// lease's servers; with `rd.peerdns=0` (`peer_dns` false) nothing a DHCP server offered is
+/// used (servers, domain, search list), so a DHCP lease without `nameserver=` writes nothing
+/// (`None`). A static lease's own DNS servers (dracut's `<dns1>`/`<dns2>`, `ipam=`'s) are
+/// the operator's and always count.
+pub fn resolver_for(lease: &Lease, nameservers: &[Ipv4Addr], peer_dns: bool) -> Option<Resolver> {
+    let offered_by_dhcp = lease.server.is_some();
+    let use_offered = peer_dns || !offered_by_dhcp;
+    let servers = if !nameservers.is_empty() {
+        nameservers.to_vec()
+    } else if use_offered {
+        lease.dns.clone()
+    } else {
+        Vec::new()
+    };
+    if !use_offered && servers.is_empty() {
+        return None;
+    }
+    let (domain, search) = if use_offered {
+        (lease.domain.clone(), lease.search.clone())
+    } else {
+        (None, Vec::new())
+    };
+    Some(Resolver {
+        nameservers: servers,
+        domain,
+        search,
+    })
 }

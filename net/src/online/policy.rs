@@ -13,6 +13,7 @@
 //!   goes on and gets a lease again).
 
 use std::collections::BTreeSet;
+use std::net::Ipv6Addr;
 
 use crate::dhcp::LossReason;
 use crate::lease::Lease;
@@ -64,6 +65,23 @@ pub enum OnlineEvent {
         lease: Lease,
         /// Why the client gave it up.
         reason: LossReason,
+    },
+    /// An IPv6 address (static or SLAAC's) is up on `interface`.
+    Ipv6Configured {
+        /// The interface.
+        interface: String,
+        /// The address.
+        address: Ipv6Addr,
+        /// Its prefix length.
+        prefix_len: u8,
+    },
+    /// The first address is an IPv6 one: the network is online. Reported once per boot,
+    /// like [`OnlineEvent::Online`], which it stands for when no IPv4 address came first.
+    OnlineIpv6 {
+        /// The interface with the address.
+        interface: String,
+        /// The host name its `ip=` gives, if any.
+        hostname: Option<String>,
     },
     /// No interface to configure and none configured: the network stays down.
     StaysDown,
@@ -129,6 +147,29 @@ impl Policy {
             source: AddressSource::Static { key },
         });
         self.address_up(lease, emit);
+    }
+
+    /// An IPv6 address from an explicit `ip=` (static or `auto6`) is up on `interface`.
+    pub fn ipv6_applied(
+        &mut self,
+        interface: &str,
+        address: (Ipv6Addr, u8),
+        hostname: Option<String>,
+        emit: &mut dyn FnMut(OnlineEvent),
+    ) {
+        self.explicit += 1;
+        emit(OnlineEvent::Ipv6Configured {
+            interface: interface.to_string(),
+            address: address.0,
+            prefix_len: address.1,
+        });
+        if !self.online {
+            self.online = true;
+            emit(OnlineEvent::OnlineIpv6 {
+                interface: interface.to_string(),
+                hostname,
+            });
+        }
     }
 
     /// Whether DHCP runs on the selector's interfaces instead of the explicit ones: there

@@ -220,6 +220,7 @@ fn link(index: u32, name: &str, mac: u8, kind: LinkKind) -> LinkInfo {
         kind,
         driver_kind: None,
         vlan: None,
+        controller: None,
     }
 }
 
@@ -292,4 +293,113 @@ fn dhcp_runs_on_a_vlan_id_vlan_instead_of_its_parent() {
     let vlan = link(7, "eth0.30", 1, LinkKind::Vlan);
     let replaced = with_vlans_instead_of_parents(vec![eth0, eth1], &BTreeMap::from([(2, vlan)]));
     assert_eq!(names(&replaced), ["eth0.30", "eth1"]);
+}
+
+/// dracut's dhclient-script reads `ip=`'s override after the lease: the `ip=` MTU wins over
+/// option 26, and a lease MTU of 576 or less is not applied.
+#[test]
+fn dhcp_mtu_follows_dracut() {
+    use super::choose::dhcp_lease_with_overrides;
+    let mut offered = lease("eth0", 10);
+    offered.mtu = Some(9000);
+    assert_eq!(
+        dhcp_lease_with_overrides(offered.clone(), Some(1400)).mtu,
+        Some(1400)
+    );
+    assert_eq!(
+        dhcp_lease_with_overrides(offered.clone(), None).mtu,
+        Some(9000)
+    );
+    offered.mtu = Some(576);
+    assert_eq!(dhcp_lease_with_overrides(offered.clone(), None).mtu, None);
+    offered.mtu = Some(577);
+    assert_eq!(dhcp_lease_with_overrides(offered, None).mtu, Some(577));
+}
+
+/// `ip=<client>:<peer>:...` is `ip addr add <client>/<mask> peer <peer>`: the prefix is the
+/// peer's, /32 unless written.
+#[test]
+fn static_lease_with_a_peer_takes_the_peers_prefix() {
+    let config = config::parse(&[(
+        "ip".to_string(),
+        "10.0.0.1:10.0.0.2:10.0.0.2:255.255.255.0::ppp0:none".to_string(),
+    )]);
+    let interface = &config.interfaces[0];
+    let config::AddressMethod::Static(address) = &interface.method else {
+        panic!("static expected: {interface:?}");
+    };
+    let lease = static_lease("ppp0", interface, address);
+    assert_eq!(lease.peer, Some(Ipv4Addr::new(10, 0, 0, 2)));
+    assert_eq!(lease.prefix_len, 32);
+    assert_eq!(lease.routers, [Ipv4Addr::new(10, 0, 0, 2)]);
+}
+
+/// An IPv6 address (static or SLAAC) brings the network online once, like a lease, and
+/// counts as an explicit configuration that worked (no DHCP fallback).
+#[test]
+fn ipv6_address_brings_the_network_online_once() {
+    let mut policy = Policy::new(false);
+    let address: std::net::Ipv6Addr = "2001:db8::10".parse().expect("v6");
+    let reported =
+        events(|emit| policy.ipv6_applied("eth0", (address, 64), Some("n1".into()), emit));
+    assert_eq!(
+        reported,
+        [
+            OnlineEvent::Ipv6Configured {
+                interface: "eth0".into(),
+                address,
+                prefix_len: 64
+            },
+            OnlineEvent::OnlineIpv6 {
+                interface: "eth0".into(),
+                hostname: Some("n1".into())
+            },
+        ]
+    );
+    assert!(policy.is_online());
+    assert!(!policy.falls_back_to_dhcp());
+    let again = events(|emit| policy.ipv6_applied("eth1", (address, 64), None, emit));
+    assert_eq!(again.len(), 1, "online once: {again:?}");
+    let lease_after = events(|emit| policy.lease_applied(&lease("eth0", 10), emit));
+    assert!(!is_online(&lease_after), "{lease_after:?}");
+}
+
+/// dracut.cmdline(7): "rd.peerdns=0: Disable DNS setting of DHCP parameters"; nameserver=
+/// still applies, and static DNS servers are not DHCP parameters.
+#[test]
+fn resolver_follows_nameserver_and_rd_peerdns() {
+    use super::choose::{Resolver, resolver_for};
+    let mut dhcp = lease("eth0", 10);
+    dhcp.server = Some(Ipv4Addr::new(192, 0, 2, 1));
+    dhcp.dns = vec![Ipv4Addr::new(192, 0, 2, 53)];
+    dhcp.domain = Some("lab.example".into());
+    dhcp.search = vec!["lab.example".into()];
+    let operator = [Ipv4Addr::new(10, 0, 0, 53)];
+    assert_eq!(
+        resolver_for(&dhcp, &[], true),
+        Some(Resolver {
+            nameservers: dhcp.dns.clone(),
+            domain: Some("lab.example".into()),
+            search: vec!["lab.example".into()],
+        })
+    );
+    assert_eq!(resolver_for(&dhcp, &[], false), None);
+    assert_eq!(
+        resolver_for(&dhcp, &operator, false),
+        Some(Resolver {
+            nameservers: operator.to_vec(),
+            domain: None,
+            search: Vec::new(),
+        })
+    );
+    assert_eq!(
+        resolver_for(&dhcp, &operator, true).map(|r| r.nameservers),
+        Some(operator.to_vec())
+    );
+    let mut fixed = lease("eth0", 11);
+    fixed.dns = vec![Ipv4Addr::new(10, 0, 0, 2)];
+    assert_eq!(
+        resolver_for(&fixed, &[], false).map(|r| r.nameservers),
+        Some(fixed.dns.clone())
+    );
 }
