@@ -573,7 +573,13 @@ fn write_plan(
     progress: &mut Progress,
     cancel: &AtomicBool,
 ) -> Result<(WriteReport, write::Disk), InstallError> {
-    let source = plan.source.open(&request.http)?;
+    // With a known sha256 the whole image is checked before the partition table is written,
+    // so a resume without a strong validator cannot install a mix of two files.
+    let http = HttpOptions {
+        whole_file_verified: plan.expected_sha256.is_some(),
+        ..request.http.clone()
+    };
+    let source = plan.source.open(&http)?;
     let file = disk::open_for_write(&plan.disk)?;
     let target = write::Disk {
         path: plan.disk.dev_path.clone(),

@@ -5,7 +5,10 @@
 //! channel, so decompression and hashing overlap with the disk writes.
 //!
 //! The disk's first MiB (protective MBR and primary GPT) is held back and written last, only
-//! after the whole stream was read, its sha256 matched and every bmap range matched. Before
+//! after the whole stream was read, its sha256 matched and every bmap range matched, and only
+//! after the body is flushed to the disk: the kernel writes dirty pages back in its own order,
+//! so flushing body and head together could let a power cut leave a valid partition table over
+//! a partial body. Body, flush, head, flush (see [`commit_head`]). Before
 //! the stream starts the first and last MiB of the disk are zeroed, and on any failure they
 //! are zeroed again: an interrupted or failed write never leaves a disk that firmware would
 //! try to boot.
@@ -449,14 +452,7 @@ fn stream_image(
     // Verified: now the partition table. The whole head is written even with a bmap, so no
     // stale signature (an old md or LVM label at 4 KiB) survives next to the new GPT.
     progress.stage("finishing", None);
-    disk.file
-        .write_all_at(&head, 0)
-        .map_err(|source| WriteError::Write {
-            offset: 0,
-            length: head.len() as u64,
-            source,
-        })?;
-    disk.file.sync_all().map_err(WriteError::Flush)?;
+    commit_head(&disk.file, &head)?;
     Ok(WriteReport {
         compression,
         image_bytes,
@@ -466,6 +462,41 @@ fn stream_image(
         ranges_verified,
         elapsed: started.elapsed(),
     })
+}
+
+/// What the last step does to the disk; [`File`] in use, a recording stand-in in the tests.
+trait DiskWrites {
+    /// Writes all of `data` at byte `offset`.
+    fn write_bytes_at(&self, data: &[u8], offset: u64) -> io::Result<()>;
+    /// Waits until everything written so far is on the medium (the disk's cache flushed too).
+    fn flush(&self) -> io::Result<()>;
+}
+
+impl DiskWrites for File {
+    fn write_bytes_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        FileExt::write_all_at(self, data, offset)
+    }
+
+    /// fsync: on a block device the kernel writes the device's dirty pages back and then
+    /// sends the disk a cache flush (blkdev_fsync), so the bytes are on the medium.
+    fn flush(&self) -> io::Result<()> {
+        self.sync_all()
+    }
+}
+
+/// Makes the verified image bootable: flushes the body, only then writes the held-back head,
+/// and flushes again. A power cut before the first flush ends leaves no partition table (it
+/// was zeroed before the body was written); one after it leaves a whole body under either no
+/// table or the new one.
+fn commit_head(disk: &impl DiskWrites, head: &[u8]) -> Result<(), WriteError> {
+    disk.flush().map_err(WriteError::Flush)?;
+    disk.write_bytes_at(head, 0)
+        .map_err(|source| WriteError::Write {
+            offset: 0,
+            length: head.len() as u64,
+            source,
+        })?;
+    disk.flush().map_err(WriteError::Flush)
 }
 
 enum FeedError {
@@ -717,6 +748,36 @@ impl ChunkWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+
+    /// Records what the last step does, in order.
+    #[derive(Default)]
+    struct Recording(RefCell<Vec<String>>);
+
+    impl DiskWrites for Recording {
+        fn write_bytes_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
+            self.0
+                .borrow_mut()
+                .push(format!("write {} at {offset}", data.len()));
+            Ok(())
+        }
+
+        fn flush(&self) -> io::Result<()> {
+            self.0.borrow_mut().push("flush".to_owned());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_body_is_flushed_before_the_head_is_written_and_the_head_after() {
+        let disk = Recording::default();
+        commit_head(&disk, &[1; 4096]).unwrap();
+        assert_eq!(
+            disk.0.into_inner(),
+            ["flush", "write 4096 at 0", "flush"],
+            "body flushed, then the head, then flushed again"
+        );
+    }
 
     fn range(offset: u64, length: u64, data: &[u8]) -> ByteRange {
         use sha2::Digest;

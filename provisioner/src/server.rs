@@ -361,20 +361,33 @@ impl BoundBoot {
             }
             None => None,
         };
-        let tftp =
-            match &options.tftp {
-                Some(tftp) => {
-                    crate::boot::check_tftp_root(&tftp.root)?;
-                    let config = bootkit_tftp::Config {
-                        listen: tftp.listen,
-                        root: tftp.root.clone(),
-                    };
-                    Some(bootkit_tftp::Server::bind(config).await.with_context(|| {
-                        format!("starting TFTP on {} (--tftp) failed", tftp.listen)
-                    })?)
+        let tftp = match &options.tftp {
+            Some(tftp) => {
+                crate::boot::check_tftp_root(&tftp.root)?;
+                // Each transfer holds descriptors: the usual soft limit (1024) would cap
+                // TFTP below its 1024 transfers. Logged either way; a refusal leaves the
+                // cap sized from the soft limit, which the server logs too.
+                if let Err(error) = bootkit_tftp::raise_open_files_limit() {
+                    tracing::warn!(%error, "cannot raise the open-files limit; TFTP transfers are capped by the soft limit");
                 }
-                None => None,
-            };
+                let config = bootkit_tftp::Config {
+                    listen: tftp.listen,
+                    root: tftp.root.clone(),
+                    // The iPXE binaries may be links out of the root (Debian's ipxe
+                    // package links ipxe.efi to /boot): those files, and only they.
+                    outside: bootkit_tftp::link_targets_outside(
+                        &tftp.root,
+                        &[crate::boot::BIOS_BINARY, crate::boot::UEFI_X64_BINARY],
+                    ),
+                };
+                Some(
+                    bootkit_tftp::Server::bind(config).await.with_context(|| {
+                        format!("starting TFTP on {} (--tftp) failed", tftp.listen)
+                    })?,
+                )
+            }
+            None => None,
+        };
         let dhcp = match &options.dhcp {
             Some(dhcp) => {
                 let config = bootkit_dhcp::Config {

@@ -6,8 +6,11 @@
 //! and a slow disk slows the download (TCP backpressure) instead of filling memory.
 //!
 //! When the connection drops or stalls the download resumes with `Range: bytes=N-`, guarded by
-//! `If-Range` and by checking `Content-Range`, so bytes are never duplicated or skipped and a
-//! file that changed on the server is an error instead of a mix of two files.
+//! `If-Range` with a strong validator and by checking `Content-Range`, so bytes are never
+//! duplicated or skipped and a file that changed on the server is an error instead of a mix of
+//! two files. Without a strong validator it resumes only when the caller checks a known
+//! checksum of the whole file; otherwise it restarts from byte zero and checks the part it
+//! had delivered against that part's hash (see `transfer`).
 //!
 //! Why its own client on hyper, not the workspace's reqwest (which the registry and REST
 //! clients share): this is one streaming GET per image that resumes with `Range`/`If-Range`
@@ -51,6 +54,11 @@ pub struct HttpOptions {
     pub proxy: ProxySettings,
     /// How many times a broken or stalled download may resume before giving up.
     pub max_resumes: u32,
+    /// The caller checks the whole file against a known checksum before using it (the
+    /// installer's `--sha256`, checked before the partition table is written). Then a server
+    /// without a strong `ETag` or `Last-Modified` may be resumed with a plain `Range`, as a mix
+    /// of two files fails that check; without it such a download restarts from byte zero.
+    pub whole_file_verified: bool,
     /// Limit for DNS, TCP, proxy tunnel and TLS handshake together.
     pub connect_timeout: Duration,
     /// How long to wait for a response head or for the next bytes of the body.
@@ -64,6 +72,7 @@ impl Default for HttpOptions {
             ca_pem: None,
             proxy: ProxySettings::direct(),
             max_resumes: 10,
+            whole_file_verified: false,
             connect_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(30),
         }
@@ -263,18 +272,6 @@ pub enum HttpError {
         offset: u64,
         /// The file's length as the server announced it, in bytes.
         expected: u64,
-    },
-    /// A resume was answered with `200` and the whole file instead of the requested range.
-    #[error(
-        "the download of {url} broke at byte {offset} and cannot resume: the server ignores \
-         Range requests (it sent the whole file again); use a server that supports Range or a \
-         steadier network"
-    )]
-    RangeNotSupported {
-        /// The URL being downloaded.
-        url: String,
-        /// The byte the download was to resume at.
-        offset: u64,
     },
     /// A resume was answered with a `Content-Range` that is unreadable or does not start at
     /// the requested byte.

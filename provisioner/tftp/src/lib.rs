@@ -7,7 +7,10 @@
 //! - Files come from `root` only: the kernel confines the lookup (`openat2` with
 //!   `RESOLVE_BENEATH`), so `..`, absolute symlinks and symlinks leading out are refused with
 //!   ERROR 2 (access violation), as are directories and other non-regular files; a missing file
-//!   is ERROR 1. A leading `/` in the requested name means the root.
+//!   is ERROR 1. A leading `/` in the requested name means the root. The one way out is a
+//!   symlink to a target the operator named in [`Config::outside`] (see [`link_targets_outside`]).
+//! - The transfers that run at once are capped by the open-files limit too (each holds
+//!   descriptors); [`raise_open_files_limit`] raises the soft limit to the hard one first.
 //! - Write requests get ERROR 2 "read-only server"; modes other than `octet` get ERROR 0 "only
 //!   octet mode is served" (netascii is not converted).
 //! - Blocks are capped at [`options::MAX_BLKSIZE`] (one unfragmented Ethernet frame) and
@@ -22,6 +25,7 @@ mod root;
 mod transfer;
 
 pub use options::{DEFAULT_BLKSIZE, MAX_BLKSIZE, MAX_WINDOWSIZE};
+pub use root::link_targets_outside;
 pub use transfer::{INITIAL_TIMEOUT, MAX_SENDS};
 
 /// What the fuzz targets in `fuzz/` feed arbitrary bytes.
@@ -34,7 +38,7 @@ pub mod fuzzing {
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -43,9 +47,75 @@ use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 
 use packet::ErrorCode;
+use root::Served;
 
-/// Transfers served at once; beyond this a request is answered "server busy".
+/// The process's open-files limit (`RLIMIT_NOFILE`) before and after
+/// [`raise_open_files_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenFilesLimit {
+    /// The soft limit found at start.
+    pub before: u64,
+    /// The soft limit now: the hard limit when raising it worked.
+    pub now: u64,
+}
+
+/// Raises the soft open-files limit to the hard one: the usual soft limit, 1024, holds only
+/// about 480 transfers next to the rest of a provisioner, while the hard limit (often 524288)
+/// is the operator's real bound. Logs what it did. Call it once, before binding anything.
+pub fn raise_open_files_limit() -> io::Result<OpenFilesLimit> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // No limit (None) cannot happen for RLIMIT_NOFILE on Linux; read it as the largest.
+    let before = limit.current.unwrap_or(u64::MAX);
+    let hard = limit.maximum.unwrap_or(u64::MAX);
+    if before >= hard {
+        tracing::info!(
+            limit = before,
+            "open-files limit already at its hard limit; nothing to raise"
+        );
+        return Ok(OpenFilesLimit {
+            before,
+            now: before,
+        });
+    }
+    let raised = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    setrlimit(Resource::Nofile, raised).map_err(io::Error::from)?;
+    tracing::info!(
+        before,
+        now = hard,
+        "raised the open-files soft limit to the hard limit"
+    );
+    Ok(OpenFilesLimit { before, now: hard })
+}
+
+/// The transfers that can run at once under a soft open-files limit of `limit`: what is left
+/// after [`RESERVED_DESCRIPTORS`], [`DESCRIPTORS_PER_TRANSFER`] each, at most
+/// [`MAX_TRANSFERS`] and at least one.
+pub fn transfer_cap(limit: u64) -> usize {
+    let cap = limit.saturating_sub(RESERVED_DESCRIPTORS) / DESCRIPTORS_PER_TRANSFER;
+    usize::try_from(cap).map_or(MAX_TRANSFERS, |cap| cap.clamp(1, MAX_TRANSFERS))
+}
+
+/// The soft open-files limit now.
+fn open_files_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX)
+}
+
+/// Transfers served at once at most; beyond this (or beyond what the open-files limit allows,
+/// see [`transfer_cap`]) a request is answered "server busy".
 pub const MAX_TRANSFERS: usize = 1024;
+/// Descriptors a running transfer holds: its socket and its file. Opening the file briefly
+/// takes one to three more (the root's directory, a link's `O_PATH`), which
+/// [`RESERVED_DESCRIPTORS`] covers.
+pub const DESCRIPTORS_PER_TRANSFER: u64 = 2;
+/// Descriptors left to the rest of the process (its listeners, store, connections) and to
+/// files being opened, before transfers get theirs.
+pub const RESERVED_DESCRIPTORS: u64 = 64;
 /// Requests are a file name, a mode and a few options; anything longer is malformed.
 const REQUEST_BUFFER: usize = 2048;
 
@@ -56,6 +126,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Files are served from here only (Debian's ipxe package: /usr/lib/ipxe).
     pub root: PathBuf,
+    /// Files or directories outside `root` that symlinks in it may lead to: a file is served
+    /// through a link to it, a directory through a link to anything beneath it. Every other
+    /// link out of the root is refused. Usually [`link_targets_outside`] of the boot files.
+    pub outside: Vec<PathBuf>,
 }
 
 /// Counters for the provisioner's metrics.
@@ -111,9 +185,10 @@ pub enum TftpError {
 
 /// A read-only TFTP server (RFC 1350 with blksize, tsize, timeout and windowsize) bound to its socket.
 pub struct Server {
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     local_addr: SocketAddr,
-    root: Arc<Path>,
+    served: Arc<Served>,
+    max_transfers: usize,
 }
 
 impl Server {
@@ -126,6 +201,12 @@ impl Server {
         if !metadata.is_dir() {
             return Err(TftpError::RootNotDirectory { path: config.root });
         }
+        let served = Served::new(config.root.clone(), &config.outside).map_err(|source| {
+            TftpError::Root {
+                path: config.root.clone(),
+                source,
+            }
+        })?;
         let bind_error = |source| TftpError::Bind {
             addr: config.listen,
             source,
@@ -133,10 +214,17 @@ impl Server {
         let socket = UdpSocket::bind(config.listen).await.map_err(bind_error)?;
         let local_addr = socket.local_addr().map_err(bind_error)?;
         Ok(Self {
-            socket,
+            socket: Arc::new(socket),
             local_addr,
-            root: Arc::from(config.root),
+            served: Arc::new(served),
+            max_transfers: transfer_cap(open_files_limit()),
         })
+    }
+
+    /// How many transfers may run at once: [`transfer_cap`] of the open-files limit when the
+    /// server was bound.
+    pub fn max_transfers(&self) -> usize {
+        self.max_transfers
     }
 
     /// The address the server listens on (with the port chosen when the configured one is 0).
@@ -147,9 +235,18 @@ impl Server {
     /// Serves until an unrecoverable socket error; stop it by aborting its task.
     pub async fn serve(self, counters: Arc<Counters>) -> Result<(), TftpError> {
         let local_ip = self.local_addr.ip();
-        let transfers = Arc::new(Semaphore::new(MAX_TRANSFERS));
+        let transfers = Arc::new(Semaphore::new(self.max_transfers));
         let mut buffer = vec![0u8; REQUEST_BUFFER];
-        tracing::info!(addr = %self.local_addr, root = %self.root.display(), "TFTP server listening");
+        tracing::info!(
+            addr = %self.local_addr,
+            root = %self.served.root.display(),
+            outside = ?self.served.outside,
+            max_transfers = self.max_transfers,
+            open_files_limit = open_files_limit(),
+            "TFTP server listening; at most {} transfers at once ({DESCRIPTORS_PER_TRANSFER} \
+             descriptors each, {RESERVED_DESCRIPTORS} kept for the rest, at most {MAX_TRANSFERS})",
+            self.max_transfers
+        );
         loop {
             let (len, peer) = match self.socket.recv_from(&mut buffer).await {
                 Ok(received) => received,
@@ -165,15 +262,16 @@ impl Server {
             counters.requests.fetch_add(1, Ordering::Relaxed);
             let Ok(permit) = Arc::clone(&transfers).try_acquire_owned() else {
                 counters.refused.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(client = %peer, limit = MAX_TRANSFERS, "TFTP: too many transfers, asking the client to retry");
+                tracing::warn!(client = %peer, limit = self.max_transfers, "TFTP: too many transfers, asking the client to retry");
                 let busy = packet::error(ErrorCode::NotDefined, "server busy, try again");
                 let _ = self.socket.send_to(&busy, peer).await;
                 continue;
             };
-            let (root, counters) = (Arc::clone(&self.root), Arc::clone(&counters));
+            let (served, counters) = (Arc::clone(&self.served), Arc::clone(&counters));
+            let listening = Arc::clone(&self.socket);
             let request = request.to_vec();
             tokio::spawn(async move {
-                transfer::handle(local_ip, peer, request, root, counters).await;
+                transfer::handle(local_ip, peer, request, served, listening, counters).await;
                 drop(permit);
             });
         }

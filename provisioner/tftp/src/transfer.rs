@@ -6,7 +6,6 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use tokio::net::UdpSocket;
 use crate::Counters;
 use crate::options::{Negotiated, negotiate};
 use crate::packet::{self, ErrorCode, Reply, Request};
-use crate::root::{Refusal, open_beneath};
+use crate::root::{Refusal, Served};
 
 /// Sends of one packet (or window) before the transfer is given up.
 pub const MAX_SENDS: u32 = 5;
@@ -48,14 +47,19 @@ pub async fn handle(
     local_ip: IpAddr,
     peer: SocketAddr,
     request: Vec<u8>,
-    root: Arc<Path>,
+    served: Arc<Served>,
+    listening: Arc<UdpSocket>,
     counters: Arc<Counters>,
 ) {
     let socket = match open_socket(local_ip, peer).await {
         Ok(socket) => socket,
         Err(error) => {
             counters.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(client = %peer, %error, "TFTP: cannot open a socket for the transfer; the client will retry");
+            tracing::warn!(client = %peer, %error, "TFTP: cannot open a socket for the transfer (out of descriptors?); asking the client to retry");
+            // From the listening port, which needs no new descriptor: the client is told to
+            // retry instead of waiting for a timeout.
+            let busy = packet::error(ErrorCode::NotDefined, "server busy, try again");
+            let _ = listening.send_to(&busy, peer).await;
             return;
         }
     };
@@ -66,7 +70,7 @@ pub async fn handle(
                 format!("malformed request: {malformed}"),
             )
         })
-        .and_then(|request| accept(request, &root));
+        .and_then(|request| accept(request, &served));
     match accepted {
         Ok((request, file, size)) => {
             let transfer = Transfer {
@@ -94,7 +98,7 @@ async fn open_socket(local_ip: IpAddr, peer: SocketAddr) -> io::Result<UdpSocket
 }
 
 /// Refuses writes, modes other than octet, and files outside the root or not regular.
-fn accept(request: Request, root: &Path) -> Result<(Request, File, u64), Refusal> {
+fn accept(request: Request, served: &Served) -> Result<(Request, File, u64), Refusal> {
     if request.write {
         return Err(Refusal::new(ErrorCode::AccessViolation, "read-only server"));
     }
@@ -105,7 +109,7 @@ fn accept(request: Request, root: &Path) -> Result<(Request, File, u64), Refusal
             "only octet mode is served",
         ));
     }
-    let (file, size) = open_beneath(root, &request.filename).map_err(|refusal| {
+    let (file, size) = served.open(&request.filename).map_err(|refusal| {
         Refusal::new(
             refusal.code,
             format!("{}: {}", request.filename, refusal.reason),

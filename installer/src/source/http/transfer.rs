@@ -1,5 +1,20 @@
 //! The download thread: the first request (following redirects), then the body into the
-//! channel, resuming with Range requests when the connection drops or stalls.
+//! channel, resuming when the connection drops or stalls.
+//!
+//! How it resumes depends on what proves that the file on the server is still the one whose
+//! first bytes were delivered (RFC 9110 13.1.5):
+//! - a strong `ETag`, or a `Last-Modified` date the same response's `Date` is at least a
+//!   second after (RFC 9110 8.8.2.2): `Range` with `If-Range`, and every answer checked;
+//! - no such validator, but the caller checks the whole file against a known checksum before
+//!   the image counts as written ([`HttpOptions::whole_file_verified`]): a plain `Range`, as a
+//!   mix of two files fails that check;
+//! - neither: the download restarts from byte zero, and the bytes up to where it broke must
+//!   hash to what was delivered before (a running SHA-256 kept only in this case), or the
+//!   download fails saying the file changed. Bytes already handed on cannot be taken back, so
+//!   this is the only restart that is correct.
+//!
+//! A `200` answer to a `Range` (a server that ignores Range) is a restart from zero too: the
+//! bytes already delivered are read again and skipped, checked as above.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -8,10 +23,11 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{
-    CONTENT_LENGTH, CONTENT_RANGE, ETAG, HeaderMap, HeaderValue, IF_RANGE, LAST_MODIFIED, LOCATION,
-    RANGE,
+    CONTENT_LENGTH, CONTENT_RANGE, DATE, ETAG, HeaderMap, HeaderValue, IF_RANGE, LAST_MODIFIED,
+    LOCATION, RANGE,
 };
 use hyper::{Response, StatusCode};
+use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, timeout};
 use url::Url;
@@ -118,9 +134,34 @@ struct Download {
     /// The file's size from the first response, when the server said it.
     length: Option<u64>,
     validators: Validators,
+    /// How a broken download continues, decided from the first response.
+    mode: ResumeMode,
+    /// The SHA-256 of every byte delivered so far, kept only in [`ResumeMode::Restart`].
+    delivered: Option<Sha256>,
+    /// Bytes of a restarted body that were delivered before and are read again, not delivered.
+    skip: Option<Skip>,
     stall_timeout: Duration,
     max_resumes: u32,
     resumes: Arc<AtomicU32>,
+}
+
+/// How a broken download continues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ResumeMode {
+    /// `Range` with `If-Range` carrying the first response's strong validator.
+    IfRange,
+    /// A plain `Range`: no validator, but the caller checks the whole file's checksum.
+    Checksummed,
+    /// From byte zero again, the part delivered before checked against its hash.
+    Restart,
+}
+
+/// The start of a body that repeats bytes delivered before: read, checked, dropped.
+struct Skip {
+    /// How many bytes are still to skip.
+    remaining: u64,
+    /// The hash of the skipped bytes and the hash they must have, when it is known.
+    check: Option<(Sha256, [u8; 32])>,
 }
 
 enum Ended {
@@ -144,12 +185,23 @@ impl Download {
             .get(CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse().ok());
+        let validators = Validators::of(response.headers());
+        let mode = if validators.for_if_range().is_some() {
+            ResumeMode::IfRange
+        } else if options.whole_file_verified {
+            ResumeMode::Checksummed
+        } else {
+            ResumeMode::Restart
+        };
         let download = Self {
             connector,
             url,
             received: 0,
             length,
-            validators: Validators::of(response.headers()),
+            validators,
+            mode,
+            delivered: (mode == ResumeMode::Restart).then(Sha256::new),
+            skip: None,
             stall_timeout: options.stall_timeout,
             max_resumes: options.max_resumes,
             resumes,
@@ -204,19 +256,69 @@ impl Download {
                 Ok(Some(Ok(frame))) => frame,
             };
             // Other frames are trailers: no file bytes in them.
-            let Ok(data) = frame.into_data() else {
+            let Ok(mut data) = frame.into_data() else {
                 continue;
             };
+            if self.skip.is_some() {
+                data = self.skip_repeated(data)?;
+                if data.is_empty() {
+                    continue;
+                }
+            }
             self.received += data.len() as u64;
+            if let Some(delivered) = &mut self.delivered {
+                delivered.update(&data);
+            }
             if events.send(Event::Data(data)).await.is_err() {
                 return Ok(Ended::ReaderGone);
             }
         }
     }
 
+    /// Drops the start of `data` that repeats bytes delivered before, checking them against
+    /// their hash when it is known; returns the rest.
+    fn skip_repeated(&mut self, mut data: Bytes) -> Result<Bytes, HttpError> {
+        let Some(skip) = &mut self.skip else {
+            return Ok(data);
+        };
+        let count = usize::try_from(skip.remaining).map_or(data.len(), |left| left.min(data.len()));
+        let repeated = data.split_to(count);
+        if let Some((hasher, _)) = &mut skip.check {
+            hasher.update(&repeated);
+        }
+        skip.remaining -= count as u64;
+        if skip.remaining > 0 {
+            return Ok(data);
+        }
+        if let Some(skip) = self.skip.take()
+            && let Some((hasher, expected)) = skip.check
+            && <[u8; 32]>::from(hasher.finalize()) != expected
+        {
+            return Err(HttpError::BodyChanged {
+                url: self.url.to_string(),
+                what: format!(
+                    "after a restart from byte 0 its first {} bytes differ from the ones \
+                     downloaded before",
+                    self.received
+                ),
+            });
+        }
+        Ok(data)
+    }
+
     /// A body that ended cleanly is complete unless the server announced more bytes (a
     /// close-delimited body that was cut looks complete: only a length can tell).
     fn check_complete(&self) -> Result<(), HttpError> {
+        if let Some(skip) = &self.skip {
+            // Shorter than what was delivered before: not the same file.
+            return Err(HttpError::BodyChanged {
+                url: self.url.to_string(),
+                what: format!(
+                    "it ended {} bytes before the {} already downloaded",
+                    skip.remaining, self.received
+                ),
+            });
+        }
         match self.length {
             Some(expected) if self.received < expected => Err(HttpError::Truncated {
                 url: self.url.to_string(),
@@ -255,11 +357,25 @@ impl Download {
 
     /// Asks for the rest of the file and checks that it is the rest of the same file.
     async fn resume(&mut self) -> Result<Incoming, HttpError> {
+        // A restart that broke again starts over: nothing of it was delivered.
+        self.skip = None;
         let mut headers = HeaderMap::new();
-        let range = HeaderValue::from_str(&format!("bytes={}-", self.received))
-            .expect("a byte range of ASCII digits is a valid header value");
-        headers.insert(RANGE, range);
-        if let Some(validator) = self.validators.for_if_range() {
+        if self.mode == ResumeMode::Restart {
+            eprintln!(
+                "bootkit-install: note: the download of {} broke at byte {}; restarting from \
+                 byte 0, since the server gave no strong ETag or Last-Modified to resume against \
+                 and no sha256 was given: the first {} bytes are downloaded again and must be \
+                 the same",
+                self.url, self.received, self.received
+            );
+        } else {
+            let range = HeaderValue::from_str(&format!("bytes={}-", self.received))
+                .expect("a byte range of ASCII digits is a valid header value");
+            headers.insert(RANGE, range);
+        }
+        if self.mode == ResumeMode::IfRange
+            && let Some(validator) = self.validators.for_if_range()
+        {
             headers.insert(IF_RANGE, validator.clone());
         }
         let (url, response) =
@@ -273,20 +389,67 @@ impl Download {
             return Err(changed(what));
         }
         match response.status() {
-            StatusCode::PARTIAL_CONTENT => {
+            StatusCode::PARTIAL_CONTENT if self.mode != ResumeMode::Restart => {
                 self.check_content_range(response.headers())?;
                 Ok(response.into_body())
             }
-            StatusCode::OK => Err(HttpError::RangeNotSupported {
-                url: self.url.to_string(),
-                offset: self.received,
-            }),
+            StatusCode::OK => {
+                self.restart_with(response.headers())?;
+                Ok(response.into_body())
+            }
             StatusCode::RANGE_NOT_SATISFIABLE => Err(changed(format!(
                 "the server says byte {} is past the end of the file",
                 self.received
             ))),
             _ => Err(status_error(&self.url, &response)),
         }
+    }
+
+    /// Takes a whole-file answer to a resume: the bytes delivered before come again and are
+    /// skipped, checked against their hash where no validator or checksum vouches for them.
+    fn restart_with(&mut self, headers: &HeaderMap) -> Result<(), HttpError> {
+        let changed = |what| HttpError::BodyChanged {
+            url: self.url.to_string(),
+            what,
+        };
+        let length_now = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if let (Some(before), Some(now)) = (self.length, length_now)
+            && before != now
+        {
+            return Err(changed(format!("it was {before} bytes, now {now}")));
+        }
+        let check = match (self.mode, &self.delivered) {
+            (ResumeMode::Restart, Some(delivered)) => {
+                Some((Sha256::new(), delivered.clone().finalize().into()))
+            }
+            // The server ignored the Range: the If-Range validator came back unchanged (a
+            // changed one was refused above), but a missing one proves nothing.
+            (ResumeMode::IfRange, _)
+                if self.validators.for_if_range() != Validators::of(headers).for_if_range() =>
+            {
+                return Err(changed(
+                    "it answered the resume with the whole file and without the validator it \
+                     gave first, so it cannot be the same file for sure"
+                        .to_owned(),
+                ));
+            }
+            _ => None,
+        };
+        if self.mode != ResumeMode::Restart {
+            eprintln!(
+                "bootkit-install: note: {} ignored the Range request and sent the whole file \
+                 again; skipping its first {} bytes, downloaded before",
+                self.url, self.received
+            );
+        }
+        self.skip = (self.received > 0).then_some(Skip {
+            remaining: self.received,
+            check,
+        });
+        Ok(())
     }
 
     /// The 206 must start exactly where the download broke, in a file of the same size.
@@ -318,22 +481,43 @@ impl Download {
 struct Validators {
     etag: Option<HeaderValue>,
     last_modified: Option<HeaderValue>,
+    /// Whether `last_modified` is strong: the response's `Date` is at least a second later.
+    last_modified_strong: bool,
 }
 
 impl Validators {
     fn of(headers: &HeaderMap) -> Self {
+        let date = |name| {
+            headers
+                .get(name)
+                .and_then(|value: &HeaderValue| value.to_str().ok())
+                .and_then(|text| httpdate::parse_http_date(text).ok())
+        };
+        // RFC 9110 8.8.2.2: a file changed twice within its Last-Modified second would keep
+        // the date, so only a date the server's clock had passed by a second is strong.
+        let last_modified_strong = match (date(LAST_MODIFIED), date(DATE)) {
+            (Some(modified), Some(now)) => now
+                .duration_since(modified)
+                .is_ok_and(|age| age >= Duration::from_secs(1)),
+            _ => false,
+        };
         Self {
             etag: headers.get(ETAG).cloned(),
             last_modified: headers.get(LAST_MODIFIED).cloned(),
+            last_modified_strong,
         }
     }
 
-    /// If-Range needs a strong ETag (RFC 9110 13.1.5); a weak one falls back to Last-Modified.
+    /// If-Range needs a strong validator (RFC 9110 13.1.5): a strong ETag, else a strong
+    /// Last-Modified date; a weak ETag or a weak date proves nothing.
     fn for_if_range(&self) -> Option<&HeaderValue> {
         self.etag
             .as_ref()
             .filter(|etag| !etag.as_bytes().starts_with(b"W/"))
-            .or(self.last_modified.as_ref())
+            .or(self
+                .last_modified
+                .as_ref()
+                .filter(|_| self.last_modified_strong))
     }
 
     /// What changed, when a later response names a different version of the file.
@@ -442,6 +626,22 @@ mod tests {
         headers.insert(
             LAST_MODIFIED,
             HeaderValue::from_static("Sun, 22 Nov 2026 03:00:00 GMT"),
+        );
+        assert!(
+            Validators::of(&headers).for_if_range().is_none(),
+            "a date without the response's Date is weak"
+        );
+        headers.insert(
+            DATE,
+            HeaderValue::from_static("Sun, 22 Nov 2026 03:00:00 GMT"),
+        );
+        assert!(
+            Validators::of(&headers).for_if_range().is_none(),
+            "a date in the same second as the response is weak"
+        );
+        headers.insert(
+            DATE,
+            HeaderValue::from_static("Sun, 22 Nov 2026 03:00:01 GMT"),
         );
         let validators = Validators::of(&headers);
         assert_eq!(

@@ -26,10 +26,16 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> Self {
+        Self::start_serving_outside(Vec::new()).await
+    }
+
+    /// A server that follows links out of its root to `outside` (see `Config::outside`).
+    pub async fn start_serving_outside(outside: Vec<std::path::PathBuf>) -> Self {
         let root = tempfile::tempdir().expect("temporary root");
         let config = Config {
             listen: "127.0.0.1:0".parse().expect("address"),
             root: root.path().to_path_buf(),
+            outside,
         };
         let server = Server::bind(config).await.expect("bind TFTP on loopback");
         let addr = server.local_addr();
