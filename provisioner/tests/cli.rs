@@ -7,10 +7,10 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::actions::get_action;
 use common::cli::{json, run};
 use common::{MAC, TEMPLATE, TestDb};
 use serde_json::Value;
-use tink_proto::current::ActionRequest;
 use tink_proto::current::workflow_service_client::WorkflowServiceClient;
 
 /// `workflow create` of the template for the test's hardware, through the CLI.
@@ -162,10 +162,7 @@ async fn serve_answers_workers_for_workflows_the_cli_created() {
             Err(error) => panic!("provisioner serve did not come up on {grpc}: {error}"),
         }
     };
-    let request = ActionRequest {
-        agent_id: Some(MAC.into()),
-        agent_attributes: None,
-    };
+    let request = get_action(MAC);
     let action = client.get_action(request).await.unwrap().into_inner();
     assert_eq!(action.workflow_id(), workflow["id"].as_str().unwrap());
     assert_eq!(action.name(), "wipe");

@@ -2,24 +2,20 @@
 
 mod common;
 
+use common::actions::{get_action, status, time};
 use common::{HARDWARE_ID, MAC, TEMPLATE_ACTIONS, TestDb, TestServer, seed};
 use futures::StreamExt;
 use provisioner::server::Protocols;
 use provisioner::state::State;
 use provisioner::store::HardwareSpec;
 use tink_proto::current::{
-    ActionMessage, ActionRequest, ActionResponse, ActionStatusRequest, AgentAttributes, Cpu,
-    StateType,
+    ActionRequest, ActionResponse, ActionStatusRequest, AgentAttributes, Cpu, StateType,
 };
 use tink_proto::legacy::{
     State as LegacyState, WorkflowActionStatus, WorkflowActionsRequest, WorkflowContext,
     WorkflowContextRequest,
 };
 use tonic::Code;
-
-fn time(seconds: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp { seconds, nanos: 0 })
-}
 
 async fn next_action(client: &mut common::CurrentWorkflowClient, agent: &str) -> ActionResponse {
     client
@@ -31,36 +27,6 @@ async fn next_action(client: &mut common::CurrentWorkflowClient, agent: &str) ->
 
 async fn report(client: &mut common::CurrentWorkflowClient, request: ActionStatusRequest) {
     client.report_action_status(request).await.unwrap();
-}
-
-fn get_action(agent: &str) -> ActionRequest {
-    ActionRequest {
-        agent_id: Some(agent.into()),
-        agent_attributes: None,
-    }
-}
-
-fn status(
-    action: &ActionResponse,
-    state: StateType,
-    start: i64,
-    stop: Option<i64>,
-    message: &str,
-) -> ActionStatusRequest {
-    ActionStatusRequest {
-        workflow_id: action.workflow_id.clone(),
-        agent_id: Some(MAC.into()),
-        task_id: action.task_id.clone(),
-        action_id: action.action_id.clone(),
-        action_name: action.name.clone(),
-        action_state: Some(state as i32),
-        execution_start: time(start),
-        execution_stop: stop.and_then(time),
-        execution_duration: stop.map(|stop| format!("{}s", stop - start)),
-        message: Some(ActionMessage {
-            message: Some(message.into()),
-        }),
-    }
 }
 
 /// A template as current Tinkerbell writes it: a top-level `id` and an action's

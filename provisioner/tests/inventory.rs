@@ -9,21 +9,19 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::TestServer;
 use common::admin::{AdminServer, token_options};
+use common::fleet::create_profile_from;
+use common::onboarding::OnboardingStream;
+use common::{TestDb, TestServer};
 use onboarding_proto::NodeState;
-use onboarding_proto::v1::non_interactive_onboarding_service_client::NonInteractiveOnboardingServiceClient;
 use onboarding_proto::v1::{OnboardNodeStreamRequest, OnboardNodeStreamResponse};
-use provisioner::store::{Discovery, Identity, ProfileSpec, Store};
+use provisioner::store::{Discovery, Identity};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tonic::{Code, Streaming};
+use tonic::Code;
 
 const MAC: &str = "52:54:00:ee:00:01";
 const BARE_MAC: &str = "52:54:00:ee:00:02";
-const ANSWER_WAIT: Duration = Duration::from_secs(10);
 
 /// A template that sizes its install from the inventory, in upstream's template paths.
 const SIZED_TEMPLATE: &str = r#"
@@ -81,52 +79,22 @@ fn request(mac: &str, hardware: &Value) -> OnboardNodeStreamRequest {
     }
 }
 
-fn create_sized_profile(store: &Store, dir: &std::path::Path) {
-    let template = store.create_template(SIZED_TEMPLATE, None).unwrap();
-    for file in ["vmlinuz", "initramfs.img"] {
-        std::fs::write(dir.join(file), file).unwrap();
-    }
-    let path = |file: &str| dir.join(file).display().to_string();
-    store
-        .create_profile(&ProfileSpec {
-            name: "sized".into(),
-            kernel: path("vmlinuz"),
-            initramfs: path("initramfs.img"),
-            template: template.id,
-            os_image: "http://images.invalid/os.raw.zst".into(),
-            default: true,
-            ..Default::default()
-        })
-        .unwrap();
-}
-
-struct OnboardingStream {
-    requests: futures::channel::mpsc::UnboundedSender<OnboardNodeStreamRequest>,
-    answers: Streaming<OnboardNodeStreamResponse>,
-}
-
-impl OnboardingStream {
-    async fn open(server: &TestServer) -> Self {
-        let mut client = NonInteractiveOnboardingServiceClient::connect(server.grpc_url())
-            .await
-            .unwrap();
-        let (requests, receiver) = futures::channel::mpsc::unbounded();
-        let answers = client
-            .onboard_node_stream(receiver)
-            .await
-            .unwrap()
-            .into_inner();
-        Self { requests, answers }
-    }
-
-    async fn ask(&mut self, request: OnboardNodeStreamRequest) -> OnboardNodeStreamResponse {
-        self.requests.unbounded_send(request).unwrap();
-        tokio::time::timeout(ANSWER_WAIT, self.answers.message())
-            .await
-            .expect("the server answers each request")
-            .unwrap()
-            .expect("the stream stays open")
-    }
+/// A store with the default profile "sized" (its template [`SIZED_TEMPLATE`]), its
+/// onboarding and admin servers, and an onboarding stream open; the database lives as long
+/// as the first element.
+async fn sized_site() -> (TestDb, TestServer, AdminServer, OnboardingStream) {
+    let db = TestDb::new();
+    create_profile_from(
+        &db.open(),
+        db.dir.path(),
+        "sized",
+        SIZED_TEMPLATE,
+        "http://images.invalid/os.raw.zst",
+    );
+    let server = TestServer::start(&db.path()).await;
+    let admin = AdminServer::start(&db.path(), token_options()).await;
+    let stream = OnboardingStream::open(&server).await;
+    (db, server, admin, stream)
 }
 
 fn status(response: &OnboardNodeStreamResponse) -> (Code, String) {
@@ -136,12 +104,8 @@ fn status(response: &OnboardNodeStreamResponse) -> (Code, String) {
 
 #[tokio::test]
 async fn an_onboarded_nodes_inventory_is_stored_shown_and_rendered_into_its_workflow() {
-    let db = common::TestDb::new();
-    create_sized_profile(&db.open(), db.dir.path());
-    let server = TestServer::start(&db.path()).await;
-    let admin = AdminServer::start(&db.path(), token_options()).await;
+    let (_db, server, admin, mut stream) = sized_site().await;
     let api = admin.client();
-    let mut stream = OnboardingStream::open(&server).await;
 
     let hardware = json!({"product": {"vendor": "Dell Inc."}, "inBand": in_band()});
     let onboarded = stream.ask(request(MAC, &hardware)).await;
@@ -206,11 +170,7 @@ async fn an_onboarded_nodes_inventory_is_stored_shown_and_rendered_into_its_work
 
 #[tokio::test]
 async fn a_malformed_inventory_or_a_missing_one_the_template_needs_is_refused_by_name() {
-    let db = common::TestDb::new();
-    create_sized_profile(&db.open(), db.dir.path());
-    let server = TestServer::start(&db.path()).await;
-    let admin = AdminServer::start(&db.path(), token_options()).await;
-    let mut stream = OnboardingStream::open(&server).await;
+    let (_db, _server, admin, mut stream) = sized_site().await;
 
     let malformed = stream
         .ask(request(BARE_MAC, &json!({"inBand": "16 GiB"})))
@@ -238,7 +198,7 @@ async fn a_malformed_inventory_or_a_missing_one_the_template_needs_is_refused_by
 
 #[tokio::test]
 async fn a_node_whose_discovery_sent_no_inventory_shows_no_attributes() {
-    let db = common::TestDb::new();
+    let db = TestDb::new();
     let store = db.open();
     common::fleet::create_profile(&store, db.dir.path());
     store

@@ -4,26 +4,21 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::fleet::{OS_IMAGE, PROFILE, create_profile, report};
+use common::onboarding::{ANSWER_WAIT, OnboardingStream};
 use common::{TestDb, TestServer};
-use futures::channel::mpsc::{UnboundedSender, unbounded};
 use onboarding_proto::NodeState;
 use onboarding_proto::v1::interactive_onboarding_service_client::InteractiveOnboardingServiceClient;
-use onboarding_proto::v1::non_interactive_onboarding_service_client::NonInteractiveOnboardingServiceClient;
 use onboarding_proto::v1::{
     CreateNodesRequest, HwData, NodeData, OnboardNodeStreamRequest, OnboardNodeStreamResponse,
 };
 use provisioner::state::State;
 use provisioner::store::{RegistrationSpec, Store};
-use tonic::{Code, Streaming};
+use tonic::Code;
 
 const MAC: &str = "52:54:00:dd:00:01";
 const SECOND_MAC: &str = "52:54:00:dd:00:02";
 const UUID: &str = "4c4c4544-0042-3510-8051-b7c04f4e5933";
-/// Bounds every wait for an answer; the server answers at once.
-const ANSWER_WAIT: Duration = Duration::from_secs(10);
 
 fn request(serial: &str) -> OnboardNodeStreamRequest {
     OnboardNodeStreamRequest {
@@ -33,36 +28,6 @@ fn request(serial: &str) -> OnboardNodeStreamRequest {
         host_ip: "127.0.0.9".into(),
         mac_ids: vec![SECOND_MAC.into()],
         hardware_json: r#"{"memory_bytes": 4294967296}"#.into(),
-    }
-}
-
-/// One open OnboardNodeStream: send a request, read its answer.
-struct OnboardingStream {
-    requests: UnboundedSender<OnboardNodeStreamRequest>,
-    answers: Streaming<OnboardNodeStreamResponse>,
-}
-
-impl OnboardingStream {
-    async fn open(server: &TestServer) -> Self {
-        let mut client = NonInteractiveOnboardingServiceClient::connect(server.grpc_url())
-            .await
-            .unwrap();
-        let (requests, receiver) = unbounded();
-        let answers = client
-            .onboard_node_stream(receiver)
-            .await
-            .unwrap()
-            .into_inner();
-        Self { requests, answers }
-    }
-
-    async fn ask(&mut self, request: OnboardNodeStreamRequest) -> OnboardNodeStreamResponse {
-        self.requests.unbounded_send(request).unwrap();
-        tokio::time::timeout(ANSWER_WAIT, self.answers.message())
-            .await
-            .expect("the server answers each request")
-            .unwrap()
-            .expect("the stream stays open")
     }
 }
 

@@ -17,9 +17,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use common::cli::{ok, run};
-use common::{MAC, TestDb, TestServer};
+use common::{MAC, TestDb, TestServer, actions};
 use serde_json::Value;
-use tink_proto::current::{ActionMessage, ActionRequest, ActionStatusRequest, StateType};
+use tink_proto::current::StateType;
 
 /// pkg/backend/file/testdata/example.yaml, its first two entries (a bare sequence, as
 /// upstream's file backend reads it).
@@ -423,11 +423,11 @@ async fn a_workflow_applied_as_objects_is_served_and_its_status_written_back() {
 
     let server = TestServer::start(&db.path()).await;
     let mut client = server.current().await;
-    let request = ActionRequest {
-        agent_id: Some(MAC.into()),
-        agent_attributes: None,
-    };
-    let action = client.get_action(request).await.unwrap().into_inner();
+    let action = client
+        .get_action(actions::get_action(MAC))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(action.workflow_id(), "tink/playground-workflow");
     assert_eq!(action.agent_id(), MAC);
     assert_eq!(action.name(), "action 1");
@@ -435,23 +435,7 @@ async fn a_workflow_applied_as_objects_is_served_and_its_status_written_back() {
     assert_eq!(action.timeout(), 9600);
     assert_eq!(action.command, ["sleep", "2"]);
     for (state, stop) in [(StateType::Running, None), (StateType::Success, Some(107))] {
-        let report = ActionStatusRequest {
-            workflow_id: action.workflow_id.clone(),
-            agent_id: Some(MAC.into()),
-            task_id: action.task_id.clone(),
-            action_id: action.action_id.clone(),
-            action_name: action.name.clone(),
-            action_state: Some(state as i32),
-            execution_start: Some(prost_types::Timestamp {
-                seconds: 100,
-                nanos: 0,
-            }),
-            execution_stop: stop.map(|seconds| prost_types::Timestamp { seconds, nanos: 0 }),
-            execution_duration: stop.map(|_| "7s".into()),
-            message: Some(ActionMessage {
-                message: Some("slept".into()),
-            }),
-        };
+        let report = actions::status(&action, state, 100, stop, "slept");
         client.report_action_status(report).await.unwrap();
     }
 

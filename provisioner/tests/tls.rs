@@ -5,11 +5,11 @@ mod common;
 
 use std::sync::Arc;
 
+use common::actions::get_action;
 use common::{MAC, TestDb, seed};
 use provisioner::https::TlsFiles;
 use provisioner::server::{RunningServer, ServeOptions};
 use provisioner::store::Store;
-use tink_proto::current::ActionRequest;
 use tink_proto::current::workflow_service_client::WorkflowServiceClient;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
@@ -54,10 +54,7 @@ async fn a_tls_server_serves_workers_that_trust_its_certificate_only() {
     let mut trusting = client(server.grpc_addr, &server_key.cert.pem())
         .await
         .unwrap();
-    let request = ActionRequest {
-        agent_id: Some(MAC.into()),
-        agent_attributes: None,
-    };
+    let request = get_action(MAC);
     let action = trusting
         .get_action(request.clone())
         .await

@@ -4,12 +4,15 @@
 //! its JSON names, units (bytes, Mbit/s, MHz) and nesting.
 //!
 //! Only what /sys and /proc tell is filled in: an absent value is left out of the document
-//! (never a zero or an empty string), as upstream's `omitempty` fields are read. Upstream fields
-//! this collector cannot read stay absent: CPU slot and clock, memory modules, NIC vendor and
-//! firmware, SMART status, BMC and PSUs (out-of-band only). Vendors and models of PCI devices
-//! are numeric ids (`8086`, `10d3`): the bootkit carries no pci.ids name database.
+//! (never a zero or an empty string), as upstream's `omitempty` fields are read: every `None`
+//! and empty list is skipped (`skip_serializing_none`), and every field may be missing when a
+//! document is read (`serde(default)`). Upstream fields this collector cannot read stay
+//! absent: CPU slot and clock, memory modules, NIC vendor and firmware, SMART status, BMC and
+//! PSUs (out-of-band only). Vendors and models of PCI devices are numeric ids (`8086`,
+//! `10d3`): the bootkit carries no pci.ids name database.
 
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 use crate::{AgentAttributes, PciDevice};
 
@@ -17,287 +20,246 @@ use crate::{AgentAttributes, PciDevice};
 pub const COLLECTION_METHOD: &str = "agent";
 
 /// Upstream's `Attributes`: one machine's hardware as observed in-band.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct Attributes {
     /// When the subtree was last refreshed (RFC 3339); the receiving server sets it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_updated: Option<String>,
     /// Always [`COLLECTION_METHOD`] here.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collection_method: Option<String>,
     /// Totals and one entry per socket.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<Cpu>,
     /// Installed and usable bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Memory>,
     /// The disks.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub block_devices: Vec<BlockDevice>,
     /// The hardware NICs, one port each (upstream's in-band rule).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub network_interfaces: Vec<NetworkInterface>,
     /// Display controllers (PCI class 0x03).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gpu_devices: Vec<GpuDevice>,
     /// Every PCI function.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pci_devices: Vec<PciFunction>,
     /// SMBIOS chassis.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chassis: Option<Chassis>,
     /// SMBIOS mainboard.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseboard: Option<Baseboard>,
     /// SMBIOS firmware.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bios: Option<Bios>,
     /// SMBIOS system identity.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub product: Option<Product>,
     /// The TPMs under /sys/class/tpm.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tpms: Vec<Tpm>,
     /// Mass storage controllers (PCI class 0x01).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub storage_controllers: Vec<StorageController>,
 }
 
 /// Upstream's `CPU`.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct Cpu {
     /// Physical cores over all sockets.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_cores: Option<u32>,
     /// Hardware threads over all sockets.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_threads: Option<u32>,
     /// One per physical package.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sockets: Vec<CpuSocket>,
 }
 
 /// Upstream's `CPUSocket`.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct CpuSocket {
     /// `vendor_id` (x86) or `CPU implementer` (ARM).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
     /// `model name`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// Physical cores in the package.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cores: Option<u32>,
     /// Logical CPUs in the package.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<u32>,
     /// CPU flags (`flags` / `Features`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub capabilities: Vec<String>,
 }
 
 /// Upstream's `Memory`.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct Memory {
     /// Installed bytes (online memory blocks).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_bytes: Option<u64>,
     /// Bytes the kernel can hand out (MemTotal).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usable_bytes: Option<u64>,
 }
 
 /// Upstream's `BlockDevice`.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct BlockDevice {
     /// Kernel name (`nvme0n1`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Transport, lower case (`nvme`, `sata`, `scsi`, `virtio`, `usb`, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller_type: Option<String>,
     /// `HDD`, `SSD` or `ODD`; absent when the kernel does not say.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drive_type: Option<String>,
     /// `device/vendor` when it is a name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
     /// `device/model`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// Serial number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial_number: Option<String>,
     /// World Wide Name as the kernel reports it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wwn: Option<String>,
     /// Capacity, exact bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<u64>,
     /// Bytes per physical sector.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub physical_block_size_bytes: Option<u64>,
 }
 
 /// Upstream's `NetworkInterface`.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct NetworkInterface {
     /// Kernel name (`eno1`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// One port: the interface itself.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<NetworkPort>,
 }
 
 /// Upstream's `NetworkPort`.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct NetworkPort {
     /// Lower-case `aa:bb:cc:dd:ee:ff`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
     /// Link speed, Mbit/s; absent while the link is down.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speed_mbps: Option<u32>,
     /// MTU in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
     /// The kernel's `operstate` (`up`, `down`, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_status: Option<String>,
 }
 
 /// Upstream's `GPUDevice`.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct GpuDevice {
     /// PCI vendor id (`1234`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
     /// PCI device id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// The PCI subclass's name (`VGA compatible controller`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// PCI class code, six hex digits (`030000`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
     /// Bound kernel driver.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
 }
 
 /// Upstream's `PCIDevice`.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct PciFunction {
     /// PCI vendor id (`8086`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
     /// PCI device id (`10d3`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// PCI class code, six hex digits (`020000`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
     /// Bound kernel driver.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
 }
 
 /// Upstream's `Chassis`.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct Chassis {
     /// `chassis_vendor`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
     /// `chassis_serial`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial_number: Option<String>,
 }
 
 /// Upstream's `Baseboard`.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct Baseboard {
     /// `board_vendor`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
     /// `board_name`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// `board_serial`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial_number: Option<String>,
 }
 
 /// Upstream's `BIOS`.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct Bios {
     /// `bios_vendor`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
     /// `bios_version`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firmware_version: Option<String>,
     /// `bios_date`, as the firmware writes it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_date: Option<String>,
 }
 
 /// Upstream's `Product`.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct Product {
     /// `product_name`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// `sys_vendor`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
     /// `product_serial`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial_number: Option<String>,
 }
 
 /// Upstream's `TPM`.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct Tpm {
     /// TPM 1.2: the TCG vendor id's letters (`IFX`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
     /// Redfish's names, as upstream's example: `TPM1_2`, `TPM2_0`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface_type: Option<String>,
     /// TPM 1.2: `Firmware version` from `caps`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firmware_version: Option<String>,
 }
 
 /// Upstream's `StorageController`.
+#[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct StorageController {
     /// PCI vendor id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
     /// PCI device id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// The PCI subclass's name (`SATA controller`, `Non-Volatile memory controller`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
 

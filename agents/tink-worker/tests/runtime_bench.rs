@@ -14,30 +14,12 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bootkit_oci::{RegistryClient, RegistryConfig};
 use support::{ContainerdGuard, RegistryGuard, RegistryOptions, TestImage, push};
-use tink_worker::runtime::{ContainerRequest, Runtime, RuntimeConfig};
+use tink_worker::runtime::ContainerRequest;
 
 const LAYERS: usize = 4;
 const LAYER_BYTES: usize = 50 << 20;
 const ACTIONS: usize = 50;
-
-fn runtime_on(containerd: &ContainerdGuard) -> Runtime {
-    Runtime::new(RuntimeConfig {
-        socket: containerd.socket(),
-        state_dir: containerd.scratch_dir("state"),
-        worker_dir: containerd.scratch_dir("worker"),
-        ..RuntimeConfig::default()
-    })
-}
-
-fn plain_client(registry: &RegistryGuard) -> RegistryClient {
-    RegistryClient::new(RegistryConfig {
-        insecure_registries: vec![registry.host()],
-        ..RegistryConfig::default()
-    })
-    .unwrap()
-}
 
 fn ctr(containerd: &ContainerdGuard, args: &[&str]) {
     let status = Command::new("/usr/bin/ctr")
@@ -64,7 +46,7 @@ fn report(what: &str, ours: Duration, theirs: Duration) {
 #[ignore = "benchmark: run with --ignored --nocapture"]
 async fn bench_pull_against_ctr() {
     let registry = RegistryGuard::start(RegistryOptions::default());
-    let client = plain_client(&registry);
+    let client = registry.plain_client();
     let mut image = TestImage::busybox(&["true"]);
     let mut rng = fastrand::Rng::with_seed(5);
     for index in 0..LAYERS {
@@ -76,7 +58,7 @@ async fn bench_pull_against_ctr() {
     push(&client, &reference, &image).await;
 
     let ours = ContainerdGuard::start();
-    let runtime = runtime_on(&ours);
+    let runtime = ours.runtime();
     let started = Instant::now();
     runtime.pull(&client, &reference).await.unwrap();
     let our_time = started.elapsed();
@@ -92,11 +74,11 @@ async fn bench_pull_against_ctr() {
 #[ignore = "benchmark: run with --ignored --nocapture"]
 async fn bench_trivial_actions_against_ctr_run() {
     let registry = RegistryGuard::start(RegistryOptions::default());
-    let client = plain_client(&registry);
+    let client = registry.plain_client();
     let reference = format!("{}/bench/trivial:1", registry.host());
     push(&client, &reference, &TestImage::busybox(&["true"])).await;
     let containerd = ContainerdGuard::start();
-    let runtime = runtime_on(&containerd);
+    let runtime = containerd.runtime();
     runtime.pull(&client, &reference).await.unwrap();
 
     let action = ContainerRequest {

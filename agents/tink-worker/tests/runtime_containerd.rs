@@ -6,11 +6,12 @@ mod support;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bootkit_oci::{Credentials, RegistryClient, RegistryConfig, RegistryError, RetryPolicy};
-use support::{ContainerdGuard, RegistryGuard, RegistryOptions, TestCa, TestImage, push};
-use tink_worker::runtime::{
-    ActionOutcome, ArgsMode, ContainerRequest, OutputStream, Runtime, RuntimeConfig, RuntimeError,
+use bootkit_oci::{Credentials, RegistryClient, RegistryConfig, RetryPolicy};
+use support::{
+    ContainerdGuard, RegistryGuard, RegistryOptions, TestCa, TestImage, is_tls_handshake,
+    is_unauthorized, push, tls_client,
 };
+use tink_worker::runtime::{ActionOutcome, ArgsMode, ContainerRequest, OutputStream, Runtime};
 
 struct Setup {
     containerd: ContainerdGuard,
@@ -22,26 +23,12 @@ impl Setup {
     fn start(options: RegistryOptions) -> Self {
         let containerd = ContainerdGuard::start();
         let registry = RegistryGuard::start(options);
-        let runtime = Runtime::new(RuntimeConfig {
-            socket: containerd.socket(),
-            state_dir: containerd.scratch_dir("state"),
-            worker_dir: containerd.scratch_dir("worker"),
-            ..RuntimeConfig::default()
-        });
+        let runtime = containerd.runtime();
         Self {
             containerd,
             registry,
             runtime,
         }
-    }
-
-    /// A client for a plain-HTTP registry (listed as insecure, as Docker would need).
-    fn plain_client(&self) -> RegistryClient {
-        RegistryClient::new(RegistryConfig {
-            insecure_registries: vec![self.registry.host()],
-            ..RegistryConfig::default()
-        })
-        .unwrap()
     }
 
     fn image(&self, name: &str) -> String {
@@ -84,7 +71,7 @@ impl Setup {
 #[ignore = "needs root: runs its own containerd"]
 async fn pushed_image_is_pulled_into_containerd_and_its_output_arrives_line_by_line() {
     let setup = Setup::start(RegistryOptions::default());
-    let client = setup.plain_client();
+    let client = setup.registry.plain_client();
     let image = TestImage::busybox(&["echo", "from the image CMD"])
         .with_file("etc/motd", b"second layer\n");
     setup
@@ -135,7 +122,7 @@ async fn pushed_image_is_pulled_into_containerd_and_its_output_arrives_line_by_l
 #[ignore = "needs root: runs its own containerd"]
 async fn a_second_pull_of_the_same_image_reuses_content_and_snapshots() {
     let setup = Setup::start(RegistryOptions::default());
-    let client = setup.plain_client();
+    let client = setup.registry.plain_client();
     let image = TestImage::busybox(&["true"]);
     setup
         .publish_and_pull(&client, "test/again:1", &image)
@@ -183,7 +170,7 @@ async fn a_second_pull_of_the_same_image_reuses_content_and_snapshots() {
 #[ignore = "needs root: runs its own containerd"]
 async fn an_action_writes_to_workflow_and_the_next_one_reads_it() {
     let setup = Setup::start(RegistryOptions::default());
-    let client = setup.plain_client();
+    let client = setup.registry.plain_client();
     setup
         .publish_and_pull(&client, "test/busybox:1", &TestImage::busybox(&["true"]))
         .await;
@@ -203,7 +190,7 @@ async fn an_action_writes_to_workflow_and_the_next_one_reads_it() {
 #[ignore = "needs root: runs its own containerd"]
 async fn a_failing_action_gives_its_exit_code_and_the_last_lines() {
     let setup = Setup::start(RegistryOptions::default());
-    let client = setup.plain_client();
+    let client = setup.registry.plain_client();
     setup
         .publish_and_pull(&client, "test/busybox:1", &TestImage::busybox(&["true"]))
         .await;
@@ -234,7 +221,7 @@ async fn a_failing_action_gives_its_exit_code_and_the_last_lines() {
 #[ignore = "needs root: runs its own containerd"]
 async fn an_action_past_its_deadline_is_killed_and_removed() {
     let setup = Setup::start(RegistryOptions::default());
-    let client = setup.plain_client();
+    let client = setup.registry.plain_client();
     setup
         .publish_and_pull(&client, "test/busybox:1", &TestImage::busybox(&["true"]))
         .await;
@@ -262,7 +249,7 @@ async fn an_action_past_its_deadline_is_killed_and_removed() {
 #[ignore = "needs root: runs its own containerd"]
 async fn whole_args_mode_replaces_the_entrypoint() {
     let setup = Setup::start(RegistryOptions::default());
-    let client = setup.plain_client();
+    let client = setup.registry.plain_client();
     let image = TestImage::busybox(&[]).with_entrypoint(&["echo", "entrypoint:"]);
     setup
         .publish_and_pull(&client, "test/entry:1", &image)
@@ -277,18 +264,6 @@ async fn whole_args_mode_replaces_the_entrypoint() {
     action.command = vec!["echo".into(), "whole".into()];
     let (_, lines) = setup.run(&action).await;
     assert_eq!(lines, [(OutputStream::Stdout, "whole".to_string())]);
-}
-
-fn tls_client(
-    ca_bundle: Option<std::path::PathBuf>,
-    credentials: Option<Credentials>,
-) -> RegistryClient {
-    RegistryClient::new(RegistryConfig {
-        ca_bundle,
-        credentials,
-        ..RegistryConfig::default()
-    })
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,13 +291,7 @@ async fn a_registry_with_tls_and_basic_auth_is_pushed_to_and_pulled_from() {
         .pull(&anonymous, &setup.image("secure/busybox:1"))
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            error,
-            RuntimeError::Registry(RegistryError::Unauthorized { .. })
-        ),
-        "{error}"
-    );
+    assert!(is_unauthorized(&error), "{error}");
     assert!(error.to_string().contains("registry_username"), "{error}");
 }
 
@@ -341,13 +310,7 @@ async fn a_wrong_ca_is_a_clear_tls_error_unless_the_registry_is_listed_insecure(
         .pull(&client, &setup.image("test/busybox:1"))
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            error,
-            RuntimeError::Registry(RegistryError::TlsHandshake { .. })
-        ),
-        "{error}"
-    );
+    assert!(is_tls_handshake(&error), "{error}");
     assert!(!error.is_retryable());
     let message = error.to_string();
     assert!(
@@ -356,11 +319,7 @@ async fn a_wrong_ca_is_a_clear_tls_error_unless_the_registry_is_listed_insecure(
     );
 
     // Listed in insecure_registries, its certificate is not checked (Docker's rule).
-    let insecure = RegistryClient::new(RegistryConfig {
-        insecure_registries: vec![setup.registry.host()],
-        ..RegistryConfig::default()
-    })
-    .unwrap();
+    let insecure = setup.registry.plain_client();
     setup
         .publish_and_pull(&insecure, "test/busybox:1", &TestImage::busybox(&["true"]))
         .await;
@@ -450,7 +409,7 @@ async fn a_mirror_serves_images_named_without_it() {
 #[ignore = "needs root: runs its own containerd"]
 async fn after_containerd_restarts_the_next_call_reconnects() {
     let mut setup = Setup::start(RegistryOptions::default());
-    let client = setup.plain_client();
+    let client = setup.registry.plain_client();
     setup
         .publish_and_pull(&client, "test/busybox:1", &TestImage::busybox(&["true"]))
         .await;

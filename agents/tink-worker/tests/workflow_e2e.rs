@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bootkit_oci::{RegistryClient, RegistryConfig};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use provisioner::https::TlsFiles;
@@ -399,11 +398,7 @@ fn tail(text: &str, lines: usize) -> String {
 
 fn push_busybox(registry: &RegistryGuard, repository: &str) -> String {
     let reference = format!("{}/{repository}", registry.host());
-    let client = RegistryClient::new(RegistryConfig {
-        insecure_registries: vec![registry.host()],
-        ..RegistryConfig::default()
-    })
-    .unwrap();
+    let client = registry.plain_client();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -150,54 +150,39 @@ pub fn get(store: &Store, out: &Output, args: &GetArgs) -> anyhow::Result<()> {
     };
     // Each row: the object and its table line.
     let rows: Vec<(Value, String)> = match kind {
-        Kind::Hardware => {
-            let records = match &id {
-                Some(id) => vec![
-                    store
-                        .get_hardware(id)
-                        .map_err(|error| not_found(error, id))?,
-                ],
-                None => store.list_hardware()?,
-            };
-            records
-                .iter()
-                .map(|h| {
-                    let line = format!("{}  {}  {}", h.id, h.macs.join(","), h.ips.join(","));
-                    (hardware_object(h), line)
-                })
-                .collect()
-        }
-        Kind::Template => {
-            let records = match &id {
-                Some(id) => vec![
-                    store
-                        .get_template(id)
-                        .map_err(|error| not_found(error, id))?,
-                ],
-                None => store.list_templates()?,
-            };
-            records
-                .iter()
-                .map(|t| (template_object(t), format!("{}  {}", t.id, t.created_at)))
-                .collect()
-        }
-        Kind::Workflow => {
-            let records = match &id {
-                Some(id) => vec![
-                    store
-                        .get_workflow(id)
-                        .map_err(|error| not_found(error, id))?,
-                ],
-                None => store.list_workflows()?,
-            };
-            records
-                .iter()
-                .map(|w| {
-                    let line = format!("{}  {}  template {}", w.id, w.state, w.template_id);
-                    (workflow_object(w), line)
-                })
-                .collect()
-        }
+        Kind::Hardware => one_or_all(
+            id.as_deref(),
+            |id| store.get_hardware(id),
+            || store.list_hardware(),
+            not_found,
+        )?
+        .iter()
+        .map(|h| {
+            let line = format!("{}  {}  {}", h.id, h.macs.join(","), h.ips.join(","));
+            (hardware_object(h), line)
+        })
+        .collect(),
+        Kind::Template => one_or_all(
+            id.as_deref(),
+            |id| store.get_template(id),
+            || store.list_templates(),
+            not_found,
+        )?
+        .iter()
+        .map(|t| (template_object(t), format!("{}  {}", t.id, t.created_at)))
+        .collect(),
+        Kind::Workflow => one_or_all(
+            id.as_deref(),
+            |id| store.get_workflow(id),
+            || store.list_workflows(),
+            not_found,
+        )?
+        .iter()
+        .map(|w| {
+            let line = format!("{}  {}  template {}", w.id, w.state, w.template_id);
+            (workflow_object(w), line)
+        })
+        .collect(),
     };
     let rows: Vec<(Value, String)> = match (&id, &args.namespace) {
         (None, Some(namespace)) => rows
@@ -230,6 +215,19 @@ pub fn get(store: &Store, out: &Output, args: &GetArgs) -> anyhow::Result<()> {
         (Format::Table, false) => rows.iter().for_each(|(_, line)| println!("{line}")),
     }
     Ok(())
+}
+
+/// The record `id` names (its absence said by `not_found`), or every record without an id.
+fn one_or_all<T>(
+    id: Option<&str>,
+    get: impl FnOnce(&str) -> Result<T, StoreError>,
+    list: impl FnOnce() -> Result<Vec<T>, StoreError>,
+    not_found: impl FnOnce(StoreError, &str) -> anyhow::Error,
+) -> anyhow::Result<Vec<T>> {
+    match id {
+        Some(id) => Ok(vec![get(id).map_err(|error| not_found(error, id))?]),
+        None => Ok(list()?),
+    }
 }
 
 /// The document as YAML with kubectl's key order at the top of each object (`apiVersion`,

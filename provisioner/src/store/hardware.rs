@@ -121,22 +121,8 @@ impl Store {
                 .into());
             }
         }
-        transaction.execute(
-            "INSERT INTO hardware (id, ips, attributes, created_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                id,
-                to_json(&spec.ips)?,
-                to_json(&spec.attributes)?,
-                now_ms()
-            ],
-        )?;
-        for (position, mac) in macs.iter().enumerate() {
-            transaction.execute(
-                "INSERT INTO hardware_macs (mac, hardware_id, position) VALUES (?1, ?2, ?3)",
-                params![mac, id, position as i64],
-            )?;
-        }
-        let hardware = load_hardware(&transaction, &id)?;
+        insert_hardware(&transaction, &id, spec, None)?;
+        let hardware = store_macs(&transaction, &id, &macs)?;
         transaction.commit()?;
         Ok(hardware)
     }
@@ -181,26 +167,10 @@ impl Store {
             )?;
             Outcome::Configured
         } else {
-            transaction.execute(
-                "INSERT INTO hardware (id, ips, attributes, created_ms, object)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    id,
-                    to_json(&spec.ips)?,
-                    to_json(&spec.attributes)?,
-                    now_ms(),
-                    to_json(object)?
-                ],
-            )?;
+            insert_hardware(&transaction, &id, spec, Some(object))?;
             Outcome::Created
         };
-        for (position, mac) in macs.iter().enumerate() {
-            transaction.execute(
-                "INSERT INTO hardware_macs (mac, hardware_id, position) VALUES (?1, ?2, ?3)",
-                params![mac, id, position as i64],
-            )?;
-        }
-        let hardware = load_hardware(&transaction, &id)?;
+        let hardware = store_macs(&transaction, &id, &macs)?;
         transaction.commit()?;
         Ok((outcome, hardware))
     }
@@ -266,6 +236,40 @@ fn not_found(id_or_mac: &str) -> StoreError {
         kind: "hardware (by id or MAC)",
         id: id_or_mac.to_string(),
     }
+}
+
+/// Inserts the row of new hardware `id` with the spec's IPs and attributes and, when it came
+/// from a Tinkerbell object, that object.
+fn insert_hardware(
+    connection: &Connection,
+    id: &str,
+    spec: &HardwareSpec,
+    object: Option<&serde_json::Value>,
+) -> Result<()> {
+    connection.execute(
+        "INSERT INTO hardware (id, ips, attributes, created_ms, object)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            id,
+            to_json(&spec.ips)?,
+            to_json(&spec.attributes)?,
+            now_ms(),
+            object.map(to_json).transpose()?
+        ],
+    )?;
+    Ok(())
+}
+
+/// Stores `macs` as hardware `id`'s, in their order, and returns the hardware as now stored.
+/// The caller has removed any MACs it had.
+fn store_macs(connection: &Connection, id: &str, macs: &[String]) -> Result<Hardware> {
+    for (position, mac) in macs.iter().enumerate() {
+        connection.execute(
+            "INSERT INTO hardware_macs (mac, hardware_id, position) VALUES (?1, ?2, ?3)",
+            params![mac, id, position as i64],
+        )?;
+    }
+    load_hardware(connection, id)
 }
 
 fn hardware_exists(connection: &Connection, id: &str) -> Result<bool> {

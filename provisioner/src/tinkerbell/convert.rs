@@ -287,58 +287,73 @@ fn hardware_spec(
 /// The object a hardware record is written back as: the applied object, or (for hardware
 /// made by `hardware create` or discovery) a v1alpha1 Hardware with its MACs and IPs.
 pub fn hardware_object(hardware: &Hardware) -> Value {
-    let mut object = hardware.object.clone().unwrap_or_else(|| {
-        let interfaces: Vec<Value> = hardware
-            .macs
-            .iter()
-            .enumerate()
-            .map(|(index, mac)| match hardware.ips.get(index) {
-                Some(ip) => json!({"dhcp": {"mac": mac, "ip": {"address": ip}}}),
-                None => json!({"dhcp": {"mac": mac}}),
-            })
-            .collect();
-        json!({
-            "apiVersion": Version::V1alpha1.api_version(),
-            "kind": "Hardware",
-            "metadata": synthesized_metadata(&hardware.id),
-            "spec": {"interfaces": interfaces},
-        })
-    });
-    set_creation_timestamp(&mut object, &hardware.created_at);
-    object
+    written_back(
+        hardware.object.as_ref(),
+        "Hardware",
+        &hardware.id,
+        &hardware.created_at,
+        || {
+            let interfaces: Vec<Value> = hardware
+                .macs
+                .iter()
+                .enumerate()
+                .map(|(index, mac)| match hardware.ips.get(index) {
+                    Some(ip) => json!({"dhcp": {"mac": mac, "ip": {"address": ip}}}),
+                    None => json!({"dhcp": {"mac": mac}}),
+                })
+                .collect();
+            json!({"interfaces": interfaces})
+        },
+    )
 }
 
 /// The object a template is written back as: the applied object, or a v1alpha1 Template
 /// with its data.
 pub fn template_object(template: &TemplateRecord) -> Value {
-    let mut object = template.object.clone().unwrap_or_else(|| {
-        json!({
-            "apiVersion": Version::V1alpha1.api_version(),
-            "kind": "Template",
-            "metadata": synthesized_metadata(&template.id),
-            "spec": {"data": template.data},
-        })
-    });
-    set_creation_timestamp(&mut object, &template.created_at);
-    object
+    written_back(
+        template.object.as_ref(),
+        "Template",
+        &template.id,
+        &template.created_at,
+        || json!({"data": template.data}),
+    )
 }
 
 /// The object a workflow is written back as: the applied object (or a v1alpha1 Workflow
 /// with its template and hardware map), with upstream's `status`: the workflow's state and
 /// every task with its actions and their state, times and messages.
 pub fn workflow_object(workflow: &Workflow) -> Value {
-    let mut object = workflow.object.clone().unwrap_or_else(|| {
-        json!({
-            "apiVersion": Version::V1alpha1.api_version(),
-            "kind": "Workflow",
-            "metadata": synthesized_metadata(&workflow.id),
-            "spec": {"templateRef": workflow.template_id, "hardwareMap": workflow.hardware},
-        })
-    });
-    set_creation_timestamp(&mut object, &workflow.created_at);
+    let mut object = written_back(
+        workflow.object.as_ref(),
+        "Workflow",
+        &workflow.id,
+        &workflow.created_at,
+        || json!({"templateRef": workflow.template_id, "hardwareMap": workflow.hardware}),
+    );
     if let Value::Object(map) = &mut object {
         map.insert("status".into(), workflow_status(workflow));
     }
+    object
+}
+
+/// A record as an object: the one it was applied as or, for a record made outside `apply`,
+/// a v1alpha1 `kind` named by `id` with `spec()`; either with the record's creation time.
+fn written_back(
+    applied: Option<&Value>,
+    kind: &str,
+    id: &str,
+    created_at: &str,
+    spec: impl FnOnce() -> Value,
+) -> Value {
+    let mut object = applied.cloned().unwrap_or_else(|| {
+        json!({
+            "apiVersion": Version::V1alpha1.api_version(),
+            "kind": kind,
+            "metadata": synthesized_metadata(id),
+            "spec": spec(),
+        })
+    });
+    set_creation_timestamp(&mut object, created_at);
     object
 }
 

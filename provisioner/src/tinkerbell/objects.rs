@@ -589,12 +589,13 @@ pub struct DhcpV1alpha1 {
     /// The interface's MAC.
     pub mac: Option<String>,
     /// The address handed out to it.
-    pub ip: Option<IpV1alpha1>,
+    pub ip: Option<IpAddress>,
 }
 
-/// `spec.interfaces[].dhcp.ip` of a v1alpha1 `Hardware`.
+/// An IP of a `Hardware`: `spec.interfaces[].dhcp.ip` in v1alpha1, and
+/// `spec.networkInterfaces.<mac>.ipam.ipv4|ipv6` in v1alpha2 (the same `address` field).
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct IpV1alpha1 {
+pub struct IpAddress {
     /// The IP address.
     pub address: Option<String>,
 }
@@ -619,16 +620,9 @@ pub struct NetworkInterfaceV1alpha2 {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct IpamV1alpha2 {
     /// The IPv4 address.
-    pub ipv4: Option<IpV1alpha2>,
+    pub ipv4: Option<IpAddress>,
     /// The IPv6 address.
-    pub ipv6: Option<IpV1alpha2>,
-}
-
-/// An address of `ipam` in a v1alpha2 `Hardware`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct IpV1alpha2 {
-    /// The IP address.
-    pub address: Option<String>,
+    pub ipv6: Option<IpAddress>,
 }
 
 /// The part of a `Template` spec the provisioner acts on.

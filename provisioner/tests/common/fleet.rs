@@ -72,18 +72,24 @@ pub const FLEET: [FleetNode; 5] = [
 
 /// A profile whose bootkit files exist under `dir`.
 pub fn create_profile(store: &Store, dir: &Path) {
-    let template = store.create_template(TEMPLATE, None).unwrap();
+    create_profile_from(store, dir, PROFILE, TEMPLATE, OS_IMAGE);
+}
+
+/// The default profile `name`: a template from `template`, bootkit files under `dir`, and
+/// `os_image`.
+pub fn create_profile_from(store: &Store, dir: &Path, name: &str, template: &str, os_image: &str) {
+    let template = store.create_template(template, None).unwrap();
     for file in ["vmlinuz", "initramfs.img"] {
         std::fs::write(dir.join(file), file).unwrap();
     }
     let path = |file: &str| dir.join(file).display().to_string();
     store
         .create_profile(&ProfileSpec {
-            name: PROFILE.into(),
+            name: name.into(),
             kernel: path("vmlinuz"),
             initramfs: path("initramfs.img"),
             template: template.id,
-            os_image: OS_IMAGE.into(),
+            os_image: os_image.into(),
             default: true,
             ..Default::default()
         })

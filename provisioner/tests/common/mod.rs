@@ -3,9 +3,11 @@
 
 #![allow(dead_code)] // each test file uses its own part of this module
 
+pub mod actions;
 pub mod admin;
 pub mod cli;
 pub mod fleet;
+pub mod onboarding;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

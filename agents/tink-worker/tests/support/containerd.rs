@@ -7,6 +7,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use tempfile::TempDir;
+use tink_worker::runtime::{Runtime, RuntimeConfig};
 
 use super::{kill_daemon, spawn_logging_to, wait_until};
 
@@ -47,6 +48,17 @@ impl ContainerdGuard {
         let path = self.dir.path().join(name);
         fs::create_dir_all(&path).unwrap();
         path
+    }
+
+    /// The worker's runtime on this containerd, its state and /worker dirs inside this guard's
+    /// tree.
+    pub fn runtime(&self) -> Runtime {
+        Runtime::new(RuntimeConfig {
+            socket: self.socket(),
+            state_dir: self.scratch_dir("state"),
+            worker_dir: self.scratch_dir("worker"),
+            ..RuntimeConfig::default()
+        })
     }
 
     /// (Re)starts the daemon on the same root and socket.

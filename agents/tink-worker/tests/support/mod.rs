@@ -11,12 +11,32 @@ mod registry;
 
 pub use containerd::ContainerdGuard;
 pub use image::{TestImage, push};
-pub use registry::{RegistryGuard, RegistryOptions, TestCa};
+pub use registry::{RegistryGuard, RegistryOptions, TestCa, free_port, tls_client};
 
 use std::fs;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use bootkit_oci::RegistryError;
+use tink_worker::runtime::RuntimeError;
+
+/// Whether `error` is the TLS handshake failure a registry's certificate (or its refusal of
+/// ours) gives.
+pub fn is_tls_handshake(error: &RuntimeError) -> bool {
+    matches!(
+        error,
+        RuntimeError::Registry(RegistryError::TlsHandshake { .. })
+    )
+}
+
+/// Whether `error` is a registry's refusal of the credentials sent (or of none).
+pub fn is_unauthorized(error: &RuntimeError) -> bool {
+    matches!(
+        error,
+        RuntimeError::Registry(RegistryError::Unauthorized { .. })
+    )
+}
 
 /// Starts a daemon with stdin closed and stdout and stderr written to `log`, so that a failing
 /// test can show what the daemon said.
