@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod dhcp;
+mod ifname;
 pub mod lease;
 pub mod link;
 pub mod nbd;

@@ -13,8 +13,6 @@ pub use bootkit_common::mac::MacAddr;
 pub const VLAN_ID_MAX: u16 = 4094;
 /// Smallest MTU an IPv4 host must accept (RFC 791).
 pub const MTU_MIN: u16 = 68;
-/// Linux interface names are at most IFNAMSIZ - 1 = 15 bytes.
-const IFNAME_MAX: usize = 15;
 /// The kernel refuses longer host names (HOST_NAME_MAX).
 const HOSTNAME_MAX: usize = 64;
 /// Longest DNS name (RFC 1035), for search domains and NTP server names.
@@ -71,25 +69,7 @@ pub fn mac(text: &str) -> Result<MacAddr, String> {
         .map_err(|error: bootkit_common::mac::MacAddrError| error.to_string())
 }
 
-/// A Linux interface name: 1-15 printable ASCII characters without `/`, `:` or spaces
-/// (what the kernel's dev_valid_name accepts, kept to ASCII so logs stay readable).
-pub fn interface_name(text: &str) -> Result<String, String> {
-    let valid = !text.is_empty()
-        && text.len() <= IFNAME_MAX
-        && text != "."
-        && text != ".."
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
-    if valid {
-        Ok(text.to_string())
-    } else {
-        Err(format!(
-            "interface name {text:?} is not valid: expected 1-{IFNAME_MAX} characters without \
-             '/', ':' or spaces, e.g. eth0 or enp1s0"
-        ))
-    }
-}
+pub use crate::ifname::interface_name;
 
 /// An optional interface field: empty means "any interface".
 pub fn optional_interface_name(text: &str) -> Result<Option<String>, String> {

@@ -79,7 +79,7 @@ impl BondOption {
                 InfoBond::ArpAllTargets(named::<BondArpAllTargets>(key, value, "any or all")?)
             }
             "primary" => {
-                return crate::config::values::interface_name(value)
+                return crate::ifname::interface_name(value)
                     .map(BondOption::Primary)
                     .map_err(|problem| format!("bonding option primary: {problem}"));
             }

@@ -4,9 +4,9 @@ use bootkit_common::mac::MacAddr;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
+use super::Outcome;
 use super::{Result, Store, StoreError, from_json, now_ms, rfc3339, to_json};
 use crate::template::FieldError;
-use crate::tinkerbell::Outcome;
 
 /// Hardware as a user submits it (JSON).
 #[derive(Debug, Clone, Default, Deserialize)]

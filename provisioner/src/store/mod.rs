@@ -7,6 +7,7 @@ mod hardware;
 mod identity;
 mod logs;
 mod nodes;
+mod outcome;
 mod profiles;
 mod registering;
 mod registrations;
@@ -24,6 +25,7 @@ pub use hardware::{Hardware, HardwareSpec};
 pub use identity::Identity;
 pub use logs::{LogLine, MAX_LOG_LINES_PER_NODE, NewLogLine};
 pub use nodes::{BootPlan, Discovered, Discovery, Event, Node, NodeDetail, NodeState, Progress};
+pub use outcome::Outcome;
 pub use profiles::{Profile, ProfileSpec};
 pub use registering::Registered;
 #[cfg(feature = "fuzzing")]

@@ -3,9 +3,9 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
+use super::Outcome;
 use super::{Result, Store, StoreError, now_ms, rfc3339, to_json};
 use crate::template::Template;
-use crate::tinkerbell::Outcome;
 
 /// A stored workflow template.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

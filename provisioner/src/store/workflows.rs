@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 
+use super::Outcome;
 use super::hardware::resolve_hardware;
 use super::templates::load_template;
 use super::{Result, Store, StoreError, from_json, now_ms, parse_state, rfc3339, to_json};
 use crate::state::State;
 use crate::template::{self, FieldError, Template};
-use crate::tinkerbell::Outcome;
 
 /// A workflow: a template rendered for some hardware, and its progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
