@@ -74,7 +74,7 @@ pub fn build_with(
 
     let modules = modules::select_with_index(
         &kernel.modules_dir,
-        &config.kernel.modules,
+        &config.kernel.all_modules(),
         kernel.module_index.as_deref(),
     )?;
     for name in &modules.builtin_requested {
@@ -361,6 +361,7 @@ mod tests {
                 dir: Some(kernel),
                 deb: None,
                 modules: vec!["virtio_net".into(), "nbd".into(), "virtio".into()],
+                shipped_modules: vec![],
             },
             cmdline: "console=ttyS0 quiet".into(),
             ..ImageConfig::default()
@@ -581,6 +582,27 @@ mod tests {
         let err = build_with(&config, &out, &Progress::hidden()).unwrap_err();
         assert!(err.to_string().contains("no_such_module"), "{err}");
         assert!(!out.exists() || fs::read_dir(&out).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn shipped_modules_are_in_the_image_but_not_loaded_at_boot() {
+        let root = tempfile::tempdir().unwrap();
+        let mut config = fake_image(root.path());
+        config.kernel.shipped_modules.push("unused".into());
+        let out = build_with(&config, &root.path().join("out"), &Progress::hidden()).unwrap();
+        let listing = inspect(&out.initramfs).unwrap();
+        let entries = &listing.segments[0].1;
+        let find = |name: &str| entries.iter().find(|e| e.name == name);
+        assert!(
+            find("lib/modules/6.1.0-fake/kernel/drivers/unused.ko").is_some(),
+            "the shipped module is in the image"
+        );
+        let conf = find("etc/modules-load.d/bootkit.conf").expect("the load list");
+        assert_eq!(
+            conf.size,
+            "virtio_net\nnbd\nvirtio\n".len() as u64,
+            "only the loaded modules are in the load list"
+        );
     }
 
     #[test]

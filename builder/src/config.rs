@@ -137,6 +137,10 @@ pub struct KernelConfig {
     /// Modules to ship and load at boot, with their dependencies (names as modprobe takes them).
     #[serde(default)]
     pub modules: Vec<String>,
+    /// Modules to ship, with their dependencies, but load only when the command line asks for
+    /// what they drive (`bonding` for dracut's `bond=`).
+    #[serde(default)]
+    pub shipped_modules: Vec<String>,
 }
 
 /// The kernel source once `deb` / `dir` have been checked: exactly one of them.
@@ -149,6 +153,18 @@ pub enum KernelSource {
 }
 
 impl KernelConfig {
+    /// Every module the image ships: the loaded ones, then the shipped-only ones.
+    pub fn all_modules(&self) -> Vec<String> {
+        let mut all = self.modules.clone();
+        all.extend(
+            self.shipped_modules
+                .iter()
+                .filter(|name| !self.modules.contains(name))
+                .cloned(),
+        );
+        all
+    }
+
     /// The one source set; an error when neither or both of `deb` and `dir` are.
     pub fn source(&self) -> Result<KernelSource, BuildError> {
         match (&self.deb, &self.dir) {
@@ -445,6 +461,7 @@ install_config = "install.toml"
             deb: Some("a.deb".into()),
             dir: Some("k".into()),
             modules: vec![],
+            shipped_modules: vec![],
         };
         assert!(both.source().is_err());
         assert!(KernelConfig::default().source().is_err());

@@ -184,8 +184,22 @@ fn stages(
 fn start_modules(cmdline: &Cmdline) -> modules::Loading {
     let mut names = modules::names_from_conf_dir(Path::new(MODULES_LOAD_DIR));
     names.extend(cmdline.modules_load.iter().cloned());
+    names.extend(modules_for_network_keys(cmdline));
     let params = |name: &str| cmdline.module_params(name);
     modules::start(&modules::running_kernel_modules_dir(), &names, &params)
+}
+
+/// Drivers that the command line's network keys need and that images ship without loading
+/// (`[kernel] shipped_modules`): dracut's `bond=` needs `bonding`, which is not loaded unasked
+/// because loading it makes an idle `bond0` on every boot. Loaded with the rest, before the
+/// network starts.
+fn modules_for_network_keys(cmdline: &Cmdline) -> Vec<String> {
+    let asks_for_bonds = cmdline.env.iter().any(|(key, _)| key == "bond");
+    if asks_for_bonds {
+        vec!["bonding".to_string()]
+    } else {
+        Vec::new()
+    }
 }
 
 /// Log what the module load did; returns how long it took.
@@ -313,5 +327,18 @@ fn start_mode_shell() {
     match shell::spawn_on_console() {
         Ok(child) => crate::info!("bootkit", "shell on the console (pid {})", child.id()),
         Err(err) => crate::warn!("bootkit", "cannot start the shell: {err}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bond_on_the_command_line_asks_for_the_bonding_driver() {
+        let bonded = Cmdline::parse("console=ttyS0 bond=bond0:eth0,eth1:mode=active-backup");
+        assert_eq!(modules_for_network_keys(&bonded), ["bonding"]);
+        let plain = Cmdline::parse("console=ttyS0 ip=dhcp vlan=eth0.42:eth0");
+        assert!(modules_for_network_keys(&plain).is_empty());
     }
 }

@@ -1153,7 +1153,8 @@ fn dracut_vlan_with_dhcp_on_it_gets_the_lease_over_the_vlan() -> Result<()> {
 }
 
 /// dracut's `bond=` with options, and `ip=<bond>:dhcp`: the image ships the bonding module
-/// (loading it makes a `bond0` of its own, which gets the options), the bond enslaves both
+/// without loading it (`shipped_modules`), the init loads it because the command line has
+/// `bond=` (loading it makes a `bond0` of its own, which gets the options), the bond enslaves both
 /// NICs in active-backup mode with miimon 100 as the kernel's sysfs reports them, and the
 /// DHCP lease (from dnsmasq, for the first slave's MAC, which the bond takes) is on the bond.
 #[test]
@@ -1183,7 +1184,7 @@ restart = "never"
 "#,
     );
     let mut config = common::base_config()?;
-    config.kernel.modules.push("bonding".to_string());
+    config.kernel.shipped_modules.push("bonding".to_string());
     config.overlay.push(show);
     let image = common::build("netns_bond", &config)?;
     let mut vm = boot_on(
