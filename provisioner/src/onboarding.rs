@@ -27,6 +27,7 @@ use onboarding_proto::v1::{
 };
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use crate::store::text::plain_text;
 use crate::store::{Discovery, Identity, RegistrationSpec, Store, StoreError};
 
 /// The project (site) id handed to every onboarded node: one provisioner is one site.
@@ -126,6 +127,11 @@ fn discovery(
     request: &OnboardNodeStreamRequest,
     artifact_base: Option<String>,
 ) -> Result<Discovery, StoreError> {
+    // The raw values, before `Identity::new` trims them or drops malformed ones: a node
+    // reporting control characters is refused, naming the request's field.
+    plain_text("serialnum", &request.serialnum)?;
+    plain_text("uuid", &request.uuid)?;
+    plain_text("host_ip", &request.host_ip)?;
     let macs: Vec<&str> = std::iter::once(request.mac_id.as_str())
         .chain(request.mac_ids.iter().map(String::as_str))
         .collect();

@@ -65,7 +65,27 @@ pub(super) fn deleted() -> ApiResult {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// The body as `T`; a value of the wrong type or shape is named by its path
+/// (`macs[0]: invalid type: integer, expected a string`), anything else by `body`.
 pub(super) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FieldError> {
-    serde_json::from_slice(body)
-        .map_err(|error| FieldError::new("body", format!("not the expected JSON: {error}")))
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        // No known segment (`.` or `?`): the body is not JSON, or not an object at all.
+        let located = error
+            .path()
+            .iter()
+            .any(|segment| !matches!(segment, serde_path_to_error::Segment::Unknown));
+        let path = error.path().to_string();
+        let error = error.into_inner();
+        if !located {
+            FieldError::new("body", format!("not the expected JSON: {error}"))
+        } else {
+            FieldError::new(path, error.to_string())
+        }
+    })?;
+    // Trailing text after the value (`{..} x`): `serde_json::from_slice` refused it too.
+    deserializer
+        .end()
+        .map_err(|error| FieldError::new("body", format!("not the expected JSON: {error}")))?;
+    Ok(value)
 }

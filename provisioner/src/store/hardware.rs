@@ -5,6 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
 use super::Outcome;
+use super::text::plain_text;
 use super::{Result, Store, StoreError, from_json, now_ms, rfc3339, to_json};
 use crate::template::FieldError;
 
@@ -65,7 +66,10 @@ impl HardwareSpec {
                     "empty; leave it out to have one generated",
                 ));
             }
-            Some(id) => id.to_string(),
+            Some(id) => {
+                plain_text("id", id)?;
+                id.to_string()
+            }
             None => uuid::Uuid::new_v4().to_string(),
         };
         if self.macs.is_empty() {

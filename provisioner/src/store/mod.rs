@@ -12,6 +12,7 @@ mod profiles;
 mod registering;
 mod registrations;
 mod templates;
+pub(crate) mod text;
 mod work;
 mod workflows;
 

@@ -23,6 +23,7 @@ use super::hardware::record_discovered_hardware;
 use super::identity::Identity;
 use super::registrations::match_identity;
 use super::templates::load_template;
+use super::text::plain_optional;
 use super::workflows::insert_workflow;
 use super::{Result, Store, StoreError, now_ms, rfc3339};
 use crate::template::FieldError;
@@ -258,6 +259,11 @@ impl Store {
     /// worker id), and its workflow from the profile, once.
     pub fn discover(&self, discovery: &Discovery) -> Result<Discovered> {
         let identity = &discovery.identity;
+        // Whoever reports the discovery (onboarding checks its own fields first, by their
+        // names there), what is stored is plain text.
+        plain_optional("serial", identity.serial.as_deref())?;
+        plain_optional("uuid", identity.uuid.as_deref())?;
+        plain_optional("ip", discovery.ip.as_deref())?;
         let boot_mac = identity.macs.first().ok_or_else(|| {
             FieldError::new("mac", "device discovery must report the node's boot MAC")
         })?;

@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
 use super::templates::resolve_template;
+use super::text::{plain_optional, plain_text};
 use super::{Result, Store, StoreError, now_ms, rfc3339};
 use crate::template::FieldError;
 
@@ -63,6 +64,13 @@ impl ProfileSpec {
     /// Checks every field; returns the spec with the template resolved to its id and the
     /// sha256 in lower case.
     fn validate(&self, connection: &Connection) -> Result<Profile> {
+        plain_text("name", &self.name)?;
+        plain_text("kernel", &self.kernel)?;
+        plain_text("initramfs", &self.initramfs)?;
+        plain_text("cmdline", &self.cmdline)?;
+        plain_text("template", &self.template)?;
+        plain_text("os_image", &self.os_image)?;
+        plain_optional("os_image_sha256", self.os_image_sha256.as_deref())?;
         validate_name(&self.name)?;
         readable_file("kernel", &self.kernel)?;
         readable_file("initramfs", &self.initramfs)?;

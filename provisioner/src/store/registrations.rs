@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::identity::Identity;
 use super::profiles::{Profile, default_profile, find_profile};
+use super::text::{free_text, plain_map, plain_optional, plain_text};
 use super::{Result, Store, StoreError, from_json, now_ms, rfc3339, to_json};
 use crate::template::FieldError;
 
@@ -81,6 +82,12 @@ fn given(value: &Option<String>) -> Option<&str> {
 impl RegistrationSpec {
     /// Checks the fields and normalizes them into a registration with a new id.
     fn validate(&self, connection: &Connection) -> Result<Registration> {
+        plain_optional("serial", self.serial.as_deref())?;
+        plain_optional("uuid", self.uuid.as_deref())?;
+        plain_optional("mac", self.mac.as_deref())?;
+        plain_text("profile", &self.profile)?;
+        plain_optional("hostname", self.hostname.as_deref())?;
+        plain_map("metadata", &self.metadata, free_text)?;
         let serial = given(&self.serial);
         if let Some(serial) = serial.filter(|serial| is_placeholder(serial)) {
             return Err(FieldError::new(

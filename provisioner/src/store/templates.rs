@@ -4,6 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
 use super::Outcome;
+use super::text::plain_text;
 use super::{Result, Store, StoreError, now_ms, rfc3339, to_json};
 use crate::template::Template;
 
@@ -32,6 +33,7 @@ impl Store {
             .map(str::to_string)
             .or(template.name)
             .unwrap_or_default();
+        plain_text("name", &name)?;
         let id = uuid::Uuid::new_v4().to_string();
         self.connection().execute(
             "INSERT INTO templates (id, name, data, created_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -52,6 +54,8 @@ impl Store {
         checked: bool,
         object: &serde_json::Value,
     ) -> Result<(Outcome, TemplateRecord)> {
+        plain_text("id", id)?;
+        plain_text("name", name)?;
         if checked {
             Template::parse(data)?;
         }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::Outcome;
 use super::hardware::resolve_hardware;
 use super::templates::load_template;
+use super::text::{plain_map, plain_text};
 use super::{Result, Store, StoreError, from_json, now_ms, parse_state, rfc3339, to_json};
 use crate::state::State;
 use crate::template::{self, FieldError, Template};
@@ -105,6 +106,8 @@ impl Store {
         template_id: &str,
         hardware: &BTreeMap<String, String>,
     ) -> Result<Workflow> {
+        plain_text("template", template_id)?;
+        plain_map("hardware", hardware, plain_text)?;
         let mut connection = self.connection();
         let transaction = connection.transaction()?;
         check_hardware_map(&transaction, hardware)?;
@@ -126,6 +129,9 @@ impl Store {
         hardware: &BTreeMap<String, String>,
         object: &serde_json::Value,
     ) -> Result<(Outcome, Workflow)> {
+        plain_text("id", id)?;
+        plain_text("template", template_id)?;
+        plain_map("hardware", hardware, plain_text)?;
         let mut connection = self.connection();
         let transaction = connection.transaction()?;
         // Unlike `create_workflow`, the map's values need not be hardware: upstream's

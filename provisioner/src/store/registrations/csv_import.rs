@@ -57,7 +57,10 @@ impl Row {
             "mac" => Target::Mac,
             "profile" => Target::Profile,
             "hostname" => Target::Hostname,
-            _ => return field.to_string(),
+            other => match other.strip_prefix("metadata.") {
+                Some(key) => Target::Metadata(key.to_string()),
+                None => return field.to_string(),
+            },
         };
         self.targets
             .iter()
