@@ -458,7 +458,7 @@ fn compressed_kernel_dir() -> Result<std::path::PathBuf> {
         &KernelSource::Deb(deb),
         &bootkit_builder::Progress::hidden(),
     )?;
-    let requested: Vec<String> = base_config()?.kernel.modules;
+    let requested: Vec<String> = base_config()?.kernel.all_modules();
     let set = bootkit_builder::modules::select(&tree.modules_dir, &requested)?;
     let dir = common::images_dir().join("compressed-kernel");
     let _ = std::fs::remove_dir_all(&dir);
