@@ -488,20 +488,30 @@ impl Links {
         )))
     }
 
-    /// Removes the global IPv4 addresses on `index` other than the lease's. Removing them
-    /// before adding the new one matters: with the kernel's default
-    /// promote_secondaries=0, deleting an old primary address deletes the secondaries of
-    /// its subnet too, which the new address would be.
-    async fn remove_other_addresses(&self, index: u32, lease: &Lease) -> Result<(), LinkError> {
-        let current: Vec<AddressMessage> = self
-            .handle
+    /// Every address of interface `index`, both families (`what` names the listing in errors).
+    async fn address_messages(
+        &self,
+        index: u32,
+        what: &str,
+    ) -> Result<Vec<AddressMessage>, LinkError> {
+        self.handle
             .address()
             .get()
             .set_link_index_filter(index)
             .execute()
             .try_collect()
             .await
-            .map_err(netlink(format!("listing addresses of {}", lease.interface)))?;
+            .map_err(netlink(what.to_string()))
+    }
+
+    /// Removes the global IPv4 addresses on `index` other than the lease's. Removing them
+    /// before adding the new one matters: with the kernel's default
+    /// promote_secondaries=0, deleting an old primary address deletes the secondaries of
+    /// its subnet too, which the new address would be.
+    async fn remove_other_addresses(&self, index: u32, lease: &Lease) -> Result<(), LinkError> {
+        let current = self
+            .address_messages(index, &format!("listing addresses of {}", lease.interface))
+            .await?;
         for msg in current {
             let Some(addr) = ipv4_of(&msg) else { continue };
             let same = addr == lease.address && msg.header.prefix_len == lease.prefix_len;

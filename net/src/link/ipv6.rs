@@ -7,7 +7,6 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
@@ -54,17 +53,12 @@ impl Links {
 
     /// The interface's IPv6 addresses.
     pub async fn ipv6_addresses(&self, index: u32) -> Result<Vec<Ipv6Address>, LinkError> {
-        let messages: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(netlink(format!(
-                "listing the addresses of interface index {index}"
-            )))?;
+        let messages = self
+            .address_messages(
+                index,
+                &format!("listing the addresses of interface index {index}"),
+            )
+            .await?;
         Ok(messages
             .iter()
             .filter(|msg| msg.header.family == AddressFamily::Inet6)
