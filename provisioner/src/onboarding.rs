@@ -108,6 +108,7 @@ impl OnboardingServer {
             client_id: node.id,
             client_secret,
             project_id: PROJECT_ID.to_string(),
+            ..Default::default()
         })
     }
 }
@@ -219,6 +220,7 @@ impl InteractiveOnboardingService for OnboardingServer {
         Ok(Response::new(CreateNodesResponse {
             payload: request.payload,
             project_id: PROJECT_ID.to_string(),
+            ..Default::default()
         }))
     }
 }

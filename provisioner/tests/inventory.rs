@@ -76,6 +76,7 @@ fn request(mac: &str, hardware: &Value) -> OnboardNodeStreamRequest {
         host_ip: "127.0.0.9".into(),
         mac_ids: Vec::new(),
         hardware_json: hardware.to_string(),
+        bootkit_csr_pem: String::new(),
     }
 }
 

@@ -28,6 +28,7 @@ fn request(serial: &str) -> OnboardNodeStreamRequest {
         host_ip: "127.0.0.9".into(),
         mac_ids: vec![SECOND_MAC.into()],
         hardware_json: r#"{"memory_bytes": 4294967296}"#.into(),
+        bootkit_csr_pem: String::new(),
     }
 }
 

@@ -65,6 +65,7 @@ pub fn request(identity: &Identity) -> OnboardNodeStreamRequest {
         host_ip: identity.ip.clone().unwrap_or_default(),
         mac_ids: identity.macs.clone(),
         hardware_json: identity.hardware.to_string(),
+        bootkit_csr_pem: String::new(),
     }
 }
 

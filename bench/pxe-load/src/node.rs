@@ -185,6 +185,7 @@ impl Node {
                 host_ip: self.client.ip.to_string(),
                 mac_ids: vec![self.mac()],
                 hardware_json: String::new(),
+                bootkit_csr_pem: String::new(),
             };
             let mut responses = client
                 .onboard_node_stream(futures::stream::iter([request]))
