@@ -59,9 +59,13 @@ in_ns() { ip netns exec "$ns" "$@"; }
 # only served, never booted.
 mkdir -p "$work/tftp"
 cp /usr/lib/ipxe/ipxe.efi /usr/lib/ipxe/undionly.kpxe "$work/tftp/"
-head -c 8M /dev/urandom > "$work/vmlinuz"
-head -c 32M /dev/urandom > "$work/initramfs"
-head -c 1M /dev/urandom > "$work/os.img"
+# Profile files live in the artifacts directory beside the database (the provisioner serves
+# nothing from elsewhere).
+artifacts="$work/artifacts"
+mkdir -p "$artifacts"
+head -c 8M /dev/urandom > "$artifacts/vmlinuz"
+head -c 32M /dev/urandom > "$artifacts/initramfs"
+head -c 1M /dev/urandom > "$artifacts/os.img"
 cat > "$work/template.yaml" <<'YAML'
 version: "0.1"
 name: bench
@@ -83,8 +87,8 @@ YAML
 db="$work/provisioner.db"
 pv() { "$provisioner" --db "$db" "$@" >/dev/null; }
 pv template create --file "$work/template.yaml"
-pv profile create --name bench --kernel "$work/vmlinuz" --initramfs "$work/initramfs" \
-    --template bench --os-image "$work/os.img" --default
+pv profile create --name bench --kernel "$artifacts/vmlinuz" --initramfs "$artifacts/initramfs" \
+    --template bench --os-image "$artifacts/os.img" --default
 {
     echo "Serial,UUID,OSProfile"
     for ((i = 0; i < nodes; i += 2)); do printf 'LOAD%06d,,bench\n' "$i"; done
@@ -98,6 +102,7 @@ start_provisioner() {
     ip netns exec "$ns" "$provisioner" --db "$db" serve --grpc "$server:42113" --http 127.0.0.1:42114 \
         --admin-insecure-no-auth --advertise "$server" --dhcp proxy --dhcp-interface pxe0 \
         --tftp "$server:69" --tftp-root "$work/tftp" --boot-http "$server:7080" --syslog off \
+        --allow-unauthenticated-workers \
         2> "$work/provisioner-$1.log" &
     server_pid=$!
     for _ in $(seq 100); do

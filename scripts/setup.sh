@@ -35,10 +35,12 @@ kernel_link="$kernel_dir/linux-image-amd64.deb"
 #   python3-grpcio, python3-protobuf, protobuf-compiler-grpc
 #                    the independent gRPC peers of the Tinkerbell protocol tests (Python,
 #                    generated from proto/ with protoc and grpc_python_plugin)
+#   openssl          the independent TLS peer and certificate checker of the node-trust tests
+#                    (s_client/s_server, verify, req, x509)
 packages=(qemu-system-x86 qemu-utils zstd busybox-static cpio xz-utils liblzma-dev ovmf e2fsprogs iproute2 dnsmasq-base
     gdisk fdisk dosfstools mtools systemd-boot-efi binutils bmap-tools
     protobuf-compiler libprotobuf-dev containerd runc docker-registry curl
-    ipxe ipxe-qemu seabios chromium python3-grpcio python3-protobuf protobuf-compiler-grpc)
+    ipxe ipxe-qemu seabios chromium python3-grpcio python3-protobuf protobuf-compiler-grpc openssl)
 
 log() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }

@@ -24,11 +24,13 @@
 //! - [`archive_name`]: the rules a rootfs archive's entry names follow, for the init and
 //!   the builder alike.
 //! - [`backoff`]: exponential backoff with jitter, the one rule of every retry loop.
+//! - [`beneath`]: opening a file confined to a directory (`openat2` with `RESOLVE_BENEATH`).
 //! - [`checksum`]: sha256 digests and `sha256sum` files, read with one rule.
 //! - [`dhcp_options`]: a DHCP message's options read from its bytes, before dhcproto sees them.
 
 pub mod archive_name;
 pub mod backoff;
+pub mod beneath;
 pub mod blockdev;
 pub mod bmap;
 pub mod checksum;

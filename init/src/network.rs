@@ -25,7 +25,9 @@ use bootkit_net::lease::Lease;
 use bootkit_net::link::{LinkInfo, Links, format_mac};
 use bootkit_net::online::{AddressSource, OnlineEvent, Policy, choose};
 use bootkit_net::setup::{self, Applied};
-use bootkit_net::syslog::{Forwarder, ForwarderConfig, ForwarderTask, Severity, Transport};
+use bootkit_net::syslog::{
+    ClientIdentity, Forwarder, ForwarderConfig, ForwarderTask, Severity, Transport,
+};
 use bootkit_net::{nbd, resolv, sntp};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -54,7 +56,10 @@ pub fn forward_logs(env: &[(String, String)]) -> Option<ForwarderTask> {
 
 /// The forwarding the command line asks for: `syslog_host=`, `syslog_port=` (514, or 6514
 /// for TLS), `syslog_transport=udp|tcp|tls`, `syslog_ca=` (TLS: the CA bundle, by default the
-/// image's), and `worker_id=` as the HOSTNAME of every line.
+/// image's), and `worker_id=` as the HOSTNAME of every line. Over TLS the node's enrollment
+/// certificate is presented once device discovery has written it (`tinkerbell_client_cert=`
+/// and `tinkerbell_client_key=`, by default /run/bootkit/credentials/node.pem and
+/// node-key.pem), so the provisioner files the lines under this node by its certificate.
 fn forwarder_config(env: &[(String, String)]) -> Option<ForwarderConfig> {
     let value = |key: &str| {
         env.iter()
@@ -86,6 +91,13 @@ fn forwarder_config(env: &[(String, String)]) -> Option<ForwarderConfig> {
         }
     }
     config.ca_file = value("syslog_ca").map(std::path::PathBuf::from);
+    if config.transport == Transport::Tls {
+        let default = ClientIdentity::node_default();
+        config.client_identity = Some(ClientIdentity {
+            cert: value("tinkerbell_client_cert").map_or(default.cert, Into::into),
+            key: value("tinkerbell_client_key").map_or(default.key, Into::into),
+        });
+    }
     if let Some(worker) = value("worker_id") {
         config.hostname = worker;
     }
@@ -666,6 +678,22 @@ mod tests {
             Some(std::path::Path::new("/etc/bootkit/ca.pem"))
         );
         assert_eq!(tls.hostname, "node-7");
+        assert_eq!(tls.client_identity, Some(ClientIdentity::node_default()));
+        assert_eq!(udp.client_identity, None, "UDP presents no certificate");
+        let elsewhere = forwarder_config(&env(&[
+            ("syslog_host", "h"),
+            ("syslog_transport", "tls"),
+            ("tinkerbell_client_cert", "/run/c.pem"),
+            ("tinkerbell_client_key", "/run/k.pem"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            elsewhere.client_identity,
+            Some(ClientIdentity {
+                cert: "/run/c.pem".into(),
+                key: "/run/k.pem".into(),
+            })
+        );
         let tcp = forwarder_config(&env(&[
             ("syslog_host", "h"),
             ("syslog_transport", "tcp"),

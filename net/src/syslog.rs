@@ -6,7 +6,8 @@
 //!   waiting (a bounded buffer; overflow is dropped and counted), and a [`ForwarderTask`] that
 //!   sends the buffered and later lines once the network is up, over UDP (RFC 5426), TCP
 //!   with octet counting (RFC 6587), or TLS with the same framing (RFC 5425, port 6514, the
-//!   host's certificate verified against a CA bundle), reconnecting with backoff. Lines pushed
+//!   host's certificate verified against a CA bundle; the node's client certificate presented
+//!   once its files exist, see [`ClientIdentity`]), reconnecting with backoff. Lines pushed
 //!   before the network was up are sent after it; a count of dropped lines is sent before them.
 //!
 //! A host name (rather than an address) goes through getaddrinfo, which in a static glibc
@@ -22,9 +23,10 @@ pub use format::{
     header_field, priority,
 };
 pub use forwarder::{
-    DEFAULT_CA_FILE, DEFAULT_CAPACITY, DEFAULT_PORT, DEFAULT_TLS_PORT, Event, FORWARDER_APP_NAME,
-    ForwardError, Forwarder, ForwarderConfig, ForwarderTask, MAX_CAPACITY, MAX_MSG_LEN,
-    RECONNECT_BACKOFF, Transport, write_octet_counted,
+    ClientIdentity, DEFAULT_CA_FILE, DEFAULT_CAPACITY, DEFAULT_CLIENT_CERT_FILE,
+    DEFAULT_CLIENT_KEY_FILE, DEFAULT_PORT, DEFAULT_TLS_PORT, Event, FORWARDER_APP_NAME,
+    ForwardError, Forwarder, ForwarderConfig, ForwarderTask, IDENTITY_CHECK_INTERVAL, MAX_CAPACITY,
+    MAX_MSG_LEN, RECONNECT_BACKOFF, Transport, write_octet_counted,
 };
 
 #[cfg(test)]

@@ -1,5 +1,13 @@
 //! `proto.WorkflowService` for workers of both protocols, on the store.
+//!
+//! Every worker call says who it is (issue 15 §1): the client certificate a node got at
+//! enrollment, verified by the TLS handshake against the node CA, names its node through the
+//! store's `node_credentials`; such a call acts only as that node (another node's worker id,
+//! workflow or action is PERMISSION_DENIED). A call without one is UNAUTHENTICATED unless the
+//! site serves upstream workers (`serve --allow-unauthenticated-workers`), which cannot
+//! present our credentials.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tink_proto::current::workflow_service_server::WorkflowService as CurrentService;
@@ -21,12 +29,151 @@ use crate::store::{ActionRecord, ActionReport, ReportTarget, Store, StoreError};
 #[derive(Clone)]
 pub struct WorkflowServer {
     store: Arc<Store>,
+    allow_unauthenticated: bool,
+}
+
+/// Who a worker call comes from.
+#[derive(Debug)]
+enum Caller {
+    /// A node with an active credential: it acts only as itself.
+    Node(NodeScope),
+    /// No client certificate, and the site allows unauthenticated workers.
+    Unauthenticated,
+}
+
+/// An authenticated node and the hardware records that are its own.
+#[derive(Debug)]
+struct NodeScope {
+    node_id: String,
+    /// Hardware ids by its id and its MACs: discovery names its record by the boot MAC,
+    /// `provisioner apply` by any id holding one of its MACs.
+    hardware: BTreeSet<String>,
+}
+
+impl NodeScope {
+    fn check(&self, method: &str, what: &str, hardware: &str) -> Result<(), Status> {
+        if self.hardware.contains(hardware) {
+            return Ok(());
+        }
+        tracing::warn!(
+            node = self.node_id,
+            hardware,
+            method,
+            "refused: a node asked for another machine's work"
+        );
+        Err(Status::permission_denied(format!(
+            "{method}: the client certificate is node {:?}'s, and {what} belongs to hardware \
+             {hardware:?}, which is not that node: a node acts only as itself",
+            self.node_id
+        )))
+    }
+}
+
+impl Caller {
+    /// Checks that `hardware` is the caller's own; anyone's for unauthenticated workers.
+    fn may_act_for(&self, method: &str, what: &str, hardware: &str) -> Result<(), Status> {
+        match self {
+            Caller::Node(scope) => scope.check(method, what, hardware),
+            Caller::Unauthenticated => Ok(()),
+        }
+    }
 }
 
 impl WorkflowServer {
-    /// The workflow service over `store`.
-    pub fn new(store: Arc<Store>) -> Self {
-        Self { store }
+    /// The workflow service over `store`. `allow_unauthenticated`: serve calls that present
+    /// no node certificate (upstream workers), acting for any worker id they name.
+    pub fn new(store: Arc<Store>, allow_unauthenticated: bool) -> Self {
+        Self {
+            store,
+            allow_unauthenticated,
+        }
+    }
+
+    /// Who `request` comes from, by the client certificate its TLS connection verified.
+    fn caller<T>(&self, method: &str, request: &Request<T>) -> Result<Caller, Status> {
+        let leaf = request
+            .peer_certs()
+            .and_then(|chain| chain.first().map(|leaf| leaf.as_ref().to_vec()));
+        let Some(leaf) = leaf else {
+            if self.allow_unauthenticated {
+                return Ok(Caller::Unauthenticated);
+            }
+            return Err(Status::unauthenticated(format!(
+                "{method}: no client certificate: present the client certificate from \
+                 enrollment (device discovery writes /run/bootkit/credentials/node.pem and \
+                 node-key.pem; the worker reads TINKERBELL_CLIENT_CERT and \
+                 TINKERBELL_CLIENT_KEY); or the operator runs serve \
+                 --allow-unauthenticated-workers for upstream workers"
+            )));
+        };
+        let fingerprint = crate::node_ca::sha256_hex(&leaf);
+        let Some(node_id) = self.store.active_credential(&fingerprint).map_err(status)? else {
+            tracing::warn!(
+                fingerprint,
+                method,
+                "refused: a revoked, expired or unknown node certificate"
+            );
+            return Err(Status::unauthenticated(format!(
+                "{method}: the client certificate (sha256 {fingerprint}) is not an active \
+                 credential of this provisioner: it was revoked, expired or issued elsewhere; \
+                 the node enrolls again after `provisioner node reprovision KEY` or \
+                 `provisioner node approve-enrollment KEY`"
+            )));
+        };
+        let node = self.store.get_node(&node_id).map_err(status)?;
+        let mut hardware = BTreeSet::new();
+        for key in std::iter::once(&node.id).chain(&node.macs) {
+            match self.store.hardware_for_agent(key) {
+                Ok(id) => {
+                    hardware.insert(id);
+                }
+                Err(StoreError::NotFound { .. }) => {}
+                Err(error) => return Err(status(error)),
+            }
+        }
+        Ok(Caller::Node(NodeScope { node_id, hardware }))
+    }
+
+    /// The hardware `agent` names, checked to be the caller's own.
+    fn agent_hardware(&self, caller: &Caller, method: &str, agent: &str) -> Result<String, Status> {
+        let hardware = self.store.hardware_for_agent(agent).map_err(status)?;
+        caller.may_act_for(method, &format!("worker {agent:?}"), &hardware)?;
+        Ok(hardware)
+    }
+
+    /// Refuses a report on an action that is not the caller's own (before the store applies
+    /// it: a report moves the workflow and the node's lifecycle).
+    fn check_report(
+        &self,
+        caller: &Caller,
+        method: &str,
+        report: &ActionReport<'_>,
+    ) -> Result<(), Status> {
+        if matches!(caller, Caller::Unauthenticated) {
+            return Ok(());
+        }
+        let workflow = self
+            .store
+            .get_workflow(report.workflow_id)
+            .map_err(status)?;
+        let action = workflow.actions.iter().find(|action| match report.target {
+            ReportTarget::ActionId(id) => action.action_id == id,
+            ReportTarget::Names { task, action: name } => {
+                action.task_name == task && action.name == name
+            }
+        });
+        // An unknown action is the store's NOT_FOUND to report, with its message.
+        match action {
+            Some(action) => caller.may_act_for(
+                method,
+                &format!(
+                    "action {:?} of workflow {:?}",
+                    action.name, report.workflow_id
+                ),
+                &action.worker,
+            ),
+            None => Ok(()),
+        }
     }
 
     /// Both protocols as one tonic service.
@@ -93,9 +240,10 @@ impl CurrentService for WorkflowServer {
         &self,
         request: Request<ActionRequest>,
     ) -> Result<Response<ActionResponse>, Status> {
+        let caller = self.caller("GetAction", &request)?;
         let request = request.into_inner();
         let agent_id = required("GetAction", "agent_id", request.agent_id())?;
-        let hardware = self.store.hardware_for_agent(agent_id).map_err(status)?;
+        let hardware = self.agent_hardware(&caller, "GetAction", agent_id)?;
         if let Some(attributes) = &request.agent_attributes {
             record_attributes(&self.store, &hardware, attributes);
         }
@@ -120,8 +268,9 @@ impl CurrentService for WorkflowServer {
         &self,
         request: Request<ActionStatusRequest>,
     ) -> Result<Response<ActionStatusResponse>, Status> {
-        let request = request.into_inner();
         let method = "ReportActionStatus";
+        let caller = self.caller(method, &request)?;
+        let request = request.into_inner();
         let state = match request.action_state() {
             StateType::Unspecified => {
                 return Err(Status::invalid_argument(format!(
@@ -139,7 +288,7 @@ impl CurrentService for WorkflowServer {
             .as_ref()
             .map(|message| message.message())
             .unwrap_or_default();
-        self.report(&ActionReport {
+        let report = ActionReport {
             workflow_id: required(method, "workflow_id", request.workflow_id())?,
             target: ReportTarget::ActionId(required(method, "action_id", request.action_id())?),
             agent: request.agent_id(),
@@ -148,7 +297,9 @@ impl CurrentService for WorkflowServer {
             stopped_ms: timestamp_ms(&request.execution_stop),
             duration_ms: None,
             message,
-        })?;
+        };
+        self.check_report(&caller, method, &report)?;
+        self.report(&report)?;
         Ok(Response::new(ActionStatusResponse {}))
     }
 }
@@ -204,9 +355,11 @@ impl LegacyService for WorkflowServer {
         &self,
         request: Request<WorkflowContextRequest>,
     ) -> Result<Response<ContextStream>, Status> {
+        let method = "GetWorkflowContexts";
+        let caller = self.caller(method, &request)?;
         let request = request.into_inner();
-        let worker_id = required("GetWorkflowContexts", "worker_id", &request.worker_id)?;
-        let hardware = self.store.hardware_for_agent(worker_id).map_err(status)?;
+        let worker_id = required(method, "worker_id", &request.worker_id)?;
+        let hardware = self.agent_hardware(&caller, method, worker_id)?;
         let contexts = self.store.contexts_for(&hardware).map_err(status)?;
         let messages: Vec<Result<WorkflowContext, Status>> = contexts
             .into_iter()
@@ -229,9 +382,26 @@ impl LegacyService for WorkflowServer {
         &self,
         request: Request<WorkflowActionsRequest>,
     ) -> Result<Response<WorkflowActionList>, Status> {
+        let method = "GetWorkflowActions";
+        let caller = self.caller(method, &request)?;
         let request = request.into_inner();
-        let workflow_id = required("GetWorkflowActions", "workflow_id", &request.workflow_id)?;
+        let workflow_id = required(method, "workflow_id", &request.workflow_id)?;
         let workflow = self.store.get_workflow(workflow_id).map_err(status)?;
+        if let Caller::Node(scope) = &caller {
+            // The action list names every worker's images and environment: a node reads
+            // only the workflows it takes part in.
+            let own = workflow
+                .actions
+                .iter()
+                .any(|action| scope.hardware.contains(&action.worker));
+            if !own {
+                let worker = workflow
+                    .actions
+                    .first()
+                    .map_or("", |action| action.worker.as_str());
+                scope.check(method, &format!("workflow {workflow_id:?}"), worker)?;
+            }
+        }
         let action_list = workflow.actions.into_iter().map(workflow_action).collect();
         Ok(Response::new(WorkflowActionList { action_list }))
     }
@@ -240,8 +410,9 @@ impl LegacyService for WorkflowServer {
         &self,
         request: Request<WorkflowActionStatus>,
     ) -> Result<Response<Empty>, Status> {
-        let request = request.into_inner();
         let method = "ReportActionStatus";
+        let caller = self.caller(method, &request)?;
+        let request = request.into_inner();
         let state = match request.action_status() {
             LegacyState::Pending => State::Pending,
             LegacyState::Running => State::Running,
@@ -253,7 +424,7 @@ impl LegacyService for WorkflowServer {
         // RUNNING action, the end of a finished one.
         let reported_at = timestamp_ms(&request.created_at);
         let running = state == State::Running;
-        self.report(&ActionReport {
+        let report = ActionReport {
             workflow_id: required(method, "workflow_id", &request.workflow_id)?,
             target: ReportTarget::Names {
                 task: required(method, "task_name", &request.task_name)?,
@@ -265,7 +436,9 @@ impl LegacyService for WorkflowServer {
             stopped_ms: reported_at.filter(|_| !running),
             duration_ms: (!running).then(|| request.seconds.saturating_mul(1000)),
             message: &request.message,
-        })?;
+        };
+        self.check_report(&caller, method, &report)?;
+        self.report(&report)?;
         Ok(Response::new(Empty {}))
     }
 }

@@ -143,6 +143,40 @@ pub fn server_config(
     key_pem_path: &Path,
     client_ca: Option<&Path>,
 ) -> anyhow::Result<Arc<ServerConfig>> {
+    let client_ca = match client_ca {
+        Some(path) => Some((
+            read_certificates(path)?,
+            format!("the client CA {}", path.display()),
+        )),
+        None => None,
+    };
+    server_config_with_client_ca(cert_pem_path, key_pem_path, client_ca)
+}
+
+/// [`server_config`] with the client CA given as PEM text, named `what` in errors (the node
+/// CA, which `serve` holds loaded).
+pub fn server_config_with_client_ca_pem(
+    cert_pem_path: &Path,
+    key_pem_path: &Path,
+    client_ca_pem: &str,
+    what: &str,
+) -> anyhow::Result<Arc<ServerConfig>> {
+    let certificates = CertificateDer::pem_slice_iter(client_ca_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{what} is not PEM certificates"))?;
+    anyhow::ensure!(!certificates.is_empty(), "{what} holds no PEM certificate");
+    server_config_with_client_ca(
+        cert_pem_path,
+        key_pem_path,
+        Some((certificates, what.to_string())),
+    )
+}
+
+fn server_config_with_client_ca(
+    cert_pem_path: &Path,
+    key_pem_path: &Path,
+    client_ca: Option<(Vec<CertificateDer<'static>>, String)>,
+) -> anyhow::Result<Arc<ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = read_certificates(cert_pem_path)?;
     let key = PrivateKeyDer::from_pem_file(key_pem_path).with_context(|| {
@@ -156,22 +190,17 @@ pub fn server_config(
         .context("the TLS library refused its default protocol versions")?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
-        Some(ca_path) => {
+        Some((certificates, what)) => {
             let mut roots = rustls::RootCertStore::empty();
-            for certificate in read_certificates(ca_path)? {
-                roots.add(certificate).with_context(|| {
-                    format!(
-                        "the client CA {} is not a usable CA certificate",
-                        ca_path.display()
-                    )
-                })?;
+            for certificate in certificates {
+                roots
+                    .add(certificate)
+                    .with_context(|| format!("{what} is not a usable CA certificate"))?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .allow_unauthenticated()
                 .build()
-                .with_context(|| {
-                    format!("the client CA {} cannot verify clients", ca_path.display())
-                })?;
+                .with_context(|| format!("{what} cannot verify clients"))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -186,7 +215,8 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-fn read_certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+/// Every certificate of a PEM file, in order; an error names the file when it holds none.
+pub fn read_certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let certificates = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
         .with_context(|| format!("reading the PEM certificates {} failed", path.display()))?;

@@ -6,17 +6,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Subcommand};
 use provisioner::store::Store;
 
 use cli::admin::InitArgs;
+use cli::audit::{AuditArgs, LocalChange};
 use cli::nodes::{NodeCommand, ProfileCommand};
 use cli::objects::{ApplyArgs, GetArgs};
 use cli::output::Output;
 use cli::records::{HardwareCommand, TemplateCommand, WorkflowCommand};
 use cli::serve::ServeArgs;
 
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(
     name = "provisioner",
     about = "Provisions bare-metal nodes over PXE: boot service, registration and profiles, Tinkerbell workflows, status and logs"
@@ -69,11 +70,24 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// First run: create a CA, a server certificate and an admin token.
     Init(InitArgs),
+    /// The audit log: every change through the admin API or this CLI, and every refused
+    /// admin request (who, what, when, from where).
+    Audit(AuditArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    let command = Cli::command();
+    let matches = command.clone().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    // This CLI changes the database directly, past the admin API's audit: it records its
+    // changes itself.
+    let change = LocalChange::of(&command, &matches);
+    let db = cli.db.clone();
+    let result = run(cli);
+    if let (Some(change), Some(db)) = (change, db) {
+        change.record(&db, result.is_ok());
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("provisioner: {error:#}");
@@ -101,5 +115,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Profile { action } => cli::nodes::profile(&open()?, &out, action),
         Command::Serve(args) => cli::serve::serve(open()?, *args),
         Command::Init(args) => cli::admin::init(&args, &out),
+        Command::Audit(args) => cli::audit::audit(&open()?, &args, out.json),
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::boot::{HttpCounters, SyslogSinkCounters};
 use crate::state::State;
@@ -26,6 +26,13 @@ pub struct Metrics {
     pub syslog_sink: Arc<SyslogSinkCounters>,
     /// Node-facing HTTP requests.
     pub http: Arc<HttpCounters>,
+    /// Requests refused by the per-source rate limits of boot scripts and onboarding (DHCP's
+    /// are in [`bootkit_dhcp::Counters::rate_limited`]).
+    pub rate_limited: Arc<crate::limits::RateLimitCounters>,
+    /// `serve --allow-unauthenticated-workers`: set once at start, shown as a gauge.
+    pub unauthenticated_workers_allowed: AtomicBool,
+    /// The kernel's drops on the DHCP, TFTP and syslog UDP sockets.
+    pub udp_drops: crate::udp_drops::UdpDrops,
 }
 
 const WORKFLOW_STATES: [State; 5] = [
@@ -46,6 +53,17 @@ impl Metrics {
         let mut out = Exposition::default();
         self.render_fleet(store, &mut out)?;
         self.render_counters(&mut out);
+        self.render_udp_drops(&mut out);
+        out.family(
+            "provisioner_unauthenticated_workers_allowed",
+            "gauge",
+            "1 when serve --allow-unauthenticated-workers lets workers without a node certificate act for any worker id.",
+        );
+        out.sample(
+            "provisioner_unauthenticated_workers_allowed",
+            &[],
+            u8::from(self.unauthenticated_workers_allowed.load(Ordering::Relaxed)),
+        );
         Ok(out.text)
     }
 
@@ -89,11 +107,35 @@ impl Metrics {
         Ok(())
     }
 
+    /// The kernel's per-socket drop counters; a failed read of /proc is logged and leaves
+    /// the family out rather than failing the whole scrape.
+    fn render_udp_drops(&self, out: &mut Exposition) {
+        let totals = match self.udp_drops.totals() {
+            Ok(totals) => totals,
+            Err(error) => {
+                tracing::warn!(%error, "reading the UDP drop counters from /proc/net/udp failed");
+                return;
+            }
+        };
+        if totals.is_empty() {
+            return;
+        }
+        let name = "provisioner_udp_drops_total";
+        out.family(
+            name,
+            "counter",
+            "Datagrams the kernel dropped on a boot service UDP socket (receive buffer full), by socket.",
+        );
+        for (socket, drops) in totals {
+            out.sample(name, &[("socket", socket)], drops);
+        }
+    }
+
     fn render_counters(&self, out: &mut Exposition) {
         let dhcp = &self.dhcp;
         let tftp = &self.tftp;
         let http = &self.http;
-        let counters: [(&str, &str, &AtomicU64); 26] = [
+        let counters: &[(&str, &str, &AtomicU64)] = &[
             (
                 "provisioner_dhcp_received_total",
                 "DHCP packets received.",
@@ -168,8 +210,18 @@ impl Metrics {
             ),
             (
                 "provisioner_syslog_rejected_connections_total",
-                "Syslog TCP connections refused at the connection limit.",
+                "Syslog TCP and TLS connections refused at the connection limit.",
                 &self.syslog.rejected_connections,
+            ),
+            (
+                "provisioner_syslog_tls_failed_handshakes_total",
+                "Syslog TLS connections whose handshake failed (e.g. a certificate the node CA did not sign).",
+                &self.syslog.failed_handshakes,
+            ),
+            (
+                "provisioner_syslog_authenticated_total",
+                "Syslog lines attributed by a node certificate; the others went by address.",
+                &self.syslog_sink.authenticated,
             ),
             (
                 "provisioner_syslog_stored_total",
@@ -220,6 +272,23 @@ impl Metrics {
         for (name, help, counter) in counters {
             out.family(name, "counter", help);
             out.sample(name, &[], counter.load(Ordering::Relaxed));
+        }
+        let limited = "provisioner_rate_limited_total";
+        out.family(
+            limited,
+            "counter",
+            "Requests refused by a per-source rate limit, by endpoint.",
+        );
+        for (endpoint, counter) in [
+            ("dhcp", &dhcp.rate_limited),
+            ("boot_script", &self.rate_limited.boot_script),
+            ("onboarding", &self.rate_limited.onboarding),
+        ] {
+            out.sample(
+                limited,
+                &[("endpoint", endpoint)],
+                counter.load(Ordering::Relaxed),
+            );
         }
     }
 }

@@ -7,10 +7,22 @@
 //! with no default profile, FailedPrecondition for conflicting registrations.
 //!
 //! Credentials: `client_id` is the node id (its boot MAC); `client_secret` is fresh random
-//! text issued with every ONBOARDED answer, of which the store keeps only the SHA-256.
+//! text issued with every ONBOARDED answer, of which the store keeps only the SHA-256. A
+//! request with `bootkit_csr_pem` (and a node CA configured) also gets a client certificate
+//! signed for the node (`bootkit_client_cert_pem`) and the node CA (`bootkit_node_ca_pem`).
+//!
+//! First contact wins (issue 15 §1): a node holding an active credential (certificate or
+//! client secret, not revoked, not expired) is refused PERMISSION_DENIED, and the attempt
+//! changes nothing, until an operator runs `provisioner node approve-enrollment` or `node
+//! reprovision`: someone who knows a node's serial and MAC cannot take its place.
+//!
+//! `CreateNodes` registers nodes, so it is an admin call: it needs the admin token as gRPC
+//! metadata `authorization: Bearer <token>`.
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use onboarding_proto::NodeState;
@@ -27,17 +39,26 @@ use onboarding_proto::v1::{
 };
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use crate::admin::{Auth, bearer_value};
+use crate::node_ca::{NodeCa, NodeCaError};
 use crate::store::text::plain_text;
-use crate::store::{Discovery, Identity, RegistrationSpec, Store, StoreError};
+use crate::store::{AlreadyEnrolled, Discovery, Identity, RegistrationSpec, Store, StoreError};
+use crate::template::FieldError;
 
 /// The project (site) id handed to every onboarded node: one provisioner is one site.
 pub const PROJECT_ID: &str = "bootkit";
+
+/// How long a client secret issued without a node CA stays the node's active credential
+/// (with one, the node CA's certificate lifetime, `--node-cert-lifetime`, applies).
+pub const DEFAULT_CREDENTIAL_LIFETIME: Duration = crate::node_ca::DEFAULT_NODE_CERT_LIFETIME;
 
 /// The onboarding services (device discovery's `onboardingmgr.v1`) over the store.
 #[derive(Clone)]
 pub struct OnboardingServer {
     store: Arc<Store>,
     artifact_base: Option<String>,
+    node_ca: Option<Arc<NodeCa>>,
+    admin: Option<Arc<Auth>>,
 }
 
 impl OnboardingServer {
@@ -47,7 +68,25 @@ impl OnboardingServer {
         Self {
             store,
             artifact_base,
+            node_ca: None,
+            admin: None,
         }
+    }
+
+    /// Signs the client certificates of nodes that send a certificate request; without a
+    /// node CA they get a client secret only.
+    #[must_use]
+    pub fn with_node_ca(mut self, node_ca: Option<Arc<NodeCa>>) -> Self {
+        self.node_ca = node_ca;
+        self
+    }
+
+    /// The admin authentication `CreateNodes` checks its bearer token with; without one
+    /// (no admin token configured) `CreateNodes` is refused.
+    #[must_use]
+    pub fn with_admin_auth(mut self, admin: Option<Auth>) -> Self {
+        self.admin = admin.map(Arc::new);
+        self
     }
 
     /// The non-interactive service (`OnboardNodeStream`) that device discovery calls.
@@ -62,12 +101,20 @@ impl OnboardingServer {
 
     /// The answer to one stream request; failures go in the answer's `status`, so the
     /// stream stays open for the node's next attempt.
-    fn answer(&self, request: &OnboardNodeStreamRequest) -> OnboardNodeStreamResponse {
-        match self.onboard(request) {
+    fn answer(
+        &self,
+        request: &OnboardNodeStreamRequest,
+        caller: &str,
+    ) -> OnboardNodeStreamResponse {
+        match self.onboard(request, caller) {
             Ok(response) => response,
             Err(error) => {
-                let status = crate::grpc::status(rejection(error));
-                tracing::info!(mac = %request.mac_id, "onboarding refused: {}", status.message());
+                let status = match error {
+                    Refusal::Store(error) => crate::grpc::status(rejection(error)),
+                    Refusal::NodeCa(error) => node_ca_status(&error),
+                    Refusal::Enrolled(error) => Status::permission_denied(error.to_string()),
+                };
+                tracing::info!(mac = %request.mac_id, caller, "onboarding refused: {}", status.message());
                 OnboardNodeStreamResponse {
                     status: Some(RpcStatus {
                         code: status.code() as i32,
@@ -83,33 +130,124 @@ impl OnboardingServer {
     fn onboard(
         &self,
         request: &OnboardNodeStreamRequest,
-    ) -> Result<OnboardNodeStreamResponse, StoreError> {
-        let discovered = self
-            .store
-            .discover(&discovery(request, self.artifact_base.clone())?)?;
-        let node = discovered.node;
+        caller: &str,
+    ) -> Result<OnboardNodeStreamResponse, Refusal> {
+        let csr = Some(request.bootkit_csr_pem.trim()).filter(|csr| !csr.is_empty());
+        let lifetime = self
+            .node_ca
+            .as_deref()
+            .map_or(DEFAULT_CREDENTIAL_LIFETIME, NodeCa::lifetime);
+        let enrolled = self.store.enroll(
+            &discovery(request, self.artifact_base.clone())?,
+            caller,
+            lifetime,
+            |node| -> Result<_, Refusal> {
+                match (csr, &self.node_ca) {
+                    (Some(csr), Some(node_ca)) => {
+                        Ok(Some(node_ca.sign(csr, &node.id, node_ca.lifetime())?))
+                    }
+                    (Some(_), None) => {
+                        // The node works with the client secret; its agents then present no
+                        // certificate, which the site may or may not accept.
+                        tracing::warn!(
+                            node = %node.id,
+                            "the node sent a certificate request but serve has no node CA \
+                             (--node-ca-cert, --node-ca-key): it gets a client secret only"
+                        );
+                        Ok(None)
+                    }
+                    (None, _) => Ok(None),
+                }
+            },
+        )?;
+        let node = enrolled.discovered.node;
+        let discovered_workflow = enrolled.discovered.workflow_id;
         let ok = Some(RpcStatus {
             code: Code::Ok as i32,
             ..Default::default()
         });
-        if node.state.awaits_rearm() {
+        let Some(client_secret) = enrolled.client_secret else {
             tracing::info!(node = %node.id, state = %node.state, "onboarding: waits for reprovision");
             return Ok(OnboardNodeStreamResponse {
                 status: ok,
                 node_state: NodeState::Registered as i32,
                 ..Default::default()
             });
-        }
-        let client_secret = self.store.issue_client_secret(&node.id)?;
-        tracing::info!(node = %node.id, workflow = ?discovered.workflow_id, "onboarded");
+        };
+        tracing::info!(
+            node = %node.id,
+            workflow = ?discovered_workflow,
+            caller,
+            certificate = enrolled.certificate.is_some(),
+            "onboarded"
+        );
+        let (bootkit_client_cert_pem, bootkit_node_ca_pem) =
+            match (enrolled.certificate, &self.node_ca) {
+                (Some(certificate), Some(node_ca)) => {
+                    (certificate.cert_pem, node_ca.ca_pem().to_string())
+                }
+                _ => (String::new(), String::new()),
+            };
         Ok(OnboardNodeStreamResponse {
             status: ok,
             node_state: NodeState::Onboarded as i32,
             client_id: node.id,
             client_secret,
             project_id: PROJECT_ID.to_string(),
-            ..Default::default()
+            bootkit_client_cert_pem,
+            bootkit_node_ca_pem,
         })
+    }
+
+    /// Refuses a `CreateNodes` call without the admin token.
+    fn require_admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let given = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| bearer_value(value.as_bytes()));
+        let Some(admin) = &self.admin else {
+            return Err(Status::unauthenticated(
+                "CreateNodes registers nodes, so it needs the admin token, and this provisioner \
+                 has none configured: serve with --admin-token-file (provisioner init writes one)",
+            ));
+        };
+        if admin.admits_token(given) {
+            return Ok(());
+        }
+        let what = if given.is_some() {
+            "the admin token sent is not this provisioner's"
+        } else {
+            "no admin token was sent"
+        };
+        Err(Status::unauthenticated(format!(
+            "CreateNodes registers nodes, so it needs the admin token: {what}; send gRPC metadata \
+             `authorization: Bearer <token>` with the content of serve's --admin-token-file"
+        )))
+    }
+}
+
+/// Why an onboarding request was refused.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    NodeCa(#[from] NodeCaError),
+    #[error(transparent)]
+    Enrolled(#[from] AlreadyEnrolled),
+}
+
+impl From<FieldError> for Refusal {
+    fn from(error: FieldError) -> Self {
+        Refusal::Store(error.into())
+    }
+}
+
+/// A certificate request the node got wrong is its fault; the rest is the server's.
+fn node_ca_status(error: &NodeCaError) -> Status {
+    match error {
+        NodeCaError::Request(_) => Status::invalid_argument(error.to_string()),
+        _ => Status::internal(error.to_string()),
     }
 }
 
@@ -187,9 +325,13 @@ impl NonInteractiveOnboardingService for OnboardingServer {
         request: Request<Streaming<OnboardNodeStreamRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
         let server = self.clone();
+        let caller = request
+            .remote_addr()
+            .as_ref()
+            .map_or_else(|| "an unknown address".to_string(), SocketAddr::to_string);
         let answers = request
             .into_inner()
-            .map(move |request| request.map(|request| server.answer(&request)));
+            .map(move |request| request.map(|request| server.answer(&request, &caller)));
         Ok(Response::new(Box::pin(answers)))
     }
 }
@@ -201,6 +343,7 @@ impl InteractiveOnboardingService for OnboardingServer {
         &self,
         request: Request<CreateNodesRequest>,
     ) -> Result<Response<CreateNodesResponse>, Status> {
+        self.require_admin(&request)?;
         let request = request.into_inner();
         let profile = self
             .store
@@ -220,7 +363,6 @@ impl InteractiveOnboardingService for OnboardingServer {
         Ok(Response::new(CreateNodesResponse {
             payload: request.payload,
             project_id: PROJECT_ID.to_string(),
-            ..Default::default()
         }))
     }
 }

@@ -221,7 +221,15 @@ fn yaml_error(error: serde_yaml_ng::Error) -> FieldError {
     }
 }
 
-/// Replaces each `{{.key}}` (spaces inside the braces allowed) with `values[key]`.
+/// Marks where a `{{...}}` expression stood while the template's YAML is parsed: a character of
+/// Unicode's private use area, which YAML accepts in every kind of scalar (plain, quoted,
+/// block) and which no template needs. [`substitute`] refuses a template that holds it.
+const MARK_OPEN: char = '\u{E000}';
+const MARK_CLOSE: char = '\u{E001}';
+
+/// Renders `text` with `values`: each `{{.key}}` (spaces inside the braces allowed) becomes
+/// `values[key]`, as DATA. The result is the rendered template as YAML text, ready for
+/// [`Template::parse`].
 ///
 /// Only these forms of Go's template language are supported: `{{.key}}`, a field chain
 /// `{{.hardware.status.attributes.inBand.memory.totalBytes}}` (the whole chain is the key), and
@@ -229,11 +237,56 @@ fn yaml_error(error: serde_yaml_ng::Error) -> FieldError {
 /// (the key `hardware.status.attributes.inBand.blockDevices.0.name`). Tinkerbell templates use
 /// them to name the workflow's hardware. Anything else between `{{` and `}}` is an error, as is
 /// a key the map does not have.
+///
+/// Why values are put in after the YAML is parsed rather than pasted into its text: values
+/// come from nodes (a serial, a host name, the hardware inventory) and from the hardware map;
+/// pasted into the text, a serial `x"\n  - name: evil` would close its quoted scalar and add an
+/// action. Here each expression is first replaced by a mark, the template is parsed with the
+/// marks in place (so an expression, quoted or not, is inside exactly one scalar or key), and
+/// only then is each mark replaced, inside that string, by its value; the tree is written back
+/// out by the YAML emitter, which quotes every string as it needs. A value can therefore never
+/// add structure, YAML syntax (anchors, tags, comments) or template syntax (`{{` in a value is
+/// text: substitution is one pass over the template's own expressions). Escaping each value
+/// where it stands would instead need to know whether it stands in a plain, single- or
+/// double-quoted or block scalar, which is the YAML parser's job.
 pub fn substitute(text: &str, values: &BTreeMap<String, String>) -> Result<String, FieldError> {
-    let mut rendered = String::with_capacity(text.len());
+    if let Some(mark) = text.chars().find(|c| [MARK_OPEN, MARK_CLOSE].contains(c)) {
+        return Err(FieldError::new(
+            "template",
+            format!(
+                "contains U+{:04X}, a private-use character the renderer reserves; remove it",
+                u32::from(mark)
+            ),
+        ));
+    }
+    let (marked, expressions) = mark_expressions(text, values)?;
+    if expressions.is_empty() {
+        // Nothing to put in: the text renders as itself (its comments and layout kept).
+        return Ok(text.to_string());
+    }
+    let mut tree: serde_yaml_ng::Value = serde_yaml_ng::from_str(&marked)
+        .map_err(|error| FieldError::new("template", format!("not valid YAML: {error}")))?;
+    fill(&mut tree, &expressions);
+    serde_yaml_ng::to_string(&tree).map_err(|error| {
+        FieldError::new(
+            "template",
+            format!("the rendered template could not be written as YAML: {error}"),
+        )
+    })
+}
+
+/// `text` with each supported expression replaced by a mark (`MARK_OPEN index MARK_CLOSE`),
+/// and the value of each mark, by index. Errors name an unclosed or unsupported expression or
+/// a key `values` lacks.
+fn mark_expressions(
+    text: &str,
+    values: &BTreeMap<String, String>,
+) -> Result<(String, Vec<String>), FieldError> {
+    let mut marked = String::with_capacity(text.len());
+    let mut expressions = Vec::new();
     let mut rest = text;
     while let Some(open) = rest.find("{{") {
-        rendered.push_str(&rest[..open]);
+        marked.push_str(&rest[..open]);
         let after_open = &rest[open + 2..];
         let close = after_open.find("}}").ok_or_else(|| {
             FieldError::new(
@@ -259,11 +312,91 @@ pub fn substitute(text: &str, values: &BTreeMap<String, String>) -> Result<Strin
                 ),
             )
         })?;
-        rendered.push_str(value);
+        marked.push(MARK_OPEN);
+        marked.push_str(&expressions.len().to_string());
+        marked.push(MARK_CLOSE);
+        expressions.push(value.clone());
         rest = &after_open[close + 2..];
     }
-    rendered.push_str(rest);
-    Ok(rendered)
+    marked.push_str(rest);
+    Ok((marked, expressions))
+}
+
+/// Replaces the marks in every string and key of `tree` by their values. The two integer
+/// fields of a template (`timeout`, `global_timeout`) given wholly by an expression take the
+/// value as an integer when it is one, as the text substitution this replaces did
+/// (`timeout: {{.timeout}}`); everywhere else a value stays a string.
+fn fill(tree: &mut serde_yaml_ng::Value, expressions: &[String]) {
+    use serde_yaml_ng::Value;
+    match tree {
+        Value::String(text) => {
+            if let Some(filled) = filled(text, expressions) {
+                *text = filled;
+            }
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(|item| fill(item, expressions)),
+        Value::Mapping(mapping) => {
+            let entries = std::mem::take(mapping);
+            for (mut key, mut value) in entries {
+                fill(&mut key, expressions);
+                let integer_field = matches!(key.as_str(), Some("timeout" | "global_timeout"));
+                let whole = match &value {
+                    Value::String(text) => whole_mark(text),
+                    _ => None,
+                };
+                fill(&mut value, expressions);
+                if integer_field
+                    && whole.is_some()
+                    && let Some(number) = value.as_str().and_then(|text| text.parse::<i64>().ok())
+                {
+                    value = Value::Number(number.into());
+                }
+                mapping.insert(key, value);
+            }
+        }
+        Value::Tagged(tagged) => fill(&mut tagged.value, expressions),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// The index of the one mark `text` is, if it is nothing else.
+fn whole_mark(text: &str) -> Option<usize> {
+    text.strip_prefix(MARK_OPEN)?
+        .strip_suffix(MARK_CLOSE)?
+        .parse()
+        .ok()
+}
+
+/// `text` with its marks replaced by their values, one pass (a value is never searched for
+/// marks); `None` when `text` has none.
+fn filled(text: &str, expressions: &[String]) -> Option<String> {
+    if !text.contains(MARK_OPEN) {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find(MARK_OPEN) {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + MARK_OPEN.len_utf8()..];
+        // Marks are only ever written by `mark_expressions` (a template holding the mark
+        // characters is refused), so each is `OPEN digits CLOSE` with a known index.
+        let value = after.split_once(MARK_CLOSE).and_then(|(index, tail)| {
+            let value = expressions.get(index.parse::<usize>().ok()?)?;
+            Some((value, tail))
+        });
+        match value {
+            Some((value, tail)) => {
+                out.push_str(value);
+                rest = tail;
+            }
+            None => {
+                out.push(MARK_OPEN);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 /// The keys of `text`'s supported expressions (what [`substitute`] would look up), so that a
@@ -425,12 +558,155 @@ tasks:
         assert_eq!(error.field, "tasks[0].actions[0].namespaces.pid", "{error}");
     }
 
+    /// The YAML document `text` is, to compare renderings by what they say, not their layout.
+    fn yaml(text: &str) -> serde_yaml_ng::Value {
+        serde_yaml_ng::from_str(text).unwrap()
+    }
+
+    /// The issue's attack: a serial that closes its quoted scalar and adds an action. The
+    /// workflow keeps the template's one action, and the serial is its environment value as
+    /// sent, whatever YAML or template syntax it holds.
+    #[test]
+    fn a_value_is_data_and_never_structure() {
+        let template = VALID.replace(
+            "environment: {A: \"1\"}",
+            "environment: {A: \"{{.serial}}\", B: '{{.serial}}', C: {{.serial}}}",
+        );
+        for serial in [
+            "x\"\n  - name: evil\n    image: attacker/evil",
+            "x'\n      - name: evil\n        image: attacker/evil",
+            "{{.device_1}}",
+            "}}, D: {{",
+            "# comment",
+            "&anchor x",
+            "*alias",
+            "!!map {}",
+            "a\tb",
+            "a\u{2028}b\u{2029}c\u{85}d",
+            "\0\u{7f}\u{1b}[2J\r\u{feff}\u{fffe}\u{10ffff}\u{d7ff}",
+            "\u{E000}0\u{E001}",
+            "",
+            "null",
+            "60",
+        ] {
+            let values = BTreeMap::from([
+                ("device_1".to_string(), "52:54:00:00:00:01".to_string()),
+                ("serial".to_string(), serial.to_string()),
+            ]);
+            let rendered = substitute(&template, &values).unwrap();
+            let parsed = Template::parse(&rendered).unwrap();
+            assert_eq!(parsed.tasks.len(), 1, "{serial:?}");
+            let task = &parsed.tasks[0];
+            assert_eq!(task.actions.len(), 1, "{serial:?}");
+            assert_eq!(task.actions[0].image.as_deref(), Some("busybox"));
+            assert_eq!(task.worker.as_deref(), Some("52:54:00:00:00:01"));
+            for key in ["A", "B", "C"] {
+                assert_eq!(task.environment[key], serial, "{key} of {serial:?}");
+            }
+        }
+    }
+
+    /// Expressions outside quotes (`DEST_DISK: {{ .disk }}`, as upstream's examples write
+    /// them) still render, and an integer field given by an expression takes an integer.
+    #[test]
+    fn unquoted_expressions_and_integer_fields_render() {
+        let template = VALID
+            .replace("worker: \"{{.device_1}}\"", "worker: {{.device_1}}")
+            .replace("        timeout: 60\n", "        timeout: {{.timeout}}\n");
+        let values = BTreeMap::from([
+            ("device_1".to_string(), "52:54:00:00:00:01".to_string()),
+            ("timeout".to_string(), "90".to_string()),
+        ]);
+        let parsed = Template::parse(&substitute(&template, &values).unwrap()).unwrap();
+        assert_eq!(parsed.tasks[0].worker.as_deref(), Some("52:54:00:00:00:01"));
+        assert_eq!(parsed.tasks[0].actions[0].timeout, Some(90));
+        let refused = substitute("a: \u{E000}", &values).unwrap_err();
+        assert!(refused.reason.contains("U+E000"), "{refused}");
+    }
+
+    /// A seeded generator (the tree has no property-testing crate) of identities made of YAML
+    /// and template syntax: every rendering keeps the template's structure and the value.
+    #[test]
+    fn random_hostile_values_never_change_the_structure() {
+        const PIECES: &[&str] = &[
+            "\"",
+            "'",
+            "\n",
+            "\r\n",
+            "  - ",
+            ": ",
+            "{{",
+            "}}",
+            "{{.device_1}}",
+            "#",
+            "&a",
+            "*a",
+            "!!str",
+            "!x",
+            "\t",
+            "\u{2028}",
+            "\u{85}",
+            "\\",
+            "[",
+            "]",
+            "{",
+            "}",
+            ",",
+            "|",
+            ">",
+            "---",
+            "...",
+            "%YAML",
+            "?",
+            "-",
+            "x",
+            "é",
+            " ",
+            "\0",
+            "\u{1b}[2J",
+            "~",
+            "@",
+            "`",
+        ];
+        let template = VALID.replace(
+            "environment: {A: \"1\"}",
+            "environment: {A: \"{{.serial}}\", B: {{.serial}}}",
+        );
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            // xorshift64*: deterministic, so a failure reproduces.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        for _ in 0..2000 {
+            let length = next() % 12;
+            let serial: String = (0..length)
+                .map(|_| {
+                    let index = usize::try_from(next() % PIECES.len() as u64).unwrap_or(0);
+                    PIECES[index]
+                })
+                .collect();
+            let values = BTreeMap::from([
+                ("device_1".to_string(), "52:54:00:00:00:01".to_string()),
+                ("serial".to_string(), serial.clone()),
+            ]);
+            let parsed = Template::parse(&substitute(&template, &values).unwrap()).unwrap();
+            let task = &parsed.tasks[0];
+            assert_eq!(parsed.tasks.len(), 1, "{serial:?}");
+            assert_eq!(task.actions.len(), 1, "{serial:?}");
+            assert_eq!(task.environment["A"], serial);
+            assert_eq!(task.environment["B"], serial);
+        }
+    }
+
     #[test]
     fn substitution_replaces_keys_and_names_unknown_ones() {
         let values = BTreeMap::from([("device_1".to_string(), "52:54:00:00:00:01".to_string())]);
         assert_eq!(
-            substitute("w: {{.device_1}} {{ .device_1 }}", &values).unwrap(),
-            "w: 52:54:00:00:00:01 52:54:00:00:00:01"
+            yaml(&substitute("w: {{.device_1}} {{ .device_1 }}", &values).unwrap()),
+            yaml("w: 52:54:00:00:00:01 52:54:00:00:00:01")
         );
         let error = substitute("{{.device_2}}", &values).unwrap_err();
         assert!(error.reason.contains("\"device_2\""), "{error}");
@@ -451,13 +727,15 @@ tasks:
             ("hardware.disks.1".to_string(), "second".to_string()),
         ]);
         assert_eq!(
-            substitute(
-                "m={{ .hardware.memory.totalBytes }} d={{ (index .hardware.disks 1).name }} \
-                 i={{(index .hardware.disks 1)}}",
-                &values
-            )
-            .unwrap(),
-            "m=8589934592 d=nvme0n1 i=second"
+            yaml(
+                &substitute(
+                    "m={{ .hardware.memory.totalBytes }} d={{ (index .hardware.disks 1).name }} \
+                     i={{(index .hardware.disks 1)}}",
+                    &values
+                )
+                .unwrap()
+            ),
+            yaml("m=8589934592 d=nvme0n1 i=second")
         );
         let missing = substitute("{{ (index .hardware.disks 0).name }}", &values).unwrap_err();
         assert!(

@@ -202,8 +202,9 @@ async fn profiles_are_created_read_defaulted_and_deleted_when_unused() {
     create_profile(&server.store, db.dir.path());
     let api = server.client();
     let template_id = server.store.list_templates().unwrap()[0].id.clone();
-    let kernel = db.dir.path().join("vmlinuz").display().to_string();
-    let initramfs = db.dir.path().join("initramfs.img").display().to_string();
+    let artifacts = common::fleet::artifacts_dir(db.dir.path());
+    let kernel = artifacts.join("vmlinuz").display().to_string();
+    let initramfs = artifacts.join("initramfs.img").display().to_string();
 
     let spec = json!({
         "name": "lab", "kernel": kernel, "initramfs": initramfs, "template": template_id,

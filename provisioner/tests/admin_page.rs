@@ -186,3 +186,34 @@ async fn without_a_token_the_page_asks_for_one_and_shows_no_nodes() {
         );
     }
 }
+
+/// `serve --allow-unauthenticated-workers` shows as a banner (read from /metrics' gauge); a
+/// site without it shows none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_warns_when_unauthenticated_workers_are_allowed() {
+    let Some(chromium) = chromium() else { return };
+    let db = TestDb::new();
+    let server = AdminServer::start(&db.path(), token_options()).await;
+    let url = server.url(&format!("/#token={ADMIN_TOKEN}"));
+    let dump = |name: &str| {
+        let (chromium, url) = (chromium.clone(), url.clone());
+        let profile = db.dir.path().join(name);
+        tokio::task::spawn_blocking(move || run_chromium(&chromium, &profile, "--dump-dom", &url))
+    };
+    let dom = dump("profile-off").await.unwrap();
+    assert!(
+        dom.contains(
+            "<p id=\"unauthenticated-workers\" class=\"warning\" role=\"alert\" hidden=\"\"></p>"
+        ),
+        "no banner by default:\n{dom}"
+    );
+    server
+        .metrics
+        .unauthenticated_workers_allowed
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let dom = dump("profile-on").await.unwrap();
+    assert!(
+        dom.contains("Unauthenticated workers allowed (serve --allow-unauthenticated-workers)"),
+        "the banner shows:\n{dom}"
+    );
+}

@@ -59,6 +59,8 @@ fn serve(db: &Path, args: &[&str]) -> (ServerProcess, String) {
         .arg("--db")
         .arg(db)
         .arg("serve")
+        // Plaintext gRPC: these tests are about the boot service's listeners.
+        .arg("--allow-unauthenticated-workers")
         .args(args)
         .stderr(Stdio::piped())
         .spawn()

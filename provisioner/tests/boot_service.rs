@@ -48,6 +48,9 @@ fn serving(boot: BootOptions) -> ServeOptions {
         protocols: Default::default(),
         admin: Default::default(),
         boot: Some(boot),
+        // Plaintext gRPC: its clients can present no node certificate.
+        node_ca: None,
+        allow_unauthenticated_workers: true,
     }
 }
 
@@ -56,7 +59,7 @@ impl Fixture {
     async fn start(default: bool, configure: impl FnOnce(&Path, &mut BootOptions)) -> Self {
         let db = TestDb::new();
         let store = Arc::new(db.open());
-        let dir = db.dir.path();
+        let dir = &common::fleet::artifacts_dir(db.dir.path());
         let kernel: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
         let template = store.create_template(TEMPLATE, Some("install")).unwrap();
         store
@@ -76,6 +79,9 @@ impl Fixture {
         let mut boot = BootOptions::new(ADVERTISE);
         boot.http = Some(loopback(0));
         boot.syslog = Some(loopback(0));
+        // These tests ask metadata by address, as cloud-init does (node_trust_grpc asks
+        // by node certificate, and the default's 401).
+        boot.metadata_by_address = true;
         boot.kernel = KernelOptions {
             vlan_id: Some(7),
             extra_args: "bootkit.debug".into(),
@@ -400,9 +406,10 @@ async fn syslog_lines_from_a_node_land_in_its_logs_early_ones_too_and_strangers_
     let lines = fixture.store.node_logs(&node_id, 0, 10).unwrap();
     assert_eq!(
         (lines[0].source.as_str(), lines[0].text.as_str()),
-        ("bootkit", "early boot")
+        ("bootkit (unauthenticated, udp)", "early boot")
     );
-    assert_eq!(lines[1].source, "tink-worker");
+    // UDP: attributed by address only, and marked so.
+    assert_eq!(lines[1].source, "tink-worker (unauthenticated, udp)");
     assert_eq!(lines[1].severity, 4);
     assert_eq!(lines[1].text, "action 1/3 started");
     assert_eq!(lines[2].text, "action 1/3 done");

@@ -140,8 +140,10 @@ async fn serve_answers_workers_for_workflows_the_cli_created() {
         .arg("--db")
         .arg(db.path())
         .args(["serve", "--grpc", &grpc, "--http", &http])
-        // The admin API is not what this test is about.
+        // The admin API is not what this test is about, nor are node credentials (its
+        // worker is a plaintext client).
         .arg("--admin-insecure-no-auth")
+        .arg("--allow-unauthenticated-workers")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -24,7 +24,7 @@ fn refused(db: &TestDb, args: &[&str]) -> String {
 
 /// A template and a default profile "edge" made through the CLI.
 fn profile(db: &TestDb) {
-    let dir = db.dir.path();
+    let dir = &common::fleet::artifacts_dir(db.dir.path());
     for file in ["vmlinuz", "initrd", "template.yaml"] {
         let body = if file == "template.yaml" {
             TEMPLATE

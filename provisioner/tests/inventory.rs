@@ -153,13 +153,16 @@ async fn an_onboarded_nodes_inventory_is_stored_shown_and_rendered_into_its_work
         );
     }
 
-    // A report without an inventory keeps the last one; a new inventory replaces it.
+    // A report without an inventory keeps the last one; a new inventory replaces it. Each
+    // report is an enrollment, allowed again by the operator (first contact wins).
+    server.store.approve_enrollment(MAC).unwrap();
     let again = stream.ask(request(MAC, &json!({"memory": {}}))).await;
     assert_eq!(status(&again).0, Code::Ok, "{again:?}");
     let kept = server.store.node_in_band(MAC).unwrap().unwrap();
     assert_eq!(kept["memory"]["totalBytes"], 68_719_476_736u64);
     let mut upgraded = in_band();
     upgraded["memory"]["totalBytes"] = json!(137_438_953_472u64);
+    server.store.approve_enrollment(MAC).unwrap();
     let again = stream.ask(request(MAC, &json!({"inBand": upgraded}))).await;
     assert_eq!(status(&again).0, Code::Ok, "{again:?}");
     let (_, node) = api.get(&format!("/api/v1/nodes/{MAC}")).await;

@@ -24,7 +24,7 @@ const PROFILE: &str = "local";
 fn create_profile(store: &Store, dir: &std::path::Path) {
     common::fleet::create_profile(store, dir);
     let fleet = store.get_profile(common::fleet::PROFILE).unwrap();
-    let image = dir.join("os.img");
+    let image = common::fleet::artifacts_dir(dir).join("os.img");
     std::fs::write(&image, "image").unwrap();
     store
         .create_profile(&ProfileSpec {

@@ -1,9 +1,12 @@
 //! Device discovery's onboarding protocol against a real server on loopback, with the
-//! generated client: ONBOARDED with credentials, REGISTERED while a node waits for
-//! `reprovision`, and refusals in the response's status while the stream stays open.
+//! generated client: ONBOARDED with credentials, first contact wins (a second onboarding is
+//! refused until an operator approves it), REGISTERED while a node waits for `reprovision`,
+//! refusals in the response's status while the stream stays open, and CreateNodes only with
+//! the admin token.
 
 mod common;
 
+use common::admin::ADMIN_TOKEN;
 use common::fleet::{OS_IMAGE, PROFILE, create_profile, report};
 use common::onboarding::{ANSWER_WAIT, OnboardingStream};
 use common::{TestDb, TestServer};
@@ -30,6 +33,15 @@ fn request(serial: &str) -> OnboardNodeStreamRequest {
         hardware_json: r#"{"memory_bytes": 4294967296}"#.into(),
         bootkit_csr_pem: String::new(),
     }
+}
+
+/// The request with gRPC metadata `authorization: Bearer <token>`.
+fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
 }
 
 fn code(response: &OnboardNodeStreamResponse) -> Code {
@@ -71,10 +83,43 @@ async fn a_node_is_onboarded_then_waits_after_failing_until_reprovisioned() {
         4294967296u64
     );
 
-    // Asked again (the node rebooted mid-way): the same workflow, fresh credentials.
+    // Asked again (the node rebooted mid-way, or someone claims its identity): refused while
+    // its credential is active, naming the operator's fix, and nothing changes.
+    let before = server.store.node_detail(MAC).unwrap();
+    let again = stream
+        .ask(OnboardNodeStreamRequest {
+            host_ip: "127.0.0.99".into(),
+            ..request("")
+        })
+        .await;
+    assert_eq!(code(&again), Code::PermissionDenied, "{again:?}");
+    let message = &again.status.as_ref().unwrap().message;
+    assert!(
+        message.contains("provisioner node approve-enrollment 52:54:00:dd:00:01")
+            && message.contains("provisioner node reprovision"),
+        "{message}"
+    );
+    assert!(again.client_secret.is_empty() && again.client_id.is_empty());
+    assert_eq!(
+        server.store.node_detail(MAC).unwrap(),
+        before,
+        "nothing changed"
+    );
+
+    // The operator approves: one more enrollment wins, the same workflow, fresh credentials.
+    let approved = server.store.approve_enrollment(MAC).unwrap();
+    assert_eq!(
+        approved.revoked, 1,
+        "the client secret was the active credential"
+    );
     let again = stream.ask(request("")).await;
-    assert_eq!(again.node_state, NodeState::Onboarded as i32);
+    assert_eq!(again.node_state, NodeState::Onboarded as i32, "{again:?}");
     assert_ne!(again.client_secret, onboarded.client_secret);
+    assert_eq!(
+        code(&stream.ask(request("")).await),
+        Code::PermissionDenied,
+        "one enrollment per approval"
+    );
     let workflows = server.store.list_workflows().unwrap();
     assert_eq!(workflows.len(), 1);
     assert_eq!(workflows[0].hardware["os_image_url"], OS_IMAGE);
@@ -82,6 +127,8 @@ async fn a_node_is_onboarded_then_waits_after_failing_until_reprovisioned() {
     assert_eq!(workflows[0].hardware["hostname"], "node-525400dd0001");
 
     fail_first_action(&server.store, &workflows[0].id);
+    // Failed and its credential revoked: it waits for reprovisioning, issued nothing.
+    server.store.revoke_node(MAC).unwrap();
     let waiting = stream.ask(request("")).await;
     assert_eq!(code(&waiting), Code::Ok);
     assert_eq!(waiting.node_state, NodeState::Registered as i32);
@@ -89,6 +136,7 @@ async fn a_node_is_onboarded_then_waits_after_failing_until_reprovisioned() {
 
     server.store.reprovision(MAC).unwrap();
     let rearmed = stream.ask(request("")).await;
+    assert_eq!(code(&rearmed), Code::Ok, "{rearmed:?}");
     assert_eq!(rearmed.node_state, NodeState::Onboarded as i32);
     assert_eq!(server.store.list_workflows().unwrap().len(), 2);
 }
@@ -170,8 +218,25 @@ async fn create_nodes_registers_with_the_default_profile() {
             }],
         }],
     };
+    // Without the admin token, or with another, CreateNodes is refused and registers nothing.
+    let anonymous = client.create_nodes(nodes.clone()).await.unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated, "{anonymous:?}");
+    assert!(
+        anonymous
+            .message()
+            .contains("authorization: Bearer <token>"),
+        "says what to send: {}",
+        anonymous.message()
+    );
+    let wrong = client
+        .create_nodes(with_token(nodes.clone(), "not-the-token"))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Code::Unauthenticated, "{wrong:?}");
+    assert!(server.store.list_registrations().unwrap().is_empty());
+
     let created = client
-        .create_nodes(nodes.clone())
+        .create_nodes(with_token(nodes.clone(), ADMIN_TOKEN))
         .await
         .unwrap()
         .into_inner();
@@ -188,6 +253,9 @@ async fn create_nodes_registers_with_the_default_profile() {
     );
 
     server.store.set_default_profile(None).unwrap();
-    let refused = client.create_nodes(nodes).await.unwrap_err();
+    let refused = client
+        .create_nodes(with_token(nodes, ADMIN_TOKEN))
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 }

@@ -56,7 +56,10 @@ fn a_profile_names_the_field_that_is_wrong_and_stores_nothing() {
         os_image: "http://images.example/os.img".into(),
         ..Default::default()
     };
-    let missing = db.dir.path().join("no-such-kernel").display().to_string();
+    let missing = common::fleet::artifacts_dir(db.dir.path())
+        .join("no-such-kernel")
+        .display()
+        .to_string();
     let cases = [
         (
             ProfileSpec {

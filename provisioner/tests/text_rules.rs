@@ -37,10 +37,11 @@ async fn every_kind_of_record_refuses_control_characters_naming_the_field() {
     let db = TestDb::new();
     let server = TestServer::start(&db.path()).await;
     let api = AdminClient::new(server.http_url(), Some(ADMIN_TOKEN));
+    let artifacts = common::fleet::artifacts_dir(db.dir.path());
     for file in ["vmlinuz", "initramfs.img"] {
-        std::fs::write(db.dir.path().join(file), file).unwrap();
+        std::fs::write(artifacts.join(file), file).unwrap();
     }
-    let path = |file: &str| db.dir.path().join(file).display().to_string();
+    let path = |file: &str| artifacts.join(file).display().to_string();
 
     // What the refused records would refer to: a template, hardware and a profile.
     let (status, template) = api

@@ -58,6 +58,9 @@ async fn tftp_refuses_links_out_of_its_root_but_serves_the_ipxe_binaries_through
         protocols: Default::default(),
         admin: Default::default(),
         boot: Some(boot),
+        // Plaintext gRPC: its clients can present no node certificate.
+        node_ca: None,
+        allow_unauthenticated_workers: true,
     };
     let server = RunningServer::start(Arc::new(db.open()), &options)
         .await

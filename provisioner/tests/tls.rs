@@ -48,6 +48,9 @@ async fn a_tls_server_serves_workers_that_trust_its_certificate_only() {
         protocols: Default::default(),
         admin: common::admin::token_options(),
         boot: None,
+        // Workers here present no node certificate.
+        node_ca: None,
+        allow_unauthenticated_workers: true,
     };
     let server = RunningServer::start(store, &options).await.unwrap();
 

@@ -13,7 +13,8 @@
 //! let options = StackOptions::new(
 //!     "127.0.0.1:5000".parse().unwrap(),
 //!     "127.0.0.1:42113".parse().unwrap(),
-//!     ["--grpc", "127.0.0.1:42113", "--admin", "127.0.0.1:42114"],
+//!     // Plaintext gRPC needs the flag: its workers present no node certificate.
+//!     ["--grpc", "127.0.0.1:42113", "--http", "127.0.0.1:42114", "--allow-unauthenticated-workers"],
 //! )?;
 //! let mut stack = Stack::start(options, None)?;
 //! stack.setup_profile(&ProfileSetup::pxe_bootkit("default", "/tmp/emt-test.raw.zst".into())?)?;
@@ -480,6 +481,26 @@ pub struct ProfileSetup {
 }
 
 impl ProfileSetup {
+    /// `provisioner serve`'s `--artifacts-root DIR` flags for this profile's files: the
+    /// provisioner serves profile files only from the roots it is given.
+    pub fn artifact_root_args(&self) -> Vec<String> {
+        let mut roots: Vec<&Path> = Vec::new();
+        let local_image =
+            (!self.os_image.to_string_lossy().contains("://")).then_some(&self.os_image);
+        for file in [&self.kernel, &self.initramfs]
+            .into_iter()
+            .chain(local_image)
+        {
+            if let Some(root) = file.parent().filter(|root| !roots.contains(root)) {
+                roots.push(root);
+            }
+        }
+        roots
+            .into_iter()
+            .flat_map(|root| ["--artifacts-root".to_string(), root.display().to_string()])
+            .collect()
+    }
+
     /// out/pxe-bootkit and the repository's workflow template, with `os_image` and the hex
     /// digest from its `.sha256sum` file beside it; the default profile.
     pub fn pxe_bootkit(name: &str, os_image: PathBuf) -> Result<ProfileSetup> {

@@ -4,7 +4,10 @@
 //! UEFI machine registered by MAC, one UEFI machine nobody registered. Each must PXE-boot the
 //! bootkit, be discovered, run its profile's workflow (write the test OS image, reboot), be
 //! answered "boot your disk" on its next PXE boot, boot the installed disk, and be shown
-//! provisioned with the right profile and identity, a timeline and logs.
+//! provisioned with the right profile and identity, a timeline and logs. Node credentials are
+//! on (gRPC over TLS, the site CA pinned by the boot script, each node enrolled for a client
+//! certificate, no unauthenticated workers allowed): each node must hold an active
+//! certificate and none of its calls may have been refused as unauthenticated.
 //!
 //! Needs root, and what scripts/setup.sh and scripts/build-bootkit.sh provide. Without them
 //! the test says what is missing and passes, unless CI is set: then it fails.

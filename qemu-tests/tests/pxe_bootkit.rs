@@ -47,7 +47,8 @@ fn the_pxe_bootkit_provisions_its_disk_and_reboots() -> Result<()> {
 
     let ns = NetNs::create("pxeboot")?;
     let local = |port: u16| format!("127.0.0.1:{port}");
-    let options = StackOptions::new(
+    let profile = ProfileSetup::pxe_bootkit("default", published)?;
+    let mut options = StackOptions::new(
         local(REGISTRY_PORT).parse()?,
         local(GRPC_PORT).parse()?,
         [
@@ -65,10 +66,14 @@ fn the_pxe_bootkit_provisions_its_disk_and_reboots() -> Result<()> {
             local(SYSLOG_PORT),
             "--tftp".into(),
             "off".into(),
+            // Plaintext gRPC: the node's worker presents no certificate here (the
+            // provisioning test runs with TLS and node credentials).
+            "--allow-unauthenticated-workers".into(),
         ],
     )?;
+    options.serve_args.extend(profile.artifact_root_args());
     let mut stack = Stack::start(options, Some(&ns)).context("starting the provisioning stack")?;
-    stack.setup_profile(&ProfileSetup::pxe_bootkit("default", published)?)?;
+    stack.setup_profile(&profile)?;
 
     let disk = stack.work_dir().join("disk.raw");
     File::create(&disk)?.set_len(256 * MIB)?;

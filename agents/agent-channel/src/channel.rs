@@ -6,9 +6,9 @@ use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::ServerTls;
 use crate::connector::lazy_tls_channel;
 use crate::tls::{self, TlsSetupError};
+use crate::{ClientIdentity, ServerTls};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an HTTP/2 ping may go unanswered before the connection counts as dead.
@@ -45,10 +45,13 @@ pub enum ChannelError {
 
 /// A channel to `authority` (`host:port`) that connects on first use and again after
 /// failures, so a server that is not up yet is an error of the first call, not of this one.
+/// With `identity`, every TLS handshake presents that client certificate (ignored for
+/// [`ServerTls::Plaintext`], which has no handshake). The files are read here, once.
 /// Must be called inside a tokio runtime (the channel's background task starts here).
 pub fn connect_lazy(
     authority: &str,
     tls: &ServerTls,
+    identity: Option<&ClientIdentity>,
     liveness: Liveness,
 ) -> Result<Channel, ChannelError> {
     let address_error = |why: &str| ChannelError::Address {
@@ -62,10 +65,8 @@ pub fn connect_lazy(
         return Err(address_error("it has no port number"));
     }
     let endpoint = with_liveness(endpoint, liveness);
-    let config = match tls {
-        ServerTls::Plaintext => return Ok(endpoint.connect_lazy()),
-        ServerTls::Verified { ca_bundle } => tls::verified_config_with(ca_bundle.as_deref())?,
-        ServerTls::InsecureSkipVerify => tls::unverified_config().map_err(TlsSetupError::Rustls)?,
+    let Some(config) = tls::config_for(tls, identity)? else {
+        return Ok(endpoint.connect_lazy());
     };
     let host = endpoint
         .uri()
@@ -108,7 +109,7 @@ mod tests {
     };
 
     fn address_problem(authority: &str) -> String {
-        match connect_lazy(authority, &ServerTls::Plaintext, LIVENESS) {
+        match connect_lazy(authority, &ServerTls::Plaintext, None, LIVENESS) {
             Err(error @ ChannelError::Address { .. }) => error.to_string(),
             Err(other) => panic!("{authority}: not an address error: {other}"),
             Ok(_) => panic!("{authority}: accepted"),
@@ -141,11 +142,12 @@ mod tests {
             ServerTls::Verified {
                 ca_bundle: Some(bundle),
             },
+            ServerTls::Pinned { ca_sha256: [7; 32] },
             ServerTls::InsecureSkipVerify,
         ];
         for authority in ["provisioner.lan:42113", "10.0.0.1:42113", "[fd00::1]:42113"] {
             for tls in &modes {
-                connect_lazy(authority, tls, LIVENESS)
+                connect_lazy(authority, tls, None, LIVENESS)
                     .unwrap_or_else(|error| panic!("{authority} {tls:?}: {error}"));
             }
         }
@@ -157,7 +159,7 @@ mod tests {
             ca_bundle: Some("/nonexistent/ca.pem".into()),
         };
 
-        let error = connect_lazy("provisioner.lan:42113", &tls, LIVENESS).unwrap_err();
+        let error = connect_lazy("provisioner.lan:42113", &tls, None, LIVENESS).unwrap_err();
 
         assert!(matches!(error, ChannelError::TlsSetup(_)), "{error}");
         let message = bootkit_common::error_chain(&error);

@@ -30,6 +30,23 @@ pub enum ServerTls {
         /// The PEM file of trusted CAs; None: the first of [`tls::SYSTEM_CA_BUNDLES`] that exists.
         ca_bundle: Option<PathBuf>,
     },
+    /// `tinkerbell_ca_sha256=HEX`: the server's chain must hold a certificate with this
+    /// SHA-256 (of its DER), and the leaf must verify, server name included, with that one as
+    /// the only root. The boot script carries the hash, so the image needs no site CA file.
+    Pinned {
+        /// SHA-256 of the site CA certificate's DER.
+        ca_sha256: [u8; 32],
+    },
     /// `tinkerbell_insecure_tls=true`: TLS without checking the certificate.
     InsecureSkipVerify,
+}
+
+/// The client certificate an agent presents in every TLS handshake (mTLS): the node
+/// credential device discovery enrolled for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// PEM file: the client certificate, then any intermediates.
+    pub cert_chain: PathBuf,
+    /// PEM file: the certificate's private key (PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
 }

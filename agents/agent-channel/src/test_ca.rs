@@ -7,6 +7,10 @@
 pub struct TestCa {
     /// The CA certificate in PEM, what an agent's CA bundle file holds.
     pub ca_pem: String,
+    /// The CA certificate (its DER is what `ServerTls::Pinned` hashes).
+    pub ca_cert: rcgen::Certificate,
+    /// The CA's key, to sign more certificates (client certificates in the mTLS tests).
+    pub ca_key: rcgen::KeyPair,
     /// The server's certificate, for `127.0.0.1`, signed by the CA.
     pub server_cert: rcgen::Certificate,
     /// The server certificate's private key.
@@ -28,6 +32,8 @@ impl TestCa {
         )?;
         Ok(TestCa {
             ca_pem: ca.pem(),
+            ca_cert: ca,
+            ca_key,
             server_cert,
             server_key,
         })

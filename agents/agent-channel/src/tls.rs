@@ -2,14 +2,22 @@
 //! tink-worker's registry client. Each caller adds what its protocol needs on top (ALPN `h2`
 //! for gRPC) and decides where its CA bundle comes from.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms, ring};
 use rustls::pki_types::pem::{self, PemObject};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore,
+    SignatureScheme,
+};
+use sha2::{Digest, Sha256};
+
+use crate::{ClientIdentity, ServerTls};
 
 /// CA bundles of the common distributions, for when no bundle is configured.
 pub const SYSTEM_CA_BUNDLES: &[&str] = &[
@@ -50,6 +58,32 @@ pub enum TlsSetupError {
     /// rustls refuses the configuration (for example no protocol version the provider supports).
     #[error("the TLS client cannot be configured")]
     Rustls(#[source] rustls::Error),
+    /// The client certificate or its key cannot be used.
+    #[error("the client certificate {} with key {}", identity.cert_chain.display(), identity.key.display())]
+    ClientIdentity {
+        /// The files, as configured.
+        identity: ClientIdentity,
+        /// What is wrong with them.
+        #[source]
+        source: ClientIdentityError,
+    },
+}
+
+/// Why a client certificate and key cannot be presented; callers put the files in front.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientIdentityError {
+    /// The certificate file cannot be read or is not PEM.
+    #[error("the certificate file cannot be read as PEM")]
+    Certificate(#[source] pem::Error),
+    /// The certificate file holds no certificate.
+    #[error("the certificate file holds no certificate")]
+    NoCertificate,
+    /// The key file cannot be read or holds no PEM private key.
+    #[error("the key file holds no readable PEM private key")]
+    Key(#[source] pem::Error),
+    /// rustls refuses the pair (the key is not the certificate's, or of an unsupported kind).
+    #[error("the key does not fit the certificate or is of an unsupported kind")]
+    Refused(#[source] rustls::Error),
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -87,19 +121,78 @@ pub fn verified_config(roots: RootCertStore) -> Result<ClientConfig, rustls::Err
         .with_no_client_auth())
 }
 
-/// Verifies against `ca_bundle`, or the system's bundle when none is given.
-pub(crate) fn verified_config_with(
-    ca_bundle: Option<&Path>,
-) -> Result<ClientConfig, TlsSetupError> {
+/// The roots for `ca_bundle`, or for the system's bundle when none is given.
+fn roots_for(ca_bundle: Option<&Path>) -> Result<RootCertStore, TlsSetupError> {
     let bundle = match ca_bundle {
         Some(path) => path,
         None => system_ca_bundle().ok_or(TlsSetupError::NoSystemCaBundle)?,
     };
-    let roots = roots_from_bundle(bundle).map_err(|source| TlsSetupError::CaBundle {
+    roots_from_bundle(bundle).map_err(|source| TlsSetupError::CaBundle {
         path: bundle.to_path_buf(),
         source,
-    })?;
-    verified_config(roots).map_err(TlsSetupError::Rustls)
+    })
+}
+
+/// The client configuration for one of the TLS modes of `tls` (None for
+/// [`ServerTls::Plaintext`]), presenting `identity` when one is given.
+pub(crate) fn config_for(
+    tls: &ServerTls,
+    identity: Option<&ClientIdentity>,
+) -> Result<Option<ClientConfig>, TlsSetupError> {
+    let provider = provider();
+    let verifier: Arc<dyn ServerCertVerifier> = match tls {
+        ServerTls::Plaintext => return Ok(None),
+        ServerTls::Verified { ca_bundle } => WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots_for(ca_bundle.as_deref())?),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|error| TlsSetupError::Rustls(rustls::Error::General(error.to_string())))?,
+        ServerTls::Pinned { ca_sha256 } => Arc::new(PinnedCa {
+            ca_sha256: *ca_sha256,
+            provider: provider.clone(),
+        }),
+        ServerTls::InsecureSkipVerify => Arc::new(AcceptAnyCertificate {
+            algorithms: provider.signature_verification_algorithms,
+        }),
+    };
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsSetupError::Rustls)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some(identity) => {
+            let (chain, key) =
+                load_identity(identity).map_err(|source| TlsSetupError::ClientIdentity {
+                    identity: identity.clone(),
+                    source,
+                })?;
+            builder.with_client_auth_cert(chain, key).map_err(|error| {
+                TlsSetupError::ClientIdentity {
+                    identity: identity.clone(),
+                    source: ClientIdentityError::Refused(error),
+                }
+            })?
+        }
+    };
+    Ok(Some(config))
+}
+
+/// The certificate chain (leaf first) and the private key of `identity`'s PEM files.
+fn load_identity(
+    identity: &ClientIdentity,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ClientIdentityError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&identity.cert_chain)
+        .map_err(ClientIdentityError::Certificate)?
+        .collect::<Result<_, _>>()
+        .map_err(ClientIdentityError::Certificate)?;
+    if chain.is_empty() {
+        return Err(ClientIdentityError::NoCertificate);
+    }
+    let key = PrivateKeyDer::from_pem_file(&identity.key).map_err(ClientIdentityError::Key)?;
+    Ok((chain, key))
 }
 
 /// Accepts any server certificate: only for servers the operator explicitly marked insecure.
@@ -113,6 +206,122 @@ pub fn unverified_config() -> Result<ClientConfig, rustls::Error> {
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth())
+}
+
+/// The SHA-256 of a certificate's DER, as `sha256sum` of the DER file and
+/// `openssl x509 -outform der | sha256sum` print it.
+pub fn certificate_sha256(certificate: &[u8]) -> [u8; 32] {
+    Sha256::digest(certificate).into()
+}
+
+fn hex(digest: &[u8; 32]) -> String {
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The server's chain holds no certificate with the pinned hash.
+struct PinNotPresented {
+    pinned: [u8; 32],
+    presented: Vec<[u8; 32]>,
+}
+
+/// rustls shows a certificate error's cause with Debug: the sentence, not the byte arrays.
+impl fmt::Debug for PinNotPresented {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for PinNotPresented {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let presented: Vec<String> = self.presented.iter().map(hex).collect();
+        write!(
+            f,
+            "the server presented no certificate whose SHA-256 is the pinned CA's {} (it presented {}); the pin must be the SHA-256 of the site CA's DER, and the server must send its chain with that CA",
+            hex(&self.pinned),
+            presented.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for PinNotPresented {}
+
+/// Trusts exactly one CA, known by the SHA-256 of its DER: the CA must be in the chain the
+/// server presents, and the leaf must verify (webpki: signature, validity, server name) with
+/// that CA as the only root. Why a hash rather than a file: the boot script carries it on the
+/// kernel command line, so nothing needs to be in the image for a site's own CA.
+#[derive(Debug)]
+struct PinnedCa {
+    ca_sha256: [u8; 32],
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedCa {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let presented: Vec<&CertificateDer<'_>> =
+            std::iter::once(end_entity).chain(intermediates).collect();
+        let Some(ca) = presented
+            .iter()
+            .find(|certificate| certificate_sha256(certificate) == self.ca_sha256)
+        else {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                OtherError(Arc::new(PinNotPresented {
+                    pinned: self.ca_sha256,
+                    presented: presented
+                        .iter()
+                        .map(|certificate| certificate_sha256(certificate))
+                        .collect(),
+                })),
+            )));
+        };
+        let mut roots = RootCertStore::empty();
+        roots.add(CertificateDer::from(ca.to_vec()))?;
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                .build()
+                .map_err(|error| rustls::Error::General(error.to_string()))?;
+        verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// Accepts any certificate chain; handshake signatures are still checked, so the connection
@@ -177,7 +386,10 @@ mod tests {
         let roots = roots_from_bundle(&bundle).unwrap();
 
         assert_eq!(roots.len(), 2);
-        verified_config_with(Some(&bundle)).unwrap();
+        let tls = ServerTls::Verified {
+            ca_bundle: Some(bundle),
+        };
+        assert!(config_for(&tls, None).unwrap().is_some());
     }
 
     #[test]
@@ -185,8 +397,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bundle = dir.path().join("absent.pem");
 
-        let message =
-            bootkit_common::error_chain(&verified_config_with(Some(&bundle)).unwrap_err());
+        let tls = ServerTls::Verified {
+            ca_bundle: Some(bundle.clone()),
+        };
+        let message = bootkit_common::error_chain(&config_for(&tls, None).unwrap_err());
 
         assert!(message.contains(&bundle.display().to_string()), "{message}");
         assert!(message.contains("cannot be read"), "{message}");

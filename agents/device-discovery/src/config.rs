@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bootkit_common::checksum::Sha256Digest;
 use bootkit_common::layered_config::{
     InvalidSetting, Layer, Origin, Setting, boolean_or, parse_bool_arg,
 };
@@ -65,6 +66,11 @@ pub struct Flags {
     /// PEM bundle of the CAs that sign the server's certificate (default: the system's).
     #[arg(long, value_name = "PATH")]
     pub ca_cert: Option<PathBuf>,
+    /// The site CA's SHA-256 (of its DER, 64 hex digits): the server's chain must hold that CA
+    /// and verify to it. Wins over --ca-cert. Also `tinkerbell_ca_sha256=` on the kernel
+    /// command line, which the provisioner's boot script passes.
+    #[arg(long, value_name = "HEX")]
+    pub ca_sha256: Option<String>,
     /// EMT's environment file.
     #[arg(long, default_value = "/etc/hook/env_config")]
     pub env_file: PathBuf,
@@ -80,6 +86,9 @@ pub struct Flags {
     /// Where client_id, client_secret and project_id are written (mode 0600).
     #[arg(long, default_value = "/run/bootkit/client-credentials")]
     pub credentials_dir: PathBuf,
+    /// Where the node credential is written: node-key.pem (0600), node.pem, node-ca.pem.
+    #[arg(long, default_value = "/run/bootkit/credentials")]
+    pub node_credentials_dir: PathBuf,
     /// First retry delay in milliseconds; it doubles up to 16 times this (2 s → 32 s).
     #[arg(long, default_value_t = 2000)]
     pub backoff_base_ms: u64,
@@ -179,6 +188,8 @@ pub struct Config {
     pub output: PathBuf,
     /// [`Flags::credentials_dir`].
     pub credentials_dir: PathBuf,
+    /// [`Flags::node_credentials_dir`].
+    pub node_credentials_dir: PathBuf,
 }
 
 /// Why the configuration cannot be loaded (exit code 2).
@@ -283,6 +294,7 @@ impl Config {
             ip_interval: Duration::from_millis(flags.ip_interval_ms),
             output: flags.output,
             credentials_dir: flags.credentials_dir,
+            node_credentials_dir: flags.node_credentials_dir,
         })
     }
 }
@@ -401,7 +413,8 @@ fn switch(
     }
 }
 
-/// TLS by default with the system's CAs, as the tink-worker and HookOS.
+/// TLS by default with the system's CAs, as the tink-worker and HookOS; a CA pin wins over a
+/// CA file.
 fn server_tls(flags: &Flags, cmdline: &Layer) -> Result<ServerTls, ConfigError> {
     if !switch(flags.tls, cmdline.get("tinkerbell_tls"), true)? {
         return Ok(ServerTls::Plaintext);
@@ -412,6 +425,18 @@ fn server_tls(flags: &Flags, cmdline: &Layer) -> Result<ServerTls, ConfigError> 
         false,
     )? {
         return Ok(ServerTls::InsecureSkipVerify);
+    }
+    if let Some(found) = Setting::from_flag("--ca-sha256", flags.ca_sha256.clone())
+        .or_else(|| cmdline.get("tinkerbell_ca_sha256"))
+    {
+        return match Sha256Digest::parse(&found.value) {
+            Ok(digest) => Ok(ServerTls::Pinned {
+                ca_sha256: digest.0,
+            }),
+            Err(_) => Err(found
+                .invalid("expected the 64 hex digits of the site CA certificate's SHA-256 (sha256sum of its DER)")
+                .into()),
+        };
     }
     let ca_bundle = flags.ca_cert.clone().or_else(|| {
         cmdline
@@ -537,6 +562,49 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(error.contains("required, if-served or off"), "{error}");
+    }
+
+    #[test]
+    fn the_ca_pin_from_the_flag_or_the_kernel_command_line() {
+        let pin = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let config = load(
+            &[],
+            "",
+            &format!("grpc_authority=h:1 tinkerbell_ca=/ca.pem tinkerbell_ca_sha256={pin}"),
+        )
+        .unwrap();
+        let ServerTls::Pinned { ca_sha256 } = config.tls else {
+            panic!("{:?}", config.tls)
+        };
+        assert_eq!(ca_sha256[..2], [0x9f, 0x86]);
+        let other = "ab".repeat(32);
+        let config = load(
+            &["--ca-sha256", &other],
+            "",
+            &format!("grpc_authority=h:1 tinkerbell_ca_sha256={pin}"),
+        )
+        .unwrap();
+        assert_eq!(
+            config.tls,
+            ServerTls::Pinned {
+                ca_sha256: [0xab; 32]
+            },
+            "the flag wins"
+        );
+        let config = load(
+            &[],
+            "",
+            &format!("grpc_authority=h:1 tinkerbell_tls=false tinkerbell_ca_sha256={pin}"),
+        )
+        .unwrap();
+        assert_eq!(config.tls, ServerTls::Plaintext);
+        let error = load(&[], "", "grpc_authority=h:1 tinkerbell_ca_sha256=12345")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("tinkerbell_ca_sha256") && error.contains("64 hex digits"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod console;
+pub mod enroll;
 mod hardware;
 pub mod identity;
 pub mod onboard;
@@ -44,6 +45,12 @@ pub enum RunError {
     /// The credentials cannot be written.
     #[error(transparent)]
     Output(#[from] output::OutputError),
+    /// This boot's key pair cannot be made.
+    #[error(transparent)]
+    Key(#[from] enroll::KeyError),
+    /// The certificate the provisioner signed is not usable.
+    #[error(transparent)]
+    Certificate(#[from] enroll::CertificateError),
 }
 
 /// The onboarding stream stays open while the node waits to be onboarded, so calls are not
@@ -62,7 +69,7 @@ fn channel_hint(error: &ChannelError) -> &'static str {
             "give the onboarding service as host:port (--obm-svc, onboarding_stream_svc= or grpc_authority=)"
         }
         ChannelError::TlsSetup(_) => {
-            "pass --ca-cert (or tinkerbell_ca=) with the provisioner's CA, or --tls false for a plaintext server"
+            "pass --ca-sha256 (or tinkerbell_ca_sha256=) or --ca-cert (or tinkerbell_ca=) with the provisioner's CA, or --tls false for a plaintext server"
         }
     }
 }
@@ -167,24 +174,39 @@ pub async fn run(config: &Config, addresses: &dyn AddressSource) -> Result<Disco
         );
     }
     let mut progress = Progress::default();
+    let mut node_key = None;
     let admission = if config.onboarding == Onboarding::Off {
         Admission::Off
     } else {
+        // Made in RAM for this boot only; the provisioner sees its public half.
+        let key = node_key.insert(enroll::NodeKey::generate(&identity.boot_mac)?);
         let remaining = config.timeout.saturating_sub(started.elapsed());
-        let onboarded = tokio::time::timeout(remaining, onboard(config, &identity, &mut progress))
-            .await
-            .map_err(|_| gave_up(progress.last.clone()))??;
+        let onboarded = tokio::time::timeout(
+            remaining,
+            onboard(config, &identity, key.csr_pem(), &mut progress),
+        )
+        .await
+        .map_err(|_| gave_up(progress.last.clone()))??;
         match onboarded {
             Ok(credentials) => Admission::Onboarded(credentials),
             Err(answer) => Admission::NotServed(answer),
         }
     };
+    let mut node_credential = None;
     if let Some(credentials) = admission.credentials() {
+        if let (Some(key), false) = (&node_key, credentials.client_cert_pem.is_empty()) {
+            let credential = key.accept(&credentials.client_cert_pem, &credentials.node_ca_pem)?;
+            node_credential = Some(output::write_node_credential(
+                &config.node_credentials_dir,
+                &credential,
+            )?);
+        }
         output::write_credentials(&config.credentials_dir, credentials)?;
     }
+    // Last: the env file is the worker's signal that everything it reads is in place.
     output::write_env_file(
         &config.output,
-        &output::env_file_text(&identity, &admission),
+        &output::env_file_text(&identity, &admission, node_credential.as_ref()),
     )?;
     Ok(Discovered {
         identity,
@@ -199,6 +221,7 @@ pub async fn run(config: &Config, addresses: &dyn AddressSource) -> Result<Disco
 async fn onboard(
     config: &Config,
     identity: &Identity,
+    csr_pem: &str,
     progress: &mut Progress,
 ) -> Result<Result<Credentials, NotServed>, RunError> {
     if config.tls == ServerTls::InsecureSkipVerify {
@@ -207,10 +230,15 @@ async fn onboard(
             config.server
         ));
     }
-    let channel = agent_channel::connect_lazy(&config.server, &config.tls, LIVENESS)?;
+    let channel = agent_channel::connect_lazy(&config.server, &config.tls, None, LIVENESS)?;
     let mut backoff = onboard::retry_backoff(config.backoff_base).delays();
-    Ok(
-        onboard::until_onboarded(channel, identity, config.onboarding, &mut backoff, progress)
-            .await,
+    Ok(onboard::until_onboarded(
+        channel,
+        identity,
+        csr_pem,
+        config.onboarding,
+        &mut backoff,
+        progress,
     )
+    .await)
 }

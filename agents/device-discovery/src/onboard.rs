@@ -27,6 +27,11 @@ pub struct Credentials {
     pub client_secret: String,
     /// The project the node belongs to.
     pub project_id: String,
+    /// `bootkit_client_cert_pem`: the client certificate signed for this node's request;
+    /// empty from a server that does not enroll (EMT's onboarding manager).
+    pub client_cert_pem: String,
+    /// `bootkit_node_ca_pem`: the CA that signed it.
+    pub node_ca_pem: String,
 }
 
 impl fmt::Debug for Credentials {
@@ -35,7 +40,8 @@ impl fmt::Debug for Credentials {
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
             .field("project_id", &self.project_id)
-            .finish()
+            .field("client_cert_pem", &!self.client_cert_pem.is_empty())
+            .finish_non_exhaustive()
     }
 }
 
@@ -56,8 +62,9 @@ pub struct Progress {
     pub attempts: u32,
 }
 
-/// The request device discovery sends: upstream's fields plus the bootkit extensions.
-pub fn request(identity: &Identity) -> OnboardNodeStreamRequest {
+/// The request device discovery sends: upstream's fields plus the bootkit extensions
+/// (`csr_pem`: this boot's certificate request, empty to ask for no credential).
+pub fn request(identity: &Identity, csr_pem: &str) -> OnboardNodeStreamRequest {
     OnboardNodeStreamRequest {
         uuid: identity.uuid.clone().unwrap_or_default(),
         serialnum: identity.serial.clone().unwrap_or_default(),
@@ -65,7 +72,7 @@ pub fn request(identity: &Identity) -> OnboardNodeStreamRequest {
         host_ip: identity.ip.clone().unwrap_or_default(),
         mac_ids: identity.macs.clone(),
         hardware_json: identity.hardware.to_string(),
-        bootkit_csr_pem: String::new(),
+        bootkit_csr_pem: csr_pem.to_string(),
     }
 }
 
@@ -75,6 +82,8 @@ enum Answer {
     /// Known but not onboarded yet, or another answer worth retrying: the reason.
     Retry(String),
     NotRegistered(String),
+    /// PERMISSION_DENIED: the node already holds a credential; the server's message.
+    Denied(String),
 }
 
 fn classify(response: OnboardNodeStreamResponse) -> Answer {
@@ -82,6 +91,9 @@ fn classify(response: OnboardNodeStreamResponse) -> Answer {
         let code = Code::from_i32(status.code);
         if code == Code::NotFound {
             return Answer::NotRegistered(status.message.clone());
+        }
+        if code == Code::PermissionDenied {
+            return Answer::Denied(status.message.clone());
         }
         return Answer::Retry(format!(
             "the provisioner answered {code:?}: {}",
@@ -93,6 +105,8 @@ fn classify(response: OnboardNodeStreamResponse) -> Answer {
             client_id: response.client_id,
             client_secret: response.client_secret,
             project_id: response.project_id,
+            client_cert_pem: response.bootkit_client_cert_pem,
+            node_ca_pem: response.bootkit_node_ca_pem,
         }),
         NodeState::Registered => Answer::Retry("registered, waiting to be onboarded".to_string()),
         NodeState::Unspecified => {
@@ -115,6 +129,13 @@ pub fn registration_hint(identity: &Identity, why: &str) -> String {
         identity.serial.as_deref().unwrap_or("(none)"),
         identity.uuid.as_deref().unwrap_or("(none)"),
         identity.boot_mac,
+    )
+}
+
+/// The console note for a refused enrollment: first contact won, and it was not this boot.
+pub fn enrollment_refused_hint(why: &str) -> String {
+    format!(
+        "the provisioner refuses to enroll this node ({why}): this machine already holds an active credential, or someone enrolled as it first; if this is the real machine (a reboot into the bootkit, a replaced disk), an operator must run `provisioner node reprovision KEY` or `provisioner node approve-enrollment KEY`; retrying"
     )
 }
 
@@ -142,12 +163,13 @@ enum StreamEnd {
 pub async fn until_onboarded(
     channel: Channel,
     identity: &Identity,
+    csr_pem: &str,
     onboarding: Onboarding,
     backoff: &mut Delays,
     progress: &mut Progress,
 ) -> Result<Credentials, NotServed> {
     let mut client = NonInteractiveOnboardingServiceClient::new(channel);
-    let request = request(identity);
+    let request = request(identity, csr_pem);
     loop {
         match one_stream(&mut client, &request, identity, backoff, progress).await {
             StreamEnd::Onboarded(credentials) => return Ok(credentials),
@@ -198,6 +220,10 @@ async fn one_stream(
                 console::note(registration_hint(identity, &why));
                 progress.last = format!("not registered: {why}");
             }
+            Answer::Denied(why) => {
+                console::note(enrollment_refused_hint(&why));
+                progress.last = format!("enrollment refused: {why}");
+            }
         }
         tokio::time::sleep(backoff.next_delay()).await;
         if sender.send(request.clone()).await.is_err() {
@@ -215,6 +241,7 @@ fn failed(status: &tonic::Status, identity: &Identity, progress: &mut Progress) 
     match status.code() {
         Code::Unimplemented => return StreamEnd::NotServed(NotServed(why)),
         Code::NotFound => console::note(registration_hint(identity, status.message())),
+        Code::PermissionDenied => console::note(enrollment_refused_hint(status.message())),
         _ => console::note(format_args!("onboarding failed ({why}); retrying")),
     }
     StreamEnd::Broken
@@ -252,6 +279,8 @@ mod tests {
             client_id: "node-1".to_string(),
             client_secret: "s3cr3t-value".to_string(),
             project_id: "p".to_string(),
+            client_cert_pem: String::new(),
+            node_ca_pem: String::new(),
         };
         let shown = format!("{credentials:?}");
         assert!(shown.contains("node-1"));

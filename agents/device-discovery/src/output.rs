@@ -7,6 +7,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::Admission;
+use crate::enroll::NodeCredential;
 use crate::identity::Identity;
 use crate::onboard::Credentials;
 
@@ -61,10 +62,50 @@ pub fn write_credentials(directory: &Path, credentials: &Credentials) -> Result<
     Ok(())
 }
 
+/// The node credential's files in `directory`, as the worker reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeCredentialFiles {
+    /// `node.pem`: the client certificate.
+    pub cert: PathBuf,
+    /// `node-key.pem` (0600): its private key.
+    pub key: PathBuf,
+    /// `node-ca.pem`: the node CA.
+    pub ca: PathBuf,
+}
+
+impl NodeCredentialFiles {
+    /// The file names in `directory`.
+    pub fn in_directory(directory: &Path) -> Self {
+        NodeCredentialFiles {
+            cert: directory.join("node.pem"),
+            key: directory.join("node-key.pem"),
+            ca: directory.join("node-ca.pem"),
+        }
+    }
+}
+
+/// Writes the node credential into `directory`: the key first and 0600 from its creation (it
+/// never exists with wider permissions), then the certificate and the CA (0644, public).
+pub fn write_node_credential(
+    directory: &Path,
+    credential: &NodeCredential,
+) -> Result<NodeCredentialFiles, OutputError> {
+    let files = NodeCredentialFiles::in_directory(directory);
+    write_atomically(&files.key, &credential.key_pem, 0o600)?;
+    write_atomically(&files.cert, &credential.cert_pem, 0o644)?;
+    write_atomically(&files.ca, &credential.ca_pem, 0o644)?;
+    Ok(files)
+}
+
 /// The env file's text; values are quoted only when the shell would need it. `NODE_ID` and
 /// `PROJECT_ID` are empty unless onboarded; `ONBOARDING` says how the worker was let start
-/// (`onboarded`, `not-served` or `off`).
-pub fn env_file_text(identity: &Identity, admission: &Admission) -> String {
+/// (`onboarded`, `not-served` or `off`). With `node_credential`, `TINKERBELL_CLIENT_CERT` and
+/// `TINKERBELL_CLIENT_KEY` name its files for the tink-worker.
+pub fn env_file_text(
+    identity: &Identity,
+    admission: &Admission,
+    node_credential: Option<&NodeCredentialFiles>,
+) -> String {
     let optional = |value: &Option<String>| value.clone().unwrap_or_default();
     let credential = |pick: fn(&Credentials) -> &String| {
         admission
@@ -85,8 +126,14 @@ pub fn env_file_text(identity: &Identity, admission: &Admission) -> String {
         ),
         ("ONBOARDING", admission.name().to_string()),
     ]
-    .iter()
-    .map(|(key, value)| format!("{key}={}\n", shell_value(value)))
+    .into_iter()
+    .chain(node_credential.into_iter().flat_map(|files| {
+        [
+            ("TINKERBELL_CLIENT_CERT", files.cert.display().to_string()),
+            ("TINKERBELL_CLIENT_KEY", files.key.display().to_string()),
+        ]
+    }))
+    .map(|(key, value)| format!("{key}={}\n", shell_value(&value)))
     .collect()
 }
 

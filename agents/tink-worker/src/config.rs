@@ -1,12 +1,16 @@
 //! The worker's configuration, compatible with HookOS and EMT: kernel command line keys
-//! (`grpc_authority=…`, as Smee's iPXE script passes them), environment variables (tink-worker's
-//! `TINKERBELL_GRPC_AUTHORITY`, `ID`, …) overriding them, and a few flags of our own. The
-//! layers, their value rules and the one boolean parser are `bootkit_common::layered_config`.
+//! (`grpc_authority=…`, as Smee's iPXE script passes them), device discovery's env file
+//! (`/run/bootkit/device-discovery.env`: `WORKER_ID`, the node credential's
+//! `TINKERBELL_CLIENT_CERT`/`TINKERBELL_CLIENT_KEY`) over them, environment variables
+//! (tink-worker's `TINKERBELL_GRPC_AUTHORITY`, `ID`, …) over both, and a few flags of our own.
+//! The layers, their value rules and the one boolean parser are `bootkit_common::layered_config`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use bootkit_common::layered_config::{InvalidSetting, Layer, Setting, boolean_or};
+use agent_channel::ClientIdentity;
+use bootkit_common::checksum::Sha256Digest;
+use bootkit_common::layered_config::{InvalidSetting, Layer, Origin, Setting, boolean_or};
 
 /// The flags of `tink-worker` (the rest comes from the command line and the environment).
 #[derive(Debug, Clone, clap::Args)]
@@ -28,7 +32,14 @@ pub struct Flags {
     /// (EMT's worker), instead of only its CMD (tink-agent).
     #[arg(long)]
     pub emt_args: bool,
+    /// Device discovery's env file (the node's worker id and credential files); a missing
+    /// file configures nothing, as on a HookOS-style boot without device discovery.
+    #[arg(long, default_value = DISCOVERY_ENV_FILE)]
+    pub discovery_env_file: PathBuf,
 }
+
+/// Where device discovery writes its env file.
+pub const DISCOVERY_ENV_FILE: &str = "/run/bootkit/device-discovery.env";
 
 impl Default for Flags {
     fn default() -> Self {
@@ -38,6 +49,7 @@ impl Default for Flags {
             namespace: "tinkerbell".to_string(),
             keep_containers: false,
             emt_args: false,
+            discovery_env_file: PathBuf::from(DISCOVERY_ENV_FILE),
         }
     }
 }
@@ -161,9 +173,12 @@ pub struct Config {
     /// The id the worker asks for work under (`worker_id`, `WORKER_ID` or `ID`); without one,
     /// the MAC address of the first network interface that has a real one.
     pub worker_id: String,
-    /// `tinkerbell_tls`, `tinkerbell_insecure_tls` and `tinkerbell_ca`: TLS is on and verified
-    /// unless they say otherwise.
+    /// `tinkerbell_tls`, `tinkerbell_insecure_tls`, `tinkerbell_ca_sha256` and `tinkerbell_ca`:
+    /// TLS is on and verified unless they say otherwise; the pin wins over the CA file.
     pub tls: ServerTls,
+    /// `tinkerbell_client_cert` and `tinkerbell_client_key`: the node credential presented in
+    /// every TLS handshake (None: no client certificate).
+    pub client_identity: Option<ClientIdentity>,
     /// The registry settings for action images.
     pub registry: RegistryConfig,
     /// The HTTP proxy settings.
@@ -198,6 +213,15 @@ pub enum ConfigError {
     /// A value that means nothing for its setting, named with where it came from.
     #[error(transparent)]
     Invalid(#[from] InvalidSetting),
+    /// Device discovery's env file exists but cannot be read.
+    #[error("cannot read {}; fix its permissions or pass another --discovery-env-file", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// One setting: its kernel command line key and its environment names (earlier names win).
@@ -225,6 +249,18 @@ const INSECURE_TLS: Key = Key {
 const CA_BUNDLE: Key = Key {
     cmdline: "tinkerbell_ca",
     env: &["TINKERBELL_CA_CERT"],
+};
+const CA_SHA256: Key = Key {
+    cmdline: "tinkerbell_ca_sha256",
+    env: &["TINKERBELL_CA_SHA256"],
+};
+const CLIENT_CERT: Key = Key {
+    cmdline: "tinkerbell_client_cert",
+    env: &["TINKERBELL_CLIENT_CERT"],
+};
+const CLIENT_KEY: Key = Key {
+    cmdline: "tinkerbell_client_key",
+    env: &["TINKERBELL_CLIENT_KEY"],
 };
 const DOCKER_REGISTRY: Key = Key {
     cmdline: "docker_registry",
@@ -265,9 +301,11 @@ const NO_PROXY: Key = Key {
 /// Where the kernel command line is read from.
 const PROC_CMDLINE: &str = "/proc/cmdline";
 
-/// The kernel command line and the environment, looked up with the environment winning.
+/// The kernel command line, device discovery's env file and the environment, looked up with
+/// the environment winning over the env file, and the env file over the command line.
 pub struct Sources {
     cmdline: Layer,
+    discovery: Layer,
     env: Layer,
 }
 
@@ -277,20 +315,40 @@ impl Sources {
     pub fn new(cmdline: &str, env: impl IntoIterator<Item = (String, String)>) -> Self {
         Sources {
             cmdline: Layer::from_cmdline(Path::new(PROC_CMDLINE), cmdline),
+            discovery: Layer::empty(Origin::EnvFile(PathBuf::from(DISCOVERY_ENV_FILE))),
             env: Layer::from_env(env),
         }
     }
 
-    /// This process's /proc/cmdline (empty when unreadable, as in a container) and environment.
-    pub fn live() -> Self {
+    /// Adds device discovery's env file `path` with the text `text` (its keys are the
+    /// environment's names).
+    #[must_use]
+    pub fn with_discovery_env_file(mut self, path: &Path, text: &str) -> Self {
+        self.discovery = Layer::from_env_file(path, text);
+        self
+    }
+
+    /// This process's /proc/cmdline (empty when unreadable, as in a container), device
+    /// discovery's env file `discovery_env_file` (empty when missing) and environment.
+    pub fn live(discovery_env_file: &Path) -> Result<Self, ConfigError> {
         let cmdline = std::fs::read_to_string(PROC_CMDLINE).unwrap_or_default();
-        Sources::new(&cmdline, std::env::vars())
+        let discovery =
+            Layer::read(discovery_env_file, Layer::from_env_file).map_err(|source| {
+                ConfigError::Unreadable {
+                    path: discovery_env_file.to_path_buf(),
+                    source,
+                }
+            })?;
+        let mut sources = Sources::new(&cmdline, std::env::vars());
+        sources.discovery = discovery;
+        Ok(sources)
     }
 
     /// An empty value counts as unset (`ID=` in a unit file should not make an empty worker id).
     fn get(&self, key: &Key) -> Option<Setting> {
         self.env
             .get_first(key.env)
+            .or_else(|| self.discovery.get_first(key.env))
             .or_else(|| self.cmdline.get(key.cmdline))
     }
 
@@ -315,7 +373,8 @@ impl Config {
     /// The configuration of this process: flags, the environment, /proc/cmdline and /sys (for
     /// the worker id fallback).
     pub fn load(flags: Flags) -> Result<Config, ConfigError> {
-        Config::from_sources(flags, &Sources::live(), Path::new("/sys"))
+        let sources = Sources::live(&flags.discovery_env_file)?;
+        Config::from_sources(flags, &sources, Path::new("/sys"))
     }
 
     /// The configuration from explicit sources; `sys` is where /sys is (a prepared tree in tests).
@@ -328,6 +387,7 @@ impl Config {
             grpc_authority: grpc_authority(sources)?,
             worker_id: worker_id(sources, sys)?,
             tls: server_tls(sources)?,
+            client_identity: client_identity(sources)?,
             registry: RegistryConfig {
                 hosts_dir: sources.text(&REGISTRY_CONFIG_PATH).map_or_else(
                     || PathBuf::from(bootkit_oci::hosts::DEFAULT_HOSTS_DIR),
@@ -400,9 +460,37 @@ fn server_tls(sources: &Sources) -> Result<ServerTls, ConfigError> {
     if sources.flag(&INSECURE_TLS, false)? {
         return Ok(ServerTls::InsecureSkipVerify);
     }
+    if let Some(found) = sources.get(&CA_SHA256) {
+        return match Sha256Digest::parse(&found.value) {
+            Ok(digest) => Ok(ServerTls::Pinned {
+                ca_sha256: digest.0,
+            }),
+            Err(_) => Err(found
+                .invalid("expected the 64 hex digits of the site CA certificate's SHA-256 (sha256sum of its DER)")
+                .into()),
+        };
+    }
     Ok(ServerTls::Verified {
         ca_bundle: sources.text(&CA_BUNDLE).map(PathBuf::from),
     })
+}
+
+/// Both files or neither: a certificate without its key (or the reverse) is a mistake to
+/// report, not a reason to connect without one.
+fn client_identity(sources: &Sources) -> Result<Option<ClientIdentity>, ConfigError> {
+    match (sources.get(&CLIENT_CERT), sources.get(&CLIENT_KEY)) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(ClientIdentity {
+            cert_chain: PathBuf::from(cert.value),
+            key: PathBuf::from(key.value),
+        })),
+        (Some(cert), None) => Err(cert
+            .invalid("the client certificate needs its key too: set tinkerbell_client_key (TINKERBELL_CLIENT_KEY)")
+            .into()),
+        (None, Some(key)) => Err(key
+            .invalid("the client key needs its certificate too: set tinkerbell_client_cert (TINKERBELL_CLIENT_CERT)")
+            .into()),
+    }
 }
 
 fn comma_list(list: &str) -> Vec<String> {
@@ -578,6 +666,135 @@ mod tests {
             error.contains("worker_id") && error.contains("WORKER_ID"),
             "{error}"
         );
+    }
+
+    fn load_with_discovery(
+        cmdline: &str,
+        discovery: &str,
+        environment: &[(&str, &str)],
+    ) -> Result<Config, ConfigError> {
+        let no_sys = tempfile::tempdir().unwrap();
+        let sources = Sources::new(cmdline, env(environment))
+            .with_discovery_env_file(Path::new(DISCOVERY_ENV_FILE), discovery);
+        Config::from_sources(Flags::default(), &sources, no_sys.path())
+    }
+
+    #[test]
+    fn the_client_credential_comes_from_the_environment_then_discovery_then_cmdline() {
+        let base = "grpc_authority=a:1 worker_id=w";
+        let identity = |cert: &str, key: &str| {
+            Some(ClientIdentity {
+                cert_chain: PathBuf::from(cert),
+                key: PathBuf::from(key),
+            })
+        };
+        let config = load(
+            &format!("{base} tinkerbell_client_cert=/c.pem tinkerbell_client_key=/k.pem"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.client_identity, identity("/c.pem", "/k.pem"));
+        // What device discovery writes wins over the command line.
+        let discovery = "WORKER_ID=52:54:00:aa:bb:cc\nTINKERBELL_CLIENT_CERT=/run/bootkit/credentials/node.pem\nTINKERBELL_CLIENT_KEY=/run/bootkit/credentials/node-key.pem\n";
+        let config = load_with_discovery(
+            &format!("{base} tinkerbell_client_cert=/c.pem tinkerbell_client_key=/k.pem"),
+            discovery,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            config.client_identity,
+            identity(
+                "/run/bootkit/credentials/node.pem",
+                "/run/bootkit/credentials/node-key.pem"
+            )
+        );
+        assert_eq!(config.worker_id, "52:54:00:aa:bb:cc");
+        // The process environment wins over both.
+        let config = load_with_discovery(
+            base,
+            discovery,
+            &[
+                ("TINKERBELL_CLIENT_CERT", "/env.pem"),
+                ("TINKERBELL_CLIENT_KEY", "/env-key.pem"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.client_identity, identity("/env.pem", "/env-key.pem"));
+        assert_eq!(load(base, &[]).unwrap().client_identity, None);
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_is_refused_naming_both() {
+        let error = load(
+            "grpc_authority=a:1 worker_id=w tinkerbell_client_cert=/c.pem",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("tinkerbell_client_cert") && error.contains("tinkerbell_client_key"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_ca_pin_is_read_as_hex_and_wins_over_the_ca_file() {
+        let pin = "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08";
+        let config = load(
+            &format!(
+                "grpc_authority=a:1 worker_id=w tinkerbell_ca=/ca.pem tinkerbell_ca_sha256={pin}"
+            ),
+            &[],
+        )
+        .unwrap();
+        let ServerTls::Pinned { ca_sha256 } = config.tls else {
+            panic!("{:?}", config.tls)
+        };
+        assert_eq!(ca_sha256[..4], [0x9f, 0x86, 0xd0, 0x81]);
+        assert_eq!(ca_sha256[31], 0x08);
+        // tinkerbell_tls=false still means plaintext, pin or not.
+        let config = load(
+            &format!(
+                "grpc_authority=a:1 worker_id=w tinkerbell_tls=false tinkerbell_ca_sha256={pin}"
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.tls, ServerTls::Plaintext);
+    }
+
+    #[test]
+    fn a_bad_ca_pin_is_refused_with_its_origin() {
+        for bad in [
+            "abc",
+            "zz86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        ] {
+            let error = load(
+                "grpc_authority=a:1 worker_id=w",
+                &[("TINKERBELL_CA_SHA256", bad)],
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                error.contains("TINKERBELL_CA_SHA256")
+                    && error.contains("environment")
+                    && error.contains("64 hex digits"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_discovery_env_file_configures_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let sources = Sources::live(&dir.path().join("absent.env")).unwrap();
+        assert!(sources.discovery.get("WORKER_ID").is_none());
+        std::fs::create_dir(dir.path().join("a-directory")).unwrap();
+        let Err(error) = Sources::live(&dir.path().join("a-directory")) else {
+            panic!("a directory is not an env file")
+        };
+        assert!(error.to_string().contains("a-directory"), "{error}");
     }
 
     #[test]

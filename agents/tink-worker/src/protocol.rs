@@ -133,7 +133,7 @@ pub enum ProtocolError {
     },
     /// The TLS client configuration cannot be made (CA bundle).
     #[error(
-        "cannot set up TLS for the workflow server: {why}; check the CA bundle (tinkerbell_ca / TINKERBELL_CA_CERT) or set tinkerbell_tls=false for a plaintext server"
+        "cannot set up TLS for the workflow server: {why}; check the CA bundle (tinkerbell_ca / TINKERBELL_CA_CERT), the client certificate and key (tinkerbell_client_cert / tinkerbell_client_key, which device discovery writes), or set tinkerbell_tls=false for a plaintext server"
     )]
     TlsSetup {
         /// What is wrong (the CA bundle's error).
@@ -141,7 +141,7 @@ pub enum ProtocolError {
     },
     /// The TLS handshake with the server failed.
     #[error(
-        "{operation} at {authority}: the TLS handshake failed: {why}; check the CA bundle (tinkerbell_ca / TINKERBELL_CA_CERT), or tinkerbell_insecure_tls=true to skip certificate checks"
+        "{operation} at {authority}: the TLS handshake failed: {why}; check the CA pin (tinkerbell_ca_sha256) or the CA bundle (tinkerbell_ca / TINKERBELL_CA_CERT), or tinkerbell_insecure_tls=true to skip certificate checks"
     )]
     Tls {
         /// The RPC that failed (`GetAction`, ...).
@@ -236,9 +236,10 @@ impl WorkflowClient {
     /// the channel itself), so a server that is not up yet is an error of the first call, not
     /// of this one.
     pub fn from_config(config: &Config) -> Result<Self, ProtocolError> {
-        Self::new(
+        Self::with_identity(
             &config.grpc_authority,
             &config.tls,
+            config.client_identity.as_ref(),
             &config.worker_id,
             config.protocol,
         )
@@ -248,6 +249,18 @@ impl WorkflowClient {
     pub fn new(
         authority: &str,
         tls: &ServerTls,
+        worker_id: &str,
+        choice: ProtocolChoice,
+    ) -> Result<Self, ProtocolError> {
+        Self::with_identity(authority, tls, None, worker_id, choice)
+    }
+
+    /// [`WorkflowClient::new`], presenting `identity` (the node credential) in every TLS
+    /// handshake.
+    pub fn with_identity(
+        authority: &str,
+        tls: &ServerTls,
+        identity: Option<&agent_channel::ClientIdentity>,
         worker_id: &str,
         choice: ProtocolChoice,
     ) -> Result<Self, ProtocolError> {
@@ -261,7 +274,7 @@ impl WorkflowClient {
                 "tinkerbell_insecure_tls is set: the workflow server's certificate at {authority} is NOT checked; anyone on the network path can impersonate it"
             );
         }
-        let channel = agent_channel::connect_lazy(authority, tls, LIVENESS)
+        let channel = agent_channel::connect_lazy(authority, tls, identity, LIVENESS)
             .map_err(ProtocolError::from_channel)?;
         Ok(WorkflowClient {
             channel,

@@ -573,6 +573,9 @@ async fn a_legacy_worker_named_by_its_mac_gets_the_action_for_named_hardware() {
             protocols: Protocols::Legacy,
             admin: Default::default(),
             boot: None,
+            // Plaintext gRPC: its clients can present no node certificate.
+            node_ca: None,
+            allow_unauthenticated_workers: true,
         };
         let server = RunningServer::start(Arc::clone(&store), &options)
             .await

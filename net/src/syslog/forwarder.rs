@@ -28,6 +28,13 @@ pub const DEFAULT_PORT: u16 = 514;
 pub const DEFAULT_TLS_PORT: u16 = 6514;
 /// The CA bundle that TLS verifies the log host against when none is configured.
 pub const DEFAULT_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// The node's client certificate (PEM) that device discovery writes at enrollment.
+pub const DEFAULT_CLIENT_CERT_FILE: &str = "/run/bootkit/credentials/node.pem";
+/// The node's private key (PEM) for [`DEFAULT_CLIENT_CERT_FILE`].
+pub const DEFAULT_CLIENT_KEY_FILE: &str = "/run/bootkit/credentials/node-key.pem";
+/// How often, at most, a TLS connection without a client certificate looks whether the
+/// certificate has appeared (checked when a line is sent).
+pub const IDENTITY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Lines kept while the log host cannot be reached.
 pub const DEFAULT_CAPACITY: usize = 4096;
 /// The largest buffer accepted; a larger configured capacity is reduced to it.
@@ -104,6 +111,63 @@ pub struct ForwarderConfig {
     /// must chain to; [`DEFAULT_CA_FILE`] when `None`. Read when the task first connects (and
     /// again on each retry until it could be used).
     pub ca_file: Option<PathBuf>,
+    /// For [`Transport::Tls`]: the client certificate to present, once its files exist.
+    /// None: never present one.
+    pub client_identity: Option<ClientIdentity>,
+}
+
+/// A client certificate and its key, as PEM files that may appear after the forwarder
+/// started (the node enrolls later in the boot). Looked for at each connection; when they
+/// appear during a connection without them, the forwarder reconnects once to present them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The leaf's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+impl ClientIdentity {
+    /// The node's enrollment credential: [`DEFAULT_CLIENT_CERT_FILE`] and
+    /// [`DEFAULT_CLIENT_KEY_FILE`].
+    pub fn node_default() -> Self {
+        ClientIdentity {
+            cert: DEFAULT_CLIENT_CERT_FILE.into(),
+            key: DEFAULT_CLIENT_KEY_FILE.into(),
+        }
+    }
+
+    /// Both files exist (device discovery writes the key first, then the certificate).
+    fn present(&self) -> bool {
+        self.cert.is_file() && self.key.is_file()
+    }
+
+    fn load(
+        &self,
+    ) -> Result<
+        (
+            Vec<CertificateDer<'static>>,
+            rustls::pki_types::PrivateKeyDer<'static>,
+        ),
+        ForwardError,
+    > {
+        let error = |reason: String| ForwardError::ClientIdentity {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            reason,
+        };
+        let chain = CertificateDer::pem_file_iter(&self.cert)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| error(format!("the certificate is not PEM: {e}")))?;
+        if chain.is_empty() {
+            return Err(error(
+                "the certificate file holds no PEM CERTIFICATE".into(),
+            ));
+        }
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&self.key)
+            .map_err(|e| error(format!("the key is not a PEM private key: {e}")))?;
+        Ok((chain, key))
+    }
 }
 
 impl ForwarderConfig {
@@ -119,6 +183,7 @@ impl ForwarderConfig {
             backoff: RECONNECT_BACKOFF,
             io_timeout: Duration::from_secs(10),
             ca_file: None,
+            client_identity: None,
         }
     }
 
@@ -146,6 +211,8 @@ pub enum Event {
         peer: SocketAddr,
         /// The transport in use.
         transport: Transport,
+        /// TLS only: whether the client certificate was presented.
+        client_certificate: bool,
     },
     /// The log host cannot be reached; lines stay buffered and it is retried every `retry_in`
     /// or so, growing. Reported once per outage, not on every retry.
@@ -165,8 +232,16 @@ pub enum Event {
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Event::Connected { peer, transport } => {
-                write!(f, "forwarding logs to {peer} over {transport}")
+            Event::Connected {
+                peer,
+                transport,
+                client_certificate,
+            } => {
+                write!(f, "forwarding logs to {peer} over {transport}")?;
+                if *client_certificate {
+                    write!(f, " with the node's client certificate")?;
+                }
+                Ok(())
             }
             Event::Unreachable { error, retry_in } => write!(
                 f,
@@ -241,6 +316,20 @@ pub enum ForwardError {
         /// The CA bundle's path.
         path: PathBuf,
         /// What is wrong with it, e.g. `the file is empty`.
+        reason: String,
+    },
+    /// The client certificate or key exists but cannot be used. Retried at each connection
+    /// (the files may be mid-write); until fixed, lines wait in the buffer.
+    #[error(
+        "cannot use the client certificate {cert} with key {key} for TLS: {reason}; \
+         re-enroll the node (provisioner node reprovision) or remove the files"
+    )]
+    ClientIdentity {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// What is wrong with them.
         reason: String,
     },
     /// The host is not something a certificate can be checked against.
@@ -402,7 +491,23 @@ struct RunState {
     /// connected and unreachable, one per change.
     reported: Reported,
     /// The TLS client, built from the CA bundle once that could be read.
-    tls: Option<TlsConnector>,
+    tls: Option<TlsClient>,
+}
+
+/// The CA roots (read once) and the connector built from them, with or without the client
+/// certificate.
+struct TlsClient {
+    roots: Arc<rustls::RootCertStore>,
+    connector: TlsConnector,
+    client_certificate: bool,
+}
+
+/// How [`ForwarderTask::pump`] ended without an error.
+enum Pumped {
+    /// Every pusher is gone and every line is out.
+    Drained,
+    /// The client certificate appeared: reconnect at once to present it.
+    Reconnect,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -443,19 +548,27 @@ impl ForwarderTask {
                         on_event(Event::Connected {
                             peer: connection.peer(),
                             transport: self.config.transport,
+                            client_certificate: connection.presents_client_certificate(),
                         });
                     }
                     let pumped = self.pump(&mut connection, &mut state, &mut on_event).await;
                     if pumped.is_ok() {
-                        // Every line is out: end the stream cleanly (TLS close_notify).
+                        // Every line is out, or a reconnection follows: end the stream
+                        // cleanly (TLS close_notify).
                         connection.shutdown(self.config.io_timeout).await;
                     }
                     pumped
                 }
                 Err(error) => Err(error),
             };
-            let Err(error) = result else {
-                return;
+            let error = match result {
+                Ok(Pumped::Drained) => return,
+                Ok(Pumped::Reconnect) => {
+                    // Reported afresh, so the log says the certificate is now presented.
+                    state.reported = Reported::Nothing;
+                    continue;
+                }
+                Err(error) => error,
             };
             let wait = state.delays.next_delay();
             if state.reported != Reported::Unreachable {
@@ -476,8 +589,19 @@ impl ForwarderTask {
         connection: &mut Connection,
         state: &mut RunState,
         on_event: &mut impl FnMut(Event),
-    ) -> Result<(), ForwardError> {
+    ) -> Result<Pumped, ForwardError> {
         let timeout = self.config.io_timeout;
+        // Only a TLS connection made without the certificate watches for it to appear.
+        let identity = self.config.client_identity.as_ref().filter(|_| {
+            matches!(
+                connection,
+                Connection::Tls {
+                    client_certificate: false,
+                    ..
+                }
+            )
+        });
+        let mut next_check = tokio::time::Instant::now();
         loop {
             self.report_dropped(connection, on_event).await?;
             let record = match state.pending.take() {
@@ -488,10 +612,19 @@ impl ForwarderTask {
                     closed = connection.closed() => return Err(closed),
                     next = self.lines.recv() => match next {
                         Some(record) => record,
-                        None => return Ok(()),
+                        None => return Ok(Pumped::Drained),
                     },
                 },
             };
+            if let Some(identity) = identity
+                && tokio::time::Instant::now() >= next_check
+            {
+                next_check = tokio::time::Instant::now() + IDENTITY_CHECK_INTERVAL;
+                if identity.present() {
+                    state.pending = Some(record);
+                    return Ok(Pumped::Reconnect);
+                }
+            }
             let line = self.shared.format(&record);
             if let Err(error) = connection.send(&line, timeout).await {
                 state.pending = Some(record);
@@ -542,24 +675,24 @@ enum Connection {
     Tls {
         stream: Box<TlsStream<TcpStream>>,
         peer: SocketAddr,
+        /// Whether the handshake presented [`ForwarderConfig::client_identity`].
+        client_certificate: bool,
     },
 }
 
 impl Connection {
     /// Resolve the host (again each time: its address may have changed) and connect to the
     /// first address that accepts.
-    /// For TLS, the CA bundle is read first (into `tls`, kept for later connections).
+    /// For TLS, the CA bundle is read first (into `tls`, kept for later connections), and
+    /// the client certificate is presented if its files exist now.
     async fn open(
         config: &ForwarderConfig,
-        tls: &mut Option<TlsConnector>,
+        tls: &mut Option<TlsClient>,
     ) -> Result<Connection, ForwardError> {
         let timeout = config.io_timeout;
         let tls = match config.transport {
             Transport::Tls => {
-                let connector = match tls {
-                    Some(connector) => connector.clone(),
-                    None => tls.insert(tls_connector(config.ca_file())?).clone(),
-                };
+                let connector = tls_client(config, tls)?;
                 let host = config.bare_host();
                 let name = ServerName::try_from(host.to_string()).map_err(|_| {
                     ForwardError::ServerName {
@@ -574,8 +707,14 @@ impl Connection {
         for peer in resolve(config).await? {
             let attempt = match (config.transport, &tls) {
                 (Transport::Udp, _) => Self::open_udp(peer).await,
-                (Transport::Tls, Some((connector, name))) => {
-                    Self::open_tls(peer, timeout, connector, name.clone(), config).await
+                (Transport::Tls, Some(((connector, client_certificate), name))) => {
+                    Self::open_tls(peer, timeout, connector, name.clone(), config)
+                        .await
+                        .map(|stream| Connection::Tls {
+                            stream: Box::new(stream),
+                            peer,
+                            client_certificate: *client_certificate,
+                        })
                 }
                 _ => Self::open_tcp(peer, timeout).await,
             };
@@ -618,7 +757,7 @@ impl Connection {
         connector: &TlsConnector,
         name: ServerName<'static>,
         config: &ForwarderConfig,
-    ) -> Result<Connection, ForwardError> {
+    ) -> Result<TlsStream<TcpStream>, ForwardError> {
         let tcp = connect_tcp(peer, timeout, Transport::Tls).await?;
         let host = config.bare_host();
         let stream = within(
@@ -628,10 +767,18 @@ impl Connection {
         )
         .await?
         .map_err(|source| handshake_error(host, peer, source))?;
-        Ok(Connection::Tls {
-            stream: Box::new(stream),
-            peer,
-        })
+        Ok(stream)
+    }
+
+    /// Whether this is a TLS connection that presented the client certificate.
+    fn presents_client_certificate(&self) -> bool {
+        matches!(
+            self,
+            Connection::Tls {
+                client_certificate: true,
+                ..
+            }
+        )
     }
 
     fn peer(&self) -> SocketAddr {
@@ -679,7 +826,7 @@ impl Connection {
         match self {
             Connection::Udp { .. } => std::future::pending().await,
             Connection::Tcp { stream, peer } => read_until_closed(stream, *peer).await,
-            Connection::Tls { stream, peer } => read_until_closed(stream.as_mut(), *peer).await,
+            Connection::Tls { stream, peer, .. } => read_until_closed(stream.as_mut(), *peer).await,
         }
     }
 
@@ -729,9 +876,54 @@ async fn connect_tcp(
     })
 }
 
-/// A TLS client that trusts the CA certificates of the PEM bundle at `path`, with ring as the
-/// crypto provider and TLS 1.2 or 1.3.
-fn tls_connector(path: &Path) -> Result<TlsConnector, ForwardError> {
+/// The connector for this connection (and whether it presents the client certificate):
+/// the cached one unless the certificate's files appeared (or went) since it was built.
+fn tls_client(
+    config: &ForwarderConfig,
+    cached: &mut Option<TlsClient>,
+) -> Result<(TlsConnector, bool), ForwardError> {
+    let identity = config
+        .client_identity
+        .as_ref()
+        .filter(|identity| identity.present());
+    let roots = match cached {
+        Some(client) if client.client_certificate == identity.is_some() => {
+            return Ok((client.connector.clone(), client.client_certificate));
+        }
+        Some(client) => Arc::clone(&client.roots),
+        None => Arc::new(ca_roots(config.ca_file())?),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| ForwardError::CaFile {
+            path: config.ca_file().to_path_buf(),
+            reason: format!("no TLS protocol version available: {error}"),
+        })?
+        .with_root_certificates(Arc::clone(&roots));
+    let client_config = match identity {
+        Some(identity) => {
+            let (chain, key) = identity.load()?;
+            builder.with_client_auth_cert(chain, key).map_err(|error| {
+                ForwardError::ClientIdentity {
+                    cert: identity.cert.clone(),
+                    key: identity.key.clone(),
+                    reason: format!("the key does not fit the certificate: {error}"),
+                }
+            })?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let client = cached.insert(TlsClient {
+        roots,
+        connector: TlsConnector::from(Arc::new(client_config)),
+        client_certificate: identity.is_some(),
+    });
+    Ok((client.connector.clone(), client.client_certificate))
+}
+
+/// The CA certificates of the PEM bundle at `path`.
+fn ca_roots(path: &Path) -> Result<rustls::RootCertStore, ForwardError> {
     let ca_error = |reason: String| ForwardError::CaFile {
         path: path.to_path_buf(),
         reason,
@@ -760,13 +952,7 @@ fn tls_connector(path: &Path) -> Result<TlsConnector, ForwardError> {
             (None, ignored) => format!("none of its {ignored} certificates could be parsed"),
         }));
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| ca_error(format!("no TLS protocol version available: {error}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
+    Ok(roots)
 }
 
 /// A failed handshake: a certificate that does not verify is told apart from other failures.

@@ -237,7 +237,10 @@ async fn tcp_octet_counted_frames_before_and_after() {
     let mut events = spawn(task);
     let mut reader = accept(&listener).await;
     push_after_and_check_frames(&forwarder, &mut reader).await;
-    let Event::Connected { peer, transport } = next_event(&mut events).await else {
+    let Event::Connected {
+        peer, transport, ..
+    } = next_event(&mut events).await
+    else {
         panic!("first event is the connection");
     };
     assert_eq!(peer, SocketAddr::from(([127, 0, 0, 1], port)));

@@ -97,7 +97,10 @@ async fn tls_octet_counted_frames_before_and_after() {
     let mut events = spawn(task);
     let mut reader = accept_tls(&listener, &acceptor).await;
     push_after_and_check_frames(&forwarder, &mut reader).await;
-    let Event::Connected { peer, transport } = next_event(&mut events).await else {
+    let Event::Connected {
+        peer, transport, ..
+    } = next_event(&mut events).await
+    else {
         panic!("first event is the connection");
     };
     assert_eq!(peer, SocketAddr::from(([127, 0, 0, 1], port)));
@@ -251,4 +254,193 @@ async fn an_empty_or_non_pem_ca_file_is_a_clear_error() {
     let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
     let message = ca_file_error(garbage).await;
     assert!(message.contains("could be parsed"), "{message}");
+}
+
+/// `openssl s_server` (the independent peer) on a free port: it prints each client
+/// certificate's `subject=` and the bytes received, one connection after the other.
+/// `require` is `-Verify 1` (a certificate is required), else `-verify 1` (asked for).
+struct OpensslServer {
+    child: std::process::Child,
+    port: u16,
+    output: mpsc::UnboundedReceiver<String>,
+    seen: String,
+}
+
+impl OpensslServer {
+    async fn start(dir: &Path, server: &Ca, node_ca: &Ca, require: bool) -> OpensslServer {
+        let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+        let key = KeyPair::generate().expect("server key");
+        let cert = params
+            .signed_by(&key, &server.cert, &server.key)
+            .expect("server certificate");
+        std::fs::write(dir.join("server.pem"), cert.pem()).expect("write server.pem");
+        std::fs::write(dir.join("server-key.pem"), key.serialize_pem()).expect("write key");
+        std::fs::write(dir.join("node-ca.pem"), node_ca.cert.pem()).expect("write node CA");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut child = std::process::Command::new("openssl")
+            .arg("s_server")
+            .arg("-accept")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(dir.join("server.pem"))
+            .arg("-key")
+            .arg(dir.join("server-key.pem"))
+            .arg("-CAfile")
+            .arg(dir.join("node-ca.pem"))
+            .args([if require { "-Verify" } else { "-verify" }, "1"])
+            // Its stdin stays open (piped, never written): at EOF it would stop.
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run openssl s_server");
+        let stdout = child.stdout.take().expect("s_server stdout");
+        let (lines, output) = mpsc::unbounded_channel();
+        // Read in chunks, not lines: a syslog frame ends without a newline.
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut stdout = stdout;
+            let mut buffer = [0u8; 4096];
+            while let Ok(read) = stdout.read(&mut buffer) {
+                if read == 0 {
+                    return;
+                }
+                let chunk = String::from_utf8_lossy(&buffer[..read]).into_owned();
+                if lines.send(chunk).is_err() {
+                    return;
+                }
+            }
+        });
+        // Listening once it printed ACCEPT.
+        let mut server = OpensslServer {
+            child,
+            port,
+            output,
+            seen: String::new(),
+        };
+        server.wait_for("ACCEPT").await;
+        server
+    }
+
+    /// Reads its output until it contains `text` (past what earlier calls consumed); returns
+    /// the output from there up to `text`.
+    /// Async, so that the forwarder's task runs on the test's runtime meanwhile.
+    async fn wait_for(&mut self, text: &str) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(at) = self.seen.find(text) {
+                let before = self.seen[..at].to_string();
+                self.seen.drain(..at + text.len());
+                return before;
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.output.recv())
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| {
+                    panic!(
+                        "s_server never printed {text:?}; it printed {:?}",
+                        self.seen
+                    )
+                });
+            self.seen.push_str(&chunk);
+        }
+    }
+}
+
+impl Drop for OpensslServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The node's credential as device discovery writes it: key first, then the certificate.
+fn write_node_credential(node_ca: &Ca, identity: &ClientIdentity) {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name.push(DnType::CommonName, "node-1");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate().expect("node key");
+    let cert = params
+        .signed_by(&key, &node_ca.cert, &node_ca.key)
+        .expect("node certificate");
+    std::fs::write(&identity.key, key.serialize_pem()).expect("write node-key.pem");
+    std::fs::write(&identity.cert, cert.pem()).expect("write node.pem");
+}
+
+fn identity_in(dir: &Path) -> ClientIdentity {
+    ClientIdentity {
+        cert: dir.join("node.pem"),
+        key: dir.join("node-key.pem"),
+    }
+}
+
+#[tokio::test]
+async fn the_node_certificate_present_at_connect_is_presented_to_openssl() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server_ca, node_ca) = (Ca::new("site CA"), Ca::new("node CA"));
+    let identity = identity_in(dir.path());
+    write_node_credential(&node_ca, &identity);
+    let mut openssl = OpensslServer::start(dir.path(), &server_ca, &node_ca, true).await;
+    let config = ForwarderConfig {
+        client_identity: Some(identity),
+        ..tls_config(openssl.port, server_ca.write_pem(dir.path()))
+    };
+    let (forwarder, task) = Forwarder::new(config);
+    let mut events = spawn(task);
+    forwarder.push("init", Severity::Notice, "authenticated line");
+    let before = openssl.wait_for("authenticated line").await;
+    assert!(before.contains("subject=CN = node-1"), "{before}");
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Connected {
+            client_certificate: true,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn a_certificate_that_appears_later_makes_the_forwarder_reconnect_with_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server_ca, node_ca) = (Ca::new("site CA"), Ca::new("node CA"));
+    let identity = identity_in(dir.path());
+    let mut openssl = OpensslServer::start(dir.path(), &server_ca, &node_ca, false).await;
+    let config = ForwarderConfig {
+        client_identity: Some(identity.clone()),
+        ..tls_config(openssl.port, server_ca.write_pem(dir.path()))
+    };
+    let (forwarder, task) = Forwarder::new(config);
+    let mut events = spawn(task);
+    forwarder.push("init", Severity::Notice, "before enrollment");
+    let before = openssl.wait_for("before enrollment").await;
+    assert!(!before.contains("subject="), "no certificate yet: {before}");
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Connected {
+            client_certificate: false,
+            ..
+        }
+    ));
+
+    write_node_credential(&node_ca, &identity);
+    // Past the check interval, the next line looks for the files and reconnects with them.
+    tokio::time::sleep(IDENTITY_CHECK_INTERVAL + Duration::from_millis(200)).await;
+    forwarder.push("init", Severity::Notice, "after enrollment");
+    // What s_server printed after the first line: the second connection's certificate.
+    let second_connection = openssl.wait_for("after enrollment").await;
+    assert!(
+        second_connection.contains("subject=CN = node-1"),
+        "{second_connection}"
+    );
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Connected {
+            client_certificate: true,
+            ..
+        }
+    ));
 }

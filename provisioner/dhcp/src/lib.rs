@@ -52,6 +52,7 @@ mod boot;
 mod client;
 mod leasefile;
 mod leases;
+pub mod rate;
 mod reply;
 mod server;
 mod socket;
@@ -188,6 +189,9 @@ pub struct Counters {
     pub ignored: AtomicU64,
     /// Malformed packets and failed sends.
     pub errors: AtomicU64,
+    /// Requests dropped because their client MAC was over its rate limit
+    /// ([`Server::limit_clients`]).
+    pub rate_limited: AtomicU64,
 }
 
 /// Why the DHCP server cannot start or stopped serving.

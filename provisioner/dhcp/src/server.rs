@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use crate::boot::{self, BootInfo, Ignored};
 use crate::client::client_mac;
 use crate::leases::Leases;
+use crate::rate::{Rate, TokenBuckets};
 use crate::reply::{self, AddressInfo};
 use crate::{BootPolicy, Config, Counters, DhcpError, FullConfig, Mode, socket};
 
@@ -64,6 +65,8 @@ struct Answers {
     server_ip: Ipv4Addr,
     boot_files: crate::BootFiles,
     state: State,
+    /// Per client MAC, not per source address: a rack behind one relay shares its giaddr.
+    per_client: Option<TokenBuckets<String>>,
 }
 
 impl Server {
@@ -106,8 +109,18 @@ impl Server {
                 server_ip: config.server_ip,
                 boot_files: config.boot_files,
                 state,
+                per_client: None,
             },
         })
+    }
+
+    /// Limits each client MAC to `rate` requests (both ports together); requests beyond it
+    /// are dropped unanswered and counted in [`Counters::rate_limited`]. `None`: no limit.
+    /// Per MAC because relayed clients all come from their relay's address.
+    #[must_use]
+    pub fn limit_clients(mut self, rate: Option<Rate>) -> Self {
+        self.answers.per_client = rate.map(TokenBuckets::new);
+        self
     }
 
     /// The DHCP socket's address (67, or what port 0 picked).
@@ -118,6 +131,12 @@ impl Server {
     /// The PXE boot server socket (4011) in proxy mode.
     pub fn boot_server_addr(&self) -> Option<SocketAddr> {
         self.boot_server.as_ref().map(|(_, addr)| *addr)
+    }
+
+    /// The sockets requests arrive on (67, and 4011 in proxy mode), for the caller's receive
+    /// buffer sizing and drop counting.
+    pub fn sockets(&self) -> impl Iterator<Item = &UdpSocket> {
+        std::iter::once(&self.dhcp).chain(self.boot_server.as_ref().map(|(socket, _)| socket))
     }
 
     /// Serves until an unrecoverable socket error; stop it by aborting its task.
@@ -260,6 +279,13 @@ impl Answers {
             );
             return None;
         };
+        if let Some(buckets) = &self.per_client
+            && !buckets.admit(&mac)
+        {
+            counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            debug!(%mac, rate = %buckets.rate(), "dropping a DHCP request over the client's rate limit");
+            return None;
+        }
         // Asked only for requests we would answer, so the policy sees each boot attempt once.
         let boot = || boot::decide(&request, &mac, &self.boot_files, policy);
         match &mut self.state {
@@ -295,6 +321,7 @@ impl Answerer {
                 server_ip: config.server_ip,
                 state: State::new(config.mode, config.server_ip)?,
                 boot_files: config.boot_files,
+                per_client: None,
             },
             counters: Counters::default(),
         })

@@ -61,16 +61,29 @@ impl Auth {
         self.open
             || (self.client_certificates
                 && request.extensions().get::<PeerCertificates>().is_some())
+            || self.admits_token(bearer(request.headers()))
+    }
+
+    /// Whether `given` (a bearer token, if the caller sent one) is the admin token, compared
+    /// in constant time; always true when the admin API is open (--admin-insecure-no-auth).
+    /// Also for admin calls outside the admin listener (onboarding's CreateNodes).
+    pub fn admits_token(&self, given: Option<&[u8]>) -> bool {
+        self.open
             || self
                 .token
                 .as_deref()
-                .zip(bearer(request.headers()))
+                .zip(given)
                 .is_some_and(|(expected, given)| bool::from(expected.ct_eq(given)))
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
-    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
+/// The `Authorization: Bearer` value, if the request sends one.
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    bearer_value(headers.get(header::AUTHORIZATION)?.as_bytes())
+}
+
+/// The token of an `authorization` value `Bearer <token>` (HTTP header or gRPC metadata).
+pub fn bearer_value(value: &[u8]) -> Option<&[u8]> {
     let scheme = value.get(..7)?;
     scheme
         .eq_ignore_ascii_case(b"bearer ")

@@ -9,7 +9,7 @@ use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
 
 use super::record_routes;
-use super::reply::{ApiResult, Shared, created, deleted, found, parse_body};
+use super::reply::{ApiResult, Shared, blocking, created, deleted, found, parse_body};
 use crate::store::{ProfileSpec, RegistrationSpec, Store};
 use crate::template::FieldError;
 
@@ -34,42 +34,58 @@ pub(super) fn routes() -> Router<Arc<Store>> {
 }
 
 async fn list_registrations(State(store): Shared) -> ApiResult {
-    found(store.list_registrations()?)
+    blocking(move || found(store.list_registrations()?)).await
 }
 
 async fn register(State(store): Shared, body: Bytes) -> ApiResult {
-    let spec: RegistrationSpec = parse_body(&body)?;
-    created(store.register(&spec)?)
+    blocking(move || {
+        let spec: RegistrationSpec = parse_body(&body)?;
+        created(store.register(&spec)?)
+    })
+    .await
 }
 
 /// The body is OEP's registration CSV as text.
 async fn import_registrations(State(store): Shared, body: Bytes) -> ApiResult {
-    let csv = std::str::from_utf8(&body)
-        .map_err(|error| FieldError::new("body", format!("not UTF-8 text: {error}")))?;
-    created(store.import_registrations(csv)?)
+    // Thousands of rows parsed and inserted: off the async threads.
+    blocking(move || {
+        let csv = std::str::from_utf8(&body)
+            .map_err(|error| FieldError::new("body", format!("not UTF-8 text: {error}")))?;
+        created(store.import_registrations(csv)?)
+    })
+    .await
 }
 
 async fn delete_registration(State(store): Shared, Path(id): Path<String>) -> ApiResult {
-    store.delete_registration(&id)?;
-    deleted()
+    blocking(move || {
+        store.delete_registration(&id)?;
+        deleted()
+    })
+    .await
 }
 
 async fn list_profiles(State(store): Shared) -> ApiResult {
-    found(store.list_profiles()?)
+    blocking(move || found(store.list_profiles()?)).await
 }
 
 async fn create_profile(State(store): Shared, body: Bytes) -> ApiResult {
-    let spec: ProfileSpec = parse_body(&body)?;
-    created(store.create_profile(&spec)?)
+    blocking(move || {
+        let spec: ProfileSpec = parse_body(&body)?;
+        created(store.create_profile(&spec)?)
+    })
+    .await
 }
 
 async fn get_profile(State(store): Shared, Path(name): Path<String>) -> ApiResult {
-    found(store.get_profile(&name)?)
+    blocking(move || found(store.get_profile(&name)?)).await
 }
 
 async fn delete_profile(State(store): Shared, Path(name): Path<String>) -> ApiResult {
-    store.delete_profile(&name)?;
-    deleted()
+    blocking(move || {
+        store.delete_profile(&name)?;
+        deleted()
+    })
+    .await
 }
 
 /// The profile of unregistered nodes, by name; `null` refuses them.
@@ -80,12 +96,18 @@ struct DefaultProfile {
 }
 
 async fn get_default_profile(State(store): Shared) -> ApiResult {
-    let name = store.default_profile()?.map(|profile| profile.name);
-    found(DefaultProfile { name })
+    blocking(move || {
+        let name = store.default_profile()?.map(|profile| profile.name);
+        found(DefaultProfile { name })
+    })
+    .await
 }
 
 async fn set_default_profile(State(store): Shared, body: Bytes) -> ApiResult {
-    let request: DefaultProfile = parse_body(&body)?;
-    store.set_default_profile(request.name.as_deref())?;
-    found(request)
+    blocking(move || {
+        let request: DefaultProfile = parse_body(&body)?;
+        store.set_default_profile(request.name.as_deref())?;
+        found(request)
+    })
+    .await
 }

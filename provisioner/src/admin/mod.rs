@@ -1,13 +1,16 @@
 //! The admin surface: REST API with its OpenAPI document, the status page, Prometheus metrics,
 //! and their authentication (token or client certificate).
 
+mod audit;
 mod auth;
+mod bounded;
 mod enrollment;
 mod nodes;
 mod page;
 mod records;
 mod reply;
 
+pub use audit::token_actor;
 pub use nodes::progress_text;
 
 use std::fmt;
@@ -23,10 +26,11 @@ use axum::routing::{MethodRouter, get};
 use tokio::net::TcpListener;
 
 use crate::https::TlsFiles;
+use crate::limits::AdminLimits;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-pub use auth::Auth;
+pub use auth::{Auth, bearer_value};
 
 /// How the admin listener authenticates and whether it speaks TLS.
 #[derive(Clone, Default)]
@@ -62,8 +66,28 @@ pub async fn serve(
     options: &AdminOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_limited(
+        listener,
+        store,
+        metrics,
+        options,
+        &AdminLimits::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] with `limits` on body size, time per request and template nesting.
+pub async fn serve_limited(
+    listener: TcpListener,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    options: &AdminOptions,
+    limits: &AdminLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let auth = Auth::from_options(options)?;
-    let router = router(store, metrics, auth);
+    let router = router(store, metrics, auth, limits);
     match &options.tls {
         Some(files) => {
             let config =
@@ -72,7 +96,9 @@ pub async fn serve(
         }
         None => {
             warn_if_exposed(&listener);
-            axum::serve(listener, router)
+            // The client's address, for the audit log (the TLS path adds it itself).
+            let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, service)
                 .with_graceful_shutdown(shutdown)
                 .await
                 .context("the admin HTTP server failed")
@@ -99,12 +125,19 @@ fn warn_if_exposed(listener: &TcpListener) {
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 
 /// Every admin route: the page's files openly, the API, OpenAPI document and metrics behind
-/// `auth`.
-pub fn router(store: Arc<Store>, metrics: Arc<Metrics>, auth: Auth) -> Router {
+/// `auth`; all of them within `limits`.
+pub fn router(
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    auth: Auth,
+    limits: &AdminLimits,
+) -> Router {
     let store_for_metrics = Arc::clone(&store);
+    let store_for_audit = Arc::clone(&store);
     let protected = records::routes()
         .merge(nodes::routes())
         .merge(enrollment::routes())
+        .merge(audit::routes())
         .with_state(store)
         .route("/api/v1/openapi.json", get(openapi))
         .route(
@@ -114,8 +147,20 @@ pub fn router(store: Arc<Store>, metrics: Arc<Metrics>, auth: Auth) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::new(auth),
             auth::require,
+        ))
+        // Outside the authentication: refused requests are recorded too.
+        .route_layer(axum::middleware::from_fn_with_state(
+            store_for_audit,
+            audit::record,
         ));
-    protected.merge(page::routes())
+    protected
+        .merge(page::routes())
+        .layer(axum::Extension(limits.clone()))
+        .layer(axum::extract::DefaultBodyLimit::max(limits.body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            limits.clone(),
+            bounded::within_limits,
+        ))
 }
 
 /// One kind of record's routes: the collection at `path` and one record at `path/{key}`,
@@ -136,7 +181,15 @@ async fn openapi() -> impl IntoResponse {
 }
 
 async fn render_metrics(store: Arc<Store>, metrics: Arc<Metrics>) -> Response {
-    match metrics.render(&store) {
+    // Reads the whole fleet from SQLite: off the async threads.
+    let rendered = tokio::task::spawn_blocking(move || metrics.render(&store)).await;
+    let Ok(rendered) = rendered else {
+        return reply::error_response(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "rendering the metrics failed; see the provisioner's log".into(),
+        );
+    };
+    match rendered {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,

@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
-use super::reply::{ApiResult, Shared, found};
+use super::reply::{ApiResult, Shared, blocking, found};
 use crate::state::State as ActionState;
 use crate::store::{Event, Node, Store, Workflow};
 
@@ -21,6 +21,11 @@ pub(super) fn routes() -> Router<Arc<Store>> {
         .route("/api/v1/nodes/{key}", get(get_node))
         .route("/api/v1/nodes/{key}/logs", get(node_logs))
         .route("/api/v1/nodes/{key}/reprovision", post(reprovision))
+        .route("/api/v1/nodes/{key}/revoke", post(revoke))
+        .route(
+            "/api/v1/nodes/{key}/approve-enrollment",
+            post(approve_enrollment),
+        )
 }
 
 /// A node as the API shows it: the stored node and its progress as one line of text.
@@ -67,6 +72,8 @@ struct NodeDetailView {
     /// discovery has reported an inventory.
     #[serde(skip_serializing_if = "Option::is_none")]
     attributes: Option<HardwareAttributes>,
+    /// The node's credentials by fingerprint (never the secret itself).
+    credentials: Vec<crate::store::Credential>,
 }
 
 /// Tinkerbell's `HardwareAttributes`: one subtree per collection path (only in-band here).
@@ -77,23 +84,30 @@ struct HardwareAttributes {
 }
 
 async fn list_nodes(State(store): Shared) -> ApiResult {
-    let nodes: Vec<NodeView> = store
-        .list_nodes()?
-        .into_iter()
-        .map(NodeView::from)
-        .collect();
-    found(nodes)
+    blocking(move || {
+        let nodes: Vec<NodeView> = store
+            .list_nodes()?
+            .into_iter()
+            .map(NodeView::from)
+            .collect();
+        found(nodes)
+    })
+    .await
 }
 
 async fn get_node(State(store): Shared, Path(key): Path<String>) -> ApiResult {
-    let detail = store.node_detail(&key)?;
-    let attributes = detail.in_band.map(|in_band| HardwareAttributes { in_band });
-    found(NodeDetailView {
-        view: detail.node.into(),
-        workflow: detail.workflow,
-        timeline: detail.events,
-        attributes,
+    blocking(move || {
+        let detail = store.node_detail(&key)?;
+        let attributes = detail.in_band.map(|in_band| HardwareAttributes { in_band });
+        found(NodeDetailView {
+            view: detail.node.into(),
+            workflow: detail.workflow,
+            timeline: detail.events,
+            attributes,
+            credentials: detail.credentials,
+        })
     })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -109,11 +123,22 @@ async fn node_logs(
     Path(key): Path<String>,
     Query(query): Query<LogQuery>,
 ) -> ApiResult {
-    let node = store.get_node(&key)?;
-    let limit = query.limit.unwrap_or(DEFAULT_LOG_LINES).min(MAX_LOG_LINES);
-    found(store.node_logs(&node.id, query.after, limit)?)
+    blocking(move || {
+        let node = store.get_node(&key)?;
+        let limit = query.limit.unwrap_or(DEFAULT_LOG_LINES).min(MAX_LOG_LINES);
+        found(store.node_logs(&node.id, query.after, limit)?)
+    })
+    .await
 }
 
 async fn reprovision(State(store): Shared, Path(key): Path<String>) -> ApiResult {
-    found(NodeView::from(store.reprovision(&key)?))
+    blocking(move || found(NodeView::from(store.reprovision(&key)?))).await
+}
+
+async fn revoke(State(store): Shared, Path(key): Path<String>) -> ApiResult {
+    blocking(move || found(store.revoke_node(&key)?)).await
+}
+
+async fn approve_enrollment(State(store): Shared, Path(key): Path<String>) -> ApiResult {
+    blocking(move || found(store.approve_enrollment(&key)?)).await
 }

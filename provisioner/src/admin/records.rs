@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::routing::get;
 use serde::Deserialize;
 
 use super::record_routes;
-use super::reply::{ApiResult, Shared, created, deleted, found, parse_body};
+use super::reply::{ApiResult, Shared, blocking, created, deleted, found, parse_body};
+use crate::limits::{AdminLimits, check_yaml_depth};
 use crate::store::{HardwareSpec, Store};
 use crate::template::FieldError;
 
@@ -45,43 +46,62 @@ struct TemplateRequest {
     data: Option<String>,
 }
 
-async fn create_template(State(store): Shared, body: Bytes) -> ApiResult {
-    let request: TemplateRequest = parse_body(&body)?;
-    let data = request
-        .data
-        .ok_or_else(|| FieldError::new("data", "missing: the template's YAML"))?;
-    created(store.create_template(&data, request.name.as_deref())?)
+async fn create_template(
+    State(store): Shared,
+    Extension(limits): Extension<AdminLimits>,
+    body: Bytes,
+) -> ApiResult {
+    blocking(move || {
+        let request: TemplateRequest = parse_body(&body)?;
+        let data = request
+            .data
+            .ok_or_else(|| FieldError::new("data", "missing: the template's YAML"))?;
+        // Before the parser: deep flow nesting costs it quadratic time (see crate::limits).
+        check_yaml_depth(&data, limits.yaml_depth)
+            .map_err(|error| FieldError::new("data", error.to_string()))?;
+        created(store.create_template(&data, request.name.as_deref())?)
+    })
+    .await
 }
 
 async fn get_template(State(store): Shared, Path(id): Path<String>) -> ApiResult {
-    found(store.get_template(&id)?)
+    blocking(move || found(store.get_template(&id)?)).await
 }
 
 async fn list_templates(State(store): Shared) -> ApiResult {
-    found(store.list_templates()?)
+    blocking(move || found(store.list_templates()?)).await
 }
 
 async fn delete_template(State(store): Shared, Path(id): Path<String>) -> ApiResult {
-    store.delete_template(&id)?;
-    deleted()
+    blocking(move || {
+        store.delete_template(&id)?;
+        deleted()
+    })
+    .await
 }
 
 async fn create_hardware(State(store): Shared, body: Bytes) -> ApiResult {
-    let spec: HardwareSpec = parse_body(&body)?;
-    created(store.create_hardware(&spec)?)
+    blocking(move || {
+        let spec: HardwareSpec = parse_body(&body)?;
+        created(store.create_hardware(&spec)?)
+    })
+    .await
 }
 
 async fn get_hardware(State(store): Shared, Path(id): Path<String>) -> ApiResult {
-    found(store.get_hardware(&id)?)
+    blocking(move || found(store.get_hardware(&id)?)).await
 }
 
 async fn list_hardware(State(store): Shared) -> ApiResult {
-    found(store.list_hardware()?)
+    blocking(move || found(store.list_hardware()?)).await
 }
 
 async fn delete_hardware(State(store): Shared, Path(id): Path<String>) -> ApiResult {
-    store.delete_hardware(&id)?;
-    deleted()
+    blocking(move || {
+        store.delete_hardware(&id)?;
+        deleted()
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -94,22 +114,29 @@ struct WorkflowRequest {
 }
 
 async fn create_workflow(State(store): Shared, body: Bytes) -> ApiResult {
-    let request: WorkflowRequest = parse_body(&body)?;
-    let template = request
-        .template
-        .ok_or_else(|| FieldError::new("template", "missing: the template's id"))?;
-    created(store.create_workflow(&template, &request.hardware)?)
+    // Rendering and parsing the template run here, off the async threads.
+    blocking(move || {
+        let request: WorkflowRequest = parse_body(&body)?;
+        let template = request
+            .template
+            .ok_or_else(|| FieldError::new("template", "missing: the template's id"))?;
+        created(store.create_workflow(&template, &request.hardware)?)
+    })
+    .await
 }
 
 async fn get_workflow(State(store): Shared, Path(id): Path<String>) -> ApiResult {
-    found(store.get_workflow(&id)?)
+    blocking(move || found(store.get_workflow(&id)?)).await
 }
 
 async fn list_workflows(State(store): Shared) -> ApiResult {
-    found(store.list_workflows()?)
+    blocking(move || found(store.list_workflows()?)).await
 }
 
 async fn delete_workflow(State(store): Shared, Path(id): Path<String>) -> ApiResult {
-    store.delete_workflow(&id)?;
-    deleted()
+    blocking(move || {
+        store.delete_workflow(&id)?;
+        deleted()
+    })
+    .await
 }

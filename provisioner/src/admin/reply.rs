@@ -17,38 +17,62 @@ use crate::template::FieldError;
 pub(super) type Shared = State<Arc<Store>>;
 
 /// A refusal or failure, answered as `{"error": "..."}`.
-pub(super) struct ApiError(StoreError);
+pub(super) enum ApiError {
+    /// The store refused or failed; the code follows from its error.
+    Store(StoreError),
+    /// Anything else, with its code and message.
+    Status(StatusCode, String),
+}
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        Self(error)
+        Self::Store(error)
     }
 }
 
 impl From<FieldError> for ApiError {
     fn from(error: FieldError) -> Self {
-        Self(StoreError::Invalid(error))
+        Self::Store(StoreError::Invalid(error))
     }
+}
+
+/// Runs a handler's work on the blocking pool: parsing, rendering, hashing and SQLite calls
+/// must not hold an async worker thread, or one slow request delays every other one.
+pub(super) async fn blocking(work: impl FnOnce() -> ApiResult + Send + 'static) -> ApiResult {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|error| {
+            tracing::error!("an admin request's work failed: {error}");
+            Err(ApiError::Status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the request's work failed ({error}); see the provisioner's log"),
+            ))
+        })
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let code = match &self.0 {
+        let error = match self {
+            ApiError::Store(error) => error,
+            ApiError::Status(code, message) => return error_response(code, message),
+        };
+        let code = match &error {
             StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
             StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
             StoreError::Conflict(_) | StoreError::Report(_) => StatusCode::CONFLICT,
             StoreError::PermissionDenied(_) => StatusCode::FORBIDDEN,
             StoreError::Database(_) | StoreError::Corrupt(_) => {
-                tracing::error!("store failed: {}", self.0);
+                tracing::error!("store failed: {error}");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        (
-            code,
-            axum::Json(serde_json::json!({ "error": self.0.to_string() })),
-        )
-            .into_response()
+        error_response(code, error.to_string())
     }
+}
+
+/// `{"error": message}` with `code`.
+pub(super) fn error_response(code: StatusCode, message: String) -> Response {
+    (code, axum::Json(serde_json::json!({ "error": message }))).into_response()
 }
 
 pub(super) type ApiResult = Result<Response, ApiError>;

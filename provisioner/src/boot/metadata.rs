@@ -1,15 +1,25 @@
-//! EC2-style instance metadata as Tinkerbell's Hegel serves it: plain text, found by the
-//! requester's address (the node's last known IP). Unknown addresses get 404.
+//! EC2-style instance metadata as Tinkerbell's Hegel serves it: plain text, for the node
+//! that asks. Who asks is told by the client certificate the node got at enrollment,
+//! presented over boot HTTPS (issue 15 §1): that node's data, whatever its address. Without
+//! one, by the requester's address (the node's last known IP) only when the site chose it
+//! (`serve --metadata-by-address`, for installed OSes' cloud-init, spoofable on a LAN);
+//! otherwise 401.
 
 use std::net::SocketAddr;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::served::{Served, store_failed};
+use crate::https::PeerCertificates;
 use crate::store::{Node, Registration};
+
+/// The client certificate of the request's TLS connection, when it presented one.
+type Presented = Option<Extension<PeerCertificates>>;
 
 /// Registration metadata keys served as user-data and as SSH public keys (one per line).
 const USER_DATA_KEY: &str = "user_data";
@@ -60,6 +70,7 @@ impl Requester {
 /// Why a metadata request gets no answer.
 enum Unanswered {
     NotFound(String),
+    Unauthenticated(String),
     StoreFailed(crate::store::StoreError),
 }
 
@@ -75,18 +86,52 @@ fn respond(served: &Served, peer: SocketAddr, answer: Result<String, Unanswered>
     match answer {
         Ok(text) => text.into_response(),
         Err(Unanswered::NotFound(why)) => served.not_found(why),
+        Err(Unanswered::Unauthenticated(why)) => (StatusCode::UNAUTHORIZED, why).into_response(),
         Err(Unanswered::StoreFailed(error)) => {
             store_failed(&format!("the metadata lookup for {peer}"), &error)
         }
     }
 }
 
-/// The node at the requester's address.
-fn requester(served: &Served, peer: SocketAddr) -> Result<Requester, Unanswered> {
+/// The node whose credential the request presents; without one, the node at the requester's
+/// address if the site allows that.
+fn requester(
+    served: &Served,
+    peer: SocketAddr,
+    presented: Presented,
+) -> Result<Requester, Unanswered> {
     let store = &served.context.store;
-    let ip = peer.ip().to_string();
-    let Some(node) = store.node_by_ip(&ip)? else {
-        return Err(Unanswered::NotFound(format!("no node is known at {ip}\n")));
+    let node = match presented
+        .as_ref()
+        .and_then(|Extension(PeerCertificates(chain))| chain.first())
+    {
+        Some(leaf) => {
+            let fingerprint = crate::node_ca::sha256_hex(leaf.as_ref());
+            let Some(node_id) = store.active_credential(&fingerprint)? else {
+                return Err(Unanswered::Unauthenticated(format!(
+                    "the client certificate (sha256 {fingerprint}) is not an active node \
+                     credential here: it was revoked, expired or issued elsewhere; the node \
+                     enrolls again after `provisioner node reprovision KEY`\n"
+                )));
+            };
+            store.get_node(&node_id)?
+        }
+        None if served.context.metadata_by_address => {
+            let ip = peer.ip().to_string();
+            let Some(node) = store.node_by_ip(&ip)? else {
+                return Err(Unanswered::NotFound(format!("no node is known at {ip}\n")));
+            };
+            node
+        }
+        None => {
+            return Err(Unanswered::Unauthenticated(
+                "metadata is served to the node whose client certificate (from enrollment) \
+                 the request presents over boot HTTPS; this request presented none. The \
+                 operator may serve it by source address instead (serve \
+                 --metadata-by-address, spoofable on a LAN)\n"
+                    .to_string(),
+            ));
+        }
     };
     let registration = match &node.registration_id {
         Some(id) => store
@@ -101,8 +146,9 @@ fn requester(served: &Served, peer: SocketAddr) -> Result<Requester, Unanswered>
 async fn index(
     State(served): State<Served>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    presented: Presented,
 ) -> Response {
-    let answer = requester(&served, peer).map(|requester| {
+    let answer = requester(&served, peer, presented).map(|requester| {
         let names: Vec<&str> = requester.items().iter().map(|(name, _)| *name).collect();
         format!("{}\n", names.join("\n"))
     });
@@ -112,9 +158,10 @@ async fn index(
 async fn item(
     State(served): State<Served>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    presented: Presented,
     Path(name): Path<String>,
 ) -> Response {
-    let answer = requester(&served, peer).and_then(|requester| {
+    let answer = requester(&served, peer, presented).and_then(|requester| {
         requester
             .items()
             .into_iter()
@@ -128,8 +175,9 @@ async fn item(
 async fn user_data(
     State(served): State<Served>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    presented: Presented,
 ) -> Response {
-    let answer = requester(&served, peer).and_then(|requester| {
+    let answer = requester(&served, peer, presented).and_then(|requester| {
         requester
             .registration
             .and_then(|registration| registration.metadata.get(USER_DATA_KEY).cloned())

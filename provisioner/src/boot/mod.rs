@@ -40,8 +40,14 @@ pub struct BootOptions {
     pub https: Option<HttpsOptions>,
     /// UDP and TCP syslog (514).
     pub syslog: Option<SocketAddr>,
+    /// Syslog over TLS (RFC 5425, 6514): the listener and the chain it presents (`serve`'s
+    /// --tls-cert pair). Lines from a node's enrolled certificate go under that node.
+    pub syslog_tls: Option<HttpsOptions>,
     /// The parameters put on every node's kernel command line.
     pub kernel: KernelOptions,
+    /// Serve metadata to requests without a node certificate by their source address
+    /// (`serve --metadata-by-address`: installed OSes' cloud-init; spoofable on a LAN).
+    pub metadata_by_address: bool,
 }
 
 impl BootOptions {
@@ -54,7 +60,9 @@ impl BootOptions {
             http: None,
             https: None,
             syslog: None,
+            syslog_tls: None,
             kernel: KernelOptions::default(),
+            metadata_by_address: false,
         }
     }
 }
@@ -79,7 +87,7 @@ pub struct TftpOptions {
     pub root: PathBuf,
 }
 
-/// The HTTPS listener of the boot service.
+/// A TLS listener of the boot service: HTTPS, or syslog over TLS.
 #[derive(Debug, Clone)]
 pub struct HttpsOptions {
     /// Usually 0.0.0.0:7443; port 0 (tests) picks a free port.
@@ -95,6 +103,9 @@ pub struct KernelOptions {
     pub consoles: Vec<String>,
     /// Whether the worker speaks TLS to the gRPC service.
     pub tinkerbell_tls: bool,
+    /// `tinkerbell_ca_sha256=`: lowercase hex SHA-256 of the site CA certificate's DER, which
+    /// the agents pin the gRPC chain to. `serve` sets it from the --tls-cert chain.
+    pub tinkerbell_ca_sha256: Option<String>,
     /// `vlan_id=` on the command line: the VLAN the node's boot network is on; None: untagged.
     pub vlan_id: Option<u16>,
     /// Appended after the profile's own parameters.
@@ -106,6 +117,7 @@ impl Default for KernelOptions {
         Self {
             consoles: vec!["tty0".to_string(), "ttyS0,115200".to_string()],
             tinkerbell_tls: false,
+            tinkerbell_ca_sha256: None,
             vlan_id: None,
             extra_args: String::new(),
         }

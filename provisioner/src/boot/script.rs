@@ -103,6 +103,17 @@ impl Cmdline<'_> {
             }
         }
         words.push(format!("tinkerbell_tls={}", self.kernel.tinkerbell_tls));
+        if let Some(pin) = self
+            .kernel
+            .tinkerbell_ca_sha256
+            .as_ref()
+            .filter(|_| self.kernel.tinkerbell_tls)
+        {
+            words.push(format!(
+                "tinkerbell_ca_sha256={}",
+                checked("the site CA's SHA-256", pin)?
+            ));
+        }
         if let Some(vlan) = self.kernel.vlan_id {
             words.push(format!("vlan_id={vlan}"));
         }
@@ -234,6 +245,34 @@ mod tests {
             "initrd=initramfs grpc_authority=10.0.0.1:42113 worker_id=52:54:00:12:34:56 \
              hw_addr=52:54:00:12:34:56 syslog_host=10.0.0.1 tinkerbell_tls=false vlan_id=42 \
              console=tty0 console=ttyS0,115200 quiet loglevel=3 debug"
+        );
+    }
+
+    #[test]
+    fn with_grpc_tls_the_line_pins_the_site_ca_and_without_it_carries_no_pin() {
+        let advertised = advertised();
+        let pin = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let kernel = KernelOptions {
+            tinkerbell_tls: true,
+            tinkerbell_ca_sha256: Some(pin.into()),
+            ..KernelOptions::default()
+        };
+        let line = cmdline(&advertised, &kernel, "").render().unwrap();
+        let words: Vec<&str> = line.split(' ').collect();
+        assert!(words.contains(&"tinkerbell_tls=true"), "{line}");
+        assert!(
+            words.contains(&format!("tinkerbell_ca_sha256={pin}").as_str()),
+            "{line}"
+        );
+        // HookOS-style plaintext (the operator's tinkerbell_tls=false): no pin to check.
+        let kernel = KernelOptions {
+            tinkerbell_tls: false,
+            ..kernel
+        };
+        let line = cmdline(&advertised, &kernel, "").render().unwrap();
+        assert!(
+            line.contains("tinkerbell_tls=false") && !line.contains("tinkerbell_ca_sha256"),
+            "{line}"
         );
     }
 

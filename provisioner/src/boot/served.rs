@@ -24,6 +24,9 @@ pub struct BootContext {
     pub kernel: KernelOptions,
     /// Counted here, exported by the admin API's Prometheus metrics.
     pub counters: Arc<HttpCounters>,
+    /// Metadata for requests without a node certificate, by source address
+    /// ([`super::BootOptions::metadata_by_address`]).
+    pub metadata_by_address: bool,
 }
 
 /// Node-facing HTTP requests, by what they asked for.

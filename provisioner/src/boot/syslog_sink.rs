@@ -1,4 +1,10 @@
-//! Syslog lines into the store, under the node that sent them (by its address).
+//! Syslog lines into the store, under the node that sent them.
+//!
+//! Who sent a line: over TLS with a client certificate the node CA issued and the store holds
+//! as active (not revoked, not expired), the certificate's node, whatever its address. Any
+//! other line (UDP, plain TCP, TLS without a certificate or with one no longer active) goes
+//! by its sender's address, which anyone on the segment can forge, so its stored source is
+//! marked: `tink-worker (unauthenticated, udp)`.
 //!
 //! The receiver must never wait on the database: lines go through a bounded queue to one
 //! writer thread (the store is synchronous SQLite) that stores them in batches, one
@@ -34,6 +40,8 @@ const NODE_CACHE_TTL: Duration = Duration::from_secs(5);
 const MAX_REMEMBERED_ADDRESSES: usize = 4096;
 /// Lines held per address until its node appears; later ones are dropped (counted).
 const HELD_LINES_PER_ADDRESS: usize = 2_000;
+/// The mark in the stored source of a line attributed by address only.
+pub const UNAUTHENTICATED: &str = "unauthenticated";
 /// How long held lines wait for their node.
 const HELD_FOR: Duration = Duration::from_secs(600);
 
@@ -48,6 +56,8 @@ pub struct SyslogSinkCounters {
     pub unknown_sender: AtomicU64,
     /// Lost because the store failed.
     pub store_failures: AtomicU64,
+    /// Lines attributed by a node certificate (over TLS); the rest went by address.
+    pub authenticated: AtomicU64,
 }
 
 /// The receiver's side: never blocks.
@@ -78,6 +88,7 @@ impl SyslogSink {
             store,
             counters: Arc::clone(&counters),
             nodes: HashMap::new(),
+            certificates: HashMap::new(),
             held: HashMap::new(),
             warned: HashSet::new(),
         };
@@ -105,6 +116,9 @@ struct Writer {
     /// Known nodes only: an unknown address is asked again (once per batch), so its node is
     /// found as soon as discovery reports it.
     nodes: HashMap<IpAddr, CachedNode>,
+    /// Certificate fingerprint → node, for active credentials only (a revoked one is asked
+    /// again, so revocation takes effect within [`NODE_CACHE_TTL`]).
+    certificates: HashMap<String, CachedNode>,
     held: HashMap<IpAddr, Held>,
     /// Addresses already reported as unknown, so that a chatty stranger is logged once.
     warned: HashSet<IpAddr>,
@@ -128,6 +142,14 @@ impl Writer {
         let mut by_node: BTreeMap<String, Vec<NewLogLine>> = BTreeMap::new();
         let mut unknown_in_batch = HashSet::new();
         for message in batch {
+            if let Some(node_id) = self.node_by_certificate(&message) {
+                self.counters.authenticated.fetch_add(1, Ordering::Relaxed);
+                by_node
+                    .entry(node_id)
+                    .or_default()
+                    .push(log_line(message, true));
+                continue;
+            }
             let peer = message.peer;
             let node = if unknown_in_batch.contains(&peer) {
                 None
@@ -140,11 +162,11 @@ impl Writer {
                     if let Some(held) = self.held.remove(&peer) {
                         lines.extend(held.lines);
                     }
-                    lines.push(log_line(message));
+                    lines.push(log_line(message, false));
                 }
                 None => {
                     unknown_in_batch.insert(peer);
-                    self.hold(peer, log_line(message));
+                    self.hold(peer, log_line(message, false));
                 }
             }
         }
@@ -160,6 +182,38 @@ impl Writer {
                 }
             };
         }
+    }
+
+    /// The node whose active credential the message came with; None without a certificate
+    /// or when the certificate is not (or no longer) an active credential here.
+    fn node_by_certificate(&mut self, message: &Message) -> Option<String> {
+        let certificate = message.client_certificate.as_deref()?;
+        let fingerprint = crate::node_ca::sha256_hex(certificate);
+        let now = Instant::now();
+        if let Some(cached) = self
+            .certificates
+            .get(&fingerprint)
+            .filter(|cached| cached.until > now)
+        {
+            return Some(cached.node_id.clone());
+        }
+        let node_id = match self.store.active_credential(&fingerprint) {
+            Ok(node_id) => node_id?,
+            Err(error) => {
+                tracing::error!(%fingerprint, "looking up a syslog client certificate failed: {error}");
+                return None;
+            }
+        };
+        if self.certificates.len() >= MAX_REMEMBERED_ADDRESSES {
+            self.certificates.retain(|_, cached| cached.until > now);
+        }
+        if self.certificates.len() < MAX_REMEMBERED_ADDRESSES {
+            let until = now + NODE_CACHE_TTL;
+            let node_id = node_id.clone();
+            self.certificates
+                .insert(fingerprint, CachedNode { node_id, until });
+        }
+        Some(node_id)
     }
 
     fn node_at(&mut self, peer: IpAddr) -> Option<String> {
@@ -224,9 +278,20 @@ fn next_batch(queue: &Receiver<Message>, first: Message) -> (Vec<Message>, bool)
     (batch, false)
 }
 
-fn log_line(message: Message) -> NewLogLine {
+/// The stored line; `authenticated` when a node certificate vouched for the sender, else the
+/// source says the line went by address only, and over which transport.
+fn log_line(message: Message, authenticated: bool) -> NewLogLine {
+    let program = message.app_name.unwrap_or_else(|| "syslog".to_string());
+    let source = if authenticated {
+        program
+    } else {
+        format!(
+            "{program} ({UNAUTHENTICATED}, {})",
+            message.transport.name()
+        )
+    };
     NewLogLine {
-        source: message.app_name.unwrap_or_else(|| "syslog".to_string()),
+        source,
         severity: message.severity,
         sent_at: message.timestamp,
         text: message.text,
@@ -236,6 +301,7 @@ fn log_line(message: Message) -> NewLogLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bootkit_syslog_receiver::Transport;
 
     fn message(text: &str) -> Message {
         Message {
@@ -248,6 +314,8 @@ mod tests {
             proc_id: None,
             msg_id: None,
             text: text.to_string(),
+            transport: Transport::Udp,
+            client_certificate: None,
         }
     }
 
@@ -283,7 +351,13 @@ mod tests {
 
     #[test]
     fn lines_without_an_app_name_are_stored_as_syslog() {
-        let line = log_line(message("hello"));
+        let line = log_line(message("hello"), true);
         assert_eq!((line.source.as_str(), line.severity), ("syslog", 6));
+    }
+
+    #[test]
+    fn lines_attributed_by_address_are_marked_with_their_transport() {
+        let line = log_line(message("hello"), false);
+        assert_eq!(line.source, "syslog (unauthenticated, udp)");
     }
 }

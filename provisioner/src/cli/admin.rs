@@ -100,7 +100,11 @@ pub struct InitArgs {
 }
 
 /// What `init` writes, and whether the file is a secret (mode 0600) or public (0644).
-const FILES: [(&str, Secrecy); 7] = [
+///
+/// `server.pem` is the chain, leaf then `ca.pem`: nodes pin the CA by its hash
+/// (`tinkerbell_ca_sha256`), so the server must present it. The node CA signs only nodes'
+/// client certificates; it is not `ca.pem`, so a node certificate is never an admin credential.
+const FILES: [(&str, Secrecy); 9] = [
     ("ca.pem", Secrecy::Public),
     ("ca-key.pem", Secrecy::Secret),
     ("server.pem", Secrecy::Public),
@@ -108,6 +112,8 @@ const FILES: [(&str, Secrecy); 7] = [
     ("admin.pem", Secrecy::Public),
     ("admin-key.pem", Secrecy::Secret),
     ("admin-token", Secrecy::Secret),
+    ("node-ca.pem", Secrecy::Public),
+    ("node-ca-key.pem", Secrecy::Secret),
 ];
 
 #[derive(Clone, Copy)]
@@ -131,6 +137,8 @@ pub fn init(args: &InitArgs, out: &Output) -> anyhow::Result<()> {
          --admin-token-file {dir}/admin-token --admin-tls-cert {dir}/server.pem \
          --admin-tls-key {dir}/server-key.pem --admin-client-ca {dir}/ca.pem\n\
          and the node-facing HTTPS and gRPC with:\n  --tls-cert {dir}/server.pem --tls-key {dir}/server-key.pem\n\
+         and node enrollment (client certificates for nodes) with:\n  \
+         --node-ca-cert {dir}/node-ca.pem --node-ca-key {dir}/node-ca-key.pem\n\
          admin clients: trust {dir}/ca.pem and send the token as `Authorization: Bearer`, \
          or present {dir}/admin.pem with {dir}/admin-key.pem",
         files = FILES.map(|(name, _)| name).join(", "),
@@ -157,16 +165,8 @@ fn refuse_to_overwrite(args: &InitArgs) -> anyhow::Result<()> {
 
 /// The files' contents, in the order of [`FILES`].
 fn generate(hostnames: &[String], ips: &[IpAddr]) -> anyhow::Result<Vec<String>> {
-    let ca_key = KeyPair::generate().context("generating the CA key failed")?;
-    let mut ca_params = CertificateParams::default();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "bootkit provisioner CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = ca_params
-        .self_signed(&ca_key)
-        .context("signing the CA certificate failed")?;
+    let (ca, ca_key) = certificate_authority("bootkit provisioner CA")?;
+    let (node_ca, node_ca_key) = certificate_authority("bootkit node CA")?;
 
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     names.extend(hostnames.iter().cloned());
@@ -196,12 +196,28 @@ fn generate(hostnames: &[String], ips: &[IpAddr]) -> anyhow::Result<Vec<String>>
     Ok(vec![
         ca.pem(),
         ca_key.serialize_pem(),
-        server.pem(),
+        format!("{}{}", server.pem(), ca.pem()),
         server_key.serialize_pem(),
         admin.pem(),
         admin_key.serialize_pem(),
         format!("{}\n", random_token()?),
+        node_ca.pem(),
+        node_ca_key.serialize_pem(),
     ])
+}
+
+/// A self-signed CA certificate named `name`, and its key.
+fn certificate_authority(name: &str) -> anyhow::Result<(rcgen::Certificate, KeyPair)> {
+    let key =
+        KeyPair::generate().with_context(|| format!("generating the key of the {name} failed"))?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let certificate = params
+        .self_signed(&key)
+        .with_context(|| format!("signing the {name} certificate failed"))?;
+    Ok((certificate, key))
 }
 
 /// 32 random bytes from the OS, as hex.

@@ -1,6 +1,7 @@
 //! The command line's parts, a module per command group.
 
 pub mod admin;
+pub mod audit;
 pub mod nodes;
 pub mod objects;
 pub mod output;

@@ -39,8 +39,21 @@ pub enum NodeCommand {
         /// The registration's id.
         id: String,
     },
-    /// Re-arm a provisioned or failed node: its next boot installs again.
+    /// Re-arm a provisioned or failed node: its next boot installs again (its credentials
+    /// are revoked, so it enrolls again).
     Reprovision { key: String },
+    /// Revoke every credential of a node (its client certificate and client secret): it
+    /// is refused everywhere until it enrolls again.
+    Revoke {
+        /// The node's id, a MAC, its serial or its UUID.
+        key: String,
+    },
+    /// Let a node that lost its credential (reinstalled, RAM cleared) enroll once more:
+    /// revokes its credentials; the next onboarding wins, later ones are refused again.
+    ApproveEnrollment {
+        /// The node's id, a MAC, its serial or its UUID.
+        key: String,
+    },
 }
 
 #[derive(Args)]
@@ -151,6 +164,21 @@ pub fn node(store: &Store, out: &Output, command: NodeCommand) -> anyhow::Result
                 )
             })
         }
+        NodeCommand::Revoke { key } => out.one(&store.revoke_node(&key)?, |revocation| {
+            format!(
+                "node {}: {} active credential(s) revoked; it is refused until it enrolls again \
+                 (`provisioner node approve-enrollment {}` lets it)",
+                revocation.node_id, revocation.revoked, revocation.node_id
+            )
+        }),
+        NodeCommand::ApproveEnrollment { key } => {
+            out.one(&store.approve_enrollment(&key)?, |revocation| {
+                format!(
+                    "node {}: {} active credential(s) revoked; its next onboarding enrolls it",
+                    revocation.node_id, revocation.revoked
+                )
+            })
+        }
     }
 }
 
@@ -232,7 +260,10 @@ fn logs(store: &Store, out: &Output, args: &LogsArgs) -> anyhow::Result<()> {
 
 fn log_text(line: &LogLine) -> String {
     let time = line.sent_at.as_deref().unwrap_or(&line.received_at);
-    format!("{time} {}: {}", line.source, line.text)
+    // One log line, one terminal line, whatever the node sent (`node logs -f` prints each
+    // with `Output::one`, which keeps line feeds).
+    let text = provisioner::store::text::shown(&line.text, &[]);
+    format!("{time} {}: {text}", line.source)
 }
 
 /// The inventory's headline figures (`-o json` and the API have all of it): threads, memory,
@@ -324,6 +355,20 @@ fn node_detail_text(detail: &NodeDetail) -> String {
     }
     if let Some(in_band) = &detail.in_band {
         text.push_str(&hardware_text(in_band));
+    }
+    if !detail.credentials.is_empty() {
+        text.push_str("credentials\n");
+        for credential in &detail.credentials {
+            let status = match (&credential.revoked_at, credential.active) {
+                (Some(at), _) => format!("revoked {at}"),
+                (None, true) => format!("active until {}", credential.not_after),
+                (None, false) => format!("expired {}", credential.not_after),
+            };
+            text.push_str(&format!(
+                "  {} sha256 {} issued {}: {status}\n",
+                credential.kind, credential.fingerprint, credential.issued_at
+            ));
+        }
     }
     text.push_str("timeline\n");
     for event in &detail.events {

@@ -3,12 +3,16 @@
 use std::path::Path;
 
 use anyhow::Context;
+use provisioner::store::text::shown;
 
 pub fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// Prints results as text, or as JSON with `--json`.
+/// Prints results as text, or as JSON with `--json`. Text goes through [`shown`]: what a
+/// record holds came from a node or the API (a serial, a log line, a template), and a control
+/// character in it (ESC[2J, CR, NUL) must not act on the operator's terminal. JSON needs
+/// nothing more: serde_json escapes every control character.
 pub struct Output {
     pub json: bool,
 }
@@ -22,7 +26,9 @@ impl Output {
         if self.json {
             println!("{}", serde_json::to_string_pretty(value)?);
         } else {
-            println!("{}", text(value));
+            // A record's text is laid out by its formatter in lines (and a template's YAML may
+            // be indented with tabs): LF and TAB are kept, every other control escaped.
+            println!("{}", shown(&text(value), &['\n', '\t']));
         }
         Ok(())
     }
@@ -35,7 +41,11 @@ impl Output {
         if self.json {
             println!("{}", serde_json::to_string_pretty(values)?);
         } else {
-            values.iter().for_each(|value| println!("{}", line(value)));
+            // One value, one line: a LF or TAB inside a value would add a row or shift a
+            // column, so they are escaped too.
+            values
+                .iter()
+                .for_each(|value| println!("{}", shown(&line(value), &[])));
         }
         Ok(())
     }

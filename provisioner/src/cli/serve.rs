@@ -10,8 +10,10 @@ use anyhow::Context;
 use bootkit_dhcp::{FullConfig, Mode, Reservation};
 use provisioner::boot::{BootOptions, DhcpOptions, HttpsOptions, KernelOptions, TftpOptions};
 use provisioner::https::TlsFiles;
+use provisioner::limits::{self, Limits, RateLimit};
+use provisioner::node_ca::NodeCa;
 use provisioner::server::{Protocols, RunningServer, ServeOptions};
-use provisioner::store::{Identity, Store};
+use provisioner::store::{ArtifactRoots, Identity, Store};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -21,7 +23,8 @@ pub struct ServeArgs {
     /// Admin API listen address.
     #[arg(long, default_value = "127.0.0.1:42114")]
     http: SocketAddr,
-    /// PEM certificate chain: serve gRPC over TLS (with --tls-key).
+    /// PEM certificate chain, leaf then CA: serve gRPC over TLS (with --tls-key). Nodes'
+    /// command lines pin its CA (tinkerbell_ca_sha256=).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// The worker protocols to speak.
@@ -30,10 +33,73 @@ pub struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Serve workers that present no node certificate, for any worker id they name (upstream
+    /// tink-agent and tink v0.12 workers, which cannot enroll). Off by default; needed for
+    /// plaintext gRPC (no --tls-cert). Logged at start, on the page and in /metrics.
+    #[arg(long)]
+    allow_unauthenticated_workers: bool,
+    /// PEM node CA certificate: signs the client certificates nodes enroll for on the
+    /// onboarding stream (with --node-ca-key; `provisioner init` writes node-ca.pem).
+    #[arg(long, value_name = "PATH", requires = "node_ca_key")]
+    node_ca_cert: Option<PathBuf>,
+    /// PEM private key of --node-ca-cert (`provisioner init` writes node-ca-key.pem).
+    #[arg(long, value_name = "PATH", requires = "node_ca_cert")]
+    node_ca_key: Option<PathBuf>,
+    /// How long an enrolled node's credential (certificate or client secret) is valid; until
+    /// then, the node cannot enroll again without an operator's approval.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    node_cert_lifetime: Duration,
+    /// Directory of the files profiles name (kernel, initramfs, OS image); relative profile
+    /// paths resolve here. Created 0755 if missing [default: <database dir>/artifacts].
+    #[arg(long, value_name = "DIR")]
+    artifacts_dir: Option<PathBuf>,
+    /// One more directory profiles may name absolute paths under (repeatable).
+    #[arg(long = "artifacts-root", value_name = "DIR")]
+    artifacts_roots: Vec<PathBuf>,
     #[command(flatten)]
     admin: super::admin::AdminArgs,
     #[command(flatten)]
     boot: BootArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Bounds and rate limits (see provisioner/README.md, "Limits").
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// The largest admin API request body, in bytes (413 beyond).
+    #[arg(long, value_name = "BYTES", default_value_t = limits::DEFAULT_ADMIN_BODY_BYTES)]
+    admin_body_limit: usize,
+    /// The time budget of one admin API request (503 beyond).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    admin_request_timeout: Duration,
+    /// The deepest nesting of YAML flow collections in an uploaded template (400 beyond).
+    #[arg(long, value_name = "LEVELS", default_value_t = limits::DEFAULT_YAML_DEPTH)]
+    yaml_depth_limit: usize,
+    /// DHCP requests per client MAC: PER_SECOND/s:BURST, or off.
+    #[arg(long, value_name = "RATE", default_value_t = RateLimit(Limits::default().dhcp_per_mac))]
+    dhcp_rate_limit: RateLimit,
+    /// Boot script requests per source IP: PER_SECOND/s:BURST, or off.
+    #[arg(long, value_name = "RATE", default_value_t = RateLimit(Limits::default().boot_script_per_ip))]
+    boot_script_rate_limit: RateLimit,
+    /// Onboarding calls per source IP: PER_SECOND/s:BURST, or off.
+    #[arg(long, value_name = "RATE", default_value_t = RateLimit(Limits::default().onboarding_per_ip))]
+    onboarding_rate_limit: RateLimit,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            admin: limits::AdminLimits {
+                body_bytes: self.admin_body_limit,
+                request_timeout: self.admin_request_timeout,
+                yaml_depth: self.yaml_depth_limit,
+            },
+            dhcp_per_mac: self.dhcp_rate_limit.0,
+            boot_script_per_ip: self.boot_script_rate_limit.0,
+            onboarding_per_ip: self.onboarding_rate_limit.0,
+        }
+    }
 }
 
 /// The node-facing boot service. On when --advertise is given.
@@ -94,9 +160,20 @@ struct BootArgs {
     /// [default: 0.0.0.0:514 with --advertise].
     #[arg(long, value_name = "ADDR|off")]
     syslog: Option<Listen>,
+    /// Syslog over TLS (RFC 5425) from nodes, e.g. 0.0.0.0:6514, presenting the --tls-cert
+    /// chain. A node's enrolled certificate attributes its lines to it (checked against
+    /// --node-ca-cert); lines without one go by address and are stored marked unauthenticated.
+    #[arg(long, value_name = "ADDR", requires = "tls_cert")]
+    syslog_tls: Option<SocketAddr>,
     /// A console= for nodes' kernels (repeatable; the last one is /dev/console).
     #[arg(long = "console", value_name = "CONSOLE", default_values_t = KernelOptions::default().consoles)]
     consoles: Vec<String>,
+    /// Serve metadata/user-data to requests without a node certificate by their source
+    /// address (installed OSes' cloud-init). Spoofable by anyone on the LAN: without it,
+    /// metadata goes only to the node presenting its enrollment certificate over
+    /// --boot-https.
+    #[arg(long)]
+    metadata_by_address: bool,
     /// Whether workers use TLS to reach gRPC [default: true with --tls-cert].
     #[arg(long, value_name = "BOOL")]
     tinkerbell_tls: Option<bool>,
@@ -173,6 +250,7 @@ impl BootArgs {
             (self.boot_http.is_some(), "--boot-http"),
             (self.boot_https.is_some(), "--boot-https"),
             (self.syslog.is_some(), "--syslog"),
+            (self.syslog_tls.is_some(), "--syslog-tls"),
         ]
         .into_iter()
         .find_map(|(given, flag)| given.then_some(flag))
@@ -211,12 +289,17 @@ impl BootArgs {
             http: listen(self.boot_http, Some(SocketAddr::from(([0, 0, 0, 0], 7080)))),
             https,
             syslog: listen(self.syslog, Some(SocketAddr::from(([0, 0, 0, 0], 514)))),
+            // serve() adds the --tls-cert pair, which is not a boot flag.
+            syslog_tls: None,
             kernel: KernelOptions {
                 consoles: self.consoles.clone(),
                 tinkerbell_tls: self.tinkerbell_tls.unwrap_or(grpc_tls),
+                // serve pins the --tls-cert chain's CA at start.
+                tinkerbell_ca_sha256: None,
                 vlan_id: self.vlan_id,
                 extra_args: self.extra_kernel_args.clone(),
             },
+            metadata_by_address: self.metadata_by_address,
         }))
     }
 
@@ -303,15 +386,76 @@ fn parse_reservations(text: &str) -> anyhow::Result<Vec<Reservation>> {
     Ok(reservations)
 }
 
+/// Creates the artifacts directory, records the roots for the CLI and the admin API, and logs
+/// each stored profile whose files are outside them (served 403, not a failed start: an older
+/// database may hold such profiles).
+fn record_artifact_roots(
+    store: &Store,
+    dir: Option<PathBuf>,
+    extra: Vec<PathBuf>,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let roots = match dir {
+        Some(dir) => ArtifactRoots::new(dir, extra),
+        None => {
+            let default = store.default_artifact_roots()?;
+            ArtifactRoots::new(default.dir, extra)
+        }
+    };
+    if !roots.dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&roots.dir)
+            .with_context(|| {
+                format!(
+                    "creating the artifacts directory {}: pass --artifacts-dir DIR to use \
+                     another one",
+                    roots.dir.display()
+                )
+            })?;
+    }
+    store.set_artifact_roots(&roots)?;
+    tracing::info!("profiles' files are served from {}", roots.describe());
+    for profile in store.list_profiles()? {
+        let files = [
+            ("kernel", &profile.kernel),
+            ("initramfs", &profile.initramfs),
+            ("os_image", &profile.os_image),
+        ];
+        for (field, location) in files {
+            if let Err(error) = roots.locate(field, location) {
+                tracing::error!(
+                    "profile {}'s {error}: nodes are refused this file until the profile is \
+                     re-created",
+                    profile.name
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn serve(store: Store, args: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();
+    record_artifact_roots(
+        &store,
+        args.artifacts_dir.clone(),
+        args.artifacts_roots.clone(),
+    )?;
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         _ => None,
     };
-    let boot = args.boot.options(tls.is_some())?;
+    let mut boot = args.boot.options(tls.is_some())?;
+    if let (Some(boot), Some(listen), Some(tls)) = (&mut boot, args.boot.syslog_tls, &tls) {
+        boot.syslog_tls = Some(HttpsOptions {
+            listen,
+            tls: tls.clone(),
+        });
+    }
     if boot.is_some() && args.grpc.ip().is_loopback() {
         tracing::warn!(
             "gRPC listens on {} only, which nodes cannot reach; pass --grpc 0.0.0.0:42113",
@@ -325,13 +469,21 @@ pub fn serve(store: Store, args: ServeArgs) -> anyhow::Result<()> {
         protocols: args.protocols,
         admin: args.admin.options()?,
         boot,
+        node_ca: match (&args.node_ca_cert, &args.node_ca_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(
+                NodeCa::load(cert, key)?.with_lifetime(args.node_cert_lifetime),
+            )),
+            _ => None,
+        },
+        allow_unauthenticated_workers: args.allow_unauthenticated_workers,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let mut server = RunningServer::start(Arc::new(store), &options).await?;
+        let mut server =
+            RunningServer::start_limited(Arc::new(store), &options, &args.limits.limits()).await?;
         tokio::select! {
             result = server.wait() => result,
             signal = stop_signal() => {

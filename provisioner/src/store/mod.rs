@@ -3,6 +3,10 @@
 //! The server and the CLI may open the same file at once; SQLite serializes writers and
 //! the busy timeout makes the second one wait instead of failing.
 
+mod artifacts;
+mod audit;
+mod credential;
+mod credentials;
 mod hardware;
 mod identity;
 mod logs;
@@ -12,7 +16,7 @@ mod profiles;
 mod registering;
 mod registrations;
 mod templates;
-pub(crate) mod text;
+pub mod text;
 mod work;
 mod workflows;
 
@@ -22,6 +26,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 
+pub use artifacts::{ArtifactError, ArtifactPath, ArtifactRoots, is_url};
+pub use audit::{
+    AuditEntry, MAX_AUDIT_ENTRIES, MAX_AUDIT_READ, MAX_UNAUTHENTICATED_ENTRIES, NewAuditEntry,
+};
+pub use credential::Credential;
+pub use credentials::{AlreadyEnrolled, Enrolled, Revocation};
 pub use hardware::{Hardware, HardwareSpec};
 pub use identity::Identity;
 pub use logs::{LogLine, MAX_LOG_LINES_PER_NODE, NewLogLine};
@@ -135,6 +145,10 @@ CREATE TABLE IF NOT EXISTS actions (
     message TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (workflow_id, position)
 );
+CREATE TABLE IF NOT EXISTS artifact_roots (
+    position INTEGER PRIMARY KEY,
+    path TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS profiles (
     name TEXT PRIMARY KEY,
     kernel TEXT NOT NULL,
@@ -202,6 +216,30 @@ CREATE TABLE IF NOT EXISTS node_inventory (
     updated_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS node_logs_by_node ON node_logs(node_id, seq);
+-- Node credentials (store/credentials.rs): certificates the node CA issued (fingerprint: SHA-256
+-- hex of the DER) and onboarding client secrets (SHA-256 hex of the secret).
+CREATE TABLE IF NOT EXISTS node_credentials (
+    fingerprint TEXT PRIMARY KEY,
+    node_id TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    issued_ms INTEGER NOT NULL,
+    not_after_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS node_credentials_by_node ON node_credentials(node_id);
+-- Admin API changes and refusals, and the local CLI's changes (store/audit.rs).
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    address TEXT NOT NULL,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    status INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log(at_ms);
+CREATE INDEX IF NOT EXISTS audit_log_by_status ON audit_log(status, seq);
 ";
 
 /// The provisioner's database.
@@ -212,8 +250,12 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let connection = Connection::open(path)?;
+        let mut connection = Connection::open(path)?;
         connection.busy_timeout(Duration::from_secs(10))?;
+        // Transactions take the write lock when they begin, not at their first write: a
+        // deferred one that read first and then writes fails at once with "database is locked"
+        // (no busy wait) if another process (the CLI beside `serve`) wrote in between.
+        connection.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         connection.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: a report acknowledged to a worker survives a power cut of the server.
         connection.pragma_update(None, "synchronous", "FULL")?;

@@ -14,8 +14,9 @@
 mod discovery;
 mod lifecycle;
 mod records;
+mod revocation;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -29,10 +30,9 @@ use super::{Result, Store, StoreError, now_ms, rfc3339};
 use crate::template::FieldError;
 use discovery::{save_discovered_node, workflow_values};
 pub(crate) use lifecycle::follow_report;
-pub(crate) use records::find_node;
-use records::{
-    expected_node, insert_event, load_node, lookup_node, node_not_found, unseen_registrations,
-};
+use records::{expected_node, load_node, lookup_node, node_not_found, unseen_registrations};
+pub(crate) use records::{find_node, insert_event};
+pub(super) use revocation::revoke_in;
 
 /// Where a node is in its life: registered, discovered, provisioning, then provisioned or failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -185,6 +185,10 @@ pub struct NodeDetail {
     /// device discovery has sent one.
     #[serde(default, rename = "inBand", skip_serializing_if = "Option::is_none")]
     pub in_band: Option<serde_json::Value>,
+    /// Every credential issued to it (certificates and client secrets, by fingerprint only),
+    /// oldest first.
+    #[serde(default)]
+    pub credentials: Vec<super::credential::Credential>,
 }
 
 /// The outcome of a discovery report.
@@ -258,59 +262,9 @@ impl Store {
     /// Device discovery: creates or updates the node (and its hardware record, whose id is the
     /// worker id), and its workflow from the profile, once.
     pub fn discover(&self, discovery: &Discovery) -> Result<Discovered> {
-        let identity = &discovery.identity;
-        // Whoever reports the discovery (onboarding checks its own fields first, by their
-        // names there), what is stored is plain text.
-        plain_optional("serial", identity.serial.as_deref())?;
-        plain_optional("uuid", identity.uuid.as_deref())?;
-        plain_optional("ip", discovery.ip.as_deref())?;
-        let boot_mac = identity.macs.first().ok_or_else(|| {
-            FieldError::new("mac", "device discovery must report the node's boot MAC")
-        })?;
         let mut connection = self.connection();
         let transaction = connection.transaction()?;
-        let matched = match_identity(&transaction, identity)?;
-        record_discovered_hardware(
-            &transaction,
-            boot_mac,
-            &identity.macs,
-            discovery.ip.as_deref(),
-            discovery.attributes.as_ref(),
-        )?;
-        let node_id = save_discovered_node(&transaction, discovery, boot_mac, &matched)?;
-        let node = load_node(&transaction, &node_id)?;
-        let discovered = if node.state.awaits_rearm() || node.workflow_id.is_some() {
-            Discovered {
-                workflow_id: node.workflow_id.clone(),
-                node,
-                workflow_created: false,
-            }
-        } else {
-            // A template that cannot be loaded is reported by insert_workflow, by field.
-            let template_text = load_template(&transaction, &matched.profile.template_id)
-                .map(|template| template.data)
-                .unwrap_or_default();
-            let values = workflow_values(boot_mac, &node, &matched, discovery, &template_text)?;
-            let workflow_id = insert_workflow(&transaction, &matched.profile.template_id, &values)?;
-            transaction.execute(
-                "UPDATE nodes SET workflow_id = ?2, state = 'discovered', failure = NULL WHERE id = ?1",
-                params![node_id, workflow_id],
-            )?;
-            insert_event(
-                &transaction,
-                &node_id,
-                "workflow-created",
-                &format!(
-                    "workflow {workflow_id} from profile {}",
-                    matched.profile.name
-                ),
-            )?;
-            Discovered {
-                node: load_node(&transaction, &node_id)?,
-                workflow_id: Some(workflow_id),
-                workflow_created: true,
-            }
-        };
+        let discovered = discover_in(&transaction, discovery)?;
         transaction.commit()?;
         Ok(discovered)
     }
@@ -345,11 +299,13 @@ impl Store {
             .transpose()?;
         let events = self.node_events(&node.id)?;
         let in_band = self.node_in_band(&node.id)?;
+        let credentials = self.node_credentials(&node.id)?;
         Ok(NodeDetail {
             node,
             workflow,
             events,
             in_band,
+            credentials,
         })
     }
 
@@ -393,6 +349,8 @@ impl Store {
              WHERE id = ?1",
             params![node.id, now_ms()],
         )?;
+        // Re-armed nodes enroll again: their old credentials must not keep working.
+        revoke_in(&transaction, &node.id, "revoked by reprovision")?;
         let previous = node
             .workflow_id
             .as_deref()
@@ -429,24 +387,97 @@ impl Store {
     /// A new onboarding client secret for the node. Only its SHA-256 is stored: the secret
     /// is shown once, to the node, and a node that onboards again gets a new one.
     pub fn issue_client_secret(&self, node_id: &str) -> Result<String> {
-        let secret = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
-        let digest: String = Sha256::digest(secret.as_bytes())
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect();
-        let updated = self.connection().execute(
-            "UPDATE nodes SET secret_sha256 = ?2 WHERE id = ?1",
-            params![node_id, digest],
-        )?;
-        if updated == 0 {
-            return Err(node_not_found(node_id));
-        }
-        Ok(secret)
+        new_client_secret(&self.connection(), node_id).map(|(secret, _)| secret)
     }
+}
+
+/// [`Store::discover`] in the caller's transaction (onboarding adds its credentials to it).
+pub(crate) fn discover_in(transaction: &Transaction, discovery: &Discovery) -> Result<Discovered> {
+    let identity = &discovery.identity;
+    // Whoever reports the discovery (onboarding checks its own fields first, by their
+    // names there), what is stored is plain text.
+    // Identity::new already keeps only well-formed MACs and UUIDs (bootkit_common's types);
+    // the serial, the address and the hardware document get the text rule's identity checks.
+    if let Some(serial) = identity.serial.as_deref() {
+        super::text::serial("serial", serial)?;
+    }
+    plain_optional("uuid", identity.uuid.as_deref())?;
+    if let Some(ip) = discovery.ip.as_deref() {
+        super::text::ip_address("ip", ip)?;
+    }
+    if let Some(attributes) = discovery.attributes.as_ref() {
+        super::text::document_strings("attributes", attributes)?;
+    }
+    let boot_mac = identity.macs.first().ok_or_else(|| {
+        FieldError::new("mac", "device discovery must report the node's boot MAC")
+    })?;
+    let matched = match_identity(transaction, identity)?;
+    record_discovered_hardware(
+        transaction,
+        boot_mac,
+        &identity.macs,
+        discovery.ip.as_deref(),
+        discovery.attributes.as_ref(),
+    )?;
+    let node_id = save_discovered_node(transaction, discovery, boot_mac, &matched)?;
+    let node = load_node(transaction, &node_id)?;
+    let discovered = if node.state.awaits_rearm() || node.workflow_id.is_some() {
+        Discovered {
+            workflow_id: node.workflow_id.clone(),
+            node,
+            workflow_created: false,
+        }
+    } else {
+        // A template that cannot be loaded is reported by insert_workflow, by field.
+        let template_text = load_template(transaction, &matched.profile.template_id)
+            .map(|template| template.data)
+            .unwrap_or_default();
+        let values = workflow_values(boot_mac, &node, &matched, discovery, &template_text)?;
+        let workflow_id = insert_workflow(transaction, &matched.profile.template_id, &values)?;
+        transaction.execute(
+            "UPDATE nodes SET workflow_id = ?2, state = 'discovered', failure = NULL WHERE id = ?1",
+            params![node_id, workflow_id],
+        )?;
+        insert_event(
+            transaction,
+            &node_id,
+            "workflow-created",
+            &format!(
+                "workflow {workflow_id} from profile {}",
+                matched.profile.name
+            ),
+        )?;
+        Discovered {
+            node: load_node(transaction, &node_id)?,
+            workflow_id: Some(workflow_id),
+            workflow_created: true,
+        }
+    };
+    Ok(discovered)
+}
+
+/// [`Store::issue_client_secret`] on the caller's connection: the secret and its SHA-256 hex.
+pub(crate) fn new_client_secret(
+    connection: &Connection,
+    node_id: &str,
+) -> Result<(String, String)> {
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let digest: String = Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let updated = connection.execute(
+        "UPDATE nodes SET secret_sha256 = ?2 WHERE id = ?1",
+        params![node_id, digest],
+    )?;
+    if updated == 0 {
+        return Err(node_not_found(node_id));
+    }
+    Ok((secret, digest))
 }
 
 /// What a PXE boot gets, and the timeline note saying so.

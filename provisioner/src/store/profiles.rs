@@ -2,11 +2,10 @@
 //! installs (a workflow template and an OS image). At most one profile is the default: the
 //! profile of nodes nobody registered.
 
-use std::path::Path;
-
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
+use super::artifacts::{ArtifactError, ArtifactRoots, is_url, load_roots};
 use super::templates::resolve_template;
 use super::text::{plain_optional, plain_text};
 use super::{Result, Store, StoreError, now_ms, rfc3339};
@@ -18,16 +17,17 @@ use crate::template::FieldError;
 pub struct ProfileSpec {
     /// Unique; how registrations refer to it.
     pub name: String,
-    /// Path on the provisioner's host of the bootkit kernel, served to nodes under /artifacts.
+    /// The bootkit kernel, served to nodes under /artifacts: a path under the artifacts
+    /// directory (relative, or absolute under an artifact root) or an http(s) URL.
     pub kernel: String,
-    /// Path on the provisioner's host of the bootkit initramfs.
+    /// The bootkit initramfs, as [`ProfileSpec::kernel`].
     pub initramfs: String,
     /// Extra kernel command line parameters, appended after the provisioner's own.
     #[serde(default)]
     pub cmdline: String,
     /// The workflow template (id or name) run on nodes with this profile.
     pub template: String,
-    /// The OS image: an http(s) URL, or a path on the provisioner's host served under /artifacts.
+    /// The OS image: an http(s) URL, or a path under the artifact roots served under /artifacts.
     pub os_image: String,
     /// Lower-case hex sha256 of the published image bytes.
     #[serde(default)]
@@ -72,8 +72,9 @@ impl ProfileSpec {
         plain_text("os_image", &self.os_image)?;
         plain_optional("os_image_sha256", self.os_image_sha256.as_deref())?;
         validate_name(&self.name)?;
-        readable_file("kernel", &self.kernel)?;
-        readable_file("initramfs", &self.initramfs)?;
+        let roots = load_roots(connection)?;
+        readable_file(&roots, "kernel", &self.kernel)?;
+        readable_file(&roots, "initramfs", &self.initramfs)?;
         let template_id = resolve_template(connection, self.template.trim()).map_err(|error| {
             match error {
                 StoreError::NotFound { .. } => FieldError::new(
@@ -88,9 +89,7 @@ impl ProfileSpec {
             }
         })?;
         let os_image = self.os_image.trim();
-        if !is_url(os_image) {
-            readable_file("os_image", os_image)?;
-        }
+        readable_file(&roots, "os_image", os_image)?;
         let os_image_sha256 = self
             .os_image_sha256
             .as_deref()
@@ -119,10 +118,6 @@ impl Profile {
     }
 }
 
-fn is_url(text: &str) -> bool {
-    text.starts_with("http://") || text.starts_with("https://")
-}
-
 fn validate_name(name: &str) -> Result<(), FieldError> {
     let name = name.trim();
     if name.is_empty() {
@@ -140,24 +135,13 @@ fn validate_name(name: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
-/// Profiles name files that the boot service serves later: a typo must fail now, not when
-/// a node boots.
-fn readable_file(field: &str, path: &str) -> Result<(), FieldError> {
-    let path = path.trim();
-    if path.is_empty() {
-        return Err(FieldError::new(field, "empty; give the path of the file"));
-    }
-    let opened = std::fs::File::open(Path::new(path)).and_then(|file| file.metadata());
-    match opened {
-        Ok(metadata) if metadata.is_file() => Ok(()),
-        Ok(_) => Err(FieldError::new(
-            field,
-            format!("{path} is not a regular file"),
-        )),
-        Err(error) => Err(FieldError::new(
-            field,
-            format!("cannot read {path}: {error}; check the path and its permissions"),
-        )),
+/// Profiles name files that the boot service serves later: a typo, or a file outside the
+/// artifact roots, must fail now, not when a node boots. A URL is not checked here.
+fn readable_file(roots: &ArtifactRoots, field: &str, location: &str) -> Result<()> {
+    match roots.open(field, location) {
+        Ok(_) => Ok(()),
+        Err(ArtifactError::Outside(error)) => Err(error.into()),
+        Err(error) => Err(FieldError::new(field, error.to_string()).into()),
     }
 }
 

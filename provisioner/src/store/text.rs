@@ -87,9 +87,181 @@ pub(crate) fn plain_map(
     Ok(())
 }
 
+/// The longest serial number accepted, in bytes: an SMBIOS string is at most 255 bytes long
+/// (its table's string set is addressed by byte), real serials are far shorter.
+pub(crate) const MAX_SERIAL_BYTES: usize = 255;
+
+/// A serial number a node reports: printable ASCII (U+0020–U+007E), at most
+/// [`MAX_SERIAL_BYTES`]. SMBIOS strings are ASCII in practice (dmidecode shows other bytes as
+/// dots), and so are the labels an operator matches them with; anything else in a serial is a
+/// broken or hostile report, refused naming the field.
+pub(crate) fn serial(field: &str, value: &str) -> Result<(), FieldError> {
+    plain_text(field, value)?;
+    if value.len() > MAX_SERIAL_BYTES {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "is {} bytes long; a serial number has at most {MAX_SERIAL_BYTES}",
+                value.len()
+            ),
+        ));
+    }
+    if let Some(bad) = value.chars().find(|c| !(' '..='~').contains(c)) {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "contains {bad:?} (U+{:04X}); a serial number is printable ASCII: report the \
+                 SMBIOS value as the firmware holds it",
+                u32::from(bad)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An IP address a node reports: IPv4 dotted quad or IPv6, as `std::net::IpAddr` parses it.
+pub(crate) fn ip_address(field: &str, value: &str) -> Result<(), FieldError> {
+    plain_text(field, value)?;
+    value
+        .trim()
+        .parse::<std::net::IpAddr>()
+        .map(|_| ())
+        .map_err(|_| {
+            FieldError::new(
+                field,
+                format!(
+                    "{value:?} is not an IPv4 or IPv6 address; report the address the node uses"
+                ),
+            )
+        })
+}
+
+/// How deep a node's hardware document may nest: upstream's inventory is 6 levels deep, and a
+/// walk of a document nested without bound would exhaust the stack.
+pub(crate) const MAX_DOCUMENT_DEPTH: usize = 32;
+
+/// Every key and string of a JSON document a node reports (its hardware attributes) is
+/// [`plain_text`]; the error names the value's path (`attributes.inBand.product.name`).
+pub(crate) fn document_strings(field: &str, value: &serde_json::Value) -> Result<(), FieldError> {
+    document_strings_at(field, value, 0)
+}
+
+fn document_strings_at(
+    field: &str,
+    value: &serde_json::Value,
+    depth: usize,
+) -> Result<(), FieldError> {
+    use serde_json::Value;
+    if depth > MAX_DOCUMENT_DEPTH {
+        return Err(FieldError::new(
+            field,
+            format!("nests deeper than {MAX_DOCUMENT_DEPTH} levels; no inventory needs that"),
+        ));
+    }
+    match value {
+        Value::String(text) => plain_text(field, text),
+        Value::Array(items) => items.iter().enumerate().try_for_each(|(index, item)| {
+            document_strings_at(&format!("{field}[{index}]"), item, depth + 1)
+        }),
+        Value::Object(fields) => fields.iter().try_for_each(|(key, item)| {
+            // The key is checked before it is put in the field's name.
+            plain_text(field, key)
+                .map_err(|error| FieldError::new(field, format!("a key {}", error.reason)))?;
+            document_strings_at(&format!("{field}.{key}"), item, depth + 1)
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+    }
+}
+
+/// `text` as it is safe to show on a terminal or in a log: every control character (C0, DEL,
+/// C1) not in `keep`, and the Unicode characters that reorder or break what is shown (line and
+/// paragraph separators, bidirectional overrides and isolates), is written as Rust escapes it
+/// (`\u{1b}`, `\r`, `\0`); everything else is kept. The one escaping rule of everything the
+/// CLI shows that came from a node or the API: the text rule above refuses such characters on
+/// the way in, but log lines and records stored before it are shown as received.
+pub fn shown<'a>(text: &'a str, keep: &[char]) -> std::borrow::Cow<'a, str> {
+    let escaped = |c: char| {
+        !keep.contains(&c)
+            && (c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+    };
+    if !text.chars().any(escaped) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if !escaped(c) {
+            out.push(c);
+        } else if c.is_control() {
+            // `\n`, `\r`, `\t`, `\0` by name, the rest as `\u{..}`.
+            out.extend(c.escape_debug());
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The issue's serial (a quote and newlines), tabs and Unicode separators are refused
+    /// naming the field; a serial with YAML's or Go template's punctuation is an ASCII serial.
+    #[test]
+    fn a_serial_is_printable_ascii() {
+        for bad in [
+            "x\"\n  - name: evil\n    image: attacker/evil",
+            "a\tb",
+            "a\u{2028}b",
+            "caf\u{e9}",
+            &"S".repeat(MAX_SERIAL_BYTES + 1),
+        ] {
+            let error = serial("serialnum", bad).unwrap_err();
+            assert_eq!(error.field, "serialnum", "{bad:?}");
+        }
+        for good in ["SN-0042", "To Be Filled By O.E.M.", "x\" {{.a}} #&*!!"] {
+            assert!(serial("serialnum", good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn an_ip_address_is_one() {
+        assert!(ip_address("host_ip", "10.0.0.9").is_ok());
+        assert!(ip_address("host_ip", "fe80::1").is_ok());
+        for bad in ["10.0.0.256", "10.0.0.9; rm", "host", ""] {
+            let error = ip_address("host_ip", bad).unwrap_err();
+            assert_eq!(error.field, "host_ip", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_document_names_the_path_of_a_bad_string() {
+        let document =
+            serde_json::json!({"inBand": {"disks": [{"name": "sda"}, {"name": "a\u{1b}[2J"}]}});
+        let error = document_strings("attributes", &document).unwrap_err();
+        assert_eq!(error.field, "attributes.inBand.disks[1].name", "{error}");
+        let mut deep = serde_json::json!("x");
+        for _ in 0..=MAX_DOCUMENT_DEPTH {
+            deep = serde_json::json!([deep]);
+        }
+        assert!(document_strings("attributes", &deep).is_err());
+        assert!(document_strings("attributes", &serde_json::json!({"inBand": {"cpu": 4}})).is_ok());
+    }
+
+    /// A log line that clears the screen, returns the cursor and cuts a C string is shown as
+    /// its escapes; the escapes are Rust's (`\u{1b}`), as `printf '%q'`-like readers expect.
+    #[test]
+    fn shown_escapes_what_moves_a_terminal() {
+        assert_eq!(
+            shown("boot\u{1b}[2J\rok\0\u{9b}", &[]),
+            "boot\\u{1b}[2J\\rok\\0\\u{9b}"
+        );
+        assert_eq!(shown("a\nb\tc", &['\n', '\t']), "a\nb\tc");
+        assert_eq!(shown("a\nb", &[]), "a\\nb");
+        assert_eq!(shown("x\u{2028}y\u{202E}z", &[]), "x\\u{2028}y\\u{202e}z");
+        assert_eq!(shown("plain é 日本", &[]), "plain é 日本");
+    }
 
     /// `char::is_control` is Unicode's general category Cc, which is exactly C0, DEL and C1:
     /// checked against the code points themselves, not against the function.

@@ -90,6 +90,9 @@ fn plan(object: &Object) -> Result<Plan, ObjectError> {
             let data = spec
                 .data
                 .ok_or_else(|| object.error("spec.data", "missing: the template's YAML"))?;
+            // A block scalar the outer document's check skipped: measured on its own.
+            crate::limits::check_yaml_depth(&data, crate::limits::DEFAULT_YAML_DEPTH)
+                .map_err(|error| object.error("spec.data", error.to_string()))?;
             let checked = match Template::parse(&data) {
                 Ok(_) => true,
                 // Go template actions other than `{{.key}}` can make the text YAML only

@@ -205,7 +205,18 @@ impl Object {
 /// Parses a file of Tinkerbell objects: YAML documents separated by `---` (JSON is YAML
 /// too), each an object or a `List` of them; empty documents are skipped. Every object's
 /// envelope is checked; all errors are returned, not only the first.
+///
+/// Flow collections nested deeper than [`crate::limits::DEFAULT_YAML_DEPTH`] are refused
+/// before the parser runs (it takes quadratic time on them).
 pub fn parse_objects(text: &str) -> Result<Vec<Object>, Vec<ObjectError>> {
+    crate::limits::check_yaml_depth(text, crate::limits::DEFAULT_YAML_DEPTH).map_err(|error| {
+        vec![ObjectError {
+            location: format!("line {}", error.line),
+            object: None,
+            field: "(document)".into(),
+            reason: error.to_string(),
+        }]
+    })?;
     let mut objects = Vec::new();
     let mut errors = Vec::new();
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
@@ -650,6 +661,23 @@ pub struct WorkflowSpecV1alpha1 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deeply_nested_file_is_refused_before_parsing_naming_the_limit() {
+        // The issue's document: 70,000 levels of flow sequences took 88 s to parse.
+        let text = format!(
+            "apiVersion: tinkerbell.org/v1alpha1\nkind: Hardware\nmetadata: {{name: a}}\n\
+             spec: {{x: {}{}}}\n",
+            "[".repeat(70_000),
+            "]".repeat(70_000)
+        );
+        let started = std::time::Instant::now();
+        let errors = parse_objects(&text).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].location, "line 4");
+        assert!(errors[0].reason.contains("64 levels"), "{}", errors[0]);
+    }
 
     #[test]
     fn a_multi_document_file_and_a_list_give_every_object_in_order() {

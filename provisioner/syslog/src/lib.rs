@@ -11,6 +11,10 @@
 //! - TCP: at most [`MAX_CONNECTIONS`] connections; a frame is cut at [`MAX_FRAME`] bytes
 //!   (counted in [`Counters::truncated`]); a connection that completes no frame in
 //!   [`IDLE_TIMEOUT`] is closed (the bootkit's forwarder reconnects).
+//! - TLS (RFC 5425): the TCP framing over TLS, with optional client authentication; a
+//!   message carries the client certificate the handshake verified
+//!   ([`Message::client_certificate`]), so the sink can attribute it to the certificate's
+//!   holder rather than to an address. UDP, TCP and TLS without a certificate carry none.
 //! - The sink is called on the receiving task: it must return quickly (the provisioner's store
 //!   queues the message for a batched write).
 
@@ -20,7 +24,7 @@ mod tcp;
 
 pub use framing::MAX_FRAME;
 pub use parse::{DEFAULT_FACILITY, DEFAULT_SEVERITY, Parsed, parse};
-pub use tcp::{IDLE_TIMEOUT, MAX_CONNECTIONS};
+pub use tcp::{HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS};
 
 /// What the fuzz targets in `fuzz/` feed arbitrary bytes.
 #[cfg(feature = "fuzzing")]
@@ -35,6 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bootkit_common::net_errors::is_transient_socket_error;
 use tokio::net::{TcpListener, UdpSocket};
+use tokio_rustls::TlsAcceptor;
 
 /// One received message, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +62,34 @@ pub struct Message {
     pub msg_id: Option<String>,
     /// The message itself (MSG); for a malformed message, the whole line.
     pub text: String,
+    /// How it arrived.
+    pub transport: Transport,
+    /// For [`Transport::Tls`]: the DER of the client certificate the TLS handshake verified
+    /// against [`TlsListener::config`]'s client verifier; None when the client presented
+    /// none, and always None for UDP and TCP (the sender is then known only by address).
+    pub client_certificate: Option<Arc<[u8]>>,
+}
+
+/// The transport a message arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// RFC 5426 datagrams.
+    Udp,
+    /// RFC 6587 over plain TCP.
+    Tcp,
+    /// RFC 5425: RFC 6587 framing over TLS.
+    Tls,
+}
+
+impl Transport {
+    /// `"udp"`, `"tcp"` or `"tls"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
 }
 
 /// Where messages go; called from the receiver's tasks, must not block for long.
@@ -72,6 +105,27 @@ pub struct Config {
     pub udp: Option<SocketAddr>,
     /// Usually 0.0.0.0:514 (TCP, octet-counted or newline-framed).
     pub tcp: Option<SocketAddr>,
+    /// Usually 0.0.0.0:6514 (RFC 5425).
+    pub tls: Option<TlsListener>,
+}
+
+/// The TLS listener's address and server configuration.
+#[derive(Clone)]
+pub struct TlsListener {
+    /// Where to listen (TCP).
+    pub addr: SocketAddr,
+    /// The server's certificate chain and key, and its client verifier: a verifier that
+    /// allows unauthenticated clients keeps certificate-less senders (marked as such).
+    pub config: Arc<rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for TlsListener {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("TlsListener")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Counters for the provisioner's metrics.
@@ -83,14 +137,22 @@ pub struct Counters {
     pub malformed: AtomicU64,
     /// TCP frames longer than [`MAX_FRAME`], delivered cut.
     pub truncated: AtomicU64,
-    /// TCP connections closed at once because [`MAX_CONNECTIONS`] were open.
+    /// TCP and TLS connections closed at once because [`MAX_CONNECTIONS`] were open.
     pub rejected_connections: AtomicU64,
+    /// TLS connections whose handshake failed or timed out (a client certificate the node CA
+    /// did not sign, no common protocol version, a client that is not TLS).
+    pub failed_handshakes: AtomicU64,
 }
 
 impl Counters {
     /// Parses a frame, counts it and hands it to the sink.
-    fn deliver(&self, frame: &[u8], peer: IpAddr, sink: &dyn Sink) {
-        let parsed = parse(frame, peer);
+    fn deliver(&self, frame: &[u8], peer: IpAddr, origin: &Origin, sink: &dyn Sink) {
+        let mut parsed = parse(frame, peer);
+        parsed.message.transport = origin.transport;
+        parsed
+            .message
+            .client_certificate
+            .clone_from(&origin.client_certificate);
         if !parsed.well_formed {
             self.malformed.fetch_add(1, Ordering::Relaxed);
         }
@@ -99,18 +161,31 @@ impl Counters {
     }
 }
 
+/// How a connection's messages arrived, stamped on each.
+struct Origin {
+    transport: Transport,
+    client_certificate: Option<Arc<[u8]>>,
+}
+
+impl Origin {
+    const UDP: Origin = Origin {
+        transport: Transport::Udp,
+        client_certificate: None,
+    };
+}
+
 /// Why the syslog receiver cannot start or stopped serving.
 #[derive(Debug, thiserror::Error)]
 pub enum SyslogError {
-    /// Neither [`Config::udp`] nor [`Config::tcp`] is set.
-    #[error("syslog receiver has neither a UDP nor a TCP address to listen on; give at least one")]
+    /// None of [`Config::udp`], [`Config::tcp`] and [`Config::tls`] is set.
+    #[error("syslog receiver has no UDP, TCP or TLS address to listen on; give at least one")]
     NoListener,
     /// A socket cannot be bound.
     #[error(
         "cannot listen for syslog on {transport} {addr}; is rsyslog or another receiver using the port?"
     )]
     Bind {
-        /// `"UDP"` or `"TCP"`.
+        /// `"UDP"`, `"TCP"` or `"TLS"`.
         transport: &'static str,
         /// The address it was bound to.
         addr: SocketAddr,
@@ -126,15 +201,17 @@ pub enum SyslogError {
 pub struct Receiver {
     udp: Option<UdpSocket>,
     tcp: Option<TcpListener>,
+    tls: Option<(TcpListener, TlsAcceptor)>,
 }
 
 /// Datagrams up to the UDP maximum are read whole.
 const DATAGRAM_BUFFER: usize = 65_536;
 
 impl Receiver {
-    /// Binds the configured UDP socket and TCP listener; fails if neither is configured.
+    /// Binds the configured UDP socket and TCP and TLS listeners; fails if none is
+    /// configured.
     pub async fn bind(config: Config) -> Result<Self, SyslogError> {
-        if config.udp.is_none() && config.tcp.is_none() {
+        if config.udp.is_none() && config.tcp.is_none() && config.tls.is_none() {
             return Err(SyslogError::NoListener);
         }
         let udp = match config.udp {
@@ -153,7 +230,16 @@ impl Receiver {
             ),
             None => None,
         };
-        Ok(Self { udp, tcp })
+        let tls = match config.tls {
+            Some(TlsListener { addr, config }) => Some((
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(bind_error("TLS", addr))?,
+                TlsAcceptor::from(config),
+            )),
+            None => None,
+        };
+        Ok(Self { udp, tcp, tls })
     }
 
     /// The UDP address listened on (with the port chosen for port 0); None without UDP.
@@ -170,13 +256,30 @@ impl Receiver {
             .and_then(|listener| listener.local_addr().ok())
     }
 
+    /// The TLS address listened on (with the port chosen for port 0); None without TLS.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
+    }
+
+    /// The UDP socket, for the metrics' drop count and buffer sizing; None without UDP.
+    pub fn udp_socket(&self) -> Option<&UdpSocket> {
+        self.udp.as_ref()
+    }
+
     /// Receives until an unrecoverable socket error; stop it by aborting its task.
     pub async fn serve(
         self,
         sink: Arc<dyn Sink>,
         counters: Arc<Counters>,
     ) -> Result<(), SyslogError> {
-        tracing::info!(udp = ?self.udp_addr(), tcp = ?self.tcp_addr(), "syslog receiver listening");
+        tracing::info!(
+            udp = ?self.udp_addr(),
+            tcp = ?self.tcp_addr(),
+            tls = ?self.tls_addr(),
+            "syslog receiver listening"
+        );
         let udp = async {
             match &self.udp {
                 Some(socket) => receive_datagrams(socket, &*sink, &counters).await,
@@ -186,8 +289,27 @@ impl Receiver {
         let tcp = async {
             match self.tcp {
                 Some(listener) => {
-                    tcp::accept_connections(listener, Arc::clone(&sink), Arc::clone(&counters))
-                        .await
+                    tcp::accept_connections(
+                        listener,
+                        None,
+                        Arc::clone(&sink),
+                        Arc::clone(&counters),
+                    )
+                    .await
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let tls = async {
+            match self.tls {
+                Some((listener, acceptor)) => {
+                    tcp::accept_connections(
+                        listener,
+                        Some(acceptor),
+                        Arc::clone(&sink),
+                        Arc::clone(&counters),
+                    )
+                    .await
                 }
                 None => std::future::pending().await,
             }
@@ -195,6 +317,7 @@ impl Receiver {
         tokio::select! {
             result = udp => result,
             never = tcp => match never {},
+            never = tls => match never {},
         }
     }
 }
@@ -212,7 +335,7 @@ async fn receive_datagrams(
             Err(error) => return Err(SyslogError::Receive(error)),
         };
         if len > 0 {
-            counters.deliver(&buffer[..len], peer.ip(), sink);
+            counters.deliver(&buffer[..len], peer.ip(), &Origin::UDP, sink);
         }
     }
 }

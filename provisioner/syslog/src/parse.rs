@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use crate::Message;
+use crate::{Message, Transport};
 
 /// What a message without a PRI is filed as: user.notice, as RFC 3164 §4.3.3 has relays do.
 pub const DEFAULT_FACILITY: u8 = 1;
@@ -45,6 +45,8 @@ pub fn parse(frame: &[u8], peer: IpAddr) -> Parsed {
         proc_id: None,
         msg_id: None,
         text: String::new(),
+        transport: Transport::Udp,
+        client_certificate: None,
     };
     let Some((pri, rest)) = split_pri(text) else {
         message.text = text.to_string();

@@ -70,7 +70,15 @@ pub const FLEET: [FleetNode; 5] = [
     },
 ];
 
-/// A profile whose bootkit files exist under `dir`.
+/// The artifacts directory of the database in `dir` (`<database dir>/artifacts`, the only
+/// place profiles' files may be before a `serve` adds roots), created.
+pub fn artifacts_dir(dir: &Path) -> std::path::PathBuf {
+    let artifacts = dir.join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    artifacts
+}
+
+/// A profile whose bootkit files exist in the artifacts directory of the database in `dir`.
 pub fn create_profile(store: &Store, dir: &Path) {
     create_profile_from(store, dir, PROFILE, TEMPLATE, OS_IMAGE);
 }
@@ -79,6 +87,7 @@ pub fn create_profile(store: &Store, dir: &Path) {
 /// `os_image`.
 pub fn create_profile_from(store: &Store, dir: &Path, name: &str, template: &str, os_image: &str) {
     let template = store.create_template(template, None).unwrap();
+    let dir = &artifacts_dir(dir);
     for file in ["vmlinuz", "initramfs.img"] {
         std::fs::write(dir.join(file), file).unwrap();
     }

@@ -121,6 +121,9 @@ impl TestServer {
             protocols,
             admin: admin::token_options(),
             boot: None,
+            // Plaintext gRPC: its clients can present no node certificate.
+            node_ca: None,
+            allow_unauthenticated_workers: true,
         };
         let running = RunningServer::start(Arc::clone(&store), &options)
             .await

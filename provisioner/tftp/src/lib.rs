@@ -232,6 +232,12 @@ impl Server {
         self.local_addr
     }
 
+    /// The listening socket (requests; transfers use their own), for the caller's receive
+    /// buffer sizing and drop counting.
+    pub fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+
     /// Serves until an unrecoverable socket error; stop it by aborting its task.
     pub async fn serve(self, counters: Arc<Counters>) -> Result<(), TftpError> {
         let local_ip = self.local_addr.ip();

@@ -19,6 +19,7 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use bootkit_common::beneath::BeneathError;
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
@@ -187,26 +188,22 @@ fn open_root(root: &Path) -> Result<OwnedFd, Refusal> {
 }
 
 fn open_fd_beneath(root: &Path, name: &str) -> Result<OwnedFd, Confined> {
-    let relative = name.trim_start_matches('/');
-    if relative.is_empty() {
-        return Err(Confined::Other(Refusal::new(
+    match bootkit_common::beneath::open_beneath(root, name, READ_FLAGS) {
+        Ok(fd) => Ok(fd),
+        Err(BeneathError::LeadsOut) => Err(Confined::LeadsOut),
+        Err(BeneathError::Empty) => Err(Confined::Other(Refusal::new(
             ErrorCode::FileNotFound,
             "no file name",
-        )));
-    }
-    if relative.split('/').any(|component| component == "..") {
-        return Err(Confined::Other(Refusal::new(
+        ))),
+        Err(BeneathError::DotDot) => Err(Confined::Other(Refusal::new(
             ErrorCode::AccessViolation,
             "`..` is not allowed in a file name: the server serves its root only",
-        )));
-    }
-    let root_dir = open_root(root).map_err(Confined::Other)?;
-    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
-    match rustix::fs::openat2(&root_dir, relative, READ_FLAGS, Mode::empty(), resolve) {
-        Ok(fd) => Ok(fd),
-        // RESOLVE_BENEATH answers EXDEV for a path that would leave the root.
-        Err(Errno::XDEV) => Err(Confined::LeadsOut),
-        Err(errno) => Err(Confined::Other(refusal_for(errno))),
+        ))),
+        Err(BeneathError::Root { dir, errno }) => Err(Confined::Other(Refusal::new(
+            ErrorCode::NotDefined,
+            format!("server root {dir} cannot be opened: {errno}"),
+        ))),
+        Err(BeneathError::Open(errno)) => Err(Confined::Other(refusal_for(errno))),
     }
 }
 

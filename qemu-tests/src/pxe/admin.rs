@@ -138,6 +138,18 @@ pub(super) struct NodeDetail {
     pub node: NodeView,
     #[serde(default)]
     pub timeline: Vec<Event>,
+    /// The node's credentials (`GET /api/v1/nodes/{key}` lists them by fingerprint).
+    #[serde(default)]
+    pub credentials: Vec<Credential>,
+}
+
+/// One of a node's credentials, as the node detail shows it.
+#[derive(Debug, Deserialize)]
+pub(super) struct Credential {
+    /// `certificate` or `client-secret`.
+    pub kind: String,
+    /// Neither revoked nor expired.
+    pub active: bool,
 }
 
 impl NodeDetail {
@@ -156,4 +168,7 @@ pub(super) struct Event {
 pub(super) struct LogLine {
     /// The sending program (syslog APP-NAME), e.g. `tink-worker`.
     pub source: String,
+    /// The message.
+    #[serde(default)]
+    pub text: String,
 }

@@ -15,8 +15,20 @@ const REQUIRED_EVENTS: [&str; 3] = ["discovered", "provisioned", "local-boot"];
 /// ran the workflow.
 const WORKER_LOG_SOURCE: &str = "tink-worker";
 
+/// What a refused call without (or with a bad) node certificate leaves in the agents' output:
+/// tonic's code name and the provisioner's words (grpc.rs). None may appear: the provisioner
+/// runs without `--allow-unauthenticated-workers`, so every call the workflow needed carried
+/// the node's credential.
+const UNAUTHENTICATED_SIGNS: [&str; 4] = [
+    "Unauthenticated",
+    "UNAUTHENTICATED",
+    "no client certificate",
+    "is not an active credential",
+];
+
 /// The node of `report` is provisioned with the right profile and identity, has the
-/// timeline events and stored logs.
+/// timeline events and stored logs, holds an active node certificate, and none of its calls
+/// was refused as unauthenticated.
 pub(super) fn check_node(api: &AdminApi<'_>, report: &NodeReport, stack_dir: &Path) -> Result<()> {
     let machine = &report.machine;
     let detail = api.node(machine.mac)?;
@@ -48,8 +60,36 @@ pub(super) fn check_node(api: &AdminApi<'_>, report: &NodeReport, stack_dir: &Pa
             problems.push(format!("no `{wanted}` event in its timeline {kinds:?}"));
         }
     }
+    let certificates = detail
+        .credentials
+        .iter()
+        .filter(|credential| credential.kind == "certificate" && credential.active)
+        .count();
+    if certificates == 0 {
+        problems.push(format!(
+            "the provisioner records no active node certificate for node {}: it did not enroll",
+            node.id
+        ));
+    }
     let logs = api.logs(machine.mac)?;
-    if !logs.iter().any(|line| line.source == WORKER_LOG_SOURCE) {
+    let console = std::fs::read_to_string(&report.console_log).unwrap_or_default();
+    for sign in UNAUTHENTICATED_SIGNS {
+        if let Some(line) = console.lines().find(|line| line.contains(sign)) {
+            problems.push(format!(
+                "a call went unauthenticated (its console shows {sign:?}): {line}"
+            ));
+        }
+        if let Some(line) = logs.iter().find(|line| line.text.contains(sign)) {
+            problems.push(format!(
+                "a call went unauthenticated (a stored {} line shows {sign:?}): {}",
+                line.source, line.text
+            ));
+        }
+    }
+    // The receiver may mark how a line arrived after the program's name
+    // ("tink-worker (unauthenticated, udp)"): the program is the first word.
+    let from_worker = |source: &str| source.split_whitespace().next() == Some(WORKER_LOG_SOURCE);
+    if !logs.iter().any(|line| from_worker(&line.source)) {
         let sources: Vec<&str> = logs.iter().map(|line| line.source.as_str()).collect();
         problems.push(format!(
             "none of its {} stored log lines is from {WORKER_LOG_SOURCE} (sources {sources:?}): the bootkit's syslog did not reach the provisioner",

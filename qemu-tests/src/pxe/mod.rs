@@ -20,6 +20,13 @@
 //! the test OS prints [`INSTALLED_MARKER`] and powers off. Then the provisioner must show each
 //! node provisioned, with the right profile and identity, a timeline with `local-boot`, and
 //! logs.
+//!
+//! Node trust is on as a site runs it by default (issue 15): `provisioner init` makes the
+//! site CA and the node CA, gRPC serves TLS with the chain and without
+//! `--allow-unauthenticated-workers`; the boot script pins the site CA
+//! (`tinkerbell_ca_sha256=`), device discovery enrolls for a client certificate and the
+//! tink-worker presents it. Each node must then hold an active certificate, and no call of
+//! its agents may have been refused as unauthenticated.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -341,6 +348,13 @@ pub fn run(options: &Options) -> Result<Report> {
     let work_dir = stack_options.work_dir.clone();
     let (api, admin_flags) = AdminApi::create(&ns, socket(ADMIN_PORT), &work_dir)?;
     stack_options.serve_args.extend(admin_flags);
+    stack_options.serve_args.extend(site_pki(&work_dir)?);
+    // The profiles name the bootkit in out/pxe-bootkit and the OS image beside the cached
+    // image.
+    let bootkit = ProfileSetup::pxe_bootkit(DEFAULT_PROFILE, os_image.clone())?;
+    stack_options
+        .serve_args
+        .extend(bootkit.artifact_root_args());
     let mut site_dhcp = site_dhcp(&site_ns, &work_dir)?;
     say("starting the registry and the provisioner (proxyDHCP beside the site's dnsmasq)");
     let mut stack = Stack::start(stack_options, Some(&ns))?;
@@ -374,6 +388,40 @@ pub fn run(options: &Options) -> Result<Report> {
 
 fn socket(port: u16) -> SocketAddr {
     SocketAddr::from(([10, 213, 60, 1], port))
+}
+
+/// `provisioner init` in `work_dir/pki` (the site CA with a server certificate for the
+/// bridge's address, and the node CA), and the flags that make `serve` use it: gRPC over TLS
+/// with the chain, nodes enrolling for client certificates, and no unauthenticated workers
+/// (`--allow-unauthenticated-workers` is not given), as a site runs by default.
+fn site_pki(work_dir: &Path) -> Result<Vec<String>> {
+    let pki = work_dir.join("pki");
+    let output = Command::new(crate::stack::provisioner_binary())
+        .arg("init")
+        .arg("--dir")
+        .arg(&pki)
+        .args(["--ip", PROVISIONER_IP])
+        .output()
+        .map_err(Error::io("running `provisioner init`"))?;
+    if !output.status.success() {
+        return Err(Error::Other(format!(
+            "provisioner init --dir {} failed ({}): {}",
+            pki.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    let file = |name: &str| pki.join(name).display().to_string();
+    Ok(vec![
+        "--tls-cert".to_string(),
+        file("server.pem"),
+        "--tls-key".to_string(),
+        file("server-key.pem"),
+        "--node-ca-cert".to_string(),
+        file("node-ca.pem"),
+        "--node-ca-key".to_string(),
+        file("node-ca-key.pem"),
+    ])
 }
 
 /// `provisioner serve`'s flags: everything node-facing on the bridge's address.

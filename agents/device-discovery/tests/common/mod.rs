@@ -288,6 +288,7 @@ pub fn config(root: &Path, server: SocketAddr, tls: ServerTls) -> Config {
         ip_interval: Duration::from_millis(10),
         output: root.join("run/bootkit/device-discovery.env"),
         credentials_dir: root.join("run/bootkit/client-credentials"),
+        node_credentials_dir: root.join("run/bootkit/credentials"),
     }
 }
 

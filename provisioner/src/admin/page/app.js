@@ -124,9 +124,27 @@ function select(id) {
   refresh();
 }
 
+// The site's trust setting, read from the one place it is exported (/metrics), so the page
+// and Prometheus can never disagree.
+async function renderTrust() {
+  const headers = {};
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = "Bearer " + token;
+  const response = await fetch("/metrics", { headers });
+  if (!response.ok) return;
+  const text = await response.text();
+  const allowed = /^provisioner_unauthenticated_workers_allowed 1$/m.test(text);
+  const banner = document.getElementById("unauthenticated-workers");
+  banner.textContent = allowed
+    ? "Unauthenticated workers allowed (serve --allow-unauthenticated-workers): any machine on the site network can fetch any node's actions and report them done."
+    : "";
+  banner.hidden = !allowed;
+}
+
 async function refresh() {
   try {
     renderNodes(await api("/api/v1/nodes"));
+    await renderTrust();
     if (selected) {
       renderDetail(await api("/api/v1/nodes/" + encodeURIComponent(selected)));
       await pollLogs();

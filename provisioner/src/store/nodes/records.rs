@@ -184,7 +184,7 @@ fn progress(actions: &[ActionRecord]) -> Option<Progress> {
     })
 }
 
-pub(super) fn insert_event(
+pub(crate) fn insert_event(
     connection: &Connection,
     node_id: &str,
     kind: &str,

@@ -34,6 +34,7 @@ impl TestReceiver {
         let config = Config {
             udp: Some(loopback),
             tcp: Some(loopback),
+            tls: None,
         };
         let receiver = Receiver::bind(config)
             .await
