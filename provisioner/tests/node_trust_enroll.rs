@@ -15,6 +15,7 @@ use common::TestDb;
 use common::admin::{ADMIN_TOKEN, AdminClient, token_options};
 use common::fleet::create_profile;
 use common::onboarding::ANSWER_WAIT;
+use common::second_machine::SecondMachine;
 use futures::channel::mpsc::{UnboundedSender, unbounded};
 use onboarding_proto::NodeState;
 use onboarding_proto::v1::non_interactive_onboarding_service_client::NonInteractiveOnboardingServiceClient;
@@ -120,7 +121,15 @@ struct Stream {
 
 impl Stream {
     async fn open(source: IpAddr, port: u16) -> Self {
-        let server = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        Self::open_to(
+            source,
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+        )
+        .await
+    }
+
+    /// The stream to `server`, from `source`.
+    async fn open_to(source: IpAddr, server: SocketAddr) -> Self {
         let channel = Endpoint::from_shared(format!("http://{server}"))
             .unwrap()
             .connect_with_connector(tower::service_fn(move |_| async move {
@@ -272,6 +281,63 @@ async fn another_nodes_identity_from_another_address_is_refused_and_changes_noth
         site.store.active_credential(&cert).unwrap().as_deref(),
         Some(MAC)
     );
+}
+
+/// The same attack from a second machine on the site network (a network namespace with an
+/// address of its own): the node enrolled from the host; the attacker's machine sends the
+/// node's serial, UUID and MAC, with a CSR and without, and claims both its own address and
+/// the node's. Every attempt is refused, and the node's row, credentials and address stay
+/// as they were, so nothing (metadata by address included) moves to the attacker's address.
+#[test]
+#[ignore = "needs root: a network namespace and a veth pair"]
+fn from_a_second_machine_another_nodes_identity_is_refused_and_changes_nothing() {
+    let machine = SecondMachine::create();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let site = runtime.block_on(Site::start(Duration::from_secs(3600)));
+    let enrolled = runtime.block_on(async {
+        let mut node = Stream::open(IpAddr::V4(Ipv4Addr::LOCALHOST), site.grpc_port()).await;
+        node.ask(request("127.0.0.1", csr())).await
+    });
+    assert_eq!(code(&enrolled), Code::Ok, "{enrolled:?}");
+    let cert = fingerprint(&enrolled.bootkit_client_cert_pem);
+    let before = site.node_row();
+
+    let server = SocketAddr::new(IpAddr::V4(machine.host), site.grpc_port());
+    let attacker_ip = machine.inside;
+    let answers = machine
+        .run(move || {
+            Box::pin(async move {
+                let mut attacker = Stream::open_to(IpAddr::V4(attacker_ip), server).await;
+                let mut answers = Vec::new();
+                for (ip, csr) in [
+                    (attacker_ip.to_string(), csr()),
+                    (attacker_ip.to_string(), String::new()),
+                    ("127.0.0.1".to_string(), String::new()),
+                ] {
+                    answers.push(attacker.ask(request(&ip, csr)).await);
+                }
+                answers
+            })
+        })
+        .join()
+        .unwrap();
+    assert_eq!(answers.len(), 3);
+    for answer in &answers {
+        assert_refused(answer);
+    }
+    assert_eq!(site.node_row(), before, "nothing changed");
+    assert!(
+        site.store
+            .node_by_ip(&attacker_ip.to_string())
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        site.store.active_credential(&cert).unwrap().as_deref(),
+        Some(MAC)
+    );
+    assert_eq!(site.store.node_credentials(MAC).unwrap().len(), 2);
+    drop(site);
 }
 
 /// `node approve-enrollment` (CLI) lets exactly one new enrollment through and revokes the old
