@@ -39,10 +39,12 @@ use onboarding_proto::v1::{
 };
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use crate::admin::{Auth, bearer_value};
+use crate::admin::{Auth, bearer_value, token_actor};
 use crate::node_ca::{NodeCa, NodeCaError};
 use crate::store::text::plain_text;
-use crate::store::{AlreadyEnrolled, Discovery, Identity, RegistrationSpec, Store, StoreError};
+use crate::store::{
+    AlreadyEnrolled, Discovery, Identity, NewAuditEntry, RegistrationSpec, Store, StoreError,
+};
 use crate::template::FieldError;
 
 /// The project (site) id handed to every onboarded node: one provisioner is one site.
@@ -199,6 +201,35 @@ impl OnboardingServer {
         })
     }
 
+    /// CreateNodes: checks the admin token ([`Self::require_admin`]), then registers each
+    /// machine with the default profile.
+    fn create_nodes_as_admin(
+        &self,
+        request: Request<CreateNodesRequest>,
+    ) -> Result<Response<CreateNodesResponse>, Status> {
+        self.require_admin(&request)?;
+        let request = request.into_inner();
+        let profile = self
+            .store
+            .default_profile()
+            .map_err(crate::grpc::status)?
+            .ok_or_else(|| {
+                Status::permission_denied(
+                    "no default profile is set, so CreateNodes has no profile to register nodes with: \
+                     set one (`provisioner profile default NAME`) or register nodes with a profile",
+                )
+            })?;
+        for hardware in request.payload.iter().flat_map(|node| &node.hwdata) {
+            self.store
+                .register(&registration(hardware, &profile.name))
+                .map_err(crate::grpc::status)?;
+        }
+        Ok(Response::new(CreateNodesResponse {
+            payload: request.payload,
+            project_id: PROJECT_ID.to_string(),
+        }))
+    }
+
     /// Refuses a `CreateNodes` call without the admin token.
     fn require_admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let given = request
@@ -343,27 +374,40 @@ impl InteractiveOnboardingService for OnboardingServer {
         &self,
         request: Request<CreateNodesRequest>,
     ) -> Result<Response<CreateNodesResponse>, Status> {
-        self.require_admin(&request)?;
-        let request = request.into_inner();
-        let profile = self
-            .store
-            .default_profile()
-            .map_err(crate::grpc::status)?
-            .ok_or_else(|| {
-                Status::permission_denied(
-                    "no default profile is set, so CreateNodes has no profile to register nodes with: \
-                     set one (`provisioner profile default NAME`) or register nodes with a profile",
-                )
-            })?;
-        for hardware in request.payload.iter().flat_map(|node| &node.hwdata) {
-            self.store
-                .register(&registration(hardware, &profile.name))
-                .map_err(crate::grpc::status)?;
+        // Registering machines is an admin action: recorded in the audit log like the admin
+        // API's, whoever asked and whatever the answer.
+        let address = request
+            .remote_addr()
+            .map_or_else(|| "unknown".to_string(), |address| address.to_string());
+        let actor = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| bearer_value(value.as_bytes()))
+            .map_or_else(|| "no credential".to_string(), token_actor);
+        let hardware_count: usize = request
+            .get_ref()
+            .payload
+            .iter()
+            .map(|node| node.hwdata.len())
+            .sum();
+        let answer = self.create_nodes_as_admin(request);
+        let entry = NewAuditEntry {
+            actor,
+            address,
+            method: "gRPC".to_string(),
+            path: "/onboardingmgr.v1.InteractiveOnboardingService/CreateNodes".to_string(),
+            summary: format!("register {hardware_count} machine(s) with the default profile"),
+            status: match &answer {
+                Ok(_) => 200,
+                Err(status) if status.code() == Code::Unauthenticated => 401,
+                Err(status) if status.code() == Code::PermissionDenied => 403,
+                Err(_) => 400,
+            },
+        };
+        if let Err(error) = self.store.record_audit(&entry) {
+            tracing::error!(%error, "recording CreateNodes in the audit log failed");
         }
-        Ok(Response::new(CreateNodesResponse {
-            payload: request.payload,
-            project_id: PROJECT_ID.to_string(),
-        }))
+        answer
     }
 }
 

@@ -258,4 +258,27 @@ async fn create_nodes_registers_with_the_default_profile() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+    // Each call is in the audit log: who (the token by its hash prefix, never the token),
+    // and what was answered.
+    let audit: Vec<(String, u16)> = server
+        .store
+        .audit_log(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|recorded| recorded.entry)
+        .filter(|entry| entry.path.ends_with("/CreateNodes"))
+        .map(|entry| (entry.actor, entry.status))
+        .collect();
+    let admin = provisioner::admin::token_actor(ADMIN_TOKEN.as_bytes());
+    let wrong = provisioner::admin::token_actor(b"not-the-token");
+    assert_eq!(
+        audit,
+        [
+            ("no credential".to_string(), 401),
+            (wrong, 401),
+            (admin.clone(), 200),
+            (admin, 403)
+        ]
+    );
 }
