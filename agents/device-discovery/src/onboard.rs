@@ -133,9 +133,19 @@ pub fn registration_hint(identity: &Identity, why: &str) -> String {
 }
 
 /// The console note for a refused enrollment: first contact won, and it was not this boot.
+/// Our provisioner's message already names the operator's commands with the node's key; the
+/// generic fix is added only when the server's message does not name it.
 pub fn enrollment_refused_hint(why: &str) -> String {
+    let fix = if why.contains("approve-enrollment") {
+        String::new()
+    } else {
+        "; if this is the real machine (a reboot into the bootkit, a replaced disk), an operator \
+         must run `provisioner node reprovision KEY` or `provisioner node approve-enrollment KEY`"
+            .to_string()
+    };
     format!(
-        "the provisioner refuses to enroll this node ({why}): this machine already holds an active credential, or someone enrolled as it first; if this is the real machine (a reboot into the bootkit, a replaced disk), an operator must run `provisioner node reprovision KEY` or `provisioner node approve-enrollment KEY`; retrying"
+        "the provisioner refuses to enroll this node: {why} (first contact won: this machine \
+         enrolled before, or another machine enrolled as it){fix}; retrying"
     )
 }
 
@@ -258,6 +268,20 @@ fn required_but_not_served(answer: &NotServed) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_enrollment_names_the_operators_fix_once() {
+        let ours = enrollment_refused_hint(
+            "node m1 is enrolled already; an operator runs `provisioner node approve-enrollment m1`",
+        );
+        assert_eq!(ours.matches("approve-enrollment").count(), 1, "{ours}");
+        assert!(ours.contains("approve-enrollment m1"), "{ours}");
+        let other = enrollment_refused_hint("denied");
+        assert!(
+            other.contains("provisioner node approve-enrollment KEY"),
+            "a server that does not say gets the generic fix: {other}"
+        );
+    }
 
     #[test]
     fn backoff_doubles_to_sixteen_times_the_base_with_bounded_jitter() {
