@@ -48,6 +48,8 @@ pub mod net_errors;
 pub mod power;
 pub mod service_def;
 pub mod size;
+#[cfg(feature = "tls")]
+pub mod tls_pin;
 pub mod toml_parse;
 
 pub use error_text::error_chain;

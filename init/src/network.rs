@@ -56,7 +56,8 @@ pub fn forward_logs(env: &[(String, String)]) -> Option<ForwarderTask> {
 
 /// The forwarding the command line asks for: `syslog_host=`, `syslog_port=` (514, or 6514
 /// for TLS), `syslog_transport=udp|tcp|tls`, `syslog_ca=` (TLS: the CA bundle, by default the
-/// image's), and `worker_id=` as the HOSTNAME of every line. Over TLS the node's enrollment
+/// image's; without it `tinkerbell_ca_sha256=` pins the site CA as for gRPC), and
+/// `worker_id=` as the HOSTNAME of every line. Over TLS the node's enrollment
 /// certificate is presented once device discovery has written it (`tinkerbell_client_cert=`
 /// and `tinkerbell_client_key=`, by default /run/bootkit/credentials/node.pem and
 /// node-key.pem), so the provisioner files the lines under this node by its certificate.
@@ -91,6 +92,20 @@ fn forwarder_config(env: &[(String, String)]) -> Option<ForwarderConfig> {
         }
     }
     config.ca_file = value("syslog_ca").map(std::path::PathBuf::from);
+    // The receiver presents the same --tls-cert chain as the provisioner's gRPC, so the
+    // boot line's gRPC pin verifies it too; an explicit syslog_ca= wins.
+    if config.transport == Transport::Tls
+        && config.ca_file.is_none()
+        && let Some(pin) = value("tinkerbell_ca_sha256")
+    {
+        match bootkit_common::checksum::Sha256Digest::parse(&pin) {
+            Ok(digest) => config.ca_sha256 = Some(digest.0),
+            Err(_) => crate::warn!(
+                "syslog",
+                "ignoring tinkerbell_ca_sha256={pin:?} for syslog TLS: expected the 64 hex digits of the site CA's SHA-256; the log host is verified against the image's CA bundle instead"
+            ),
+        }
+    }
     if config.transport == Transport::Tls {
         let default = ClientIdentity::node_default();
         config.client_identity = Some(ClientIdentity {
@@ -679,6 +694,26 @@ mod tests {
         );
         assert_eq!(tls.hostname, "node-7");
         assert_eq!(tls.client_identity, Some(ClientIdentity::node_default()));
+        let pin = "ab".repeat(32);
+        let pinned = forwarder_config(&env(&[
+            ("syslog_host", "10.0.0.1"),
+            ("syslog_transport", "tls"),
+            ("tinkerbell_ca_sha256", &pin),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (pinned.ca_sha256, pinned.ca_file),
+            (Some([0xab; 32]), None),
+            "without syslog_ca= the gRPC pin verifies the log host"
+        );
+        let file_wins = forwarder_config(&env(&[
+            ("syslog_host", "10.0.0.1"),
+            ("syslog_transport", "tls"),
+            ("syslog_ca", "/etc/bootkit/ca.pem"),
+            ("tinkerbell_ca_sha256", &pin),
+        ]))
+        .unwrap();
+        assert_eq!(file_wins.ca_sha256, None, "syslog_ca= wins over the pin");
         assert_eq!(udp.client_identity, None, "UDP presents no certificate");
         let elsewhere = forwarder_config(&env(&[
             ("syslog_host", "h"),

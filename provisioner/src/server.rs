@@ -714,6 +714,7 @@ impl BoundBoot {
             https_port: server.boot_https_addr.map(|addr| addr.port()),
             grpc_port: server.grpc_addr.port(),
             syslog_port: server.syslog_udp_addr.map(|addr| addr.port()),
+            syslog_tls_port: server.syslog_tls_addr.map(|addr| addr.port()),
         })
     }
 

@@ -2,7 +2,6 @@
 //! tink-worker's registry client. Each caller adds what its protocol needs on top (ALPN `h2`
 //! for gRPC) and decides where its CA bundle comes from.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,11 +10,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms, ring};
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore,
-    SignatureScheme,
-};
-use sha2::{Digest, Sha256};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::{ClientIdentity, ServerTls};
 
@@ -69,22 +64,7 @@ pub enum TlsSetupError {
     },
 }
 
-/// Why a client certificate and key cannot be presented; callers put the files in front.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientIdentityError {
-    /// The certificate file cannot be read or is not PEM.
-    #[error("the certificate file cannot be read as PEM")]
-    Certificate(#[source] pem::Error),
-    /// The certificate file holds no certificate.
-    #[error("the certificate file holds no certificate")]
-    NoCertificate,
-    /// The key file cannot be read or holds no PEM private key.
-    #[error("the key file holds no readable PEM private key")]
-    Key(#[source] pem::Error),
-    /// rustls refuses the pair (the key is not the certificate's, or of an unsupported kind).
-    #[error("the key does not fit the certificate or is of an unsupported kind")]
-    Refused(#[source] rustls::Error),
-}
+pub use bootkit_common::tls_pin::ClientIdentityError;
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(ring::default_provider())
@@ -148,10 +128,7 @@ pub(crate) fn config_for(
         )
         .build()
         .map_err(|error| TlsSetupError::Rustls(rustls::Error::General(error.to_string())))?,
-        ServerTls::Pinned { ca_sha256 } => Arc::new(PinnedCa {
-            ca_sha256: *ca_sha256,
-            provider: provider.clone(),
-        }),
+        ServerTls::Pinned { ca_sha256 } => Arc::new(PinnedCa::new(*ca_sha256, provider.clone())),
         ServerTls::InsecureSkipVerify => Arc::new(AcceptAnyCertificate {
             algorithms: provider.signature_verification_algorithms,
         }),
@@ -184,15 +161,7 @@ pub(crate) fn config_for(
 fn load_identity(
     identity: &ClientIdentity,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ClientIdentityError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&identity.cert_chain)
-        .map_err(ClientIdentityError::Certificate)?
-        .collect::<Result<_, _>>()
-        .map_err(ClientIdentityError::Certificate)?;
-    if chain.is_empty() {
-        return Err(ClientIdentityError::NoCertificate);
-    }
-    let key = PrivateKeyDer::from_pem_file(&identity.key).map_err(ClientIdentityError::Key)?;
-    Ok((chain, key))
+    bootkit_common::tls_pin::load_client_identity(&identity.cert_chain, &identity.key)
 }
 
 /// Accepts any server certificate: only for servers the operator explicitly marked insecure.
@@ -208,121 +177,8 @@ pub fn unverified_config() -> Result<ClientConfig, rustls::Error> {
         .with_no_client_auth())
 }
 
-/// The SHA-256 of a certificate's DER, as `sha256sum` of the DER file and
-/// `openssl x509 -outform der | sha256sum` print it.
-pub fn certificate_sha256(certificate: &[u8]) -> [u8; 32] {
-    Sha256::digest(certificate).into()
-}
-
-fn hex(digest: &[u8; 32]) -> String {
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-/// The server's chain holds no certificate with the pinned hash.
-struct PinNotPresented {
-    pinned: [u8; 32],
-    presented: Vec<[u8; 32]>,
-}
-
-/// rustls shows a certificate error's cause with Debug: the sentence, not the byte arrays.
-impl fmt::Debug for PinNotPresented {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl fmt::Display for PinNotPresented {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let presented: Vec<String> = self.presented.iter().map(hex).collect();
-        write!(
-            f,
-            "the server presented no certificate whose SHA-256 is the pinned CA's {} (it presented {}); the pin must be the SHA-256 of the site CA's DER, and the server must send its chain with that CA",
-            hex(&self.pinned),
-            presented.join(", ")
-        )
-    }
-}
-
-impl std::error::Error for PinNotPresented {}
-
-/// Trusts exactly one CA, known by the SHA-256 of its DER: the CA must be in the chain the
-/// server presents, and the leaf must verify (webpki: signature, validity, server name) with
-/// that CA as the only root. Why a hash rather than a file: the boot script carries it on the
-/// kernel command line, so nothing needs to be in the image for a site's own CA.
-#[derive(Debug)]
-struct PinnedCa {
-    ca_sha256: [u8; 32],
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinnedCa {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let presented: Vec<&CertificateDer<'_>> =
-            std::iter::once(end_entity).chain(intermediates).collect();
-        let Some(ca) = presented
-            .iter()
-            .find(|certificate| certificate_sha256(certificate) == self.ca_sha256)
-        else {
-            return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
-                OtherError(Arc::new(PinNotPresented {
-                    pinned: self.ca_sha256,
-                    presented: presented
-                        .iter()
-                        .map(|certificate| certificate_sha256(certificate))
-                        .collect(),
-                })),
-            )));
-        };
-        let mut roots = RootCertStore::empty();
-        roots.add(CertificateDer::from(ca.to_vec()))?;
-        let verifier =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-                .build()
-                .map_err(|error| rustls::Error::General(error.to_string()))?;
-        verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
+use bootkit_common::tls_pin::PinnedCa;
+pub use bootkit_common::tls_pin::certificate_sha256;
 
 /// Accepts any certificate chain; handshake signatures are still checked, so the connection
 /// is at least encrypted to whoever holds the presented key.

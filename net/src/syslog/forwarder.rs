@@ -19,6 +19,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use bootkit_common::backoff::{Backoff, Delays};
+use bootkit_common::tls_pin::PinnedCa;
 
 use super::format::{Facility, Severity, format_rfc5424};
 
@@ -57,7 +58,7 @@ pub enum Transport {
     /// TLS (RFC 5425) uses the same framing over a TLS stream: [`Transport::Tls`].
     Tcp,
     /// Octet-counted frames over TLS (RFC 5425), the log host's certificate verified against
-    /// [`ForwarderConfig::ca_file`] and for [`ForwarderConfig::host`] (an IP address host must
+    /// the CA pinned by [`ForwarderConfig::ca_sha256`] or else [`ForwarderConfig::ca_file`], and for [`ForwarderConfig::host`] (an IP address host must
     /// be in the certificate's IP SANs).
     Tls,
 }
@@ -111,6 +112,10 @@ pub struct ForwarderConfig {
     /// must chain to; [`DEFAULT_CA_FILE`] when `None`. Read when the task first connects (and
     /// again on each retry until it could be used).
     pub ca_file: Option<PathBuf>,
+    /// For [`Transport::Tls`]: trust exactly the CA whose DER has this SHA-256
+    /// (`tinkerbell_ca_sha256=`: the receiver presents the same chain as the provisioner's
+    /// gRPC), which must be in the chain the log host sends; overrides [`Self::ca_file`].
+    pub ca_sha256: Option<[u8; 32]>,
     /// For [`Transport::Tls`]: the client certificate to present, once its files exist.
     /// None: never present one.
     pub client_identity: Option<ClientIdentity>,
@@ -151,22 +156,13 @@ impl ClientIdentity {
         ),
         ForwardError,
     > {
-        let error = |reason: String| ForwardError::ClientIdentity {
-            cert: self.cert.clone(),
-            key: self.key.clone(),
-            reason,
-        };
-        let chain = CertificateDer::pem_file_iter(&self.cert)
-            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-            .map_err(|e| error(format!("the certificate is not PEM: {e}")))?;
-        if chain.is_empty() {
-            return Err(error(
-                "the certificate file holds no PEM CERTIFICATE".into(),
-            ));
-        }
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&self.key)
-            .map_err(|e| error(format!("the key is not a PEM private key: {e}")))?;
-        Ok((chain, key))
+        bootkit_common::tls_pin::load_client_identity(&self.cert, &self.key).map_err(|source| {
+            ForwardError::ClientIdentity {
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+                reason: error_chain(&source),
+            }
+        })
     }
 }
 
@@ -183,6 +179,7 @@ impl ForwarderConfig {
             backoff: RECONNECT_BACKOFF,
             io_timeout: Duration::from_secs(10),
             ca_file: None,
+            ca_sha256: None,
             client_identity: None,
         }
     }
@@ -497,7 +494,8 @@ struct RunState {
 /// The CA roots (read once) and the connector built from them, with or without the client
 /// certificate.
 struct TlsClient {
-    roots: Arc<rustls::RootCertStore>,
+    /// None when the CA is pinned by hash ([`ForwarderConfig::ca_sha256`]).
+    roots: Option<Arc<rustls::RootCertStore>>,
     connector: TlsConnector,
     client_certificate: bool,
 }
@@ -890,17 +888,26 @@ fn tls_client(
         Some(client) if client.client_certificate == identity.is_some() => {
             return Ok((client.connector.clone(), client.client_certificate));
         }
-        Some(client) => Arc::clone(&client.roots),
-        None => Arc::new(ca_roots(config.ca_file())?),
+        Some(client) => client.roots.clone(),
+        None if config.ca_sha256.is_some() => None,
+        None => Some(Arc::new(ca_roots(config.ca_file())?)),
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
+    let versions = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|error| ForwardError::CaFile {
             path: config.ca_file().to_path_buf(),
             reason: format!("no TLS protocol version available: {error}"),
-        })?
-        .with_root_certificates(Arc::clone(&roots));
+        })?;
+    let builder = match (&roots, config.ca_sha256) {
+        (Some(roots), _) => versions.with_root_certificates(Arc::clone(roots)),
+        (None, Some(ca_sha256)) => versions
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedCa::new(ca_sha256, provider))),
+        // Unreachable by construction (no roots only with a pin); read the CA file anyway
+        // rather than trusting nothing.
+        (None, None) => versions.with_root_certificates(Arc::new(ca_roots(config.ca_file())?)),
+    };
     let client_config = match identity {
         Some(identity) => {
             let (chain, key) = identity.load()?;

@@ -268,6 +268,18 @@ struct OpensslServer {
 
 impl OpensslServer {
     async fn start(dir: &Path, server: &Ca, node_ca: &Ca, require: bool) -> OpensslServer {
+        Self::start_sending(dir, server, node_ca, require, false).await
+    }
+
+    /// [`Self::start`], with the site CA sent after the leaf when `send_ca` (as the
+    /// provisioner's `--tls-cert` chain does).
+    async fn start_sending(
+        dir: &Path,
+        server: &Ca,
+        node_ca: &Ca,
+        require: bool,
+        send_ca: bool,
+    ) -> OpensslServer {
         let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
         let key = KeyPair::generate().expect("server key");
         let cert = params
@@ -291,6 +303,11 @@ impl OpensslServer {
             .arg("-CAfile")
             .arg(dir.join("node-ca.pem"))
             .args([if require { "-Verify" } else { "-verify" }, "1"])
+            .args(if send_ca {
+                vec!["-cert_chain".into(), server.write_pem(dir).into_os_string()]
+            } else {
+                Vec::new()
+            })
             // Its stdin stays open (piped, never written): at EOF it would stop.
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -443,4 +460,89 @@ async fn a_certificate_that_appears_later_makes_the_forwarder_reconnect_with_it(
             ..
         }
     ));
+}
+
+/// The SHA-256 of `ca`'s DER as openssl computes it (`openssl x509 -outform der | sha256sum`),
+/// the independent reference for the pin.
+fn openssl_sha256(dir: &Path, ca: &Ca) -> String {
+    let pem = ca.write_pem(dir);
+    let der = std::process::Command::new("openssl")
+        .args(["x509", "-outform", "der", "-in"])
+        .arg(&pem)
+        .output()
+        .expect("run openssl x509");
+    assert!(der.status.success(), "openssl x509 failed");
+    let hex = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("sha256sum stdin")
+                .write_all(&der.stdout)?;
+            child.wait_with_output()
+        })
+        .expect("run sha256sum");
+    String::from_utf8_lossy(&hex.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a hash")
+        .to_string()
+}
+
+fn pin(hex: &str) -> [u8; 32] {
+    bootkit_common::checksum::Sha256Digest::parse(hex)
+        .expect("64 hex digits")
+        .0
+}
+
+#[tokio::test]
+async fn a_pinned_site_ca_in_the_chain_is_trusted_without_a_ca_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server_ca, node_ca) = (Ca::new("site CA"), Ca::new("node CA"));
+    let ca_sha256 = pin(&openssl_sha256(dir.path(), &server_ca));
+    let mut openssl =
+        OpensslServer::start_sending(dir.path(), &server_ca, &node_ca, false, true).await;
+    let config = ForwarderConfig {
+        ca_file: Some(dir.path().join("absent.pem")),
+        ca_sha256: Some(ca_sha256),
+        ..config(openssl.port, Transport::Tls)
+    };
+    let (forwarder, task) = Forwarder::new(config);
+    let mut events = spawn(task);
+    forwarder.push("init", Severity::Notice, "pinned line");
+    openssl.wait_for("pinned line").await;
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Connected { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_wrong_pin_is_refused_naming_both_hashes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server_ca, node_ca, other) = (Ca::new("site CA"), Ca::new("node CA"), Ca::new("other"));
+    let presented = openssl_sha256(dir.path(), &server_ca);
+    let wrong = openssl_sha256(dir.path(), &other);
+    let openssl = OpensslServer::start_sending(dir.path(), &server_ca, &node_ca, false, true).await;
+    let config = ForwarderConfig {
+        ca_sha256: Some(pin(&wrong)),
+        ..config(openssl.port, Transport::Tls)
+    };
+    let (forwarder, task) = Forwarder::new(config);
+    let mut events = spawn(task);
+    forwarder.push("init", Severity::Notice, "must not arrive");
+    let Event::Unreachable { error, .. } = next_event(&mut events).await else {
+        panic!("a wrong pin is refused");
+    };
+    let message = error.to_string();
+    assert!(
+        matches!(error, ForwardError::Certificate { .. }),
+        "{message}"
+    );
+    assert!(message.contains(&wrong), "{message}");
+    assert!(message.contains(&presented), "{message}");
 }

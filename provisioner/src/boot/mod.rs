@@ -167,6 +167,10 @@ pub struct Advertised {
     pub grpc_port: u16,
     /// Port of the syslog receiver (UDP and TCP); None when it is off.
     pub syslog_port: Option<u16>,
+    /// Port of the syslog receiver's RFC 5425 TLS listener (`serve --syslog-tls`); None when
+    /// it is off. When on, boot lines send syslog there (the node's certificate attributes
+    /// the lines) instead of to [`Self::syslog_port`].
+    pub syslog_tls_port: Option<u16>,
 }
 
 impl Advertised {

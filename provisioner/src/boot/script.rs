@@ -96,7 +96,12 @@ impl Cmdline<'_> {
             format!("worker_id={}", self.mac),
             format!("hw_addr={}", self.mac),
         ];
-        if let Some(port) = self.advertised.syslog_port {
+        // TLS when served: the node's certificate attributes its lines, which UDP cannot.
+        if let Some(port) = self.advertised.syslog_tls_port {
+            words.push(format!("syslog_host={}", self.advertised.ip));
+            words.push("syslog_transport=tls".to_string());
+            words.push(format!("syslog_port={port}"));
+        } else if let Some(port) = self.advertised.syslog_port {
             words.push(format!("syslog_host={}", self.advertised.ip));
             if port != SYSLOG_DEFAULT_PORT {
                 words.push(format!("syslog_port={port}"));
@@ -212,6 +217,7 @@ mod tests {
             https_port: None,
             grpc_port: 42113,
             syslog_port: Some(514),
+            syslog_tls_port: None,
         }
     }
 
@@ -289,6 +295,31 @@ mod tests {
         advertised.syslog_port = None;
         let line = cmdline(&advertised, &kernel, "").render().unwrap();
         assert!(!line.contains("syslog"), "{line}");
+    }
+
+    #[test]
+    fn a_served_syslog_tls_listener_replaces_the_udp_port_on_the_boot_line() {
+        let mut advertised = advertised();
+        advertised.syslog_tls_port = Some(16514);
+        let line = cmdline(&advertised, &KernelOptions::default(), "")
+            .render()
+            .unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for word in [
+            "syslog_host=10.0.0.1",
+            "syslog_transport=tls",
+            "syslog_port=16514",
+        ] {
+            assert!(words.contains(&word), "{word} missing: {line}");
+        }
+        assert_eq!(
+            words
+                .iter()
+                .filter(|w| w.starts_with("syslog_port="))
+                .count(),
+            1,
+            "only the TLS port: {line}"
+        );
     }
 
     #[test]

@@ -89,6 +89,17 @@ pub(super) fn check_node(api: &AdminApi<'_>, report: &NodeReport, stack_dir: &Pa
     // The receiver may mark how a line arrived after the program's name
     // ("tink-worker (unauthenticated, udp)"): the program is the first word.
     let from_worker = |source: &str| source.split_whitespace().next() == Some(WORKER_LOG_SOURCE);
+    // The worker runs after enrollment, so its lines came over TLS with the node's
+    // certificate: filed under the bare program name, no "(unauthenticated, ...)" mark.
+    if let Some(line) = logs
+        .iter()
+        .find(|line| from_worker(&line.source) && line.source != WORKER_LOG_SOURCE)
+    {
+        problems.push(format!(
+            "a {WORKER_LOG_SOURCE} line was not attributed by the node's certificate (source {:?}): {}",
+            line.source, line.text
+        ));
+    }
     if !logs.iter().any(|line| from_worker(&line.source)) {
         let sources: Vec<&str> = logs.iter().map(|line| line.source.as_str()).collect();
         problems.push(format!(

@@ -437,6 +437,9 @@ fn serve_args() -> Vec<String> {
         ("--tftp-root", "/usr/lib/ipxe".to_string()),
         ("--boot-http", "0.0.0.0:7080".to_string()),
         ("--syslog", "0.0.0.0:514".to_string()),
+        // Served: the boot line then sends syslog over TLS (RFC 5425) here, and the node's
+        // certificate attributes the lines once it enrolled (earlier ones go by address).
+        ("--syslog-tls", "0.0.0.0:6514".to_string()),
         (
             "--extra-kernel-args",
             format!("docker_registry={registry} insecure_registries={registry}"),
