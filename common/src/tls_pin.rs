@@ -57,7 +57,7 @@ pub fn certificate_sha256(certificate: &[u8]) -> [u8; 32] {
 }
 
 fn hex(digest: &[u8; 32]) -> String {
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    crate::checksum::Sha256Digest(*digest).to_hex()
 }
 
 /// The server's chain holds no certificate with the pinned hash.

@@ -189,10 +189,7 @@ impl NodeCa {
 
 /// SHA-256 of `bytes`, lowercase hex (certificate fingerprints).
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    bootkit_common::checksum::Sha256Digest(Sha256::digest(bytes).into()).to_hex()
 }
 
 /// 16 random bytes, top bit clear (a positive serial of at most 20 octets, RFC 5280 4.1.2.2).
