@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::fleet::create_profile;
+use common::pki::{ca, write};
 use common::second_machine::SecondMachine;
 use common::{TestDb, http_client};
 use provisioner::boot::{BootOptions, HttpsOptions};
@@ -41,22 +42,6 @@ struct Site {
     server: TlsFiles,
     node_ca_cert: PathBuf,
     node_ca_key: PathBuf,
-}
-
-fn ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    (params.self_signed(&key).unwrap(), key)
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 impl Site {

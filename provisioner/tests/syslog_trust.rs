@@ -9,13 +9,14 @@ mod common;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::TestDb;
 use common::fleet::create_profile;
+use common::pki::{ca, write};
 use provisioner::boot::{BootOptions, HttpsOptions};
 use provisioner::https::TlsFiles;
 use provisioner::node_ca::NodeCa;
@@ -26,22 +27,6 @@ use provisioner::store::{Discovery, Identity, LogLine, Store};
 const B_ADDRESS: &str = "127.0.0.1";
 /// Node A's address: nothing is sent from it, so a line under A came by its certificate.
 const A_ADDRESS: &str = "127.0.0.11";
-
-fn ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    (params.self_signed(&key).unwrap(), key)
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 struct Site {
     db: TestDb,

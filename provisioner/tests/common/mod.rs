@@ -8,6 +8,7 @@ pub mod admin;
 pub mod cli;
 pub mod fleet;
 pub mod onboarding;
+pub mod pki;
 pub mod second_machine;
 
 use std::collections::BTreeMap;
