@@ -185,8 +185,27 @@ fn start_modules(cmdline: &Cmdline) -> modules::Loading {
     let mut names = modules::names_from_conf_dir(Path::new(MODULES_LOAD_DIR));
     names.extend(cmdline.modules_load.iter().cloned());
     names.extend(modules_for_network_keys(cmdline));
-    let params = |name: &str| cmdline.module_params(name);
+    let params = |name: &str| module_params(cmdline, name);
     modules::start(&modules::running_kernel_modules_dir(), &names, &params)
+}
+
+/// The parameters module `name` is loaded with: the command line's `name.param=` ones, and
+/// for nbd, unless the command line sets `nbd.nbds_max=`, as many devices as `bootkit.nbd=`
+/// names. nbd's own default makes 16 devices at load, each a block device the kernel
+/// registers (about 100 ms of a TCG boot, issue 17 §4) and nobody uses; with no
+/// `bootkit.nbd=` it makes none.
+fn module_params(cmdline: &Cmdline, name: &str) -> String {
+    let mut params = cmdline.module_params(name);
+    if name == "nbd" && !cmdline.env.iter().any(|(key, _)| key == "nbd.nbds_max") {
+        if !params.is_empty() {
+            params.push(' ');
+        }
+        params.push_str(&format!(
+            "nbds_max={}",
+            network::nbd_devices_needed(&cmdline.env)
+        ));
+    }
+    params
 }
 
 /// Drivers that the command line's network keys need and that images ship without loading
@@ -340,5 +359,21 @@ mod tests {
         assert_eq!(modules_for_network_keys(&bonded), ["bonding"]);
         let plain = Cmdline::parse("console=ttyS0 ip=dhcp vlan=eth0.42:eth0");
         assert!(modules_for_network_keys(&plain).is_empty());
+    }
+
+    #[test]
+    fn nbd_makes_only_the_devices_the_command_line_names() {
+        let two = Cmdline::parse(
+            "bootkit.nbd=nbd0:10.0.2.2:10809/a bootkit.nbd=/dev/nbd2:10.0.2.2:10809/b nbd.max_part=4",
+        );
+        assert_eq!(module_params(&two, "nbd"), "max_part=4 nbds_max=3");
+        assert_eq!(module_params(&Cmdline::parse("quiet"), "nbd"), "nbds_max=0");
+        let asked = Cmdline::parse("nbd.nbds_max=8 bootkit.nbd=nbd0:10.0.2.2:10809/a");
+        assert_eq!(
+            module_params(&asked, "nbd"),
+            "nbds_max=8",
+            "the operator's word wins"
+        );
+        assert_eq!(module_params(&two, "virtio_net"), "");
     }
 }

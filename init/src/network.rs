@@ -166,6 +166,18 @@ pub fn start(env: &[(String, String)], syslog: Option<ForwarderTask>) {
     }
 }
 
+/// How many NBD devices the `bootkit.nbd=` parameters name (the highest `/dev/nbdN` plus
+/// one), for the nbd module's `nbds_max`. Values that do not parse are skipped here and
+/// warned about once, when the network thread reads them ([`nbd_specs`]).
+pub fn nbd_devices_needed(env: &[(String, String)]) -> u32 {
+    env.iter()
+        .filter(|(key, _)| key == nbd::KEY)
+        .filter_map(|(_, value)| nbd::NbdSpec::parse(value).ok())
+        .map(|spec| spec.index().saturating_add(1))
+        .max()
+        .unwrap_or(0)
+}
+
 fn nbd_specs(env: &[(String, String)]) -> Vec<nbd::NbdSpec> {
     let mut specs = Vec::new();
     for (key, value) in env.iter().filter(|(key, _)| key == "bootkit.nbd") {

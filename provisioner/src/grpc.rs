@@ -91,10 +91,7 @@ impl WorkflowServer {
 
     /// Who `request` comes from, by the client certificate its TLS connection verified.
     fn caller<T>(&self, method: &str, request: &Request<T>) -> Result<Caller, Status> {
-        let leaf = request
-            .peer_certs()
-            .and_then(|chain| chain.first().map(|leaf| leaf.as_ref().to_vec()));
-        let Some(leaf) = leaf else {
+        let Some(fingerprint) = crate::node_ca::client_certificate_fingerprint(request) else {
             if self.allow_unauthenticated {
                 return Ok(Caller::Unauthenticated);
             }
@@ -106,7 +103,6 @@ impl WorkflowServer {
                  --allow-unauthenticated-workers for upstream workers"
             )));
         };
-        let fingerprint = crate::node_ca::sha256_hex(&leaf);
         let Some(node_id) = self.store.active_credential(&fingerprint).map_err(status)? else {
             tracing::warn!(
                 fingerprint,

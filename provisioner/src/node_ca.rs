@@ -187,6 +187,15 @@ impl NodeCa {
     }
 }
 
+/// The fingerprint (SHA-256 hex of the DER) of the client certificate `request`'s TLS
+/// connection verified against the node CA; None without TLS or without a certificate.
+/// Whether it is an active credential is the store's to say
+/// ([`crate::store::Store::active_credential`]).
+pub fn client_certificate_fingerprint<T>(request: &tonic::Request<T>) -> Option<String> {
+    let chain = request.peer_certs()?;
+    chain.first().map(|leaf| sha256_hex(leaf.as_ref()))
+}
+
 /// SHA-256 of `bytes`, lowercase hex (certificate fingerprints).
 pub fn sha256_hex(bytes: &[u8]) -> String {
     bootkit_common::checksum::Sha256Digest(Sha256::digest(bytes).into()).to_hex()

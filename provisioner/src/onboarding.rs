@@ -43,7 +43,7 @@ use crate::admin::{Auth, bearer_value, token_actor};
 use crate::node_ca::{NodeCa, NodeCaError};
 use crate::store::text::plain_text;
 use crate::store::{
-    AlreadyEnrolled, Discovery, Identity, NewAuditEntry, RegistrationSpec, Store, StoreError,
+    Discovery, EnrollmentRefused, Identity, NewAuditEntry, RegistrationSpec, Store, StoreError,
 };
 use crate::template::FieldError;
 
@@ -53,6 +53,15 @@ pub const PROJECT_ID: &str = "bootkit";
 /// How long a client secret issued without a node CA stays the node's active credential
 /// (with one, the node CA's certificate lifetime, `--node-cert-lifetime`, applies).
 pub const DEFAULT_CREDENTIAL_LIFETIME: Duration = crate::node_ca::DEFAULT_NODE_CERT_LIFETIME;
+
+/// Who is onboarding: the peer address (for the log and the node's timeline) and, when the
+/// TLS connection carries an active node certificate, the node it was issued to (a node
+/// re-entering onboarding in the same boot, which may enroll again as itself only).
+#[derive(Debug, Clone)]
+struct Caller {
+    address: String,
+    certificate_node: Option<String>,
+}
 
 /// The onboarding services (device discovery's `onboardingmgr.v1`) over the store.
 #[derive(Clone)]
@@ -106,7 +115,7 @@ impl OnboardingServer {
     fn answer(
         &self,
         request: &OnboardNodeStreamRequest,
-        caller: &str,
+        caller: &Caller,
     ) -> OnboardNodeStreamResponse {
         match self.onboard(request, caller) {
             Ok(response) => response,
@@ -116,7 +125,23 @@ impl OnboardingServer {
                     Refusal::NodeCa(error) => node_ca_status(&error),
                     Refusal::Enrolled(error) => Status::permission_denied(error.to_string()),
                 };
-                tracing::info!(mac = %request.mac_id, caller, "onboarding refused: {}", status.message());
+                tracing::info!(
+                    mac = ?request.mac_id,
+                    caller = %caller.address,
+                    "onboarding refused: {}",
+                    status.message()
+                );
+                let identity = Identity::new(
+                    Some(&request.serialnum),
+                    Some(&request.uuid),
+                    &[&request.mac_id],
+                );
+                self.store.record_refusal(
+                    &identity,
+                    Some(&request.host_ip),
+                    "onboarding",
+                    status.message(),
+                );
                 OnboardNodeStreamResponse {
                     status: Some(RpcStatus {
                         code: status.code() as i32,
@@ -132,7 +157,7 @@ impl OnboardingServer {
     fn onboard(
         &self,
         request: &OnboardNodeStreamRequest,
-        caller: &str,
+        caller: &Caller,
     ) -> Result<OnboardNodeStreamResponse, Refusal> {
         let csr = Some(request.bootkit_csr_pem.trim()).filter(|csr| !csr.is_empty());
         let lifetime = self
@@ -141,7 +166,8 @@ impl OnboardingServer {
             .map_or(DEFAULT_CREDENTIAL_LIFETIME, NodeCa::lifetime);
         let enrolled = self.store.enroll(
             &discovery(request, self.artifact_base.clone())?,
-            caller,
+            &caller.address,
+            caller.certificate_node.as_deref(),
             lifetime,
             |node| -> Result<_, Refusal> {
                 match (csr, &self.node_ca) {
@@ -179,7 +205,8 @@ impl OnboardingServer {
         tracing::info!(
             node = %node.id,
             workflow = ?discovered_workflow,
-            caller,
+            caller = %caller.address,
+            re_entry = caller.certificate_node.is_some(),
             certificate = enrolled.certificate.is_some(),
             "onboarded"
         );
@@ -198,6 +225,37 @@ impl OnboardingServer {
             project_id: PROJECT_ID.to_string(),
             bootkit_client_cert_pem,
             bootkit_node_ca_pem,
+        })
+    }
+
+    /// The caller of `request`, by its peer address and client certificate. A certificate
+    /// that is not an active credential (revoked, expired) counts as none: such a node
+    /// enrolls as any new contact does.
+    fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let address = request
+            .remote_addr()
+            .as_ref()
+            .map_or_else(|| "an unknown address".to_string(), SocketAddr::to_string);
+        let certificate_node = match crate::node_ca::client_certificate_fingerprint(request) {
+            None => None,
+            Some(fingerprint) => {
+                let node = self
+                    .store
+                    .active_credential(&fingerprint)
+                    .map_err(crate::grpc::status)?;
+                if node.is_none() {
+                    tracing::info!(
+                        fingerprint,
+                        caller = %address,
+                        "onboarding: the client certificate is not an active credential (revoked or expired); treated as none"
+                    );
+                }
+                node
+            }
+        };
+        Ok(Caller {
+            address,
+            certificate_node,
         })
     }
 
@@ -265,7 +323,7 @@ enum Refusal {
     #[error(transparent)]
     NodeCa(#[from] NodeCaError),
     #[error(transparent)]
-    Enrolled(#[from] AlreadyEnrolled),
+    Enrolled(#[from] EnrollmentRefused),
 }
 
 impl From<FieldError> for Refusal {
@@ -356,10 +414,7 @@ impl NonInteractiveOnboardingService for OnboardingServer {
         request: Request<Streaming<OnboardNodeStreamRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
         let server = self.clone();
-        let caller = request
-            .remote_addr()
-            .as_ref()
-            .map_or_else(|| "an unknown address".to_string(), SocketAddr::to_string);
+        let caller = server.caller(&request)?;
         let answers = request
             .into_inner()
             .map(move |request| request.map(|request| server.answer(&request, &caller)));

@@ -18,6 +18,8 @@ use common::fleet::create_profile;
 use common::pki::{ca, write};
 use common::second_machine::SecondMachine;
 use common::{TestDb, http_client};
+use onboarding_proto::v1::non_interactive_onboarding_service_client::NonInteractiveOnboardingServiceClient as OnboardingClient;
+use onboarding_proto::v1::{OnboardNodeStreamRequest, OnboardNodeStreamResponse};
 use provisioner::boot::{BootOptions, HttpsOptions};
 use provisioner::https::TlsFiles;
 use provisioner::node_ca::NodeCa;
@@ -348,6 +350,98 @@ async fn without_a_certificate_a_worker_is_unauthenticated_and_told_how_to_enrol
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
     assert_eq!(nodes.a_state(), before);
+}
+
+/// One onboarding request on the TLS connection `identity` makes; the server's answer.
+async fn onboard(
+    nodes: &TwoNodes,
+    identity: Option<&NodeCredential>,
+    mac: &str,
+    csr: String,
+) -> OnboardNodeStreamResponse {
+    let channel = channel(nodes.server.grpc_addr, &nodes.site, identity)
+        .await
+        .unwrap();
+    let request = OnboardNodeStreamRequest {
+        mac_id: mac.into(),
+        host_ip: "127.0.0.1".into(),
+        bootkit_csr_pem: csr,
+        ..OnboardNodeStreamRequest::default()
+    };
+    let mut answers = OnboardingClient::new(channel)
+        .onboard_node_stream(futures::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    answers.message().await.unwrap().expect("one answer")
+}
+
+fn onboarding_code(answer: &OnboardNodeStreamResponse) -> Code {
+    Code::from_i32(answer.status.as_ref().map_or(-1, |status| status.code))
+}
+
+/// Onboarding re-entry (issue 15 §1: every later call carries the credential): device
+/// discovery running again in the same boot presents the certificate it holds and enrolls
+/// again as itself, although the node's credential is active. Without the certificate that
+/// is a second enrollment (refused); with node A's certificate claiming node B's identity,
+/// or a machine never seen, it is refused too, naming the certificate's node, and nothing
+/// about B changes.
+#[tokio::test]
+async fn a_node_re_enters_onboarding_with_its_own_certificate_and_only_as_itself() {
+    let nodes = TwoNodes::start(false).await;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = || {
+        rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap()
+            .pem()
+            .unwrap()
+    };
+
+    let again = onboard(&nodes, Some(&nodes.a), MAC_A, csr()).await;
+    assert_eq!(onboarding_code(&again), Code::Ok, "{again:?}");
+    assert!(!again.client_secret.is_empty());
+    let renewed = again.bootkit_client_cert_pem;
+    assert!(renewed.contains("BEGIN CERTIFICATE"), "a new certificate");
+    let timeline = nodes.store.node_events(&nodes.a_id).unwrap();
+    assert!(
+        timeline.iter().any(|event| event
+            .message
+            .contains("re-entered with its client certificate")),
+        "the timeline says how: {timeline:?}"
+    );
+
+    let second = onboard(&nodes, None, MAC_A, csr()).await;
+    assert_eq!(
+        onboarding_code(&second),
+        Code::PermissionDenied,
+        "{second:?}"
+    );
+
+    let b_before = nodes.store.get_node(MAC_B).unwrap();
+    let b_credentials = nodes.store.node_credentials(MAC_B).unwrap();
+    for claimed in [MAC_B, "52:54:00:cc:00:03"] {
+        let refused = onboard(&nodes, Some(&nodes.a), claimed, csr()).await;
+        assert_eq!(
+            onboarding_code(&refused),
+            Code::PermissionDenied,
+            "{refused:?}"
+        );
+        let message = &refused.status.as_ref().unwrap().message;
+        assert!(
+            message.contains(&format!("node {}'s", nodes.a_id))
+                && message.contains("onboards only as itself"),
+            "{message}"
+        );
+        assert!(refused.client_secret.is_empty() && refused.bootkit_client_cert_pem.is_empty());
+    }
+    assert_eq!(nodes.store.get_node(MAC_B).unwrap(), b_before);
+    assert_eq!(nodes.store.node_credentials(MAC_B).unwrap(), b_credentials);
+    assert!(
+        nodes.store.get_node("52:54:00:cc:00:03").is_err(),
+        "no node made"
+    );
 }
 
 #[tokio::test]

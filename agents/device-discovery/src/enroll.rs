@@ -60,6 +60,17 @@ impl NodeKey {
     pub fn generate(boot_mac: &str) -> Result<NodeKey, KeyError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
             .map_err(|error| KeyError(error.to_string()))?;
+        Self::with_request(key, boot_mac)
+    }
+
+    /// The key of an earlier run in this boot (PKCS#8 PEM, as [`Self::private_key_pem`]
+    /// wrote it) and a new request for it, CN = `boot_mac`.
+    pub fn from_private_key_pem(key_pem: &str, boot_mac: &str) -> Result<NodeKey, KeyError> {
+        let key = KeyPair::from_pem(key_pem).map_err(|error| KeyError(error.to_string()))?;
+        Self::with_request(key, boot_mac)
+    }
+
+    fn with_request(key: KeyPair, boot_mac: &str) -> Result<NodeKey, KeyError> {
         let mut params = CertificateParams::default();
         let mut subject = DistinguishedName::new();
         subject.push(DnType::CommonName, boot_mac);
@@ -81,14 +92,21 @@ impl NodeKey {
         self.key.serialize_pem()
     }
 
+    /// Whether the certificate `der` certifies this key (its public key is ours).
+    pub fn certified_by(&self, der: &CertificateDer<'_>) -> bool {
+        webpki::EndEntityCert::try_from(der).is_ok_and(|certificate| {
+            certificate.subject_public_key_info().as_ref() == self.key.public_key_der().as_slice()
+        })
+    }
+
     /// Checks that `cert_pem` certifies this key and that `ca_pem` is a certificate: the pair
     /// the worker will present. Returns both as given.
     pub fn accept(&self, cert_pem: &str, ca_pem: &str) -> Result<NodeCredential, CertificateError> {
         let der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
             .map_err(|error| CertificateError::NotPem(error.to_string()))?;
-        let certificate = webpki::EndEntityCert::try_from(&der)
+        webpki::EndEntityCert::try_from(&der)
             .map_err(|error| CertificateError::Invalid(error.to_string()))?;
-        if certificate.subject_public_key_info().as_ref() != self.key.public_key_der().as_slice() {
+        if !self.certified_by(&der) {
             return Err(CertificateError::NotOurKey);
         }
         CertificateDer::from_pem_slice(ca_pem.as_bytes())

@@ -8,6 +8,7 @@ pub mod config;
 pub mod console;
 pub mod enroll;
 mod hardware;
+pub mod held;
 pub mod identity;
 pub mod onboard;
 pub mod output;
@@ -178,12 +179,24 @@ pub async fn run(config: &Config, addresses: &dyn AddressSource) -> Result<Disco
     let admission = if config.onboarding == Onboarding::Off {
         Admission::Off
     } else {
-        // Made in RAM for this boot only; the provisioner sees its public half.
-        let key = node_key.insert(enroll::NodeKey::generate(&identity.boot_mac)?);
+        // Made in RAM for this boot only; the provisioner sees its public half. A run
+        // started again in the same boot presents the certificate the first one got, and
+        // keeps its key.
+        let (key, client_identity) = match held_credential(config, &identity.boot_mac) {
+            Some(held) => (held.key, Some(held.identity)),
+            None => (enroll::NodeKey::generate(&identity.boot_mac)?, None),
+        };
+        let key = node_key.insert(key);
         let remaining = config.timeout.saturating_sub(started.elapsed());
         let onboarded = tokio::time::timeout(
             remaining,
-            onboard(config, &identity, key.csr_pem(), &mut progress),
+            onboard(
+                config,
+                &identity,
+                key.csr_pem(),
+                client_identity.as_ref(),
+                &mut progress,
+            ),
         )
         .await
         .map_err(|_| gave_up(progress.last.clone()))??;
@@ -217,11 +230,40 @@ pub async fn run(config: &Config, addresses: &dyn AddressSource) -> Result<Disco
     })
 }
 
+/// The credential an earlier run of this boot left, when it can be presented again; files
+/// that are there but unusable are noted on the console (a fresh key enrolls instead).
+fn held_credential(config: &Config, boot_mac: &str) -> Option<held::HeldCredential> {
+    match held::find(
+        &config.node_credentials_dir,
+        boot_mac,
+        std::time::SystemTime::now(),
+    ) {
+        Ok(Some(held)) => {
+            console::note(format_args!(
+                "presenting the client certificate from this boot's earlier enrollment ({})",
+                held.identity.cert_chain.display()
+            ));
+            Some(held)
+        }
+        Ok(None) => None,
+        Err(error) => {
+            console::note(format_args!(
+                "the credential from this boot's earlier enrollment is not used: {}; enrolling with a fresh key (the provisioner refuses that while the old credential is active: an operator runs `provisioner node approve-enrollment`)",
+                bootkit_common::error_chain(&error)
+            ));
+            None
+        }
+    }
+}
+
 /// The onboarding conversation: credentials, or the server's word that it serves none.
+/// `client_identity`: the certificate of this boot's earlier enrollment, presented so the
+/// provisioner lets the node enroll again as itself.
 async fn onboard(
     config: &Config,
     identity: &Identity,
     csr_pem: &str,
+    client_identity: Option<&agent_channel::ClientIdentity>,
     progress: &mut Progress,
 ) -> Result<Result<Credentials, NotServed>, RunError> {
     if config.tls == ServerTls::InsecureSkipVerify {
@@ -230,7 +272,8 @@ async fn onboard(
             config.server
         ));
     }
-    let channel = agent_channel::connect_lazy(&config.server, &config.tls, None, LIVENESS)?;
+    let channel =
+        agent_channel::connect_lazy(&config.server, &config.tls, client_identity, LIVENESS)?;
     let mut backoff = onboard::retry_backoff(config.backoff_base).delays();
     Ok(onboard::until_onboarded(
         channel,

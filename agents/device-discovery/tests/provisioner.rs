@@ -250,6 +250,43 @@ async fn a_second_enrollment_is_refused_until_the_operator_re_arms_the_node() {
     assert!(impostor.node_credentials_dir.join("node.pem").exists());
 }
 
+/// Device discovery started again in the same boot (the supervisor restarts it; tmpfs kept
+/// the credential): it presents the certificate of its first enrollment, keeps its key, and
+/// the provisioner lets it enroll again as itself, where a fresh key was refused above.
+#[tokio::test]
+async fn a_second_run_in_the_same_boot_re_enters_with_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_profile(dir.path());
+    register_boot_mac(&store);
+    let site = Site::new(dir.path());
+    let provisioner = site.serve(store.clone()).await;
+    let (_root, config) = machine(provisioner.grpc_addr, site.pin());
+    run(&config, &Addresses::none()).await.unwrap();
+    let key_file = config.node_credentials_dir.join("node-key.pem");
+    let first_key = fs::read_to_string(&key_file).unwrap();
+    let first_cert = fs::read_to_string(config.node_credentials_dir.join("node.pem")).unwrap();
+
+    run(&config, &Addresses::none())
+        .await
+        .expect("the node re-enters with its certificate");
+
+    assert_eq!(
+        fs::read_to_string(&key_file).unwrap(),
+        first_key,
+        "same key"
+    );
+    let second_cert = fs::read_to_string(config.node_credentials_dir.join("node.pem")).unwrap();
+    assert_ne!(second_cert, first_cert, "a new certificate for it");
+    let node = store.get_node(BOOT_MAC).unwrap();
+    let events = store.node_events(&node.id).unwrap();
+    assert!(
+        events.iter().any(|event| event
+            .message
+            .contains("re-entered with its client certificate")),
+        "{events:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_wrong_pin_is_a_handshake_failure_and_nothing_is_enrolled() {
     let dir = tempfile::tempdir().unwrap();

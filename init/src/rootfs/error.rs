@@ -223,30 +223,3 @@ fn join_paths(paths: &[PathBuf]) -> String {
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     names.join(", ")
 }
-
-/// `text` with its control characters escaped (`\u{1b}`, `\n`), everything else as it is:
-/// for messages that quote what an archive holds.
-pub fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_debug().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn control_characters_are_escaped_and_the_rest_kept() {
-        assert_eq!(
-            printable("field 'a\u{1b}[2J\u{7}' isn't a number\r\n"),
-            "field 'a\\u{1b}[2J\\u{7}' isn't a number\\r\\n"
-        );
-    }
-}

@@ -19,7 +19,6 @@ use tar::EntryType;
 use super::archive;
 use super::beneath::{BeneathError, open_dir_beneath};
 use super::create;
-use super::error::printable;
 use super::metadata::{Metadata, XattrOutcome};
 use super::{RootfsError, UnpackStats};
 
@@ -88,7 +87,8 @@ impl Context {
     /// numeric field, a name): the whole chain is made printable here, so no control byte of
     /// the archive reaches the console.
     fn read_error(&self, position: String, source: io::Error) -> RootfsError {
-        let text = printable(&bootkit_common::error_chain(&source));
+        let text =
+            bootkit_common::shown::shown(&bootkit_common::error_chain(&source), &[]).into_owned();
         RootfsError::ReadArchive {
             archive: self.archive.clone(),
             format: self.format,

@@ -90,12 +90,28 @@ pub struct Cmdline<'a> {
 
 impl Cmdline<'_> {
     pub fn render(&self) -> Result<String, UnsafeValue> {
-        let mut words = vec![
-            "initrd=initramfs".to_string(),
-            format!("grpc_authority={}", self.advertised.grpc_authority()),
-            format!("worker_id={}", self.mac),
-            format!("hw_addr={}", self.mac),
-        ];
+        self.words(true)
+    }
+
+    /// The site's line without the per-node words (`initrd=`, `worker_id=`, `hw_addr=`),
+    /// for a UKI that every node of the site loads by UEFI HTTP boot.
+    pub fn render_site(&self) -> Result<String, UnsafeValue> {
+        self.words(false)
+    }
+
+    fn words(&self, per_node: bool) -> Result<String, UnsafeValue> {
+        let mut words = Vec::new();
+        if per_node {
+            words.push("initrd=initramfs".to_string());
+        }
+        words.push(format!(
+            "grpc_authority={}",
+            self.advertised.grpc_authority()
+        ));
+        if per_node {
+            words.push(format!("worker_id={}", self.mac));
+            words.push(format!("hw_addr={}", self.mac));
+        }
         // TLS when served: the node's certificate attributes its lines, which UDP cannot.
         if let Some(port) = self.advertised.syslog_tls_port {
             words.push(format!("syslog_host={}", self.advertised.ip));
@@ -108,11 +124,14 @@ impl Cmdline<'_> {
             }
         }
         words.push(format!("tinkerbell_tls={}", self.kernel.tinkerbell_tls));
+        // The pin verifies whichever of gRPC and the syslog receiver speaks TLS (both present
+        // the --tls-cert chain): with plaintext gRPC, syslog over TLS still needs it.
+        let tls_used = self.kernel.tinkerbell_tls || self.advertised.syslog_tls_port.is_some();
         if let Some(pin) = self
             .kernel
             .tinkerbell_ca_sha256
             .as_ref()
-            .filter(|_| self.kernel.tinkerbell_tls)
+            .filter(|_| tls_used)
         {
             words.push(format!(
                 "tinkerbell_ca_sha256={}",
@@ -278,6 +297,17 @@ mod tests {
         let line = cmdline(&advertised, &kernel, "").render().unwrap();
         assert!(
             line.contains("tinkerbell_tls=false") && !line.contains("tinkerbell_ca_sha256"),
+            "{line}"
+        );
+        // ...unless the log host speaks TLS: the init's forwarder verifies it with the pin.
+        let mut advertised = advertised;
+        advertised.syslog_tls_port = Some(6514);
+        let line = cmdline(&advertised, &kernel, "").render().unwrap();
+        let words: Vec<&str> = line.split(' ').collect();
+        assert!(
+            words.contains(&"tinkerbell_tls=false")
+                && words.contains(&"syslog_transport=tls")
+                && words.contains(&format!("tinkerbell_ca_sha256={pin}").as_str()),
             "{line}"
         );
     }

@@ -27,17 +27,36 @@ pub struct Revocation {
     pub revoked: usize,
 }
 
-/// The refusal of a second enrollment: the node holds an active credential.
+/// Why an onboarding request is refused (PERMISSION_DENIED to the caller); the refused
+/// attempt changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "node {node_id} is enrolled already and its credential is active, so it cannot onboard again; \
-     if this is the node itself (reinstalled or its RAM lost), an operator runs \
-     `provisioner node approve-enrollment {node_id}` (or `provisioner node reprovision {node_id}` \
-     to install again)"
-)]
-pub struct AlreadyEnrolled {
-    /// The node claimed.
-    pub node_id: String,
+pub enum EnrollmentRefused {
+    /// A second enrollment: the node holds an active credential and the caller did not
+    /// present it.
+    #[error(
+        "node {node_id} is enrolled already and its credential is active, so it cannot onboard again; \
+         if this is the node itself (reinstalled or its RAM lost), an operator runs \
+         `provisioner node approve-enrollment {node_id}` (or `provisioner node reprovision {node_id}` \
+         to install again)"
+    )]
+    AlreadyEnrolled {
+        /// The node claimed.
+        node_id: String,
+    },
+    /// The caller presented one node's certificate and claimed another machine's identity
+    /// (or one this provisioner does not know): a node onboards only as itself.
+    #[error(
+        "the client certificate is node {certificate_node}'s, and the identity sent ({claimed}) \
+         is not that node's: a node onboards only as itself; if this machine's identity really \
+         changed (a replaced board), an operator runs `provisioner node reprovision \
+         {certificate_node}` and the machine enrolls without its old certificate"
+    )]
+    NotItself {
+        /// The node the presented certificate was issued to.
+        certificate_node: String,
+        /// The node the identity matched, or a description of an unknown identity.
+        claimed: String,
+    },
 }
 
 /// What an onboarding request ended in.
@@ -142,21 +161,49 @@ impl Store {
     }
 
     /// Onboarding, in one transaction: refuses a node that holds an active credential
-    /// (changing nothing), else records the discovery and, unless the node waits for
+    /// unless the caller presented that credential's certificate (`presented`: the node id
+    /// of the caller's active client certificate; a node re-entering onboarding in the same
+    /// boot), and refuses a caller whose certificate is another node's (changing nothing);
+    /// else records the discovery and, unless the node waits for
     /// reprovisioning, issues a client secret and the certificate `sign` makes for the node
     /// id, recording both as the node's credentials, valid for `lifetime`.
     ///
     /// `caller` is the request's peer address, for the refusal's log line.
-    pub fn enroll<E: From<StoreError> + From<AlreadyEnrolled>>(
+    pub fn enroll<E: From<StoreError> + From<EnrollmentRefused>>(
         &self,
         discovery: &Discovery,
         caller: &str,
+        presented: Option<&str>,
         lifetime: Duration,
         sign: impl FnOnce(&Node) -> Result<Option<SignedCredential>, E>,
     ) -> Result<Enrolled, E> {
         let mut connection = self.connection();
         let transaction = connection.transaction().map_err(StoreError::from)?;
-        if let Some(node) = find_node(&transaction, &discovery.identity)?
+        let found = find_node(&transaction, &discovery.identity)?;
+        if let Some(certificate_node) = presented
+            && found
+                .as_ref()
+                .is_none_or(|node| node.id != certificate_node)
+        {
+            let claimed = found.map_or_else(
+                || "a machine this provisioner does not know".to_string(),
+                |node| format!("node {}", node.id),
+            );
+            tracing::warn!(
+                certificate_node,
+                claimed,
+                caller,
+                "onboarding refused: a node's certificate with another machine's identity"
+            );
+            return Err(EnrollmentRefused::NotItself {
+                certificate_node: certificate_node.to_string(),
+                claimed,
+            }
+            .into());
+        }
+        let re_entry = presented.is_some();
+        if let Some(node) = found
+            && !re_entry
             && has_active(&transaction, &node.id)?
         {
             tracing::warn!(
@@ -164,7 +211,7 @@ impl Store {
                 caller,
                 "onboarding refused: the node holds an active credential (a second enrollment, or someone claiming its identity)"
             );
-            return Err(AlreadyEnrolled { node_id: node.id }.into());
+            return Err(EnrollmentRefused::AlreadyEnrolled { node_id: node.id }.into());
         }
         let discovered = discover_in(&transaction, discovery)?;
         let node = &discovered.node;
@@ -195,10 +242,13 @@ impl Store {
                 certificate.not_after,
             )?;
         }
-        let issued = if certificate.is_some() {
-            "client certificate and client secret"
-        } else {
-            "client secret"
+        let issued = match (certificate.is_some(), re_entry) {
+            (true, false) => "client certificate and client secret",
+            (false, false) => "client secret",
+            (true, true) => {
+                "re-entered with its client certificate: a new certificate and client secret"
+            }
+            (false, true) => "re-entered with its client certificate: a new client secret",
         };
         insert_event(
             &transaction,

@@ -173,34 +173,8 @@ fn document_strings_at(
     }
 }
 
-/// `text` as it is safe to show on a terminal or in a log: every control character (C0, DEL,
-/// C1) not in `keep`, and the Unicode characters that reorder or break what is shown (line and
-/// paragraph separators, bidirectional overrides and isolates), is written as Rust escapes it
-/// (`\u{1b}`, `\r`, `\0`); everything else is kept. The one escaping rule of everything the
-/// CLI shows that came from a node or the API: the text rule above refuses such characters on
-/// the way in, but log lines and records stored before it are shown as received.
-pub fn shown<'a>(text: &'a str, keep: &[char]) -> std::borrow::Cow<'a, str> {
-    let escaped = |c: char| {
-        !keep.contains(&c)
-            && (c.is_control()
-                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
-    };
-    if !text.chars().any(escaped) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if !escaped(c) {
-            out.push(c);
-        } else if c.is_control() {
-            // `\n`, `\r`, `\t`, `\0` by name, the rest as `\u{..}`.
-            out.extend(c.escape_debug());
-        } else {
-            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
+/// The one escaping rule of what is shown, in bootkit-common (the init's messages use it too).
+pub use bootkit_common::shown::shown;
 
 #[cfg(test)]
 mod tests {
@@ -247,20 +221,6 @@ mod tests {
         }
         assert!(document_strings("attributes", &deep).is_err());
         assert!(document_strings("attributes", &serde_json::json!({"inBand": {"cpu": 4}})).is_ok());
-    }
-
-    /// A log line that clears the screen, returns the cursor and cuts a C string is shown as
-    /// its escapes; the escapes are Rust's (`\u{1b}`), as `printf '%q'`-like readers expect.
-    #[test]
-    fn shown_escapes_what_moves_a_terminal() {
-        assert_eq!(
-            shown("boot\u{1b}[2J\rok\0\u{9b}", &[]),
-            "boot\\u{1b}[2J\\rok\\0\\u{9b}"
-        );
-        assert_eq!(shown("a\nb\tc", &['\n', '\t']), "a\nb\tc");
-        assert_eq!(shown("a\nb", &[]), "a\\nb");
-        assert_eq!(shown("x\u{2028}y\u{202E}z", &[]), "x\\u{2028}y\\u{202e}z");
-        assert_eq!(shown("plain é 日本", &[]), "plain é 日本");
     }
 
     /// `char::is_control` is Unicode's general category Cc, which is exactly C0, DEL and C1:
