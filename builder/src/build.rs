@@ -25,7 +25,7 @@ use crate::progress::Progress;
 use crate::reproducible::{Staged, source_date_epoch, write_atomic};
 use crate::tree::Tree;
 use crate::uki::{DEFAULT_STUB, UkiInputs, build_uki, os_release};
-use crate::usb::build_usb;
+use crate::usb::{UsbOutput, build_usb};
 use crate::{kernel, modules, rootfs};
 
 /// The files a build wrote.
@@ -43,15 +43,6 @@ pub struct BuildOutput {
     pub manifest: Manifest,
     /// What the `[usb]` section made, when there is one.
     pub usb: Option<UsbOutput>,
-}
-
-/// The USB installer stick and the UKI on it.
-#[derive(Debug, Clone)]
-pub struct UsbOutput {
-    /// `bootkit.efi`: the image as a UKI.
-    pub efi: PathBuf,
-    /// `usb.img`.
-    pub image: PathBuf,
 }
 
 /// Build an image into `out_dir` (created if needed), reporting progress on stderr

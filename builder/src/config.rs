@@ -105,6 +105,10 @@ pub struct ImageConfig {
     pub cmdline: String,
     /// The USB installer stick to make as well (`usb.img`, with the image as a UKI).
     pub usb: Option<UsbConfig>,
+    /// `[secure_boot]`: sign the EFI binaries made (`bootkit.efi`, the stick's
+    /// `\EFI\BOOT\BOOTX64.EFI`) with this key.
+    #[serde(default)]
+    pub secure_boot: Option<SecureBootConfig>,
     /// Where the config was read from (for the manifest); not part of the TOML.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -124,6 +128,17 @@ pub struct UsbConfig {
     pub bmap: Option<PathBuf>,
     /// The installer's config, copied as `install.toml`.
     pub install_config: PathBuf,
+}
+
+/// `[secure_boot]`: the db key (or a vendor's) every EFI binary of the build is signed
+/// with, Authenticode (see [`crate::secure_boot`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecureBootConfig {
+    /// The PEM private key, e.g. `db.key` of `bootkit-build keys`.
+    pub sign_key: PathBuf,
+    /// Its PEM certificate, e.g. `db.crt`.
+    pub sign_cert: PathBuf,
 }
 
 /// Where the kernel comes from, and which modules to ship.
@@ -354,6 +369,10 @@ impl ImageConfig {
             usb.sha256_file.iter_mut().for_each(join);
             usb.bmap.iter_mut().for_each(join);
             join(&mut usb.install_config);
+        }
+        if let Some(secure_boot) = &mut self.secure_boot {
+            join(&mut secure_boot.sign_key);
+            join(&mut secure_boot.sign_cert);
         }
     }
 }

@@ -20,6 +20,7 @@
 //!   from [`fs_image`] filesystems placed by [`disk_image`], with host [`tools`], and
 //!   [`publish`]ed compressed with checksums.
 //! - [`oci`]: Tinkerbell action images (OCI layouts); [`registry`]: pushing them.
+//! - [`secure_boot`]: Secure Boot key sets (PK, KEK, db) and Authenticode signing.
 //! - [`reproducible`]: SOURCE_DATE_EPOCH and outputs written whole or not at all.
 //! - [`manifest`], [`inspect`], [`check_kernel`], [`progress`].
 
@@ -46,17 +47,19 @@ pub mod publish;
 pub mod registry;
 pub mod reproducible;
 pub mod rootfs;
+pub mod secure_boot;
 pub mod test_os;
 pub mod tools;
 pub mod tree;
 pub mod uki;
 pub mod usb;
 
-pub use build::{BuildOutput, UsbOutput, build, build_with};
+pub use build::{BuildOutput, build, build_with};
 pub use config::{
     CompressionConfig, CompressionKind, Directory, ImageConfig, InitConfig, InitramfsConfig,
-    KernelConfig, Overlay, Program, RootfsConfig, UsbConfig,
+    KernelConfig, Overlay, Program, RootfsConfig, SecureBootConfig, UsbConfig,
 };
 pub use error::BuildError;
 pub use manifest::Manifest;
 pub use progress::Progress;
+pub use usb::UsbOutput;

@@ -7,8 +7,10 @@ use anyhow::Context;
 use bootkit_builder::oci::{self, ActionImageSpec, LayerFile, LayerLink};
 use bootkit_builder::registry::{self, Transport};
 use bootkit_builder::reproducible::source_date_epoch;
+use bootkit_builder::secure_boot::{self, KeySet};
 use bootkit_builder::{
-    ImageConfig, Progress, UsbConfig, build_with, check_kernel, inspect, test_os, uki, usb,
+    ImageConfig, Progress, SecureBootConfig, UsbConfig, build_with, check_kernel, inspect, test_os,
+    uki, usb,
 };
 use bootkit_oci::Reference;
 use clap::{Parser, Subcommand};
@@ -53,6 +55,8 @@ enum Command {
         out: PathBuf,
         #[arg(long, default_value = uki::DEFAULT_STUB)]
         stub: PathBuf,
+        #[command(flatten)]
+        signing: SigningArgs,
     },
     /// Make the EMT-like test OS image (GPT: esp, rootfs, edge_persistent) with its
     /// compressed copies, checksums and bmap.
@@ -95,6 +99,8 @@ enum Command {
         /// The image to write, e.g. usb.img.
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        signing: SigningArgs,
     },
     /// Make a Tinkerbell action image (OCI, one layer of the given files) as an OCI image
     /// layout (--out) and/or push it to a registry (--push).
@@ -132,6 +138,34 @@ enum Command {
         #[arg(long, requires = "push")]
         ca: Option<PathBuf>,
     },
+    /// Make a Secure Boot key set: PK, KEK, db (PEM keys 0600 and certificates), their
+    /// EFI signature lists (.esl) and signed updates (.auth), and owner-guid.txt.
+    Keys {
+        /// The directory to write the key set into (created if needed).
+        #[arg(long)]
+        out: PathBuf,
+        /// The certificates' subjects are `CN=NAME PK`, `CN=NAME KEK`, `CN=NAME db`.
+        #[arg(long, default_value = secure_boot::DEFAULT_COMMON_NAME)]
+        common_name: String,
+        /// Replace an existing key set in --out (machines that enrolled it stop trusting
+        /// what the new keys sign).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Sign an EFI binary (Authenticode, with sbsign), e.g. a UKI or ipxe.efi.
+    Sign {
+        /// The signing key (PEM), e.g. db.key of a key set.
+        #[arg(long)]
+        key: PathBuf,
+        /// Its certificate (PEM), e.g. db.crt.
+        #[arg(long)]
+        cert: PathBuf,
+        /// The EFI binary to sign.
+        input: PathBuf,
+        /// Where to write the signed binary [default: sign INPUT in place].
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
     /// Check a kernel (directory, .deb or config file) against the bootkit's config fragment.
     CheckKernel {
         kernel: PathBuf,
@@ -139,6 +173,27 @@ enum Command {
         #[arg(long, default_value = "kernel-configs/bootkit.config")]
         fragment: PathBuf,
     },
+}
+
+/// `--sign-key`/`--sign-cert`: Secure Boot signing of the EFI binary made.
+#[derive(clap::Args)]
+struct SigningArgs {
+    /// Sign the EFI binary with this PEM key (e.g. db.key of `bootkit-build keys`).
+    #[arg(long, requires = "sign_cert")]
+    sign_key: Option<PathBuf>,
+    /// The signing key's PEM certificate (e.g. db.crt).
+    #[arg(long, requires = "sign_key")]
+    sign_cert: Option<PathBuf>,
+}
+
+impl SigningArgs {
+    /// The signing key, when both options were given (clap enforces the pair).
+    fn config(self) -> Option<SecureBootConfig> {
+        Some(SecureBootConfig {
+            sign_key: self.sign_key?,
+            sign_cert: self.sign_cert?,
+        })
+    }
 }
 
 fn main() -> ExitCode {
@@ -156,8 +211,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build { config, out } => {
             let image = ImageConfig::load(&config)?;
             let started = std::time::Instant::now();
-            build_with(&image, &out, &Progress::auto())
+            let progress = Progress::auto();
+            let made = build_with(&image, &out, &progress)
                 .with_context(|| format!("building {} failed", config.display()))?;
+            if let (Some(signing), Some(usb), Some(made_usb)) =
+                (&image.secure_boot, &image.usb, &made.usb)
+            {
+                usb::sign_build_outputs(made_usb, usb, signing, &progress).with_context(|| {
+                    format!("signing the outputs of {} failed", config.display())
+                })?;
+            }
             eprintln!(
                 "bootkit-build: built {} in {:.1} s",
                 out.display(),
@@ -176,6 +239,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cmdline,
             out,
             stub,
+            signing,
         } => {
             let name = out
                 .file_stem()
@@ -191,6 +255,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 &out,
             )?;
+            if let Some(signing) = signing.config() {
+                uki::sign_uki(&out, &signing)?;
+            }
             for section in &layout.sections {
                 println!(
                     "{:<10} {:#010x} {:>10} bytes",
@@ -225,6 +292,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bmap,
             install_config,
             out,
+            signing,
         } => {
             let usb = UsbConfig {
                 os_image,
@@ -232,7 +300,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bmap,
                 install_config,
             };
-            usb::build_usb(&usb.inputs(&efi), &out, &Progress::auto())?;
+            usb::build_signed_usb(
+                &usb.inputs(&efi),
+                signing.config().as_ref(),
+                &out,
+                &Progress::auto(),
+            )?;
             println!("{}", out.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -279,6 +352,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     report.manifest_digest, report.uploaded_blobs, report.skipped_blobs
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys {
+            out,
+            common_name,
+            force,
+        } => {
+            let set = KeySet::generate_with(&out, &common_name, force)?;
+            println!("{} (owner {})", set.dir.display(), set.owner);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sign {
+            key,
+            cert,
+            input,
+            output,
+        } => {
+            let output = output.unwrap_or_else(|| input.clone());
+            secure_boot::sign_pe(&input, &output, &key, &cert)?;
+            println!("{}", output.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckKernel { kernel, fragment } => {

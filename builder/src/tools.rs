@@ -32,6 +32,10 @@ pub const MCOPY: Tool = Tool::new("mcopy", "mtools");
 pub const MKFS_EXT4: Tool = Tool::new("mkfs.ext4", "e2fsprogs");
 /// Edits ext4 images in place.
 pub const DEBUGFS: Tool = Tool::new("debugfs", "e2fsprogs");
+/// Signs EFI binaries (Authenticode): see [`crate::secure_boot`] for why not a crate.
+pub const SBSIGN: Tool = Tool::new("sbsign", "sbsigntool");
+/// Makes the Secure Boot keys and the PKCS#7 signatures of their `.auth` updates.
+pub const OPENSSL: Tool = Tool::new("openssl", "openssl");
 
 /// How much of a failing tool's output goes into the error.
 const OUTPUT_TAIL_LINES: usize = 15;

@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 
 use goblin::pe::PE;
 
+use crate::config::SecureBootConfig;
 use crate::dirs::scratch_dir_in;
 use crate::error::{BuildError, Result};
+use crate::secure_boot::sign_pe;
 use crate::tools::OBJCOPY;
 
 /// Where Debian's systemd-boot-efi puts the x86-64 stub.
@@ -135,6 +137,15 @@ struct Planned {
     source: PathBuf,
     size: u64,
     virtual_address: u64,
+}
+
+/// Sign the UKI (or any EFI binary) at `path` in place with `signing`'s key, so that
+/// Secure Boot firmware trusting its certificate runs it.
+pub fn sign_uki(path: &Path, signing: &SecureBootConfig) -> Result<()> {
+    sign_pe(path, path, &signing.sign_key, &signing.sign_cert).map_err(|err| BuildError::Uki {
+        path: path.to_path_buf(),
+        reason: err.to_string(),
+    })
 }
 
 /// Build a UKI at `out` and return its layout (checked against the plan). The file is

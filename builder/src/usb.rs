@@ -13,12 +13,12 @@
 
 use bootkit_common::error_chain;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bootkit_common::checksum::Sha256Digest;
 use bootkit_common::layout::{INSTALL_CONFIG_NAME, USB_DATA_LABEL, USB_ESP_NAME};
 
-use crate::config::UsbConfig;
+use crate::config::{SecureBootConfig, UsbConfig};
 use crate::dirs::scratch_dir_in;
 use crate::disk_image::{
     ESP_TYPE, LINUX_DATA_TYPE, PartitionSpec, PlacedPartition, assemble, derived_guid,
@@ -30,7 +30,17 @@ use crate::kernel::sha256_file;
 use crate::progress::Progress;
 use crate::publish::sibling;
 use crate::reproducible::source_date_epoch;
+use crate::secure_boot::sign_pe;
 use crate::uki::ESP_LOADER;
+
+/// The USB installer stick and the UKI on it.
+#[derive(Debug, Clone)]
+pub struct UsbOutput {
+    /// `bootkit.efi`: the image as a UKI.
+    pub efi: PathBuf,
+    /// `usb.img`.
+    pub image: PathBuf,
+}
 
 /// Free space on the data partition (the installer may leave its log there).
 const DATA_HEADROOM: u64 = 32 << 20;
@@ -131,6 +141,57 @@ pub fn build_usb(
         partitions.last().map_or(0, |p| (p.offset + p.size) >> 20) + 1
     ));
     Ok(partitions)
+}
+
+/// Sign the UKI `build` made for an image config with `[secure_boot]` in place, and
+/// remake the stick around it: what `bootkit-build build` does after
+/// [`crate::build_with`], which itself writes them unsigned.
+pub fn sign_build_outputs(
+    made: &UsbOutput,
+    usb: &UsbConfig,
+    signing: &SecureBootConfig,
+    progress: &Progress,
+) -> Result<()> {
+    crate::uki::sign_uki(&made.efi, signing)?;
+    build_usb(&usb.inputs(&made.efi), &made.image, progress)?;
+    progress.note(&format!(
+        "signed {} and {ESP_LOADER} in {}",
+        made.efi.display(),
+        made.image.display()
+    ));
+    Ok(())
+}
+
+/// [`build_usb`], with `\EFI\BOOT\BOOTX64.EFI` (the UKI, which carries the kernel and
+/// initramfs in its own sections) signed by `signing` when given. The UKI at
+/// `inputs.efi` is left as it is: a signed copy goes on the stick.
+pub fn build_signed_usb(
+    inputs: &UsbInputs<'_>,
+    signing: Option<&SecureBootConfig>,
+    out: &Path,
+    progress: &Progress,
+) -> Result<Vec<PlacedPartition>> {
+    let Some(signing) = signing else {
+        return build_usb(inputs, out, progress);
+    };
+    let out_dir = out.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(out_dir).map_err(BuildError::io(format!("create {}", out_dir.display())))?;
+    let scratch = scratch_dir_in(out_dir, ".usb-sign-")?;
+    let signed = scratch.path().join("BOOTX64.EFI");
+    sign_pe(inputs.efi, &signed, &signing.sign_key, &signing.sign_cert).map_err(|err| {
+        BuildError::DiskImage {
+            path: out.to_path_buf(),
+            reason: format!("cannot sign the stick's {ESP_LOADER}: {err}"),
+        }
+    })?;
+    build_usb(
+        &UsbInputs {
+            efi: &signed,
+            ..*inputs
+        },
+        out,
+        progress,
+    )
 }
 
 /// Every input exists and is what it claims to be; returns the OS image's sha256.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::gpt::{self, GptError, PartitionInfo};
 
 /// The EFI global variable GUID, the namespace of `Boot####` and `BootOrder`.
-const GLOBAL: &str = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
+pub(crate) const GLOBAL: &str = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
 /// The namespace systemd-boot and systemd-stub put their variables in.
 const LOADER: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 /// NON_VOLATILE | BOOTSERVICE_ACCESS | RUNTIME_ACCESS.
@@ -90,7 +90,7 @@ pub fn uefi_booted() -> bool {
     Path::new("/sys/firmware/efi").is_dir()
 }
 
-fn variable_path(efivars: &Path, name: &str, namespace: &str) -> PathBuf {
+pub(crate) fn variable_path(efivars: &Path, name: &str, namespace: &str) -> PathBuf {
     efivars.join(format!("{name}-{namespace}"))
 }
 

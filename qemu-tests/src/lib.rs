@@ -27,6 +27,7 @@ pub mod kernel;
 pub mod netns;
 pub mod paths;
 pub mod pxe;
+pub mod secure_boot;
 mod slots;
 pub mod stack;
 pub mod vm;
@@ -39,7 +40,8 @@ pub use paths::{
     TestImage, builder_binary, init_binary, installer_binary, kernel_deb, repo_root, require,
     require_init_binary, require_installer_binary, require_kernel_deb, target_dir, test_image_dir,
 };
+pub use secure_boot::SecureBootVars;
 pub use vm::{
-    Accel, Firmware, GUEST_FORWARD_ADDRESS, OVMF_CODE, OVMF_VARS_TEMPLATE, Vm, VmConfig,
-    fresh_uefi_vars, log_path, scaled,
+    Accel, Firmware, GUEST_FORWARD_ADDRESS, OVMF_CODE, OVMF_CODE_SECBOOT, OVMF_VARS_TEMPLATE, Vm,
+    VmConfig, fresh_uefi_vars, log_path, scaled,
 };

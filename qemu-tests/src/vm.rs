@@ -96,12 +96,22 @@ pub enum Firmware {
         /// The VM's own copy of the OVMF variable store.
         vars: PathBuf,
     },
+    /// OVMF's Secure Boot build ([`OVMF_CODE_SECBOOT`]: SMM-protected variables, q35 with
+    /// SMM) with this writable variable store holding the enrolled keys (see
+    /// [`crate::secure_boot::SecureBootVars`]); it runs only EFI binaries signed by db.
+    SecureBoot {
+        /// The VM's own copy of the enrolled variable store.
+        vars: PathBuf,
+    },
 }
 
 /// OVMF's firmware code and the pristine variable store that goes with it (Debian's `ovmf`).
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 /// OVMF's pristine variable store; each UEFI VM gets its own copy.
 pub const OVMF_VARS_TEMPLATE: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// OVMF built with Secure Boot and SMM (Debian's `ovmf`): its variable store can only be
+/// changed through SMM, so the guest cannot drop the enrolled keys behind the firmware's back.
+pub const OVMF_CODE_SECBOOT: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
 
 impl VmConfig {
     /// A VM named `name` booting `kernel` and `initrd` directly, with the defaults.
@@ -132,6 +142,15 @@ impl VmConfig {
     pub fn uefi(name: &str, vars: impl Into<PathBuf>) -> Self {
         let mut config = Self::new(name, PathBuf::new(), PathBuf::new());
         config.firmware = Firmware::Uefi { vars: vars.into() };
+        config
+    }
+
+    /// [`VmConfig::uefi`] with Secure Boot: OVMF's Secure Boot build on q35 with SMM, and
+    /// `vars` a variable store with enrolled keys (see
+    /// [`crate::secure_boot::SecureBootVars::copy_for`]).
+    pub fn uefi_secure_boot(name: &str, vars: impl Into<PathBuf>) -> Self {
+        let mut config = Self::new(name, PathBuf::new(), PathBuf::new());
+        config.firmware = Firmware::SecureBoot { vars: vars.into() };
         config
     }
 
@@ -168,7 +187,10 @@ impl VmConfig {
     /// the disk, OVMF first tries its own PXE (which starts iPXE again) and HTTP boot over
     /// both protocols, minutes of timeouts before it reaches the disk.
     pub fn pxe_nic(self, id: &str, ifname: &str, mac: &str) -> Self {
-        let uefi = matches!(self.firmware, Firmware::Uefi { .. });
+        let uefi = matches!(
+            self.firmware,
+            Firmware::Uefi { .. } | Firmware::SecureBoot { .. }
+        );
         let config = self
             .arg("-netdev")
             .arg(format!(
@@ -357,6 +379,18 @@ impl VmConfig {
                 "-drive".into(),
                 format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
             ]),
+            // OVMF's Secure Boot build is built to require SMM (its variable store is
+            // written only from SMM), so q35 with SMM on and the flash marked secure.
+            Firmware::SecureBoot { vars } => args.extend([
+                "-machine".into(),
+                "q35,smm=on".into(),
+                "-global".into(),
+                "driver=cfi.pflash01,property=secure,value=on".into(),
+                "-drive".into(),
+                format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE_SECBOOT}"),
+                "-drive".into(),
+                format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+            ]),
             Firmware::Bios => {}
             Firmware::DirectKernel => args.extend([
                 "-kernel".into(),
@@ -394,6 +428,10 @@ impl Vm {
             Firmware::Uefi { vars } => vec![
                 ("UEFI firmware", Path::new(OVMF_CODE)),
                 ("UEFI variables", vars.as_path()),
+            ],
+            Firmware::SecureBoot { vars } => vec![
+                ("Secure Boot UEFI firmware", Path::new(OVMF_CODE_SECBOOT)),
+                ("UEFI variables with enrolled keys", vars.as_path()),
             ],
             Firmware::Bios => Vec::new(),
             Firmware::DirectKernel => {

@@ -35,7 +35,7 @@ impl BootFiles {
 /// Boot information to put in a reply.
 #[derive(Debug, Clone)]
 pub(crate) struct BootInfo {
-    /// A TFTP file name, or the iPXE script's http:// URL.
+    /// A TFTP file name, the iPXE script's http:// URL, or (UEFI HTTP boot) the EFI binary's URL.
     pub file: String,
     /// Whether the file is a binary to fetch over TFTP (a firmware PXE client).
     pub over_tftp: bool,
@@ -63,10 +63,11 @@ pub(crate) fn decide(
     };
     let client = pxe_client(message, mac);
     let arch = client.arch;
-    let firmware_file = match (client.is_ipxe, class, arch) {
-        (true, _, _) => None,
+    let target = match (client.is_ipxe, class, arch) {
+        (true, _, _) => Target::Script,
+        (false, NetbootClass::Http, Some(UEFI_HTTP_X64)) => Target::HttpBoot,
         (false, NetbootClass::Http, _) => {
-            info!(%mac, ?arch, "not answering: UEFI HTTP boot is not supported; boot the machine with PXE instead");
+            info!(%mac, ?arch, "not answering: UEFI HTTP boot is served to x64 clients (architecture 16) only; boot this machine with PXE instead");
             return Err(Ignored);
         }
         (false, NetbootClass::Pxe, None) => {
@@ -74,7 +75,7 @@ pub(crate) fn decide(
             return Err(Ignored);
         }
         (false, NetbootClass::Pxe, Some(number)) => match boot_files.for_arch(number) {
-            Some(file) => Some(file.to_owned()),
+            Some(file) => Target::Tftp(file.to_owned()),
             None => {
                 info!(%mac, arch = number, "not answering: no boot file for this client architecture (configure one for it)");
                 return Err(Ignored);
@@ -88,8 +89,20 @@ pub(crate) fn decide(
             return Err(Ignored);
         }
     };
-    let over_tftp = firmware_file.is_some();
-    let file = firmware_file.unwrap_or(script_url);
+    let (file, over_tftp) = match target {
+        Target::Tftp(file) => (file, true),
+        Target::Script => (script_url, false),
+        Target::HttpBoot => match policy.http_boot_url(&client) {
+            Some(url) => (url, false),
+            // Not Err: in full mode the client still gets an address, and HttpBootDxe, finding
+            // no boot URI in it, fails at once and the firmware goes on to its next boot
+            // entry (a provisioned node's disk) instead of waiting out DHCP retries.
+            None => {
+                info!(%mac, "no boot file for this UEFI HTTP boot client: HTTP boot is off (`serve --http-boot-uki`) or the node boots its local disk");
+                return Ok(None);
+            }
+        },
+    };
     debug!(%mac, ?arch, is_ipxe = client.is_ipxe, %file, "boot file chosen");
     Ok(Some(BootInfo {
         file,
@@ -98,6 +111,20 @@ pub(crate) fn decide(
         arch,
         machine_identifier: machine_identifier(message).map(<[u8]>::to_vec),
     }))
+}
+
+/// Option 93 of a UEFI x64 HTTP boot client (RFC 4578 §2.1 as extended by IANA's
+/// "Processor Architecture Types": 16 = x64 UEFI HTTP).
+const UEFI_HTTP_X64: u16 = 16;
+
+/// What a network-boot client is handed.
+enum Target {
+    /// A firmware PXE client: this iPXE binary over TFTP.
+    Tftp(String),
+    /// iPXE: the policy's script URL.
+    Script,
+    /// UEFI HTTP boot firmware: the policy's HTTP boot URL (an EFI binary, no iPXE).
+    HttpBoot,
 }
 
 #[cfg(test)]

@@ -25,6 +25,14 @@
 //! 0–5 and 20 → BIOS ([`BootFiles::bios`]), 6–9, 15 and 16 → UEFI x86 ([`BootFiles::uefi_x64`]),
 //! anything else from [`BootFiles::other`], or no answer. The binary goes over TFTP:
 //! `siaddr` = `server_ip`, file field and option 67 = the binary, option 66 = `server_ip`.
+//! A UEFI HTTP boot client (vendor class `HTTPClient`, architecture 16 = x64 UEFI HTTP; UEFI
+//! spec 2.10 §24.7, EDK2's HttpBootDxe) gets no TFTP and no iPXE: its OFFER/ACK carries
+//! option 60 `HTTPClient` (HttpBootDxe treats only such offers as HTTP boot offers) and the
+//! [`BootPolicy::http_boot_url`] URL as option 67 and in the file field, no option 66; in
+//! proxy mode the site's DHCP server gives the address and this server's offer (`yiaddr`
+//! 0.0.0.0) the URL, which HttpBootDxe combines ("DHCP only" + "proxy IP URI"). Other
+//! `HTTPClient` architectures get no answer; when the policy has no URL for the client, full
+//! mode gives it an address only (the firmware then moves on to its next boot entry at once).
 //! A client that is iPXE already (user class 77 `iPXE`, or iPXE's option 175) gets the
 //! [`BootDecision::Boot`] script URL as its boot file instead, so it never chainloads iPXE in
 //! a loop. [`BootPolicy::decide`] is asked once per request; `Ignore` means no answer
@@ -171,6 +179,15 @@ pub enum BootDecision {
 pub trait BootPolicy: Send + Sync + 'static {
     /// Decides whether and how `client` boots.
     fn decide(&self, client: &PxeClient) -> BootDecision;
+
+    /// The `http://` URL of the EFI binary a UEFI HTTP boot client (vendor class
+    /// `HTTPClient`, architecture 16) loads, asked after [`BootPolicy::decide`] said boot;
+    /// `None` (the default): no HTTP boot for this client (off, or it should boot its disk):
+    /// proxy mode does not answer it, full mode gives it an address only.
+    fn http_boot_url(&self, client: &PxeClient) -> Option<String> {
+        let _ = client;
+        None
+    }
 }
 
 /// Counters for the provisioner's metrics.

@@ -80,9 +80,13 @@ pub(crate) fn add_boot(reply: &mut Message, boot: &BootInfo, server_ip: Ipv4Addr
     }
     let options = reply.opts_mut();
     options.insert(DhcpOption::BootfileName(boot.file.as_bytes().to_vec()));
-    options.insert(DhcpOption::TFTPServerName(
-        server_ip.to_string().into_bytes(),
-    ));
+    // UEFI HTTP boot (UEFI spec 2.10 §24.7.2) takes the server from the URL; option 66
+    // would only suggest TFTP.
+    if boot.class == NetbootClass::Pxe {
+        options.insert(DhcpOption::TFTPServerName(
+            server_ip.to_string().into_bytes(),
+        ));
+    }
     options.insert(DhcpOption::ClassIdentifier(
         boot.class.vendor_class().to_vec(),
     ));

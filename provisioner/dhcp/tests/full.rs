@@ -111,6 +111,47 @@ fn reserved_pxe_client_gets_its_address_hostname_network_and_boot_file() {
     assert_eq!(message_type(&ack), Some(MessageType::Ack));
 }
 
+/// Full mode (UEFI spec 2.10 §24.7.2, "DHCP server with HTTP boot extension"): the address
+/// and the boot URI in one offer, option 60 `HTTPClient`, no TFTP server.
+#[test]
+#[ignore = "needs root: network namespace, port 67"]
+fn uefi_http_boot_client_gets_an_address_and_the_uki_url() {
+    let net = TestNet::new();
+    let _server = net.start(
+        config(Mode::Full(full_config(None))),
+        Arc::new(TestPolicy {
+            http_boot: true,
+            ..TestPolicy::default()
+        }),
+    );
+    let (offer, ack) = net.in_client(|| {
+        lease(
+            &Endpoint::dhcp_client(),
+            &http_boot_discover(mac(9), 16, 900),
+        )
+    });
+    let url = http_boot_url(&mac_text(mac(9)));
+    for reply in [&offer, &ack] {
+        assert!(
+            (POOL_START..=POOL_END).contains(&reply.yiaddr()),
+            "{}",
+            reply.yiaddr()
+        );
+        assert_eq!(boot_file(reply), Some(url.clone()));
+        assert_eq!(file_field(reply), url);
+        assert_eq!(
+            option(reply, OptionCode::ClassIdentifier),
+            Some(&DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()))
+        );
+        assert_eq!(option(reply, OptionCode::TFTPServerName), None);
+        assert_eq!(
+            option(reply, OptionCode::Router),
+            Some(&DhcpOption::Router(vec![ROUTER]))
+        );
+    }
+    assert_eq!(message_type(&ack), Some(MessageType::Ack));
+}
+
 #[test]
 #[ignore = "needs root: network namespace, port 67"]
 fn two_hundred_clients_get_distinct_pool_addresses_and_no_boot_file() {

@@ -224,3 +224,84 @@ fn relayed_request_is_answered_by_unicast_to_the_relay_with_option_82() {
         "a relayed request must not be answered by broadcast"
     );
 }
+
+/// UEFI spec 2.10 §24.7.2 and EDK2's HttpBootDxe: an offer is an HTTP boot offer only with
+/// option 60 `HTTPClient`, and carries the boot URI in option 67 (or the file field); with
+/// `yiaddr` 0.0.0.0 it is a "proxy" offer that HttpBootDxe pairs with the site's address offer.
+#[test]
+#[ignore = "needs root: network namespace, ports 67/4011"]
+fn uefi_http_boot_client_gets_the_uki_url_and_httpclient_without_tftp() {
+    let net = TestNet::new();
+    let policy = Arc::new(TestPolicy {
+        http_boot: true,
+        ..TestPolicy::default()
+    });
+    let _server = proxy_server(&net, policy.clone());
+    let offer = proxy_offer(&net, http_boot_discover(mac(5), 16, 51));
+    let url = http_boot_url(&mac_text(mac(5)));
+    assert_eq!(message_type(&offer), Some(MessageType::Offer));
+    assert_eq!(offer.yiaddr(), Ipv4Addr::UNSPECIFIED);
+    assert_eq!(boot_file(&offer), Some(url.clone()));
+    assert_eq!(file_field(&offer), url);
+    let options = offer.opts();
+    assert_eq!(
+        options.get(OptionCode::ClassIdentifier),
+        Some(&DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()))
+    );
+    assert_eq!(
+        options.get(OptionCode::ServerIdentifier),
+        Some(&DhcpOption::ServerIdentifier(SERVER_IP))
+    );
+    assert!(
+        options.get(OptionCode::TFTPServerName).is_none(),
+        "an HTTP boot offer names no TFTP server"
+    );
+    assert!(
+        options.get(OptionCode::VendorExtensions).is_none(),
+        "PXE discovery control is for PXE clients"
+    );
+    let mut guid = vec![0];
+    guid.extend_from_slice(&SMBIOS_UUID_ON_THE_WIRE);
+    assert_eq!(
+        options.get(OptionCode::ClientMachineIdentifier),
+        Some(&DhcpOption::ClientMachineIdentifier(guid))
+    );
+    // Admission control still applies: the policy saw the client with its architecture.
+    let asked = policy.asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].arch, Some(16));
+    assert_eq!(asked[0].uuid.as_deref(), Some(SMBIOS_UUID));
+}
+
+#[test]
+#[ignore = "needs root: network namespace, ports 67/4011"]
+fn http_boot_clients_get_no_answer_when_http_boot_is_off_or_refused_or_not_x64() {
+    let net = TestNet::new();
+    let off = proxy_server(&net, Arc::new(TestPolicy::default()));
+    let replies = net.in_client(|| {
+        let client = Endpoint::dhcp_client();
+        client.send(&http_boot_discover(mac(6), 16, 61), broadcast_to_server());
+        off.wait_for(ignored, 1);
+        client.queued_replies()
+    });
+    assert!(replies.is_empty(), "HTTP boot is off: {replies:?}");
+    drop(off);
+    let on = proxy_server(
+        &net,
+        Arc::new(TestPolicy {
+            http_boot: true,
+            refused: vec![mac_text(mac(7))],
+            ..TestPolicy::default()
+        }),
+    );
+    let replies = net.in_client(|| {
+        let client = Endpoint::dhcp_client();
+        // Refused by the policy; then x86 (15) and ARM64 (19) HTTP boot, which get no x64 UKI.
+        client.send(&http_boot_discover(mac(7), 16, 71), broadcast_to_server());
+        client.send(&http_boot_discover(mac(8), 15, 72), broadcast_to_server());
+        client.send(&http_boot_discover(mac(8), 19, 73), broadcast_to_server());
+        on.wait_for(ignored, 3);
+        client.queued_replies()
+    });
+    assert!(replies.is_empty(), "{replies:?}");
+}

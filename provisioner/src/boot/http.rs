@@ -19,6 +19,11 @@ pub fn router(context: Arc<BootContext>, base: String) -> Router {
     Router::new()
         .route("/ipxe/auto.ipxe", get(auto_script))
         .route("/ipxe/boot.ipxe", get(node_script))
+        .route(super::http_boot::UKI_PATH, get(super::http_boot::uki))
+        .route(
+            super::http_boot::CMDLINE_PATH,
+            get(super::http_boot::cmdline),
+        )
         .route(
             "/artifacts/profiles/{name}/{file}",
             get(super::artifacts::serve),
@@ -96,6 +101,7 @@ async fn node_script(State(served): State<Served>, Query(query): Query<NodeQuery
         }
         Ok(BootPlan::Refused { reason }) => {
             tracing::info!(mac = %boot_mac, "refusing to boot: {reason}");
+            store.record_refusal(&identity, None, "pxe", &reason);
             ipxe(script::refused(&reason))
         }
         Err(error) => store_failed(&format!("deciding what {boot_mac} boots"), &error),

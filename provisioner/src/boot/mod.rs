@@ -8,6 +8,7 @@
 
 mod artifacts;
 mod http;
+pub mod http_boot;
 mod metadata;
 mod policy;
 mod script;
@@ -48,6 +49,9 @@ pub struct BootOptions {
     /// Serve metadata to requests without a node certificate by their source address
     /// (`serve --metadata-by-address`: installed OSes' cloud-init; spoofable on a LAN).
     pub metadata_by_address: bool,
+    /// UEFI HTTP boot: the site's UKI, handed by DHCP to `HTTPClient` x64 clients as
+    /// [`http_boot::url`] (`serve --http-boot-uki`); None: such clients get no answer.
+    pub http_boot_uki: Option<PathBuf>,
 }
 
 impl BootOptions {
@@ -63,6 +67,7 @@ impl BootOptions {
             syslog_tls: None,
             kernel: KernelOptions::default(),
             metadata_by_address: false,
+            http_boot_uki: None,
         }
     }
 }
@@ -192,6 +197,14 @@ impl Advertised {
         self.http_base()
             .or_else(|| self.https_base())
             .map(|base| format!("{base}/ipxe/auto.ipxe"))
+    }
+
+    /// What DHCP hands UEFI HTTP boot clients: plain HTTP when served (trusting a private
+    /// CA over HTTPS needs the firmware's `TlsCaCertificate` variable set); HTTPS otherwise.
+    pub fn http_boot_url(&self) -> Option<String> {
+        self.http_base()
+            .or_else(|| self.https_base())
+            .map(|base| http_boot::url(&base))
     }
 
     /// `ip:port` of the gRPC service, as the worker's `grpc_authority` parameter.

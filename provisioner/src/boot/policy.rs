@@ -12,6 +12,8 @@ use crate::store::{BootPlan, Identity, Store, StoreError};
 pub struct StorePolicy {
     store: Arc<Store>,
     script_url: String,
+    /// UEFI HTTP boot clients' URL; None: HTTP boot is off.
+    http_boot_url: Option<String>,
 }
 
 impl BootPolicy for StorePolicy {
@@ -32,12 +34,42 @@ impl BootPolicy for StorePolicy {
             Err(error) => self.failed(client, error),
         }
     }
+
+    /// The site's UKI, except for nodes the store sends to their local disk: with no iPXE
+    /// script to say "boot your disk", a provisioned node is simply not given a boot file,
+    /// and its firmware goes on to the next boot entry. Refusals were decided by `decide`.
+    fn http_boot_url(&self, client: &PxeClient) -> Option<String> {
+        let url = self.http_boot_url.as_ref()?;
+        let identity = Identity::new(None, client.uuid.as_deref(), &[client.mac.as_str()]);
+        match self.store.peek_boot_plan(&identity) {
+            Ok(BootPlan::LocalDisk { node_id }) => {
+                tracing::info!(mac = %client.mac, %node_id, "UEFI HTTP boot: no boot file, the node is provisioned and boots its local disk");
+                None
+            }
+            Ok(_) => Some(url.clone()),
+            Err(error) => {
+                self.failed(client, error);
+                None
+            }
+        }
+    }
 }
 
 impl StorePolicy {
     /// Answers PXE requests from `store`; iPXE clients that may boot are sent to `script_url`.
     pub fn new(store: Arc<Store>, script_url: String) -> Self {
-        Self { store, script_url }
+        Self {
+            store,
+            script_url,
+            http_boot_url: None,
+        }
+    }
+
+    /// Answers UEFI HTTP boot clients the store would boot with `url` (the site's UKI).
+    #[must_use]
+    pub fn with_http_boot_url(mut self, url: Option<String>) -> Self {
+        self.http_boot_url = url;
+        self
     }
 
     /// DHCP requests carry no serial number, so a node registered by serial alone looks

@@ -27,6 +27,8 @@ pub struct BootContext {
     /// Metadata for requests without a node certificate, by source address
     /// ([`super::BootOptions::metadata_by_address`]).
     pub metadata_by_address: bool,
+    /// The site's UKI served to UEFI HTTP boot clients ([`super::BootOptions::http_boot_uki`]).
+    pub http_boot_uki: Option<std::path::PathBuf>,
 }
 
 /// Node-facing HTTP requests, by what they asked for.

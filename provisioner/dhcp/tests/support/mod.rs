@@ -347,6 +347,34 @@ pub const SMBIOS_UUID_ON_THE_WIRE: [u8; 16] = [
 ];
 pub const SMBIOS_UUID: &str = "12345678-1234-5678-9abc-def012345678";
 
+/// A UEFI HTTP boot client's DISCOVER as EDK2's HttpBootDxe builds it (HttpBootDhcp4.c,
+/// UEFI spec 2.10 §24.7.2): vendor class `HTTPClient:Arch:xxxxx:UNDI:003000`, option 93 the
+/// architecture (16: x64 UEFI HTTP), option 94 UNDI 3.0 and option 97 the system GUID.
+pub fn http_boot_discover(mac: [u8; 6], arch: u16, xid: u32) -> Message {
+    let mut discover = message(mac, MessageType::Discover, xid);
+    add_http_boot_options(&mut discover, arch);
+    discover
+}
+
+pub fn add_http_boot_options(message: &mut Message, arch: u16) {
+    let options = message.opts_mut();
+    options.insert(DhcpOption::ClassIdentifier(
+        format!("HTTPClient:Arch:{arch:05}:UNDI:003000").into_bytes(),
+    ));
+    options.insert(DhcpOption::ClientSystemArchitecture(Architecture::from(
+        arch,
+    )));
+    options.insert(DhcpOption::ClientNetworkInterface(1, 3, 0));
+    let mut guid = vec![0u8];
+    guid.extend_from_slice(&SMBIOS_UUID_ON_THE_WIRE);
+    options.insert(DhcpOption::ClientMachineIdentifier(guid));
+}
+
+/// What [`TestPolicy`] hands UEFI HTTP boot clients when `http_boot` is on.
+pub fn http_boot_url(mac: &str) -> String {
+    format!("http://{SERVER_IP}:7080/httpboot/{mac}/bootkit.efi")
+}
+
 /// What iPXE sends: user class `iPXE` on top of the PXE options.
 pub fn ipxe_discover(mac: [u8; 6], arch: u16, xid: u32) -> Message {
     let mut discover = pxe_discover(mac, arch, xid);
@@ -414,6 +442,8 @@ pub fn script_url(mac: &str) -> String {
 pub struct TestPolicy {
     pub refused: Vec<String>,
     pub asked: Mutex<Vec<PxeClient>>,
+    /// Hand UEFI HTTP boot clients [`http_boot_url`]; off: HTTP boot is off.
+    pub http_boot: bool,
 }
 
 impl BootPolicy for TestPolicy {
@@ -428,6 +458,10 @@ impl BootPolicy for TestPolicy {
                 script_url: script_url(&client.mac),
             }
         }
+    }
+
+    fn http_boot_url(&self, client: &PxeClient) -> Option<String> {
+        self.http_boot.then(|| http_boot_url(&client.mac))
     }
 }
 
