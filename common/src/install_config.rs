@@ -18,11 +18,16 @@
 //! device = "/dev/disk/by-id/nvme-SAMSUNG_0123"
 //! prefer = "smallest"           # or "largest"
 //! min_size_bytes = 64000000000
+//! save_partlabel = ["edge_persistent"]   # keep these partitions (globs allowed) across a reinstall
+//! save_partindex = ["6-7"]      # and these partition numbers (N or N-M)
+//! preserve_on_error = false     # true: on failure leave the disk as it is (default: clear its tables)
 //!
 //! [image]                       # relative paths are relative to this file's directory
 //! file = "edge-microvisor-toolkit.raw.gz"
 //! sha256_file = "edge-microvisor-toolkit.raw.gz.sha256sum"   # or sha256 = "64 hex digits"
 //! bmap = "edge-microvisor-toolkit.raw.bmap"
+//! require_checksum = true       # refuse an image without a published sha256 (default false)
+//! fetch_retries = 10            # resumes of a broken download of an image URL, or "infinite"
 //!
 //! [layout]                      # changes to the written partition table
 //! grow = 3
@@ -215,6 +220,11 @@ pub struct DiskConfig {
     pub device: Option<PathBuf>,
     /// How the installer chooses a disk when `device` is absent.
     pub policy: SelectPolicy,
+    /// Partitions of the disk's current table to keep (`save_partlabel`, `save_partindex`).
+    pub save: SavePartitions,
+    /// Leave the disk as the failure left it instead of clearing its partition tables
+    /// (`--preserve-on-error`), to look at it.
+    pub preserve_on_error: bool,
 }
 
 /// `[disk]` as written: one flat table, read through serde (not by hand) so that an unknown
@@ -228,6 +238,12 @@ struct RawDisk {
     prefer: SizePreference,
     #[serde(default)]
     min_size_bytes: Option<u64>,
+    #[serde(default)]
+    save_partlabel: Vec<String>,
+    #[serde(default)]
+    save_partindex: Vec<IndexRange>,
+    #[serde(default)]
+    preserve_on_error: bool,
 }
 
 impl From<RawDisk> for DiskConfig {
@@ -238,6 +254,11 @@ impl From<RawDisk> for DiskConfig {
                 prefer: raw.prefer,
                 min_size_bytes: raw.min_size_bytes,
             },
+            save: SavePartitions {
+                labels: raw.save_partlabel,
+                indexes: raw.save_partindex,
+            },
+            preserve_on_error: raw.preserve_on_error,
         }
     }
 }
@@ -275,6 +296,133 @@ pub struct ImageConfig {
     pub sha256_file: Option<PathBuf>,
     /// A bmaptool block map of the uncompressed image.
     pub bmap: Option<PathBuf>,
+    /// Refuse to install an image without a published checksum (`sha256`, `sha256_file`, or
+    /// an `IMAGE.sha256sum`/`IMAGE.sha256` beside the image); the installer's
+    /// `--require-checksum`.
+    #[serde(default)]
+    pub require_checksum: bool,
+    /// How often a broken or stalled download of an image URL is resumed (`--fetch-retries`).
+    #[serde(default)]
+    pub fetch_retries: Option<FetchRetries>,
+}
+
+/// How often a broken download is resumed: a count, or `infinite` (coreos-installer's
+/// `--fetch-retries N|infinite`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchRetries {
+    /// At most this many resumes.
+    Count(u32),
+    /// Until the download completes.
+    Infinite,
+}
+
+impl FetchRetries {
+    /// The most resumes the downloader may make.
+    pub fn max_resumes(self) -> u32 {
+        match self {
+            FetchRetries::Count(count) => count,
+            FetchRetries::Infinite => u32::MAX,
+        }
+    }
+}
+
+impl std::str::FromStr for FetchRetries {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text == "infinite" {
+            return Ok(FetchRetries::Infinite);
+        }
+        text.parse().map(FetchRetries::Count).map_err(|_| {
+            format!("{text:?} is not a number of retries: give a count such as 5, or infinite")
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for FetchRetries {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(u32),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Count(count) => Ok(FetchRetries::Count(count)),
+            Raw::Text(text) => text.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Partition numbers `N` or `N-M` (inclusive) to keep across a reinstall
+/// (coreos-installer's `--save-partindex`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexRange {
+    /// The first number, from 1.
+    pub first: u32,
+    /// The last number, at least `first`.
+    pub last: u32,
+}
+
+impl IndexRange {
+    /// True when `number` lies in the range.
+    pub fn contains(self, number: u32) -> bool {
+        (self.first..=self.last).contains(&number)
+    }
+}
+
+impl std::str::FromStr for IndexRange {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let invalid = || {
+            format!(
+                "{text:?} is not a partition number or range: give N or N-M with 1 <= N <= M, \
+                 such as 5 or 5-7"
+            )
+        };
+        let (first, last) = text.split_once('-').unwrap_or((text, text));
+        let first: u32 = first.trim().parse().map_err(|_| invalid())?;
+        let last: u32 = last.trim().parse().map_err(|_| invalid())?;
+        if first == 0 || last < first {
+            return Err(invalid());
+        }
+        Ok(Self { first, last })
+    }
+}
+
+impl<'de> Deserialize<'de> for IndexRange {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u32),
+            Text(String),
+        }
+        let text = match Raw::deserialize(deserializer)? {
+            Raw::Number(number) => number.to_string(),
+            Raw::Text(text) => text,
+        };
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Partitions of the target disk's current table kept across a reinstall, such as EMT's
+/// `edge_persistent`: their entries are carried into the new table and their data is not
+/// written over.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SavePartitions {
+    /// GPT partition names (PARTLABELs), shell globs allowed (`edge_*`).
+    pub labels: Vec<String>,
+    /// Partition numbers and ranges.
+    pub indexes: Vec<IndexRange>,
+}
+
+impl SavePartitions {
+    /// True when nothing is to be kept.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.indexes.is_empty()
+    }
 }
 
 impl ImageConfig {

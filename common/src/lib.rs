@@ -26,7 +26,10 @@
 //! - [`backoff`]: exponential backoff with jitter, the one rule of every retry loop.
 //! - [`beneath`]: opening a file confined to a directory (`openat2` with `RESOLVE_BENEATH`).
 //! - [`checksum`]: sha256 digests and `sha256sum` files, read with one rule.
+//! - [`shown`]: text from outside made safe to show on a terminal or in a log.
 //! - [`dhcp_options`]: a DHCP message's options read from its bytes, before dhcproto sees them.
+//! - `cli_docs` (feature `cli-docs`): shell completions and man pages from a binary's clap
+//!   definition, and the checks that every option has help and every command an example.
 
 pub mod archive_name;
 pub mod backoff;
@@ -34,6 +37,8 @@ pub mod beneath;
 pub mod blockdev;
 pub mod bmap;
 pub mod checksum;
+#[cfg(feature = "cli-docs")]
+pub mod cli_docs;
 pub mod cmdline;
 pub mod compress;
 pub mod dhcp_options;
@@ -47,6 +52,7 @@ pub mod mac;
 pub mod net_errors;
 pub mod power;
 pub mod service_def;
+pub mod shown;
 pub mod size;
 #[cfg(feature = "tls")]
 pub mod tls_pin;

@@ -307,7 +307,8 @@ pub fn relocate_backup_header(disk: &mut File, sector_size: u64) -> Result<(), G
     write_table(disk, &mut table)
 }
 
-fn write_table(disk: &mut File, table: &mut GPT) -> Result<(), GptError> {
+/// Writes `table` (both headers), fits the protective MBR to the disk and syncs.
+pub(crate) fn write_table(disk: &mut File, table: &mut GPT) -> Result<(), GptError> {
     table.write_into(disk).map_err(GptError::Write)?;
     let sectors = disk_sectors(disk, table.sector_size)?;
     fit_protective_mbr(disk, sectors)?;

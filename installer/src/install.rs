@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bootkit_common::bmap::{Bmap, BmapError};
 use bootkit_common::compress::{Compression, decoder};
+use bootkit_common::install_config::{FetchRetries, SavePartitions};
 use bootkit_common::layout::USB_DATA_LABEL;
 use bootkit_common::size::human_size;
 
@@ -20,7 +21,8 @@ use crate::efi::{self, EfiError};
 use crate::gpt::{self, GptError};
 use crate::power;
 use crate::progress::{Progress, Summary};
-use crate::source::http::{HttpOptions, ProxySettings};
+use crate::save::{SaveError, Saved};
+use crate::source::http::{HttpError, HttpOptions, ProxySettings};
 use crate::source::{SourceError, SourceSpec};
 use crate::usbdata::{self, DataPartition, InstallLog, UsbDataError};
 use crate::verify::{ChecksumError, Sha256Digest};
@@ -49,6 +51,18 @@ pub struct InstallRequest {
     pub dry_run: bool,
     /// How http(s) images are fetched.
     pub http: HttpOptions,
+    /// Refuse an image without a published checksum (`--require-checksum`).
+    pub require_checksum: bool,
+    /// Partitions of the target's current table to keep (`--save-partlabel`,
+    /// `--save-partindex`), added to the install config's.
+    pub save: SavePartitions,
+    /// On a failed write leave the disk as it is (`--preserve-on-error`).
+    pub preserve_on_error: bool,
+    /// Resumes of a broken download (`--fetch-retries`); None: the config's, or the default.
+    pub fetch_retries: Option<FetchRetries>,
+    /// Wait for the USB stick's data partition when no image is given (`--usb`); also when
+    /// the kernel command line says `bootkit.mode=standalone`.
+    pub usb: bool,
     /// image2disk's `COMPRESSED`. The format is always found by magic bytes, so a wrong
     /// value cannot break the write (Tinkerbell's action would write gzip bytes raw); a
     /// mismatch is only noted.
@@ -64,6 +78,50 @@ pub enum InstallError {
          `file` in [image] of the install config"
     )]
     NoImage,
+    /// No image was given on a machine that is not the USB installer.
+    #[error(
+        "--image is missing: give --image (a file, a block device or an http(s) URL) or an \
+         install config (--config) with `file` in [image]; to install from a USB stick's \
+         {USB_DATA_LABEL} partition give --usb (the USB installer, booted with \
+         bootkit.mode=standalone, waits for it by itself)"
+    )]
+    MissingImage,
+    /// A checksum is required and none was given or found beside the image.
+    #[error(
+        "no published checksum for {image}: --require-checksum (or `require_checksum` in \
+         [image] of the install config) asks for one; give --sha256 or --sha256-file, or put \
+         {name}.sha256sum beside the image"
+    )]
+    ChecksumRequired {
+        /// The image as given.
+        image: String,
+        /// Its file name.
+        name: String,
+    },
+    /// The checksum file beside an image URL cannot be fetched (other than "not found").
+    #[error(
+        "cannot fetch the checksum file {url} beside the image; fix the server or give \
+         --sha256 or --sha256-file"
+    )]
+    FetchChecksum {
+        /// The checksum file's URL.
+        url: String,
+        /// Why fetching it failed.
+        source: std::io::Error,
+    },
+    /// What the server answered for the checksum file beside an image URL is not one (e.g.
+    /// a catch-all page for every path).
+    #[error(
+        "the server answered {url} (a checksum file beside the image) with something that is \
+         not a sha256sum file; fix or remove it on the server, or give --sha256 or \
+         --sha256-file"
+    )]
+    PublishedChecksum {
+        /// The checksum file's URL.
+        url: String,
+        /// Why it is not a checksum file.
+        source: bootkit_common::checksum::ChecksumError,
+    },
     /// No image was given and no USB data partition appeared.
     #[error(
         "no image given and no USB data partition (GPT name or label `{}`) appeared within \
@@ -78,6 +136,9 @@ pub enum InstallError {
     /// The install config is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The partitions to keep cannot be read or put back.
+    #[error(transparent)]
+    Save(#[from] SaveError),
     /// The image source cannot be opened.
     #[error(transparent)]
     Source(#[from] SourceError),
@@ -151,6 +212,8 @@ pub struct Plan {
     pub image_size: Option<u64>,
     /// The sha256 to check the image against; None: not checked.
     pub expected_sha256: Option<Sha256Digest>,
+    /// Where that sha256 came from, for the plan and the notes (`--sha256`, a file's path).
+    pub checksum_origin: Option<String>,
     /// The bmap to write by, with its path.
     pub bmap: Option<(PathBuf, Bmap)>,
     /// The install config (defaults when none was given).
@@ -159,6 +222,10 @@ pub struct Plan {
     pub disk: disk::Disk,
     /// Why this disk was chosen, for the plan's printout.
     pub disk_reason: String,
+    /// The target's partitions to keep.
+    pub saved: Saved,
+    /// Leave the disk as it is when the write fails.
+    pub preserve_on_error: bool,
 }
 
 /// Resolve the source, checksum, bmap, config and disk, and check the disk is safe to write.
@@ -179,7 +246,13 @@ pub fn plan(request: &InstallRequest) -> Result<Plan, InstallError> {
     };
     let source_length = source.path().and_then(local_length);
 
-    let expected_sha256 = expected_sha256(request, &config, &source)?;
+    let (expected_sha256, checksum_origin) = expected_sha256(request, &config, &source)?;
+    if expected_sha256.is_none() && (request.require_checksum || config.image.require_checksum) {
+        return Err(InstallError::ChecksumRequired {
+            image: source.to_string(),
+            name: source.file_name().unwrap_or_else(|| "IMAGE".into()),
+        });
+    }
     let bmap = match request.bmap.as_ref().or(config.image.bmap.as_ref()) {
         Some(path) => Some((path.clone(), read_bmap(path)?)),
         None => None,
@@ -193,6 +266,20 @@ pub fn plan(request: &InstallRequest) -> Result<Plan, InstallError> {
 
     let (disk, disk_reason) = choose_disk(request, &config, &source, size_for_checks)?;
     disk::check_safe(&disk, size_for_checks, image_sector_size)?;
+    let rules = SavePartitions {
+        labels: [&request.save.labels, &config.disk.save.labels]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect(),
+        indexes: [&request.save.indexes, &config.disk.save.indexes]
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect(),
+    };
+    let saved = Saved::read(&disk.dev_path, u64::from(disk.logical_sector_size), &rules)?;
+    let preserve_on_error = request.preserve_on_error || config.disk.preserve_on_error;
     Ok(Plan {
         source,
         compression,
@@ -200,10 +287,13 @@ pub fn plan(request: &InstallRequest) -> Result<Plan, InstallError> {
         source_length,
         image_size,
         expected_sha256,
+        checksum_origin,
         bmap,
         config,
         disk,
         disk_reason,
+        saved,
+        preserve_on_error,
     })
 }
 
@@ -243,26 +333,106 @@ fn peek(path: &Path) -> (Option<Compression>, Option<u32>) {
     (Some(compression), disk::image_sector_size(&head))
 }
 
+/// The expected sha256 and where it came from: `--sha256`/`sha256`, `--sha256-file`/
+/// `sha256_file`, or else an `IMAGE.sha256sum` or `IMAGE.sha256` beside the image (a file
+/// or a URL), as published next to EMT images.
 fn expected_sha256(
     request: &InstallRequest,
     config: &InstallConfig,
     source: &SourceSpec,
-) -> Result<Option<Sha256Digest>, InstallError> {
+) -> Result<(Option<Sha256Digest>, Option<String>), InstallError> {
     let name = source.file_name();
-    if let Some(hex) = request.sha256.as_ref().or(config.image.sha256.as_ref()) {
-        return Ok(Some(Sha256Digest::parse(hex)?));
+    if let Some(hex) = &request.sha256 {
+        return Ok((Some(Sha256Digest::parse(hex)?), Some("--sha256".into())));
     }
-    match request
+    if let Some(hex) = &config.image.sha256 {
+        return Ok((
+            Some(Sha256Digest::parse(hex)?),
+            Some("sha256 in the install config".into()),
+        ));
+    }
+    if let Some(path) = request
         .sha256_file
         .as_ref()
         .or(config.image.sha256_file.as_ref())
     {
-        Some(path) => Ok(Some(Sha256Digest::from_sha256sum_file(
-            path,
-            name.as_deref(),
-        )?)),
-        None => Ok(None),
+        let digest = Sha256Digest::from_sha256sum_file(path, name.as_deref())?;
+        return Ok((Some(digest), Some(path.display().to_string())));
     }
+    match source {
+        SourceSpec::File(path) => {
+            for suffix in CHECKSUM_SUFFIXES {
+                let mut beside = path.clone().into_os_string();
+                beside.push(suffix);
+                let beside = PathBuf::from(beside);
+                if beside.is_file() {
+                    let digest = Sha256Digest::from_sha256sum_file(&beside, name.as_deref())?;
+                    return Ok((Some(digest), Some(beside.display().to_string())));
+                }
+            }
+            Ok((None, None))
+        }
+        SourceSpec::Url(url) => checksum_beside_url(url, name.as_deref(), &request.http),
+        SourceSpec::BlockDevice(_) => Ok((None, None)),
+    }
+}
+
+/// The names a published checksum file has beside its image, in the order looked for.
+const CHECKSUM_SUFFIXES: [&str; 2] = [".sha256sum", ".sha256"];
+/// A checksum file is a few lines; more is not one.
+const CHECKSUM_FILE_MAX: u64 = 1 << 20;
+
+/// `URL.sha256sum` or `URL.sha256` (before any query), when the server has one: a 404 or 410
+/// means there is none, and so does a 403 (S3 and its kind answer 403 for a missing object
+/// when listing is not allowed); any other failure is an error, so a flaky server cannot silently
+/// turn verification off.
+fn checksum_beside_url(
+    url: &str,
+    name: Option<&str>,
+    http: &HttpOptions,
+) -> Result<(Option<Sha256Digest>, Option<String>), InstallError> {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    for suffix in CHECKSUM_SUFFIXES {
+        let beside = match query {
+            Some(query) => format!("{base}{suffix}?{query}"),
+            None => format!("{base}{suffix}"),
+        };
+        let fetch_error = |source| InstallError::FetchChecksum {
+            url: beside.clone(),
+            source,
+        };
+        let reader = match crate::source::http::open(&beside, http) {
+            Ok(reader) => reader,
+            Err(HttpError::Status {
+                status: 403 | 404 | 410,
+                ..
+            }) => continue,
+            Err(error) => return Err(fetch_error(std::io::Error::other(error))),
+        };
+        let mut text = Vec::new();
+        reader
+            .take(CHECKSUM_FILE_MAX)
+            .read_to_end(&mut text)
+            .map_err(fetch_error)?;
+        // The sha256sum rule lives in common::checksum, which reads files: the fetched text
+        // is kept in a file named like the published one so that its messages name it.
+        let dir = tempfile::tempdir().map_err(fetch_error)?;
+        let file = dir
+            .path()
+            .join(format!("{}{suffix}", name.unwrap_or("image")));
+        std::fs::write(&file, &text).map_err(fetch_error)?;
+        let digest = Sha256Digest::from_sha256sum_file(&file, name).map_err(|source| {
+            InstallError::PublishedChecksum {
+                url: beside.clone(),
+                source,
+            }
+        })?;
+        return Ok((Some(digest), Some(beside)));
+    }
+    Ok((None, None))
 }
 
 fn read_bmap(path: &Path) -> Result<Bmap, InstallError> {
@@ -320,10 +490,13 @@ impl Plan {
             (None, None) => "unknown until streamed".into(),
         };
         let _ = writeln!(text, "size:    {size}");
-        let sha256 = self.expected_sha256.map_or_else(
-            || "none given (computed and reported)".into(),
-            |d| d.to_hex(),
-        );
+        let sha256 = match (self.expected_sha256, &self.checksum_origin) {
+            (Some(digest), Some(origin)) => format!("{} (from {origin})", digest.to_hex()),
+            (Some(digest), None) => digest.to_hex(),
+            (None, _) => "none given or found beside the image: the image will not be verified \
+                          against a published checksum (computed and reported)"
+                .into(),
+        };
         let _ = writeln!(text, "sha256:  {sha256}");
         match &self.bmap {
             Some((path, bmap)) => {
@@ -341,6 +514,9 @@ impl Plan {
             }
         }
         let _ = writeln!(text, "disk:    {}, {}", self.disk, self.disk_reason);
+        for kept in self.saved.describe() {
+            let _ = writeln!(text, "keep:    {kept}");
+        }
         let layout = &self.config.layout;
         if layout.grow.is_none() && layout.add.is_empty() {
             let _ = writeln!(text, "layout:  the image's own partitions");
@@ -369,6 +545,10 @@ pub fn run(
 ) -> Result<Option<Summary>, InstallError> {
     if request.image.is_some() || request.config.is_some() {
         return Ok(install(request, progress, cancel)?.map(|installed| installed.summary));
+    }
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if !(request.usb || standalone_mode(&cmdline)) {
+        return Err(InstallError::MissingImage);
     }
     let device = wait_for_data_partition(progress)?;
     let data = DataPartition::mount(&device)?;
@@ -411,6 +591,14 @@ pub fn run(
         power::after_install(installed.after, progress);
         installed.summary
     }))
+}
+
+/// True when the kernel command line starts the bootkit as the USB installer: only then does
+/// a missing image mean "wait for the stick", on a workstation it is a mistake.
+fn standalone_mode(cmdline: &str) -> bool {
+    cmdline
+        .split_whitespace()
+        .any(|word| word == "bootkit.mode=standalone")
 }
 
 /// How long the USB installer waits for its stick: USB storage is probed after the init has
@@ -460,24 +648,40 @@ fn install(
         return Ok(None);
     }
     progress.note(&format!("installing {} on {}", plan.source, plan.disk));
-    let (report, mut target) = write_plan(&plan, request, progress, cancel)?;
+    progress.note(&crate::secure_boot::state(Path::new(crate::efi::EFIVARS)).to_string());
+    let (report, mut target) = match write_plan(&plan, request, progress, cancel) {
+        Ok(written) => written,
+        Err(error) => {
+            keep_after_failure(&plan, progress);
+            return Err(error);
+        }
+    };
+    let ranges = if report.ranges_verified > 0 {
+        format!(", {} bmap ranges checked", report.ranges_verified)
+    } else {
+        String::new()
+    };
+    let verified = match &plan.checksum_origin {
+        Some(origin) => format!("written and verified against the published sha256 ({origin})"),
+        None => "written, not verified against a published checksum (give --sha256, or put \
+                 IMAGE.sha256sum beside the image)"
+            .into(),
+    };
     progress.note(&format!(
-        "written and verified: {} bytes of {} image, sha256 {}{}",
+        "{verified}: {} bytes of {} image, sha256 {}{ranges}",
         report.image_bytes,
         report.compression,
         report.sha256.to_hex(),
-        if report.ranges_verified > 0 {
-            format!(", {} bmap ranges checked", report.ranges_verified)
-        } else {
-            String::new()
-        }
     ));
 
     progress.stage("partitions", None);
     let has_gpt = written_gpt_sector_size(&target).is_some();
     if has_gpt {
-        finish_partitions(&mut target, &plan.config.layout, progress)?;
-    } else if plan.config.layout.grow.is_some() || !plan.config.layout.add.is_empty() {
+        finish_partitions(&mut target, &plan.config.layout, &plan.saved, progress)?;
+    } else if plan.config.layout.grow.is_some()
+        || !plan.config.layout.add.is_empty()
+        || !plan.saved.is_empty()
+    {
         return Err(InstallError::LayoutWithoutGpt);
     } else {
         progress.note("the image has no GPT: its partition table is left as written");
@@ -498,7 +702,7 @@ fn install(
     } else {
         progress.note("the image has no GPT, so no EFI system partition: no boot entry written");
     }
-    let summary = Summary::new(
+    let mut summary = Summary::new(
         plan.disk.dev_path.display().to_string(),
         plan.source.to_string(),
         report.sha256.to_hex(),
@@ -506,6 +710,7 @@ fn install(
         report.image_bytes,
         report.elapsed,
     );
+    summary.checksum_verified = plan.expected_sha256.is_some();
     progress.summary(&summary);
     Ok(Some(Installed {
         summary,
@@ -557,14 +762,60 @@ fn written_gpt_sector_size(target: &write::Disk) -> Option<u32> {
 fn finish_partitions(
     target: &mut write::Disk,
     layout: &gpt::Layout,
+    saved: &Saved,
     progress: &Progress,
 ) -> Result<(), InstallError> {
     gpt::relocate_backup_header(&mut target.file, target.sector_size)?;
+    // Kept partitions first: the layout then sees them (a grown partition must stay clear).
+    for note in saved.restore(&mut target.file)? {
+        progress.note(&note);
+    }
     for change in gpt::apply_layout(&mut target.file, target.sector_size, layout)? {
         progress.note(&change.to_string());
     }
     gpt::reread_partition_table(&target.file)?;
     Ok(())
+}
+
+/// After a failed write: when the disk's tables were cleared, a new table with only the kept
+/// partitions, so a failed reinstall does not lose them (an untouched disk keeps its table).
+fn keep_after_failure(plan: &Plan, progress: &Progress) {
+    if plan.saved.is_empty() || plan.preserve_on_error {
+        return;
+    }
+    let path = &plan.disk.dev_path;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path);
+    let mut disk = match opened {
+        Ok(disk) => disk,
+        Err(error) => {
+            progress.note(&format!(
+                "warning: the kept partitions could not be put back: cannot open {}: {error}",
+                path.display()
+            ));
+            return;
+        }
+    };
+    let sector_size = u64::from(plan.disk.logical_sector_size);
+    if gptman::GPT::read_from(&mut disk, sector_size).is_ok() {
+        return;
+    }
+    match plan.saved.restore_alone(&mut disk) {
+        Ok(notes) => {
+            for note in notes {
+                progress.note(&format!("{note} in a new partition table"));
+            }
+            if let Err(error) = gpt::reread_partition_table(&disk) {
+                progress.note(&format!("warning: {error}", error = error_chain(&error)));
+            }
+        }
+        Err(error) => progress.note(&format!(
+            "warning: the kept partitions could not be put back: {error}",
+            error = error_chain(&error)
+        )),
+    }
 }
 
 fn write_plan(
@@ -575,8 +826,13 @@ fn write_plan(
 ) -> Result<(WriteReport, write::Disk), InstallError> {
     // With a known sha256 the whole image is checked before the partition table is written,
     // so a resume without a strong validator cannot install a mix of two files.
+    let max_resumes = request
+        .fetch_retries
+        .or(plan.config.image.fetch_retries)
+        .map_or(request.http.max_resumes, FetchRetries::max_resumes);
     let http = HttpOptions {
         whole_file_verified: plan.expected_sha256.is_some(),
+        max_resumes,
         ..request.http.clone()
     };
     let source = plan.source.open(&http)?;
@@ -592,6 +848,8 @@ fn write_plan(
         bmap: plan.bmap.as_ref().map(|(_, bmap)| bmap),
         source_length: source.length,
         cancel: Some(cancel),
+        keep: plan.saved.byte_ranges(),
+        preserve_on_error: plan.preserve_on_error,
     };
     let report = write::write_image(source.reader, &target, &options, progress)?;
     if let Some(note) = compression_note(request.compressed, report.compression) {

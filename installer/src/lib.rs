@@ -12,6 +12,8 @@ pub mod install;
 pub mod mount;
 pub mod power;
 pub mod progress;
+pub mod save;
+pub mod secure_boot;
 pub mod source;
 pub mod usbdata;
 pub mod verify;

@@ -2,6 +2,7 @@
 //! Run as `image2disk` (or with `--from-env`) it is the Tinkerbell action of that name.
 
 use bootkit_common::error_chain;
+use bootkit_common::install_config::{FetchRetries, IndexRange, SavePartitions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +28,9 @@ struct Cli {
     /// The target disk (/dev/..., /dev/disk/by-id/..., a serial or a WWN); automatic if absent.
     #[arg(long, value_name = "DEV")]
     disk: Option<String>,
+    /// The target disk, as coreos-installer takes it (`bootkit-install --image F /dev/sda`).
+    #[arg(value_name = "DEST", conflicts_with = "disk")]
+    dest: Option<String>,
     /// The sha256 of the image file as published.
     #[arg(long, value_name = "HEX", conflicts_with = "sha256_file")]
     sha256: Option<String>,
@@ -47,6 +51,29 @@ struct Cli {
     /// Print the plan (source, format, size, disk and why, layout) and write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Refuse an image without a published checksum (--sha256, --sha256-file, or
+    /// IMAGE.sha256sum / IMAGE.sha256 beside the image).
+    #[arg(long)]
+    require_checksum: bool,
+    /// Keep the target's partitions with this GPT name (a shell glob such as `edge_*`) across
+    /// the install; repeatable. They must lie after the image.
+    #[arg(long, value_name = "GLOB")]
+    save_partlabel: Vec<String>,
+    /// Keep the target's partitions with these numbers (N or N-M) across the install;
+    /// repeatable.
+    #[arg(long, value_name = "N|N-M")]
+    save_partindex: Vec<IndexRange>,
+    /// On a failed write leave the disk as the failure left it (default: clear its partition
+    /// tables so it cannot boot half an image).
+    #[arg(long)]
+    preserve_on_error: bool,
+    /// How often a broken or stalled download of an image URL is resumed (default 10).
+    #[arg(long, value_name = "N|infinite")]
+    fetch_retries: Option<FetchRetries>,
+    /// With no --image and no --config: install from the USB stick's BOOTKIT-DATA partition,
+    /// waiting up to 60 s for it (implied by bootkit.mode=standalone on the kernel command line).
+    #[arg(long)]
+    usb: bool,
     /// Read the Tinkerbell image2disk environment (IMG_URL, DEST_DISK, ...) instead.
     #[arg(long)]
     from_env: bool,
@@ -96,13 +123,21 @@ fn main() -> ExitCode {
         } else {
             let request = InstallRequest {
                 image: cli.image,
-                disk: cli.disk,
+                disk: cli.disk.or(cli.dest),
                 sha256: cli.sha256,
                 sha256_file: cli.sha256_file,
                 bmap: cli.bmap,
                 config: cli.config,
                 dry_run: cli.dry_run,
                 http: install::http_options(cli.ca),
+                require_checksum: cli.require_checksum,
+                save: SavePartitions {
+                    labels: cli.save_partlabel,
+                    indexes: cli.save_partindex,
+                },
+                preserve_on_error: cli.preserve_on_error,
+                fetch_retries: cli.fetch_retries,
+                usb: cli.usb,
                 compressed: None,
             };
             (request, cli.progress)

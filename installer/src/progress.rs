@@ -41,6 +41,9 @@ pub struct Summary {
     pub seconds: f64,
     /// Megabytes (10^6) of image per second.
     pub mb_per_s: f64,
+    /// The image's sha256 matched a published one (given or found beside the image); false:
+    /// `sha256` was only computed.
+    pub checksum_verified: bool,
 }
 
 impl Summary {
@@ -67,22 +70,92 @@ impl Summary {
             image_bytes,
             seconds,
             mb_per_s,
+            checksum_verified: false,
         }
     }
 }
 
+/// One progress line of `--progress json`. With a compressed source the image's size is
+/// unknown until it is inflated, so `bytes_total` (and `percent`, `eta_seconds`) count the
+/// compressed source, as coreos-installer does; `counting` says which.
 #[derive(Serialize)]
 struct JsonProgress<'a> {
     stage: &'a str,
+    /// `"image"` (bytes written to the disk) or `"compressed source"` (bytes read from it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counting: Option<&'static str>,
     bytes_written: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_bytes_read: Option<u64>,
     bytes_total: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    percent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eta_seconds: Option<u64>,
+}
+
+/// What a stage's total counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counting {
+    /// Bytes written to the disk, against the image's (or the bmap's mapped) size.
+    Image,
+    /// Bytes read from a compressed source, against its file size or Content-Length.
+    CompressedSource,
+}
+
+impl Counting {
+    fn name(self) -> &'static str {
+        match self {
+            Counting::Image => "image",
+            Counting::CompressedSource => "compressed source",
+        }
+    }
 }
 
 struct State {
     stage: String,
     total: Option<u64>,
+    counting: Counting,
     written: u64,
+    /// Source bytes read, for [`Counting::CompressedSource`].
+    source_read: u64,
+    started: Instant,
     last_line: Option<Instant>,
+    /// What the last line showed, so a stage's end does not repeat it.
+    reported: u64,
+}
+
+impl State {
+    /// The counted quantity so far.
+    fn done(&self) -> u64 {
+        match self.counting {
+            Counting::Image => self.written,
+            Counting::CompressedSource => self.source_read,
+        }
+    }
+
+    /// Percent done, when there is a total.
+    fn percent(&self) -> Option<u64> {
+        let total = self.total.filter(|total| *total > 0)?;
+        Some((self.done().min(total)).saturating_mul(100) / total)
+    }
+
+    /// Seconds left at the rate so far, once something was done.
+    fn eta_seconds(&self, now: Instant) -> Option<u64> {
+        let total = self.total?;
+        let done = self.done();
+        if done == 0 {
+            return None;
+        }
+        let elapsed = now.duration_since(self.started).as_secs_f64();
+        let left = total.saturating_sub(done) as f64;
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a positive number of seconds, far below u64::MAX"
+        )]
+        Some((elapsed * left / done as f64).round() as u64)
+    }
 }
 
 /// Shared by the reading and the writing thread.
@@ -110,8 +183,12 @@ impl Progress {
             state: Mutex::new(State {
                 stage: String::new(),
                 total: None,
+                counting: Counting::Image,
                 written: 0,
+                source_read: 0,
+                started: Instant::now(),
                 last_line: None,
+                reported: 0,
             }),
         }
     }
@@ -128,8 +205,21 @@ impl Progress {
         self.log = Some(log);
     }
 
-    /// A new stage (`writing`, `partitions`, `configuring`, ...) with its byte total if any.
+    /// A new stage (`writing`, `partitions`, `configuring`, ...) with its byte total if any;
+    /// [`Progress::written`] counts against it.
     pub fn stage(&mut self, stage: &str, total: Option<u64>) {
+        self.start_stage(stage, total, Counting::Image);
+    }
+
+    /// A new stage that reads a compressed source of `source_total` bytes (its file size or
+    /// Content-Length): the image's own size is unknown until it is inflated, so percent and
+    /// ETA count the compressed bytes read ([`Progress::advanced`]).
+    pub fn stage_compressed(&mut self, stage: &str, source_total: u64) {
+        self.start_stage(stage, Some(source_total), Counting::CompressedSource);
+    }
+
+    fn start_stage(&mut self, stage: &str, total: Option<u64>, counting: Counting) {
+        self.end_stage();
         {
             let state = self
                 .state
@@ -137,21 +227,34 @@ impl Progress {
                 .unwrap_or_else(|poison| poison.into_inner());
             state.stage = stage.to_string();
             state.total = total;
+            state.counting = counting;
             state.written = 0;
+            state.source_read = 0;
+            state.started = Instant::now();
             state.last_line = None;
+            state.reported = 0;
         }
         if self.quiet {
             return;
         }
         if self.mode == ProgressMode::Bar {
-            if let Some(bar) = self.bar.take() {
-                bar.finish_and_clear();
-            }
-            let bar = match total {
-                Some(total) => ProgressBar::new(total),
-                None => ProgressBar::new_spinner(),
+            let (bar, template) = match (total, counting) {
+                (Some(total), Counting::Image) => (
+                    ProgressBar::new(total),
+                    "{msg:12} [{elapsed_precise}] {wide_bar} {percent:>3}% {bytes}/{total_bytes} \
+                     {bytes_per_sec} eta {eta}",
+                ),
+                (Some(total), Counting::CompressedSource) => (
+                    ProgressBar::new(total),
+                    "{msg:12} [{elapsed_precise}] {wide_bar} {percent:>3}% of {total_bytes} \
+                     compressed, {bytes_per_sec} eta {eta}",
+                ),
+                // No total: no bar to fill and no byte counts, only that the stage runs.
+                (None, _) => (
+                    ProgressBar::new_spinner(),
+                    "{msg:12} [{elapsed_precise}] {spinner}",
+                ),
             };
-            let template = "{msg:12} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}";
             if let Ok(style) = ProgressStyle::with_template(template) {
                 bar.set_style(style);
             }
@@ -162,16 +265,52 @@ impl Progress {
         }
     }
 
-    /// The stage has now written `bytes` in all.
-    pub fn written(&self, bytes: u64) {
-        if let Some(bar) = &self.bar {
-            bar.set_position(bytes);
+    /// The last line of a stage that counted bytes: its bar left full, or a last plain or
+    /// JSON line, so the log shows how it ended and not its state a second before.
+    fn end_stage(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            if bar.length().is_some() {
+                bar.finish();
+            } else {
+                bar.finish_and_clear();
+            }
             return;
         }
-        self.state
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .written = bytes;
+        let state = self
+            .state
+            .get_mut()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let counted = state.last_line.is_some()
+            && (state.total.is_some() || state.done() > 0)
+            && state.reported != state.done();
+        if counted {
+            self.report(true);
+        }
+    }
+
+    /// The stage has now written `bytes` in all.
+    pub fn written(&self, bytes: u64) {
+        self.advanced(bytes, None);
+    }
+
+    /// The stage has now written `bytes` to the disk and, with a compressed source, read
+    /// `source_bytes` from it.
+    pub fn advanced(&self, bytes: u64, source_bytes: Option<u64>) {
+        let counting = {
+            let mut state = self
+                .state
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            state.written = bytes;
+            if let Some(read) = source_bytes {
+                state.source_read = read;
+            }
+            state.done()
+        };
+        if let Some(bar) = &self.bar {
+            bar.set_position(counting);
+            return;
+        }
         self.report(false);
     }
 
@@ -197,21 +336,24 @@ impl Progress {
 
     /// Ends the progress bar and prints the summary.
     pub fn summary(&mut self, summary: &Summary) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
+        self.end_stage();
         if self.quiet {
             return;
         }
         let line = format!(
-            "installed {} on {}: {} bytes written ({} image bytes) in {:.1} s, {:.0} MB/s, sha256 {}",
+            "installed {} on {}: {} bytes written ({} image bytes) in {:.1} s, {:.0} MB/s, sha256 {}{}",
             summary.image,
             summary.disk,
             summary.bytes,
             summary.image_bytes,
             summary.seconds,
             summary.mb_per_s,
-            summary.sha256
+            summary.sha256,
+            if summary.checksum_verified {
+                " (matches the published checksum)"
+            } else {
+                " (not verified against a published checksum)"
+            }
         );
         if self.mode == ProgressMode::Json {
             let json = serde_json::json!({ "summary": summary });
@@ -243,30 +385,41 @@ impl Progress {
             return;
         }
         state.last_line = Some(now);
+        state.reported = state.done();
+        let percent = state.percent();
+        let eta = state.eta_seconds(now);
+        let compressed = state.counting == Counting::CompressedSource;
         match self.mode {
             ProgressMode::Json => {
                 let line = JsonProgress {
                     stage: &state.stage,
+                    counting: state.total.map(|_| state.counting.name()),
                     bytes_written: state.written,
+                    source_bytes_read: compressed.then_some(state.source_read),
                     bytes_total: state.total,
+                    percent,
+                    eta_seconds: eta,
                 };
                 if let Ok(text) = serde_json::to_string(&line) {
                     println!("{text}");
                 }
             }
-            _ => match state.total {
-                Some(total) if total > 0 => eprintln!(
-                    "{}: {} of {} MB ({}%)",
-                    state.stage,
-                    state.written / 1_000_000,
-                    total / 1_000_000,
-                    state.written * 100 / total
-                ),
-                _ if state.written > 0 => {
-                    eprintln!("{}: {} MB", state.stage, state.written / 1_000_000)
+            _ => {
+                let eta = eta.map_or_else(String::new, |eta| format!(", eta {eta} s"));
+                match (state.total, percent) {
+                    (Some(total), Some(percent)) => eprintln!(
+                        "{}: {} of {} MB{} ({percent}%){eta}",
+                        state.stage,
+                        state.done() / 1_000_000,
+                        total / 1_000_000,
+                        if compressed { " compressed" } else { "" },
+                    ),
+                    _ if state.written > 0 => {
+                        eprintln!("{}: {} MB", state.stage, state.written / 1_000_000)
+                    }
+                    _ => eprintln!("{}", state.stage),
                 }
-                _ => eprintln!("{}", state.stage),
-            },
+            }
         }
     }
 }

@@ -166,6 +166,17 @@ pub enum WriteError {
     /// The source gave no bytes.
     #[error("the image is empty: the source gave no bytes; check the file or URL")]
     EmptyImage,
+    /// The image reaches into a partition that is to be kept.
+    #[error(
+        "the image is {image_bytes} bytes or more and would write over the kept partition that \
+         starts at byte {keep_start}; keep only partitions that lie after the image, or none"
+    )]
+    OverlapsKept {
+        /// Image bytes known so far (at least this many).
+        image_bytes: u64,
+        /// Where the first kept partition starts.
+        keep_start: u64,
+    },
     /// The write was cancelled (a signal).
     #[error("interrupted before the image was complete")]
     Interrupted,
@@ -240,6 +251,11 @@ pub struct WriteOptions<'a> {
     pub source_length: Option<u64>,
     /// Set from a signal handler: the write stops at the next buffer and the disk is reset.
     pub cancel: Option<&'a AtomicBool>,
+    /// Byte ranges `[start, end)` of partitions kept across the install: the image must end
+    /// before the first, and clearing the tables on failure leaves them alone.
+    pub keep: Vec<(u64, u64)>,
+    /// On failure leave the disk as it is (`--preserve-on-error`), for a look at it.
+    pub preserve_on_error: bool,
 }
 
 /// What was written.
@@ -280,8 +296,8 @@ pub fn write_image(
         &mut image_end,
     ) {
         Ok(report) => Ok(report),
-        Err(cause) if !touched => Err(cause),
-        Err(cause) => match reset_partition_tables(disk, image_end) {
+        Err(cause) if !touched || options.preserve_on_error => Err(cause),
+        Err(cause) => match reset_partition_tables_keeping(disk, image_end, &options.keep) {
             Ok(()) => Err(cause),
             Err(reset) => Err(WriteError::ResetFailed {
                 cause: Box::new(cause),
@@ -294,12 +310,29 @@ pub fn write_image(
 /// Zero the first and last MiB of the disk, and the last MiB of the image when it ended
 /// before the disk's end (its backup GPT), then flush.
 pub fn reset_partition_tables(disk: &Disk, image_end: Option<u64>) -> io::Result<()> {
+    reset_partition_tables_keeping(disk, image_end, &[])
+}
+
+/// [`reset_partition_tables`], leaving the `keep` ranges alone: an area that reaches into a
+/// kept partition starts after it (the backup GPT lies after the last partition).
+fn reset_partition_tables_keeping(
+    disk: &Disk,
+    image_end: Option<u64>,
+    keep: &[(u64, u64)],
+) -> io::Result<()> {
     let mut areas = vec![
         (0, HEAD_BYTES.min(disk.size)),
         (disk.size.saturating_sub(TAIL_BYTES), disk.size),
     ];
     if let Some(end) = image_end.filter(|end| *end < disk.size) {
         areas.push((end.saturating_sub(TAIL_BYTES), end));
+    }
+    for area in &mut areas {
+        for &(start, end) in keep {
+            if area.0 < end && start < area.1 {
+                area.0 = area.0.max(end).min(area.1);
+            }
+        }
     }
     #[expect(clippy::cast_possible_truncation, reason = "a MiB fits every usize")]
     let zeros = vec![0u8; TAIL_BYTES.max(HEAD_BYTES) as usize];
@@ -347,9 +380,19 @@ fn stream_image(
         .filter(|_| compression == Compression::None));
     if let Some(size) = known_size {
         check_fits(size, disk)?;
+        check_clear_of_kept(size, &options.keep)?;
     }
     let total = options.bmap.map(Bmap::mapped_bytes).or(known_size);
-    progress.stage("writing", total);
+    // A compressed image's size is known only once inflated: count the compressed bytes read
+    // against the file's size or Content-Length instead, as coreos-installer does.
+    let compressed_total = options
+        .source_length
+        .filter(|_| total.is_none() && compression != Compression::None);
+    match compressed_total {
+        Some(source_total) => progress.stage_compressed("writing", source_total),
+        None => progress.stage("writing", total),
+    }
+    let source_read = compressed_total.map(|_| source_count.clone());
 
     #[expect(clippy::cast_possible_truncation, reason = "a MiB fits every usize")]
     let mut head = vec![0u8; HEAD_BYTES as usize];
@@ -358,10 +401,12 @@ fn stream_image(
     check_sector_layout(&head, disk.sector_size)?;
 
     *touched = true;
-    reset_partition_tables(disk, None).map_err(|source| WriteError::Write {
-        offset: 0,
-        length: HEAD_BYTES,
-        source,
+    reset_partition_tables_keeping(disk, None, &options.keep).map_err(|source| {
+        WriteError::Write {
+            offset: 0,
+            length: HEAD_BYTES,
+            source,
+        }
     })?;
 
     let ranges: Vec<ByteRange> = options
@@ -383,6 +428,7 @@ fn stream_image(
                 disk,
                 plan: options.bmap.map(|_| RangePlan::new(ranges, checksum_type)),
                 written: 0,
+                source_read,
                 progress: progress_ref,
             };
             writer.run(chunk_receiver, empty_sender)
@@ -451,6 +497,7 @@ fn stream_image(
 
     // Verified: now the partition table. The whole head is written even with a bmap, so no
     // stale signature (an old md or LVM label at 4 KiB) survives next to the new GPT.
+    progress.advanced(bytes_written, Some(source_bytes));
     progress.stage("finishing", None);
     commit_head(&disk.file, &head)?;
     Ok(WriteReport {
@@ -544,6 +591,7 @@ fn feed_chunks(
         buffer.truncate(length);
         let end = offset + length as u64;
         check_fits(end, disk).map_err(FeedError::Other)?;
+        check_clear_of_kept(end, &options.keep).map_err(FeedError::Other)?;
         if let Some(bmap) = options.bmap
             && end > bmap.image_size
         {
@@ -573,6 +621,17 @@ fn check_fits(image_bytes: u64, disk: &Disk) -> Result<(), WriteError> {
         });
     }
     Ok(())
+}
+
+/// The image's first `image_bytes` must end before the first kept partition.
+fn check_clear_of_kept(image_bytes: u64, keep: &[(u64, u64)]) -> Result<(), WriteError> {
+    match keep.iter().map(|(start, _)| *start).min() {
+        Some(keep_start) if image_bytes > keep_start => Err(WriteError::OverlapsKept {
+            image_bytes,
+            keep_start,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The GPT header sits in the second logical sector: at 512 for 512-byte disks, at 4096 for
@@ -701,6 +760,8 @@ struct ChunkWriter<'a> {
     /// `None`: every byte is written.
     plan: Option<RangePlan>,
     written: u64,
+    /// The compressed source's byte count, when progress counts that.
+    source_read: Option<Arc<AtomicU64>>,
     progress: &'a Progress,
 }
 
@@ -740,7 +801,11 @@ impl ChunkWriter<'_> {
                 })?;
             self.written += length as u64;
         }
-        self.progress.written(self.written);
+        let source_read = self
+            .source_read
+            .as_ref()
+            .map(|count| count.load(Ordering::Relaxed));
+        self.progress.advanced(self.written, source_read);
         Ok(())
     }
 }

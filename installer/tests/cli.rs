@@ -253,3 +253,210 @@ fn an_image_without_gpt_is_written_and_its_table_left_alone() {
         &std::fs::read(&image).unwrap()[..]
     );
 }
+
+/// The `writing` lines of `--progress json` output.
+fn json_writing_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    text(stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("JSON lines"))
+        .filter(|line| line["stage"] == "writing")
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root: writes images to loop devices"]
+fn a_gz_image_shows_percent_and_eta_against_its_compressed_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = compressed(&gpt_image(dir.path()), "gz");
+    let gz_bytes = std::fs::metadata(&image).unwrap().len();
+    let device = LoopDevice::attach(&used_disk(dir.path(), IMAGE_BYTES));
+
+    // Plain lines (a serial console log): the last one is the whole compressed file.
+    let output = install(&image, &device.path, &["--progress", "plain"]);
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let last = stderr
+        .lines()
+        .rfind(|line| line.starts_with("writing: "))
+        .unwrap_or_else(|| panic!("no writing line: {stderr}"));
+    assert!(
+        last.contains("MB compressed (100%)") && last.contains("eta"),
+        "{stderr}"
+    );
+
+    // JSON, from a file (its size) and from http (its Content-Length).
+    let url = serve_once(std::fs::read(&image).unwrap(), "os.raw.gz");
+    for source in [image.display().to_string(), url] {
+        let output = run(Command::new(binary()).args([
+            "--image",
+            &source,
+            "--disk",
+            device.path.to_str().unwrap(),
+            "--progress",
+            "json",
+            // serve_once answers one GET, so no lookup of a checksum beside the URL.
+            "--sha256",
+            &sha256_hex(&image),
+        ]));
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let lines = json_writing_lines(&output.stdout);
+        assert!(
+            lines
+                .iter()
+                .all(|line| line["bytes_total"] == gz_bytes
+                    && line["counting"] == "compressed source"),
+            "{source}: {lines:?}"
+        );
+        let last = lines.last().unwrap();
+        assert_eq!(last["percent"], 100, "{source}: {lines:?}");
+        assert_eq!(last["source_bytes_read"], gz_bytes, "{source}: {lines:?}");
+        assert_eq!(last["bytes_written"], IMAGE_BYTES - (1 << 20), "{last}");
+    }
+
+    // A bar on a terminal (util-linux `script` gives the installer a pty): a percentage of
+    // the compressed size, and no byte counts on stages that have none.
+    let command = format!(
+        "{} --image {} --disk {}",
+        binary().display(),
+        image.display(),
+        device.path.display()
+    );
+    let output = run(Command::new("script").args(["-qec", &command, "/dev/null"]));
+    let terminal = text(&output.stdout);
+    assert!(output.status.success(), "{terminal}");
+    assert!(terminal.contains("100% of"), "{terminal}");
+    assert!(terminal.contains("compressed"), "{terminal}");
+    assert!(!terminal.contains("0 B/0 B"), "{terminal}");
+    assert!(
+        std::fs::read(&device.path).unwrap()[..]
+            == std::fs::read(dir.path().join("os.raw")).unwrap()[..]
+    );
+}
+
+#[test]
+fn no_image_on_a_workstation_fails_at_once_naming_the_flag() {
+    // This machine was not booted with bootkit.mode=standalone, so nothing waits for a stick.
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    assert!(!cmdline.contains("bootkit.mode=standalone"), "{cmdline}");
+    let started = std::time::Instant::now();
+    let output = run(&mut Command::new(binary()));
+    assert_eq!(output.status.code(), Some(1));
+    assert_stderr_contains(&output, "--image is missing");
+    assert_stderr_contains(&output, "--usb");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "it waited {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+#[ignore = "needs root: writes images to loop devices"]
+fn a_checksum_file_beside_the_image_is_used_and_its_absence_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = compressed(&gpt_image(dir.path()), "gz");
+    let device = LoopDevice::attach(&used_disk(dir.path(), IMAGE_BYTES));
+    let sums = dir.path().join("os.raw.gz.sha256sum");
+
+    // A wrong digest beside the image stops the install: it was read.
+    std::fs::write(&sums, format!("{}  os.raw.gz\n", "0".repeat(64))).unwrap();
+    let output = install(&image, &device.path, &["--progress", "plain"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_stderr_contains(&output, &format!("expected {}", "0".repeat(64)));
+
+    // GNU sha256sum's own line: used, and the summary says it matched.
+    let line = support::run("sha256sum", &[image.to_str().unwrap()]);
+    let digest = line.split_whitespace().next().unwrap().to_string();
+    std::fs::write(&sums, format!("{digest}  os.raw.gz\n")).unwrap();
+    let output = install(&image, &device.path, &["--progress", "plain"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_stderr_contains(&output, "verified against the published sha256");
+    assert!(
+        text(&output.stdout).contains("(matches the published checksum)"),
+        "{}",
+        text(&output.stdout)
+    );
+
+    // No checksum anywhere: said so, and refused with --require-checksum.
+    std::fs::remove_file(&sums).unwrap();
+    let output = install(&image, &device.path, &["--progress", "plain"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("not verified against a published checksum"),
+        "{}",
+        text(&output.stdout)
+    );
+    let output = install(&image, &device.path, &["--require-checksum"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_stderr_contains(&output, "no published checksum for");
+    let config = dir.path().join("install.toml");
+    std::fs::write(&config, "[image]\nrequire_checksum = true\n").unwrap();
+    let output = install(
+        &image,
+        &device.path,
+        &["--config", config.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert_stderr_contains(&output, "no published checksum for");
+
+    // Over http, served by Python's http.server (404 for the .sha256sum, then the .sha256).
+    let served = tempfile::tempdir().unwrap();
+    std::fs::copy(&image, served.path().join("os.raw.gz")).unwrap();
+    std::fs::write(
+        served.path().join("os.raw.gz.sha256"),
+        format!("{}\n", "1".repeat(64)),
+    )
+    .unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(served.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    let url = format!("http://127.0.0.1:{port}/os.raw.gz");
+    let ready = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(ready.elapsed().as_secs() < 10, "http.server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = run(Command::new(binary()).args([
+        "--image",
+        &url,
+        "--disk",
+        device.path.to_str().unwrap(),
+        "--dry-run",
+    ]));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains(&format!("{} (from {url}.sha256)", "1".repeat(64))),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    std::fs::write(
+        served.path().join("os.raw.gz.sha256"),
+        format!("{digest}\n"),
+    )
+    .unwrap();
+    let output = run(Command::new(binary()).args([
+        "--image",
+        &url,
+        "--disk",
+        device.path.to_str().unwrap(),
+    ]));
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("(matches the published checksum)"));
+}

@@ -57,6 +57,13 @@ def main():
             pass
 
         def do_GET(self):
+            # The installer looks for a published checksum beside the image (IMAGE.sha256sum,
+            # IMAGE.sha256); this server publishes none, as a plain file server would answer.
+            if self.path.endswith((".sha256sum", ".sha256")):
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             with lock:
                 number = state["requests"]
                 state["requests"] += 1

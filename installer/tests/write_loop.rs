@@ -26,6 +26,7 @@ fn write(source: &Path, device: &Path, options: &WriteOptions) -> Result<WriteRe
     let length = std::fs::metadata(source).unwrap().len();
     let options = WriteOptions {
         source_length: Some(length),
+        keep: options.keep.clone(),
         ..*options
     };
     write_image(

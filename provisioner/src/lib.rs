@@ -13,12 +13,15 @@
 //! - [`tinkerbell`]: Tinkerbell's `Hardware`, `Template` and `Workflow` objects in and out
 //!   (`provisioner apply`, `provisioner get`).
 //! - [`udp_drops`]: the boot service's UDP receive buffers and the kernel's drops on them.
+//! - [`log_lines`]: `serve`'s log lines, with what nodes and clients sent escaped.
 
 pub mod admin;
 pub mod boot;
 pub mod grpc;
+pub mod hints;
 pub mod https;
 pub mod limits;
+pub mod log_lines;
 pub mod metrics;
 pub mod node_ca;
 pub mod onboarding;

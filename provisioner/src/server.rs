@@ -383,13 +383,13 @@ fn check_worker_auth(options: &ServeOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `kernel` with `tinkerbell_ca_sha256` set to the SHA-256 of the gRPC chain's CA (its last
-/// certificate), which the bootkit's agents pin; none when gRPC has no TLS, the worker is told
-/// not to use it, or the chain has no CA (a single certificate).
+/// `kernel` with `tinkerbell_ca_sha256` set to the SHA-256 of the --tls-cert chain's CA (its
+/// last certificate), which the bootkit's agents and the init's syslog forwarder pin (the boot
+/// line carries it when gRPC or syslog speaks TLS); none without TLS files, when the operator
+/// gave a pin, or when the chain has no CA (a single certificate).
 fn pin_site_ca(kernel: &KernelOptions, tls: Option<&TlsFiles>) -> anyhow::Result<KernelOptions> {
     let mut kernel = kernel.clone();
-    let Some(tls) = tls.filter(|_| kernel.tinkerbell_tls && kernel.tinkerbell_ca_sha256.is_none())
-    else {
+    let Some(tls) = tls.filter(|_| kernel.tinkerbell_ca_sha256.is_none()) else {
         return Ok(kernel);
     };
     let chain = crate::https::read_certificates(&tls.cert)
@@ -734,6 +734,7 @@ impl BoundBoot {
             kernel: options.kernel.clone(),
             counters: Arc::clone(&server.metrics.http),
             metadata_by_address: options.metadata_by_address,
+            http_boot_uki: options.http_boot_uki.clone(),
         });
         let metrics = &server.metrics;
         self.watch_udp_sockets(metrics);
@@ -777,10 +778,15 @@ impl BoundBoot {
             let script_url = advertised
                 .script_url()
                 .context("DHCP needs the boot HTTP or HTTPS listener")?;
-            let policy = Arc::new(crate::boot::StorePolicy::new(
-                Arc::clone(&store),
-                script_url,
-            ));
+            let http_boot_url = options
+                .http_boot_uki
+                .is_some()
+                .then(|| advertised.http_boot_url())
+                .flatten();
+            let policy = Arc::new(
+                crate::boot::StorePolicy::new(Arc::clone(&store), script_url)
+                    .with_http_boot_url(http_boot_url),
+            );
             let serving = dhcp
                 .limit_clients(limits.dhcp_per_mac)
                 .serve(policy, Arc::clone(&metrics.dhcp));

@@ -10,12 +10,13 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 /// The sources that declare the admin router's API routes (the page's files are not API).
-const ROUTE_SOURCES: [&str; 5] = [
+const ROUTE_SOURCES: [&str; 6] = [
     include_str!("../src/admin/records.rs"),
     include_str!("../src/admin/mod.rs"),
     include_str!("../src/admin/nodes.rs"),
     include_str!("../src/admin/enrollment.rs"),
     include_str!("../src/admin/audit.rs"),
+    include_str!("../src/admin/fleet.rs"),
 ];
 
 const METHODS: [&str; 4] = ["get", "post", "put", "delete"];

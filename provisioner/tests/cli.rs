@@ -3,12 +3,12 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::actions::get_action;
 use common::cli::{json, run};
+use common::serve_child::{ServeChild, free_port};
 use common::{MAC, TEMPLATE, TestDb};
 use serde_json::Value;
 use tink_proto::current::workflow_service_client::WorkflowServiceClient;
@@ -100,24 +100,6 @@ fn the_cli_names_the_bad_field_and_fails() {
     let output = run(&db, &["workflow", "get", "nope"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("workflow \"nope\" not found"));
-}
-
-/// A `provisioner serve` child, killed when the test ends.
-struct ServeChild(Child);
-
-impl Drop for ServeChild {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]

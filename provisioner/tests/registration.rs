@@ -355,7 +355,9 @@ fn csv_import_reads_oep_files_with_or_without_header() {
     let db = TestDb::new();
     let store = db.open();
     two_profiles(&store, db.dir.path());
-    let with_header = "serial,uuid,OSPROFILE,Site,Secure,RemoteUser,Metadata,Mac,Rack\n\
+    // Site, Secure, RemoteUser and Metadata are OEP's own columns, kept as metadata; any other
+    // metadata column is named meta.KEY (a column that is neither is refused, see below).
+    let with_header = "serial,uuid,OSPROFILE,Site,Secure,RemoteUser,Metadata,Mac,meta.rack\n\
         SN-1,,edge,\"Lab, building 2\",true,admin,\"{\"\"k\"\":\"\"v\"\"}\",52:54:00:00:10:01,r7\n\
         ,4c4c4544-0042-3510-8051-b7c04f4e5931,other,,,,,,\n";
     let imported = store.import_registrations(with_header).unwrap();
@@ -398,7 +400,7 @@ fn a_bad_csv_row_names_its_line_and_column_and_nothing_is_stored() {
         ),
         (
             "Serial,OSProfile\nSN-1,edge\nSN-1,edge\n",
-            "line 3: serial SN-1 is already registered",
+            "line 3: serial SN-1 is on line 2 of this file too",
         ),
     ];
     for (csv, expected) in cases {

@@ -110,6 +110,24 @@ pub struct RegistryConfig {
 }
 
 impl RegistryConfig {
+    /// The registry settings alone, which need no workflow server: what `tink-worker pull`
+    /// and `run-once` use, and the registry part of [`Config::from_sources`].
+    pub fn from_sources(sources: &Sources) -> RegistryConfig {
+        RegistryConfig {
+            hosts_dir: sources.text(&REGISTRY_CONFIG_PATH).map_or_else(
+                || PathBuf::from(bootkit_oci::hosts::DEFAULT_HOSTS_DIR),
+                PathBuf::from,
+            ),
+            mirror: sources.text(&DOCKER_REGISTRY),
+            username: sources.text(&REGISTRY_USERNAME),
+            password: sources.text(&REGISTRY_PASSWORD).map(Secret),
+            insecure: sources
+                .text(&INSECURE_REGISTRIES)
+                .map(|list| comma_list(&list))
+                .unwrap_or_default(),
+        }
+    }
+
     /// The registry client's configuration: the mirror, the insecure registries, the
     /// credentials (when both user and password are given) and the hosts directory.
     pub fn client_config(&self) -> bootkit_oci::RegistryConfig {
@@ -388,19 +406,7 @@ impl Config {
             worker_id: worker_id(sources, sys)?,
             tls: server_tls(sources)?,
             client_identity: client_identity(sources)?,
-            registry: RegistryConfig {
-                hosts_dir: sources.text(&REGISTRY_CONFIG_PATH).map_or_else(
-                    || PathBuf::from(bootkit_oci::hosts::DEFAULT_HOSTS_DIR),
-                    PathBuf::from,
-                ),
-                mirror: sources.text(&DOCKER_REGISTRY),
-                username: sources.text(&REGISTRY_USERNAME),
-                password: sources.text(&REGISTRY_PASSWORD).map(Secret),
-                insecure: sources
-                    .text(&INSECURE_REGISTRIES)
-                    .map(|list| comma_list(&list))
-                    .unwrap_or_default(),
-            },
+            registry: RegistryConfig::from_sources(sources),
             proxy: ProxyConfig {
                 http: sources.text(&HTTP_PROXY),
                 https: sources.text(&HTTPS_PROXY),

@@ -2,18 +2,19 @@
 //!
 //! Without a subcommand it is the worker: configuration from the kernel command line, the
 //! environment and the flags (see `config`), then the loop of `worker` until SIGTERM.
-//! `pull` and `run-once` run one step of that loop by hand (benchmarks, debugging).
+//! `pull` and `run-once` run one step of that loop by hand (benchmarks, debugging); they need
+//! only containerd and the registry settings, no workflow server.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use bootkit_oci::RegistryClient;
-use tink_worker::config::{Config, Flags};
+use tink_worker::config::{Config, Flags, RegistryConfig, Sources};
 use tink_worker::protocol::{Action, WorkflowClient};
 use tink_worker::runtime::{ArgsMode, Runtime, RuntimeConfig};
 use tink_worker::worker::adapters::{ContainerdRunner, ServerConnection};
@@ -24,7 +25,15 @@ use tink_worker::worker::{ActionRunner, Exit, RunOutcome, RunRequest, Settings, 
 #[command(
     name = "tink-worker",
     version,
-    about = "Runs this machine's Tinkerbell workflow actions as containerd containers"
+    about = "Runs this machine's Tinkerbell workflow actions as containerd containers",
+    after_help = "\
+Settings beyond the flags come from the environment, device discovery's env file and the
+kernel command line (TINKERBELL_GRPC_AUTHORITY / grpc_authority=, WORKER_ID / worker_id=,
+DOCKER_REGISTRY, INSECURE_REGISTRIES, REGISTRY_USERNAME, REGISTRY_PASSWORD, ...).
+
+Examples:
+  TINKERBELL_GRPC_AUTHORITY=tink.example.com:42113 WORKER_ID=52:54:00:12:34:56 tink-worker
+  INSECURE_REGISTRIES=10.0.2.2:5000 tink-worker pull 10.0.2.2:5000/actions/image2disk:v1"
 )]
 struct Cli {
     #[command(flatten)]
@@ -42,21 +51,40 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Pull IMAGE into containerd as the worker does before an action, then exit.
-    Pull { image: String },
+    /// Pull IMAGE into containerd as the worker does before an action, then exit (no
+    /// workflow server needed).
+    #[command(after_help = "\
+The registry settings (DOCKER_REGISTRY, INSECURE_REGISTRIES, REGISTRY_USERNAME,
+REGISTRY_PASSWORD, CONTAINERD_REGISTRY_CONFIG_PATH) apply as in the worker.
+
+Example:
+  INSECURE_REGISTRIES=10.0.2.2:5000 tink-worker pull 10.0.2.2:5000/actions/image2disk:v1")]
+    Pull {
+        /// The image reference, HOST[:PORT]/REPOSITORY[:TAG|@DIGEST].
+        image: String,
+    },
     /// Run IMAGE as an action container (privileged, the worker's mounts) REPEAT times in
     /// a row, then exit with the last run's status. IMAGE must have been pulled.
+    #[command(after_help = "\
+Example:
+  tink-worker pull 10.0.2.2:5000/test/busybox:1
+  tink-worker run-once --repeat 3 10.0.2.2:5000/test/busybox:1 -- echo hello")]
     RunOnce {
+        /// How many times to run the container in a row.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         repeat: u32,
         /// Seconds before each run is killed.
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
+        /// The image reference (pulled before, e.g. with `tink-worker pull`).
         image: String,
         /// The action's command (after `--`); the image's CMD when empty.
         #[arg(last = true)]
         command: Vec<String>,
     },
+    /// Write shell completions and man pages into DIR (scripts/install-docs.sh runs it).
+    #[command(hide = true)]
+    GenerateDocs(bootkit_common::cli_docs::GenerateDocsArgs),
 }
 
 fn main() -> ExitCode {
@@ -87,31 +115,55 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
-    let config = Config::load(cli.flags.clone()).context("cannot read the worker configuration")?;
-    let runner = containerd_runner(&cli, &config)?;
-    match cli.command {
-        None => serve(&cli, &config, runner).await,
-        Some(Command::Pull { image }) => pull(runner, &image).await,
-        Some(Command::RunOnce {
+    let Some(command) = &cli.command else {
+        let config =
+            Config::load(cli.flags.clone()).context("cannot read the worker configuration")?;
+        let runner = containerd_runner(&cli, &config.registry)?;
+        return serve(&cli, &config, runner).await;
+    };
+    if let Command::GenerateDocs(args) = command {
+        for path in bootkit_common::cli_docs::write_all(Cli::command(), &args.out)? {
+            println!("{}", path.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Pulling or running by hand needs the registry settings only: no workflow server address
+    // or worker id, so it works on a workstation or before the provisioner is up.
+    let sources = Sources::live(&cli.flags.discovery_env_file)
+        .context("cannot read the registry settings")?;
+    let runner = containerd_runner(&cli, &RegistryConfig::from_sources(&sources))?;
+    match command {
+        Command::Pull { image } => pull(runner, image).await,
+        Command::RunOnce {
             repeat,
             timeout,
             image,
             command,
-        }) => run_once(runner, image, command, repeat, Duration::from_secs(timeout)).await,
+        } => {
+            run_once(
+                runner,
+                image.clone(),
+                command.clone(),
+                *repeat,
+                Duration::from_secs(*timeout),
+            )
+            .await
+        }
+        Command::GenerateDocs(_) => Ok(ExitCode::SUCCESS),
     }
 }
 
-fn containerd_runner(cli: &Cli, config: &Config) -> Result<ContainerdRunner> {
-    let registry = RegistryClient::new(config.registry.client_config())
+fn containerd_runner(cli: &Cli, registry: &RegistryConfig) -> Result<ContainerdRunner> {
+    let registry = RegistryClient::new(registry.client_config())
         .context("cannot set up the registry client")?;
     let runtime = Runtime::new(RuntimeConfig {
-        socket: config.containerd_socket.clone(),
-        namespace: config.namespace.clone(),
+        socket: cli.flags.containerd_socket.clone(),
+        namespace: cli.flags.namespace.clone(),
         state_dir: cli.state_dir.clone(),
         worker_dir: cli.worker_dir.clone(),
         ..RuntimeConfig::default()
     });
-    let args_mode = if config.emt_args {
+    let args_mode = if cli.flags.emt_args {
         ArgsMode::CommandIsWholeArgs
     } else {
         ArgsMode::EntrypointThenCommand
@@ -120,7 +172,7 @@ fn containerd_runner(cli: &Cli, config: &Config) -> Result<ContainerdRunner> {
         runtime,
         registry,
         args_mode,
-        config.keep_containers,
+        cli.flags.keep_containers,
     ))
 }
 
@@ -220,4 +272,28 @@ async fn run_action_once(runner: &mut ContainerdRunner, action: &Action) -> Resu
         .run(request)
         .await
         .with_context(|| format!("cannot run {}", action.image))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bootkit_common::cli_docs::{missing_examples, missing_help};
+
+    #[test]
+    fn every_option_has_help_and_every_command_an_example() {
+        assert_eq!(missing_help(&Cli::command()), Vec::<String>::new());
+        assert_eq!(missing_examples(&Cli::command()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_misspelt_subcommand_gets_a_suggestion() {
+        let Err(err) = Cli::try_parse_from(["tink-worker", "pul", "x"]) else {
+            panic!("`pul` parsed");
+        };
+        assert!(
+            err.to_string()
+                .contains("similar subcommand exists: 'pull'"),
+            "{err}"
+        );
+    }
 }

@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod bounded;
 mod enrollment;
+mod fleet;
 mod nodes;
 mod page;
 mod records;
@@ -136,6 +137,7 @@ pub fn router(
     let store_for_audit = Arc::clone(&store);
     let protected = records::routes()
         .merge(nodes::routes())
+        .merge(fleet::routes())
         .merge(enrollment::routes())
         .merge(audit::routes())
         .with_state(store)

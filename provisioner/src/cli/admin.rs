@@ -20,19 +20,29 @@ use super::output::Output;
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct AdminArgs {
     /// File holding the admin API's bearer token (mode 0600; `provisioner init` writes one).
-    #[arg(long, value_name = "PATH")]
+    #[arg(help_heading = "Admin API", long, value_name = "PATH")]
     admin_token_file: Option<PathBuf>,
     /// PEM CA: admin clients with a certificate it signed need no token (needs --admin-tls-cert).
-    #[arg(long, value_name = "PATH")]
+    #[arg(help_heading = "Admin API", long, value_name = "PATH")]
     admin_client_ca: Option<PathBuf>,
     /// PEM certificate chain: serve the admin API over HTTPS (with --admin-tls-key).
-    #[arg(long, value_name = "PATH", requires = "admin_tls_key")]
+    #[arg(
+        help_heading = "Admin API",
+        long,
+        value_name = "PATH",
+        requires = "admin_tls_key"
+    )]
     admin_tls_cert: Option<PathBuf>,
     /// PEM private key for --admin-tls-cert.
-    #[arg(long, value_name = "PATH", requires = "admin_tls_cert")]
+    #[arg(
+        help_heading = "Admin API",
+        long,
+        value_name = "PATH",
+        requires = "admin_tls_cert"
+    )]
     admin_tls_key: Option<PathBuf>,
     /// Serve the admin API without authentication: for tests and development only.
-    #[arg(long, conflicts_with_all = ["admin_token_file", "admin_client_ca"])]
+    #[arg(help_heading = "Admin API", long, conflicts_with_all = ["admin_token_file", "admin_client_ca"])]
     admin_insecure_no_auth: bool,
 }
 

@@ -8,8 +8,13 @@ use anyhow::Context;
 use clap::ArgMatches;
 use provisioner::store::{AuditEntry, MAX_AUDIT_READ, NewAuditEntry, Store};
 
+use super::remote::Backend;
+
 /// `provisioner audit`: what changed, by whom, from where.
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  provisioner audit --since 1h\n  provisioner audit --since 2026-12-07T17:00:00Z -o json"
+)]
 pub struct AuditArgs {
     /// Only entries since then: a time ago (`1h`, `30m`, `2days`) or an RFC 3339 instant
     /// (`2026-12-07T17:00:00Z`).
@@ -33,7 +38,7 @@ pub enum Format {
 }
 
 /// Prints the audit log (`--json` as `-o json`).
-pub fn audit(store: &Store, args: &AuditArgs, json: bool) -> anyhow::Result<()> {
+pub fn audit(backend: &Backend, args: &AuditArgs, json: bool) -> anyhow::Result<()> {
     let since = args
         .since
         .as_deref()
@@ -45,7 +50,7 @@ pub fn audit(store: &Store, args: &AuditArgs, json: bool) -> anyhow::Result<()> 
         "--limit {} is out of range: give 1 to {MAX_AUDIT_READ}, and --since to see older entries",
         args.limit
     );
-    let entries = store.audit_log(since, args.limit)?;
+    let entries = backend.audit_log(since, args.limit)?;
     if json || args.output == Format::Json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(());
@@ -56,11 +61,11 @@ pub fn audit(store: &Store, args: &AuditArgs, json: bool) -> anyhow::Result<()> 
 
 /// Aligned columns; the summary last, as it is the longest.
 fn table(entries: &[AuditEntry]) -> String {
-    let rows: Vec<[String; 5]> = entries
+    let rows = entries
         .iter()
         .map(|entry| {
             let entry_fields = &entry.entry;
-            [
+            vec![
                 entry.at.clone(),
                 entry_fields.status.to_string(),
                 entry_fields.actor.clone(),
@@ -72,24 +77,7 @@ fn table(entries: &[AuditEntry]) -> String {
             ]
         })
         .collect();
-    let header = ["TIME", "STATUS", "WHO", "FROM", "WHAT"].map(str::to_string);
-    let mut widths = header.clone().map(|title| title.chars().count());
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut text = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:width$}"))
-            .collect();
-        text.push_str(line.join("  ").trim_end());
-        text.push('\n');
-    }
-    text
+    super::output::table(&["TIME", "STATUS", "WHO", "FROM", "WHAT"], rows)
 }
 
 /// `1h` ago, or an RFC 3339 instant, as ms since the epoch.

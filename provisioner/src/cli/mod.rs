@@ -6,4 +6,5 @@ pub mod nodes;
 pub mod objects;
 pub mod output;
 pub mod records;
+pub mod remote;
 pub mod serve;

@@ -9,55 +9,100 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use provisioner::store::{
     LogLine, Node, NodeDetail, Profile, ProfileSpec, Registered, Registration, RegistrationSpec,
-    Store,
 };
 
-use super::output::{Output, read};
+use super::output::{Output, read, table};
+use super::remote::{Backend, is_not_found};
+use provisioner::hints::did_you_mean;
 
 #[derive(Subcommand)]
 pub enum NodeCommand {
     /// Every node: seen ones, then registered ones not seen yet.
-    List,
+    #[command(after_help = "Examples:
+  provisioner node list
+  provisioner node list -o wide
+  provisioner node list -o json | jq '.[] | select(.state == \"failed\") | .id'")]
+    List {
+        /// `table` (the default), `wide` (UUID, MACs, IP, last change too), `json` or `yaml`.
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: ListFormat,
+    },
     /// A node's identity, profile, state, workflow actions and timeline.
+    #[command(after_help = "Example:\n  provisioner node show HUX0010")]
     Show {
         /// The node's id, a MAC, its serial or its UUID.
         key: String,
     },
     /// A node's logs (syslog and action output).
+    #[command(
+        after_help = "Examples:\n  provisioner node logs HUX0010\n  provisioner node logs HUX0010 --follow"
+    )]
     Logs(LogsArgs),
     /// Register a node (by serial, UUID and/or MAC) for a profile.
+    #[command(
+        after_help = "Example:\n  provisioner node register --serial HUX0010 --profile edge --hostname rack1-n10 --meta site=lab"
+    )]
     Register(RegisterArgs),
-    /// Register nodes from OEP's CSV (Serial,UUID,OSProfile,Site,Secure,RemoteUser,Metadata).
+    /// Register nodes from OEP's CSV: columns Serial, UUID, OSProfile, Site, Secure,
+    /// RemoteUser, Metadata (any case), plus `meta.KEY` columns for metadata; all rows or none.
+    #[command(after_help = "Example:
+  provisioner node import --file regs.csv
+with regs.csv:
+  Serial,UUID,OSProfile,Site,meta.rack
+  HUX0010,,edge,lab,r1")]
     Import {
+        /// The CSV file.
         #[arg(long, value_name = "regs.csv")]
         file: PathBuf,
     },
     /// Registrations as stored (with their ids, for `unregister`).
+    #[command(after_help = "Example:\n  provisioner node registrations")]
     Registrations,
     /// Delete a registration.
+    #[command(after_help = "Example:\n  provisioner node unregister 3f2a...")]
     Unregister {
         /// The registration's id.
         id: String,
     },
     /// Re-arm a provisioned or failed node: its next boot installs again (its credentials
     /// are revoked, so it enrolls again).
-    Reprovision { key: String },
+    #[command(after_help = "Example:\n  provisioner node reprovision HUX0010")]
+    Reprovision {
+        /// The node's id, a MAC, its serial or its UUID.
+        key: String,
+    },
     /// Revoke every credential of a node (its client certificate and client secret): it
     /// is refused everywhere until it enrolls again.
+    #[command(after_help = "Example:\n  provisioner node revoke HUX0010")]
     Revoke {
         /// The node's id, a MAC, its serial or its UUID.
         key: String,
     },
     /// Let a node that lost its credential (reinstalled, RAM cleared) enroll once more:
     /// revokes its credentials; the next onboarding wins, later ones are refused again.
+    #[command(after_help = "Example:\n  provisioner node approve-enrollment HUX0010")]
     ApproveEnrollment {
         /// The node's id, a MAC, its serial or its UUID.
         key: String,
     },
 }
 
+/// How `node list` prints.
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+pub enum ListFormat {
+    /// A header and aligned columns.
+    Table,
+    /// The table with UUID, MACs, IP and the last change.
+    Wide,
+    /// The API's JSON.
+    Json,
+    /// The same as YAML.
+    Yaml,
+}
+
 #[derive(Args)]
 pub struct LogsArgs {
+    /// The node's id, a MAC, its serial or its UUID.
     key: String,
     /// Keep printing new lines (polls every 500 ms) until Ctrl-C.
     #[arg(long)]
@@ -72,14 +117,19 @@ pub struct LogsArgs {
 
 #[derive(Args)]
 pub struct RegisterArgs {
+    /// The node's SMBIOS serial number (`dmidecode -s system-serial-number`).
     #[arg(long)]
     serial: Option<String>,
+    /// The node's SMBIOS system UUID.
     #[arg(long)]
     uuid: Option<String>,
+    /// A MAC address of the node's boot NIC.
     #[arg(long)]
     mac: Option<String>,
+    /// The OS profile it installs (`provisioner profile list`).
     #[arg(long)]
     profile: String,
+    /// The hostname it gets.
     #[arg(long)]
     hostname: Option<String>,
     /// Metadata, repeatable: --meta site=lab --meta dest_disk=/dev/sda
@@ -89,18 +139,36 @@ pub struct RegisterArgs {
 
 #[derive(Subcommand)]
 pub enum ProfileCommand {
+    /// Create a profile: the bootkit to boot, the workflow to run and the OS image to write.
+    #[command(after_help = "Example:
+  provisioner profile create --name edge --kernel /srv/bootkit/vmlinuz \\
+    --initramfs /srv/bootkit/initramfs.cpio.gz --template emt-install \\
+    --os-image https://images.lab/emt.raw.gz --default")]
     Create(CreateProfileArgs),
+    /// Every profile; `(default)` marks the one unregistered nodes get.
+    #[command(after_help = "Example:\n  provisioner profile list")]
     List,
+    /// One profile's files, template and image.
+    #[command(after_help = "Example:\n  provisioner profile show edge")]
     Show {
+        /// The profile's name.
         name: String,
     },
+    /// Delete a profile no registration uses.
+    #[command(after_help = "Example:\n  provisioner profile delete edge")]
     Delete {
+        /// The profile's name.
         name: String,
     },
     /// Set the profile of unregistered nodes, or --none to refuse them.
+    #[command(
+        after_help = "Examples:\n  provisioner profile default edge\n  provisioner profile default --none"
+    )]
     Default {
+        /// The profile unregistered nodes get.
         #[arg(required_unless_present = "none")]
         name: Option<String>,
+        /// Refuse unregistered nodes.
         #[arg(long, conflicts_with = "name")]
         none: bool,
     },
@@ -108,6 +176,7 @@ pub enum ProfileCommand {
 
 #[derive(Args)]
 pub struct CreateProfileArgs {
+    /// The profile's name, as registrations name it.
     #[arg(long)]
     name: String,
     /// The bootkit kernel (a file on this host).
@@ -122,6 +191,7 @@ pub struct CreateProfileArgs {
     /// The OS image: an http(s) URL or a file on this host.
     #[arg(long, value_name = "URL|PATH")]
     os_image: String,
+    /// The OS image's SHA-256, checked by the installer.
     #[arg(long, value_name = "HEX")]
     os_image_sha256: Option<String>,
     /// Extra kernel command line parameters.
@@ -135,28 +205,38 @@ pub struct CreateProfileArgs {
 /// How often `node logs --follow` looks for new lines.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
 
-pub fn node(store: &Store, out: &Output, command: NodeCommand) -> anyhow::Result<()> {
+pub fn node(backend: &Backend, out: &Output, command: NodeCommand) -> anyhow::Result<()> {
     match command {
-        NodeCommand::List => out.many(&store.list_nodes()?, node_line),
-        NodeCommand::Show { key } => show_node(store, out, &key),
-        NodeCommand::Logs(args) => logs(store, out, &args),
+        NodeCommand::List { output } => list_nodes(&backend.list_nodes()?, out, output),
+        NodeCommand::Show { key } => {
+            let detail = hinted(backend, &key, backend.node_detail(&key))?;
+            out.one(&detail, node_detail_text)
+        }
+        NodeCommand::Logs(args) => logs(backend, out, &args),
         NodeCommand::Register(args) => {
-            let registered = store.register(&registration_spec(args)?)?;
+            let registered = backend.register(&registration_spec(args)?)?;
             out.one(&registered, registered_text)
         }
         NodeCommand::Import { file } => {
-            let registered = store
+            let registered = backend
                 .import_registrations(&read(&file)?)
                 .with_context(|| format!("importing {}; nothing was stored", file.display()))?;
             out.many(&registered, registered_text)
         }
-        NodeCommand::Registrations => out.many(&store.list_registrations()?, registration_line),
+        NodeCommand::Registrations => {
+            let registrations = backend.list_registrations()?;
+            if out.json {
+                return out.many(&registrations, registration_line);
+            }
+            print!("{}", registrations_table(&registrations));
+            Ok(())
+        }
         NodeCommand::Unregister { id } => {
-            store.delete_registration(&id)?;
+            backend.delete_registration(&id)?;
             out.done(&format!("registration {id} deleted"))
         }
         NodeCommand::Reprovision { key } => {
-            let node = store.reprovision(&key)?;
+            let node = hinted(backend, &key, backend.reprovision(&key))?;
             out.one(&node, |node| {
                 format!(
                     "node {} re-armed ({}): its next boot installs again",
@@ -164,15 +244,19 @@ pub fn node(store: &Store, out: &Output, command: NodeCommand) -> anyhow::Result
                 )
             })
         }
-        NodeCommand::Revoke { key } => out.one(&store.revoke_node(&key)?, |revocation| {
-            format!(
-                "node {}: {} active credential(s) revoked; it is refused until it enrolls again \
-                 (`provisioner node approve-enrollment {}` lets it)",
-                revocation.node_id, revocation.revoked, revocation.node_id
-            )
-        }),
+        NodeCommand::Revoke { key } => {
+            let revocation = hinted(backend, &key, backend.revoke_node(&key))?;
+            out.one(&revocation, |revocation| {
+                format!(
+                    "node {}: {} active credential(s) revoked; it is refused until it enrolls again \
+                     (`provisioner node approve-enrollment {}` lets it)",
+                    revocation.node_id, revocation.revoked, revocation.node_id
+                )
+            })
+        }
         NodeCommand::ApproveEnrollment { key } => {
-            out.one(&store.approve_enrollment(&key)?, |revocation| {
+            let revocation = hinted(backend, &key, backend.approve_enrollment(&key))?;
+            out.one(&revocation, |revocation| {
                 format!(
                     "node {}: {} active credential(s) revoked; its next onboarding enrolls it",
                     revocation.node_id, revocation.revoked
@@ -182,7 +266,104 @@ pub fn node(store: &Store, out: &Output, command: NodeCommand) -> anyhow::Result
     }
 }
 
-pub fn profile(store: &Store, out: &Output, command: ProfileCommand) -> anyhow::Result<()> {
+/// A "node not found" error said as "no node KEY; did you mean X?", X the nearest id,
+/// serial, UUID or MAC of a known node; other errors as they are.
+fn hinted<T>(backend: &Backend, key: &str, result: anyhow::Result<T>) -> anyhow::Result<T> {
+    let error = match result {
+        Ok(value) => return Ok(value),
+        Err(error) if is_not_found(&error, "node") => error,
+        Err(error) => return Err(error),
+    };
+    // Without the list the plain error still says what failed.
+    let Ok(nodes) = backend.list_nodes() else {
+        return Err(error);
+    };
+    let known = nodes.iter().flat_map(|node| {
+        [
+            Some(node.id.as_str()),
+            node.serial.as_deref(),
+            node.uuid.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(node.macs.iter().map(String::as_str))
+    });
+    let hint = did_you_mean(key, known);
+    Err(anyhow::anyhow!(
+        "no node {}{hint} (`provisioner node list` shows every node's id, serial and UUID)",
+        provisioner::store::text::shown(key, &[])
+    ))
+}
+
+fn list_nodes(nodes: &[Node], out: &Output, format: ListFormat) -> anyhow::Result<()> {
+    match (format, out.json) {
+        (ListFormat::Json, _) | (_, true) => println!("{}", serde_json::to_string_pretty(nodes)?),
+        (ListFormat::Yaml, _) => print!("{}", serde_yaml_ng::to_string(nodes)?),
+        (ListFormat::Table, _) => print!("{}", nodes_table(nodes, false)),
+        (ListFormat::Wide, _) => print!("{}", nodes_table(nodes, true)),
+    }
+    Ok(())
+}
+
+fn or_dash_owned(value: Option<&str>) -> String {
+    or_dash(value).to_string()
+}
+
+/// `node list`'s table: a header and aligned columns, `wide` adding UUID, MACs, IP and the
+/// last change.
+fn nodes_table(nodes: &[Node], wide: bool) -> String {
+    let mut header = vec!["ID", "SERIAL", "HOSTNAME", "PROFILE", "STATE", "PROGRESS"];
+    if wide {
+        header.extend(["UUID", "MACS", "IP", "UPDATED"]);
+    }
+    header.push("FAILURE");
+    let rows = nodes
+        .iter()
+        .map(|node| {
+            let mut row = vec![
+                node.id.clone(),
+                or_dash_owned(node.serial.as_deref()),
+                or_dash_owned(node.hostname.as_deref()),
+                or_dash_owned(node.profile.as_deref()),
+                node.state.to_string(),
+                node.progress
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), ToString::to_string),
+            ];
+            if wide {
+                row.extend([
+                    or_dash_owned(node.uuid.as_deref()),
+                    or_dash_owned(Some(&node.macs.join(","))),
+                    or_dash_owned(node.ip.as_deref()),
+                    node.updated_at.clone(),
+                ]);
+            }
+            row.push(or_dash_owned(node.failure.as_deref()));
+            row
+        })
+        .collect();
+    table(&header, rows)
+}
+
+fn registrations_table(registrations: &[Registration]) -> String {
+    let header = ["ID", "SERIAL", "UUID", "MAC", "PROFILE", "HOSTNAME"];
+    let rows = registrations
+        .iter()
+        .map(|registration| {
+            vec![
+                registration.id.clone(),
+                or_dash_owned(registration.serial.as_deref()),
+                or_dash_owned(registration.uuid.as_deref()),
+                or_dash_owned(registration.mac.as_deref()),
+                registration.profile.clone(),
+                or_dash_owned(registration.hostname.as_deref()),
+            ]
+        })
+        .collect();
+    table(&header, rows)
+}
+
+pub fn profile(backend: &Backend, out: &Output, command: ProfileCommand) -> anyhow::Result<()> {
     match command {
         ProfileCommand::Create(args) => {
             let spec = ProfileSpec {
@@ -195,16 +376,16 @@ pub fn profile(store: &Store, out: &Output, command: ProfileCommand) -> anyhow::
                 os_image_sha256: args.os_image_sha256,
                 default: args.default,
             };
-            out.one(&store.create_profile(&spec)?, profile_text)
+            out.one(&backend.create_profile(&spec)?, profile_text)
         }
-        ProfileCommand::List => out.many(&store.list_profiles()?, profile_line),
-        ProfileCommand::Show { name } => out.one(&store.get_profile(&name)?, profile_text),
+        ProfileCommand::List => out.many(&backend.list_profiles()?, profile_line),
+        ProfileCommand::Show { name } => out.one(&backend.get_profile(&name)?, profile_text),
         ProfileCommand::Delete { name } => {
-            store.delete_profile(&name)?;
+            backend.delete_profile(&name)?;
             out.done(&format!("profile {name} deleted"))
         }
         ProfileCommand::Default { name, none: _ } => {
-            store.set_default_profile(name.as_deref())?;
+            backend.set_default_profile(name.as_deref())?;
             match name {
                 Some(name) => out.done(&format!(
                     "profile {name} is now the default: unregistered nodes install it"
@@ -233,15 +414,11 @@ fn registration_spec(args: RegisterArgs) -> anyhow::Result<RegistrationSpec> {
     })
 }
 
-fn show_node(store: &Store, out: &Output, key: &str) -> anyhow::Result<()> {
-    out.one(&store.node_detail(key)?, node_detail_text)
-}
-
-fn logs(store: &Store, out: &Output, args: &LogsArgs) -> anyhow::Result<()> {
-    let node = store.get_node(&args.key)?;
+fn logs(backend: &Backend, out: &Output, args: &LogsArgs) -> anyhow::Result<()> {
+    let node = hinted(backend, &args.key, backend.get_node(&args.key))?;
     let mut after = args.since_seq;
     loop {
-        let lines = store.node_logs(&node.id, after, args.lines)?;
+        let lines = backend.node_logs(&node.id, after, args.lines)?;
         if let Some(last) = lines.last() {
             after = last.seq;
         }
@@ -303,23 +480,6 @@ fn hardware_text(in_band: &serde_json::Value) -> String {
 
 fn or_dash(value: Option<&str>) -> &str {
     value.filter(|value| !value.is_empty()).unwrap_or("-")
-}
-
-fn node_line(node: &Node) -> String {
-    let progress = node
-        .progress
-        .as_ref()
-        .map_or_else(|| "-".to_string(), ToString::to_string);
-    format!(
-        "{}  {}  {}  {}  {}  {}  {}",
-        node.id,
-        or_dash(node.serial.as_deref()),
-        or_dash(node.uuid.as_deref()),
-        or_dash(node.profile.as_deref()),
-        node.state,
-        progress,
-        or_dash(node.failure.as_deref()),
-    )
 }
 
 fn node_detail_text(detail: &NodeDetail) -> String {

@@ -59,3 +59,35 @@ impl Output {
         Ok(())
     }
 }
+
+/// A header and rows as aligned columns, two spaces apart (as `kubectl get` prints). Each
+/// cell goes through [`shown`] first: a control character from a node must neither act on the
+/// terminal nor shift a column; widths count characters.
+pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let rows: Vec<Vec<String>> =
+        std::iter::once(header.iter().map(|title| title.to_string()).collect())
+            .chain(rows)
+            .map(|row: Vec<String>| {
+                row.iter()
+                    .map(|cell| shown(cell, &[]).into_owned())
+                    .collect()
+            })
+            .collect();
+    let mut widths = vec![0; header.len()];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:width$}"))
+            .collect();
+        text.push_str(line.join("  ").trim_end());
+        text.push('\n');
+    }
+    text
+}

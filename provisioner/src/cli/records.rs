@@ -11,41 +11,65 @@ use super::output::{Output, read};
 
 #[derive(Subcommand)]
 pub enum TemplateCommand {
+    /// Store a Tinkerbell workflow template (YAML).
+    #[command(after_help = "Example:\n  provisioner template create --file emt-install.yaml")]
     Create {
+        /// The template's YAML file.
         #[arg(long, value_name = "T.yaml")]
         file: PathBuf,
         /// Overrides the template's own name.
         #[arg(long)]
         name: Option<String>,
     },
+    /// One template, its YAML included.
+    #[command(after_help = "Example:\n  provisioner template get emt-install")]
     Get {
+        /// The template's id or name.
         id: String,
     },
+    /// Every template: id, name, when it was stored.
+    #[command(after_help = "Example:\n  provisioner template list")]
     List,
+    /// Delete a template.
+    #[command(after_help = "Example:\n  provisioner template delete emt-install")]
     Delete {
+        /// The template's id or name.
         id: String,
     },
 }
 
 #[derive(Subcommand)]
 pub enum HardwareCommand {
+    /// Store a machine (Tinkerbell Hardware) from JSON.
+    #[command(after_help = "Example:\n  provisioner hardware create --file node1.json")]
     Create {
         /// JSON: {"id": "...", "macs": ["52:54:00:.."], "ips": [".."], "attributes": {..}}
         #[arg(long, value_name = "H.json")]
         file: PathBuf,
     },
     /// By id or MAC.
+    #[command(after_help = "Example:\n  provisioner hardware get 52:54:00:12:34:56")]
     Get {
+        /// The hardware's id or one of its MACs.
         id: String,
     },
+    /// Every machine.
+    #[command(after_help = "Example:\n  provisioner hardware list")]
     List,
+    /// Delete a machine.
+    #[command(after_help = "Example:\n  provisioner hardware delete node1")]
     Delete {
+        /// The hardware's id or one of its MACs.
         id: String,
     },
 }
 
 #[derive(Subcommand)]
 pub enum WorkflowCommand {
+    /// Run a template on hardware.
+    #[command(
+        after_help = "Example:\n  provisioner workflow create --template emt-install --hardware '{\"device_1\": \"52:54:00:12:34:56\"}'"
+    )]
     Create {
         /// The template's id.
         #[arg(long)]
@@ -54,11 +78,19 @@ pub enum WorkflowCommand {
         #[arg(long, default_value = "{}")]
         hardware: String,
     },
+    /// One workflow with its actions' states.
+    #[command(after_help = "Example:\n  provisioner workflow get 3f2a...")]
     Get {
+        /// The workflow's id.
         id: String,
     },
+    /// Every workflow.
+    #[command(after_help = "Example:\n  provisioner workflow list")]
     List,
+    /// Delete a workflow.
+    #[command(after_help = "Example:\n  provisioner workflow delete 3f2a...")]
     Delete {
+        /// The workflow's id.
         id: String,
     },
 }

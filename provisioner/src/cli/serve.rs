@@ -16,45 +16,66 @@ use provisioner::server::{Protocols, RunningServer, ServeOptions};
 use provisioner::store::{ArtifactRoots, Identity, Store};
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  # admin API and page on loopback, no boot service (try the CLI and the API):
+  provisioner serve --db prov.db --admin-token-file /etc/provisioner/admin-token
+  # a site: proxyDHCP beside the site's DHCP server, TFTP, boot HTTP and syslog on 10.0.0.2:
+  provisioner serve --db /var/lib/provisioner/provisioner.db --advertise 10.0.0.2 --dhcp proxy \\
+    --grpc 0.0.0.0:42113 --tls-cert /etc/provisioner/server.pem --tls-key /etc/provisioner/server-key.pem \\
+    --admin-token-file /etc/provisioner/admin-token")]
 pub struct ServeArgs {
     /// gRPC listen address (workers and device discovery).
-    #[arg(long, default_value = "127.0.0.1:42113")]
+    #[arg(help_heading = "Network", long, default_value = "127.0.0.1:42113")]
     grpc: SocketAddr,
     /// Admin API listen address.
-    #[arg(long, default_value = "127.0.0.1:42114")]
+    #[arg(help_heading = "Network", long, default_value = "127.0.0.1:42114")]
     http: SocketAddr,
     /// PEM certificate chain, leaf then CA: serve gRPC over TLS (with --tls-key). Nodes'
     /// command lines pin its CA (tinkerbell_ca_sha256=).
-    #[arg(long, requires = "tls_key")]
+    #[arg(help_heading = "TLS & trust", long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// The worker protocols to speak.
-    #[arg(long, value_enum, default_value_t = Protocols::Both)]
+    #[arg(help_heading = "gRPC", long, value_enum, default_value_t = Protocols::Both)]
     protocols: Protocols,
     /// PEM private key for --tls-cert.
-    #[arg(long, requires = "tls_cert")]
+    #[arg(help_heading = "TLS & trust", long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// Serve workers that present no node certificate, for any worker id they name (upstream
     /// tink-agent and tink v0.12 workers, which cannot enroll). Off by default; needed for
     /// plaintext gRPC (no --tls-cert). Logged at start, on the page and in /metrics.
-    #[arg(long)]
+    #[arg(help_heading = "gRPC", long)]
     allow_unauthenticated_workers: bool,
     /// PEM node CA certificate: signs the client certificates nodes enroll for on the
     /// onboarding stream (with --node-ca-key; `provisioner init` writes node-ca.pem).
-    #[arg(long, value_name = "PATH", requires = "node_ca_key")]
+    #[arg(
+        help_heading = "TLS & trust",
+        long,
+        value_name = "PATH",
+        requires = "node_ca_key"
+    )]
     node_ca_cert: Option<PathBuf>,
     /// PEM private key of --node-ca-cert (`provisioner init` writes node-ca-key.pem).
-    #[arg(long, value_name = "PATH", requires = "node_ca_cert")]
+    #[arg(
+        help_heading = "TLS & trust",
+        long,
+        value_name = "PATH",
+        requires = "node_ca_cert"
+    )]
     node_ca_key: Option<PathBuf>,
     /// How long an enrolled node's credential (certificate or client secret) is valid; until
     /// then, the node cannot enroll again without an operator's approval.
-    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    #[arg(help_heading = "TLS & trust", long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
     node_cert_lifetime: Duration,
     /// Directory of the files profiles name (kernel, initramfs, OS image); relative profile
     /// paths resolve here. Created 0755 if missing [default: <database dir>/artifacts].
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Store & artifacts", long, value_name = "DIR")]
     artifacts_dir: Option<PathBuf>,
     /// One more directory profiles may name absolute paths under (repeatable).
-    #[arg(long = "artifacts-root", value_name = "DIR")]
+    #[arg(
+        help_heading = "Store & artifacts",
+        long = "artifacts-root",
+        value_name = "DIR"
+    )]
     artifacts_roots: Vec<PathBuf>,
     #[command(flatten)]
     admin: super::admin::AdminArgs,
@@ -68,22 +89,22 @@ pub struct ServeArgs {
 #[derive(clap::Args)]
 struct LimitArgs {
     /// The largest admin API request body, in bytes (413 beyond).
-    #[arg(long, value_name = "BYTES", default_value_t = limits::DEFAULT_ADMIN_BODY_BYTES)]
+    #[arg(help_heading = "Limits", long, value_name = "BYTES", default_value_t = limits::DEFAULT_ADMIN_BODY_BYTES)]
     admin_body_limit: usize,
     /// The time budget of one admin API request (503 beyond).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(help_heading = "Limits", long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     admin_request_timeout: Duration,
     /// The deepest nesting of YAML flow collections in an uploaded template (400 beyond).
-    #[arg(long, value_name = "LEVELS", default_value_t = limits::DEFAULT_YAML_DEPTH)]
+    #[arg(help_heading = "Limits", long, value_name = "LEVELS", default_value_t = limits::DEFAULT_YAML_DEPTH)]
     yaml_depth_limit: usize,
     /// DHCP requests per client MAC: PER_SECOND/s:BURST, or off.
-    #[arg(long, value_name = "RATE", default_value_t = RateLimit(Limits::default().dhcp_per_mac))]
+    #[arg(help_heading = "Limits", long, value_name = "RATE", default_value_t = RateLimit(Limits::default().dhcp_per_mac))]
     dhcp_rate_limit: RateLimit,
     /// Boot script requests per source IP: PER_SECOND/s:BURST, or off.
-    #[arg(long, value_name = "RATE", default_value_t = RateLimit(Limits::default().boot_script_per_ip))]
+    #[arg(help_heading = "Limits", long, value_name = "RATE", default_value_t = RateLimit(Limits::default().boot_script_per_ip))]
     boot_script_rate_limit: RateLimit,
     /// Onboarding calls per source IP: PER_SECOND/s:BURST, or off.
-    #[arg(long, value_name = "RATE", default_value_t = RateLimit(Limits::default().onboarding_per_ip))]
+    #[arg(help_heading = "Limits", long, value_name = "RATE", default_value_t = RateLimit(Limits::default().onboarding_per_ip))]
     onboarding_rate_limit: RateLimit,
 }
 
@@ -107,88 +128,130 @@ impl LimitArgs {
 struct BootArgs {
     /// This host's address as nodes reach it (URLs, DHCP next-server, grpc_authority,
     /// syslog_host). Switches the boot service on.
-    #[arg(long, value_name = "IP")]
+    #[arg(help_heading = "Network", long, value_name = "IP")]
     advertise: Option<Ipv4Addr>,
     /// DHCP: proxyDHCP beside the site's DHCP server, a full server, or none.
-    #[arg(long, value_enum, default_value_t = DhcpMode::Off)]
+    #[arg(help_heading = "DHCP", long, value_enum, default_value_t = DhcpMode::Off)]
     dhcp: DhcpMode,
     /// Serve DHCP on this interface only (needed on hosts with several).
-    #[arg(long, value_name = "IF")]
+    #[arg(help_heading = "DHCP", long, value_name = "IF")]
     dhcp_interface: Option<String>,
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:67")]
+    /// The DHCP server's listen address.
+    #[arg(
+        help_heading = "DHCP",
+        long,
+        value_name = "ADDR",
+        default_value = "0.0.0.0:67"
+    )]
     dhcp_listen: SocketAddr,
     /// Full mode: the addresses handed out, e.g. 10.0.0.100-10.0.0.199.
-    #[arg(long, value_name = "START-END")]
+    #[arg(help_heading = "DHCP", long, value_name = "START-END")]
     dhcp_pool: Option<Pool>,
     /// Full mode: the subnet mask handed out.
-    #[arg(long, value_name = "MASK")]
+    #[arg(help_heading = "DHCP", long, value_name = "MASK")]
     dhcp_netmask: Option<Ipv4Addr>,
     /// Full mode: the default gateway handed out.
-    #[arg(long, value_name = "IP")]
+    #[arg(help_heading = "DHCP", long, value_name = "IP")]
     dhcp_router: Option<Ipv4Addr>,
     /// Full mode: DNS servers handed out (repeatable or comma-separated).
-    #[arg(long, value_name = "IP", value_delimiter = ',')]
+    #[arg(help_heading = "DHCP", long, value_name = "IP", value_delimiter = ',')]
     dhcp_dns: Vec<Ipv4Addr>,
     /// Full mode: lease time (e.g. 1h, 30m).
-    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+    #[arg(help_heading = "DHCP", long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
     dhcp_lease_time: Duration,
     /// Full mode: CSV of fixed addresses, `mac,ip,hostname` (hostname optional).
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "DHCP", long, value_name = "FILE")]
     dhcp_reservations: Option<PathBuf>,
     /// Full mode: keep leases across restarts in this file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "DHCP", long, value_name = "FILE")]
     dhcp_lease_file: Option<PathBuf>,
     /// TFTP for the iPXE binaries: an address or `off` [default: 0.0.0.0:69 with --dhcp,
     /// else off].
-    #[arg(long, value_name = "ADDR|off")]
+    #[arg(help_heading = "TFTP", long, value_name = "ADDR|off")]
     tftp: Option<Listen>,
     /// Directory holding ipxe.efi and undionly.kpxe (Debian's ipxe package).
-    #[arg(long, value_name = "DIR", default_value = "/usr/lib/ipxe")]
+    #[arg(
+        help_heading = "TFTP",
+        long,
+        value_name = "DIR",
+        default_value = "/usr/lib/ipxe"
+    )]
     tftp_root: PathBuf,
     /// HTTP for iPXE scripts, artifacts and metadata: an address or `off`
     /// [default: 0.0.0.0:7080 with --advertise].
-    #[arg(long, value_name = "ADDR|off")]
+    #[arg(help_heading = "Boot HTTP", long, value_name = "ADDR|off")]
     boot_http: Option<Listen>,
     /// HTTPS for iPXE scripts and artifacts (with --boot-tls-cert and --boot-tls-key).
-    #[arg(long, value_name = "ADDR", requires_all = ["boot_tls_cert", "boot_tls_key"])]
+    #[arg(help_heading = "Boot HTTP", long, value_name = "ADDR", requires_all = ["boot_tls_cert", "boot_tls_key"])]
     boot_https: Option<SocketAddr>,
-    #[arg(long, value_name = "PATH", requires = "boot_https")]
+    /// PEM certificate chain of --boot-https.
+    #[arg(
+        help_heading = "Boot HTTP",
+        long,
+        value_name = "PATH",
+        requires = "boot_https"
+    )]
     boot_tls_cert: Option<PathBuf>,
-    #[arg(long, value_name = "PATH", requires = "boot_https")]
+    /// PEM private key of --boot-tls-cert.
+    #[arg(
+        help_heading = "Boot HTTP",
+        long,
+        value_name = "PATH",
+        requires = "boot_https"
+    )]
     boot_tls_key: Option<PathBuf>,
     /// Syslog (UDP and TCP) from nodes, stored per node: an address or `off`
     /// [default: 0.0.0.0:514 with --advertise].
-    #[arg(long, value_name = "ADDR|off")]
+    #[arg(help_heading = "Syslog", long, value_name = "ADDR|off")]
     syslog: Option<Listen>,
     /// Syslog over TLS (RFC 5425) from nodes, e.g. 0.0.0.0:6514, presenting the --tls-cert
     /// chain. A node's enrolled certificate attributes its lines to it (checked against
     /// --node-ca-cert); lines without one go by address and are stored marked unauthenticated.
-    #[arg(long, value_name = "ADDR", requires = "tls_cert")]
+    #[arg(
+        help_heading = "Syslog",
+        long,
+        value_name = "ADDR",
+        requires = "tls_cert"
+    )]
     syslog_tls: Option<SocketAddr>,
     /// A console= for nodes' kernels (repeatable; the last one is /dev/console).
-    #[arg(long = "console", value_name = "CONSOLE", default_values_t = KernelOptions::default().consoles)]
+    #[arg(help_heading = "Node kernel command line", long = "console", value_name = "CONSOLE", default_values_t = KernelOptions::default().consoles)]
     consoles: Vec<String>,
     /// Serve metadata/user-data to requests without a node certificate by their source
     /// address (installed OSes' cloud-init). Spoofable by anyone on the LAN: without it,
     /// metadata goes only to the node presenting its enrollment certificate over
     /// --boot-https.
-    #[arg(long)]
+    #[arg(help_heading = "Boot HTTP", long)]
     metadata_by_address: bool,
     /// Whether workers use TLS to reach gRPC [default: true with --tls-cert].
-    #[arg(long, value_name = "BOOL")]
+    #[arg(help_heading = "Node kernel command line", long, value_name = "BOOL")]
     tinkerbell_tls: Option<bool>,
     /// The VLAN nodes' bootkits put their interface on.
-    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u16).range(1..=4094))]
+    #[arg(help_heading = "Node kernel command line", long, value_name = "ID", value_parser = clap::value_parser!(u16).range(1..=4094))]
     vlan_id: Option<u16>,
     /// Appended to every node's kernel command line.
-    #[arg(long, value_name = "ARGS", default_value = "")]
+    #[arg(
+        help_heading = "Node kernel command line",
+        long,
+        value_name = "ARGS",
+        default_value = ""
+    )]
     extra_kernel_args: String,
+    /// UEFI HTTP boot (no TFTP, no iPXE): DHCP hands `HTTPClient` x64 firmware the URL of
+    /// this UKI, served at /httpboot/bootkit.efi. Build it for the site with
+    /// `bootkit-build uki --cmdline "$(curl -s http://ADVERTISE:7080/httpboot/cmdline)"`
+    /// (and --sign-key/--sign-cert for Secure Boot).
+    #[arg(long, value_name = "FILE", help_heading = "UEFI HTTP boot")]
+    http_boot_uki: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum DhcpMode {
+    /// proxyDHCP: boot options only, beside the site's DHCP server.
     Proxy,
+    /// A full DHCP server handing out addresses (--dhcp-pool ...).
     Full,
+    /// No DHCP.
     Off,
 }
 
@@ -251,6 +314,7 @@ impl BootArgs {
             (self.boot_https.is_some(), "--boot-https"),
             (self.syslog.is_some(), "--syslog"),
             (self.syslog_tls.is_some(), "--syslog-tls"),
+            (self.http_boot_uki.is_some(), "--http-boot-uki"),
         ]
         .into_iter()
         .find_map(|(given, flag)| given.then_some(flag))
@@ -300,7 +364,22 @@ impl BootArgs {
                 extra_args: self.extra_kernel_args.clone(),
             },
             metadata_by_address: self.metadata_by_address,
+            http_boot_uki: self.http_boot_uki()?,
         }))
+    }
+
+    /// --http-boot-uki, refused at start when it is not a file (rather than a 404 per node).
+    fn http_boot_uki(&self) -> anyhow::Result<Option<PathBuf>> {
+        let Some(uki) = &self.http_boot_uki else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            uki.is_file(),
+            "--http-boot-uki {}: no such file; build the site's UKI with `bootkit-build uki` \
+             or give the path of an existing one",
+            uki.display()
+        );
+        Ok(Some(uki.clone()))
     }
 
     fn dhcp_options(&self) -> anyhow::Result<Option<DhcpOptions>> {
@@ -393,7 +472,7 @@ fn record_artifact_roots(
     store: &Store,
     dir: Option<PathBuf>,
     extra: Vec<PathBuf>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ArtifactRoots> {
     use std::os::unix::fs::DirBuilderExt;
     let roots = match dir {
         Some(dir) => ArtifactRoots::new(dir, extra),
@@ -433,14 +512,76 @@ fn record_artifact_roots(
             }
         }
     }
-    Ok(())
+    Ok(roots)
+}
+
+/// Warns, naming the profile and the flag, about each stored profile this server cannot
+/// serve as it was started: a file that is missing, or a file on this host while the boot
+/// HTTP listener that serves files is off. Warnings, not a failed start: the operator may
+/// be about to copy the file or fix the profile.
+fn check_profiles(store: &Store, roots: &ArtifactRoots, boot: Option<&BootOptions>) {
+    let profiles = match store.list_profiles() {
+        Ok(profiles) => profiles,
+        Err(error) => {
+            tracing::warn!("the profiles could not be checked: {error}");
+            return;
+        }
+    };
+    let boot_http = boot.is_some_and(|boot| boot.http.is_some() || boot.https.is_some());
+    for profile in profiles {
+        let files = [
+            ("kernel", &profile.kernel),
+            ("initramfs", &profile.initramfs),
+            ("os_image", &profile.os_image),
+        ];
+        for (field, location) in files {
+            // Outside the roots: record_artifact_roots said so already.
+            let Ok(Some(path)) = roots.locate(field, location) else {
+                continue;
+            };
+            let file = path.root.join(&path.relative);
+            if !file.is_file() {
+                tracing::warn!(
+                    "profile {}: its {field} {} does not exist: nodes with this profile fail \
+                     to boot; copy the file there (--artifacts-dir is {}) or re-create the \
+                     profile",
+                    profile.name,
+                    file.display(),
+                    roots.dir.display()
+                );
+            }
+            if !boot_http {
+                tracing::warn!(
+                    "profile {}: its {field} {} is a file on this host, which nodes fetch over \
+                     boot HTTP, and boot HTTP is off: give --advertise IP (boot HTTP then listens \
+                     on 0.0.0.0:7080; not --boot-http off), or use an http(s) URL in the profile",
+                    profile.name,
+                    file.display()
+                );
+            }
+        }
+    }
+}
+
+/// The status page's URL for the admin listener at `addr`: the advertised address (or
+/// localhost) for a listener on every address, which a browser cannot open.
+fn page_url(addr: SocketAddr, tls: bool, advertise: Option<Ipv4Addr>) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    let host = if addr.ip().is_unspecified() {
+        advertise.map_or_else(|| "localhost".to_string(), |ip| ip.to_string())
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    format!("{scheme}://{host}:{}/", addr.port())
 }
 
 pub fn serve(store: Store, args: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(provisioner::log_lines::Escaped(std::io::stderr))
         .init();
-    record_artifact_roots(
+    let roots = record_artifact_roots(
         &store,
         args.artifacts_dir.clone(),
         args.artifacts_roots.clone(),
@@ -450,6 +591,7 @@ pub fn serve(store: Store, args: ServeArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let mut boot = args.boot.options(tls.is_some())?;
+    check_profiles(&store, &roots, boot.as_ref());
     if let (Some(boot), Some(listen), Some(tls)) = (&mut boot, args.boot.syslog_tls, &tls) {
         boot.syslog_tls = Some(HttpsOptions {
             listen,
@@ -484,6 +626,10 @@ pub fn serve(store: Store, args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let mut server =
             RunningServer::start_limited(Arc::new(store), &options, &args.limits.limits()).await?;
+        if let Some(addr) = server.http_addr {
+            let url = page_url(addr, options.admin.tls.is_some(), args.boot.advertise);
+            tracing::info!("status page and admin API at {url} (`provisioner login {url}`)");
+        }
         tokio::select! {
             result = server.wait() => result,
             signal = stop_signal() => {

@@ -13,6 +13,7 @@ mod logs;
 mod nodes;
 mod outcome;
 mod profiles;
+mod refusals;
 mod registering;
 mod registrations;
 mod templates;
@@ -31,13 +32,14 @@ pub use audit::{
     AuditEntry, MAX_AUDIT_ENTRIES, MAX_AUDIT_READ, MAX_UNAUTHENTICATED_ENTRIES, NewAuditEntry,
 };
 pub use credential::Credential;
-pub use credentials::{AlreadyEnrolled, Enrolled, Revocation};
+pub use credentials::{Enrolled, EnrollmentRefused, Revocation};
 pub use hardware::{Hardware, HardwareSpec};
 pub use identity::Identity;
 pub use logs::{LogLine, MAX_LOG_LINES_PER_NODE, NewLogLine};
 pub use nodes::{BootPlan, Discovered, Discovery, Event, Node, NodeDetail, NodeState, Progress};
 pub use outcome::Outcome;
 pub use profiles::{Profile, ProfileSpec};
+pub use refusals::{MAX_REFUSALS, Refusal};
 pub use registering::Registered;
 #[cfg(feature = "fuzzing")]
 pub use registrations::parse_registrations_csv;
@@ -240,6 +242,20 @@ CREATE TABLE IF NOT EXISTS audit_log (
 );
 CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log(at_ms);
 CREATE INDEX IF NOT EXISTS audit_log_by_status ON audit_log(status, seq);
+-- Nodes the provisioner refused, with the reason, for the status page (store/refusals.rs).
+CREATE TABLE IF NOT EXISTS refusals (
+    key TEXT PRIMARY KEY,
+    mac TEXT,
+    serial TEXT,
+    uuid TEXT,
+    ip TEXT,
+    source TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    first_ms INTEGER NOT NULL,
+    last_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS refusals_by_time ON refusals(last_ms);
 ";
 
 /// The provisioner's database.

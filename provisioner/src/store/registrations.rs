@@ -191,9 +191,40 @@ pub fn parse_registrations_csv(csv: &str) -> Result<Vec<RegistrationSpec>> {
 /// Stores every row of OEP's CSV, or none: an error names the row's line and column.
 pub(super) fn insert_csv(transaction: &Transaction<'_>, csv: &str) -> Result<Vec<Registration>> {
     let rows = csv_import::parse(csv)?;
-    rows.iter()
-        .map(|row| insert_registration(transaction, &row.spec).map_err(|error| row.locate(error)))
-        .collect()
+    let mut stored: Vec<(u64, Registration)> = Vec::new();
+    for row in &rows {
+        match insert_registration(transaction, &row.spec) {
+            Ok(registration) => stored.push((row.line, registration)),
+            // A row that repeats an earlier row conflicts with a registration this import
+            // made, which the failed import rolls back: name the earlier line, not that id.
+            Err(StoreError::Conflict(message)) => {
+                let message = repeated_in_file(transaction, &row.spec, &stored).unwrap_or(message);
+                return Err(row.locate(StoreError::Conflict(message)));
+            }
+            Err(error) => return Err(row.locate(error)),
+        }
+    }
+    Ok(stored
+        .into_iter()
+        .map(|(_, registration)| registration)
+        .collect())
+}
+
+/// "serial X is on line N of this file too" when `spec` names a node an earlier row of the
+/// same file registered.
+fn repeated_in_file(
+    transaction: &Transaction<'_>,
+    spec: &RegistrationSpec,
+    stored: &[(u64, Registration)],
+) -> Option<String> {
+    let identity = spec.validate(transaction).ok()?.identity();
+    stored.iter().find_map(|(line, earlier)| {
+        let (field, value) = *earlier.matched_by(&identity).first()?;
+        Some(format!(
+            "{field} {value} is on line {line} of this file too: a node is registered once; \
+             remove one of the rows (nothing was stored)"
+        ))
+    })
 }
 
 impl Store {

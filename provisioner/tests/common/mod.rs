@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod onboarding;
 pub mod pki;
 pub mod second_machine;
+pub mod serve_child;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -63,10 +64,14 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// A new database, created as `provisioner serve` would: the CLI's other commands open
+    /// only a database that exists.
     pub fn new() -> Self {
-        Self {
+        let db = Self {
             dir: tempfile::tempdir().unwrap(),
-        }
+        };
+        db.open();
+        db
     }
 
     pub fn path(&self) -> PathBuf {

@@ -1,30 +1,63 @@
-// The status page: polls the admin API and renders with textContent only, so nothing the API
-// returns (names, log lines, failure messages) is ever interpreted as HTML.
+// The status page: one page of the fleet at a time, filtered, sorted and paged by the server
+// (/api/v1/fleet), polled through its change marker so nothing reloads; a side panel with the
+// node's own address (#/node/KEY); refused nodes with a one-click registration.
+// Everything is rendered with textContent only, so nothing the API returns (serials, log
+// lines, failure messages) is ever interpreted as HTML.
 "use strict";
 
-const POLL_MS = 4000;
+const POLL_MS = 2000;
+const PAGE_SIZE = 100;
 const TOKEN_KEY = "provisioner-admin-token";
-let selected = null;
-let lastLogSeq = 0;
+// Failed first: what an operator must act on leads.
+const FILTERS = ["failed", "refused", "provisioning", "discovered", "registered", "provisioned", "all"];
+const LABELS = { provisioning: "running" };
 
-// Automation and links may pass "#token=...&node=KEY": the token moves to sessionStorage and
-// leaves the address bar (and history) at once.
-function takeFragment() {
-  const params = new URLSearchParams(location.hash.slice(1));
+const view = { state: "all", q: "", sort: "state", order: "asc", offset: 0, node: null };
+let marker = null;
+let lastLogSeq = 0;
+let logNode = null;
+let profiles = [];
+let polling = false;
+
+// The address holds the view: "#/node/KEY?state=failed&q=HUX". Automation and old links may
+// pass "#token=...&node=KEY": the token moves to sessionStorage and leaves the address bar
+// (and history) at once.
+function readHash() {
+  const hash = location.hash.slice(1);
+  const [path, query = ""] = hash.startsWith("/") ? hash.slice(1).split("?", 2) : ["", hash];
+  const params = new URLSearchParams(query);
   const token = params.get("token");
-  if (token) {
-    sessionStorage.setItem(TOKEN_KEY, token);
-    params.delete("token");
-  }
-  selected = params.get("node");
-  const rest = params.toString();
-  history.replaceState(null, "", location.pathname + (rest ? "#" + rest : ""));
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  const legacyNode = params.get("node");
+  view.node = path.startsWith("node/") ? decodeURIComponent(path.slice(5)) : legacyNode;
+  view.state = FILTERS.includes(params.get("state")) ? params.get("state") : "all";
+  view.q = params.get("q") || "";
+  view.sort = params.get("sort") || "state";
+  view.order = params.get("order") === "desc" ? "desc" : "asc";
+  view.offset = Math.max(0, parseInt(params.get("offset") || "0", 10) || 0);
+  if (token || legacyNode) writeHash();
+}
+
+function writeHash() {
+  const params = new URLSearchParams();
+  if (view.state !== "all") params.set("state", view.state);
+  if (view.q) params.set("q", view.q);
+  if (view.sort !== "state") params.set("sort", view.sort);
+  if (view.order !== "asc") params.set("order", view.order);
+  if (view.offset) params.set("offset", String(view.offset));
+  const path = view.node ? "/node/" + encodeURIComponent(view.node) : "/";
+  const query = params.toString();
+  history.replaceState(null, "", location.pathname + "#" + path + (query ? "?" + query : ""));
+}
+
+function authHeaders() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: "Bearer " + token } : {};
 }
 
 async function api(path, options = {}) {
-  const headers = { Accept: "application/json" };
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  if (token) headers.Authorization = "Bearer " + token;
+  const headers = { Accept: "application/json", ...authHeaders() };
+  if (options.body) headers["Content-Type"] = "application/json";
   const response = await fetch(path, { ...options, headers });
   if (response.status === 401) {
     showLogin(true);
@@ -58,27 +91,147 @@ function stateBadge(state) {
   return span;
 }
 
-function renderNodes(nodes) {
+function ago(at) {
+  if (!at) return "";
+  const seconds = Math.max(0, (Date.now() - Date.parse(at)) / 1000);
+  if (seconds < 60) return Math.round(seconds) + " s ago";
+  if (seconds < 3600) return Math.round(seconds / 60) + " min ago";
+  if (seconds < 86400) return (seconds / 3600).toFixed(1) + " h ago";
+  return Math.round(seconds / 86400) + " d ago";
+}
+
+function took(ms) {
+  if (ms == null) return "";
+  const seconds = ms / 1000;
+  if (seconds < 60) return seconds.toFixed(1) + " s";
+  if (seconds < 3600) return Math.floor(seconds / 60) + " min " + Math.round(seconds % 60) + " s";
+  return (seconds / 3600).toFixed(1) + " h";
+}
+
+function stepText(progress) {
+  if (!progress) return "";
+  const state = progress.state === "SUCCESS" || progress.state === "RUNNING" ? "" : " (" + progress.state.toLowerCase() + ")";
+  return progress.position + "/" + progress.total + ": " + progress.action + state;
+}
+
+function renderFilters(counts) {
+  const nav = document.getElementById("filters");
+  nav.replaceChildren();
+  for (const state of FILTERS) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "filter filter-" + state + (view.state === state ? " active" : "");
+    button.dataset.state = state;
+    button.setAttribute("aria-pressed", String(view.state === state));
+    const count = document.createElement("b");
+    count.textContent = String(counts[state] || 0);
+    button.append(count, " " + (LABELS[state] || state));
+    button.addEventListener("click", () => {
+      view.state = state;
+      view.offset = 0;
+      changed();
+    });
+    nav.append(button);
+  }
+  document.getElementById("summary").textContent = (counts.all || 0) + " nodes";
+}
+
+function renderNodes(page) {
   const body = document.getElementById("nodes");
   body.replaceChildren();
-  const counts = {};
-  for (const node of nodes) {
-    counts[node.state] = (counts[node.state] || 0) + 1;
+  for (const node of page.nodes) {
     const row = body.insertRow();
     row.dataset.node = node.id;
-    if (node.id === selected) row.classList.add("selected");
-    cell(row, node.macs.join(", "));
-    cell(row, node.serial);
-    cell(row, node.uuid, "uuid");
-    cell(row, node.profile);
+    if (view.node === node.id || node.macs.includes(view.node)) row.classList.add("selected");
     row.insertCell().append(stateBadge(node.state));
-    cell(row, node.progress_text);
-    cell(row, node.failure, "failure");
-    row.addEventListener("click", () => select(node.id));
+    cell(row, node.hostname);
+    cell(row, node.serial, "mono");
+    cell(row, node.macs.join(", "), "mono");
+    cell(row, node.ip, "mono");
+    cell(row, node.uuid, "mono uuid");
+    cell(row, node.profile);
+    // The action and its state only: the failure has its own column, shown once.
+    const progress = cell(row, stepText(node.progress), "progress");
+    if (node.progress_text) progress.title = node.progress_text;
+    const seen = cell(row, ago(node.last_seen));
+    if (node.last_seen) seen.title = node.last_seen;
+    cell(row, took(node.duration_ms), "number");
+    // Once, cut to the column's width; the whole text is in the title and the detail.
+    const failure = cell(row, node.failure, "failure");
+    if (node.failure) failure.title = node.failure;
+    row.addEventListener("click", () => openNode(node.id));
   }
-  document.getElementById("empty").hidden = nodes.length > 0;
-  document.getElementById("summary").textContent = Object.entries(counts)
-    .map(([state, count]) => count + " " + state).join(" · ");
+  const first = page.total === 0 ? 0 : page.offset + 1;
+  const last = Math.min(page.offset + page.nodes.length, page.total);
+  document.getElementById("range").textContent = first + "–" + last + " of " + page.total;
+  document.getElementById("prev").disabled = page.offset === 0;
+  document.getElementById("next").disabled = last >= page.total;
+  document.getElementById("empty").hidden = page.counts.all > 0;
+  for (const th of document.querySelectorAll("th[data-sort]")) {
+    th.classList.toggle("sorted", th.dataset.sort === view.sort);
+    th.classList.toggle("desc", th.dataset.sort === view.sort && view.order === "desc");
+  }
+}
+
+function profileSelect() {
+  const select = document.createElement("select");
+  select.setAttribute("aria-label", "Profile to register with");
+  for (const profile of profiles) {
+    const option = document.createElement("option");
+    option.value = profile.name;
+    option.textContent = profile.name;
+    option.selected = Boolean(profile.default);
+    select.append(option);
+  }
+  return select;
+}
+
+function renderRefusals(refusals) {
+  const body = document.getElementById("refusals");
+  body.replaceChildren();
+  for (const refusal of refusals) {
+    const row = body.insertRow();
+    row.dataset.refusal = refusal.key;
+    const at = cell(row, ago(refusal.last_at));
+    at.title = refusal.last_at;
+    cell(row, refusal.mac, "mono");
+    cell(row, refusal.serial, "mono");
+    cell(row, refusal.uuid, "mono uuid");
+    cell(row, refusal.ip, "mono");
+    cell(row, refusal.source);
+    const reason = cell(row, refusal.reason, "reason");
+    reason.title = refusal.reason;
+    cell(row, refusal.count, "number");
+    const actions = row.insertCell();
+    const select = profileSelect();
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "register";
+    button.textContent = "Register this node";
+    button.disabled = profiles.length === 0;
+    button.addEventListener("click", () => register(refusal, select.value, button));
+    actions.append(select, button);
+  }
+  document.getElementById("range").textContent = refusals.length + " refused";
+  document.getElementById("prev").disabled = true;
+  document.getElementById("next").disabled = true;
+}
+
+async function register(refusal, profile, button) {
+  button.disabled = true;
+  const spec = { profile };
+  for (const field of ["mac", "serial", "uuid"]) if (refusal[field]) spec[field] = refusal[field];
+  try {
+    await api("/api/v1/registrations", { method: "POST", body: JSON.stringify(spec) });
+    setStatus("");
+    document.getElementById("updated").textContent =
+      "registered " + (refusal.serial || refusal.mac || refusal.uuid) + " with " + profile;
+    marker = null;
+    refresh();
+  } catch (error) {
+    button.disabled = false;
+    setStatus("registering failed: " + error.message);
+  }
 }
 
 function listItem(list, text, className) {
@@ -86,18 +239,46 @@ function listItem(list, text, className) {
   item.textContent = text;
   if (className) item.className = className;
   list.append(item);
+  return item;
+}
+
+function fact(list, name, value) {
+  if (value == null || value === "") return;
+  const dt = document.createElement("dt");
+  dt.textContent = name;
+  const dd = document.createElement("dd");
+  dd.textContent = String(value);
+  list.append(dt, dd);
 }
 
 function renderDetail(node) {
-  document.getElementById("detail").hidden = false;
-  const identity = [node.macs.join(", "), node.serial, node.uuid].filter(Boolean).join(" · ");
-  document.getElementById("detail-title").textContent = identity || node.id;
+  const panel = document.getElementById("detail");
+  panel.hidden = false;
+  document.body.classList.add("with-detail");
+  document.getElementById("detail-title").textContent = node.hostname || node.serial || node.id;
+  const facts = document.getElementById("facts");
+  facts.replaceChildren();
+  const state = document.createElement("dd");
+  state.append(stateBadge(node.state));
+  const stateName = document.createElement("dt");
+  stateName.textContent = "State";
+  facts.append(stateName, state);
+  fact(facts, "Serial", node.serial);
+  fact(facts, "MAC", node.macs.join(", "));
+  fact(facts, "UUID", node.uuid);
+  fact(facts, "IP", node.ip);
+  fact(facts, "Profile", node.profile);
+  fact(facts, "Progress", node.progress_text);
+  fact(facts, "Id", node.id);
+  const failure = document.getElementById("detail-failure");
+  failure.textContent = node.failure || "";
+  failure.hidden = !node.failure;
   const actions = document.getElementById("actions");
   actions.replaceChildren();
   for (const action of node.workflow ? node.workflow.actions : []) {
-    const took = action.duration_ms == null ? "" : " (" + (action.duration_ms / 1000).toFixed(1) + " s)";
+    const duration = action.duration_ms == null ? "" : " (" + took(action.duration_ms) + ")";
     const why = action.message ? ": " + action.message : "";
-    listItem(actions, action.name + " " + action.state + took + why, "action-" + action.state);
+    listItem(actions, action.name + " " + action.state + duration + why, "action-" + action.state);
   }
   const timeline = document.getElementById("timeline");
   timeline.replaceChildren();
@@ -106,31 +287,51 @@ function renderDetail(node) {
   }
 }
 
+function closeDetail() {
+  view.node = null;
+  document.getElementById("detail").hidden = true;
+  document.body.classList.remove("with-detail");
+  writeHash();
+  for (const row of document.querySelectorAll("#nodes tr.selected")) row.classList.remove("selected");
+}
+
 async function pollLogs() {
-  const lines = await api("/api/v1/nodes/" + encodeURIComponent(selected) + "/logs?after=" + lastLogSeq + "&limit=500");
+  if (!view.node) return;
+  if (logNode !== view.node) {
+    logNode = view.node;
+    lastLogSeq = 0;
+    document.getElementById("logs").replaceChildren();
+  }
+  const lines = await api("/api/v1/nodes/" + encodeURIComponent(view.node) + "/logs?after=" + lastLogSeq + "&limit=500");
   if (lines.length === 0) return;
   const text = lines.map((line) => line.received_at + " " + line.source + ": " + line.text).join("\n") + "\n";
   const logs = document.getElementById("logs");
   logs.append(document.createTextNode(text));
-  logs.scrollTop = logs.scrollHeight;
+  if (document.getElementById("follow").checked) logs.scrollTop = logs.scrollHeight;
   lastLogSeq = lines[lines.length - 1].seq;
 }
 
-function select(id) {
-  selected = id;
-  lastLogSeq = 0;
-  document.getElementById("logs").replaceChildren();
-  history.replaceState(null, "", location.pathname + "#node=" + encodeURIComponent(id));
-  refresh();
+function openNode(id) {
+  view.node = id;
+  writeHash();
+  for (const row of document.querySelectorAll("#nodes tr")) row.classList.toggle("selected", row.dataset.node === id);
+  refreshDetail();
+}
+
+async function refreshDetail() {
+  if (!view.node) return;
+  try {
+    renderDetail(await api("/api/v1/nodes/" + encodeURIComponent(view.node)));
+    await pollLogs();
+  } catch (error) {
+    setStatus(error.message);
+  }
 }
 
 // The site's trust setting, read from the one place it is exported (/metrics), so the page
 // and Prometheus can never disagree.
 async function renderTrust() {
-  const headers = {};
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  if (token) headers.Authorization = "Bearer " + token;
-  const response = await fetch("/metrics", { headers });
+  const response = await fetch("/metrics", { headers: authHeaders() });
   if (!response.ok) return;
   const text = await response.text();
   const allowed = /^provisioner_unauthenticated_workers_allowed 1$/m.test(text);
@@ -141,26 +342,59 @@ async function renderTrust() {
   banner.hidden = !allowed;
 }
 
+function fleetQuery() {
+  const params = new URLSearchParams({ sort: view.sort, order: view.order, offset: String(view.offset), limit: String(PAGE_SIZE) });
+  if (view.state !== "all" && view.state !== "refused") params.set("state", view.state);
+  if (view.q) params.set("q", view.q);
+  if (marker) params.set("since", marker);
+  return "/api/v1/fleet?" + params;
+}
+
+// One poll: the fleet only when its marker moved (or the view changed), the open node's logs
+// always (they are not part of the marker).
 async function refresh() {
+  if (polling) return;
+  polling = true;
   try {
-    renderNodes(await api("/api/v1/nodes"));
-    await renderTrust();
-    if (selected) {
-      renderDetail(await api("/api/v1/nodes/" + encodeURIComponent(selected)));
-      await pollLogs();
-    }
+    const page = await api(fleetQuery());
     showLogin(false);
+    if (!page.unchanged) {
+      const first = marker === null;
+      marker = page.marker;
+      renderFilters(page.counts);
+      const refused = view.state === "refused";
+      document.getElementById("fleet-table").hidden = refused;
+      document.getElementById("refused-table").hidden = !refused;
+      if (refused) {
+        if (profiles.length === 0) profiles = await api("/api/v1/profiles");
+        renderRefusals(await api("/api/v1/refusals"));
+      } else {
+        renderNodes(page);
+      }
+      if (first) await renderTrust();
+      if (view.node) renderDetail(await api("/api/v1/nodes/" + encodeURIComponent(view.node)));
+    }
+    await pollLogs();
     setStatus("");
   } catch (error) {
     setStatus(error.message);
+  } finally {
+    polling = false;
   }
+}
+
+// The view changed: fetch at once, whatever the marker.
+function changed() {
+  marker = null;
+  writeHash();
+  refresh();
 }
 
 document.getElementById("login").addEventListener("submit", (event) => {
   event.preventDefault();
   sessionStorage.setItem(TOKEN_KEY, document.getElementById("token").value.trim());
   document.getElementById("token").value = "";
-  refresh();
+  changed();
 });
 
 document.getElementById("forget").addEventListener("click", () => {
@@ -168,16 +402,57 @@ document.getElementById("forget").addEventListener("click", () => {
   showLogin(true);
 });
 
+let searchTimer = null;
+document.getElementById("search").addEventListener("input", (event) => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => {
+    view.q = event.target.value.trim();
+    view.offset = 0;
+    // The search covers the fleet, not the refused list.
+    if (view.q && view.state === "refused") view.state = "all";
+    changed();
+  }, 200);
+});
+
+for (const th of document.querySelectorAll("th[data-sort]")) {
+  th.addEventListener("click", () => {
+    const key = th.dataset.sort;
+    view.order = view.sort === key && view.order === "asc" ? "desc" : "asc";
+    view.sort = key;
+    view.offset = 0;
+    changed();
+  });
+}
+
+document.getElementById("prev").addEventListener("click", () => {
+  view.offset = Math.max(0, view.offset - PAGE_SIZE);
+  changed();
+});
+document.getElementById("next").addEventListener("click", () => {
+  view.offset += PAGE_SIZE;
+  changed();
+});
+document.getElementById("close").addEventListener("click", closeDetail);
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && view.node) closeDetail();
+});
+window.addEventListener("hashchange", () => {
+  readHash();
+  changed();
+  refreshDetail();
+});
+
 document.getElementById("reprovision").addEventListener("click", async () => {
-  if (!selected || !confirm("Install this node again at its next PXE boot?")) return;
+  if (!view.node || !confirm("Install this node again at its next PXE boot?")) return;
   try {
-    await api("/api/v1/nodes/" + encodeURIComponent(selected) + "/reprovision", { method: "POST" });
-    refresh();
+    await api("/api/v1/nodes/" + encodeURIComponent(view.node) + "/reprovision", { method: "POST" });
+    changed();
   } catch (error) {
     setStatus(error.message);
   }
 });
 
-takeFragment();
+readHash();
+document.getElementById("search").value = view.q;
 refresh();
 setInterval(refresh, POLL_MS);

@@ -1,6 +1,8 @@
 //! OEP's registration CSV: `Serial,UUID,OSProfile,Site,Secure,RemoteUser,Metadata`, the header
-//! optional and case-insensitive, a `MAC` (and `Hostname`) column accepted anywhere, other
-//! columns kept in the registration's metadata under their lower-case header name.
+//! optional and case-insensitive, a `MAC` (and `Hostname`) column accepted anywhere. OEP's
+//! Site, Secure, RemoteUser and Metadata columns, and any `meta.KEY` column, are kept in the
+//! registration's metadata (under `site`, ..., `KEY`); any other header is refused, so that a
+//! misspelt `UID` is not silently taken as metadata.
 
 use std::collections::BTreeMap;
 
@@ -30,20 +32,75 @@ enum Target {
     Metadata(String),
 }
 
-fn target(header: &str) -> Target {
-    match header.trim().to_ascii_lowercase().as_str() {
+/// The headers a file may use, as the error about an unknown one lists them.
+const KNOWN_COLUMNS: &str = "Serial, UUID, MAC, OSProfile (or Profile), Hostname, Site, Secure, \
+                             RemoteUser, Metadata, and meta.KEY for any metadata KEY";
+
+/// What a header fills; None for a header that is not a known column.
+fn known_target(header: &str) -> Option<Target> {
+    let header = header.trim();
+    if let Some(key) = header
+        .get(..5)
+        .filter(|prefix| prefix.eq_ignore_ascii_case("meta."))
+        .and(header.get(5..))
+        .filter(|key| !key.is_empty())
+    {
+        return Some(Target::Metadata(key.to_string()));
+    }
+    Some(match header.to_ascii_lowercase().as_str() {
         "serial" | "serialnumber" => Target::Serial,
         "uuid" => Target::Uuid,
         "mac" | "macaddress" => Target::Mac,
         "osprofile" | "profile" => Target::Profile,
         "hostname" => Target::Hostname,
-        other => Target::Metadata(other.to_string()),
-    }
+        oep @ ("site" | "secure" | "remoteuser" | "metadata") => Target::Metadata(oep.to_string()),
+        _ => return None,
+    })
+}
+
+/// A header's target; unknown ones (refused in a header line) as metadata under their
+/// lower-case name, for the generated `columnN` names of header-less rows.
+fn target(header: &str) -> Target {
+    known_target(header).unwrap_or_else(|| Target::Metadata(header.trim().to_ascii_lowercase()))
+}
+
+/// The header's first unknown column, as an error naming it and the known ones.
+fn check_header(headers: &[String]) -> Result<()> {
+    let Some((index, unknown)) = headers
+        .iter()
+        .enumerate()
+        .find(|(_, header)| known_target(header).is_none())
+    else {
+        return Ok(());
+    };
+    let known = [
+        "Serial",
+        "UUID",
+        "MAC",
+        "OSProfile",
+        "Profile",
+        "Hostname",
+        "Site",
+        "Secure",
+        "RemoteUser",
+        "Metadata",
+    ];
+    let near = crate::hints::nearest(unknown.trim(), known)
+        .map_or_else(String::new, |name| format!("did you mean {name}? "));
+    Err(FieldError::new(
+        format!("line 1, column {}", index + 1),
+        format!(
+            "{unknown:?} is not a known column; {near}known columns: {KNOWN_COLUMNS} \
+             (e.g. meta.{} to keep it as metadata)",
+            unknown.trim().to_ascii_lowercase()
+        ),
+    )
+    .into())
 }
 
 /// A parsed row, with what is needed to point an error at its line and column.
 pub(super) struct Row {
-    line: u64,
+    pub(super) line: u64,
     headers: Vec<String>,
     targets: Vec<Target>,
     pub(super) spec: RegistrationSpec,
@@ -110,7 +167,9 @@ pub(super) fn parse(text: &str) -> Result<Vec<Row>> {
             continue;
         }
         if index == 0 && is_header(&cells) {
-            headers = Some(cells.iter().map(|cell| cell.to_string()).collect());
+            let header: Vec<String> = cells.iter().map(|cell| cell.to_string()).collect();
+            check_header(&header)?;
+            headers = Some(header);
             continue;
         }
         let headers = headers
@@ -121,10 +180,16 @@ pub(super) fn parse(text: &str) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// A first line naming Serial, UUID, MAC, a profile or a hostname, or a `meta.` column, is
+/// a header; OEP's files may come without one.
 fn is_header(cells: &[&str]) -> bool {
-    cells
-        .iter()
-        .any(|cell| !matches!(target(cell), Target::Metadata(_)))
+    cells.iter().any(|cell| {
+        let cell = cell.trim();
+        !matches!(target(cell), Target::Metadata(_))
+            || cell
+                .get(..5)
+                .is_some_and(|prefix| prefix.eq_ignore_ascii_case("meta."))
+    })
 }
 
 fn default_headers(count: usize) -> Vec<String> {
