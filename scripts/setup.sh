@@ -37,10 +37,15 @@ kernel_link="$kernel_dir/linux-image-amd64.deb"
 #                    generated from proto/ with protoc and grpc_python_plugin)
 #   openssl          the independent TLS peer and certificate checker of the node-trust tests
 #                    (s_client/s_server, verify, req, x509)
+#   sbsigntool       sbsign: Authenticode signing of EFI binaries (bootkit-build sign); sbverify checks them
+#   efitools         cert-to-efi-sig-list/sign-efi-sig-list: the oracle of bootkit-build keys' .esl/.auth
+#   python3-pip      installs PyPI's virt-firmware (virt-fw-vars) for the Secure Boot QEMU tests, below
 packages=(qemu-system-x86 qemu-utils zstd busybox-static cpio xz-utils liblzma-dev ovmf e2fsprogs iproute2 dnsmasq-base
     gdisk fdisk dosfstools mtools systemd-boot-efi binutils bmap-tools
     protobuf-compiler libprotobuf-dev containerd runc docker-registry curl
-    ipxe ipxe-qemu seabios chromium python3-grpcio python3-protobuf protobuf-compiler-grpc openssl)
+    ipxe ipxe-qemu seabios chromium python3-grpcio python3-protobuf protobuf-compiler-grpc openssl
+    sbsigntool efitools python3-pip
+    bsdextrautils)  # column(1): the provisioner CLI's tables are checked against `column -t`
 
 log() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -120,5 +125,28 @@ else
     # A relative symlink keeps working if the repository is moved.
     ln -sfn "$deb" "$kernel_link"
     log "kernel package: $kernel_link -> $deb"
+fi
+# PyPI's virt-firmware: virt-fw-vars enrolls the test key set (PK/KEK/db) into OVMF's
+# variable store for the Secure Boot QEMU tests (qemu-tests/src/secure_boot.rs); Debian 12
+# does not package it.
+if command -v virt-fw-vars >/dev/null; then
+    log "virt-firmware present: $(command -v virt-fw-vars)"
+else
+    log "pip install virt-firmware"
+    # --break-system-packages: Debian's python3 refuses pip installs outside a venv otherwise.
+    python3 -m pip install --quiet --break-system-packages virt-firmware \
+        || die "pip install virt-firmware failed (python3 -m pip install virt-firmware says why)"
+    command -v virt-fw-vars >/dev/null \
+        || die "pip installed virt-firmware but virt-fw-vars is not on PATH"
+fi
+# playwright-core (npm) drives Debian's chromium in the status page's browser test
+# (provisioner/tests/status_page_browser.rs); the lock file pins it, node and npm are the machine's.
+if [[ -d "$repo_root/provisioner/tests/browser/node_modules/playwright-core" ]]; then
+    log "playwright-core present (provisioner/tests/browser/node_modules)"
+else
+    command -v npm >/dev/null || die "npm is missing: the status page's browser test needs Node.js and npm"
+    log "npm ci in provisioner/tests/browser"
+    (cd "$repo_root/provisioner/tests/browser" && npm ci --no-audit --no-fund --silent) \
+        || die "npm ci in provisioner/tests/browser failed (run it there to see why)"
 fi
 log "done"
