@@ -25,8 +25,8 @@ pub use format::{
 pub use forwarder::{
     ClientIdentity, DEFAULT_CA_FILE, DEFAULT_CAPACITY, DEFAULT_CLIENT_CERT_FILE,
     DEFAULT_CLIENT_KEY_FILE, DEFAULT_PORT, DEFAULT_TLS_PORT, Event, FORWARDER_APP_NAME,
-    ForwardError, Forwarder, ForwarderConfig, ForwarderTask, IDENTITY_CHECK_INTERVAL, MAX_CAPACITY,
-    MAX_MSG_LEN, RECONNECT_BACKOFF, Transport, write_octet_counted,
+    ForwardError, Forwarder, ForwarderConfig, ForwarderTask, MAX_CAPACITY, MAX_MSG_LEN,
+    RECONNECT_BACKOFF, Transport, write_octet_counted,
 };
 
 #[cfg(test)]

@@ -33,9 +33,6 @@ pub const DEFAULT_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub const DEFAULT_CLIENT_CERT_FILE: &str = "/run/bootkit/credentials/node.pem";
 /// The node's private key (PEM) for [`DEFAULT_CLIENT_CERT_FILE`].
 pub const DEFAULT_CLIENT_KEY_FILE: &str = "/run/bootkit/credentials/node-key.pem";
-/// How often, at most, a TLS connection without a client certificate looks whether the
-/// certificate has appeared (checked when a line is sent).
-pub const IDENTITY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Lines kept while the log host cannot be reached.
 pub const DEFAULT_CAPACITY: usize = 4096;
 /// The largest buffer accepted; a larger configured capacity is reduced to it.
@@ -599,7 +596,6 @@ impl ForwarderTask {
                 }
             )
         });
-        let mut next_check = tokio::time::Instant::now();
         loop {
             self.report_dropped(connection, on_event).await?;
             let record = match state.pending.take() {
@@ -614,14 +610,13 @@ impl ForwarderTask {
                     },
                 },
             };
-            if let Some(identity) = identity
-                && tokio::time::Instant::now() >= next_check
-            {
-                next_check = tokio::time::Instant::now() + IDENTITY_CHECK_INTERVAL;
-                if identity.present() {
-                    state.pending = Some(record);
-                    return Ok(Pumped::Reconnect);
-                }
+            // Looked for before every line (two stats, and only until the certificate is
+            // presented): the first line after enrollment (the supervisor starting the
+            // worker) must already go under the node's certificate, which a check at
+            // intervals would let slip through unauthenticated.
+            if identity.is_some_and(ClientIdentity::present) {
+                state.pending = Some(record);
+                return Ok(Pumped::Reconnect);
             }
             let line = self.shared.format(&record);
             if let Err(error) = connection.send(&line, timeout).await {
