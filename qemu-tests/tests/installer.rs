@@ -6,17 +6,16 @@
 //! store must start the installed system: its marker on the console proves the boot entry
 //! and the image.
 
-#[allow(dead_code)]
 mod common;
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use bootkit_builder::test_os::{TestOsSpec, build_test_os};
 use bootkit_builder::{ImageConfig, Progress, UsbConfig};
+use common::run;
 use qemu_tests::{Vm, VmConfig, fresh_uefi_vars, repo_root, require_kernel_deb, scaled};
 
 /// What the installed system's UKI prints before it powers off.
@@ -200,20 +199,6 @@ fn check_log_on_stick(stick: &Path) -> Result<()> {
         "no installer log on the stick's data partition:\n{listing}"
     );
     Ok(())
-}
-
-fn run(program: &str, args: &[&str]) -> Result<String> {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {program} (scripts/setup.sh installs it)"))?;
-    if !output.status.success() {
-        bail!(
-            "{program} {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 fn work_file(beside: &Path, name: &str) -> PathBuf {

@@ -7,7 +7,6 @@
 
 // The boots here go through this file's own `boot_on`, so common's user-net `boot` helpers
 // are unused in this test binary.
-#[allow(dead_code)]
 mod common;
 
 use std::io::{BufRead, BufReader, ErrorKind};

@@ -9,15 +9,18 @@
 //! One key set, one enrolled variable store and one signed UKI per test binary; every VM
 //! boots its own copy of the store.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Context, Result, anyhow, ensure};
 use bootkit_builder::secure_boot::{KeyRole, KeySet, sign_pe};
 use bootkit_builder::uki::{DEFAULT_STUB, UkiInputs, build_uki, os_release, read_layout};
+use common::run;
 use qemu_tests::secure_boot::REFUSED_MARKER;
 use qemu_tests::{SecureBootVars, TestImage, Vm, VmConfig, scaled, target_dir};
 
@@ -141,20 +144,6 @@ fn esp_with(efi: &Path, out: &Path) -> Result<()> {
         ],
     )?;
     Ok(())
-}
-
-fn run(program: &str, args: &[&str]) -> Result<String> {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {program} (scripts/setup.sh installs it)"))?;
-    if !output.status.success() {
-        bail!(
-            "{program} {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// A Secure Boot machine with its own copy of the enrolled store and `disk` on virtio.

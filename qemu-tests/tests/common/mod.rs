@@ -1,10 +1,13 @@
 //! What the boot tests share: images built from imageconfigs/qemu-test.toml with per-test
-//! services, and VMs booted from them.
+//! services, VMs booted from them, and the host tools the tests drive.
+
+#![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use bootkit_builder::{ImageConfig, Overlay, Progress};
 use bootkit_common::layout::SERVICES_DIR;
 use qemu_tests::{
@@ -70,4 +73,20 @@ pub fn boot_forwarding(
 /// Index of the first console line containing `pattern`, for ordering checks.
 pub fn position(console: &str, pattern: &str) -> Option<usize> {
     console.lines().position(|line| line.contains(pattern))
+}
+
+/// The stdout of a host tool the test drives (sgdisk, debugfs, mtools), or an error with its
+/// stderr.
+pub fn run(program: &str, args: &[&str]) -> Result<String> {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {program} (scripts/setup.sh installs it)"))?;
+    if !output.status.success() {
+        bail!(
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
