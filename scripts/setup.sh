@@ -88,11 +88,29 @@ if (( ${#missing[@]} )); then
     need_root "installing ${missing[*]}"
     log "installing: ${missing[*]}"
     # The whole list goes to apt, not only what is missing: installing one
-    # package can make apt remove another one of the list (on a fresh machine,
-    # Debian's qemu-system-x86 replaced the image's newer qemu-utils), and
-    # asking for all of them makes apt pick versions that fit together.
-    apt-get install -y -qq --no-install-recommends "${packages[@]}" \
-        || die "apt-get install ${packages[*]} failed"
+    # package can make apt remove another one of the list, and asking for all
+    # of them makes apt pick versions that fit together.
+    install_args=("${packages[@]}")
+    # The fresh image carries qemu-utils 10 from bookworm-backports, whose
+    # source is not configured. Debian's qemu-system-x86 (7.2) breaks it, and
+    # apt neither downgrades nor removes a package asked for by name, so it
+    # gives up with "held broken packages". Ask for qemu-utils at
+    # qemu-system-x86's version, allowing the downgrade.
+    qemu_version=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')
+    utils_version=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true)
+    downgrade=()
+    if [[ -n $utils_version && -n $qemu_version && $qemu_version != "(none)" \
+          && $utils_version != "$qemu_version" ]]; then
+        log "qemu-utils $utils_version does not match qemu-system-x86 $qemu_version: installing qemu-utils=$qemu_version"
+        install_args=("${install_args[@]/#qemu-utils/qemu-utils=$qemu_version}")
+        downgrade=(--allow-downgrades)
+    fi
+    if ! apt-get install -y -qq --no-install-recommends "${downgrade[@]}" "${install_args[@]}"; then
+        # -qq hides apt's reasons; a simulation shows which package conflicts.
+        apt-get install -s --no-install-recommends "${downgrade[@]}" "${install_args[@]}" 2>&1 \
+            | grep -v '^\(Inst\|Conf\) ' | tail -25 >&2 || true
+        die "apt-get install ${install_args[*]} failed (apt's reasons above)"
+    fi
 else
     log "host packages already installed"
 fi

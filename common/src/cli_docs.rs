@@ -8,7 +8,7 @@
 //! hidden subcommand (or, for a binary without subcommands, a hidden flag) that writes the
 //! documents, so `scripts/install-docs.sh` can run `NAME generate-docs --out DIR`:
 //!
-//! ```ignore
+//! ```text
 //! use clap::CommandFactory;
 //!
 //! #[derive(clap::Subcommand)]
