@@ -147,13 +147,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let out = Output { json: cli.json };
     let target = cli.target;
     let open = || cli::remote::open(&target);
-    let local = |command: &str| open()?.into_local(command);
     match cli.command {
-        Command::Template { action } => cli::records::template(&local("template")?, &out, action),
-        Command::Hardware { action } => cli::records::hardware(&local("hardware")?, &out, action),
-        Command::Workflow { action } => cli::records::workflow(&local("workflow")?, &out, action),
-        Command::Apply(args) => cli::objects::apply(&local("apply")?, &out, &args),
-        Command::Get(args) => cli::objects::get(&local("get")?, &out, &args),
+        Command::Template { action } => cli::records::template(&open()?, &out, action),
+        Command::Hardware { action } => cli::records::hardware(&open()?, &out, action),
+        Command::Workflow { action } => cli::records::workflow(&open()?, &out, action),
+        Command::Apply(args) => cli::objects::apply(&open()?, &out, &args),
+        Command::Get(args) => cli::objects::get(&open()?, &out, &args),
         Command::Node { action } => cli::nodes::node(&open()?, &out, action),
         Command::Profile { action } => cli::nodes::profile(&open()?, &out, action),
         Command::Serve(args) => {

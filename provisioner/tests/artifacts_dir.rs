@@ -175,10 +175,11 @@ async fn a_symlink_out_of_the_artifacts_dir_is_refused_at_serve_time_and_one_ins
     );
 }
 
-/// Starts `serve` with `args`, waits for its "provisioner serving" line and stops it; returns
-/// every line it logged.
-fn serve_briefly(db: &TestDb, args: &[&str]) -> Vec<String> {
+/// Starts `serve` with `args` in the directory `cwd`, waits for its "provisioner serving" line
+/// and stops it; returns every line it logged.
+fn serve_briefly(db: &TestDb, cwd: &Path, args: &[&str]) -> Vec<String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_provisioner"))
+        .current_dir(cwd)
         .arg("--db")
         .arg(db.path())
         .args(["serve", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"])
@@ -277,6 +278,7 @@ fn serve_records_its_roots_for_the_cli_and_logs_profiles_outside_them() {
     let artifacts = dir.join("site-artifacts");
     let logged = serve_briefly(
         &db,
+        dir,
         &[
             "--artifacts-dir",
             path(&artifacts),
@@ -312,4 +314,61 @@ fn serve_records_its_roots_for_the_cli_and_logs_profiles_outside_them() {
 
 fn path(path: &Path) -> &str {
     path.to_str().unwrap()
+}
+
+#[test]
+fn a_relative_profile_path_is_stored_absolute_and_serve_finds_it_from_another_directory() {
+    let db = TestDb::new();
+    let dir = db.dir.path();
+    let images = dir.join("images");
+    std::fs::create_dir(&images).unwrap();
+    std::fs::write(images.join("vmlinuz"), "kernel").unwrap();
+    std::fs::write(images.join("initrd"), "initrd").unwrap();
+    let template = dir.join("template.yaml");
+    std::fs::write(&template, TEMPLATE).unwrap();
+    assert!(
+        run(&db, &["template", "create", "--file", path(&template)])
+            .status
+            .success()
+    );
+    // serve records its roots: the images directory is one.
+    serve_briefly(&db, dir, &["--artifacts-root", path(&images)]);
+
+    // The operator in the images directory names the files as the shell completes them.
+    let created = Command::new(env!("CARGO_BIN_EXE_provisioner"))
+        .current_dir(&images)
+        .arg("--db")
+        .arg(db.path())
+        .args(["--json", "profile", "create", "--name", "edge"])
+        .args(["--kernel", "vmlinuz", "--initramfs", "./initrd"])
+        .args([
+            "--template",
+            "three-actions",
+            "--os-image",
+            "http://x/os.img",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let stored = Store::open(&db.path())
+        .unwrap()
+        .get_profile("edge")
+        .unwrap();
+    assert_eq!(stored.kernel, path(&images.join("vmlinuz")));
+    assert_eq!(stored.initramfs, path(&images.join("initrd")));
+    assert_eq!(stored.os_image, "http://x/os.img", "a URL stays as given");
+
+    // serve started from another directory finds both files: its check at start says
+    // neither is missing nor outside its roots.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let logged = serve_briefly(&db, elsewhere.path(), &["--artifacts-root", path(&images)]);
+    assert!(
+        !logged.iter().any(|line| line.contains("profile edge")
+            && (line.contains("does not exist") || line.contains("outside"))),
+        "{logged:#?}"
+    );
 }

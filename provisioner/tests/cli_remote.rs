@@ -38,16 +38,7 @@ impl Site {
             .unwrap();
         drop(store);
         let pki = db.dir.path().join("pki");
-        let init = Command::new(PROVISIONER)
-            .args(["init", "--dir"])
-            .arg(&pki)
-            .output()
-            .unwrap();
-        assert!(
-            init.status.success(),
-            "{}",
-            String::from_utf8_lossy(&init.stderr)
-        );
+        common::cli::init(&pki);
         let file = |name: &str| pki.join(name).display().to_string();
         let mut child = Command::new(PROVISIONER)
             .arg("--db")
@@ -80,6 +71,14 @@ impl Site {
 
     fn file(&self, name: &str) -> String {
         self.pki.join(name).display().to_string()
+    }
+
+    /// The CLI with `--server` and `--ca` of this site and its admin token, HOME in `home`.
+    fn remote(&self, home: &Path, args: &[&str]) -> Output {
+        let ca = self.file("ca.pem");
+        let mut all = vec!["--server", &self.url, "--ca", &ca];
+        all.extend_from_slice(args);
+        cli(home, Some(&self.token()), &all)
     }
 
     fn token(&self) -> String {
@@ -124,13 +123,8 @@ fn list_show_revoke_through_server_flags() {
     let site = Site::start();
     let home = tempfile::tempdir().unwrap();
     let home = home.path();
-    let token = site.token();
     let ca = site.file("ca.pem");
-    let remote = |args: &[&str]| {
-        let mut all = vec!["--server", &site.url, "--ca", &ca];
-        all.extend_from_slice(args);
-        cli(home, Some(&token), &all)
-    };
+    let remote = |args: &[&str]| site.remote(home, args);
 
     let listed = succeeded(&remote(&["node", "list"]));
     let header = listed.lines().next().unwrap();
@@ -194,12 +188,157 @@ fn list_show_revoke_through_server_flags() {
         refused.contains("401") && refused.contains("--token or BOOTKIT_ADMIN_TOKEN"),
         "{refused}"
     );
-    // Commands without an API client yet say so instead of guessing.
-    let local_only = failed(&remote(&["template", "list"]));
-    assert!(
-        local_only.contains("works on a database on this host only"),
-        "{local_only}"
+}
+
+/// A Hardware and a Template as Tinkerbell objects, for `apply -f` over the API.
+const OBJECTS: &str = r#"apiVersion: tinkerbell.org/v1alpha1
+kind: Hardware
+metadata:
+  name: rack1-n07
+  namespace: default
+spec:
+  interfaces:
+  - dhcp:
+      mac: "52:54:00:aa:00:07"
+      hostname: rack1-n07
+---
+apiVersion: tinkerbell.org/v1alpha1
+kind: Hardware
+metadata:
+  name: rack1-n08
+  namespace: default
+spec:
+  interfaces:
+  - dhcp:
+      mac: "not-a-mac"
+"#;
+
+#[test]
+fn templates_hardware_workflows_and_objects_through_the_server() {
+    let site = Site::start();
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let remote = |args: &[&str]| site.remote(home, args);
+    let files = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = files.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+
+    // The profile's template is there already; a second one, named on the command line.
+    let template = file("template.yaml", common::TEMPLATE);
+    let created = succeeded(&remote(&[
+        "--json",
+        "template",
+        "create",
+        "--file",
+        &template,
+        "--name",
+        "remote-install",
+    ]));
+    let template_id = serde_json::from_str::<serde_json::Value>(&created).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let listed = succeeded(&remote(&["template", "list"]));
+    assert!(listed.contains("remote-install"), "{listed}");
+    let shown = succeeded(&remote(&["template", "get", "remote-install"]));
+    assert!(shown.contains("name: remote-install") && shown.contains("three-actions"));
+
+    let hardware = file(
+        "hardware.json",
+        r#"{"id": "rack1-n06", "macs": ["52-54-00-AA-00-06"], "ips": ["10.0.0.6"]}"#,
     );
+    succeeded(&remote(&["hardware", "create", "--file", &hardware]));
+    let shown = succeeded(&remote(&["hardware", "get", "52:54:00:aa:00:06"]));
+    assert!(
+        shown.contains("id: rack1-n06") && shown.contains("10.0.0.6"),
+        "{shown}"
+    );
+    let missing = failed(&remote(&["hardware", "get", "rack1-n60"]));
+    assert!(
+        missing.contains("404") && missing.contains("rack1-n60"),
+        "{missing}"
+    );
+
+    let workflow = succeeded(&remote(&[
+        "--json",
+        "workflow",
+        "create",
+        "--template",
+        &template_id,
+        "--hardware",
+        r#"{"device_1": "52:54:00:aa:00:06"}"#,
+    ]));
+    let workflow_id = serde_json::from_str::<serde_json::Value>(&workflow).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown = succeeded(&remote(&["workflow", "get", &workflow_id]));
+    assert!(
+        shown.contains("disk/wipe") && shown.contains("finish/reboot"),
+        "{shown}"
+    );
+    assert!(succeeded(&remote(&["workflow", "list"])).contains(&workflow_id));
+
+    // Applied by the server, all checked first: a wrong object stops the whole file, and
+    // the message points at it.
+    let objects = file("objects.yaml", OBJECTS);
+    let refused = failed(&remote(&["apply", "-f", &objects]));
+    assert!(
+        refused.contains("nothing applied")
+            && refused.contains("document 2")
+            && refused.contains("not-a-mac"),
+        "{refused}"
+    );
+    let first = file("first.yaml", OBJECTS.split("---").next().unwrap());
+    let applied = succeeded(&remote(&["apply", "-f", &first]));
+    assert_eq!(
+        applied.trim(),
+        "hardware.tinkerbell.org/default/rack1-n07 created"
+    );
+    let again = succeeded(&remote(&["apply", "-f", &first]));
+    assert_eq!(
+        again.trim(),
+        "hardware.tinkerbell.org/default/rack1-n07 unchanged"
+    );
+    let yaml = succeeded(&remote(&["get", "hardware", "rack1-n07", "-o", "yaml"]));
+    assert!(
+        yaml.starts_with("apiVersion: tinkerbell.org/v1alpha1\nkind: Hardware\n")
+            && yaml.contains("52:54:00:aa:00:07"),
+        "{yaml}"
+    );
+    let unknown = failed(&remote(&["get", "hw", "rack1-n70"]));
+    assert!(
+        unknown.contains("hardware.tinkerbell.org \"default/rack1-n70\" not found"),
+        "{unknown}"
+    );
+
+    // What the CLI did over the API is in the server's database.
+    let store = site.db.open();
+    assert_eq!(store.get_hardware("rack1-n06").unwrap().ips, ["10.0.0.6"]);
+    assert_eq!(
+        store.get_hardware("default/rack1-n07").unwrap().macs,
+        ["52:54:00:aa:00:07"]
+    );
+    assert_eq!(
+        store.get_workflow(&workflow_id).unwrap().template_id,
+        template_id
+    );
+
+    succeeded(&remote(&["workflow", "delete", &workflow_id]));
+    succeeded(&remote(&["hardware", "delete", "rack1-n06"]));
+    succeeded(&remote(&["template", "delete", "remote-install"]));
+    assert!(
+        store
+            .list_workflows()
+            .unwrap()
+            .iter()
+            .all(|w| w.id != workflow_id)
+    );
+    assert!(store.get_hardware("rack1-n06").is_err());
+    assert!(store.get_template("remote-install").is_err());
 }
 
 #[test]
@@ -260,4 +399,36 @@ fn a_saved_context_is_used_by_every_command() {
     succeeded(&cli(home, None, &["context", "delete", "lab"]));
     let nothing = failed(&cli(home, None, &["node", "list"]));
     assert!(nothing.contains("no --db and no --server"), "{nothing}");
+}
+
+#[test]
+fn a_relative_profile_path_sent_to_a_server_is_resolved_in_the_servers_artifacts_directory() {
+    let site = Site::start();
+    let home = tempfile::tempdir().unwrap();
+    // Run from a directory that holds no such files: this host's directory means nothing to
+    // the server, so the path goes as given and the server finds it under its artifacts
+    // directory (where the site's profile files are).
+    let elsewhere = tempfile::tempdir().unwrap();
+    let created = Command::new(PROVISIONER)
+        .current_dir(elsewhere.path())
+        .env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .env("BOOTKIT_ADMIN_TOKEN", site.token())
+        .args(["--server", &site.url, "--ca", &site.file("ca.pem")])
+        .args([
+            "profile", "create", "--name", "remote", "--kernel", "vmlinuz",
+        ])
+        .args([
+            "--initramfs",
+            "initramfs.img",
+            "--template",
+            "three-actions",
+        ])
+        .args(["--os-image", "http://images.invalid/os.img"])
+        .output()
+        .unwrap();
+    succeeded(&created);
+    let stored = site.db.open().get_profile("remote").unwrap();
+    assert_eq!(stored.kernel, "vmlinuz");
+    assert_eq!(stored.initramfs, "initramfs.img");
 }

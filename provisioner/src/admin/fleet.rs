@@ -2,9 +2,9 @@
 //! paged on the server so that a site of 2,000 nodes sends the browser one page of rows, and
 //! a change marker so the page polls cheaply and fetches only when something moved.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -81,10 +81,6 @@ fn state_rank(state: NodeState) -> u8 {
     }
 }
 
-fn millis(text: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339(text).ok()
-}
-
 /// A MAC's hex digits only, so `52-54-00-AA-00-01`, `5254.00aa.0001` and `52:54:00:aa:00:01`
 /// all find the same node.
 fn mac_digits(text: &str) -> String {
@@ -159,11 +155,7 @@ async fn fleet(State(store): Shared, Query(query): Query<FleetQuery>) -> ApiResu
             .to_lowercase();
 
         let nodes = store.list_nodes()?;
-        let spans: HashMap<String, (Option<String>, Option<String>)> = store
-            .list_workflows()?
-            .into_iter()
-            .map(|workflow| (workflow.id, (workflow.started_at, workflow.stopped_at)))
-            .collect();
+        let spans = store.workflow_spans()?;
         let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
         for node in &nodes {
             *counts.entry(node.state.as_str()).or_default() += 1;
@@ -171,7 +163,11 @@ async fn fleet(State(store): Shared, Query(query): Query<FleetQuery>) -> ApiResu
         counts.insert("all", nodes.len());
         counts.insert("refused", store.list_refusals()?.len());
 
-        let now = SystemTime::now();
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| {
+                i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+            });
         let mut rows: Vec<FleetRow> = nodes
             .into_iter()
             .filter(|node| state.is_none_or(|state| node.state == state))
@@ -181,12 +177,10 @@ async fn fleet(State(store): Shared, Query(query): Query<FleetQuery>) -> ApiResu
                     .workflow_id
                     .as_ref()
                     .and_then(|id| spans.get(id))
-                    .and_then(|(started, stopped)| {
-                        let started = millis(started.as_deref()?)?;
-                        let stopped = stopped.as_deref().and_then(millis).unwrap_or(now);
-                        stopped.duration_since(started).ok()
-                    })
-                    .map(|took: Duration| u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
+                    .and_then(|span| {
+                        let took = span.stopped_ms.unwrap_or(now_ms) - span.started_ms?;
+                        u64::try_from(took).ok()
+                    });
                 let last_seen = Some(node.updated_at.clone()).filter(|at| !at.is_empty());
                 FleetRow {
                     progress_text: progress_text(&node),
@@ -198,26 +192,29 @@ async fn fleet(State(store): Shared, Query(query): Query<FleetQuery>) -> ApiResu
             .collect();
         let sort = query.sort.as_deref().unwrap_or("state");
         let text = |value: &Option<String>| value.clone().unwrap_or_default().to_lowercase();
+        // Keys computed once per row, not at each of the sort's comparisons.
         match sort {
-            "state" => rows.sort_by_key(|row| {
+            "state" => rows.sort_by_cached_key(|row| {
                 (
                     state_rank(row.node.state),
                     text(&row.node.hostname),
                     row.node.id.clone(),
                 )
             }),
-            "hostname" => rows.sort_by_key(|row| text(&row.node.hostname)),
-            "serial" => rows.sort_by_key(|row| text(&row.node.serial)),
-            "mac" => rows.sort_by_key(|row| row.node.macs.first().cloned().unwrap_or_default()),
+            "hostname" => rows.sort_by_cached_key(|row| text(&row.node.hostname)),
+            "serial" => rows.sort_by_cached_key(|row| text(&row.node.serial)),
+            "mac" => {
+                rows.sort_by_cached_key(|row| row.node.macs.first().cloned().unwrap_or_default())
+            }
             // Numerically, so 10.0.0.9 comes before 10.0.0.10.
-            "ip" => rows.sort_by_key(|row| {
+            "ip" => rows.sort_by_cached_key(|row| {
                 row.node
                     .ip
                     .as_deref()
                     .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
             }),
-            "profile" => rows.sort_by_key(|row| text(&row.node.profile)),
-            "last_seen" => rows.sort_by_key(|row| row.last_seen.clone()),
+            "profile" => rows.sort_by_cached_key(|row| text(&row.node.profile)),
+            "last_seen" => rows.sort_by_cached_key(|row| row.last_seen.clone()),
             "duration" => rows.sort_by_key(|row| row.duration_ms),
             other => {
                 return Err(FieldError::new(

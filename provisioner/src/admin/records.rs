@@ -1,5 +1,5 @@
 //! `/api/v1/templates`, `/api/v1/hardware` and `/api/v1/workflows`: the same operations as the
-//! CLI.
+//! CLI; and `/api/v1/objects/apply`, Tinkerbell's objects as `provisioner apply` takes them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,14 +7,16 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::record_routes;
-use super::reply::{ApiResult, Shared, blocking, created, deleted, found, parse_body};
+use super::reply::{ApiError, ApiResult, Shared, blocking, created, deleted, found, parse_body};
 use crate::limits::{AdminLimits, check_yaml_depth};
 use crate::store::{HardwareSpec, Store};
 use crate::template::FieldError;
+use crate::tinkerbell::convert::{apply_document, nothing_applied};
 
 /// The records' routes, for the admin router to add its own to.
 pub(super) fn routes() -> Router<Arc<Store>> {
@@ -36,6 +38,21 @@ pub(super) fn routes() -> Router<Arc<Store>> {
         get(list_workflows).post(create_workflow),
         get(get_workflow).delete(delete_workflow),
     ))
+    .route("/api/v1/objects/apply", post(apply_objects))
+}
+
+/// The body is Tinkerbell YAML (or JSON) objects, as `provisioner apply -f` reads them.
+async fn apply_objects(State(store): Shared, body: Bytes) -> ApiResult {
+    // Parsing and rendering templates: off the async threads.
+    blocking(move || {
+        let text = std::str::from_utf8(&body)
+            .map_err(|error| FieldError::new("body", format!("not UTF-8 text: {error}")))?;
+        let report = apply_document(&store, text).map_err(|errors| {
+            ApiError::Status(StatusCode::BAD_REQUEST, nothing_applied(&errors))
+        })?;
+        found(report)
+    })
+    .await
 }
 
 #[derive(Deserialize)]

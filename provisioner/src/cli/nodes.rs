@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use provisioner::store::{
     LogLine, Node, NodeDetail, Profile, ProfileSpec, Registered, Registration, RegistrationSpec,
+    is_url,
 };
 
 use super::output::{Output, read, table};
@@ -179,16 +180,18 @@ pub struct CreateProfileArgs {
     /// The profile's name, as registrations name it.
     #[arg(long)]
     name: String,
-    /// The bootkit kernel (a file on this host).
+    /// The bootkit kernel: a file under the artifact roots (with --db, a relative PATH is
+    /// taken from the current directory; with --server, from the server's artifacts
+    /// directory), or an http(s) URL.
     #[arg(long, value_name = "PATH")]
     kernel: String,
-    /// The bootkit initramfs (a file on this host).
+    /// The bootkit initramfs, a PATH or URL as for --kernel.
     #[arg(long, value_name = "PATH")]
     initramfs: String,
     /// The workflow template, by id or name.
     #[arg(long)]
     template: String,
-    /// The OS image: an http(s) URL or a file on this host.
+    /// The OS image: an http(s) URL, or a PATH as for --kernel.
     #[arg(long, value_name = "URL|PATH")]
     os_image: String,
     /// The OS image's SHA-256, checked by the installer.
@@ -366,13 +369,14 @@ fn registrations_table(registrations: &[Registration]) -> String {
 pub fn profile(backend: &Backend, out: &Output, command: ProfileCommand) -> anyhow::Result<()> {
     match command {
         ProfileCommand::Create(args) => {
+            let file = |location: String| profile_file(backend, location);
             let spec = ProfileSpec {
                 name: args.name,
-                kernel: args.kernel,
-                initramfs: args.initramfs,
+                kernel: file(args.kernel)?,
+                initramfs: file(args.initramfs)?,
                 cmdline: args.cmdline,
                 template: args.template,
-                os_image: args.os_image,
+                os_image: file(args.os_image)?,
                 os_image_sha256: args.os_image_sha256,
                 default: args.default,
             };
@@ -394,6 +398,29 @@ pub fn profile(backend: &Backend, out: &Output, command: ProfileCommand) -> anyh
             }
         }
     }
+}
+
+/// A profile's file as stored: on this host's database a relative path is made absolute
+/// against the current directory, as the shell that completed it meant, so that a `serve`
+/// started elsewhere finds the same file. URLs stay as given, and so does a relative path
+/// sent to a server: this host's directory means nothing there, and the server resolves it
+/// in its artifacts directory.
+fn profile_file(backend: &Backend, location: String) -> anyhow::Result<String> {
+    let relative_here = matches!(backend, Backend::Local(_))
+        && !location.trim().is_empty()
+        && !is_url(location.trim())
+        && std::path::Path::new(&location).is_relative();
+    if !relative_here {
+        return Ok(location);
+    }
+    let absolute = std::path::absolute(&location)
+        .with_context(|| format!("making {location} an absolute path failed"))?;
+    absolute.into_os_string().into_string().map_err(|path| {
+        anyhow::anyhow!(
+            "{} is not UTF-8: a profile's path is stored as text; rename the file",
+            std::path::Path::new(&path).display()
+        )
+    })
 }
 
 fn registration_spec(args: RegisterArgs) -> anyhow::Result<RegistrationSpec> {

@@ -6,14 +6,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use provisioner::store::{Store, StoreError};
-use provisioner::tinkerbell::convert::{
-    Applied, apply_objects, hardware_object, template_object, workflow_object,
-};
-use provisioner::tinkerbell::objects::{DEFAULT_NAMESPACE, Kind, parse_objects};
+use provisioner::tinkerbell::convert::{hardware_object, template_object, workflow_object};
+use provisioner::tinkerbell::objects::{DEFAULT_NAMESPACE, Kind};
 use serde_json::{Value, json};
 
 use super::output::Output;
+use super::remote::{Backend, is_not_found};
 
 /// `provisioner apply`.
 #[derive(Args)]
@@ -54,7 +52,7 @@ pub struct GetArgs {
     output: Format,
 }
 
-pub fn apply(store: &Store, out: &Output, args: &ApplyArgs) -> anyhow::Result<()> {
+pub fn apply(backend: &Backend, out: &Output, args: &ApplyArgs) -> anyhow::Result<()> {
     let (text, source) = if args.file.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin()
@@ -67,65 +65,33 @@ pub fn apply(store: &Store, out: &Output, args: &ApplyArgs) -> anyhow::Result<()
             args.file.display().to_string(),
         )
     };
-    let objects = parse_objects(&text).map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!(
-            "{source}: nothing applied, fix these first:\n  {}",
-            lines.join("\n  ")
-        )
-    })?;
+    let report = backend
+        .apply_objects(&text)
+        .with_context(|| format!("applying {source}"))?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let total = report.applied.len() + report.failed.len();
     anyhow::ensure!(
-        !objects.is_empty(),
+        total > 0,
         "{source} holds no objects: expected Tinkerbell Hardware, Template or Workflow YAML"
     );
-    for object in &objects {
-        for warning in &object.warnings {
-            eprintln!(
-                "warning: {} ({}): {warning}",
-                object.location,
-                object.label()
-            );
-        }
-    }
-    let results = apply_objects(store, &objects).map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!(
-            "{source}: nothing applied, fix these first:\n  {}",
-            lines.join("\n  ")
-        )
-    })?;
-    let mut failed = Vec::new();
-    let mut applied: Vec<&Applied> = Vec::new();
-    for result in &results {
-        match result {
-            Ok(done) => {
-                if !out.json {
-                    println!("{done}");
-                }
-                applied.push(done);
-            }
-            Err(error) => failed.push(error.to_string()),
-        }
-    }
     if out.json {
-        let list: Vec<Value> = applied
-            .iter()
-            .map(|done| json!({"object": done.object, "outcome": done.outcome}))
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        println!("{}", serde_json::to_string_pretty(&report.applied)?);
+    } else {
+        report.applied.iter().for_each(|done| println!("{done}"));
     }
-    if !failed.is_empty() {
+    if !report.failed.is_empty() {
         anyhow::bail!(
-            "{} of {} objects not applied:\n  {}",
-            failed.len(),
-            results.len(),
-            failed.join("\n  ")
+            "{} of {total} objects not applied:\n  {}",
+            report.failed.len(),
+            report.failed.join("\n  ")
         );
     }
     Ok(())
 }
 
-pub fn get(store: &Store, out: &Output, args: &GetArgs) -> anyhow::Result<()> {
+pub fn get(backend: &Backend, out: &Output, args: &GetArgs) -> anyhow::Result<()> {
     let kind = Kind::from_resource(&args.kind).with_context(|| {
         format!(
             "{:?} is not a kind `get` knows: write hardware (hw), template (tpl) or workflow (wf)",
@@ -140,20 +106,23 @@ pub fn get(store: &Store, out: &Output, args: &GetArgs) -> anyhow::Result<()> {
             format!("{namespace}/{name}")
         }
     });
-    let not_found = |error: StoreError, id: &str| match error {
-        StoreError::NotFound { .. } => anyhow::anyhow!(
-            "{} {id:?} not found: `provisioner get {}` lists them",
-            kind.resource(),
-            args.kind
-        ),
-        other => other.into(),
+    let not_found = |error: anyhow::Error, id: &str| {
+        if is_not_found(&error, &kind.name().to_ascii_lowercase()) {
+            anyhow::anyhow!(
+                "{} {id:?} not found: `provisioner get {}` lists them",
+                kind.resource(),
+                args.kind
+            )
+        } else {
+            error
+        }
     };
     // Each row: the object and its table line.
     let rows: Vec<(Value, String)> = match kind {
         Kind::Hardware => one_or_all(
             id.as_deref(),
-            |id| store.get_hardware(id),
-            || store.list_hardware(),
+            |id| backend.get_hardware(id),
+            || backend.list_hardware(),
             not_found,
         )?
         .iter()
@@ -164,8 +133,8 @@ pub fn get(store: &Store, out: &Output, args: &GetArgs) -> anyhow::Result<()> {
         .collect(),
         Kind::Template => one_or_all(
             id.as_deref(),
-            |id| store.get_template(id),
-            || store.list_templates(),
+            |id| backend.get_template(id),
+            || backend.list_templates(),
             not_found,
         )?
         .iter()
@@ -173,8 +142,8 @@ pub fn get(store: &Store, out: &Output, args: &GetArgs) -> anyhow::Result<()> {
         .collect(),
         Kind::Workflow => one_or_all(
             id.as_deref(),
-            |id| store.get_workflow(id),
-            || store.list_workflows(),
+            |id| backend.get_workflow(id),
+            || backend.list_workflows(),
             not_found,
         )?
         .iter()
@@ -220,9 +189,9 @@ pub fn get(store: &Store, out: &Output, args: &GetArgs) -> anyhow::Result<()> {
 /// The record `id` names (its absence said by `not_found`), or every record without an id.
 fn one_or_all<T>(
     id: Option<&str>,
-    get: impl FnOnce(&str) -> Result<T, StoreError>,
-    list: impl FnOnce() -> Result<Vec<T>, StoreError>,
-    not_found: impl FnOnce(StoreError, &str) -> anyhow::Error,
+    get: impl FnOnce(&str) -> anyhow::Result<T>,
+    list: impl FnOnce() -> anyhow::Result<Vec<T>>,
+    not_found: impl FnOnce(anyhow::Error, &str) -> anyhow::Error,
 ) -> anyhow::Result<Vec<T>> {
     match id {
         Some(id) => Ok(vec![get(id).map_err(|error| not_found(error, id))?]),

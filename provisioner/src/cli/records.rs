@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
-use provisioner::store::{Hardware, HardwareSpec, Store, TemplateRecord, Workflow};
+use provisioner::store::{Hardware, HardwareSpec, TemplateRecord, Workflow};
 
 use super::output::{Output, read};
+use super::remote::Backend;
 
 #[derive(Subcommand)]
 pub enum TemplateCommand {
@@ -95,57 +96,57 @@ pub enum WorkflowCommand {
     },
 }
 
-pub fn template(store: &Store, out: &Output, command: TemplateCommand) -> anyhow::Result<()> {
+pub fn template(backend: &Backend, out: &Output, command: TemplateCommand) -> anyhow::Result<()> {
     match command {
         TemplateCommand::Create { file, name } => {
-            let created = store.create_template(&read(&file)?, name.as_deref())?;
+            let created = backend.create_template(&read(&file)?, name.as_deref())?;
             out.one(&created, template_text)
         }
-        TemplateCommand::Get { id } => out.one(&store.get_template(&id)?, template_text),
-        TemplateCommand::List => out.many(&store.list_templates()?, |t| {
+        TemplateCommand::Get { id } => out.one(&backend.get_template(&id)?, template_text),
+        TemplateCommand::List => out.many(&backend.list_templates()?, |t| {
             format!("{}  {}  {}", t.id, t.name, t.created_at)
         }),
         TemplateCommand::Delete { id } => {
-            store.delete_template(&id)?;
+            backend.delete_template(&id)?;
             out.done(&format!("template {id} deleted"))
         }
     }
 }
 
-pub fn hardware(store: &Store, out: &Output, command: HardwareCommand) -> anyhow::Result<()> {
+pub fn hardware(backend: &Backend, out: &Output, command: HardwareCommand) -> anyhow::Result<()> {
     match command {
         HardwareCommand::Create { file } => {
             let spec = HardwareSpec::parse(&read(&file)?)?;
-            out.one(&store.create_hardware(&spec)?, hardware_text)
+            out.one(&backend.create_hardware(&spec)?, hardware_text)
         }
-        HardwareCommand::Get { id } => out.one(&store.get_hardware(&id)?, hardware_text),
-        HardwareCommand::List => out.many(&store.list_hardware()?, |h| {
+        HardwareCommand::Get { id } => out.one(&backend.get_hardware(&id)?, hardware_text),
+        HardwareCommand::List => out.many(&backend.list_hardware()?, |h| {
             format!("{}  {}  {}", h.id, h.macs.join(","), h.ips.join(","))
         }),
         HardwareCommand::Delete { id } => {
-            store.delete_hardware(&id)?;
+            backend.delete_hardware(&id)?;
             out.done(&format!("hardware {id} deleted"))
         }
     }
 }
 
-pub fn workflow(store: &Store, out: &Output, command: WorkflowCommand) -> anyhow::Result<()> {
+pub fn workflow(backend: &Backend, out: &Output, command: WorkflowCommand) -> anyhow::Result<()> {
     match command {
         WorkflowCommand::Create { template, hardware } => {
             let map: BTreeMap<String, String> = serde_json::from_str(&hardware).context(
                 "--hardware: expected a JSON object of strings, e.g. '{\"device_1\": \"52:54:00:12:34:56\"}'",
             )?;
-            out.one(&store.create_workflow(&template, &map)?, workflow_text)
+            out.one(&backend.create_workflow(&template, &map)?, workflow_text)
         }
-        WorkflowCommand::Get { id } => out.one(&store.get_workflow(&id)?, workflow_text),
-        WorkflowCommand::List => out.many(&store.list_workflows()?, |w| {
+        WorkflowCommand::Get { id } => out.one(&backend.get_workflow(&id)?, workflow_text),
+        WorkflowCommand::List => out.many(&backend.list_workflows()?, |w| {
             format!(
                 "{}  {}  template {}  {}",
                 w.id, w.state, w.template_id, w.created_at
             )
         }),
         WorkflowCommand::Delete { id } => {
-            store.delete_workflow(&id)?;
+            backend.delete_workflow(&id)?;
             out.done(&format!("workflow {id} deleted"))
         }
     }

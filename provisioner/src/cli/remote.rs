@@ -12,9 +12,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use provisioner::store::{
-    LogLine, Node, NodeDetail, Profile, Registered, Registration, RegistrationSpec, Revocation,
-    Store, StoreError,
+    Hardware, HardwareSpec, LogLine, Node, NodeDetail, Profile, Registered, Registration,
+    RegistrationSpec, Revocation, Store, StoreError, TemplateRecord, Workflow,
 };
+use provisioner::tinkerbell::convert::{ApplyReport, apply_document, nothing_applied};
 use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -494,6 +495,12 @@ impl Remote {
         let body = self.send(request)?;
         self.parse(if body.is_empty() { "null" } else { &body })
     }
+
+    /// DELETE `/api/v1/SEGMENTS...` (answered 204, no body).
+    fn delete(&self, segments: &[&str]) -> anyhow::Result<()> {
+        self.send(self.request(Method::DELETE, segments)?)?;
+        Ok(())
+    }
 }
 
 /// The rustls client configuration for `saved`: its CA (or the system's bundle) and its
@@ -557,18 +564,6 @@ struct ApiAttributes {
 
 /// The same operations on either backend, with the store's types.
 impl Backend {
-    /// The local store, for commands that have no API client yet.
-    pub fn into_local(self, command: &str) -> anyhow::Result<Store> {
-        match self {
-            Backend::Local(store) => Ok(store),
-            Backend::Remote(remote) => anyhow::bail!(
-                "`provisioner {command}` works on a database on this host only; give --db PATH \
-                 (the admin API at {} serves these records under /api/v1 for programs)",
-                remote.base
-            ),
-        }
-    }
-
     /// Every node.
     pub fn list_nodes(&self) -> anyhow::Result<Vec<Node>> {
         match self {
@@ -689,10 +684,7 @@ impl Backend {
     pub fn delete_registration(&self, id: &str) -> anyhow::Result<()> {
         match self {
             Backend::Local(store) => Ok(store.delete_registration(id)?),
-            Backend::Remote(remote) => {
-                remote.call::<serde_json::Value>(Method::DELETE, &["registrations", id], None)?;
-                Ok(())
-            }
+            Backend::Remote(remote) => remote.delete(&["registrations", id]),
         }
     }
 
@@ -739,10 +731,7 @@ impl Backend {
     pub fn delete_profile(&self, name: &str) -> anyhow::Result<()> {
         match self {
             Backend::Local(store) => Ok(store.delete_profile(name)?),
-            Backend::Remote(remote) => {
-                remote.call::<serde_json::Value>(Method::DELETE, &["profiles", name], None)?;
-                Ok(())
-            }
+            Backend::Remote(remote) => remote.delete(&["profiles", name]),
         }
     }
 
@@ -758,6 +747,135 @@ impl Backend {
                     Some(body),
                 )?;
                 Ok(())
+            }
+        }
+    }
+
+    /// Stores a template (Tinkerbell YAML), named `name` or by its own name.
+    pub fn create_template(
+        &self,
+        data: &str,
+        name: Option<&str>,
+    ) -> anyhow::Result<TemplateRecord> {
+        match self {
+            Backend::Local(store) => Ok(store.create_template(data, name)?),
+            Backend::Remote(remote) => {
+                let body = serde_json::json!({ "name": name, "data": data });
+                remote.call(Method::POST, &["templates"], Some(body.to_string()))
+            }
+        }
+    }
+
+    /// One template by id or name.
+    pub fn get_template(&self, id: &str) -> anyhow::Result<TemplateRecord> {
+        match self {
+            Backend::Local(store) => Ok(store.get_template(id)?),
+            Backend::Remote(remote) => remote.get(&["templates", id]),
+        }
+    }
+
+    /// Every template.
+    pub fn list_templates(&self) -> anyhow::Result<Vec<TemplateRecord>> {
+        match self {
+            Backend::Local(store) => Ok(store.list_templates()?),
+            Backend::Remote(remote) => remote.get(&["templates"]),
+        }
+    }
+
+    /// Deletes a template.
+    pub fn delete_template(&self, id: &str) -> anyhow::Result<()> {
+        match self {
+            Backend::Local(store) => Ok(store.delete_template(id)?),
+            Backend::Remote(remote) => remote.delete(&["templates", id]),
+        }
+    }
+
+    /// Stores a machine.
+    pub fn create_hardware(&self, spec: &HardwareSpec) -> anyhow::Result<Hardware> {
+        match self {
+            Backend::Local(store) => Ok(store.create_hardware(spec)?),
+            Backend::Remote(remote) => {
+                let body = serde_json::to_string(spec).context("writing the hardware as JSON")?;
+                remote.call(Method::POST, &["hardware"], Some(body))
+            }
+        }
+    }
+
+    /// One machine by id or MAC.
+    pub fn get_hardware(&self, id: &str) -> anyhow::Result<Hardware> {
+        match self {
+            Backend::Local(store) => Ok(store.get_hardware(id)?),
+            Backend::Remote(remote) => remote.get(&["hardware", id]),
+        }
+    }
+
+    /// Every machine.
+    pub fn list_hardware(&self) -> anyhow::Result<Vec<Hardware>> {
+        match self {
+            Backend::Local(store) => Ok(store.list_hardware()?),
+            Backend::Remote(remote) => remote.get(&["hardware"]),
+        }
+    }
+
+    /// Deletes a machine.
+    pub fn delete_hardware(&self, id: &str) -> anyhow::Result<()> {
+        match self {
+            Backend::Local(store) => Ok(store.delete_hardware(id)?),
+            Backend::Remote(remote) => remote.delete(&["hardware", id]),
+        }
+    }
+
+    /// Runs template `template` on the machines of `hardware`.
+    pub fn create_workflow(
+        &self,
+        template: &str,
+        hardware: &BTreeMap<String, String>,
+    ) -> anyhow::Result<Workflow> {
+        match self {
+            Backend::Local(store) => Ok(store.create_workflow(template, hardware)?),
+            Backend::Remote(remote) => {
+                let body = serde_json::json!({ "template": template, "hardware": hardware });
+                remote.call(Method::POST, &["workflows"], Some(body.to_string()))
+            }
+        }
+    }
+
+    /// One workflow.
+    pub fn get_workflow(&self, id: &str) -> anyhow::Result<Workflow> {
+        match self {
+            Backend::Local(store) => Ok(store.get_workflow(id)?),
+            Backend::Remote(remote) => remote.get(&["workflows", id]),
+        }
+    }
+
+    /// Every workflow.
+    pub fn list_workflows(&self) -> anyhow::Result<Vec<Workflow>> {
+        match self {
+            Backend::Local(store) => Ok(store.list_workflows()?),
+            Backend::Remote(remote) => remote.get(&["workflows"]),
+        }
+    }
+
+    /// Deletes a workflow.
+    pub fn delete_workflow(&self, id: &str) -> anyhow::Result<()> {
+        match self {
+            Backend::Local(store) => Ok(store.delete_workflow(id)?),
+            Backend::Remote(remote) => remote.delete(&["workflows", id]),
+        }
+    }
+
+    /// Applies Tinkerbell objects (YAML or JSON text), all checked before any is applied.
+    pub fn apply_objects(&self, text: &str) -> anyhow::Result<ApplyReport> {
+        match self {
+            Backend::Local(store) => apply_document(store, text)
+                .map_err(|errors| anyhow::anyhow!(nothing_applied(&errors))),
+            Backend::Remote(remote) => {
+                let request = remote
+                    .request(Method::POST, &["objects", "apply"])?
+                    .header(reqwest::header::CONTENT_TYPE, "application/yaml")
+                    .body(text.to_string());
+                let body = remote.send(request)?;
+                remote.parse(&body)
             }
         }
     }

@@ -9,8 +9,8 @@ use super::text::plain_text;
 use super::{Result, Store, StoreError, from_json, now_ms, rfc3339, to_json};
 use crate::template::FieldError;
 
-/// Hardware as a user submits it (JSON).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Hardware as a user submits it (JSON); serialized by the CLI to send it to a server.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HardwareSpec {
     /// Generated when absent.

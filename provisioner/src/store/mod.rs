@@ -46,7 +46,7 @@ pub use registrations::parse_registrations_csv;
 pub use registrations::{Match, Registration, RegistrationSpec};
 pub use templates::TemplateRecord;
 pub use work::{ActionReport, NextAction, ReportTarget, WorkflowContext};
-pub use workflows::{ActionRecord, Workflow};
+pub use workflows::{ActionRecord, Workflow, WorkflowSpan};
 
 use crate::state::ReportError;
 use crate::template::FieldError;

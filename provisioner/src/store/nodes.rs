@@ -30,7 +30,9 @@ use super::{Result, Store, StoreError, now_ms, rfc3339};
 use crate::template::FieldError;
 use discovery::{save_discovered_node, workflow_values};
 pub(crate) use lifecycle::follow_report;
-use records::{expected_node, load_node, lookup_node, node_not_found, unseen_registrations};
+use records::{
+    expected_node, load_node, load_nodes, lookup_node, node_not_found, unseen_registrations,
+};
 pub(crate) use records::{find_node, insert_event};
 pub(super) use revocation::revoke_in;
 
@@ -272,14 +274,7 @@ impl Store {
     /// Nodes seen, then registrations no node has matched yet (state `registered`).
     pub fn list_nodes(&self) -> Result<Vec<Node>> {
         let connection = self.connection();
-        let ids = connection
-            .prepare("SELECT id FROM nodes ORDER BY created_ms, id")?
-            .query_map([], |row| row.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut nodes = ids
-            .iter()
-            .map(|id| load_node(&connection, id))
-            .collect::<Result<Vec<_>>>()?;
+        let mut nodes = load_nodes(&connection)?;
         nodes.extend(unseen_registrations(&connection)?.iter().map(expected_node));
         Ok(nodes)
     }

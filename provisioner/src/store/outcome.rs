@@ -1,7 +1,7 @@
 //! What storing an applied object did to its record, in kubectl's words (`provisioner apply`).
 
 /// What applying an object did to its record, in kubectl's words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// There was no record of that id.

@@ -90,9 +90,11 @@ impl Store {
         Ok((outcome, template))
     }
 
-    /// The template with this id; [`StoreError::NotFound`] if none.
-    pub fn get_template(&self, id: &str) -> Result<TemplateRecord> {
-        load_template(&self.connection(), id)
+    /// The template with this id, or else this unique name; [`StoreError::NotFound`] if none.
+    pub fn get_template(&self, id_or_name: &str) -> Result<TemplateRecord> {
+        let connection = self.connection();
+        let id = resolve_template(&connection, id_or_name)?;
+        load_template(&connection, &id)
     }
 
     /// Every template, oldest first.
@@ -107,15 +109,16 @@ impl Store {
         Ok(templates)
     }
 
-    /// Deletes a template. Workflows keep their own copy of its actions.
-    pub fn delete_template(&self, id: &str) -> Result<()> {
-        let deleted = self
-            .connection()
-            .execute("DELETE FROM templates WHERE id = ?1", [id])?;
+    /// Deletes a template by id, or else by its unique name. Workflows keep their own copy
+    /// of its actions.
+    pub fn delete_template(&self, id_or_name: &str) -> Result<()> {
+        let connection = self.connection();
+        let id = resolve_template(&connection, id_or_name)?;
+        let deleted = connection.execute("DELETE FROM templates WHERE id = ?1", [&id])?;
         if deleted == 0 {
             return Err(StoreError::NotFound {
                 kind: "template",
-                id: id.to_string(),
+                id,
             });
         }
         Ok(())

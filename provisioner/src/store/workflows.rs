@@ -1,6 +1,6 @@
 //! Workflows: a template rendered for a hardware map, with each action's progress.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,15 @@ pub struct Workflow {
     /// without status: written back by `provisioner get`. None for workflows made otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<serde_json::Value>,
+}
+
+/// When a workflow started and stopped, in ms since the epoch (None: not yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkflowSpan {
+    /// Its first action started.
+    pub started_ms: Option<i64>,
+    /// It ended (success, failure or timeout).
+    pub stopped_ms: Option<i64>,
 }
 
 /// One action of a workflow, as rendered at creation, and its progress.
@@ -200,6 +209,24 @@ impl Store {
         ids.iter()
             .map(|id| load_workflow(&connection, id))
             .collect()
+    }
+
+    /// When each workflow started and stopped, by id, in one query: the status page's
+    /// durations without loading every workflow's actions.
+    pub fn workflow_spans(&self) -> Result<HashMap<String, WorkflowSpan>> {
+        let connection = self.connection();
+        let mut statement =
+            connection.prepare("SELECT id, started_ms, stopped_ms FROM workflows")?;
+        let spans = statement
+            .query_map([], |row| {
+                let span = WorkflowSpan {
+                    started_ms: row.get(1)?,
+                    stopped_ms: row.get(2)?,
+                };
+                Ok((row.get::<_, String>(0)?, span))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(spans)
     }
 
     /// Deletes the workflow and its actions; [`StoreError::NotFound`] if none.

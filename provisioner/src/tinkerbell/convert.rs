@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use super::Outcome;
 use super::objects::{
     HardwareSpecV1alpha1, HardwareSpecV1alpha2, Kind, Object, ObjectError, TemplateSpec, Version,
-    WorkflowSpecV1alpha1,
+    WorkflowSpecV1alpha1, parse_objects,
 };
 use crate::store::{
     ActionRecord, Hardware, HardwareSpec, Store, StoreError, TemplateRecord, Workflow,
@@ -16,7 +16,7 @@ use crate::store::{
 use crate::template::Template;
 
 /// What applying one object did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Applied {
     /// `hardware.tinkerbell.org/default/machine-1`, as kubectl names it.
     pub object: String,
@@ -28,6 +28,54 @@ impl std::fmt::Display for Applied {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}", self.object, self.outcome)
     }
+}
+
+/// What applying a document of objects did: the objects applied, those the store refused,
+/// and the warnings about objects (a field this provisioner ignores, ...). The CLI's `apply`
+/// prints it, and the admin API's `POST /api/v1/objects/apply` answers it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ApplyReport {
+    /// Each object applied, in the order applied.
+    pub applied: Vec<Applied>,
+    /// Why each refused object was refused, naming it.
+    pub failed: Vec<String>,
+    /// `document 2 (Hardware default/machine-1): ...`.
+    pub warnings: Vec<String>,
+}
+
+/// Parses `text` (YAML or JSON: documents separated by `---`, or a `kind: List`) and applies
+/// its objects as [`apply_objects`] does. Err: the errors found before anything was applied.
+pub fn apply_document(store: &Store, text: &str) -> Result<ApplyReport, Vec<ObjectError>> {
+    let objects = parse_objects(text)?;
+    let warnings = objects
+        .iter()
+        .flat_map(|object| {
+            object
+                .warnings
+                .iter()
+                .map(|warning| format!("{} ({}): {warning}", object.location, object.label()))
+        })
+        .collect();
+    let mut report = ApplyReport {
+        warnings,
+        ..ApplyReport::default()
+    };
+    for result in apply_objects(store, &objects)? {
+        match result {
+            Ok(applied) => report.applied.push(applied),
+            Err(error) => report.failed.push(error.to_string()),
+        }
+    }
+    Ok(report)
+}
+
+/// The message for errors that stopped a whole document: each on a line of its own.
+pub fn nothing_applied(errors: &[ObjectError]) -> String {
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    format!(
+        "nothing applied, fix these first:\n  {}",
+        lines.join("\n  ")
+    )
 }
 
 /// What an object asks of the store, checked before anything is applied.

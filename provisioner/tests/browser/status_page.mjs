@@ -2,51 +2,23 @@
 // Run by provisioner/tests/status_page_browser.rs, which starts `provisioner serve` with 500
 // nodes and passes where it is in the environment. Each step saves a screenshot to
 // $ARTIFACTS; a failed step throws, and node exits non-zero.
-import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 import dgram from "node:dgram";
 import fs from "node:fs";
 import path from "node:path";
+import { env, launch, stepper } from "./browser.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run this through cargo test --test status_page_browser`);
-  return value;
-};
 const base = env("PAGE_URL");
 const token = env("ADMIN_TOKEN");
 const artifacts = env("ARTIFACTS");
 const followed = env("FOLLOWED_SERIAL");
 const hostile = env("HOSTILE_SERIAL");
 const refusedSerial = env("REFUSED_SERIAL");
-const userDataDir = env("USER_DATA_DIR");
-fs.rmSync(userDataDir, { recursive: true, force: true });
-fs.mkdirSync(userDataDir, { recursive: true });
+// Where the README's picture goes too, when asked (BOOTKIT_UPDATE_SCREENSHOTS=1).
+const docsScreenshot = process.env.DOCS_SCREENSHOT;
 
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-  viewport: { width: 1400, height: 900 },
-});
-const page = context.pages()[0] || (await context.newPage());
-const errors = [];
-page.on("pageerror", (error) => errors.push(error.message));
-page.on("dialog", (dialog) => {
-  errors.push("a dialog opened: " + dialog.message());
-  dialog.dismiss();
-});
-const timings = {};
-async function step(name, work) {
-  const started = Date.now();
-  try {
-    await work();
-  } finally {
-    await page.screenshot({ path: path.join(artifacts, name + ".png") });
-    timings[name] = Date.now() - started;
-  }
-}
+const { context, page, errors } = await launch();
+const { step, timings } = stepper(page);
 const rows = page.locator("#nodes tr");
 
 try {
@@ -82,13 +54,34 @@ try {
     assert.ok(table.width <= 1400, "the table fits the window: " + table.width);
   });
 
-  await step("03-search", async () => {
+  await step("03-failed-detail", async () => {
+    // The picture of the page the README shows: the failed nodes, one of them open.
+    await rows.first().click();
+    await page.locator("#detail-failure").filter({ hasText: "reprovision the node" }).waitFor();
+    const progress = await page.locator("#facts dd").filter({ hasText: /^2\/3: write/ }).textContent();
+    assert.equal(progress, "2/3: write (failed)", "the failure is not repeated in Progress");
+    // Beside the panel, not under it: the filters stay whole.
+    const all = await page.locator("#filters .filter-all").boundingBox();
+    const panel = await page.locator("#detail").boundingBox();
+    assert.ok(all.x + all.width <= panel.x, "the filters are beside the panel: " + JSON.stringify({ all, panel }));
+    // And the table keeps the failure column in sight (the panel holds the other columns).
+    const failureHeader = await page.locator("#fleet-table th").last().boundingBox();
+    assert.ok(failureHeader && failureHeader.x + failureHeader.width <= panel.x + 1,
+      "the Failure column is beside the panel: " + JSON.stringify({ failureHeader, panel }));
+    const picture = path.join(artifacts, "status-page.png");
+    await page.screenshot({ path: picture });
+    if (docsScreenshot) fs.copyFileSync(picture, docsScreenshot);
+    await page.locator("#close").click();
+    await page.locator("#detail").waitFor({ state: "hidden" });
+  });
+
+  await step("04-search", async () => {
     await page.locator("#search").fill(followed);
     await page.locator("#range").filter({ hasText: "1–1 of 1" }).waitFor();
     assert.equal(await rows.first().locator("td").nth(2).textContent(), followed);
   });
 
-  await step("04-detail", async () => {
+  await step("05-detail", async () => {
     await page.evaluate(() => { window.notReloaded = true; });
     await rows.first().click();
     const panel = page.locator("#detail");
@@ -105,7 +98,7 @@ try {
     await page.locator("#logs").filter({ hasText: "unexpected EOF from the image server" }).waitFor();
   });
 
-  await step("05-log-followed", async () => {
+  await step("06-log-followed", async () => {
     // A new line from the node, through serve's syslog listener as a node sends it.
     const line = "partition: retrying /dev/nvme0n1 after EOF " + Date.now();
     const socket = dgram.createSocket("udp4");
@@ -116,7 +109,7 @@ try {
     assert.equal(await page.evaluate(() => window.notReloaded), true, "the line came without a reload");
   });
 
-  await step("06-hostile", async () => {
+  await step("07-hostile", async () => {
     // The detail link works when opened directly, too.
     await page.locator("#close").click();
     await page.locator("#detail").waitFor({ state: "hidden" });
@@ -128,7 +121,7 @@ try {
     assert.equal(await page.locator("#pwn, #nodes img").count(), 0, "no element was made from a serial");
   });
 
-  await step("07-refused", async () => {
+  await step("08-refused", async () => {
     await page.locator("#search").fill("");
     await page.locator("#filters .filter-refused").click();
     const row = page.locator("#refusals tr").filter({ hasText: refusedSerial });
@@ -139,7 +132,7 @@ try {
     assert.equal(await page.locator("#filters .filter-refused b").textContent(), String(await page.locator("#refusals tr").count()));
   });
 
-  await step("08-registered", async () => {
+  await step("09-registered", async () => {
     const row = page.locator("#refusals tr").filter({ hasText: refusedSerial });
     await row.locator("button.register").click();
     await row.waitFor({ state: "detached" });

@@ -1,5 +1,6 @@
 //! The `provisioner` binary run on a test's database, as a user would.
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -32,4 +33,19 @@ pub fn json(db: &TestDb, args: &[&str]) -> Value {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
     serde_json::from_str(&ok(db, &all)).unwrap()
+}
+
+/// `provisioner init --dir DIR`: a site's CA, server and node-CA certificates and admin token,
+/// as an operator makes them first.
+pub fn init(dir: &Path) {
+    let init = Command::new(env!("CARGO_BIN_EXE_provisioner"))
+        .args(["init", "--dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
 }

@@ -18,6 +18,11 @@ let lastLogSeq = 0;
 let logNode = null;
 let profiles = [];
 let polling = false;
+// A refresh asked for while one was in flight (the operator clicked during a poll): run it
+// as soon as that one ends, not at the next poll 2 s later.
+let refreshAgain = false;
+// Counts the operator's changes of view, so that an answer for the view before is dropped.
+let viewVersion = 0;
 
 // The address holds the view: "#/node/KEY?state=failed&q=HUX". Automation and old links may
 // pass "#token=...&node=KEY": the token moves to sessionStorage and leaves the address bar
@@ -234,9 +239,15 @@ async function register(refusal, profile, button) {
   }
 }
 
+// At most two lines, the whole text in the title: a long failure is shown in full once, in
+// the failure box above, not again in each action and event that carries it.
 function listItem(list, text, className) {
   const item = document.createElement("li");
-  item.textContent = text;
+  const clamped = document.createElement("span");
+  clamped.className = "clamped";
+  clamped.textContent = text;
+  item.append(clamped);
+  item.title = text;
   if (className) item.className = className;
   list.append(item);
   return item;
@@ -268,7 +279,8 @@ function renderDetail(node) {
   fact(facts, "UUID", node.uuid);
   fact(facts, "IP", node.ip);
   fact(facts, "Profile", node.profile);
-  fact(facts, "Progress", node.progress_text);
+  // The step only: the failure follows in its own box.
+  fact(facts, "Progress", stepText(node.progress));
   fact(facts, "Id", node.id);
   const failure = document.getElementById("detail-failure");
   failure.textContent = node.failure || "";
@@ -353,11 +365,19 @@ function fleetQuery() {
 // One poll: the fleet only when its marker moved (or the view changed), the open node's logs
 // always (they are not part of the marker).
 async function refresh() {
-  if (polling) return;
+  if (polling) {
+    refreshAgain = true;
+    return;
+  }
   polling = true;
+  refreshAgain = false;
+  const asked = viewVersion;
   try {
     const page = await api(fleetQuery());
     showLogin(false);
+    // The view changed while this was in flight: the answer is the old view's (and its
+    // marker would hide the new one's first page); the refresh asked for then runs next.
+    if (asked !== viewVersion) return;
     if (!page.unchanged) {
       const first = marker === null;
       marker = page.marker;
@@ -380,11 +400,13 @@ async function refresh() {
     setStatus(error.message);
   } finally {
     polling = false;
+    if (refreshAgain) refresh();
   }
 }
 
 // The view changed: fetch at once, whatever the marker.
 function changed() {
+  viewVersion += 1;
   marker = null;
   writeHash();
   refresh();
