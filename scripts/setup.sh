@@ -123,27 +123,41 @@ done
 (( ${#not_installed[@]} == 0 )) \
     || die "after apt-get install, still not installed: ${not_installed[*]} (apt-get install ${not_installed[*]} says why)"
 
-# The kernel: Debian's current linux-image-amd64 resolves to one real image
-# package (linux-image-<ver>-amd64, or -unsigned); fetch that .deb.
-mkdir -p "$kernel_dir"
-if [[ -s $kernel_link ]]; then
-    log "kernel package present: $kernel_link -> $(readlink "$kernel_link" || echo "$kernel_link")"
-else
+# One .deb fetched (not installed) into DIR, with LINK pointing at it; kept
+# when LINK already resolves. Used for packages the tests unpack themselves.
+download_deb() {
+    local what=$1 pkg=$2 dir=$3 link=$4 deb
+    mkdir -p "$dir"
+    if [[ -s $link ]]; then
+        log "$what package present: $link -> $(readlink "$link" || echo "$link")"
+        return 0
+    fi
     apt_update_if_stale
-    real_pkg=$(apt-cache depends linux-image-amd64 2>/dev/null \
-        | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\).*/\1/p' | head -1)
-    [[ -n $real_pkg ]] || die "could not resolve linux-image-amd64 to a linux-image-<ver>-amd64 package (apt-cache depends linux-image-amd64)"
-    log "downloading kernel package $real_pkg into $kernel_dir"
+    log "downloading $what package $pkg into $dir"
     # apt-get download writes into the current directory as the _apt user when
     # it can; a root-owned cache dir makes it fall back with a harmless notice.
-    (cd "$kernel_dir" && apt-get download -qq -o APT::Sandbox::User=root "$real_pkg") \
-        || die "apt-get download $real_pkg failed"
-    deb=$(find "$kernel_dir" -maxdepth 1 -name "${real_pkg}_*.deb" -printf '%T@ %f\n' | sort -rn | head -1 | cut -d' ' -f2-)
-    [[ -n $deb ]] || die "apt-get download reported success but no ${real_pkg}_*.deb is in $kernel_dir"
+    (cd "$dir" && apt-get download -qq -o APT::Sandbox::User=root "$pkg") \
+        || die "apt-get download $pkg failed"
+    deb=$(find "$dir" -maxdepth 1 -name "${pkg}_*.deb" -printf '%T@ %f\n' | sort -rn | head -1 | cut -d' ' -f2-)
+    [[ -n $deb ]] || die "apt-get download reported success but no ${pkg}_*.deb is in $dir"
     # A relative symlink keeps working if the repository is moved.
-    ln -sfn "$deb" "$kernel_link"
-    log "kernel package: $kernel_link -> $deb"
+    ln -sfn "$deb" "$link"
+    log "$what package: $link -> $deb"
+}
+
+# The kernel: Debian's current linux-image-amd64 resolves to one real image
+# package (linux-image-<ver>-amd64, or -unsigned); fetch that .deb.
+if [[ ! -s $kernel_link ]]; then
+    apt_update_if_stale
+    kernel_pkg=$(apt-cache depends linux-image-amd64 2>/dev/null \
+        | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\).*/\1/p' | head -1)
+    [[ -n $kernel_pkg ]] || die "could not resolve linux-image-amd64 to a linux-image-<ver>-amd64 package (apt-cache depends linux-image-amd64)"
 fi
+download_deb kernel "${kernel_pkg:-linux-image-amd64}" "$kernel_dir" "$kernel_link"
+# Debian's shim-signed (shimx64.efi signed by Microsoft's UEFI CA): only downloaded,
+# never installed (its dependencies would put GRUB on the host), for the Secure Boot
+# test of the shim + MOK path (qemu-tests/tests/secure_boot.rs).
+download_deb shim shim-signed "$repo_root/.cache/shim" "$repo_root/.cache/shim/shim-signed.deb"
 # PyPI's virt-firmware: virt-fw-vars enrolls the test key set (PK/KEK/db) into OVMF's
 # variable store for the Secure Boot QEMU tests (qemu-tests/src/secure_boot.rs); Debian 12
 # does not package it.

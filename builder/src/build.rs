@@ -24,7 +24,7 @@ use crate::manifest::{FileDigest, Manifest, RootfsDigest};
 use crate::progress::Progress;
 use crate::reproducible::{Staged, source_date_epoch, write_atomic};
 use crate::tree::Tree;
-use crate::uki::{DEFAULT_STUB, UkiInputs, build_uki, os_release};
+use crate::uki::{DEFAULT_STUB, UkiInputs, build_uki, os_release, sign_uki};
 use crate::usb::{UsbOutput, build_usb};
 use crate::{kernel, modules, rootfs};
 
@@ -190,7 +190,14 @@ pub fn build_with(
     ));
     let usb = match &config.usb {
         Some(usb) => Some(build_usb_outputs(usb, config, out_dir, progress)?),
-        None => None,
+        None => {
+            if config.secure_boot.is_some() {
+                progress.note(
+                    "[secure_boot] signs nothing here: without a [usb] section the build makes no EFI binary (make a signed UKI with `bootkit-build uki --sign-key KEY --sign-cert CERT`)",
+                );
+            }
+            None
+        }
     };
     Ok(BuildOutput {
         vmlinuz: out_dir.join("vmlinuz"),
@@ -202,7 +209,9 @@ pub fn build_with(
     })
 }
 
-/// `bootkit.efi` from the outputs just written, then `usb.img` booting it.
+/// `bootkit.efi` from the outputs just written, signed when the config has a
+/// `[secure_boot]` key, then `usb.img` booting it (its `\EFI\BOOT\BOOTX64.EFI` is that
+/// same file, so signed as well).
 fn build_usb_outputs(
     usb: &UsbConfig,
     config: &ImageConfig,
@@ -220,7 +229,17 @@ fn build_usb_outputs(
         },
         &efi,
     )?;
-    progress.note(&format!("wrote {}", efi.display()));
+    match &config.secure_boot {
+        Some(signing) => {
+            sign_uki(&efi, signing)?;
+            progress.note(&format!(
+                "wrote {}, signed with {}",
+                efi.display(),
+                signing.sign_cert.display()
+            ));
+        }
+        None => progress.note(&format!("wrote {}", efi.display())),
+    }
     let image = out_dir.join("usb.img");
     build_usb(&usb.inputs(&efi), &image, progress)?;
     Ok(UsbOutput { efi, image })

@@ -75,6 +75,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use bootkit_common::layout::{ROOTFS_ARCHIVE_GZIP, ROOTFS_ARCHIVE_PLAIN, ROOTFS_ARCHIVE_ZSTD};
+use bootkit_common::toml_parse::{self, TomlError};
 
 use serde::{Deserialize, Serialize};
 
@@ -334,7 +335,18 @@ impl ImageConfig {
 
     /// Parse config text; paths stay as written.
     pub fn parse(text: &str) -> Result<ImageConfig, BuildError> {
-        toml::from_str(text).map_err(|err| BuildError::Config(err.to_string()))
+        toml_parse::parse(text).map_err(|error| {
+            let hint = misplaced_top_level_key(text, &error)
+                .map(|(key, header)| {
+                    format!(
+                        "; `{key}` is a top-level key, but it is written after the {header} \
+                         header, so TOML puts it in that table: move it up, above the first \
+                         `[table]` header of the file"
+                    )
+                })
+                .unwrap_or_default();
+            BuildError::Config(format!("{error}{hint}"))
+        })
     }
 
     /// Make every relative host path absolute-ish by joining it to `base`. Image paths
@@ -375,6 +387,44 @@ impl ImageConfig {
             join(&mut secure_boot.sign_cert);
         }
     }
+}
+
+/// The keys of an image config's top level (the fields of [`ImageConfig`]).
+const TOP_LEVEL_KEYS: [&str; 9] = [
+    "kernel",
+    "init",
+    "rootfs",
+    "overlay",
+    "initramfs",
+    "compression",
+    "cmdline",
+    "usb",
+    "secure_boot",
+];
+
+/// When `error` is an unknown key that is one of the top-level keys, written on a line of
+/// its own under a table header (TOML then puts it in that table): the key and the header
+/// as written (`[usb]`, `[[overlay]]`). A key inside an inline table (`{ ... }`) is not
+/// misplaced by a header and gets no hint.
+fn misplaced_top_level_key(text: &str, error: &TomlError) -> Option<(String, String)> {
+    if !error.message.starts_with("unknown field") {
+        return None;
+    }
+    let (table, key) = error.key.as_deref()?.rsplit_once('.')?;
+    if !TOP_LEVEL_KEYS.contains(&key) {
+        return None;
+    }
+    let line = text.lines().nth(error.line?.checked_sub(1)?)?;
+    let before_key: String = line.chars().take(error.column?.checked_sub(1)?).collect();
+    if !before_key.trim().is_empty() {
+        return None;
+    }
+    // `rootfs.programs[0]` was opened by `[[rootfs.programs]]`, `usb` by `[usb]`.
+    let header = match table.strip_suffix(']').and_then(|t| t.rsplit_once('[')) {
+        Some((array, _index)) => format!("`[[{array}]]`"),
+        None => format!("`[{table}]`"),
+    };
+    Some((key.to_owned(), header))
 }
 
 #[cfg(test)]
@@ -446,6 +496,65 @@ install_config = "install.toml"
         let text = "[kernel]\ndir = \"k\"\n[init]\nbinary = \"b\"\n[[overlay]]\ndest = \"/x\"\nsource = \"y\"\n";
         let err = ImageConfig::parse(text).expect_err("unknown overlay key must fail");
         assert!(err.to_string().contains("source"), "{err}");
+    }
+
+    #[test]
+    fn a_top_level_key_after_a_table_says_to_move_it_up() {
+        let text = "[kernel]\ndir = \"k\"\n[init]\nbinary = \"b\"\n[usb]\nos_image = \"os.raw.gz\"\n\
+                    install_config = \"install.toml\"\ncmdline = \"console=ttyS0\"\n";
+        let err = ImageConfig::parse(text).expect_err("cmdline in [usb] must fail");
+        assert!(
+            err.to_string().contains(
+                "line 8: `usb.cmdline`: unknown field `cmdline`, expected one of `os_image`, \
+                 `sha256_file`, `bmap`, `install_config` (column 1); `cmdline` is a top-level \
+                 key, but it is written after the `[usb]` header, so TOML puts it in that \
+                 table: move it up, above the first `[table]` header of the file"
+            ),
+            "{err}"
+        );
+        let text = "[kernel]\ndir = \"k\"\n[init]\nbinary = \"b\"\n[[rootfs.programs]]\n\
+                    src = \"/bin/busybox\"\n  cmdline = \"quiet\"\n";
+        let err = ImageConfig::parse(text).expect_err("cmdline in a program must fail");
+        assert!(
+            err.to_string().contains(
+                "written after the `[[rootfs.programs]]` header, so TOML puts it in that table"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn other_unknown_keys_get_no_move_hint() {
+        for text in [
+            // Not a top-level key.
+            "[kernel]\ndir = \"k\"\nmodulez = []\n[init]\nbinary = \"b\"\n",
+            // Inside an inline table, not under a header.
+            "cmdline = \"\"\n[kernel]\ndir = \"k\"\n[init]\nbinary = \"b\"\n\
+             [initramfs]\nprograms = [{ src = \"/bin/sh\", cmdline = \"x\" }]\n",
+        ] {
+            let err = ImageConfig::parse(text).expect_err("unknown key must fail");
+            assert!(err.to_string().contains("unknown field"), "{err}");
+            assert!(!err.to_string().contains("move it up"), "{err}");
+        }
+    }
+
+    /// [`TOP_LEVEL_KEYS`] are exactly the keys a config with every section serializes to.
+    #[test]
+    fn the_top_level_keys_are_the_configs_fields() {
+        let full = ImageConfig {
+            usb: Some(UsbConfig::default()),
+            secure_boot: Some(SecureBootConfig {
+                sign_key: "db.key".into(),
+                sign_cert: "db.crt".into(),
+            }),
+            ..ImageConfig::default()
+        };
+        let table = toml::Table::try_from(&full).expect("serialize");
+        let mut keys: Vec<&str> = table.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut expected = TOP_LEVEL_KEYS;
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
     }
 
     #[test]

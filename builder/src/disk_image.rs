@@ -18,7 +18,8 @@ use crate::error::{BuildError, Result};
 
 /// One mebibyte in bytes: partitions start and end on MiB boundaries.
 pub const MIB: u64 = 1 << 20;
-const SECTOR: u64 = 512;
+/// The sector size of the disks made: GPT LBAs count these.
+pub(crate) const SECTOR: u64 = 512;
 
 /// EFI System Partition.
 pub const ESP_TYPE: Uuid = Uuid::from_u128(0xC12A7328_F81F_11D2_BA4B_00A0C93EC93B);
@@ -113,26 +114,31 @@ pub fn assemble(
     GPT::write_protective_mbr_into(&mut file, SECTOR)
         .map_err(|err| fail(format!("cannot write the protective MBR: {err}")))?;
     for (spec, place) in partitions.iter().zip(&placed) {
-        copy_sparse(&spec.image, &mut file, place.offset).map_err(BuildError::io(format!(
-            "copy {} into {} at offset {}",
-            spec.image.display(),
-            out.display(),
-            place.offset
-        )))?;
+        File::open(&spec.image)
+            .and_then(|mut image| copy_sparse(&mut image, &mut file, place.offset))
+            .map_err(BuildError::io(format!(
+                "copy {} into {} at offset {}",
+                spec.image.display(),
+                out.display(),
+                place.offset
+            )))?;
     }
     file.sync_all().map_err(BuildError::io(what()))?;
     Ok(placed)
 }
 
-/// Copy `source` into `out` at `offset`, leaving all-zero blocks as holes. `out` must be
+/// Copy `input` into `out` at `offset`, leaving all-zero blocks as holes. `out` must be
 /// freshly sized (its holes already read as zeros).
-fn copy_sparse(source: &Path, out: &mut File, offset: u64) -> std::io::Result<()> {
+pub(crate) fn copy_sparse(
+    input: &mut impl Read,
+    out: &mut File,
+    offset: u64,
+) -> std::io::Result<()> {
     const BLOCK: usize = 1 << 20;
-    let mut input = File::open(source)?;
     let mut buf = vec![0u8; BLOCK];
     let mut position = offset;
     loop {
-        let filled = read_full(&mut input, &mut buf)?;
+        let filled = read_full(input, &mut buf)?;
         if filled == 0 {
             return Ok(());
         }

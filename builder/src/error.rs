@@ -158,6 +158,49 @@ pub enum BuildError {
         reason: String,
     },
 
+    /// The USB stick's install config does not fit the installer's schema.
+    #[error("install config {path}: {problem}; fix it, or the installer refuses the stick on site")]
+    InstallConfig {
+        /// The install config file.
+        path: PathBuf,
+        /// What is wrong, with its line and key.
+        problem: String,
+    },
+
+    /// The inputs given cannot be used together, or not at all; says what to give instead.
+    #[error("{0}")]
+    Usage(String),
+
+    /// The image to customize is not a USB installer stick made by `bootkit-build usb`.
+    #[error(
+        "{path} is not a bootkit USB installer stick: looked for GPT partitions named \
+         BOOTKIT-ESP and BOOTKIT-DATA (an ext4 filesystem labelled BOOTKIT-DATA), found {found}; \
+         give the usb.img that `bootkit-build usb` or `build` made"
+    )]
+    NotABootkitStick {
+        /// The image or device given.
+        path: PathBuf,
+        /// What it has instead.
+        found: String,
+    },
+
+    /// The files to put on the stick's data partition do not fit, and it cannot grow.
+    #[error(
+        "{path}: the BOOTKIT-DATA partition has {} MiB free, the files need {} MiB: {hint}",
+        available.div_ceil(1 << 20),
+        needed.div_ceil(1 << 20)
+    )]
+    NoRoom {
+        /// The stick.
+        path: PathBuf,
+        /// Bytes the new files take.
+        needed: u64,
+        /// Bytes free, counting the files they replace.
+        available: u64,
+        /// What to do about it.
+        hint: &'static str,
+    },
+
     /// The registry refused or failed a publish.
     #[error("registry {registry}: {reason}")]
     Registry {

@@ -6,6 +6,7 @@
 //! mtools, `E2FSPROGS_FAKE_TIME` for mke2fs), `mkfs.vfat --invariant`. File times inside an
 //! ext4 image come from the staging tree: [`set_tree_times`] pins them.
 
+use std::ffi::OsStr;
 use std::fs::{self, File, FileTimes};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -192,8 +193,19 @@ pub fn make_ext4(image: &Path, staging: &Path, options: &Ext4Options<'_>) -> Res
 fn pin_inode_metadata(image: &Path, staging: &Path, epoch: u64) -> Result<()> {
     let mut paths = vec![String::from("/")];
     image_paths(staging, "", &mut paths)?;
+    run_debugfs_script(
+        image.as_os_str(),
+        &pinned_metadata_script(&paths, epoch),
+        epoch,
+        &format!("set the inode times and owners in {}", image.display()),
+    )
+}
+
+/// The debugfs commands that set the change and access times of `paths` (as seen from the
+/// image's root) to `epoch` and their owner to root.
+pub(crate) fn pinned_metadata_script(paths: &[String], epoch: u64) -> String {
     let epoch = image_epoch(epoch);
-    let script: String = paths
+    paths
         .iter()
         .flat_map(|path| {
             [
@@ -204,7 +216,18 @@ fn pin_inode_metadata(image: &Path, staging: &Path, epoch: u64) -> Result<()> {
             ]
             .map(|(field, value)| format!("set_inode_field \"{path}\" {field} {value}\n"))
         })
-        .collect();
+        .collect()
+}
+
+/// Run the debugfs commands `script` read-write on `image` (a file, or `FILE?offset=N` for
+/// a filesystem inside a disk image), with `epoch` as the time debugfs writes itself.
+pub(crate) fn run_debugfs_script(
+    image: &OsStr,
+    script: &str,
+    epoch: u64,
+    purpose: &str,
+) -> Result<()> {
+    let epoch = image_epoch(epoch);
     let commands = tempfile::NamedTempFile::new()
         .and_then(|mut file| {
             std::io::Write::write_all(&mut file, script.as_bytes())?;
@@ -216,10 +239,10 @@ fn pin_inode_metadata(image: &Path, staging: &Path, epoch: u64) -> Result<()> {
             "-w".as_ref(),
             "-f".as_ref(),
             commands.path().as_os_str(),
-            image.as_os_str(),
+            image,
         ],
         &[("E2FSPROGS_FAKE_TIME", epoch.to_string().as_str())],
-        &format!("set the inode times and owners in {}", image.display()),
+        purpose,
     )
 }
 

@@ -20,10 +20,10 @@ pub(crate) fn check_install_config(path: &Path) -> Result<()> {
             Err(error) => error.to_string(),
         },
     };
-    Err(BuildError::Config(format!(
-        "install config {}: {problem}; fix it, or the installer refuses the stick on site",
-        path.display()
-    )))
+    Err(BuildError::InstallConfig {
+        path: path.to_path_buf(),
+        problem,
+    })
 }
 
 #[cfg(test)]

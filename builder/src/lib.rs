@@ -15,7 +15,8 @@
 //! - [`elf`]: shared libraries of host programs.
 //! - [`tree`], [`rootfs`], [`initramfs`], [`cpio`], [`compress`]: assembling the archives.
 //! - [`uki`]: unified kernel images (systemd's EFI stub + kernel + initramfs + cmdline).
-//! - [`usb`]: the USB installer stick; [`test_os`]: the EMT-like test OS image (with
+//! - [`usb`]: the USB installer stick ([`usb_customize`]: an install config and an OS
+//!   image put into one already made); [`test_os`]: the EMT-like test OS image (with
 //!   [`bios_boot`] code in its MBR); both built
 //!   from [`fs_image`] filesystems placed by [`disk_image`], with host [`tools`], and
 //!   [`publish`]ed compressed with checksums.
@@ -53,6 +54,7 @@ pub mod tools;
 pub mod tree;
 pub mod uki;
 pub mod usb;
+pub mod usb_customize;
 
 pub use build::{BuildOutput, build, build_with};
 pub use config::{

@@ -27,7 +27,7 @@ use bootkit_common::layout::INIT;
 use uuid::Uuid;
 
 use crate::bios_boot;
-use crate::config::{CompressionKind, KernelSource, Program};
+use crate::config::{CompressionKind, KernelSource, Program, SecureBootConfig};
 use crate::cpio::compress_cpio;
 use crate::dirs::scratch_dir_in;
 use crate::disk_image::{
@@ -43,7 +43,7 @@ use crate::publish::{Published, compress_file, sibling, write_sha256sum};
 use crate::reproducible::source_date_epoch;
 use crate::rootfs::add_program;
 use crate::tree::{Source, Tree};
-use crate::uki::{ESP_LOADER, UkiInputs, build_uki};
+use crate::uki::{ESP_LOADER, UkiInputs, build_uki, sign_uki};
 
 /// The UKI's kernel command line.
 pub const CMDLINE: &str = "console=ttyS0 quiet";
@@ -91,6 +91,18 @@ pub fn build_test_os(
     out_dir: &Path,
     progress: &Progress,
 ) -> Result<TestOsOutput> {
+    build_signed_test_os(spec, None, out_dir, progress)
+}
+
+/// [`build_test_os`], with the loader on its ESP (`\EFI\BOOT\BOOTX64.EFI`) signed by
+/// `signing` when given, so that the installed system boots under Secure Boot on a machine
+/// trusting that key.
+pub fn build_signed_test_os(
+    spec: &TestOsSpec,
+    signing: Option<&SecureBootConfig>,
+    out_dir: &Path,
+    progress: &Progress,
+) -> Result<TestOsOutput> {
     check_marker(&spec.marker)?;
     check_name(&spec.name)?;
     let bios_code = bios_boot::boot_code(&spec.marker)?;
@@ -109,6 +121,13 @@ pub fn build_test_os(
     };
 
     let uki = work.marker_uki(spec, &kernel.vmlinuz)?;
+    if let Some(signing) = signing {
+        sign_uki(&uki, signing)?;
+        progress.note(&format!(
+            "test OS image: loader signed with {}",
+            signing.sign_cert.display()
+        ));
+    }
     let task = progress.task("making the test OS filesystems", None);
     let filesystems = work.filesystems(spec, &uki)?;
     task.finish();

@@ -32,6 +32,8 @@ pub const MCOPY: Tool = Tool::new("mcopy", "mtools");
 pub const MKFS_EXT4: Tool = Tool::new("mkfs.ext4", "e2fsprogs");
 /// Edits ext4 images in place.
 pub const DEBUGFS: Tool = Tool::new("debugfs", "e2fsprogs");
+/// Checks an ext4 filesystem after it was edited.
+pub const E2FSCK: Tool = Tool::new("e2fsck", "e2fsprogs");
 /// Signs EFI binaries (Authenticode): see [`crate::secure_boot`] for why not a crate.
 pub const SBSIGN: Tool = Tool::new("sbsign", "sbsigntool");
 /// Makes the Secure Boot keys and the PKCS#7 signatures of their `.auth` updates.
@@ -49,6 +51,15 @@ impl Tool {
     /// Run the tool with `args` and `envs`; `purpose` completes "needed to ..." and
     /// "failed to ..." in the errors.
     pub fn run<I, S>(&self, args: I, envs: &[(&str, &str)], purpose: &str) -> Result<()>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.output(args, envs, purpose).map(drop)
+    }
+
+    /// [`Tool::run`], returning what the tool printed on stdout.
+    pub fn output<I, S>(&self, args: I, envs: &[(&str, &str)], purpose: &str) -> Result<String>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -73,7 +84,7 @@ impl Tool {
             }
         })?;
         if output.status.success() {
-            return Ok(());
+            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
         }
         let text = String::from_utf8_lossy(&output.stderr).into_owned()
             + &String::from_utf8_lossy(&output.stdout);

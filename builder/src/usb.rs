@@ -43,7 +43,7 @@ pub struct UsbOutput {
 }
 
 /// Free space on the data partition (the installer may leave its log there).
-const DATA_HEADROOM: u64 = 32 << 20;
+pub(crate) const DATA_HEADROOM: u64 = 32 << 20;
 const ESP_HEADROOM: u64 = 2 << 20;
 
 /// What goes on the stick.
@@ -143,25 +143,6 @@ pub fn build_usb(
     Ok(partitions)
 }
 
-/// Sign the UKI `build` made for an image config with `[secure_boot]` in place, and
-/// remake the stick around it: what `bootkit-build build` does after
-/// [`crate::build_with`], which itself writes them unsigned.
-pub fn sign_build_outputs(
-    made: &UsbOutput,
-    usb: &UsbConfig,
-    signing: &SecureBootConfig,
-    progress: &Progress,
-) -> Result<()> {
-    crate::uki::sign_uki(&made.efi, signing)?;
-    build_usb(&usb.inputs(&made.efi), &made.image, progress)?;
-    progress.note(&format!(
-        "signed {} and {ESP_LOADER} in {}",
-        made.efi.display(),
-        made.image.display()
-    ));
-    Ok(())
-}
-
 /// [`build_usb`], with `\EFI\BOOT\BOOTX64.EFI` (the UKI, which carries the kernel and
 /// initramfs in its own sections) signed by `signing` when given. The UKI at
 /// `inputs.efi` is left as it is: a signed copy goes on the stick.
@@ -242,7 +223,7 @@ fn stage_data(inputs: &UsbInputs<'_>, digest: Sha256Digest, staging: &Path) -> R
     link_or_copy(inputs.install_config, &staging.join(INSTALL_CONFIG_NAME))
 }
 
-fn file_name(path: &Path) -> Result<String> {
+pub(crate) fn file_name(path: &Path) -> Result<String> {
     path.file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .ok_or_else(|| BuildError::Config(format!("{} does not name a file", path.display())))
@@ -250,7 +231,7 @@ fn file_name(path: &Path) -> Result<String> {
 
 /// A hard link keeps a multi-GB OS image from being copied once more; across filesystems
 /// it is copied.
-fn link_or_copy(source: &Path, dest: &Path) -> Result<()> {
+pub(crate) fn link_or_copy(source: &Path, dest: &Path) -> Result<()> {
     if fs::hard_link(source, dest).is_ok() {
         return Ok(());
     }
@@ -265,7 +246,7 @@ fn link_or_copy(source: &Path, dest: &Path) -> Result<()> {
 
 /// The checksum file's line for the OS image (by the one `sha256sum` file rule) must give the
 /// image's sha256.
-fn check_sha256_file(path: &Path, os_name: &str, digest: Sha256Digest) -> Result<()> {
+pub(crate) fn check_sha256_file(path: &Path, os_name: &str, digest: Sha256Digest) -> Result<()> {
     let given = Sha256Digest::from_sha256sum_file(path, Some(os_name))?;
     if given != digest {
         return Err(BuildError::Config(format!(
@@ -276,7 +257,7 @@ fn check_sha256_file(path: &Path, os_name: &str, digest: Sha256Digest) -> Result
     Ok(())
 }
 
-fn check_bmap(path: &Path) -> Result<()> {
+pub(crate) fn check_bmap(path: &Path) -> Result<()> {
     let text =
         fs::read_to_string(path).map_err(BuildError::io(format!("read {}", path.display())))?;
     bootkit_common::bmap::Bmap::parse(&text)

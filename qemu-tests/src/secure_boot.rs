@@ -6,7 +6,8 @@
 //! keys it enrolls are the project's certificates, but nothing of the project writes the
 //! store the firmware reads. It sets PK, KEK and db from the PEM certificates of a key set
 //! (`bootkit-build keys`), turns Secure Boot on, and leaves Microsoft's keys out, so the
-//! firmware trusts the test db key only.
+//! firmware trusts the test db key only. For the shim path it instead starts from OVMF's
+//! Microsoft store and adds the test db certificate to shim's `MokList`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,6 +18,11 @@ use crate::vm::OVMF_VARS_TEMPLATE;
 
 /// The program that writes the variable store.
 pub const VIRT_FW_VARS: &str = "virt-fw-vars";
+
+/// Debian's OVMF variable store with Secure Boot on and a db of Microsoft's certificates
+/// only (the Windows PCA 2011 and the UEFI CA 2011 that signs shims); its PK and one of its
+/// two KEKs are Debian's, which only matters for variable updates.
+pub const OVMF_VARS_MICROSOFT: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
 
 /// What OVMF's boot manager prints when an image fails Secure Boot verification:
 /// `BdsDxe: failed to load Boot000N "…" from …: Access Denied`.
@@ -63,6 +69,30 @@ impl SecureBootVars {
             .args(["--add-db", guid, &cert("db.crt")?])
             .arg("--secure-boot");
         run(&mut cmd, "enrolling the key set")?;
+        Ok(SecureBootVars {
+            path: out_vars.to_path_buf(),
+        })
+    }
+
+    /// OVMF's store whose db trusts Microsoft's keys only ([`OVMF_VARS_MICROSOFT`], as most
+    /// machines ship), Secure Boot on, with the PEM or DER certificate `mok_cert`
+    /// added to shim's `MokList` under the owner GUID `owner`, written to `out_vars`: the
+    /// state `mokutil --import` and MokManager leave after an operator enrolled a MOK.
+    pub fn microsoft_with_mok(
+        mok_cert: &Path,
+        owner: &str,
+        out_vars: &Path,
+    ) -> Result<SecureBootVars> {
+        let mut cmd = Command::new(VIRT_FW_VARS);
+        cmd.arg("--input")
+            .arg(OVMF_VARS_MICROSOFT)
+            .arg("--output")
+            .arg(out_vars)
+            .arg("--add-mok")
+            .arg(owner)
+            .arg(mok_cert)
+            .arg("--secure-boot");
+        run(&mut cmd, "adding a MOK to OVMF's Microsoft variable store")?;
         Ok(SecureBootVars {
             path: out_vars.to_path_buf(),
         })

@@ -13,10 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use bootkit_builder::test_os::{TestOsSpec, build_test_os};
-use bootkit_builder::{ImageConfig, Progress, UsbConfig};
 use common::run;
-use qemu_tests::{Vm, VmConfig, fresh_uefi_vars, repo_root, require_kernel_deb, scaled};
+use qemu_tests::{Vm, VmConfig, fresh_uefi_vars, scaled};
 
 /// What the installed system's UKI prints before it powers off.
 const INSTALLED_MARKER: &str = "EMT-TEST-OS: booted from the installed disk";
@@ -59,7 +57,7 @@ label = "EMT (bootkit test)"
 fn usb_installer_installs_the_image_and_the_boot_entry_starts_it() -> Result<()> {
     let work = common::images_dir().join("usb-installer");
     std::fs::create_dir_all(&work)?;
-    let stick = build_stick(&work)?;
+    let stick = common::build_usb_stick(&work, INSTALLED_MARKER, INSTALL_TOML, None)?;
     let blank = work.join("target-disk.raw");
     let disk = std::fs::File::create(&blank)?;
     disk.set_len(BLANK_DISK_BYTES)?;
@@ -110,44 +108,6 @@ fn machine(name: &str, vars: &Path, stick: &Path, disk: &Path) -> VmConfig {
         .cpus(2)
         .usb_stick("stick", stick)
         .virtio_disk(disk)
-}
-
-/// The test OS image, then the stick carrying it, built as a user would with
-/// imageconfigs/usb-installer.toml.
-fn build_stick(work: &Path) -> Result<PathBuf> {
-    let os_dir = work.join("os");
-    let spec = TestOsSpec {
-        kernel_deb: require_kernel_deb()?,
-        busybox: PathBuf::from("/bin/busybox"),
-        marker: INSTALLED_MARKER.to_string(),
-        name: "emt-test".to_string(),
-        stub: PathBuf::from(bootkit_builder::uki::DEFAULT_STUB),
-    };
-    let os =
-        build_test_os(&spec, &os_dir, &Progress::hidden()).context("building the test OS image")?;
-    let gz = os
-        .compressed
-        .iter()
-        .find(|path| path.extension().is_some_and(|ext| ext == "gz"))
-        .context("the test OS image has no .raw.gz")?
-        .clone();
-
-    let install_toml = work.join("install.toml");
-    std::fs::write(&install_toml, INSTALL_TOML)?;
-    qemu_tests::require_installer_binary()?;
-    let path = repo_root().join("imageconfigs/usb-installer.toml");
-    let mut config =
-        ImageConfig::load(&path).with_context(|| format!("loading {}", path.display()))?;
-    config.usb = Some(UsbConfig {
-        os_image: gz,
-        sha256_file: None,
-        bmap: Some(os.bmap.clone()),
-        install_config: install_toml,
-    });
-    let out = work.join("stick");
-    bootkit_builder::build_with(&config, &out, &Progress::hidden())
-        .context("building the USB installer")?;
-    Ok(out.join("usb.img"))
 }
 
 /// The disk as the installer left it: the image's partitions plus the layout's, and the

@@ -6,6 +6,10 @@
 //! Boot the kernel locks itself down, and the init must still load its (Debian-signed)
 //! modules, the compressed ones included.
 //!
+//! The USB stick built with the db key in its config's `[secure_boot]` boots, installs
+//! the test OS image (its loader signed with the same key), and the installed system boots
+//! from the boot entry the installer wrote, all with Secure Boot on.
+//!
 //! One key set, one enrolled variable store and one signed UKI per test binary; every VM
 //! boots its own copy of the store.
 
@@ -18,11 +22,12 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, ensure};
+use bootkit_builder::SecureBootConfig;
 use bootkit_builder::secure_boot::{KeyRole, KeySet, sign_pe};
 use bootkit_builder::uki::{DEFAULT_STUB, UkiInputs, build_uki, os_release, read_layout};
 use common::run;
 use qemu_tests::secure_boot::REFUSED_MARKER;
-use qemu_tests::{SecureBootVars, TestImage, Vm, VmConfig, scaled, target_dir};
+use qemu_tests::{SecureBootVars, TestImage, Vm, VmConfig, repo_root, scaled, target_dir};
 
 /// OVMF under TCG, then the kernel and the init.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -31,6 +36,21 @@ const INIT_STARTED: &str = "bootkit: starting in";
 /// The kernel's own line when it locks itself down because the firmware booted it with
 /// Secure Boot on (Debian's lockdown-on-Secure-Boot patch; needs a log level above `quiet`).
 const LOCKED_DOWN: &str = "Kernel is locked down from EFI Secure Boot";
+/// What the installed test OS prints when it boots.
+const INSTALLED_MARKER: &str = "EMT-TEST-OS: booted under Secure Boot from the installed disk";
+/// Firmware, the stick's UKI read over emulated USB, and the install itself, under TCG.
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// The installer's line once the image is written and verified.
+const INSTALLED: &str = " MB/s, sha256 ";
+const BLANK_DISK_BYTES: u64 = 256 << 20;
+
+/// The key set and the variable store it is enrolled in.
+#[derive(Clone)]
+struct Enrolled {
+    work: PathBuf,
+    keys: KeySet,
+    vars: SecureBootVars,
+}
 
 struct Shared {
     work: PathBuf,
@@ -41,16 +61,16 @@ struct Shared {
     signed: PathBuf,
 }
 
-/// The key set, the enrolled store and the UKIs, made once for all tests of this binary.
-fn shared() -> Result<&'static Shared> {
-    static SHARED: OnceLock<std::result::Result<Shared, String>> = OnceLock::new();
-    SHARED
-        .get_or_init(|| make_shared().map_err(|err| format!("{err:#}")))
+/// The key set and the enrolled store, made once for all tests of this binary.
+fn enrolled() -> Result<&'static Enrolled> {
+    static ENROLLED: OnceLock<std::result::Result<Enrolled, String>> = OnceLock::new();
+    ENROLLED
+        .get_or_init(|| enroll().map_err(|err| format!("{err:#}")))
         .as_ref()
-        .map_err(|err| anyhow!("setting up the Secure Boot tests: {err}"))
+        .map_err(|err| anyhow!("enrolling the Secure Boot test keys: {err}"))
 }
 
-fn make_shared() -> Result<Shared> {
+fn enroll() -> Result<Enrolled> {
     let work = target_dir().join("qemu-images/secure-boot");
     // Keys are made fresh each run (KeySet refuses to overwrite a set) and never committed.
     let _ = std::fs::remove_dir_all(&work);
@@ -63,7 +83,20 @@ fn make_shared() -> Result<Shared> {
         enrolled.contains("bootkit test db"),
         "virt-fw-vars does not list the test db certificate in the store:\n{enrolled}"
     );
+    Ok(Enrolled { work, keys, vars })
+}
 
+/// [`enrolled`], and the test image's UKIs, made once for all tests of this binary.
+fn shared() -> Result<&'static Shared> {
+    static SHARED: OnceLock<std::result::Result<Shared, String>> = OnceLock::new();
+    SHARED
+        .get_or_init(|| make_shared().map_err(|err| format!("{err:#}")))
+        .as_ref()
+        .map_err(|err| anyhow!("setting up the Secure Boot tests: {err}"))
+}
+
+fn make_shared() -> Result<Shared> {
+    let Enrolled { work, keys, vars } = enrolled()?.clone();
     let image = TestImage::load()?;
     // Without `quiet`, so the kernel's lockdown notice reaches the console; poweroff
     // instead of a shell when something fails.
@@ -127,33 +160,46 @@ fn sign(input: &Path, output: &Path, keys: &KeySet) -> Result<()> {
 /// A FAT ESP holding `efi` as the removable-media loader `\EFI\BOOT\BOOTX64.EFI`, made with
 /// dosfstools and mtools: a whole-disk FAT that OVMF's boot manager finds by itself.
 fn esp_with(efi: &Path, out: &Path) -> Result<()> {
-    let size = std::fs::metadata(efi)?.len() + (8 << 20);
+    esp_with_files(&[(efi, "BOOTX64.EFI")], out)
+}
+
+/// [`esp_with`] for several files, each `(source, name in \EFI\BOOT)`.
+fn esp_with_files(files: &[(&Path, &str)], out: &Path) -> Result<()> {
+    let mut size = 8 << 20;
+    for (source, _) in files {
+        size += std::fs::metadata(source)?.len();
+    }
     let file = std::fs::File::create(out)?;
     file.set_len(size)?;
     drop(file);
     let out = out.display().to_string();
     run("mkfs.vfat", &["-n", "ESP", &out])?;
     run("mmd", &["-i", &out, "::/EFI", "::/EFI/BOOT"])?;
-    run(
-        "mcopy",
-        &[
-            "-i",
-            &out,
-            &efi.display().to_string(),
-            "::/EFI/BOOT/BOOTX64.EFI",
-        ],
-    )?;
+    for (source, name) in files {
+        run(
+            "mcopy",
+            &[
+                "-i",
+                &out,
+                &source.display().to_string(),
+                &format!("::/EFI/BOOT/{name}"),
+            ],
+        )?;
+    }
     Ok(())
 }
 
 /// A Secure Boot machine with its own copy of the enrolled store and `disk` on virtio.
 fn machine(shared: &Shared, name: &str, disk: &Path) -> Result<VmConfig> {
+    Ok(machine_without_disk(shared, name)?.virtio_disk(disk))
+}
+
+/// A Secure Boot machine with its own copy of the enrolled store.
+fn machine_without_disk(shared: &Shared, name: &str) -> Result<VmConfig> {
     let vars = shared
         .vars
         .copy_for(&shared.work.join(format!("{name}.vars.fd")))?;
-    Ok(VmConfig::uefi_secure_boot(name, vars)
-        .cpus(2)
-        .virtio_disk(disk))
+    Ok(VmConfig::uefi_secure_boot(name, vars).cpus(2))
 }
 
 #[test]
@@ -278,4 +324,287 @@ fn expect_refused(shared: &Shared, name: &str, efi: &Path) -> Result<()> {
         vm.log_path().display()
     );
     Ok(())
+}
+
+#[test]
+#[ignore = "needs QEMU: installs from the USB stick and boots the installed disk under Secure Boot (minutes under TCG)"]
+fn signed_usb_stick_installs_under_secure_boot_and_the_installed_system_boots() -> Result<()> {
+    let enrolled = enrolled()?;
+    let work = enrolled.work.join("usb-install");
+    std::fs::create_dir_all(&work)?;
+    let signing = SecureBootConfig {
+        sign_key: enrolled.keys.key(KeyRole::Db),
+        sign_cert: enrolled.keys.cert(KeyRole::Db),
+    };
+    let stick = common::build_usb_stick(
+        &work,
+        INSTALLED_MARKER,
+        "hostname = \"edge-secure-boot\"\nafter = \"poweroff\"\n",
+        Some(&signing),
+    )?;
+    let blank = work.join("target-disk.raw");
+    std::fs::File::create(&blank)?.set_len(BLANK_DISK_BYTES)?;
+    // One store for both boots: the installer's boot entry must be there for the second.
+    let vars = enrolled.vars.copy_for(&work.join("OVMF_VARS.fd"))?;
+    let machine = |name: &str| {
+        VmConfig::uefi_secure_boot(name, &vars)
+            .memory_mib(1536)
+            .cpus(2)
+            .usb_stick("stick", &stick)
+            .virtio_disk(&blank)
+    };
+
+    let mut install = Vm::boot(machine("secure-boot-usb-install"))?;
+    let (index, line) = install
+        .wait_for_any(
+            &[INSTALLED, "bootkit-install: error:", REFUSED_MARKER],
+            scaled(INSTALL_TIMEOUT),
+        )
+        .context("the installer did not report a finished install")?;
+    ensure!(
+        index == 0,
+        "the signed stick did not install under Secure Boot: {line}"
+    );
+    let status = install.wait_exit(scaled(Duration::from_secs(60)))?;
+    ensure!(status.success(), "QEMU exited with {status}");
+    ensure!(
+        install.console().contains("Secure Boot: on"),
+        "the installer did not see Secure Boot on; log: {}",
+        install.log_path().display()
+    );
+    drop(install);
+
+    let mut installed = Vm::boot(machine("secure-boot-usb-installed"))?;
+    let (index, line) = installed
+        .wait_for_any(
+            &[
+                INSTALLED_MARKER,
+                REFUSED_MARKER,
+                "starting in standalone mode",
+            ],
+            scaled(INSTALL_TIMEOUT),
+        )
+        .context("the second boot neither started the installed system nor failed")?;
+    ensure!(
+        index == 0,
+        "the installed system did not boot under Secure Boot: {line}; log: {}",
+        installed.log_path().display()
+    );
+    Ok(())
+}
+
+/// The guest's view of the host on QEMU's user-mode network, where its TFTP server is.
+const USER_NET_HOST: &str = "10.0.2.2";
+/// What the test's iPXE script prints when `chain` fails (a failed download or the
+/// firmware's LoadImage refusing the image; the console says which).
+const IPXE_NOT_BOOTED: &str = "bootkit-test: chain failed";
+
+#[test]
+#[ignore = "needs QEMU: boots Debian's iPXE under Secure Boot three times (minutes under TCG)"]
+fn signed_ipxe_chains_only_a_signed_uki_and_an_unsigned_ipxe_is_refused() -> Result<()> {
+    let shared = shared()?;
+    let ipxe = Path::new("/usr/lib/ipxe/ipxe.efi");
+    ensure!(
+        ipxe.is_file(),
+        "{} is missing: scripts/setup.sh installs Debian's ipxe package",
+        ipxe.display()
+    );
+    let keys = &enrolled()?.keys;
+    let signed_ipxe = shared.work.join("ipxe.signed.efi");
+    sign(ipxe, &signed_ipxe, keys)?;
+
+    // What DHCP hands iPXE on the user-mode network: a script chaining a UKI over TFTP. iPXE
+    // loads what it chains with the firmware's LoadImage, so the db decides.
+    let tftp = shared.work.join("tftp");
+    std::fs::create_dir_all(&tftp)?;
+    std::fs::copy(&shared.signed, tftp.join("signed.efi"))?;
+    std::fs::copy(&shared.unsigned, tftp.join("unsigned.efi"))?;
+    let chain = |name: &str, uki: &str| -> Result<PathBuf> {
+        let script = format!("{name}.ipxe");
+        std::fs::write(
+            tftp.join(&script),
+            format!("#!ipxe\nchain tftp://{USER_NET_HOST}/{uki} || echo {IPXE_NOT_BOOTED}\n"),
+        )?;
+        Ok(PathBuf::from(script))
+    };
+    let ipxe_machine = |name: &str, loader: &Path, script: &Path| -> Result<Vm> {
+        let esp = shared.work.join(format!("{name}.esp.img"));
+        esp_with(loader, &esp)?;
+        let config = machine_without_disk(shared, name)?
+            .arg("-drive")
+            .arg(format!("file={},format=raw,if=none,id=esp", esp.display()))
+            .arg("-device")
+            .arg("virtio-blk-pci,drive=esp,bootindex=0")
+            .arg("-netdev")
+            .arg(format!(
+                "user,id=n0,restrict=on,tftp={},bootfile={}",
+                tftp.display(),
+                script.display()
+            ))
+            .arg("-device")
+            .arg("virtio-net-pci,netdev=n0,romfile=");
+        Ok(Vm::boot(config)?)
+    };
+
+    let signed_script = chain("signed", "signed.efi")?;
+    let unsigned_script = chain("unsigned", "unsigned.efi")?;
+    std::thread::scope(|scope| -> Result<()> {
+        let to_signed = scope.spawn(|| -> Result<()> {
+            let mut vm = ipxe_machine("secure-boot-ipxe-signed", &signed_ipxe, &signed_script)?;
+            let (index, line) = vm.wait_for_any(
+                &["bootkit: ready in", IPXE_NOT_BOOTED, REFUSED_MARKER],
+                scaled(BOOT_TIMEOUT * 2),
+            )?;
+            ensure!(
+                index == 0,
+                "signed iPXE did not boot the signed UKI to ready: {line}; log: {}",
+                vm.log_path().display()
+            );
+            ensure!(
+                vm.console().contains("secureboot: Secure boot enabled"),
+                "the kernel chained by iPXE did not see Secure Boot on"
+            );
+            Ok(())
+        });
+        let to_unsigned = scope.spawn(|| -> Result<()> {
+            let mut vm = ipxe_machine(
+                "secure-boot-ipxe-unsigned-uki",
+                &signed_ipxe,
+                &unsigned_script,
+            )?;
+            let (index, line) = vm.wait_for_any(
+                &[IPXE_NOT_BOOTED, INIT_STARTED, REFUSED_MARKER],
+                scaled(BOOT_TIMEOUT * 2),
+            )?;
+            ensure!(
+                index == 0,
+                "signed iPXE chaining an unsigned UKI: expected the firmware to refuse it, got: {line}; log: {}",
+                vm.log_path().display()
+            );
+            let console = vm.console();
+            // iPXE ends each download's progress line with `ok`: the UKI arrived whole, and
+            // what failed was booting it (the firmware's LoadImage, which iPXE reports as
+            // `Could not boot: Exec format error`; the same UKI signed boots above).
+            let downloaded = console.lines().any(|line| {
+                line.starts_with(&format!("tftp://{USER_NET_HOST}/unsigned.efi..."))
+                    && line.trim_end().ends_with("ok")
+            });
+            ensure!(
+                downloaded && console.contains("Could not boot:"),
+                "iPXE did not download the unsigned UKI and fail to boot it; log: {}",
+                vm.log_path().display()
+            );
+            ensure!(
+                !console.contains("EFI stub:"),
+                "the unsigned UKI's kernel ran under Secure Boot"
+            );
+            Ok(())
+        });
+        let unsigned_ipxe = scope.spawn(|| -> Result<()> {
+            let mut vm = ipxe_machine("secure-boot-ipxe-unsigned", ipxe, &signed_script)?;
+            let (index, line) = vm.wait_for_any(
+                &[REFUSED_MARKER, "iPXE initialising devices", INIT_STARTED],
+                scaled(BOOT_TIMEOUT),
+            )?;
+            ensure!(
+                index == 0 && line.contains("BdsDxe: failed to load"),
+                "the firmware did not refuse Debian's unsigned iPXE: {line}"
+            );
+            Ok(())
+        });
+        for handle in [to_signed, to_unsigned, unsigned_ipxe] {
+            handle
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("an iPXE check panicked")))?;
+        }
+        Ok(())
+    })
+}
+
+/// Debian's shim-signed package, downloaded (not installed) by scripts/setup.sh.
+const SHIM_DEB: &str = ".cache/shim/shim-signed.deb";
+/// Where the package keeps the Microsoft-signed shim.
+const SHIM_IN_DEB: &str = "usr/lib/shim/shimx64.efi.signed";
+/// What shim loads from its own directory when it is the removable-media loader.
+const SHIM_SECOND_STAGE: &str = "grubx64.efi";
+
+#[test]
+#[ignore = "needs QEMU: boots Debian's Microsoft-signed shim under Secure Boot twice (minutes under TCG)"]
+fn microsoft_signed_shim_boots_only_the_uki_signed_by_an_enrolled_mok() -> Result<()> {
+    let shared = shared()?;
+    let keys = &enrolled()?.keys;
+    let deb = repo_root().join(SHIM_DEB);
+    ensure!(
+        deb.is_file(),
+        "{} is missing: run scripts/setup.sh (it downloads Debian's shim-signed)",
+        deb.display()
+    );
+    let unpacked = shared.work.join("shim-signed");
+    run(
+        "dpkg-deb",
+        &[
+            "-x",
+            &deb.display().to_string(),
+            &unpacked.display().to_string(),
+        ],
+    )?;
+    let shim = unpacked.join(SHIM_IN_DEB);
+    // Microsoft's keys only: the firmware itself would refuse the UKI; shim takes the site's
+    // db certificate from MokList.
+    let vars = SecureBootVars::microsoft_with_mok(
+        &keys.cert(KeyRole::Db),
+        &keys.owner.to_string(),
+        &shared.work.join("OVMF_VARS.ms-mok.fd"),
+    )?;
+    let boot = |name: &str, uki: &Path| -> Result<Vm> {
+        let esp = shared.work.join(format!("{name}.esp.img"));
+        esp_with_files(&[(&shim, "BOOTX64.EFI"), (uki, SHIM_SECOND_STAGE)], &esp)?;
+        let vars = vars.copy_for(&shared.work.join(format!("{name}.vars.fd")))?;
+        Ok(Vm::boot(
+            VmConfig::uefi_secure_boot(name, vars)
+                .cpus(2)
+                .virtio_disk(&esp),
+        )?)
+    };
+    std::thread::scope(|scope| -> Result<()> {
+        let signed = scope.spawn(|| -> Result<()> {
+            let mut vm = boot("secure-boot-shim-mok", &shared.signed)?;
+            let (index, line) = vm.wait_for_any(
+                &["bootkit: ready in", REFUSED_MARKER, "Verification failed"],
+                scaled(BOOT_TIMEOUT),
+            )?;
+            ensure!(
+                index == 0,
+                "shim did not boot the UKI signed by the MOK to ready: {line}; log: {}",
+                vm.log_path().display()
+            );
+            ensure!(
+                vm.console().contains("secureboot: Secure boot enabled"),
+                "the kernel booted through shim did not see Secure Boot on"
+            );
+            Ok(())
+        });
+        let unsigned = scope.spawn(|| -> Result<()> {
+            let mut vm = boot("secure-boot-shim-unsigned", &shared.unsigned)?;
+            // shim draws its refusal in a dialog waiting for a key, with no newline after it.
+            vm.wait_for_prompt("Verification failed", scaled(BOOT_TIMEOUT))
+                .with_context(|| {
+                    format!(
+                        "shim did not refuse an unsigned UKI; log: {}",
+                        vm.log_path().display()
+                    )
+                })?;
+            ensure!(
+                !vm.console().contains("EFI stub:"),
+                "the unsigned UKI's kernel ran behind shim under Secure Boot"
+            );
+            Ok(())
+        });
+        for handle in [signed, unsigned] {
+            handle
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("a shim check panicked")))?;
+        }
+        Ok(())
+    })
 }

@@ -3,12 +3,13 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use bootkit_builder::{ImageConfig, Overlay, Progress};
+use bootkit_builder::test_os::{TestOsSpec, build_signed_test_os};
+use bootkit_builder::{ImageConfig, Overlay, Progress, SecureBootConfig, UsbConfig};
 use bootkit_common::layout::SERVICES_DIR;
 use qemu_tests::{
     TestImage, Vm, VmConfig, repo_root, require_init_binary, require_kernel_deb, target_dir,
@@ -44,6 +45,52 @@ pub fn image_with_services(name: &str, services: &[Overlay]) -> Result<TestImage
     let mut config = base_config()?;
     config.overlay.extend(services.iter().cloned());
     build(name, &config)
+}
+
+/// The EMT-like test OS image printing `marker` when it boots, then the USB installer
+/// stick carrying it with `install_toml`, built as a user would with
+/// imageconfigs/usb-installer.toml, in `work`; returns the stick's image. With `signing`,
+/// the stick's loader and the test OS image's loader are both signed with that key (the
+/// config's `[secure_boot]`), so the stick and the installed system boot under Secure Boot.
+pub fn build_usb_stick(
+    work: &Path,
+    marker: &str,
+    install_toml: &str,
+    signing: Option<&SecureBootConfig>,
+) -> Result<PathBuf> {
+    let spec = TestOsSpec {
+        kernel_deb: require_kernel_deb()?,
+        busybox: PathBuf::from("/bin/busybox"),
+        marker: marker.to_string(),
+        name: "emt-test".to_string(),
+        stub: PathBuf::from(bootkit_builder::uki::DEFAULT_STUB),
+    };
+    let os = build_signed_test_os(&spec, signing, &work.join("os"), &Progress::hidden())
+        .context("building the test OS image")?;
+    let gz = os
+        .compressed
+        .iter()
+        .find(|path| path.extension().is_some_and(|ext| ext == "gz"))
+        .context("the test OS image has no .raw.gz")?
+        .clone();
+
+    let install_config = work.join("install.toml");
+    std::fs::write(&install_config, install_toml)?;
+    qemu_tests::require_installer_binary()?;
+    let path = repo_root().join("imageconfigs/usb-installer.toml");
+    let mut config =
+        ImageConfig::load(&path).with_context(|| format!("loading {}", path.display()))?;
+    config.usb = Some(UsbConfig {
+        os_image: gz,
+        sha256_file: None,
+        bmap: Some(os.bmap.clone()),
+        install_config,
+    });
+    config.secure_boot = signing.cloned();
+    let out = work.join("stick");
+    bootkit_builder::build_with(&config, &out, &Progress::hidden())
+        .context("building the USB installer")?;
+    Ok(out.join("usb.img"))
 }
 
 pub fn images_dir() -> PathBuf {
