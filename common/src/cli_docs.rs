@@ -40,7 +40,7 @@
 //! Hidden subcommands (such as `generate-docs` itself) get no man page (clap_complete's bash
 //! script still completes them).
 //!
-//! A unit test of each binary asserts [`missing_help`] and [`missing_examples`] are empty for
+//! A unit test of each binary asserts [`undocumented`] (no [`missing_help`], no [`missing_examples`]) is empty for
 //! its `Command`, so an option added without help text fails the build's tests.
 
 use std::path::{Path, PathBuf};
@@ -131,6 +131,18 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), CliDocsError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// What `cmd`'s help lacks: the [`missing_help`] lines, then `PATH: no example` for each
+/// command [`missing_examples`] names. Each binary's unit test asserts it is empty.
+pub fn undocumented(cmd: &Command) -> Vec<String> {
+    let mut gaps = missing_help(cmd);
+    gaps.extend(
+        missing_examples(cmd)
+            .into_iter()
+            .map(|path| format!("{path}: no example")),
+    );
+    gaps
 }
 
 /// Every visible argument and subcommand of `cmd` (recursively) that has no help text, as
@@ -330,5 +342,17 @@ mod tests {
             .subcommand(Command::new("go").about("Go"));
         assert_eq!(missing_examples(&cmd), ["tool go"]);
         assert!(missing_examples(&sample()).is_empty());
+    }
+
+    #[test]
+    fn undocumented_lists_missing_help_then_missing_examples() {
+        let cmd = Command::new("tool")
+            .after_help("Example:\n  tool go")
+            .subcommand(Command::new("go").arg(Arg::new("n").short('n')));
+        assert_eq!(
+            undocumented(&cmd),
+            ["tool: subcommand go", "tool go: -n", "tool go: no example"]
+        );
+        assert!(undocumented(&sample()).is_empty());
     }
 }

@@ -16,13 +16,43 @@ use bootkit_common::layered_config::{
 /// The provisioner serves onboarding on its gRPC port (Tinkerbell's 42113).
 pub const DEFAULT_PORT: u16 = 42113;
 
-/// `device-discovery`'s flags.
+/// `device-discovery`'s command line: the flags of a run, or the hidden `generate-docs`.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "device-discovery",
+    version,
     about = "Reports this machine to the provisioner (onboardingmgr.v1) and waits until it is onboarded, or (per --onboarding) lets the tink-worker start without",
-    after_help = "Settings come from the flags, then /etc/hook/env_config, then (with --use-kernel-args) the kernel command line.\nExit codes: 0 onboarded (or started without onboarding, as --onboarding allows), 1 gave up (timeout or no usable network), 2 bad configuration, 143 terminated."
+    after_help = "\
+Settings come from the flags, then /etc/hook/env_config, then (with --use-kernel-args) the
+kernel command line.
+Exit codes: 0 onboarded (or started without onboarding, as --onboarding allows), 1 gave up
+(timeout or no usable network), 2 bad configuration, 143 terminated.
+
+Examples (the first is how the bootkit runs it: grpc_authority= and worker_id= from the
+kernel command line):
+  device-discovery --use-kernel-args
+  device-discovery --obs-svc prov.lab:42113 --ca-cert /etc/site-ca.pem --timeout 90s
+  device-discovery --onboarding off --obs-svc 10.0.0.2 --tls false --mac 52:54:00:12:34:56"
 )]
+pub struct Cli {
+    /// The flags of a run (when no subcommand is given).
+    #[command(flatten)]
+    pub flags: Flags,
+    /// A subcommand instead of a run.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What `device-discovery` does instead of a run.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Write shell completions and man pages into DIR (scripts/install-docs.sh runs it).
+    #[command(hide = true)]
+    GenerateDocs(bootkit_common::cli_docs::GenerateDocsArgs),
+}
+
+/// `device-discovery`'s flags.
+#[derive(Debug, Clone, clap::Args)]
 pub struct Flags {
     /// Whether the tink-worker waits for OEP onboarding: `required` (EMT), `if-served`
     /// (onboard when the server serves onboardingmgr.v1, else start without: the default) or
@@ -37,7 +67,7 @@ pub struct Flags {
     #[arg(long = "obs-svc", value_name = "HOST:PORT")]
     pub obs_svc: Option<String>,
     /// The port used when the service address has none (EMT's -obm-port).
-    #[arg(long = "obm-port")]
+    #[arg(long = "obm-port", value_name = "PORT")]
     pub obm_port: Option<u16>,
     /// The boot MAC (the node's worker id) instead of the detected one.
     #[arg(long)]
@@ -451,6 +481,13 @@ mod tests {
     use super::*;
     use bootkit_common::layered_config::parse_env_file;
 
+    /// The flags of a run, parsed as the binary parses its command line.
+    fn parse(args: &[&str]) -> Result<Flags, clap::Error> {
+        use clap::Parser;
+        let all = std::iter::once("device-discovery").chain(args.iter().copied());
+        Cli::try_parse_from(all).map(|cli| cli.flags)
+    }
+
     #[test]
     fn env_file_tolerates_quotes_comments_and_export() {
         let values = parse_env_file(
@@ -464,15 +501,11 @@ mod tests {
 
     #[test]
     fn tls_flags_take_the_spellings_of_the_other_layers() {
-        use clap::Parser;
-        let flags = Flags::try_parse_from(["device-discovery", "--tls", "off"]).unwrap();
+        let flags = parse(&["--tls", "off"]).unwrap();
         assert_eq!(flags.tls, Some(false));
-        let flags = Flags::try_parse_from(["device-discovery", "--insecure-tls", "Yes"]).unwrap();
+        let flags = parse(&["--insecure-tls", "Yes"]).unwrap();
         assert_eq!(flags.insecure_tls, Some(true));
-        let error = Flags::try_parse_from(["device-discovery", "--tls", "maybe"])
-            .err()
-            .unwrap()
-            .to_string();
+        let error = parse(&["--tls", "maybe"]).err().unwrap().to_string();
         assert!(error.contains("true or false"), "{error}");
     }
 
@@ -513,10 +546,7 @@ mod tests {
     }
 
     fn load(args: &[&str], env_file: &str, cmdline: &str) -> Result<Config, ConfigError> {
-        use clap::Parser;
-        let mut all = vec!["device-discovery"];
-        all.extend(args);
-        let flags = Flags::try_parse_from(all).unwrap();
+        let flags = parse(args).unwrap();
         let env_file = Layer::from_env_file(Path::new("/etc/hook/env_config"), env_file);
         let cmdline = Layer::from_cmdline(Path::new("/proc/cmdline"), cmdline);
         Config::from_layers(flags, &env_file, &cmdline)
@@ -556,11 +586,7 @@ mod tests {
             error.contains("bootkit.onboarding") && error.contains("if-served"),
             "{error}"
         );
-        use clap::Parser;
-        let error = Flags::try_parse_from(["device-discovery", "--onboarding", "maybe"])
-            .err()
-            .unwrap()
-            .to_string();
+        let error = parse(&["--onboarding", "maybe"]).err().unwrap().to_string();
         assert!(error.contains("required, if-served or off"), "{error}");
     }
 

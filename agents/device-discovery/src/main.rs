@@ -1,11 +1,12 @@
 //! `device-discovery`: exit 0 onboarded, 1 gave up (the supervisor restarts it), 2 bad
-//! configuration, 143 terminated by SIGTERM.
+//! configuration, 143 terminated by SIGTERM. `device-discovery generate-docs --out DIR`
+//! (hidden) writes its shell completions and man page instead.
 
 use std::process::ExitCode;
 
 use bootkit_common::error_chain;
-use clap::Parser;
-use device_discovery::config::{Config, Flags};
+use clap::{CommandFactory, Parser};
+use device_discovery::config::{Cli, Command, Config};
 use device_discovery::console;
 use device_discovery::identity::LiveAddresses;
 use device_discovery::{RunError, run};
@@ -16,8 +17,11 @@ const EXIT_BAD_CONFIGURATION: u8 = 2;
 const EXIT_TERMINATED: u8 = 128 + 15;
 
 fn main() -> ExitCode {
-    let flags = Flags::parse();
-    let config = match Config::load(flags) {
+    let cli = Cli::parse();
+    if let Some(Command::GenerateDocs(args)) = cli.command {
+        return generate_docs(&args.out);
+    }
+    let config = match Config::load(cli.flags) {
         Ok(config) => config,
         Err(error) => {
             console::note(error_chain(&error));
@@ -35,6 +39,21 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run_until_terminated(&config))
+}
+
+fn generate_docs(out: &std::path::Path) -> ExitCode {
+    match bootkit_common::cli_docs::write_all(Cli::command(), out) {
+        Ok(paths) => {
+            for path in paths {
+                println!("{}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("device-discovery: {}", error_chain(&error));
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run_until_terminated(config: &Config) -> ExitCode {
@@ -64,5 +83,32 @@ async fn run_until_terminated(config: &Config) -> ExitCode {
             console::note("terminated before the node was onboarded");
             ExitCode::from(EXIT_TERMINATED)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bootkit_common::cli_docs::undocumented;
+
+    #[test]
+    fn every_option_has_help_and_every_command_an_example() {
+        assert_eq!(undocumented(&Cli::command()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn version_and_typo_suggestions() {
+        let err = Cli::try_parse_from(["device-discovery", "--version"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion);
+        assert_eq!(
+            err.to_string().trim(),
+            format!("device-discovery {}", env!("CARGO_PKG_VERSION"))
+        );
+        let err = Cli::try_parse_from(["device-discovery", "--use-kernel-arg"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("tip: a similar argument exists: '--use-kernel-args'"),
+            "{err}"
+        );
     }
 }

@@ -4,7 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use device_discovery::config::{Config, ConfigError, Flags, ServerTls};
+use device_discovery::config::{Cli, Config, ConfigError, ServerTls};
 
 struct Files {
     _directory: tempfile::TempDir,
@@ -35,7 +35,7 @@ fn load(files: &Files, extra: &[&str]) -> Result<Config, ConfigError> {
         path(&files.cmdline),
     ];
     args.extend(extra.iter().map(|arg| arg.to_string()));
-    Config::load(Flags::try_parse_from(args).unwrap())
+    Config::load(Cli::try_parse_from(args).unwrap().flags)
 }
 
 const CMDLINE: &str = "console=ttyS0 grpc_authority=10.0.0.1:42113 worker_id=AA:BB:CC:DD:EE:01 tinkerbell_tls=false\n";
