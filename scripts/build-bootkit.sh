@@ -3,7 +3,7 @@
 # `device-discovery`), the host tools (`bootkit-build`, `provisioner`), and:
 #   out/qemu-test/{vmlinuz,initramfs,cmdline,manifest.json}   the QEMU test image
 #   out/pxe-bootkit/{vmlinuz,initramfs,cmdline,manifest.json} the bootkit nodes PXE-boot
-#   out/action-images/{image2disk,reboot}/                    the workflow's action images
+#   out/action-images/{image2disk,reboot,kexec}/              the workflow's action images
 #                                                             (OCI layouts)
 #   out/test-os/emt-test.raw{,.gz,.zst,.xz}{,.sha256sum}      the OS image the tests install
 # Needs the kernel package, containerd, runc and busybox-static from scripts/setup.sh.
@@ -82,6 +82,12 @@ log "building the action images into out/action-images"
     --entrypoint /bin/sh --entrypoint -c --cmd "touch /worker/reboot" \
     --out out/action-images/reboot >/dev/null \
     || die "bootkit-build action-image reboot failed"
+# kexec: bootkit-install called as `kexec` (installer/src/kexec_action.rs), a workflow's last
+# action instead of reboot: it loads the installed kernel and asks the worker for the reboot.
+"$builder" action-image --name kexec \
+    --file "$installer_bin:/usr/bin/kexec" --entrypoint /usr/bin/kexec \
+    --out out/action-images/kexec >/dev/null \
+    || die "bootkit-build action-image kexec failed"
 
 log "building the test OS image into out/test-os"
 "$builder" test-os-image --kernel-deb .cache/kernel/linux-image-amd64.deb \

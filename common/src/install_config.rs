@@ -12,7 +12,8 @@
 //!
 //! ```toml
 //! hostname = "edge-01"          # /etc/hostname and the 127.0.1.1 line of /etc/hosts
-//! after = "reboot"              # "poweroff" (default), "reboot" or "none"
+//! copy_network = true           # the bootkit's network (ip= ...) as networkd files
+//! after = "reboot"              # "poweroff" (default), "reboot", "kexec" or "none"
 //!
 //! [disk]                        # an explicit disk, or the automatic choice's policy
 //! device = "/dev/disk/by-id/nvme-SAMSUNG_0123"
@@ -60,6 +61,9 @@
 //! [boot]                        # the UEFI boot entry
 //! label = "Edge Microvisor Toolkit"
 //! loader = '\EFI\BOOT\BOOTX64.EFI'
+//! append_karg = ["intel_iommu=on"]     # the installed system's kernel command line, edited in
+//! delete_karg = ["quiet"]              # its boot loader entries (loader/entries/*.conf)
+//! console = ["ttyS0,115200n8", "tty0"] # replaces its console= arguments
 //! ```
 
 mod values;
@@ -75,8 +79,8 @@ use crate::mac::MacAddr;
 use crate::toml_parse::{self, TomlError};
 
 pub use values::{
-    AuthorizedKey, Cidr, CryptHash, GPT_NAME_MAX_UNITS, Hostname, InterfaceName, NoProxy,
-    PartitionName, PartitionType, ProxyUrl, UserName,
+    AuthorizedKey, Cidr, ConsoleSpec, CryptHash, GPT_NAME_MAX_UNITS, Hostname, InterfaceName,
+    KernelArg, NoProxy, PartitionName, PartitionType, ProxyUrl, UserName,
 };
 
 /// A problem a check that spans several keys found: the dotted key it is about and why.
@@ -103,6 +107,10 @@ pub struct InstallConfig {
     /// What the installer does when it is done.
     #[serde(default)]
     pub after: AfterInstall,
+    /// Write the network the bootkit came up with into the installed system
+    /// (`--copy-network`).
+    #[serde(default)]
+    pub copy_network: bool,
     /// `[disk]`: which disk to install to.
     #[serde(default)]
     pub disk: DiskConfig,
@@ -208,6 +216,9 @@ pub enum AfterInstall {
     Poweroff,
     /// Reboot into the installed system.
     Reboot,
+    /// Start the installed system's kernel by kexec, skipping the firmware; a reboot when
+    /// that kernel cannot be found or the running kernel refuses it.
+    Kexec,
     /// Stay in the bootkit.
     None,
 }
@@ -712,7 +723,8 @@ pub fn check_user_data(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `[boot]`: the UEFI boot entry written for the installed system.
+/// `[boot]`: the UEFI boot entry written for the installed system, and the kernel command
+/// line of its boot loader entries.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BootEntry {
@@ -722,6 +734,15 @@ pub struct BootEntry {
     /// Loader path on the installed ESP, with backslashes as UEFI wants.
     #[serde(default = "BootEntry::default_loader")]
     pub loader: String,
+    /// Kernel arguments added to the installed system's command line (`--append-karg`).
+    #[serde(default)]
+    pub append_karg: Vec<KernelArg>,
+    /// Kernel arguments removed from it, matched word for word (`--delete-karg`).
+    #[serde(default)]
+    pub delete_karg: Vec<KernelArg>,
+    /// Consoles that replace its `console=` arguments, in order (`--console`).
+    #[serde(default)]
+    pub console: Vec<ConsoleSpec>,
 }
 
 impl Default for BootEntry {
@@ -729,6 +750,9 @@ impl Default for BootEntry {
         Self {
             label: Self::default_label(),
             loader: Self::default_loader(),
+            append_karg: Vec::new(),
+            delete_karg: Vec::new(),
+            console: Vec::new(),
         }
     }
 }

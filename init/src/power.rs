@@ -1,6 +1,12 @@
 //! How the machine ends: power off, reboot or halt. PID 1 does the last steps itself (stop
 //! stray processes, sync, unmount, reboot(2)); the `poweroff`, `reboot` and `halt` commands
 //! only ask PID 1 to do them, by signal.
+//!
+//! A reboot starts the kernel loaded for kexec when there is one (the installer's
+//! `after = "kexec"` loads the installed system's with `kexec_file_load`), and goes through
+//! the firmware when there is none or it cannot start: loading a kernel is the request, as
+//! with Debian's kexec-tools and GNU Shepherd's `reboot --kexec`, so every way of asking for
+//! a reboot (the command, the workflow's end, busybox's `reboot`) asks for the same thing.
 
 use std::fs;
 use std::thread;
@@ -48,12 +54,31 @@ impl PowerAction {
         }
     }
 
-    fn reboot_mode(self) -> RebootMode {
+    /// The reboot(2) modes to try, in order: the kexec kernel first when one is loaded,
+    /// then the firmware, so a kernel that cannot start still leaves a rebooting machine.
+    fn reboot_modes(self, kexec_loaded: bool) -> &'static [RebootMode] {
         match self {
-            PowerAction::Poweroff => RebootMode::RB_POWER_OFF,
-            PowerAction::Reboot => RebootMode::RB_AUTOBOOT,
-            PowerAction::Halt => RebootMode::RB_HALT_SYSTEM,
+            PowerAction::Poweroff => &[RebootMode::RB_POWER_OFF],
+            PowerAction::Reboot if kexec_loaded => &[RebootMode::RB_KEXEC, RebootMode::RB_AUTOBOOT],
+            PowerAction::Reboot => &[RebootMode::RB_AUTOBOOT],
+            PowerAction::Halt => &[RebootMode::RB_HALT_SYSTEM],
         }
+    }
+}
+
+/// "1" while a kernel is loaded for kexec (by `kexec_file_load` or `kexec -l`).
+const KEXEC_LOADED: &str = "/sys/kernel/kexec_loaded";
+
+fn kexec_loaded() -> bool {
+    fs::read_to_string(KEXEC_LOADED).is_ok_and(|text| text.trim() == "1")
+}
+
+/// What the console says just before reboot(2) in this mode.
+fn describe(action: PowerAction, mode: RebootMode) -> &'static str {
+    if mode == RebootMode::RB_KEXEC {
+        "reboot: starting the kernel loaded for kexec"
+    } else {
+        action.as_str()
     }
 }
 
@@ -80,15 +105,16 @@ pub fn finish(action: PowerAction) -> ! {
     thread::sleep(STRAY_GRACE);
     let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
     sync();
+    // Read while /sys is still mounted.
+    let modes = action.reboot_modes(kexec_loaded());
     unmount_all();
     sync();
-    crate::info!("bootkit", "{}", action.as_str());
-    let Err(err) = reboot(action.reboot_mode());
-    crate::error!(
-        "bootkit",
-        "the kernel refused to {}: {err}",
-        action.as_str()
-    );
+    for &mode in modes {
+        let what = describe(action, mode);
+        crate::info!("bootkit", "{what}");
+        let Err(err) = reboot(mode);
+        crate::error!("bootkit", "the kernel refused ({what}): {err}");
+    }
     loop {
         thread::sleep(Duration::from_secs(3600));
     }
@@ -128,11 +154,13 @@ pub fn request(action: PowerAction, args: &[String]) -> i32 {
     }
     if force {
         sync();
-        let Err(err) = reboot(action.reboot_mode());
-        eprintln!(
-            "{}: the kernel refused: {err} (are you root?)",
-            action.as_str()
-        );
+        for &mode in action.reboot_modes(kexec_loaded()) {
+            let Err(err) = reboot(mode);
+            eprintln!(
+                "{}: the kernel refused: {err} (are you root?)",
+                describe(action, mode)
+            );
+        }
         return 1;
     }
     match kill(Pid::from_raw(1), action.signal()) {
@@ -161,6 +189,27 @@ mod tests {
             [Signal::SIGUSR2, Signal::SIGTERM, Signal::SIGUSR1]
         );
         assert_eq!(PowerAction::from_command("shutdown"), None);
+    }
+
+    #[test]
+    fn a_reboot_starts_a_loaded_kexec_kernel_and_falls_back_to_the_firmware() {
+        assert_eq!(
+            PowerAction::Reboot.reboot_modes(true),
+            [RebootMode::RB_KEXEC, RebootMode::RB_AUTOBOOT]
+        );
+        assert_eq!(
+            PowerAction::Reboot.reboot_modes(false),
+            [RebootMode::RB_AUTOBOOT]
+        );
+        // Powering off or halting never starts another kernel.
+        assert_eq!(
+            PowerAction::Poweroff.reboot_modes(true),
+            [RebootMode::RB_POWER_OFF]
+        );
+        assert_eq!(
+            PowerAction::Halt.reboot_modes(true),
+            [RebootMode::RB_HALT_SYSTEM]
+        );
     }
 
     #[test]

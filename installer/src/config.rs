@@ -262,6 +262,10 @@ loader = '\EFI\Linux\emt.efi'
             ("[disk]\nsize = 5", "size"),
             ("[system]\nrootfs_partition = \"\"", "rootfs_partition"),
             ("hostnme = \"edge\"", "hostnme"),
+            ("[boot]\nconsole = [\"/dev/ttyS0\"]", "console"),
+            ("[boot]\nappend_karg = [\"a b\"]", "append_karg"),
+            ("[boot]\ndelete_karg = [\"\"]", "delete_karg"),
+            ("copy_network = 1", "copy_network"),
             (
                 "[[users]]\nname = \"a\"\n[[users]]\nname = \"a\"",
                 "users[1].name",

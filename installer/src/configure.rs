@@ -22,6 +22,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use crate::config::{
     CloudInit, Hostname, InstallConfig, PartitionName, Proxy, StaticNetwork, User,
 };
+use crate::copy_network::{NETWORK_DIR, NetworkFile};
 use crate::mount::{MountError, Mounted};
 
 /// GPT names of the root filesystem partition, in order of preference (EMT names it `rootfs`,
@@ -106,10 +107,15 @@ impl fmt::Display for Change {
 }
 
 /// Finds the root filesystem partition of the image written on `disk`, mounts it, applies
-/// the config and unmounts it. Does nothing (and mounts nothing) when the config has no
-/// system settings. Returns what was written; empty when everything was already so.
-pub fn configure_disk(config: &InstallConfig, disk: &Path) -> Result<Vec<Change>, ConfigureError> {
-    if !config.configures_system() {
+/// the config and writes the `copied_network` files (`--copy-network`) into
+/// /etc/systemd/network, and unmounts it. Does nothing (and mounts nothing) when there is
+/// nothing to set. Returns what was written; empty when everything was already so.
+pub fn configure_disk(
+    config: &InstallConfig,
+    disk: &Path,
+    copied_network: &[NetworkFile],
+) -> Result<Vec<Change>, ConfigureError> {
+    if !config.configures_system() && copied_network.is_empty() {
         return Ok(Vec::new());
     }
     let number = find_root_partition(disk, config.system.rootfs_partition.as_ref())?;
@@ -119,7 +125,7 @@ pub fn configure_disk(config: &InstallConfig, disk: &Path) -> Result<Vec<Change>
         source,
     })?;
     let mounted = Mounted::new(&device)?;
-    let changes = configure_root(config, mounted.path())?;
+    let changes = apply_to_root(config, mounted.path(), copied_network)?;
     mounted.unmount()?;
     Ok(changes)
 }
@@ -166,6 +172,14 @@ pub fn find_root_partition(
 
 /// Applies the config to the system whose root filesystem is mounted at `root`.
 pub fn configure_root(config: &InstallConfig, root: &Path) -> Result<Vec<Change>, ConfigureError> {
+    apply_to_root(config, root, &[])
+}
+
+fn apply_to_root(
+    config: &InstallConfig,
+    root: &Path,
+    copied_network: &[NetworkFile],
+) -> Result<Vec<Change>, ConfigureError> {
     let root = RootDir::open(root)?;
     let mut staged = Staged::new(&root);
     if let Some(hostname) = &config.hostname {
@@ -183,10 +197,49 @@ pub fn configure_root(config: &InstallConfig, root: &Path) -> Result<Vec<Change>
     if let Some(cloud_init) = &config.cloud_init {
         stage_cloud_init(&mut staged, cloud_init, config.hostname.as_ref())?;
     }
+    for file in copied_network {
+        let path = format!("{NETWORK_DIR}/{}", file.name);
+        staged.replace(
+            &path,
+            file.text.clone(),
+            0o644,
+            ROOT_OWNER,
+            "copied network",
+        )?;
+    }
     staged.commit()
 }
 
 const ROOT_OWNER: Owner = Owner { uid: 0, gid: 0 };
+
+/// Rewrites each file of `dir` whose name ends in `suffix`, inside the filesystem mounted at
+/// `root` (resolved in it as in a chroot, replaced atomically, mode and owner kept), with
+/// `edit`'s text noted as `what`. None: `dir` is missing or holds no such file. A file that
+/// `edit` leaves unchanged is not written.
+pub(crate) fn edit_files_in(
+    root: &Path,
+    dir: &str,
+    suffix: &str,
+    what: &str,
+    edit: impl Fn(&str) -> String,
+) -> Result<Option<Vec<Change>>, ConfigureError> {
+    let root = RootDir::open(root)?;
+    let Some(names) = root.file_names(dir)? else {
+        return Ok(None);
+    };
+    let names: Vec<String> = names.into_iter().filter(|n| n.ends_with(suffix)).collect();
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let mut staged = Staged::new(&root);
+    for name in names {
+        let path = format!("{}/{name}", dir.trim_end_matches('/'));
+        let file = staged.file(&path, 0o644, ROOT_OWNER)?;
+        file.text = edit(&file.text);
+        file.note(what);
+    }
+    staged.commit().map(Some)
+}
 
 fn stage_hostname(staged: &mut Staged, hostname: &Hostname) -> Result<(), ConfigureError> {
     let what = format!("hostname {hostname}");
@@ -532,7 +585,7 @@ fn stage_network(staged: &mut Staged, network: &StaticNetwork) -> Result<(), Con
     let what = format!("static address {}", network.address);
     // "10-" sorts before EMT's 99-dhcp-en.network: networkd applies the first file that matches.
     staged.replace(
-        "/etc/systemd/network/10-bootkit-static.network",
+        &format!("{NETWORK_DIR}/10-bootkit-static.network"),
         text,
         0o644,
         ROOT_OWNER,
@@ -824,6 +877,27 @@ impl RootDir {
             .read_to_string(&mut text)
             .map_err(|error| io_error("read", path, error))?;
         Ok(Some(text))
+    }
+
+    /// The names of the regular files in directory `path`, sorted; None when it is missing.
+    fn file_names(&self, path: &str) -> Result<Option<Vec<String>>, ConfigureError> {
+        let fd = match self.open_in(path, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(io_error("open", path, error)),
+        };
+        let dir = rustix::fs::Dir::read_from(&fd).map_err(|e| io_error("list", path, e.into()))?;
+        let mut names = Vec::new();
+        for entry in dir {
+            let entry = entry.map_err(|e| io_error("list", path, e.into()))?;
+            if entry.file_type() == rustix::fs::FileType::RegularFile
+                && let Ok(name) = entry.file_name().to_str()
+            {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        Ok(Some(names))
     }
 
     fn split(path: &str) -> (&str, &str) {

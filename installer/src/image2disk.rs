@@ -1,5 +1,6 @@
 //! The same engine as a Tinkerbell action: `image2disk` (by `argv[0]`) or
-//! `bootkit-install --from-env` reads the action's environment instead of options.
+//! `bootkit-install --from-env` reads the action's environment instead of options
+//! (`image2disk --help` lists it, from [`HELP`]).
 //!
 //! - `IMG_URL` (required): an http(s) URL, or a local path / block device.
 //! - `DEST_DISK` (required): the disk to write, as for `--disk`.
@@ -14,6 +15,31 @@ use std::path::PathBuf;
 
 use crate::install::InstallRequest;
 use crate::source::http::{HttpOptions, ProxySettings};
+
+/// What `image2disk --help` shows after its usage: every variable [`request_from_env`] reads,
+/// an example and the exit status.
+pub const HELP: &str = concat!(
+    "Environment:\n",
+    "  IMG_URL      (required) the image: an http(s) URL, a file or a block device\n",
+    "  DEST_DISK    (required) the disk to write, as bootkit-install --disk takes it\n",
+    "  COMPRESSED   (optional) true/false, accepted for compatibility: the format (raw, gzip,\n",
+    "               zstd, xz) is found by its magic bytes, a mismatch is only noted\n",
+    "  SHA256       (optional) the sha256 of the image file as published\n",
+    "  TLS_CA_CERT  (optional) PEM certificates, inline or as a file path, trusted for https\n",
+    "  HTTP_PROXY, HTTPS_PROXY, NO_PROXY (and lower case)  proxies for the image URL\n",
+    "\n",
+    "Example (a Tinkerbell template's action):\n",
+    "  image: image2disk\n",
+    "  environment:\n",
+    "    IMG_URL: http://10.0.0.2:8080/emt.raw.gz\n",
+    "    DEST_DISK: /dev/nvme0n1\n",
+    "    SHA256: 3f0c...\n",
+    "\n",
+    "Exit status: 0 when the image was written and its checks passed: its sha256 against\n",
+    "SHA256, or else against IMG_URL.sha256sum or IMG_URL.sha256 when the server has one (with\n",
+    "neither the log says \"not verified against a published checksum\"); 1 on any failure,\n",
+    "2 on a usage error.",
+);
 
 /// Why the image2disk action's environment cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -10,22 +10,25 @@ use std::time::{Duration, Instant};
 
 use bootkit_common::bmap::{Bmap, BmapError};
 use bootkit_common::compress::{Compression, decoder};
-use bootkit_common::install_config::{FetchRetries, SavePartitions};
+use bootkit_common::install_config::{ConsoleSpec, FetchRetries, KernelArg, SavePartitions};
 use bootkit_common::layout::USB_DATA_LABEL;
 use bootkit_common::size::human_size;
 
 use crate::config::{AfterInstall, ConfigError, InstallConfig};
 use crate::configure::{self, ConfigureError};
+use crate::copy_network::{self, CopyNetworkError, NetworkFile};
 use crate::disk::{self, DiskError};
 use crate::efi::{self, EfiError};
 use crate::gpt::{self, GptError};
+use crate::kargs::{self, KargsError};
+use crate::kexec;
 use crate::power;
 use crate::progress::{Progress, Summary};
 use crate::save::{SaveError, Saved};
 use crate::source::http::{HttpError, HttpOptions, ProxySettings};
 use crate::source::{SourceError, SourceSpec};
 use crate::usbdata::{self, DataPartition, InstallLog, UsbDataError};
-use crate::verify::{ChecksumError, Sha256Digest};
+use crate::verify::{ChecksumError, Sha256Digest, Written};
 use crate::write::{self, WriteError, WriteOptions, WriteReport};
 
 /// Enough of the image to see its compression and where its GPT header sits.
@@ -60,6 +63,14 @@ pub struct InstallRequest {
     pub preserve_on_error: bool,
     /// Resumes of a broken download (`--fetch-retries`); None: the config's, or the default.
     pub fetch_retries: Option<FetchRetries>,
+    /// Kernel arguments for the installed system (`--append-karg`), after the config's.
+    pub append_karg: Vec<KernelArg>,
+    /// Kernel arguments to remove from it (`--delete-karg`), with the config's.
+    pub delete_karg: Vec<KernelArg>,
+    /// Consoles for it (`--console`); when given, instead of the config's.
+    pub console: Vec<ConsoleSpec>,
+    /// Write the bootkit's network into the installed system (`--copy-network`).
+    pub copy_network: bool,
     /// Wait for the USB stick's data partition when no image is given (`--usb`); also when
     /// the kernel command line says `bootkit.mode=standalone`.
     pub usb: bool,
@@ -136,6 +147,9 @@ pub enum InstallError {
     /// The install config is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The bootkit's network cannot be copied (`--copy-network`).
+    #[error(transparent)]
+    CopyNetwork(#[from] CopyNetworkError),
     /// The partitions to keep cannot be read or put back.
     #[error(transparent)]
     Save(#[from] SaveError),
@@ -167,24 +181,38 @@ pub enum InstallError {
     /// Writing or verifying the image failed.
     #[error(transparent)]
     Write(#[from] WriteError),
-    /// The partition layout cannot be applied after the write.
-    #[error("the image was written and verified, but its partition table could not be finished")]
-    Partitions(#[from] GptError),
+    /// The written partition table cannot be read or finished (moved to the disk's end,
+    /// the layout applied).
+    #[error("the image was {written}; its partition table could not be read or finished")]
+    Partitions {
+        /// What the write established.
+        written: Written,
+        /// What failed.
+        source: GptError,
+    },
     /// The USB data partition cannot be used.
     #[error("USB data partition")]
     UsbData(#[from] UsbDataError),
     /// The UEFI boot entry cannot be written.
     #[error(
-        "the image was written, verified and configured, but its UEFI boot entry could not \
-         be written; the firmware may still boot it from the removable-media path"
+        "the image was {written} and the system configured; its UEFI boot entry could not \
+         be written (the firmware may still boot it from the removable-media path)"
     )]
-    BootEntry(#[from] EfiError),
-    /// A `[layout]` was given for an image without a GPT.
+    BootEntry {
+        /// What the write established.
+        written: Written,
+        /// What failed.
+        source: EfiError,
+    },
+    /// A `[layout]` or kept partitions were asked for an image without a GPT.
     #[error(
-        "the image was written and verified, but it has no GPT, so the [layout] of the install \
-         config cannot be applied: remove [layout] or install a GPT disk image"
+        "the image was {written}; it has no GPT, so the [layout] and the kept partitions \
+         of the install config cannot be applied: remove them or install a GPT disk image"
     )]
-    LayoutWithoutGpt,
+    LayoutWithoutGpt {
+        /// What the write established.
+        written: Written,
+    },
     /// The written disk cannot be reopened.
     #[error("cannot open {path} to read its partition table")]
     Reopen {
@@ -193,9 +221,22 @@ pub enum InstallError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// The installed system's kernel command line cannot be edited.
+    #[error("the image was {written}; its kernel command line could not be edited")]
+    KernelArgs {
+        /// What the write established.
+        written: Written,
+        /// What failed.
+        source: KargsError,
+    },
     /// Configuring the installed system failed.
-    #[error("the image was written and verified, but configuring the installed system failed")]
-    Configure(#[from] ConfigureError),
+    #[error("the image was {written}; configuring the installed system failed")]
+    Configure {
+        /// What the write established.
+        written: Written,
+        /// What failed.
+        source: ConfigureError,
+    },
 }
 
 /// Everything decided before a byte is written.
@@ -224,16 +265,25 @@ pub struct Plan {
     pub disk_reason: String,
     /// The target's partitions to keep.
     pub saved: Saved,
+    /// `--copy-network`'s files, made from the bootkit's network before the disk is written.
+    pub copied_network: Vec<NetworkFile>,
     /// Leave the disk as it is when the write fails.
     pub preserve_on_error: bool,
 }
 
 /// Resolve the source, checksum, bmap, config and disk, and check the disk is safe to write.
 pub fn plan(request: &InstallRequest) -> Result<Plan, InstallError> {
-    let config = match &request.config {
+    let mut config = match &request.config {
         Some(path) => crate::config::load(path)?,
         None => InstallConfig::default(),
     };
+    // Options add to the config's lists, as --save-partlabel does; consoles replace its own.
+    let boot = &mut config.boot;
+    boot.append_karg.extend(request.append_karg.iter().cloned());
+    boot.delete_karg.extend(request.delete_karg.iter().cloned());
+    if !request.console.is_empty() {
+        boot.console.clone_from(&request.console);
+    }
     let image_text = request
         .image
         .clone()
@@ -280,6 +330,11 @@ pub fn plan(request: &InstallRequest) -> Result<Plan, InstallError> {
     };
     let saved = Saved::read(&disk.dev_path, u64::from(disk.logical_sector_size), &rules)?;
     let preserve_on_error = request.preserve_on_error || config.disk.preserve_on_error;
+    let copied_network = if request.copy_network || config.copy_network {
+        copy_network::of_running_bootkit(Path::new("/proc/cmdline"))?
+    } else {
+        Vec::new()
+    };
     Ok(Plan {
         source,
         compression,
@@ -293,6 +348,7 @@ pub fn plan(request: &InstallRequest) -> Result<Plan, InstallError> {
         disk,
         disk_reason,
         saved,
+        copied_network,
         preserve_on_error,
     })
 }
@@ -517,6 +573,35 @@ impl Plan {
         for kept in self.saved.describe() {
             let _ = writeln!(text, "keep:    {kept}");
         }
+        let boot = &self.config.boot;
+        let words = |args: &[KernelArg]| {
+            args.iter()
+                .map(KernelArg::as_str)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        if !boot.delete_karg.is_empty() {
+            let _ = writeln!(text, "kernel:  delete {}", words(&boot.delete_karg));
+        }
+        if !boot.console.is_empty() {
+            let consoles: Vec<String> = boot
+                .console
+                .iter()
+                .map(|c| format!("console={c}"))
+                .collect();
+            let _ = writeln!(text, "kernel:  consoles {}", consoles.join(" "));
+        }
+        if !boot.append_karg.is_empty() {
+            let _ = writeln!(text, "kernel:  append {}", words(&boot.append_karg));
+        }
+        for file in &self.copied_network {
+            let _ = writeln!(
+                text,
+                "network: {}/{} (copied from the bootkit)",
+                copy_network::NETWORK_DIR,
+                file.name
+            );
+        }
         let layout = &self.config.layout;
         if layout.grow.is_none() && layout.add.is_empty() {
             let _ = writeln!(text, "layout:  the image's own partitions");
@@ -569,6 +654,7 @@ pub fn run(
             ..request.clone()
         };
         install(&from_usb, progress, cancel)
+            .map(|installed| installed.map(|installed| load_kexec(installed, progress)))
     });
     if let Err(error) = &result {
         progress.note(&format!(
@@ -630,10 +716,25 @@ fn wait_for_data_partition(progress: &Progress) -> Result<PathBuf, InstallError>
     }
 }
 
-/// A finished install: what was done, and what the install config asks for next.
+/// A finished install: what was done, what the install config asks for next, and where the
+/// installed system boots from (for `after = "kexec"`).
 struct Installed {
     summary: Summary,
     after: AfterInstall,
+    disk: PathBuf,
+    sector_size: u64,
+    loader: String,
+}
+
+/// For `after = "kexec"`, the installed system's kernel loaded while the log is still open,
+/// or the reboot the kexec falls back to.
+fn load_kexec(installed: Installed, progress: &Progress) -> Installed {
+    let after = power::prepare(
+        installed.after,
+        || kexec::load_installed(&installed.disk, installed.sector_size, &installed.loader),
+        progress,
+    );
+    Installed { after, ..installed }
 }
 
 /// Plan, write, verify and configure; prints the summary. `None`: a dry run, nothing written.
@@ -661,14 +762,16 @@ fn install(
     } else {
         String::new()
     };
-    let verified = match &plan.checksum_origin {
-        Some(origin) => format!("written and verified against the published sha256 ({origin})"),
-        None => "written, not verified against a published checksum (give --sha256, or put \
-                 IMAGE.sha256sum beside the image)"
-            .into(),
+    let written = Written {
+        checksum_origin: plan.checksum_origin.clone(),
+    };
+    let hint = if written.checksum_origin.is_none() {
+        " (give --sha256, or put IMAGE.sha256sum beside the image)"
+    } else {
+        ""
     };
     progress.note(&format!(
-        "{verified}: {} bytes of {} image, sha256 {}{ranges}",
+        "{written}{hint}: {} bytes of {} image, sha256 {}{ranges}",
         report.image_bytes,
         report.compression,
         report.sha256.to_hex(),
@@ -677,12 +780,18 @@ fn install(
     progress.stage("partitions", None);
     let has_gpt = written_gpt_sector_size(&target).is_some();
     if has_gpt {
-        finish_partitions(&mut target, &plan.config.layout, &plan.saved, progress)?;
+        finish_partitions(
+            &mut target,
+            &plan.config.layout,
+            &plan.saved,
+            &written,
+            progress,
+        )?;
     } else if plan.config.layout.grow.is_some()
         || !plan.config.layout.add.is_empty()
         || !plan.saved.is_empty()
     {
-        return Err(InstallError::LayoutWithoutGpt);
+        return Err(InstallError::LayoutWithoutGpt { written });
     } else {
         progress.note("the image has no GPT: its partition table is left as written");
         if let Err(error) = gpt::reread_partition_table(&target.file) {
@@ -692,13 +801,34 @@ fn install(
     drop(target);
 
     progress.stage("configuring", None);
-    for change in configure::configure_disk(&plan.config, &plan.disk.dev_path)? {
+    let changes =
+        configure::configure_disk(&plan.config, &plan.disk.dev_path, &plan.copied_network)
+            .map_err(|source| InstallError::Configure {
+                written: written.clone(),
+                source,
+            })?;
+    for change in changes {
         progress.note(&change.to_string());
+    }
+
+    if kargs::edits_requested(&plan.config.boot) {
+        progress.stage("kernel command line", None);
+        let sector_size = u64::from(plan.disk.logical_sector_size);
+        let changes =
+            kargs::apply(&plan.config, &plan.disk.dev_path, sector_size).map_err(|source| {
+                InstallError::KernelArgs {
+                    written: written.clone(),
+                    source,
+                }
+            })?;
+        for change in changes {
+            progress.note(&change.to_string());
+        }
     }
 
     progress.stage("boot entry", None);
     if has_gpt {
-        add_boot_entry(&plan, progress)?;
+        add_boot_entry(&plan, &written, progress)?;
     } else {
         progress.note("the image has no GPT, so no EFI system partition: no boot entry written");
     }
@@ -711,16 +841,20 @@ fn install(
         report.elapsed,
     );
     summary.checksum_verified = plan.expected_sha256.is_some();
+    summary.checksum_origin = written.checksum_origin;
     progress.summary(&summary);
     Ok(Some(Installed {
         summary,
         after: plan.config.after,
+        disk: plan.disk.dev_path.clone(),
+        sector_size: u64::from(plan.disk.logical_sector_size),
+        loader: plan.config.boot.loader.clone(),
     }))
 }
 
 /// `Boot####` for the installed ESP's loader, first in BootOrder; skipped with a note when
 /// the bootkit was not started through UEFI (there are no boot variables then).
-fn add_boot_entry(plan: &Plan, progress: &Progress) -> Result<(), InstallError> {
+fn add_boot_entry(plan: &Plan, written: &Written, progress: &Progress) -> Result<(), InstallError> {
     if !efi::uefi_booted() {
         progress.note("not booted through UEFI: no boot entry written");
         return Ok(());
@@ -731,7 +865,11 @@ fn add_boot_entry(plan: &Plan, progress: &Progress) -> Result<(), InstallError> 
         source,
     })?;
     let sector_size = u64::from(plan.disk.logical_sector_size);
-    let esp = gpt::esp_partition(&mut disk, sector_size)?;
+    let esp =
+        gpt::esp_partition(&mut disk, sector_size).map_err(|source| InstallError::Partitions {
+            written: written.clone(),
+            source,
+        })?;
     let boot = &plan.config.boot;
     let number = efi::add_boot_entry(
         Path::new(efi::EFIVARS),
@@ -740,7 +878,11 @@ fn add_boot_entry(plan: &Plan, progress: &Progress) -> Result<(), InstallError> 
         esp.number,
         &boot.loader,
         &boot.label,
-    )?;
+    )
+    .map_err(|source| InstallError::BootEntry {
+        written: written.clone(),
+        source,
+    })?;
     progress.note(&format!(
         "boot entry Boot{number:04X} \"{}\" -> partition {} {}, first in BootOrder",
         boot.label, esp.number, boot.loader
@@ -763,17 +905,24 @@ fn finish_partitions(
     target: &mut write::Disk,
     layout: &gpt::Layout,
     saved: &Saved,
+    written: &Written,
     progress: &Progress,
 ) -> Result<(), InstallError> {
-    gpt::relocate_backup_header(&mut target.file, target.sector_size)?;
+    let failed = |source| InstallError::Partitions {
+        written: written.clone(),
+        source,
+    };
+    gpt::relocate_backup_header(&mut target.file, target.sector_size).map_err(failed)?;
     // Kept partitions first: the layout then sees them (a grown partition must stay clear).
     for note in saved.restore(&mut target.file)? {
         progress.note(&note);
     }
-    for change in gpt::apply_layout(&mut target.file, target.sector_size, layout)? {
+    let changes =
+        gpt::apply_layout(&mut target.file, target.sector_size, layout).map_err(failed)?;
+    for change in changes {
         progress.note(&change.to_string());
     }
-    gpt::reread_partition_table(&target.file)?;
+    gpt::reread_partition_table(&target.file).map_err(failed)?;
     Ok(())
 }
 
@@ -799,7 +948,7 @@ fn keep_after_failure(plan: &Plan, progress: &Progress) {
         }
     };
     let sector_size = u64::from(plan.disk.logical_sector_size);
-    if gptman::GPT::read_from(&mut disk, sector_size).is_ok() {
+    if gptman::GPT::read_from(&mut disk, sector_size).is_ok_and(|table| plan.saved.all_in(&table)) {
         return;
     }
     match plan.saved.restore_alone(&mut disk) {

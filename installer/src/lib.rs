@@ -4,11 +4,15 @@
 
 pub mod config;
 pub mod configure;
+pub mod copy_network;
 pub mod disk;
 pub mod efi;
 pub mod gpt;
 pub mod image2disk;
 pub mod install;
+pub mod kargs;
+pub mod kexec;
+pub mod kexec_action;
 pub mod mount;
 pub mod power;
 pub mod progress;

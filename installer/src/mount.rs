@@ -233,10 +233,23 @@ impl Mounted {
     }
 }
 
+/// Unmount attempts while the kernel answers busy: a descriptor can be held for a moment
+/// by something else (a prober, a child process between fork and exec), 50 ms apart.
+const UNMOUNT_ATTEMPTS: u32 = 20;
+const UNMOUNT_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+
 fn sync_and_unmount(target: &Path) -> std::io::Result<()> {
     rustix::fs::syncfs(File::open(target)?)?;
-    rustix::mount::unmount(target, UnmountFlags::empty())?;
-    Ok(())
+    let mut attempt = 1;
+    loop {
+        match rustix::mount::unmount(target, UnmountFlags::empty()) {
+            Err(rustix::io::Errno::BUSY) if attempt < UNMOUNT_ATTEMPTS => {
+                attempt += 1;
+                std::thread::sleep(UNMOUNT_RETRY_DELAY);
+            }
+            result => return Ok(result?),
+        }
+    }
 }
 
 impl Drop for Mounted {

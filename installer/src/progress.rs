@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::usbdata::InstallLog;
+use crate::verify::Written;
 
 /// How progress is shown (`--progress`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -44,6 +45,8 @@ pub struct Summary {
     /// The image's sha256 matched a published one (given or found beside the image); false:
     /// `sha256` was only computed.
     pub checksum_verified: bool,
+    /// Where that published sha256 came from (`--sha256`, a checksum file's path or URL).
+    pub checksum_origin: Option<String>,
 }
 
 impl Summary {
@@ -71,6 +74,7 @@ impl Summary {
             seconds,
             mb_per_s,
             checksum_verified: false,
+            checksum_origin: None,
         }
     }
 }
@@ -121,8 +125,10 @@ struct State {
     source_read: u64,
     started: Instant,
     last_line: Option<Instant>,
-    /// What the last line showed, so a stage's end does not repeat it.
-    reported: u64,
+    /// The bytes written and read the last line showed, so a stage's end does not repeat
+    /// it, and does add a line when only the bytes written moved on (a compressed source is
+    /// read to its end before the writer is done).
+    reported: (u64, u64),
 }
 
 impl State {
@@ -188,7 +194,7 @@ impl Progress {
                 source_read: 0,
                 started: Instant::now(),
                 last_line: None,
-                reported: 0,
+                reported: (0, 0),
             }),
         }
     }
@@ -232,7 +238,7 @@ impl Progress {
             state.source_read = 0;
             state.started = Instant::now();
             state.last_line = None;
-            state.reported = 0;
+            state.reported = (0, 0);
         }
         if self.quiet {
             return;
@@ -282,7 +288,7 @@ impl Progress {
             .unwrap_or_else(|poison| poison.into_inner());
         let counted = state.last_line.is_some()
             && (state.total.is_some() || state.done() > 0)
-            && state.reported != state.done();
+            && state.reported != (state.written, state.source_read);
         if counted {
             self.report(true);
         }
@@ -340,8 +346,11 @@ impl Progress {
         if self.quiet {
             return;
         }
+        let written = Written {
+            checksum_origin: summary.checksum_origin.clone(),
+        };
         let line = format!(
-            "installed {} on {}: {} bytes written ({} image bytes) in {:.1} s, {:.0} MB/s, sha256 {}{}",
+            "installed {} on {}: {} bytes written ({} image bytes) in {:.1} s, {:.0} MB/s, sha256 {}; {written}",
             summary.image,
             summary.disk,
             summary.bytes,
@@ -349,11 +358,6 @@ impl Progress {
             summary.seconds,
             summary.mb_per_s,
             summary.sha256,
-            if summary.checksum_verified {
-                " (matches the published checksum)"
-            } else {
-                " (not verified against a published checksum)"
-            }
         );
         if self.mode == ProgressMode::Json {
             let json = serde_json::json!({ "summary": summary });
@@ -385,7 +389,7 @@ impl Progress {
             return;
         }
         state.last_line = Some(now);
-        state.reported = state.done();
+        state.reported = (state.written, state.source_read);
         let percent = state.percent();
         let eta = state.eta_seconds(now);
         let compressed = state.counting == Counting::CompressedSource;

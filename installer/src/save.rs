@@ -181,12 +181,28 @@ impl Saved {
         })
     }
 
+    /// True when `table` still lists every kept partition where it was: a disk the failure
+    /// did not touch, which needs nothing put back.
+    pub fn all_in(&self, table: &GPT) -> bool {
+        self.partitions.iter().all(|saved| {
+            table.iter().any(|(number, entry)| {
+                number == saved.number
+                    && entry.unique_partition_guid == saved.entry.unique_partition_guid
+                    && entry.starting_lba == saved.entry.starting_lba
+                    && entry.ending_lba == saved.entry.ending_lba
+            })
+        })
+    }
+
     /// After a failure: a new, empty table on `disk` with only the kept partitions, so they
-    /// survive although the image does not.
+    /// survive although the image does not. The failure zeroed the first MiB, protective MBR
+    /// included, and the kernel (like fdisk and blkid) ignores a GPT without one: a new
+    /// protective MBR is written with the table.
     pub fn restore_alone(&self, disk: &mut File) -> Result<Vec<String>, SaveError> {
         let mut table = GPT::new_from(disk, self.sector_size, uuid::Uuid::new_v4().to_bytes_le())
             .map_err(GptError::Write)?;
         let notes = self.merge(&mut table)?;
+        GPT::write_protective_mbr_into(disk, self.sector_size).map_err(GptError::Write)?;
         gpt::write_table(disk, &mut table)?;
         Ok(notes)
     }
@@ -234,7 +250,7 @@ impl Saved {
 
 /// Shell glob matching as fnmatch(3) does it, the rule coreos-installer's
 /// `--save-partlabel` documents ("glob-style").
-fn fnmatch(pattern: &str, text: &str) -> bool {
+pub(crate) fn fnmatch(pattern: &str, text: &str) -> bool {
     let (Ok(pattern), Ok(text)) = (CString::new(pattern), CString::new(text)) else {
         return false;
     };

@@ -10,6 +10,28 @@ use sha2::{Digest, Sha256};
 /// The digest type and the `sha256sum` file rule are shared with the builder and the tests.
 pub use bootkit_common::checksum::{ChecksumError, Sha256Digest};
 
+/// What a finished write established about the image, said the same way in the notes, the
+/// summary and every error after the write: verified against a published sha256 (and where
+/// it came from), or only written, with its sha256 computed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// Where the published sha256 the image matched came from (`--sha256`, a checksum
+    /// file's path or URL); None: there was none to check against.
+    pub checksum_origin: Option<String>,
+}
+
+impl std::fmt::Display for Written {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.checksum_origin {
+            Some(origin) => write!(
+                f,
+                "written and verified against the published sha256 ({origin})"
+            ),
+            None => write!(f, "written but not verified against a published checksum"),
+        }
+    }
+}
+
 /// Passes bytes through and hashes them: the sha256 of the source exactly as it arrives.
 pub struct HashingReader<R> {
     inner: R,
@@ -63,6 +85,24 @@ impl<R: Read> Read for CountingReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_was_verified_is_said_with_the_checksum_origin_or_its_absence() {
+        let verified = Written {
+            checksum_origin: Some("/media/os.raw.gz.sha256sum".into()),
+        };
+        assert_eq!(
+            verified.to_string(),
+            "written and verified against the published sha256 (/media/os.raw.gz.sha256sum)"
+        );
+        let unverified = Written {
+            checksum_origin: None,
+        };
+        assert_eq!(
+            unverified.to_string(),
+            "written but not verified against a published checksum"
+        );
+    }
 
     #[test]
     fn hashing_reader_gives_the_sha256_of_what_passed() {

@@ -11,7 +11,9 @@ use std::process::Command;
 
 use bootkit_installer::config;
 use bootkit_installer::configure::{self, ConfigureError};
+use bootkit_installer::copy_network;
 use bootkit_installer::disk::partition_path;
+use bootkit_installer::kargs;
 use bootkit_installer::usbdata::{self, DataPartition, InstallLog};
 use sha2::{Digest, Sha256};
 
@@ -276,7 +278,7 @@ user_data_file = "user-data"
     let disk = LoopDisk::attach(&image);
     let rootfs = disk.partition(2);
 
-    let changes = configure::configure_disk(&config, &disk.device).unwrap();
+    let changes = configure::configure_disk(&config, &disk.device, &[]).unwrap();
     let changed: Vec<&str> = changes.iter().map(|change| change.path.as_str()).collect();
     for expected in [
         "/etc/hostname",
@@ -332,7 +334,7 @@ user_data_file = "user-data"
     );
     assert!(debugfs_cat(&rootfs, &format!("{seed}/meta-data")).starts_with("instance-id: "));
 
-    let again = configure::configure_disk(&config, &disk.device).unwrap();
+    let again = configure::configure_disk(&config, &disk.device, &[]).unwrap();
     assert!(again.is_empty(), "a second run changed {again:?}");
     let passwd = debugfs_cat(&rootfs, "/etc/passwd");
     assert_eq!(
@@ -351,7 +353,7 @@ fn a_disk_without_a_root_partition_is_refused_naming_the_partitions_it_has() {
         &[PartitionSpec::esp("esp"), PartitionSpec::linux("data", 0)],
     );
     let config = config::parse("hostname = \"edge\"", Path::new("install.toml")).unwrap();
-    let error = configure::configure_disk(&config, &image).unwrap_err();
+    let error = configure::configure_disk(&config, &image, &[]).unwrap_err();
     assert!(
         matches!(error, ConfigureError::NoRootPartition { .. }),
         "{error}"
@@ -500,4 +502,115 @@ fn usb_data_partition_is_found_its_media_discovered_and_the_log_copied_back() {
         debugfs_cat(&partition, &format!("/{log_name}")),
         "bootkit-install: writing emt.raw.gz to /dev/vda\nbootkit-install: failed: checksum mismatch\n"
     );
+}
+
+#[test]
+#[ignore = "needs root: loop devices and mounts"]
+fn kernel_arguments_and_console_go_into_the_loader_entries_in_boot() {
+    let work = tempfile::tempdir().unwrap();
+    let image = work.path().join("disk.img");
+    // No ESP: this host's kernel may lack vfat; the ESP's entries are edited the same way
+    // (kargs' unit tests edit a directory standing in for the mounted ESP).
+    gpt_image(&image, &[PartitionSpec::linux("rootfs", 32)]);
+    let entry = "title Edge Microvisor Toolkit\nlinux /vmlinuz\ninitrd /initrd.img\n\
+                 options root=PARTLABEL=rootfs console=tty0 quiet\n";
+    let system = work.path().join("system");
+    minimal_system(&system);
+    std::fs::create_dir_all(system.join("boot/loader/entries")).unwrap();
+    std::fs::write(system.join("boot/loader/entries/grub.conf"), entry).unwrap();
+    mkfs_ext4_in(&image, 1, "rootfs", &system);
+
+    let disk = LoopDisk::attach(&image);
+    let mut config = config::parse(
+        "[boot]\nappend_karg = [\"intel_iommu=on\"]\ndelete_karg = [\"quiet\"]\n\
+         console = [\"ttyS0,115200n8\"]\n",
+        Path::new("install.toml"),
+    )
+    .unwrap();
+    // A flag's argument is added to the config's, as --append-karg does.
+    config.boot.append_karg.push("rd.debug".parse().unwrap());
+    let changes = kargs::apply(&config, &disk.device, 512).unwrap();
+    let changed: Vec<String> = changes.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        changed,
+        ["/boot/loader/entries/grub.conf (kernel command line)"]
+    );
+    assert_eq!(
+        debugfs_cat(&disk.partition(1), "/boot/loader/entries/grub.conf"),
+        "title Edge Microvisor Toolkit\nlinux /vmlinuz\ninitrd /initrd.img\n\
+         options root=PARTLABEL=rootfs console=ttyS0,115200n8 intel_iommu=on rd.debug\n"
+    );
+    // Again: nothing left to change.
+    assert!(kargs::apply(&config, &disk.device, 512).unwrap().is_empty());
+}
+
+#[test]
+#[ignore = "needs root: loop devices and mounts"]
+fn kernel_arguments_for_an_image_without_loader_entries_are_refused_naming_where_it_looked() {
+    let work = tempfile::tempdir().unwrap();
+    let image = work.path().join("disk.img");
+    gpt_image(&image, &[PartitionSpec::linux("rootfs", 32)]);
+    let system = work.path().join("system");
+    minimal_system(&system);
+    mkfs_ext4_in(&image, 1, "rootfs", &system);
+    let disk = LoopDisk::attach(&image);
+    let config =
+        config::parse("[boot]\nconsole = [\"ttyS0\"]\n", Path::new("install.toml")).unwrap();
+    let message = kargs::apply(&config, &disk.device, 512)
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "looked for loader/entries/*.conf on its root filesystem (partition 1, /boot/loader/entries)",
+        "UKI",
+        "--console",
+    ] {
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+}
+
+#[test]
+#[ignore = "needs root: loop devices and mounts"]
+fn the_copied_network_is_written_into_the_installed_root_as_networkd_files() {
+    let work = tempfile::tempdir().unwrap();
+    let image = emt_like_disk(work.path());
+    let disk = LoopDisk::attach(&image);
+    let files = copy_network::from_running_system(
+        "ip=10.0.0.5::10.0.0.1:255.255.255.0:edge:eth7:none nameserver=10.0.0.53",
+        &fake_class_net(work.path()),
+    )
+    .unwrap();
+    let config = config::parse("", Path::new("install.toml")).unwrap();
+    let changes = configure::configure_disk(&config, &disk.device, &files).unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.path == "/etc/systemd/network/20-bootkit-copied-1.network"),
+        "{changes:?}"
+    );
+    let text = debugfs_cat(
+        &disk.partition(2),
+        "/etc/systemd/network/20-bootkit-copied-1.network",
+    );
+    assert!(
+        text.contains(
+            "[Match]\nMACAddress=52:54:00:12:34:57\n\n[Network]\nAddress=10.0.0.5/24\n\
+             Gateway=10.0.0.1\nDNS=10.0.0.53\n"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        debugfs_stat(
+            &disk.partition(2),
+            "/etc/systemd/network/20-bootkit-copied-1.network"
+        ),
+        ("regular".to_owned(), 0o644, 0, 0)
+    );
+}
+
+/// A /sys/class/net with the bootkit's `eth7` at 52:54:00:12:34:57.
+fn fake_class_net(dir: &Path) -> PathBuf {
+    let class_net = dir.join("class-net");
+    std::fs::create_dir_all(class_net.join("eth7")).unwrap();
+    std::fs::write(class_net.join("eth7/address"), "52:54:00:12:34:57\n").unwrap();
+    class_net
 }

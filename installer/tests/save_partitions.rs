@@ -183,3 +183,50 @@ fn the_install_config_keeps_partitions_and_preserve_on_error_leaves_the_disk() {
         );
     }
 }
+
+#[test]
+#[ignore = "needs root: writes images to loop devices"]
+fn a_write_failing_part_way_leaves_the_kept_partition_in_a_table_tools_and_the_kernel_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = std::fs::read(compressed(&gpt_image(dir.path()), "gz")).unwrap();
+    // The stream ends inside the image's last data: its first 4 MiB chunk is on the disk
+    // when reading the next one fails.
+    let cut = dir.path().join("cut.raw.gz");
+    std::fs::write(&cut, &image[..image.len() * 95 / 100]).unwrap();
+    let (disk, data) = previously_installed_disk(dir.path(), KEPT_START);
+    let device = LoopDevice::attach(&disk);
+    let output = install(&[
+        "--image",
+        cut.to_str().unwrap(),
+        "--save-partlabel",
+        "edge_data",
+        device.path.to_str().unwrap(),
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("kept partition 5 (edge_data) in a new partition table"),
+        "{stderr}"
+    );
+
+    // sfdisk (libfdisk) accepts a GPT only behind a protective MBR, as the kernel does.
+    let lines = sfdisk_lines(&device.path);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("p5 :")
+            && lines[0].contains("start=       40960, size=       16384")
+            && lines[0].contains("name=\"edge_data\""),
+        "{lines:?}"
+    );
+    let verify = support::run("sgdisk", &["-v", device.path.to_str().unwrap()]);
+    assert!(verify.contains("No problems found"), "{verify}");
+    let name = device.path.file_name().unwrap().to_str().unwrap();
+    assert!(
+        Path::new(&format!("/sys/block/{name}/{name}p5")).exists(),
+        "the kernel did not find partition 5 of {name}"
+    );
+    assert!(
+        kept_data(&device.path, KEPT_START) == data,
+        "kept data changed"
+    );
+}

@@ -106,6 +106,13 @@ macro_rules! checked_string {
             }
         }
 
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(text: &str) -> Result<Self, String> {
+                Self::try_from(text.to_string())
+            }
+        }
+
         impl $name {
             /// The value as written in the config.
             pub fn as_str(&self) -> &str {
@@ -157,6 +164,54 @@ checked_string!(
     InterfaceName,
     check_interface_name
 );
+checked_string!(
+    /// One kernel command-line argument (`quiet`, `key=value`, `key="a b"`), as
+    /// `--append-karg`/`--delete-karg` take it.
+    KernelArg,
+    check_kernel_arg
+);
+checked_string!(
+    /// What follows `console=` (`ttyS0,115200n8`, `tty0`), as `--console` takes it.
+    ConsoleSpec,
+    check_console_spec
+);
+
+fn check_kernel_arg(arg: &str) -> Result<(), String> {
+    let words = crate::cmdline::split_words(arg);
+    if words.len() != 1 || arg.chars().any(char::is_control) || arg.matches('"').count() % 2 == 1 {
+        return Err(format!(
+            "kernel argument {arg:?} is not one argument: give one word such as \"quiet\" or \
+             \"key=value\" (quote a value with spaces: key=\"a b\"), one per option or list entry"
+        ));
+    }
+    Ok(())
+}
+
+fn check_console_spec(spec: &str) -> Result<(), String> {
+    for prefix in ["console=", "/dev/"] {
+        if spec.starts_with(prefix) {
+            return Err(format!(
+                "console {spec:?} must not start with {prefix:?}: give what follows console=, \
+                 such as \"ttyS0,115200n8\" or \"tty0\""
+            ));
+        }
+    }
+    let (device, options) = spec.split_once(',').unwrap_or((spec, ""));
+    let letters = device.trim_end_matches(|c: char| c.is_ascii_digit());
+    let device_ok = !letters.is_empty()
+        && letters.len() < device.len()
+        && letters.chars().all(|c| c.is_ascii_alphabetic());
+    let options_ok = options
+        .chars()
+        .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase());
+    if !device_ok || !options_ok {
+        return Err(format!(
+            "console {spec:?} is not a console device with optional settings, such as \
+             \"ttyS0,115200n8\", \"ttyAMA0\" or \"tty0\" (the kernel's console= syntax)"
+        ));
+    }
+    Ok(())
+}
 
 fn check_hostname(name: &str) -> Result<(), String> {
     let label_ok = |label: &str| {
