@@ -735,6 +735,7 @@ impl BoundBoot {
             counters: Arc::clone(&server.metrics.http),
             metadata_by_address: options.metadata_by_address,
             http_boot_uki: options.http_boot_uki.clone(),
+            ipxe_uki: options.ipxe_uki,
         });
         let metrics = &server.metrics;
         self.watch_udp_sockets(metrics);

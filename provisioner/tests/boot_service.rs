@@ -215,6 +215,41 @@ async fn a_registered_node_gets_its_profiles_bootkit_with_every_kernel_parameter
 }
 
 #[tokio::test]
+async fn with_ipxe_uki_uefi_x64_nodes_chain_the_site_uki_and_bios_nodes_keep_kernel_and_initrd() {
+    let fixture = Fixture::start(false, |dir, boot| {
+        boot.http_boot_uki = Some(write_file(dir, "bootkit.efi", b"MZ signed UKI"));
+        boot.ipxe_uki = true;
+    })
+    .await;
+    fixture.register(REGISTERED_MAC, &[]);
+    let http = fixture.server.boot_http_addr.unwrap().port();
+    let (status, script) = get(&node_script_url(&fixture, REGISTERED_MAC, "efi")).await;
+    assert_eq!(status, 200);
+    assert!(
+        script.contains(&format!(
+            "imgfetch --name bootkit.efi http://127.0.0.1:{http}/httpboot/bootkit.efi && goto boot"
+        )),
+        "{script}"
+    );
+    // The site's line (what /httpboot/cmdline serves and the UKI has baked in), not the
+    // profile's or the node's.
+    let (_, site_line) = get(&fixture.url("/httpboot/cmdline")).await;
+    assert!(
+        script.contains(&format!("\nboot bootkit.efi {} ||\n", site_line.trim())),
+        "{script}"
+    );
+    assert!(
+        !script.contains("kernel --name") && !script.contains("bootkit.mode=provision"),
+        "{script}"
+    );
+    let (_, bios) = get(&node_script_url(&fixture, REGISTERED_MAC, "pcbios")).await;
+    assert!(
+        bios.contains("kernel --name kernel ") && !bios.contains("httpboot"),
+        "{bios}"
+    );
+}
+
+#[tokio::test]
 async fn an_unregistered_node_is_refused_without_a_default_profile_and_booted_with_one() {
     let refusing = Fixture::start(false, |_, _| {}).await;
     let (status, script) = get(&node_script_url(&refusing, "52:54:00:00:00:99", "efi")).await;

@@ -13,60 +13,30 @@
 //! Needs root, and what scripts/setup.sh and scripts/build-bootkit.sh provide. Without them
 //! the test says what is missing and passes, unless CI is set: then it fails.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
+use common::site::{
+    ADMIN_PORT, BRIDGE, GRPC_PORT, REGISTRY_PORT, Site, blank_disk, prerequisites_present,
+};
 use qemu_tests::netns::NetNs;
 use qemu_tests::paths::builder_binary;
 use qemu_tests::pxe::{self, BOOTKIT_STARTED};
-use qemu_tests::stack::{ProfileSetup, Stack, StackOptions, pxe_bootkit_image};
+use qemu_tests::stack::{StackOptions, pxe_bootkit_image};
 use qemu_tests::vm::{OVMF_CODE, Vm, VmConfig, fresh_uefi_vars, scaled};
 
-const BRIDGE: &str = "br0";
-const PROVISIONER_IP: &str = "10.213.61.1";
-const GRPC_PORT: u16 = 42113;
-const ADMIN_PORT: u16 = 42114;
-const BOOT_HTTP_PORT: u16 = 7080;
-const REGISTRY_PORT: u16 = 5000;
+const SITE: Site = Site {
+    subnet: "10.213.61",
+};
 const MAC: &str = "52:54:00:61:00:0d";
 /// The node's blank disk, which the workflow writes the test OS image to.
 const DISK_BYTES: u64 = 512 << 20;
-const STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 /// What OVMF's HttpBootDxe prints when it starts (its boot option "UEFI HTTPv4").
 const HTTP_BOOT_STARTED: &str = "Start HTTP Boot over IPv4";
-
-fn socket(port: u16) -> std::net::SocketAddr {
-    format!("{PROVISIONER_IP}:{port}")
-        .parse()
-        .expect("a literal socket address")
-}
-
-fn missing_prerequisites() -> Vec<String> {
-    let mut missing = pxe::missing_prerequisites();
-    for (what, path) in [
-        ("systemd's EFI stub (systemd-boot-efi)", STUB),
-        ("OVMF", OVMF_CODE),
-    ] {
-        if !Path::new(path).exists() {
-            missing.push(format!("{what}: {path} (from scripts/setup.sh)"));
-        }
-    }
-    missing
-}
-
-/// The site's kernel command line, as the README tells an operator to bake it in: the
-/// provisioner's addresses and the registry; the worker id is the node's MAC (the worker's
-/// fallback).
-fn site_cmdline() -> String {
-    let registry = socket(REGISTRY_PORT);
-    format!(
-        "grpc_authority={} syslog_host={PROVISIONER_IP} tinkerbell_tls=false \
-         console=ttyS0,115200 docker_registry={registry} insecure_registries={registry}",
-        socket(GRPC_PORT)
-    )
-}
 
 fn build_uki(out: &Path, cmdline: &str) -> Result<()> {
     let bootkit = pxe_bootkit_image()?;
@@ -89,99 +59,32 @@ fn build_uki(out: &Path, cmdline: &str) -> Result<()> {
     Ok(())
 }
 
-fn serve_args(uki: &Path) -> Vec<String> {
-    let flags = [
-        ("--grpc", socket(GRPC_PORT).to_string()),
-        ("--http", socket(ADMIN_PORT).to_string()),
-        ("--advertise", PROVISIONER_IP.to_string()),
-        ("--dhcp", "full".to_string()),
-        ("--dhcp-interface", BRIDGE.to_string()),
-        ("--dhcp-pool", "10.213.61.100-10.213.61.199".to_string()),
-        ("--dhcp-netmask", "255.255.255.0".to_string()),
-        // No TFTP server at all: HTTP boot must not need one.
-        ("--tftp", "off".to_string()),
-        ("--boot-http", format!("0.0.0.0:{BOOT_HTTP_PORT}")),
-        ("--syslog", "0.0.0.0:514".to_string()),
-        ("--console", "ttyS0,115200".to_string()),
-        (
-            "--extra-kernel-args",
-            format!(
-                "docker_registry={0} insecure_registries={0}",
-                socket(REGISTRY_PORT)
-            ),
-        ),
-        ("--http-boot-uki", uki.display().to_string()),
-    ];
-    let mut args: Vec<String> = flags
-        .into_iter()
-        .flat_map(|(flag, value)| [flag.to_string(), value])
-        .collect();
-    // Plaintext gRPC: the worker has no pinned CA on a site-wide command line here.
-    args.push("--allow-unauthenticated-workers".to_string());
-    // The admin API (for /metrics) inside a namespace with no route out.
-    args.push("--admin-insecure-no-auth".to_string());
-    args
-}
-
-/// GET `path` on the boot HTTP listener from inside the namespace.
-fn boot_http_get(ns: &NetNs, path: &str) -> Result<String> {
-    let url = format!("http://{}{path}", socket(BOOT_HTTP_PORT));
-    ns.within(move || -> Result<String> {
-        let response = reqwest::blocking::get(&url)?.error_for_status()?;
-        Ok(response.text()?)
-    })?
-}
-
 #[test]
 #[ignore = "needs root (network namespace, bridge) and QEMU: boots a machine"]
 fn ovmf_http_boots_the_site_uki_without_tftp_installs_and_then_boots_its_disk() -> Result<()> {
-    let missing = missing_prerequisites();
-    if !missing.is_empty() {
-        let list = missing.join("\n  ");
-        if std::env::var_os("CI").is_some() {
-            bail!("the UEFI HTTP boot test cannot run, missing:\n  {list}");
-        }
-        eprintln!("skipping the UEFI HTTP boot test (CI is not set), missing:\n  {list}");
+    if !prerequisites_present("UEFI HTTP boot", OVMF_CODE)? {
         return Ok(());
     }
     let started = Instant::now();
-    let os_image = pxe::test_os_image()?;
     let ns = NetNs::create("httpboot")?;
-    ns.add_bridge(BRIDGE, &format!("{PROVISIONER_IP}/24"))?;
+    ns.add_bridge(BRIDGE, &format!("{}/24", SITE.ip()))?;
 
-    let cmdline = site_cmdline();
+    let cmdline = SITE.cmdline();
     let placeholder = StackOptions::new(
-        socket(REGISTRY_PORT),
-        socket(GRPC_PORT),
+        SITE.socket(REGISTRY_PORT),
+        SITE.socket(GRPC_PORT),
         Vec::<String>::new(),
     )?;
     let work_dir: PathBuf = placeholder.work_dir.clone();
     let uki = work_dir.join("bootkit.efi");
     build_uki(&uki, &cmdline)?;
     let uki_bytes = std::fs::metadata(&uki)?.len();
-    let bootkit = ProfileSetup::pxe_bootkit("bootkit", os_image)?;
-    let mut serve = serve_args(&uki);
-    serve.extend(bootkit.artifact_root_args());
-    let options = StackOptions {
-        serve_args: serve,
-        ..placeholder
-    };
-    let mut stack = Stack::start(options, Some(&ns))?;
-    // The default profile admits the unregistered node (DHCP asks the store first).
-    stack.setup_profile(&bootkit)?;
-
-    let served_cmdline = boot_http_get(&ns, "/httpboot/cmdline")?;
-    assert_eq!(
-        served_cmdline.trim(),
-        cmdline,
-        "the provisioner's site command line differs from the one baked into the UKI"
-    );
+    // No TFTP server at all: HTTP boot must not need one.
+    let mut stack = SITE.start_stack(&ns, placeholder, &uki, &["--tftp", "off"])?;
 
     ns.add_tap("taph", BRIDGE)?;
     let disk = work_dir.join("disk-http.raw");
-    std::fs::File::create(&disk)
-        .and_then(|file| file.set_len(DISK_BYTES))
-        .with_context(|| format!("creating the blank disk {}", disk.display()))?;
+    blank_disk(&disk, DISK_BYTES)?;
     let vars = work_dir.join("OVMF_VARS-http.fd");
     fresh_uefi_vars(&vars)?;
     let config = VmConfig::uefi("http-boot-node", vars)
@@ -218,7 +121,10 @@ fn ovmf_http_boots_the_site_uki_without_tftp_installs_and_then_boots_its_disk() 
         stack.work_dir().join("provisioner.log").display()
     );
     let metrics = ns.within(move || -> Result<String> {
-        Ok(reqwest::blocking::get(format!("http://{}/metrics", socket(ADMIN_PORT)))?.text()?)
+        Ok(
+            reqwest::blocking::get(format!("http://{}/metrics", SITE.socket(ADMIN_PORT)))?
+                .text()?,
+        )
     })??;
     // The UKI went over the boot HTTP listener, whole (HttpBootDxe: HEAD, then one GET).
     let served_bytes: u64 = metrics

@@ -103,11 +103,7 @@ fn usb_installer_installs_the_image_and_the_boot_entry_starts_it() -> Result<()>
 }
 
 fn machine(name: &str, vars: &Path, stick: &Path, disk: &Path) -> VmConfig {
-    VmConfig::uefi(name, vars)
-        .memory_mib(1536)
-        .cpus(2)
-        .usb_stick("stick", stick)
-        .virtio_disk(disk)
+    common::usb_install_machine(VmConfig::uefi(name, vars), stick, disk)
 }
 
 /// The disk as the installer left it: the image's partitions plus the layout's, and the

@@ -347,11 +347,7 @@ fn signed_usb_stick_installs_under_secure_boot_and_the_installed_system_boots() 
     // One store for both boots: the installer's boot entry must be there for the second.
     let vars = enrolled.vars.copy_for(&work.join("OVMF_VARS.fd"))?;
     let machine = |name: &str| {
-        VmConfig::uefi_secure_boot(name, &vars)
-            .memory_mib(1536)
-            .cpus(2)
-            .usb_stick("stick", &stick)
-            .virtio_disk(&blank)
+        common::usb_install_machine(VmConfig::uefi_secure_boot(name, &vars), &stick, &blank)
     };
 
     let mut install = Vm::boot(machine("secure-boot-usb-install"))?;

@@ -60,6 +60,7 @@ struct NodeQuery {
     uuid: Option<String>,
     serial: Option<String>,
     platform: Option<String>,
+    arch: Option<String>,
 }
 
 fn non_empty(value: &Option<String>) -> Option<&str> {
@@ -85,11 +86,21 @@ async fn node_script(State(served): State<Served>, Query(query): Query<NodeQuery
                 .into_response();
         }
     };
+    let platform = Platform::parse(non_empty(&query.platform));
     let store = &served.context.store;
     match store.pxe_boot(&identity) {
-        Ok(BootPlan::Install { profile, .. }) => ipxe(install_script(&served, &boot_mac, &profile)),
+        Ok(BootPlan::Install { profile, .. }) => {
+            let context = &served.context;
+            let chains_uki = context.ipxe_uki
+                && context.http_boot_uki.is_some()
+                && script::runs_x64_uki(platform, non_empty(&query.arch));
+            ipxe(if chains_uki {
+                uki_script(&served, &boot_mac, &profile)
+            } else {
+                install_script(&served, &boot_mac, &profile)
+            })
+        }
         Ok(BootPlan::LocalDisk { node_id }) => {
-            let platform = Platform::parse(non_empty(&query.platform));
             if let Err(error) = store.record_event(
                 &node_id,
                 "local-boot",
@@ -106,6 +117,18 @@ async fn node_script(State(served): State<Served>, Query(query): Query<NodeQuery
         }
         Err(error) => store_failed(&format!("deciding what {boot_mac} boots"), &error),
     }
+}
+
+/// The script chaining the site's UKI (`serve --ipxe-uki`), or a refusal naming the bad
+/// setting.
+fn uki_script(served: &Served, mac: &str, profile: &Profile) -> String {
+    let uki_url = super::http_boot::url(&served.base);
+    let rendered = super::http_boot::site_cmdline(&served.context)
+        .and_then(|line| script::install_uki(&uki_url, &profile.name, &line));
+    rendered.unwrap_or_else(|error| {
+        tracing::error!(%mac, "cannot boot the site's UKI for profile {}: {error}", profile.name);
+        script::refused(&error.to_string())
+    })
 }
 
 /// The install script, or a refusal naming the bad setting: a node must not boot half a

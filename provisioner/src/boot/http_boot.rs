@@ -17,8 +17,8 @@ use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
-use super::script::Cmdline;
-use super::served::Served;
+use super::script::{Cmdline, UnsafeValue};
+use super::served::{BootContext, Served};
 
 /// Where the site's UKI is served.
 pub const UKI_PATH: &str = "/httpboot/bootkit.efi";
@@ -69,19 +69,22 @@ pub(super) async fn uki(State(served): State<Served>, request: Request) -> Respo
     response
 }
 
-/// The site's part of the kernel command line (what a boot script would pass, less the
-/// per-node worker id), for `bootkit-build uki --cmdline`.
-pub(super) async fn cmdline(State(served): State<Served>) -> Response {
-    let context = &served.context;
-    let line = Cmdline {
+/// The site's line to bake into the UKI: what a boot script would pass, less the per-node
+/// words and the profile's (one UKI serves every profile).
+pub(super) fn site_cmdline(context: &BootContext) -> Result<String, UnsafeValue> {
+    Cmdline {
         advertised: &context.advertised,
         kernel: &context.kernel,
         mac: "",
-        profile_name: "(UEFI HTTP boot)",
+        profile_name: "(the site's UKI)",
         profile_cmdline: "",
     }
-    .render_site();
-    match line {
+    .render_site()
+}
+
+/// [`site_cmdline`] as text, for `bootkit-build uki --cmdline`.
+pub(super) async fn cmdline(State(served): State<Served>) -> Response {
+    match site_cmdline(&served.context) {
         Ok(line) => (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             format!("{line}\n"),

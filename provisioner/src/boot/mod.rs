@@ -52,6 +52,13 @@ pub struct BootOptions {
     /// UEFI HTTP boot: the site's UKI, handed by DHCP to `HTTPClient` x64 clients as
     /// [`http_boot::url`] (`serve --http-boot-uki`); None: such clients get no answer.
     pub http_boot_uki: Option<PathBuf>,
+    /// iPXE's UEFI x86-64 clients chain [`Self::http_boot_uki`] over HTTP instead of the
+    /// profile's kernel and initramfs (`serve --ipxe-uki`): under Secure Boot the firmware
+    /// runs only binaries signed by a key in its db, which Debian's kernel is not. A flag of
+    /// its own rather than implied by the UKI, as the node then boots the site's command line
+    /// (no profile parameters, the MAC as worker id) and one bootkit for every profile; BIOS
+    /// clients keep kernel and initramfs.
+    pub ipxe_uki: bool,
 }
 
 impl BootOptions {
@@ -68,6 +75,7 @@ impl BootOptions {
             kernel: KernelOptions::default(),
             metadata_by_address: false,
             http_boot_uki: None,
+            ipxe_uki: false,
         }
     }
 }

@@ -30,6 +30,12 @@ impl Platform {
     }
 }
 
+/// Whether an iPXE client can start the site's UKI, built for UEFI x86-64: a UEFI iPXE
+/// (`${platform}` efi) built for x86-64 (`${buildarch}`). A BIOS iPXE cannot run an EFI binary.
+pub fn runs_x64_uki(platform: Platform, arch: Option<&str>) -> bool {
+    platform == Platform::Efi && arch == Some("x86_64")
+}
+
 /// Text that cannot go into an iPXE script as it is.
 #[derive(Debug, thiserror::Error)]
 #[error("{what} {value:?} cannot go into an iPXE script: {why}; fix it and boot the node again")]
@@ -155,28 +161,78 @@ impl Cmdline<'_> {
     }
 }
 
+/// Appends `command` tried [`FETCH_TRIES`] times, going on to `:{then}` once it succeeds and
+/// to `:failed` when every try failed.
+fn retried(script: &mut String, command: &str, then: &str) {
+    for _ in 0..FETCH_TRIES {
+        script.push_str(&format!(
+            "{command} && goto {then} || sleep {RETRY_DELAY_SECS}\n"
+        ));
+    }
+    script.push_str("goto failed\n");
+}
+
 /// Boots the profile's bootkit, each download tried [`FETCH_TRIES`] times.
 pub fn install(base: &str, profile_name: &str, cmdline: &str) -> Result<String, UnsafeValue> {
     let files = format!("{base}/artifacts/profiles/{}", url_safe(profile_name)?);
     let mut script =
         format!("#!ipxe\necho provisioner: booting the bootkit of profile {profile_name}\n");
-    for _ in 0..FETCH_TRIES {
-        script.push_str(&format!(
-            "kernel --name kernel {files}/kernel {cmdline} && goto initrd || sleep {RETRY_DELAY_SECS}\n"
-        ));
-    }
-    script.push_str("goto failed\n:initrd\n");
-    for _ in 0..FETCH_TRIES {
-        script.push_str(&format!(
-            "initrd --name initramfs {files}/initramfs && goto boot || sleep {RETRY_DELAY_SECS}\n"
-        ));
-    }
+    retried(
+        &mut script,
+        &format!("kernel --name kernel {files}/kernel {cmdline}"),
+        "initrd",
+    );
+    script.push_str(":initrd\n");
+    retried(
+        &mut script,
+        &format!("initrd --name initramfs {files}/initramfs"),
+        "boot",
+    );
     script.push_str(&format!(
-        "goto failed\n\
-         :boot\n\
+        ":boot\n\
          boot ||\n\
          :failed\n\
          echo provisioner: fetching the bootkit from {files} failed {FETCH_TRIES} times; rebooting in 30 s\n\
+         sleep 30\n\
+         reboot\n"
+    ));
+    Ok(script)
+}
+
+/// The name iPXE gives the fetched UKI; iPXE also puts it first on the image's command line.
+/// The line goes on `boot` (which sets it whenever it is given arguments), not on `imgfetch`.
+const UKI_IMAGE_NAME: &str = "bootkit.efi";
+
+/// Boots the site's UKI at `uki_url` (`serve --ipxe-uki`): fetched, tried [`FETCH_TRIES`]
+/// times, then started by the firmware's LoadImage, so under Secure Boot the node's db decides.
+///
+/// `cmdline` is the site's line (what `/httpboot/cmdline` serves and the UKI has baked in):
+/// under Secure Boot systemd-stub ignores what the loader passes and the signed `.cmdline`
+/// counts; without Secure Boot it takes the loader's line instead of the baked one, so passing
+/// the same words makes both cases boot alike.
+pub fn install_uki(
+    uki_url: &str,
+    profile_name: &str,
+    cmdline: &str,
+) -> Result<String, UnsafeValue> {
+    let profile_name = checked("the profile name", profile_name)?;
+    let mut script = format!(
+        "#!ipxe\n\
+         echo provisioner: booting the site's UKI for profile {profile_name} (the site's command line applies, not the profile's)\n"
+    );
+    retried(
+        &mut script,
+        &format!("imgfetch --name {UKI_IMAGE_NAME} {uki_url}"),
+        "boot",
+    );
+    script.push_str(&format!(
+        ":boot\n\
+         boot {UKI_IMAGE_NAME} {cmdline} ||\n\
+         echo provisioner: the firmware did not start the UKI from {uki_url}; under Secure Boot it must be signed by a key in this node's db (bootkit-build sign); rebooting in 30 s\n\
+         goto reboot\n\
+         :failed\n\
+         echo provisioner: fetching the UKI from {uki_url} failed {FETCH_TRIES} times; rebooting in 30 s\n\
+         :reboot\n\
          sleep 30\n\
          reboot\n"
     ));
@@ -386,6 +442,61 @@ mod tests {
             .count();
         assert_eq!((kernel_tries, initrd_tries), (FETCH_TRIES, FETCH_TRIES));
         assert!(script.contains(":boot\nboot ||\n:failed\n"), "{script}");
+    }
+
+    #[test]
+    fn the_uki_script_fetches_the_uki_then_boots_it_once_with_the_site_line() {
+        let url = "http://10.0.0.1:7080/httpboot/bootkit.efi";
+        let line = "grpc_authority=10.0.0.1:42113 tinkerbell_tls=false";
+        let script = install_uki(url, "edge", line).unwrap();
+        assert!(script.starts_with("#!ipxe\n"), "{script}");
+        let fetches = script
+            .lines()
+            .filter(|command| {
+                *command == format!("imgfetch --name bootkit.efi {url} && goto boot || sleep 5")
+            })
+            .count();
+        assert_eq!(fetches, FETCH_TRIES, "{script}");
+        // No kernel+initrd, which the firmware refuses under Secure Boot.
+        assert!(
+            !script.contains("kernel ") && !script.contains("initrd "),
+            "{script}"
+        );
+        // A refused boot is not retried (the same bytes would be refused again) and says why.
+        let after_boot: Vec<&str> = script
+            .lines()
+            .skip_while(|command| *command != ":boot")
+            .collect();
+        assert_eq!(
+            after_boot[1],
+            format!("boot bootkit.efi {line} ||"),
+            "{script}"
+        );
+        assert!(
+            after_boot[2].contains("signed by a key in this node's db"),
+            "{script}"
+        );
+        assert_eq!(after_boot[3], "goto reboot", "{script}");
+    }
+
+    #[test]
+    fn the_uki_script_refuses_a_profile_name_that_would_inject_commands() {
+        let error = install_uki(
+            "http://10.0.0.1:7080/httpboot/bootkit.efi",
+            "edge\nshell",
+            "",
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("the profile name"), "{error}");
+    }
+
+    #[test]
+    fn only_uefi_x86_64_ipxe_runs_the_site_uki() {
+        assert!(runs_x64_uki(Platform::Efi, Some("x86_64")));
+        assert!(!runs_x64_uki(Platform::Pcbios, Some("x86_64")));
+        assert!(!runs_x64_uki(Platform::Pcbios, Some("i386")));
+        assert!(!runs_x64_uki(Platform::Efi, Some("arm64")));
+        assert!(!runs_x64_uki(Platform::Other, None));
     }
 
     #[test]

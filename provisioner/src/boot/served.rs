@@ -29,6 +29,9 @@ pub struct BootContext {
     pub metadata_by_address: bool,
     /// The site's UKI served to UEFI HTTP boot clients ([`super::BootOptions::http_boot_uki`]).
     pub http_boot_uki: Option<std::path::PathBuf>,
+    /// UEFI x86-64 iPXE clients chain that UKI instead of kernel and initramfs
+    /// ([`super::BootOptions::ipxe_uki`]).
+    pub ipxe_uki: bool,
 }
 
 /// Node-facing HTTP requests, by what they asked for.

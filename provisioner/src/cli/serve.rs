@@ -243,6 +243,13 @@ struct BootArgs {
     /// (and --sign-key/--sign-cert for Secure Boot).
     #[arg(long, value_name = "FILE", help_heading = "UEFI HTTP boot")]
     http_boot_uki: Option<PathBuf>,
+    /// iPXE's UEFI x86-64 clients chain the --http-boot-uki UKI over HTTP instead of the
+    /// profile's kernel and initramfs, which Secure Boot refuses (Debian signs them, not the
+    /// site's db key). The node boots the UKI's baked command line (under Secure Boot
+    /// systemd-stub ignores the loader's), so bake in /httpboot/cmdline; profiles' command
+    /// lines do not apply. BIOS clients keep kernel and initramfs.
+    #[arg(long, help_heading = "UEFI HTTP boot", requires = "http_boot_uki")]
+    ipxe_uki: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -365,6 +372,7 @@ impl BootArgs {
             },
             metadata_by_address: self.metadata_by_address,
             http_boot_uki: self.http_boot_uki()?,
+            ipxe_uki: self.ipxe_uki,
         }))
     }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod site;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -91,6 +93,16 @@ pub fn build_usb_stick(
     bootkit_builder::build_with(&config, &out, &Progress::hidden())
         .context("building the USB installer")?;
     Ok(out.join("usb.img"))
+}
+
+/// The machine the USB install tests boot, on firmware `config` (plain or Secure Boot
+/// OVMF): the stick and the disk to install on, with room for the installer.
+pub fn usb_install_machine(config: VmConfig, stick: &Path, disk: &Path) -> VmConfig {
+    config
+        .memory_mib(1536)
+        .cpus(2)
+        .usb_stick("stick", stick)
+        .virtio_disk(disk)
 }
 
 pub fn images_dir() -> PathBuf {
