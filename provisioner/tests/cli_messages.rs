@@ -268,3 +268,41 @@ fn serve_warns_about_profiles_it_cannot_serve_and_says_where_its_page_is() {
         "{log}"
     );
 }
+
+#[test]
+fn serve_warns_that_http_boot_over_https_only_is_out_of_edk2s_reach() {
+    let db = fleet();
+    let dir = db.dir.path();
+    let (ca, ca_key) = common::pki::ca("boot https test");
+    let cert = common::pki::write(dir, "boot.crt", &ca.pem());
+    let key = common::pki::write(dir, "boot.key", &ca_key.serialize_pem());
+    let uki = common::pki::write(dir, "bootkit.efi", "the site UKI");
+    let path = |p: &std::path::Path| p.display().to_string();
+    let (cert, key, uki) = (path(&cert), path(&key), path(&uki));
+    let args = [
+        "--admin-insecure-no-auth",
+        "--advertise",
+        "127.0.0.1",
+        "--tftp",
+        "off",
+        "--syslog",
+        "off",
+        "--boot-http",
+        "off",
+        "--boot-https",
+        "127.0.0.1:0",
+        "--boot-tls-cert",
+        &cert,
+        "--boot-tls-key",
+        &key,
+        "--http-boot-uki",
+        &uki,
+    ];
+    let (_serve, log) = serve_log(&db, &args, "status page");
+    let log = log.join("\n");
+    assert!(
+        log.contains("--http-boot-uki is served over HTTPS only (--boot-http off)")
+            && log.contains("keep --boot-http on for HTTP boot"),
+        "{log}"
+    );
+}

@@ -571,6 +571,22 @@ fn check_profiles(store: &Store, roots: &ArtifactRoots, boot: Option<&BootOption
     }
 }
 
+/// With the UKI served over HTTPS only, HTTP boot clients get an `https://` URL. Said at
+/// start because the common firmware cannot fetch it: EDK2 2022.11 (Debian 12's OVMF)
+/// offers only DHE and RSA key exchange with RSA certificates, and rustls does neither
+/// (README, "UEFI HTTP boot"); the node then stops at "Could not retrieve NBP file size".
+fn warn_https_only_http_boot(boot: &BootOptions) {
+    if boot.http_boot_uki.is_some() && boot.http.is_none() && boot.https.is_some() {
+        tracing::warn!(
+            "--http-boot-uki is served over HTTPS only (--boot-http off): UEFI HTTP boot \
+             clients get an https:// URL, which EDK2 firmware up to 2022.11 cannot fetch from \
+             this server (it offers only DHE/RSA key exchange, rustls only ECDHE) and which \
+             needs the site CA in the firmware's TlsCaCertificate variable; keep --boot-http \
+             on for HTTP boot (Secure Boot still checks the UKI's signature)"
+        );
+    }
+}
+
 /// The status page's URL for the admin listener at `addr`: the advertised address (or
 /// localhost) for a listener on every address, which a browser cannot open.
 fn page_url(addr: SocketAddr, tls: bool, advertise: Option<Ipv4Addr>) -> String {
@@ -600,6 +616,9 @@ pub fn serve(store: Store, args: ServeArgs) -> anyhow::Result<()> {
     };
     let mut boot = args.boot.options(tls.is_some())?;
     check_profiles(&store, &roots, boot.as_ref());
+    if let Some(boot) = &boot {
+        warn_https_only_http_boot(boot);
+    }
     if let (Some(boot), Some(listen), Some(tls)) = (&mut boot, args.boot.syslog_tls, &tls) {
         boot.syslog_tls = Some(HttpsOptions {
             listen,
