@@ -55,7 +55,7 @@ python3 bench/baseline_init.py "$work/bootkit-tree" "$work/rootfs.tar.gz" "$cmdl
 image_compression=$(compression_of "$img/initramfs")
 (cd "$work/baseline-tree" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) \
     | compress_as "$image_compression" >"$work/baseline-initramfs"
-log "baseline initramfs: $(stat -c %s "$work/baseline-initramfs") bytes ($image_compression); bootkit: $(stat -c %s "$img/initramfs") bytes"
+log "baseline initramfs: $(stat -c %s "$work/baseline-initramfs") bytes ($image_compression); bootkit: $(stat -L -c %s "$img/initramfs") bytes"
 
 # --- boots
 stages_re='ready in ([0-9]+) ms \(mounts ([0-9]+), modules ([0-9]+), rootfs ([0-9]+), services ([0-9]+)\)'

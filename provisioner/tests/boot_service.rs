@@ -19,6 +19,8 @@ use provisioner::state::State;
 use provisioner::store::{Discovery, Identity, ProfileSpec, RegistrationSpec, Store};
 
 const REGISTERED_MAC: &str = "52:54:00:00:00:01";
+/// What `serve --http-boot-uki` serves in these tests.
+const SITE_UKI: &[u8] = b"MZ signed UKI";
 const ADVERTISE: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
 /// A store with one template and a profile whose files are on disk, and a server on it.
@@ -97,6 +99,17 @@ impl Fixture {
             server,
             kernel,
         }
+    }
+
+    /// `serve --http-boot-uki --ipxe-uki`, [`REGISTERED_MAC`] registered.
+    async fn serving_the_uki_to_a_registered_node() -> Self {
+        let fixture = Fixture::start(false, |dir, boot| {
+            boot.http_boot_uki = Some(write_file(dir, "bootkit.efi", SITE_UKI));
+            boot.ipxe_uki = true;
+        })
+        .await;
+        fixture.register(REGISTERED_MAC, &[]);
+        fixture
     }
 
     fn url(&self, path: &str) -> String {
@@ -216,12 +229,7 @@ async fn a_registered_node_gets_its_profiles_bootkit_with_every_kernel_parameter
 
 #[tokio::test]
 async fn with_ipxe_uki_uefi_x64_nodes_chain_the_site_uki_and_bios_nodes_keep_kernel_and_initrd() {
-    let fixture = Fixture::start(false, |dir, boot| {
-        boot.http_boot_uki = Some(write_file(dir, "bootkit.efi", b"MZ signed UKI"));
-        boot.ipxe_uki = true;
-    })
-    .await;
-    fixture.register(REGISTERED_MAC, &[]);
+    let fixture = Fixture::serving_the_uki_to_a_registered_node().await;
     let http = fixture.server.boot_http_addr.unwrap().port();
     let (status, script) = get(&node_script_url(&fixture, REGISTERED_MAC, "efi")).await;
     assert_eq!(status, 200);
@@ -246,6 +254,33 @@ async fn with_ipxe_uki_uefi_x64_nodes_chain_the_site_uki_and_bios_nodes_keep_ker
     assert!(
         bios.contains("kernel --name kernel ") && !bios.contains("httpboot"),
         "{bios}"
+    );
+}
+
+#[tokio::test]
+async fn a_known_nodes_uki_download_is_its_last_event_when_the_firmware_then_refuses_the_uki() {
+    let fixture = Fixture::serving_the_uki_to_a_registered_node().await;
+    // Discovered at the address the test's requests come from, then booted again.
+    let node_id = fixture.discover(REGISTERED_MAC, "127.0.0.1");
+    get(&node_script_url(&fixture, REGISTERED_MAC, "efi")).await;
+    let uki_url = fixture.url("/httpboot/bootkit.efi");
+    // HttpBootDxe's HEAD for the size is not a download.
+    let client = common::http_client().build().unwrap();
+    let head = client.head(&uki_url).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    let (status, _) = get(&uki_url).await;
+    assert_eq!(status, 200);
+
+    let events = fixture.store.node_events(&node_id).unwrap();
+    let kinds: Vec<&str> = events.iter().map(|event| event.kind.as_str()).collect();
+    assert!(
+        kinds.ends_with(&["pxe", "uki"]),
+        "the boot script, then one UKI download: {kinds:?}"
+    );
+    let fetched = &events.last().unwrap().message;
+    assert!(
+        fetched.contains(&format!("fetched the boot UKI ({} bytes)", SITE_UKI.len())),
+        "{fetched}"
     );
 }
 

@@ -9,12 +9,16 @@
 //! Boot on, the bootkit gets ready and runs the node's workflow (the test OS image onto its
 //! disk, then the reboot action).
 //!
+//! The refusal: the provisioner serves a UKI signed by another key set; the firmware refuses
+//! to start it (iPXE and the UKI script say so on the console), and the provisioner, which
+//! sent the UKI, never hears from the bootkit (no device discovery, so no node).
+//!
 //! Needs root, and what scripts/setup.sh and scripts/build-bootkit.sh provide. Without them
 //! the test says what is missing and passes, unless CI is set: then it fails.
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
@@ -24,7 +28,7 @@ use qemu_tests::SecureBootVars;
 use qemu_tests::netns::NetNs;
 use qemu_tests::paths::builder_binary;
 use qemu_tests::secure_boot::REFUSED_MARKER;
-use qemu_tests::stack::{StackOptions, pxe_bootkit_image};
+use qemu_tests::stack::{Stack, StackOptions, pxe_bootkit_image};
 use qemu_tests::vm::{OVMF_CODE_SECBOOT, Vm, VmConfig, scaled};
 
 const SITE: Site = Site {
@@ -48,6 +52,17 @@ fn bootkit_build(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// A key set (PK, KEK, db) in `dir`, made as an operator makes one.
+fn make_keys(dir: &Path, common_name: &str) -> Result<()> {
+    bootkit_build(&[
+        "keys",
+        "--out",
+        &dir.display().to_string(),
+        "--common-name",
+        common_name,
+    ])
+}
+
 /// `sbverify`, independent of the project, accepts `file` as signed by `cert`.
 fn verify_signed(file: &Path, cert: &Path) -> Result<()> {
     run(
@@ -61,15 +76,32 @@ fn verify_signed(file: &Path, cert: &Path) -> Result<()> {
     Ok(())
 }
 
-#[test]
-#[ignore = "needs root (network namespace, bridge) and QEMU: PXE-boots a Secure Boot machine (minutes under TCG)"]
-fn signed_ipxe_from_the_provisioner_chains_the_signed_uki_under_secure_boot_and_provisions()
--> Result<()> {
-    if !prerequisites_present("PXE Secure Boot", OVMF_CODE_SECBOOT)? {
-        return Ok(());
-    }
+/// Which key signs the UKI the provisioner serves.
+#[derive(Clone, Copy)]
+enum UkiSigner {
+    /// The site's db key, which the node's firmware trusts.
+    SiteDb,
+    /// The db key of another key set, made the same way and enrolled nowhere.
+    OtherKeySet,
+}
+
+/// A Secure Boot node PXE-booting from the provisioner, up to iPXE running the UKI script.
+struct Booted {
+    /// Kept for the test's length: the namespace the stack and the node run in.
+    ns: NetNs,
+    stack: Stack,
+    vm: Vm,
+    /// The UKI the provisioner serves.
+    uki: PathBuf,
+    started: Instant,
+}
+
+/// Makes the site's key set, enrolls it in a node's firmware, signs iPXE into the TFTP root
+/// with it, builds the UKI signed by `signer`, starts the provisioner serving both and boots
+/// the node until iPXE echoes the UKI script's first line.
+fn boot_to_the_uki_script(ns_tag: &str, signer: UkiSigner) -> Result<Booted> {
     let started = Instant::now();
-    let ns = NetNs::create("pxesecboot")?;
+    let ns = NetNs::create(ns_tag)?;
     ns.add_bridge(BRIDGE, &format!("{}/24", SITE.ip()))?;
     let placeholder = StackOptions::new(
         SITE.socket(REGISTRY_PORT),
@@ -80,15 +112,17 @@ fn signed_ipxe_from_the_provisioner_chains_the_signed_uki_under_secure_boot_and_
 
     // The site's keys, as an operator makes them, enrolled in the node's firmware.
     let keys = work_dir.join("keys");
-    bootkit_build(&[
-        "keys",
-        "--out",
-        &keys.display().to_string(),
-        "--common-name",
-        "bootkit PXE test",
-    ])?;
+    make_keys(&keys, "bootkit PXE test")?;
     let (db_key, db_cert) = (keys.join("db.key"), keys.join("db.crt"));
     let vars = SecureBootVars::enroll(&keys, &work_dir.join("OVMF_VARS.secboot.fd"))?;
+    let (uki_key, uki_cert) = match signer {
+        UkiSigner::SiteDb => (db_key.clone(), db_cert.clone()),
+        UkiSigner::OtherKeySet => {
+            let other = work_dir.join("other-keys");
+            make_keys(&other, "another site")?;
+            (other.join("db.key"), other.join("db.crt"))
+        }
+    };
 
     // The TFTP root: Debian's ipxe.efi signed with the db key; the BIOS binary as it is
     // (the provisioner checks that both are there; BIOS has no Secure Boot).
@@ -125,14 +159,14 @@ fn signed_ipxe_from_the_provisioner_chains_the_signed_uki_under_secure_boot_and_
         "--out",
         &uki.display().to_string(),
         "--sign-key",
-        &db_key.display().to_string(),
+        &uki_key.display().to_string(),
         "--sign-cert",
-        &db_cert.display().to_string(),
+        &uki_cert.display().to_string(),
     ])?;
-    verify_signed(&uki, &db_cert)?;
+    verify_signed(&uki, &uki_cert)?;
 
     let tftp_root = tftp_root.display().to_string();
-    let mut stack = SITE.start_stack(
+    let stack = SITE.start_stack(
         &ns,
         placeholder,
         &uki,
@@ -149,7 +183,7 @@ fn signed_ipxe_from_the_provisioner_chains_the_signed_uki_under_secure_boot_and_
     let disk = work_dir.join("disk-secure-boot.raw");
     blank_disk(&disk, DISK_BYTES)?;
     let node_vars = vars.copy_for(&work_dir.join("OVMF_VARS.node.fd"))?;
-    let config = VmConfig::uefi_secure_boot("pxe-secure-boot-node", node_vars)
+    let config = VmConfig::uefi_secure_boot(&format!("pxe-secure-boot-{ns_tag}"), node_vars)
         .memory_mib(2048)
         .wrapped_in(&ns.exec_prefix())
         .arg("-netdev")
@@ -172,6 +206,29 @@ fn signed_ipxe_from_the_provisioner_chains_the_signed_uki_under_secure_boot_and_
         "the firmware did not run the signed iPXE to the provisioner's UKI script: {line}; log: {}",
         vm.log_path().display()
     );
+    Ok(Booted {
+        ns,
+        stack,
+        vm,
+        uki,
+        started,
+    })
+}
+
+#[test]
+#[ignore = "needs root (network namespace, bridge) and QEMU: PXE-boots a Secure Boot machine (minutes under TCG)"]
+fn signed_ipxe_from_the_provisioner_chains_the_signed_uki_under_secure_boot_and_provisions()
+-> Result<()> {
+    if !prerequisites_present("PXE Secure Boot", OVMF_CODE_SECBOOT)? {
+        return Ok(());
+    }
+    let Booted {
+        ns: _ns,
+        mut stack,
+        mut vm,
+        started,
+        ..
+    } = boot_to_the_uki_script("pxesecboot", UkiSigner::SiteDb)?;
     let chained_at = vm.elapsed();
     let (index, line) = vm.wait_for_any(
         &[BOOTKIT_READY, "Could not boot", REFUSED_MARKER],
@@ -211,6 +268,65 @@ fn signed_ipxe_from_the_provisioner_chains_the_signed_uki_under_secure_boot_and_
         chained_at.as_secs(),
         ready_at.as_secs(),
         provisioned_at.as_secs(),
+        started.elapsed().as_secs()
+    );
+    Ok(())
+}
+
+/// The UKI script's line when the firmware's LoadImage refused the UKI (`script::install_uki`).
+const UKI_REFUSED: &str = "provisioner: the firmware did not start the UKI";
+/// iPXE's line when `boot` fails, before the script's own. Debian's iPXE words the refusal
+/// "Could not boot: Exec format error" (this test's console): it probes an EFI image with the
+/// firmware's LoadImage, which Secure Boot fails, so no image type claims the file.
+const IPXE_COULD_NOT_BOOT: &str = "Could not boot";
+
+#[test]
+#[ignore = "needs root (network namespace, bridge) and QEMU: PXE-boots a Secure Boot machine (minutes under TCG)"]
+fn a_uki_signed_by_another_key_set_is_refused_and_the_node_never_reaches_the_bootkit() -> Result<()>
+{
+    if !prerequisites_present("PXE Secure Boot refusal", OVMF_CODE_SECBOOT)? {
+        return Ok(());
+    }
+    let Booted {
+        ns,
+        mut stack,
+        mut vm,
+        uki,
+        started,
+    } = boot_to_the_uki_script("pxesbrefuse", UkiSigner::OtherKeySet)?;
+    let (index, line) = vm.wait_for_any(
+        &[UKI_REFUSED, BOOTKIT_READY],
+        scaled(Duration::from_secs(300)),
+    )?;
+    ensure!(
+        index == 0,
+        "the firmware started a UKI signed by a key outside its db: {line}; log: {}",
+        vm.log_path().display()
+    );
+    let refused_at = vm.elapsed();
+    ensure!(
+        vm.console().contains(IPXE_COULD_NOT_BOOT),
+        "iPXE did not report the refused boot ({IPXE_COULD_NOT_BOOT:?}); log: {}",
+        vm.log_path().display()
+    );
+    stack.check_running()?;
+    // The provisioner sent the node the whole UKI, and never heard from the bootkit: no
+    // device discovery, so no node, workflow or timeline for it.
+    let uki_bytes = std::fs::metadata(&uki)?.len();
+    let sent = SITE.metric(&ns, "provisioner_http_artifact_bytes_total")?;
+    ensure!(
+        sent >= uki_bytes,
+        "the boot HTTP listener sent {sent} bytes, the UKI has {uki_bytes}"
+    );
+    let status = stack.node_status(MAC)?;
+    ensure!(
+        status.is_none(),
+        "the provisioner knows the refused node, as if its bootkit had reported in:\n{}",
+        status.map(|status| status.detail).unwrap_or_default()
+    );
+    eprintln!(
+        "UKI refused {} s after the VM started; test {} s",
+        refused_at.as_secs(),
         started.elapsed().as_secs()
     );
     Ok(())

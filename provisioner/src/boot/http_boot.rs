@@ -10,8 +10,10 @@
 //! HookOS), and which workflow a node runs is the provisioner's decision once it reports in.
 //! A per-node UKI would need a build and a signature per node for no gain.
 
+use std::net::SocketAddr;
+
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
@@ -42,6 +44,10 @@ pub(super) async fn uki(State(served): State<Served>, request: Request) -> Respo
         );
     };
     let is_head = request.method() == Method::HEAD;
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| *peer);
     let Ok(response) = ServeFile::new(&path).oneshot(request).await;
     let mut response = response.map(Body::new);
     if response.status().is_success() {
@@ -58,6 +64,12 @@ pub(super) async fn uki(State(served): State<Served>, request: Request) -> Respo
                 .and_then(|text| text.parse().ok())
                 .unwrap_or(0);
             served.add(|counters| &counters.artifact_bytes, sent);
+            // Whole downloads only: a ranged one is part of a download already recorded.
+            if response.status() == StatusCode::OK
+                && let Some(peer) = peer
+            {
+                record_fetch(&served, peer, sent);
+            }
         }
     } else if response.status() == StatusCode::NOT_FOUND {
         tracing::error!(
@@ -67,6 +79,30 @@ pub(super) async fn uki(State(served): State<Served>, request: Request) -> Respo
         served.count(|counters| &counters.not_found);
     }
     response
+}
+
+/// Puts the UKI download on the timeline of the node known at `peer`'s address (from its
+/// last discovery), so that a node the firmware then refuses to start (under Secure Boot, a
+/// UKI its db does not trust) shows this as its last event. A node never discovered has no
+/// timeline yet; the boot counters still count the download.
+fn record_fetch(served: &Served, peer: SocketAddr, bytes: u64) {
+    let store = &served.context.store;
+    let ip = peer.ip().to_string();
+    let recorded = store.node_by_ip(&ip).and_then(|node| match node {
+        Some(node) => store.record_event(
+            &node.id,
+            "uki",
+            &format!("fetched the boot UKI ({bytes} bytes) from {UKI_PATH}"),
+        ),
+        None => Ok(()),
+    });
+    if let Err(error) = recorded {
+        tracing::error!(
+            %ip,
+            "recording the UKI download on the node's timeline failed: {error}",
+            error = bootkit_common::error_chain(&error)
+        );
+    }
 }
 
 /// The site's line to bake into the UKI: what a boot script would pass, less the per-node
