@@ -10,24 +10,29 @@
 //! command line, which must be what the provisioner itself says to bake in
 //! (`/httpboot/cmdline`).
 //!
+//! Under Secure Boot (the second test) the site's key set from `bootkit-build keys` is
+//! enrolled in OVMF's store, the UKI is signed with its db key, and the same HTTP boot must
+//! start a kernel that reports Secure Boot on and get the bootkit ready.
+//!
 //! Needs root, and what scripts/setup.sh and scripts/build-bootkit.sh provide. Without them
 //! the test says what is missing and passes, unless CI is set: then it fails.
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
+use common::run;
 use common::site::{
-    ADMIN_PORT, BRIDGE, GRPC_PORT, REGISTRY_PORT, Site, blank_disk, prerequisites_present,
+    ADMIN_PORT, BRIDGE, NetworkBoot, Site, blank_disk, build_uki, prerequisites_present,
+    uefi_network_boot_nic,
 };
-use qemu_tests::netns::NetNs;
+use qemu_tests::SecureBootVars;
 use qemu_tests::paths::builder_binary;
 use qemu_tests::pxe::{self, BOOTKIT_STARTED};
-use qemu_tests::stack::{StackOptions, pxe_bootkit_image};
-use qemu_tests::vm::{OVMF_CODE, Vm, VmConfig, fresh_uefi_vars, scaled};
+use qemu_tests::secure_boot::REFUSED_MARKER;
+use qemu_tests::vm::{OVMF_CODE, OVMF_CODE_SECBOOT, Vm, VmConfig, fresh_uefi_vars, scaled};
 
 const SITE: Site = Site {
     subnet: "10.213.61",
@@ -38,27 +43,6 @@ const DISK_BYTES: u64 = 512 << 20;
 /// What OVMF's HttpBootDxe prints when it starts (its boot option "UEFI HTTPv4").
 const HTTP_BOOT_STARTED: &str = "Start HTTP Boot over IPv4";
 
-fn build_uki(out: &Path, cmdline: &str) -> Result<()> {
-    let bootkit = pxe_bootkit_image()?;
-    let output = Command::new(builder_binary())
-        .arg("uki")
-        .arg("--kernel")
-        .arg(&bootkit.kernel)
-        .arg("--initrd")
-        .arg(&bootkit.initrd)
-        .args(["--cmdline", cmdline, "--out"])
-        .arg(out)
-        .output()
-        .context("running bootkit-build uki")?;
-    ensure!(
-        output.status.success(),
-        "bootkit-build uki failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
-    Ok(())
-}
-
 #[test]
 #[ignore = "needs root (network namespace, bridge) and QEMU: boots a machine"]
 fn ovmf_http_boots_the_site_uki_without_tftp_installs_and_then_boots_its_disk() -> Result<()> {
@@ -66,18 +50,11 @@ fn ovmf_http_boots_the_site_uki_without_tftp_installs_and_then_boots_its_disk() 
         return Ok(());
     }
     let started = Instant::now();
-    let ns = NetNs::create("httpboot")?;
-    ns.add_bridge(BRIDGE, &format!("{}/24", SITE.ip()))?;
-
+    let (ns, placeholder) = SITE.namespace("httpboot")?;
     let cmdline = SITE.cmdline();
-    let placeholder = StackOptions::new(
-        SITE.socket(REGISTRY_PORT),
-        SITE.socket(GRPC_PORT),
-        Vec::<String>::new(),
-    )?;
     let work_dir: PathBuf = placeholder.work_dir.clone();
     let uki = work_dir.join("bootkit.efi");
-    build_uki(&uki, &cmdline)?;
+    build_uki(&uki, &cmdline, None)?;
     let uki_bytes = std::fs::metadata(&uki)?.len();
     // No TFTP server at all: HTTP boot must not need one.
     let mut stack = SITE.start_stack(&ns, placeholder, &uki, &["--tftp", "off"])?;
@@ -87,24 +64,16 @@ fn ovmf_http_boots_the_site_uki_without_tftp_installs_and_then_boots_its_disk() 
     blank_disk(&disk, DISK_BYTES)?;
     let vars = work_dir.join("OVMF_VARS-http.fd");
     fresh_uefi_vars(&vars)?;
-    let config = VmConfig::uefi("http-boot-node", vars)
-        .memory_mib(2048)
-        .wrapped_in(&ns.exec_prefix())
-        .arg("-netdev")
-        .arg("tap,id=n0,ifname=taph,script=no,downscript=no")
-        // romfile= : no iPXE ROM, OVMF's own VirtioNetDxe drives the NIC.
-        .arg("-device")
-        .arg(format!(
-            "virtio-net-pci,netdev=n0,mac={MAC},romfile=,bootindex=1"
-        ))
-        // Only HTTP boot over IPv4 is offered: no PXE (which would need TFTP), no IPv6.
-        .arg("-fw_cfg")
-        .arg("name=opt/org.tianocore/IPv4PXESupport,string=no")
-        .arg("-fw_cfg")
-        .arg("name=opt/org.tianocore/IPv6Support,string=no")
-        // After the install the node is given no boot file, and OVMF goes on to the disk.
-        .boot_disk(&disk, 2)
-        .allow_reboot();
+    let config = uefi_network_boot_nic(
+        VmConfig::uefi("http-boot-node", vars).memory_mib(2048),
+        &ns,
+        "taph",
+        MAC,
+        NetworkBoot::HttpOnly,
+    )
+    // After the install the node is given no boot file, and OVMF goes on to the disk.
+    .boot_disk(&disk, 2)
+    .allow_reboot();
     let mut vm = Vm::boot(config)?;
     vm.wait_for(HTTP_BOOT_STARTED, scaled(Duration::from_secs(120)))?;
     let http_boot_at = vm.elapsed();
@@ -164,6 +133,75 @@ fn ovmf_http_boots_the_site_uki_without_tftp_installs_and_then_boots_its_disk() 
     eprintln!(
         "provisioned {} s, installed disk booted {} s after the VM started; test {} s",
         provisioned_at.as_secs(),
+        vm.elapsed().as_secs(),
+        started.elapsed().as_secs()
+    );
+    vm.kill();
+    Ok(())
+}
+
+/// The kernel's line when the firmware started it with Secure Boot on.
+const SECURE_BOOT_ON: &str = "secureboot: Secure boot enabled";
+/// The bootkit's line once its agents are up.
+const BOOTKIT_READY: &str = "bootkit: ready in";
+
+#[test]
+#[ignore = "needs root (network namespace, bridge) and QEMU: HTTP-boots a Secure Boot machine (minutes under TCG)"]
+fn ovmf_http_boots_the_signed_site_uki_under_secure_boot_to_the_bootkit_ready() -> Result<()> {
+    if !prerequisites_present("UEFI HTTP boot under Secure Boot", OVMF_CODE_SECBOOT)? {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let (ns, placeholder) = SITE.namespace("httpsecboot")?;
+    let work_dir: PathBuf = placeholder.work_dir.clone();
+
+    // The site's key set, as an operator makes it, enrolled in the node's firmware; the UKI
+    // signed with its db key.
+    let keys = work_dir.join("keys");
+    run(
+        &builder_binary().display().to_string(),
+        &[
+            "keys",
+            "--out",
+            &keys.display().to_string(),
+            "--common-name",
+            "bootkit HTTP boot test",
+        ],
+    )?;
+    let vars = SecureBootVars::enroll(&keys, &work_dir.join("OVMF_VARS.secboot.fd"))?;
+    let (db_key, db_cert) = (keys.join("db.key"), keys.join("db.crt"));
+    let uki = work_dir.join("bootkit.efi");
+    build_uki(&uki, &SITE.cmdline(), Some((&db_key, &db_cert)))?;
+    let _stack = SITE.start_stack(&ns, placeholder, &uki, &["--tftp", "off"])?;
+
+    ns.add_tap("tapsbh", BRIDGE)?;
+    let node_vars = vars.copy_for(&work_dir.join("OVMF_VARS.node.fd"))?;
+    let config = uefi_network_boot_nic(
+        VmConfig::uefi_secure_boot("http-secure-boot-node", node_vars).memory_mib(2048),
+        &ns,
+        "tapsbh",
+        MAC,
+        NetworkBoot::HttpOnly,
+    );
+    let mut vm = Vm::boot(config)?;
+    vm.wait_for(HTTP_BOOT_STARTED, scaled(Duration::from_secs(120)))?;
+    let (index, line) = vm.wait_for_any(
+        &[BOOTKIT_READY, REFUSED_MARKER],
+        scaled(Duration::from_secs(480)),
+    )?;
+    ensure!(
+        index == 0,
+        "the firmware did not HTTP-boot the signed UKI to the bootkit's ready line: {line}; \
+         log: {}",
+        vm.log_path().display()
+    );
+    ensure!(
+        vm.console().contains(SECURE_BOOT_ON),
+        "the kernel HTTP-booted from the signed UKI did not see Secure Boot on; log: {}",
+        vm.log_path().display()
+    );
+    eprintln!(
+        "bootkit ready {} s after the VM started; test {} s",
         vm.elapsed().as_secs(),
         started.elapsed().as_secs()
     );

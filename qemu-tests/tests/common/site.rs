@@ -4,11 +4,14 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
 use qemu_tests::NetNs;
+use qemu_tests::paths::builder_binary;
 use qemu_tests::pxe;
-use qemu_tests::stack::{ProfileSetup, Stack, StackOptions};
+use qemu_tests::stack::{ProfileSetup, Stack, StackOptions, pxe_bootkit_image};
+use qemu_tests::vm::VmConfig;
 
 /// The bridge the provisioner answers DHCP on and the node's tap joins.
 pub const BRIDGE: &str = "br0";
@@ -89,6 +92,59 @@ impl Site {
         })?
     }
 
+    /// The value of the counter `name` on the admin API's `/metrics`, from inside `ns`.
+    pub fn metric(&self, ns: &NetNs, name: &str) -> Result<u64> {
+        let url = format!("http://{}/metrics", self.socket(ADMIN_PORT));
+        let metrics = ns.within(move || -> Result<String> {
+            Ok(reqwest::blocking::get(&url)?.error_for_status()?.text()?)
+        })??;
+        let value = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .with_context(|| format!("the provisioner's /metrics has no {name}"))?;
+        value
+            .trim()
+            .parse()
+            .with_context(|| format!("{name} is not a count: {value:?}"))
+    }
+
+    /// A network namespace tagged `tag` with the site's bridge, and the stack options (its
+    /// work directory among them) for [`Self::start_stack`].
+    pub fn namespace(&self, tag: &str) -> Result<(NetNs, StackOptions)> {
+        let ns = NetNs::create(tag)?;
+        ns.add_bridge(BRIDGE, &format!("{}/24", self.ip()))?;
+        let placeholder = StackOptions::new(
+            self.socket(REGISTRY_PORT),
+            self.socket(GRPC_PORT),
+            Vec::<String>::new(),
+        )?;
+        Ok((ns, placeholder))
+    }
+
+    /// [`Self::start_stack`] with TFTP serving `tftp_root` (ipxe.efi and undionly.kpxe) and
+    /// iPXE chaining the UKI (`--ipxe-uki`) instead of the profile's kernel and initramfs.
+    pub fn start_ipxe_uki_stack(
+        &self,
+        ns: &NetNs,
+        placeholder: StackOptions,
+        uki: &Path,
+        tftp_root: &Path,
+    ) -> Result<Stack> {
+        let tftp_root = tftp_root.display().to_string();
+        self.start_stack(
+            ns,
+            placeholder,
+            uki,
+            &[
+                "--tftp",
+                "0.0.0.0:69",
+                "--tftp-root",
+                &tftp_root,
+                "--ipxe-uki",
+            ],
+        )
+    }
+
     /// Starts the stack in `ns` ([`Self::serve_args`] for `uki`, then `extra_flags`) with the
     /// default profile `bootkit`, which admits the unregistered node and installs the test OS
     /// image; checks that the site line the provisioner serves is the one `uki` was built with.
@@ -152,4 +208,72 @@ pub fn blank_disk(path: &Path, bytes: u64) -> Result<()> {
     std::fs::File::create(path)
         .and_then(|file| file.set_len(bytes))
         .with_context(|| format!("creating the blank disk {}", path.display()))
+}
+
+/// Builds the UKI at `out` from out/pxe-bootkit with `cmdline`, signed with `signer`'s
+/// (key, certificate) when given, as an operator does for Secure Boot.
+pub fn build_uki(out: &Path, cmdline: &str, signer: Option<(&Path, &Path)>) -> Result<()> {
+    let bootkit = pxe_bootkit_image()?;
+    let mut command = Command::new(builder_binary());
+    command
+        .arg("uki")
+        .arg("--kernel")
+        .arg(&bootkit.kernel)
+        .arg("--initrd")
+        .arg(&bootkit.initrd)
+        .args(["--cmdline", cmdline, "--out"])
+        .arg(out);
+    if let Some((key, cert)) = signer {
+        command
+            .arg("--sign-key")
+            .arg(key)
+            .arg("--sign-cert")
+            .arg(cert);
+    }
+    let output = command.output().context("running bootkit-build uki")?;
+    ensure!(
+        output.status.success(),
+        "bootkit-build uki failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(())
+}
+
+/// How a UEFI machine boots from the network: which of OVMF's IPv4 boot options is left on.
+#[derive(Clone, Copy)]
+pub enum NetworkBoot {
+    /// UEFI HTTP boot only; OVMF's PXE (which would need TFTP) is switched off.
+    HttpOnly,
+    /// OVMF's PXE first, then HTTP boot.
+    Pxe,
+}
+
+/// `config` with a virtio NIC on `tap` (MAC `mac`), first in the boot order, that OVMF boots
+/// from as `boot` says: no iPXE option ROM (OVMF's own VirtioNetDxe drives it), no IPv6.
+pub fn uefi_network_boot_nic(
+    config: VmConfig,
+    ns: &NetNs,
+    tap: &str,
+    mac: &str,
+    boot: NetworkBoot,
+) -> VmConfig {
+    let ipv4_pxe = match boot {
+        NetworkBoot::HttpOnly => "no",
+        NetworkBoot::Pxe => "yes",
+    };
+    config
+        .wrapped_in(&ns.exec_prefix())
+        .arg("-netdev")
+        .arg(format!("tap,id=n0,ifname={tap},script=no,downscript=no"))
+        .arg("-device")
+        .arg(format!(
+            "virtio-net-pci,netdev=n0,mac={mac},romfile=,bootindex=1"
+        ))
+        .arg("-fw_cfg")
+        .arg(format!(
+            "name=opt/org.tianocore/IPv4PXESupport,string={ipv4_pxe}"
+        ))
+        .arg("-fw_cfg")
+        .arg("name=opt/org.tianocore/IPv6Support,string=no")
 }
