@@ -388,6 +388,20 @@ impl Stack {
         self.wait_for_node(key, state, timeout, |status| status.state == state)
     }
 
+    /// Waits until the node `key` is `provisioned` (bounds as [`Stack::wait_for_node_state`])
+    /// and checks its workflow ended SUCCESS: a provisioned node whose workflow shows
+    /// anything else is an error naming what the provisioner shows.
+    pub fn wait_for_provisioned(&mut self, key: &str, timeout: Duration) -> Result<NodeStatus> {
+        let done = self.wait_for_node_state(key, "provisioned", timeout)?;
+        if done.workflow_state.as_deref() != Some("SUCCESS") {
+            return Err(Error::Other(format!(
+                "workflow not SUCCESS:\n{}",
+                done.detail
+            )));
+        }
+        Ok(done)
+    }
+
     fn wait_for_node(
         &mut self,
         key: &str,

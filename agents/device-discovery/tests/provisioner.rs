@@ -151,13 +151,39 @@ fn openssl(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// Where each enrollment test starts: a store with the profile and the boot MAC registered,
+/// served over TLS by the site's provisioner. `_dir` holds the database and the PKI files.
+struct Served {
+    store: Arc<Store>,
+    site: Site,
+    provisioner: RunningServer,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_profile(dir.path());
+        register_boot_mac(&store);
+        let site = Site::new(dir.path());
+        let provisioner = site.serve(store.clone()).await;
+        Served {
+            store,
+            site,
+            provisioner,
+            _dir: dir,
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_node_enrolls_over_pinned_tls_and_writes_a_credential_openssl_verifies() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_with_profile(dir.path());
-    register_boot_mac(&store);
-    let site = Site::new(dir.path());
-    let provisioner = site.serve(store.clone()).await;
+    let Served {
+        store,
+        site,
+        provisioner,
+        _dir,
+    } = Served::start().await;
     let (_root, config) = machine(provisioner.grpc_addr, site.pin());
 
     let onboarded = run(&config, &Addresses::none()).await.unwrap();
@@ -223,11 +249,12 @@ async fn a_node_enrolls_over_pinned_tls_and_writes_a_credential_openssl_verifies
 
 #[tokio::test]
 async fn a_second_enrollment_is_refused_until_the_operator_re_arms_the_node() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_with_profile(dir.path());
-    register_boot_mac(&store);
-    let site = Site::new(dir.path());
-    let provisioner = site.serve(store.clone()).await;
+    let Served {
+        store,
+        site,
+        provisioner,
+        _dir,
+    } = Served::start().await;
     let (_first, config) = machine(provisioner.grpc_addr, site.pin());
     run(&config, &Addresses::none()).await.unwrap();
 
@@ -255,11 +282,12 @@ async fn a_second_enrollment_is_refused_until_the_operator_re_arms_the_node() {
 /// the provisioner lets it enroll again as itself, where a fresh key was refused above.
 #[tokio::test]
 async fn a_second_run_in_the_same_boot_re_enters_with_its_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_with_profile(dir.path());
-    register_boot_mac(&store);
-    let site = Site::new(dir.path());
-    let provisioner = site.serve(store.clone()).await;
+    let Served {
+        store,
+        site,
+        provisioner,
+        _dir,
+    } = Served::start().await;
     let (_root, config) = machine(provisioner.grpc_addr, site.pin());
     run(&config, &Addresses::none()).await.unwrap();
     let key_file = config.node_credentials_dir.join("node-key.pem");
@@ -289,11 +317,12 @@ async fn a_second_run_in_the_same_boot_re_enters_with_its_certificate() {
 
 #[tokio::test]
 async fn a_wrong_pin_is_a_handshake_failure_and_nothing_is_enrolled() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_with_profile(dir.path());
-    register_boot_mac(&store);
-    let site = Site::new(dir.path());
-    let provisioner = site.serve(store.clone()).await;
+    let Served {
+        store,
+        site: _site,
+        provisioner,
+        _dir,
+    } = Served::start().await;
     let (_root, mut config) = machine(
         provisioner.grpc_addr,
         ServerTls::Pinned {
